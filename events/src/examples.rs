@@ -1,0 +1,228 @@
+//! One realistic example payload per kind, with fixed ids and timestamps so
+//! that generated schema examples are stable. Used by tests, the `schemas`
+//! generator and the benchmarks.
+
+use crate::envelope::Envelope;
+use crate::ids::{AccountId, Actor};
+use crate::kinds::EventPayload;
+use crate::payloads::{approvals::*, fleet::*, k3s::*, log::*, sdwan::*};
+use chrono::{TimeZone, Utc};
+use std::collections::BTreeMap;
+use uuid::Uuid;
+
+/// The example account.
+pub fn example_account() -> AccountId {
+    AccountId::new("acct-example").expect("literal is a valid account id")
+}
+
+/// Wraps a payload in an envelope with fixed metadata (deterministic bytes).
+pub fn example_envelope(payload: impl Into<EventPayload>) -> Envelope {
+    let payload = payload.into();
+    let id = Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0001);
+    Envelope {
+        id,
+        account_id: example_account(),
+        aggregate: payload.aggregate(),
+        occurred_at: Utc
+            .with_ymd_and_hms(2026, 11, 21, 12, 0, 0)
+            .single()
+            .expect("fixed timestamp is valid"),
+        actor: Actor::service("provisioner"),
+        correlation_id: id,
+        causation_id: None,
+        payload,
+        signature: None,
+    }
+}
+
+const CLUSTER: &str = "cluster-0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b";
+const INSTANCE: &str = "inst-0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a01";
+const VIP: &str = "vip-0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a77";
+const FP: &str = "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+
+/// One example of every kind, in kind-table order.
+pub fn example_payloads() -> Vec<EventPayload> {
+    let prefix = "10.42.0.0/16".parse().expect("literal prefix");
+    vec![
+        AccountCreated { account_id: "acct-example".into(), name: "Example Corp".into() }.into(),
+        OperatorTokenIssued {
+            token_id: "tok-01".into(),
+            permissions: vec!["system.kubernetes_provision".into()],
+            fingerprint: FP.into(),
+        }
+        .into(),
+        OperatorTokenRevoked { token_id: "tok-01".into() }.into(),
+        TemplateCreated { template_id: "tmpl-k3s-server".into(), name: "k3s-server".into() }.into(),
+        NodeCreated {
+            node_id: "node-01".into(),
+            hostname: "k3s-prod-server-1".into(),
+            template_id: "tmpl-k3s-server".into(),
+            memory_mb: 8192,
+        }
+        .into(),
+        InstanceProvisioned {
+            instance_id: INSTANCE.into(),
+            node_id: "node-01".into(),
+            template_id: "tmpl-k3s-server".into(),
+            cni_plugin: Some(CniPlugin::Flannel),
+            enrollment_fingerprint: FP.into(),
+        }
+        .into(),
+        AgentEnrolled {
+            instance_id: INSTANCE.into(),
+            public_key: "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a".into(),
+        }
+        .into(),
+        InstanceDrained { instance_id: INSTANCE.into() }.into(),
+        InstanceTerminated { instance_id: INSTANCE.into() }.into(),
+        NetworkCreated {
+            network_id: "net-prod".into(),
+            name: "k3s-prod-net".into(),
+            handle: "prod".into(),
+            overlay_prefix: "fd00:abcd:1::/64".parse().expect("literal prefix"),
+            vip_range: "fd00:abcd:1::100/120".parse().expect("literal prefix"),
+            pod_subnet_prefix: Some(prefix),
+            routing_mode: RoutingMode::Ibgp,
+        }
+        .into(),
+        PodSubnetPrefixSet { network_id: "net-prod".into(), pod_subnet_prefix: prefix }.into(),
+        PeerAttached {
+            network_id: "net-prod".into(),
+            peer_id: "peer-01".into(),
+            instance_id: INSTANCE.into(),
+            overlay_ip: "fd00:abcd:1::5".parse().expect("literal address"),
+            lan_subnets: vec!["192.168.55.0/24".parse().expect("literal prefix")],
+        }
+        .into(),
+        VirtualIpAllocated {
+            virtual_ip_id: VIP.into(),
+            network_id: "net-prod".into(),
+            vip: "fd00:abcd:1::100".parse().expect("literal address"),
+            purpose: VipPurpose::K3sApiEndpoint,
+            cluster_id: CLUSTER.into(),
+            primary_holder_peer_id: "peer-01".into(),
+        }
+        .into(),
+        VirtualIpAllocationFailed {
+            cluster_id: CLUSTER.into(),
+            reason: "network net-prod has no free address in its VIP range".into(),
+            fallback_api_endpoint: "https://[fd00:abcd:1::5]:6443".into(),
+        }
+        .into(),
+        VirtualIpCandidateAdded { virtual_ip_id: VIP.into(), peer_id: "peer-02".into() }.into(),
+        VirtualIpPromoted {
+            virtual_ip_id: VIP.into(),
+            from_peer_id: Some("peer-01".into()),
+            to_peer_id: "peer-02".into(),
+            generation: 2,
+            reason: "approved_failover".into(),
+        }
+        .into(),
+        VirtualIpReleased { virtual_ip_id: VIP.into(), reason: "cluster decommissioned".into() }.into(),
+        VipHolderSilent {
+            virtual_ip_id: VIP.into(),
+            holder_peer_id: "peer-01".into(),
+            last_seen_at: "2026-11-21T11:59:56Z".into(),
+            threshold_ms: 3000,
+            observer: "sensor-1".into(),
+        }
+        .into(),
+        VipHolderRecovered { virtual_ip_id: VIP.into(), holder_peer_id: "peer-01".into(), silent_for_ms: 4200 }
+            .into(),
+        FailoverProposed {
+            virtual_ip_id: VIP.into(),
+            current_holder_peer_id: "peer-01".into(),
+            candidate_peer_id: "peer-02".into(),
+            score: 0.92,
+            approval_id: "appr-01".into(),
+        }
+        .into(),
+        ModuleAssigned {
+            assignment_id: "asg-01".into(),
+            template_id: "tmpl-k3s-worker".into(),
+            module_name: K3sModule::K3sAgent,
+            config: ModuleConfig { target_cluster_id: Some(CLUSTER.into()), extra: BTreeMap::new() },
+        }
+        .into(),
+        RuntimeInstalling { instance_id: INSTANCE.into(), module_name: K3sModule::K3sServer, version: "v1.30.5+k3s1".into() }
+            .into(),
+        HandshakeBootstrap {
+            instance_id: INSTANCE.into(),
+            k3s_version: "v1.30.5+k3s1".into(),
+            node_token_fingerprint: FP.into(),
+            kubeconfig_fingerprint: FP.into(),
+        }
+        .into(),
+        HandshakeJoinRequest {
+            instance_id: INSTANCE.into(),
+            module_name: K3sModule::K3sAgent,
+            target_cluster_id: Some(CLUSTER.into()),
+        }
+        .into(),
+        JoinTokenIssued {
+            instance_id: INSTANCE.into(),
+            cluster_id: CLUSTER.into(),
+            api_endpoint: "https://[fd00:abcd:1::100]:6443".into(),
+            token_fingerprint: FP.into(),
+        }
+        .into(),
+        JoinRejected {
+            instance_id: INSTANCE.into(),
+            target_cluster_id: Some("cluster-unknown".into()),
+            reason: "cluster_not_found".into(),
+        }
+        .into(),
+        HandshakeReady {
+            instance_id: INSTANCE.into(),
+            cluster_id: CLUSTER.into(),
+            node_name: "k3s-prod-server-1".into(),
+            k3s_version: "v1.30.5+k3s1".into(),
+        }
+        .into(),
+        ClusterBootstrapped {
+            cluster_id: CLUSTER.into(),
+            name: "k3s-prod-server-1".into(),
+            bootstrap_instance_id: INSTANCE.into(),
+            api_endpoint: "https://[fd00:abcd:1::100]:6443".into(),
+            network_id: Some("net-prod".into()),
+            cni_plugin: CniPlugin::Flannel,
+            pod_cidr: Some(prefix),
+            server_flags: vec![
+                "--flannel-iface=wg-sdwan-prod".into(),
+                "--flannel-backend=host-gw".into(),
+                "--cluster-cidr=10.42.0.0/16".into(),
+            ],
+        }
+        .into(),
+        ClusterActivated { cluster_id: CLUSTER.into() }.into(),
+        NodeRegistered { cluster_id: CLUSTER.into(), instance_id: INSTANCE.into(), role: NodeRole::ControlPlane }.into(),
+        ClusterDecommissioned { cluster_id: CLUSTER.into(), released_virtual_ip_id: Some(VIP.into()) }.into(),
+        PodSubnetPrefixIgnored {
+            cluster_id: CLUSTER.into(),
+            network_id: "net-prod".into(),
+            pod_subnet_prefix: prefix,
+            cni_plugin: CniPlugin::OvnKubernetes,
+        }
+        .into(),
+        KubeconfigRetrieved { cluster_id: CLUSTER.into(), fingerprint: FP.into() }.into(),
+        ApprovalRequested {
+            approval_id: "appr-01".into(),
+            action: "vip_promotion".into(),
+            subject: format!("virtual_ip/{VIP}"),
+            summary: "promote peer-02 to hold the k3s API VIP of cluster prod".into(),
+            expires_at: "2026-11-21T12:15:00Z".into(),
+        }
+        .into(),
+        ApprovalGranted { approval_id: "appr-01".into() }.into(),
+        ApprovalRejected { approval_id: "appr-01".into(), reason: "maintenance window".into() }.into(),
+        ApprovalExpired { approval_id: "appr-01".into() }.into(),
+        RecordRejected {
+            rejected_seq: 42,
+            rejected_kind: Some("system.k3s.handshake.ready".into()),
+            rejected_event_id: None,
+            reason: "signature does not verify against the enrolled key".into(),
+            observed_by: "provisioner".into(),
+        }
+        .into(),
+    ]
+}

@@ -1,0 +1,166 @@
+//! The kind table: the one place where each payload type is bound to its kind
+//! string, current schema version and aggregate. Everything else (`kind()`,
+//! decoding by kind, [`ALL_KINDS`], schema generation) is derived from it.
+
+use crate::codec::DecodeError;
+use crate::ids::{AggregateRef, AggregateType};
+use crate::payloads::{approvals::*, fleet::*, k3s::*, log::*, sdwan::*};
+
+/// What every payload type knows about itself.
+pub trait Payload: serde::Serialize + serde::de::DeserializeOwned + Into<EventPayload> {
+    /// The dotted kind string, e.g. `system.k3s.module.assigned`.
+    const KIND: &'static str;
+    /// The current schema version written by this build.
+    const VERSION: u16;
+    /// The aggregate this fact is about.
+    fn aggregate(&self) -> AggregateRef;
+}
+
+/// One row of the kind table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KindInfo {
+    /// The dotted kind string.
+    pub kind: &'static str,
+    /// Current schema version.
+    pub version: u16,
+    /// The Rust payload type's name.
+    pub type_name: &'static str,
+}
+
+macro_rules! define_events {
+    ($( $(#[$doc:meta])* $variant:ident = $kind:literal, v = $ver:literal, $agg:ident ( $field:ident ); )*) => {
+        /// Every event payload powernode knows, one variant per kind.
+        #[derive(Debug, Clone, PartialEq, serde::Serialize)]
+        #[serde(untagged)]
+        pub enum EventPayload {
+            $( $(#[$doc])* $variant($variant), )*
+        }
+
+        /// Every kind with its current version, in table order.
+        pub const ALL_KINDS: &[KindInfo] = &[
+            $( KindInfo { kind: $kind, version: $ver, type_name: stringify!($variant) }, )*
+        ];
+
+        impl EventPayload {
+            /// The kind string of this payload.
+            pub fn kind(&self) -> &'static str {
+                match self { $( Self::$variant(_) => $kind, )* }
+            }
+
+            /// The schema version this build writes for this payload.
+            pub fn schema_version(&self) -> u16 {
+                match self { $( Self::$variant(_) => $ver, )* }
+            }
+
+            /// The aggregate this payload is about.
+            pub fn aggregate(&self) -> AggregateRef {
+                match self { $( Self::$variant(p) => p.aggregate(), )* }
+            }
+
+            /// The payload as a CBOR value.
+            pub(crate) fn to_value(&self) -> Result<ciborium::Value, crate::codec::EncodeError> {
+                match self {
+                    $( Self::$variant(p) => ciborium::Value::serialized(p)
+                        .map_err(|e| crate::codec::EncodeError(e.to_string())), )*
+                }
+            }
+
+            /// Decodes a current-version payload value of the given kind.
+            pub(crate) fn from_value(kind: &str, value: ciborium::Value) -> Result<Self, DecodeError> {
+                match kind {
+                    $( $kind => value.deserialized::<$variant>().map(Self::$variant)
+                        .map_err(|e| DecodeError::Payload { kind: kind.to_string(), reason: e.to_string() }), )*
+                    other => Err(DecodeError::UnknownKind(other.to_string())),
+                }
+            }
+        }
+
+        $(
+            impl Payload for $variant {
+                const KIND: &'static str = $kind;
+                const VERSION: u16 = $ver;
+                fn aggregate(&self) -> AggregateRef {
+                    AggregateRef::new(AggregateType::$agg, self.$field.to_string())
+                }
+            }
+
+            impl From<$variant> for EventPayload {
+                fn from(p: $variant) -> Self { Self::$variant(p) }
+            }
+        )*
+
+        /// JSON Schemas of the current version of every kind: `(kind, version, schema)`.
+        #[cfg(feature = "schema")]
+        pub fn current_schemas() -> Vec<(&'static str, u16, schemars::Schema)> {
+            vec![ $( ($kind, $ver, schemars::schema_for!($variant)), )* ]
+        }
+    };
+}
+
+define_events! {
+    // fleet
+    AccountCreated = "system.account.created", v = 1, Account(account_id);
+    OperatorTokenIssued = "system.operator_token.issued", v = 1, OperatorToken(token_id);
+    OperatorTokenRevoked = "system.operator_token.revoked", v = 1, OperatorToken(token_id);
+    TemplateCreated = "system.template.created", v = 1, Template(template_id);
+    NodeCreated = "system.node.created", v = 1, Node(node_id);
+    InstanceProvisioned = "system.instance.provisioned", v = 1, Instance(instance_id);
+    AgentEnrolled = "system.agent.enrolled", v = 1, Instance(instance_id);
+    InstanceDrained = "system.instance.drained", v = 1, Instance(instance_id);
+    InstanceTerminated = "system.instance.terminated", v = 1, Instance(instance_id);
+    // sdwan
+    NetworkCreated = "system.sdwan.network.created", v = 1, Network(network_id);
+    PodSubnetPrefixSet = "system.sdwan.network.pod_subnet_prefix_set", v = 1, Network(network_id);
+    PeerAttached = "system.sdwan.peer.attached", v = 1, Network(network_id);
+    VirtualIpAllocated = "system.sdwan.virtual_ip.allocated", v = 2, Network(network_id);
+    VirtualIpAllocationFailed = "system.sdwan.virtual_ip.allocation_failed", v = 1, Cluster(cluster_id);
+    VirtualIpCandidateAdded = "system.sdwan.virtual_ip.candidate_added", v = 1, VirtualIp(virtual_ip_id);
+    VirtualIpPromoted = "system.sdwan.virtual_ip.promoted", v = 1, VirtualIp(virtual_ip_id);
+    VirtualIpReleased = "system.sdwan.virtual_ip.released", v = 1, VirtualIp(virtual_ip_id);
+    VipHolderSilent = "sdwan.vip_holder_silent", v = 1, VirtualIp(virtual_ip_id);
+    VipHolderRecovered = "sdwan.vip_holder_recovered", v = 1, VirtualIp(virtual_ip_id);
+    FailoverProposed = "system.sdwan.failover.proposed", v = 1, VirtualIp(virtual_ip_id);
+    // k3s
+    ModuleAssigned = "system.k3s.module.assigned", v = 1, Template(template_id);
+    RuntimeInstalling = "system.k3s.runtime.installing", v = 1, Instance(instance_id);
+    HandshakeBootstrap = "system.k3s.handshake.bootstrap", v = 1, Instance(instance_id);
+    HandshakeJoinRequest = "system.k3s.handshake.join_request", v = 1, Instance(instance_id);
+    JoinTokenIssued = "system.k3s.handshake.join_token_issued", v = 1, Instance(instance_id);
+    JoinRejected = "system.k3s.handshake.join_rejected", v = 1, Instance(instance_id);
+    HandshakeReady = "system.k3s.handshake.ready", v = 1, Instance(instance_id);
+    ClusterBootstrapped = "system.k3s.cluster.bootstrapped", v = 1, Cluster(cluster_id);
+    ClusterActivated = "system.k3s.cluster.activated", v = 1, Cluster(cluster_id);
+    NodeRegistered = "system.k3s.node.registered", v = 1, Cluster(cluster_id);
+    ClusterDecommissioned = "system.k3s.cluster.decommissioned", v = 1, Cluster(cluster_id);
+    PodSubnetPrefixIgnored = "system.cluster_bootstrap.pod_subnet_prefix_ignored", v = 1, Cluster(cluster_id);
+    KubeconfigRetrieved = "system.k3s.kubeconfig.retrieved", v = 1, Cluster(cluster_id);
+    // approvals
+    ApprovalRequested = "system.approval.requested", v = 1, Approval(approval_id);
+    ApprovalGranted = "system.approval.granted", v = 1, Approval(approval_id);
+    ApprovalRejected = "system.approval.rejected", v = 1, Approval(approval_id);
+    ApprovalExpired = "system.approval.expired", v = 1, Approval(approval_id);
+    // the log
+    RecordRejected = "system.log.record_rejected", v = 1, Log(rejected_seq);
+}
+
+/// Looks up a kind in the table.
+pub fn kind_info(kind: &str) -> Option<&'static KindInfo> {
+    ALL_KINDS.iter().find(|k| k.kind == kind)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn kinds_are_unique_and_subject_safe() {
+        let mut seen = HashSet::new();
+        for k in ALL_KINDS {
+            assert!(seen.insert(k.kind), "duplicate kind {}", k.kind);
+            for tok in k.kind.split('.') {
+                assert!(crate::ids::is_token_safe(tok), "{} has unsafe token {tok:?}", k.kind);
+            }
+        }
+    }
+}

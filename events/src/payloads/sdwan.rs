@@ -1,0 +1,178 @@
+//! SD-WAN networks, peers and virtual IPs.
+
+use ipnet::{IpNet, Ipv6Net};
+use std::net::Ipv6Addr;
+
+payload! {
+    /// How peers of a network route to each other.
+    pub enum RoutingMode {
+        /// Hub and spoke through the platform's relays.
+        Hub,
+        /// Direct peer-to-peer (recommended for more than two hosts).
+        Ibgp,
+    }
+}
+
+payload! {
+    /// An SD-WAN network was created.
+    pub struct NetworkCreated {
+        /// Network id.
+        pub network_id: String,
+        /// Human name.
+        pub name: String,
+        /// Short handle used in interface names (`wg-sdwan-<handle>`).
+        pub handle: String,
+        /// The overlay /64 peers get their /128 from.
+        pub overlay_prefix: Ipv6Net,
+        /// The range virtual IPs are allocated from (inside the overlay).
+        pub vip_range: Ipv6Net,
+        /// Pod CIDR for flannel clusters routed over the overlay, if opted in.
+        pub pod_subnet_prefix: Option<IpNet>,
+        /// Routing mode.
+        pub routing_mode: RoutingMode,
+    }
+}
+
+payload! {
+    /// `pod_subnet_prefix` was set on an existing network (opt-in migration).
+    pub struct PodSubnetPrefixSet {
+        /// Network id.
+        pub network_id: String,
+        /// The prefix.
+        pub pod_subnet_prefix: IpNet,
+    }
+}
+
+payload! {
+    /// An instance joined a network as a peer.
+    pub struct PeerAttached {
+        /// Network id.
+        pub network_id: String,
+        /// Peer id.
+        pub peer_id: String,
+        /// The instance behind the peer.
+        pub instance_id: String,
+        /// The peer's overlay /128.
+        pub overlay_ip: Ipv6Addr,
+        /// LAN subnets the peer routes.
+        pub lan_subnets: Vec<IpNet>,
+    }
+}
+
+payload! {
+    /// What a virtual IP is for.
+    pub enum VipPurpose {
+        /// The API endpoint of a K3s cluster.
+        K3sApiEndpoint,
+    }
+}
+
+payload! {
+    /// A virtual IP was allocated (schema v2: `purpose` added).
+    pub struct VirtualIpAllocated {
+        /// Virtual IP id.
+        pub virtual_ip_id: String,
+        /// Network it belongs to.
+        pub network_id: String,
+        /// The address.
+        pub vip: Ipv6Addr,
+        /// What it is for.
+        pub purpose: VipPurpose,
+        /// The cluster whose endpoint it is.
+        pub cluster_id: String,
+        /// The peer holding it first (the bootstrap server).
+        pub primary_holder_peer_id: String,
+    }
+}
+
+payload! {
+    /// No virtual IP could be allocated; the endpoint falls back to an instance /128.
+    pub struct VirtualIpAllocationFailed {
+        /// The cluster that wanted one.
+        pub cluster_id: String,
+        /// Why none could be had.
+        pub reason: String,
+        /// The endpoint used instead, e.g. `https://[fd00::5]:6443`.
+        pub fallback_api_endpoint: String,
+    }
+}
+
+payload! {
+    /// A peer became a failover candidate for a virtual IP.
+    pub struct VirtualIpCandidateAdded {
+        /// Virtual IP id.
+        pub virtual_ip_id: String,
+        /// The candidate peer.
+        pub peer_id: String,
+    }
+}
+
+payload! {
+    /// A virtual IP moved to a new holder under a new fencing generation.
+    pub struct VirtualIpPromoted {
+        /// Virtual IP id.
+        pub virtual_ip_id: String,
+        /// The previous holder.
+        pub from_peer_id: Option<String>,
+        /// The new holder.
+        pub to_peer_id: String,
+        /// Fencing generation, one higher than the last.
+        pub generation: u64,
+        /// Why (`approved_failover`, `auto_failover`, `drain`, `forced`).
+        pub reason: String,
+    }
+}
+
+payload! {
+    /// A virtual IP was released back to its network.
+    pub struct VirtualIpReleased {
+        /// Virtual IP id.
+        pub virtual_ip_id: String,
+        /// Why.
+        pub reason: String,
+    }
+}
+
+payload! {
+    /// The holder of a virtual IP went silent past the threshold.
+    pub struct VipHolderSilent {
+        /// Virtual IP id.
+        pub virtual_ip_id: String,
+        /// The silent holder.
+        pub holder_peer_id: String,
+        /// Last heartbeat seen (RFC 3339).
+        pub last_seen_at: String,
+        /// Silence threshold in milliseconds.
+        pub threshold_ms: u64,
+        /// Which sensor noticed.
+        pub observer: String,
+    }
+}
+
+payload! {
+    /// A silent holder was heard again; the silence episode is over.
+    pub struct VipHolderRecovered {
+        /// Virtual IP id.
+        pub virtual_ip_id: String,
+        /// The holder.
+        pub holder_peer_id: String,
+        /// How long it was silent, in milliseconds.
+        pub silent_for_ms: u64,
+    }
+}
+
+payload! {
+    /// The failover service proposes promoting a candidate.
+    pub struct FailoverProposed {
+        /// Virtual IP id.
+        pub virtual_ip_id: String,
+        /// Current (silent) holder.
+        pub current_holder_peer_id: String,
+        /// Proposed new holder.
+        pub candidate_peer_id: String,
+        /// Its score in [0, 1].
+        pub score: f64,
+        /// The approval it waits for.
+        pub approval_id: String,
+    }
+}

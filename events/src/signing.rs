@@ -1,0 +1,181 @@
+//! ed25519 signatures of agent events.
+//!
+//! An agent signs the canonical CBOR bytes of its envelope with the
+//! `signature` field absent. Verification re-encodes the stored
+//! [`RawEnvelope`] (whose payload is kept exactly as stored), so an event
+//! still verifies after its kind gained newer schema versions.
+
+use crate::codec::RawEnvelope;
+use crate::envelope::Envelope;
+use ed25519_dalek::{Signer, Verifier};
+pub use ed25519_dalek::{SigningKey, VerifyingKey};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// A 64-byte ed25519 signature, encoded as a CBOR byte string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Signature(pub [u8; 64]);
+
+impl Serialize for Signature {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Signature {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Signature;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("64 signature bytes")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Signature, E> {
+                <[u8; 64]>::try_from(v)
+                    .map(Signature)
+                    .map_err(|_| E::invalid_length(v.len(), &self))
+            }
+            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Signature, E> {
+                self.visit_bytes(&v)
+            }
+        }
+        d.deserialize_bytes(V)
+    }
+}
+
+/// Why a signature check failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SignatureError {
+    /// The event carries no signature.
+    #[error("event is not signed")]
+    Missing,
+    /// The signature does not match the bytes and key.
+    #[error("signature does not verify against the enrolled key")]
+    Invalid,
+    /// The event could not be encoded to check it.
+    #[error("cannot encode event for verification: {0}")]
+    Encode(String),
+    /// A public key that is not a valid ed25519 point.
+    #[error("invalid ed25519 public key: {0}")]
+    BadKey(String),
+}
+
+/// Parses a hex-encoded 32-byte ed25519 public key.
+pub fn verifying_key_from_hex(s: &str) -> Result<VerifyingKey, SignatureError> {
+    let bytes = hex::decode(s).map_err(|e| SignatureError::BadKey(e.to_string()))?;
+    let arr: [u8; 32] = bytes
+        .try_into()
+        .map_err(|_| SignatureError::BadKey("expected 32 bytes".into()))?;
+    VerifyingKey::from_bytes(&arr).map_err(|e| SignatureError::BadKey(e.to_string()))
+}
+
+impl RawEnvelope {
+    /// The bytes a signature covers: the canonical encoding without `signature`.
+    pub fn signing_bytes(&self) -> Result<Vec<u8>, SignatureError> {
+        let mut unsigned = self.clone();
+        unsigned.signature = None;
+        unsigned
+            .to_bytes()
+            .map_err(|e| SignatureError::Encode(e.to_string()))
+    }
+
+    /// Checks the signature against `key`.
+    pub fn verify(&self, key: &VerifyingKey) -> Result<(), SignatureError> {
+        let sig = self.signature.ok_or(SignatureError::Missing)?;
+        let bytes = self.signing_bytes()?;
+        key.verify(&bytes, &ed25519_dalek::Signature::from_bytes(&sig.0))
+            .map_err(|_| SignatureError::Invalid)
+    }
+}
+
+impl Envelope {
+    /// Signs the envelope in place with an agent's key.
+    pub fn sign(&mut self, key: &SigningKey) -> Result<(), SignatureError> {
+        self.signature = None;
+        let raw = self
+            .to_raw()
+            .map_err(|e| SignatureError::Encode(e.to_string()))?;
+        let sig = key.sign(&raw.signing_bytes()?);
+        self.signature = Some(Signature(sig.to_bytes()));
+        Ok(())
+    }
+
+    /// Checks the signature against `key`.
+    pub fn verify(&self, key: &VerifyingKey) -> Result<(), SignatureError> {
+        self.to_raw()
+            .map_err(|e| SignatureError::Encode(e.to_string()))?
+            .verify(key)
+    }
+}
+
+/// Verifies many signed events at once (ed25519 batch verification). Fails
+/// if any one fails; callers then fall back to [`RawEnvelope::verify`] to
+/// find which.
+pub fn verify_batch(items: &[(&RawEnvelope, VerifyingKey)]) -> Result<(), SignatureError> {
+    let mut messages = Vec::with_capacity(items.len());
+    let mut signatures = Vec::with_capacity(items.len());
+    let mut keys = Vec::with_capacity(items.len());
+    for (raw, key) in items {
+        let sig = raw.signature.ok_or(SignatureError::Missing)?;
+        messages.push(raw.signing_bytes()?);
+        signatures.push(ed25519_dalek::Signature::from_bytes(&sig.0));
+        keys.push(*key);
+    }
+    let refs: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
+    ed25519_dalek::verify_batch(&refs, &signatures, &keys).map_err(|_| SignatureError::Invalid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::examples::{example_envelope, example_payloads};
+    use rand::rngs::OsRng;
+
+    fn signed() -> (Envelope, SigningKey) {
+        let key = SigningKey::generate(&mut OsRng);
+        let mut env = example_envelope(example_payloads().remove(5));
+        env.sign(&key).unwrap();
+        (env, key)
+    }
+
+    #[test]
+    fn signed_event_verifies_after_a_round_trip() {
+        let (env, key) = signed();
+        let bytes = env.encode().unwrap();
+        let raw = RawEnvelope::from_bytes(&bytes).unwrap();
+        raw.verify(&key.verifying_key()).unwrap();
+        Envelope::decode(&bytes).unwrap().verify(&key.verifying_key()).unwrap();
+        verify_batch(&[(&raw, key.verifying_key())]).unwrap();
+    }
+
+    #[test]
+    fn wrong_key_fails() {
+        let (env, _) = signed();
+        let other = SigningKey::generate(&mut OsRng);
+        assert_eq!(env.verify(&other.verifying_key()), Err(SignatureError::Invalid));
+    }
+
+    #[test]
+    fn any_changed_byte_fails() {
+        let (env, key) = signed();
+        let bytes = env.encode().unwrap();
+        let vk = key.verifying_key();
+        let mut checked = 0;
+        for i in 0..bytes.len() {
+            let mut b = bytes.clone();
+            b[i] ^= 0x01;
+            // A flipped byte either breaks the CBOR or fails verification; it never verifies.
+            if let Ok(raw) = RawEnvelope::from_bytes(&b) {
+                assert!(raw.verify(&vk).is_err(), "byte {i} flipped still verifies");
+                checked += 1;
+            }
+        }
+        assert!(checked > bytes.len() / 2, "too few mutations decoded ({checked})");
+    }
+
+    #[test]
+    fn unsigned_is_missing() {
+        let env = example_envelope(example_payloads().remove(0));
+        let key = SigningKey::generate(&mut OsRng);
+        assert_eq!(env.verify(&key.verifying_key()), Err(SignatureError::Missing));
+    }
+}

@@ -1,0 +1,265 @@
+//! [`FleetState`]: the fold of the whole fleet, account by account.
+//!
+//! Everything that belongs to an account lives in that account's
+//! [`AccountState`], so one account's objects are never seen through another
+//! (look-ups always name the account). Each area keeps its record types and
+//! fold steps in its own file; this file dispatches events to them, and
+//! `queries.rs` holds the read helpers the API needs.
+//!
+//! The fold records facts and never decides. Creation events for an id that
+//! already exists change nothing (the first one wins); events about objects
+//! the state does not know are ignored.
+
+mod accounts;
+mod approvals;
+mod clusters;
+mod instances;
+mod queries;
+mod sdwan;
+
+pub use accounts::OperatorToken;
+pub use approvals::{Approval, ApprovalStatus};
+pub use clusters::{Cluster, ClusterStatus, K8sNode, K8sNodeStatus, FLAVOR_K3S};
+pub use instances::{Instance, InstanceStatus, K3sPhase, ModuleAssignment, Node, Template};
+pub use sdwan::{Network, Peer, VipStatus, VirtualIp};
+
+use crate::snapshot::{self, SnapshotError, SnapshotFormat};
+use crate::Projection;
+use instances::record_phase;
+use powernode_events::{AccountId, Envelope, EventPayload};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The fleet snapshot format (bump `version` when the state's shape changes).
+const FORMAT: SnapshotFormat = SnapshotFormat {
+    projection: "fleet",
+    magic: *b"PNfl",
+    version: 1,
+};
+
+/// Everything one account owns. All maps are keyed by object id.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AccountState {
+    /// Name from `system.account.created`; `None` while only other facts
+    /// about the account were seen.
+    pub name: Option<String>,
+    /// Sequence of `system.account.created`.
+    pub created_seq: Option<u64>,
+    /// Operator tokens by token id.
+    pub tokens: BTreeMap<String, OperatorToken>,
+    /// Templates by template id.
+    pub templates: BTreeMap<String, Template>,
+    /// Nodes by node id.
+    pub nodes: BTreeMap<String, Node>,
+    /// Instances by instance id.
+    pub instances: BTreeMap<String, Instance>,
+    /// SD-WAN networks by network id.
+    pub networks: BTreeMap<String, Network>,
+    /// SD-WAN peers by peer id.
+    pub peers: BTreeMap<String, Peer>,
+    /// Virtual IPs by virtual IP id.
+    pub virtual_ips: BTreeMap<String, VirtualIp>,
+    /// Clusters by cluster id (decommissioned ones included).
+    pub clusters: BTreeMap<String, Cluster>,
+    /// Kubernetes node rows: cluster id → instance id → row.
+    pub k8s_nodes: BTreeMap<String, BTreeMap<String, K8sNode>>,
+    /// Approvals by approval id.
+    pub approvals: BTreeMap<String, Approval>,
+}
+
+/// The fleet as the log describes it: every account's objects, plus the
+/// position in the log.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FleetState {
+    accounts: BTreeMap<AccountId, AccountState>,
+    /// Instance id → the account it was first provisioned in (agent keys).
+    instance_accounts: BTreeMap<String, AccountId>,
+    /// Operator-token fingerprint → (account, token id) (bearer auth).
+    token_fingerprints: BTreeMap<String, (AccountId, String)>,
+    last_seq: u64,
+    applied: u64,
+}
+
+impl FleetState {
+    /// An empty fleet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The sequence of the last applied event (0 before any).
+    pub fn last_seq(&self) -> u64 {
+        self.last_seq
+    }
+
+    /// How many events were applied (duplicates and replays skipped).
+    pub fn applied(&self) -> u64 {
+        self.applied
+    }
+
+    /// The account's state, created empty on first mention.
+    fn account_mut(&mut self, id: &AccountId) -> &mut AccountState {
+        self.accounts.entry(id.clone()).or_default()
+    }
+
+    /// Applies `event`'s payload; the match names every kind, including the
+    /// ones the fleet does not keep, so a new kind forces a decision here.
+    fn dispatch(&mut self, seq: u64, event: &Envelope) {
+        let acct = &event.account_id;
+        match &event.payload {
+            // accounts and tokens
+            EventPayload::AccountCreated(p) => accounts::account_created(self, seq, acct, p),
+            EventPayload::OperatorTokenIssued(p) => accounts::token_issued(self, seq, acct, p),
+            EventPayload::OperatorTokenRevoked(p) => {
+                self.update(acct, |a| accounts::token_revoked(a, seq, p))
+            }
+            // templates, nodes, instances
+            EventPayload::TemplateCreated(p) => {
+                instances::template_created(self.account_mut(acct), seq, p)
+            }
+            EventPayload::NodeCreated(p) => instances::node_created(self.account_mut(acct), seq, p),
+            EventPayload::InstanceProvisioned(p) => {
+                if instances::instance_provisioned(self.account_mut(acct), seq, p) {
+                    self.instance_accounts
+                        .entry(p.instance_id.clone())
+                        .or_insert_with(|| acct.clone());
+                }
+            }
+            EventPayload::AgentEnrolled(p) => {
+                self.update(acct, |a| instances::agent_enrolled(a, p))
+            }
+            EventPayload::InstanceDrained(p) => {
+                self.update(acct, |a| instances::instance_drained(a, p))
+            }
+            EventPayload::InstanceTerminated(p) => {
+                self.update(acct, |a| instances::instance_terminated(a, p))
+            }
+            EventPayload::ModuleAssigned(p) => {
+                self.update(acct, |a| instances::module_assigned(a, seq, p))
+            }
+            // k3s handshake, as seen on the instance
+            EventPayload::RuntimeInstalling(p) => self.update(acct, |a| {
+                record_phase(a, &p.instance_id, K3sPhase::Installing, |i| {
+                    i.k3s_version = Some(p.version.clone())
+                })
+            }),
+            EventPayload::HandshakeBootstrap(p) => self.update(acct, |a| {
+                record_phase(a, &p.instance_id, K3sPhase::Bootstrap, |i| {
+                    i.k3s_version = Some(p.k3s_version.clone())
+                })
+            }),
+            EventPayload::HandshakeJoinRequest(p) => self.update(acct, |a| {
+                record_phase(a, &p.instance_id, K3sPhase::JoinRequest, |_| {})
+            }),
+            EventPayload::JoinTokenIssued(p) => self.update(acct, |a| {
+                record_phase(a, &p.instance_id, K3sPhase::JoinTokenIssued, |i| {
+                    i.cluster_id = Some(p.cluster_id.clone())
+                })
+            }),
+            EventPayload::JoinRejected(p) => self.update(acct, |a| {
+                record_phase(a, &p.instance_id, K3sPhase::JoinRejected, |i| {
+                    i.last_join_rejection = Some(p.reason.clone())
+                })
+            }),
+            EventPayload::HandshakeReady(p) => {
+                self.update(acct, |a| clusters::handshake_ready(a, p))
+            }
+            // clusters
+            EventPayload::ClusterBootstrapped(p) => {
+                clusters::cluster_bootstrapped(self.account_mut(acct), seq, p)
+            }
+            EventPayload::ClusterActivated(p) => {
+                self.update(acct, |a| clusters::cluster_activated(a, seq, p))
+            }
+            EventPayload::NodeRegistered(p) => {
+                self.update(acct, |a| clusters::node_registered(a, seq, p))
+            }
+            EventPayload::ClusterDecommissioned(p) => {
+                self.update(acct, |a| clusters::cluster_decommissioned(a, seq, p))
+            }
+            // sdwan
+            EventPayload::NetworkCreated(p) => {
+                sdwan::network_created(self.account_mut(acct), seq, p)
+            }
+            EventPayload::PodSubnetPrefixSet(p) => {
+                self.update(acct, |a| sdwan::pod_subnet_prefix_set(a, p))
+            }
+            EventPayload::PeerAttached(p) => sdwan::peer_attached(self.account_mut(acct), seq, p),
+            EventPayload::VirtualIpAllocated(p) => {
+                sdwan::vip_allocated(self.account_mut(acct), seq, p)
+            }
+            EventPayload::VirtualIpCandidateAdded(p) => {
+                self.update(acct, |a| sdwan::vip_candidate_added(a, p))
+            }
+            EventPayload::VirtualIpPromoted(p) => self.update(acct, |a| sdwan::vip_promoted(a, p)),
+            EventPayload::VirtualIpReleased(p) => {
+                self.update(acct, |a| sdwan::vip_released_event(a, p))
+            }
+            EventPayload::VipHolderSilent(p) => {
+                self.update(acct, |a| sdwan::vip_holder_silent(a, p))
+            }
+            EventPayload::VipHolderRecovered(p) => {
+                self.update(acct, |a| sdwan::vip_holder_recovered(a, p))
+            }
+            // approvals
+            EventPayload::ApprovalRequested(p) => {
+                approvals::requested(self.account_mut(acct), seq, p)
+            }
+            EventPayload::ApprovalGranted(p) => {
+                self.update(acct, |a| approvals::granted(a, seq, &event.actor, p))
+            }
+            EventPayload::ApprovalRejected(p) => {
+                self.update(acct, |a| approvals::rejected(a, seq, &event.actor, p))
+            }
+            EventPayload::ApprovalExpired(p) => {
+                self.update(acct, |a| approvals::expired(a, seq, &event.actor, p))
+            }
+            // Facts the fleet state does not keep:
+            // * the endpoint fallback is already in `cluster.bootstrapped`'s `api_endpoint`;
+            // * proposals belong to the failover service (the approval is kept here);
+            // * the ignored-prefix warning and kubeconfig audit are read from the log;
+            // * rejected records are about the log, not the fleet.
+            EventPayload::VirtualIpAllocationFailed(_)
+            | EventPayload::FailoverProposed(_)
+            | EventPayload::PodSubnetPrefixIgnored(_)
+            | EventPayload::KubeconfigRetrieved(_)
+            | EventPayload::RecordRejected(_) => {}
+        }
+    }
+
+    /// Runs `f` on an account that already exists; facts about unknown
+    /// accounts' existing objects are ignored.
+    fn update(&mut self, id: &AccountId, f: impl FnOnce(&mut AccountState)) {
+        if let Some(account) = self.accounts.get_mut(id) {
+            f(account);
+        }
+    }
+}
+
+impl Projection for FleetState {
+    /// Folds one event. An event at or below the last applied sequence is a
+    /// redelivery and is skipped.
+    fn apply(&mut self, seq: u64, event: &Envelope) {
+        if self.applied > 0 && seq <= self.last_seq {
+            return;
+        }
+        self.dispatch(seq, event);
+        self.last_seq = seq;
+        self.applied += 1;
+    }
+
+    fn snapshot(&self) -> Result<Vec<u8>, SnapshotError> {
+        snapshot::encode(FORMAT, self)
+    }
+
+    fn restore(bytes: &[u8]) -> Result<Self, SnapshotError> {
+        snapshot::decode(FORMAT, bytes)
+    }
+
+    /// The key of the instance's latest enrollment, looked up in the account
+    /// the instance id was first provisioned in. `None` for unknown,
+    /// unenrolled or terminated instances, or a key that does not parse.
+    fn agent_key(&self, instance_id: &str) -> Option<ed25519_dalek::VerifyingKey> {
+        let account = self.instance_accounts.get(instance_id)?;
+        self.agent_key_in(account, instance_id)
+    }
+}

@@ -1,0 +1,222 @@
+//! SD-WAN networks, peers and virtual IPs.
+
+use super::AccountState;
+use ipnet::{IpNet, Ipv6Net};
+use powernode_events::payloads::sdwan::{
+    NetworkCreated, PeerAttached, PodSubnetPrefixSet, RoutingMode, VipHolderRecovered,
+    VipHolderSilent, VipPurpose, VirtualIpAllocated, VirtualIpCandidateAdded, VirtualIpPromoted,
+    VirtualIpReleased,
+};
+use serde::{Deserialize, Serialize};
+use std::net::Ipv6Addr;
+
+/// An SD-WAN network.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Network {
+    /// Network id.
+    pub id: String,
+    /// Human name.
+    pub name: String,
+    /// Short handle used in interface names (`wg-sdwan-<handle>`).
+    pub handle: String,
+    /// The overlay /64.
+    pub overlay_prefix: Ipv6Net,
+    /// The range virtual IPs come from.
+    pub vip_range: Ipv6Net,
+    /// Pod CIDR for flannel clusters routed over the overlay, if opted in.
+    pub pod_subnet_prefix: Option<IpNet>,
+    /// Routing mode.
+    pub routing_mode: RoutingMode,
+    /// Sequence of the creating event.
+    pub created_seq: u64,
+}
+
+/// An instance attached to a network.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Peer {
+    /// Peer id.
+    pub id: String,
+    /// Network id.
+    pub network_id: String,
+    /// The instance behind the peer.
+    pub instance_id: String,
+    /// Its overlay /128.
+    pub overlay_ip: Ipv6Addr,
+    /// LAN subnets it routes.
+    pub lan_subnets: Vec<IpNet>,
+    /// Sequence of the attaching event.
+    pub attached_seq: u64,
+}
+
+/// Whether a virtual IP is in use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VipStatus {
+    /// Allocated and held.
+    Allocated,
+    /// Given back to its network.
+    Released,
+}
+
+/// A virtual IP on a network, e.g. a cluster's API endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VirtualIp {
+    /// Virtual IP id.
+    pub id: String,
+    /// Network it belongs to.
+    pub network_id: String,
+    /// The address.
+    pub vip: Ipv6Addr,
+    /// What it is for.
+    pub purpose: VipPurpose,
+    /// The cluster whose endpoint it is.
+    pub cluster_id: String,
+    /// The peer holding it now.
+    pub holder_peer_id: String,
+    /// Fencing generation of the current holder (1 at allocation, raised by
+    /// every promotion).
+    pub generation: u64,
+    /// Peers added as failover candidates, in the order they were added.
+    /// May include the current holder after a promotion; see
+    /// [`VirtualIp::failover_candidates`].
+    pub failover_candidate_peer_ids: Vec<String>,
+    /// Allocated or released.
+    pub status: VipStatus,
+    /// True while the sensor reports the current holder silent.
+    pub holder_silent: bool,
+    /// Why it was released, once released.
+    pub release_reason: Option<String>,
+    /// Sequence of the allocating event.
+    pub allocated_seq: u64,
+}
+
+impl VirtualIp {
+    /// Failover candidates other than the current holder.
+    pub fn failover_candidates(&self) -> impl Iterator<Item = &str> {
+        self.failover_candidate_peer_ids
+            .iter()
+            .map(String::as_str)
+            .filter(move |p| *p != self.holder_peer_id)
+    }
+
+    /// `https://[vip]:6443`, the k3s API endpoint this address serves.
+    pub fn api_endpoint(&self) -> String {
+        format!("https://[{}]:6443", self.vip)
+    }
+}
+
+/// `system.sdwan.network.created` (first creation wins).
+pub(super) fn network_created(account: &mut AccountState, seq: u64, p: &NetworkCreated) {
+    account
+        .networks
+        .entry(p.network_id.clone())
+        .or_insert_with(|| Network {
+            id: p.network_id.clone(),
+            name: p.name.clone(),
+            handle: p.handle.clone(),
+            overlay_prefix: p.overlay_prefix,
+            vip_range: p.vip_range,
+            pod_subnet_prefix: p.pod_subnet_prefix,
+            routing_mode: p.routing_mode,
+            created_seq: seq,
+        });
+}
+
+/// `system.sdwan.network.pod_subnet_prefix_set`.
+pub(super) fn pod_subnet_prefix_set(account: &mut AccountState, p: &PodSubnetPrefixSet) {
+    if let Some(network) = account.networks.get_mut(&p.network_id) {
+        network.pod_subnet_prefix = Some(p.pod_subnet_prefix);
+    }
+}
+
+/// `system.sdwan.peer.attached` (first attachment of a peer id wins).
+pub(super) fn peer_attached(account: &mut AccountState, seq: u64, p: &PeerAttached) {
+    account
+        .peers
+        .entry(p.peer_id.clone())
+        .or_insert_with(|| Peer {
+            id: p.peer_id.clone(),
+            network_id: p.network_id.clone(),
+            instance_id: p.instance_id.clone(),
+            overlay_ip: p.overlay_ip,
+            lan_subnets: p.lan_subnets.clone(),
+            attached_seq: seq,
+        });
+}
+
+/// `system.sdwan.virtual_ip.allocated`: generation 1, held by the primary.
+pub(super) fn vip_allocated(account: &mut AccountState, seq: u64, p: &VirtualIpAllocated) {
+    account
+        .virtual_ips
+        .entry(p.virtual_ip_id.clone())
+        .or_insert_with(|| VirtualIp {
+            id: p.virtual_ip_id.clone(),
+            network_id: p.network_id.clone(),
+            vip: p.vip,
+            purpose: p.purpose,
+            cluster_id: p.cluster_id.clone(),
+            holder_peer_id: p.primary_holder_peer_id.clone(),
+            generation: 1,
+            failover_candidate_peer_ids: Vec::new(),
+            status: VipStatus::Allocated,
+            holder_silent: false,
+            release_reason: None,
+            allocated_seq: seq,
+        });
+}
+
+/// `system.sdwan.virtual_ip.candidate_added` (no duplicates).
+pub(super) fn vip_candidate_added(account: &mut AccountState, p: &VirtualIpCandidateAdded) {
+    if let Some(vip) = account.virtual_ips.get_mut(&p.virtual_ip_id) {
+        if !vip.failover_candidate_peer_ids.contains(&p.peer_id) {
+            vip.failover_candidate_peer_ids.push(p.peer_id.clone());
+        }
+    }
+}
+
+/// `system.sdwan.virtual_ip.promoted`: the newest generation wins; an older
+/// or equal generation, or a promotion of a released VIP, changes nothing.
+pub(super) fn vip_promoted(account: &mut AccountState, p: &VirtualIpPromoted) {
+    if let Some(vip) = account.virtual_ips.get_mut(&p.virtual_ip_id) {
+        if vip.status == VipStatus::Allocated && p.generation > vip.generation {
+            vip.holder_peer_id = p.to_peer_id.clone();
+            vip.generation = p.generation;
+            vip.holder_silent = false;
+        }
+    }
+}
+
+/// `system.sdwan.virtual_ip.released` (and the release a cluster
+/// decommission reports): the first release reason is kept.
+pub(super) fn vip_released(account: &mut AccountState, virtual_ip_id: &str, reason: &str) {
+    if let Some(vip) = account.virtual_ips.get_mut(virtual_ip_id) {
+        if vip.status != VipStatus::Released {
+            vip.status = VipStatus::Released;
+            vip.release_reason = Some(reason.to_string());
+            vip.holder_silent = false;
+        }
+    }
+}
+
+/// `system.sdwan.virtual_ip.released`.
+pub(super) fn vip_released_event(account: &mut AccountState, p: &VirtualIpReleased) {
+    vip_released(account, &p.virtual_ip_id, &p.reason);
+}
+
+/// `sdwan.vip_holder_silent`: only about the current holder.
+pub(super) fn vip_holder_silent(account: &mut AccountState, p: &VipHolderSilent) {
+    if let Some(vip) = account.virtual_ips.get_mut(&p.virtual_ip_id) {
+        if vip.status == VipStatus::Allocated && vip.holder_peer_id == p.holder_peer_id {
+            vip.holder_silent = true;
+        }
+    }
+}
+
+/// `sdwan.vip_holder_recovered`: only about the current holder.
+pub(super) fn vip_holder_recovered(account: &mut AccountState, p: &VipHolderRecovered) {
+    if let Some(vip) = account.virtual_ips.get_mut(&p.virtual_ip_id) {
+        if vip.holder_peer_id == p.holder_peer_id {
+            vip.holder_silent = false;
+        }
+    }
+}

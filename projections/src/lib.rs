@@ -1,0 +1,60 @@
+//! # powernode-projections — pure folds of the event log
+//!
+//! A projection turns the ordered stream of [`Envelope`]s into the state a
+//! service decides on. This crate holds:
+//!
+//! * [`Projection`] — the trait every fold implements: `apply`, `snapshot`,
+//!   `restore`, and the enrolled-key lookup the consumer runtime uses to
+//!   verify agent-signed events;
+//! * [`fleet`] — [`FleetState`], the fold of the whole fleet (accounts,
+//!   operator tokens, templates, nodes, instances, networks, peers, virtual
+//!   IPs, clusters, k8s nodes, approvals) with the query helpers the API needs;
+//! * [`snapshot`] — the canonical CBOR snapshot format and its typed errors;
+//! * [`checkpoint`] — [`checkpoint::CheckpointStore`], where a consumer keeps
+//!   `(last applied sequence, snapshot)` in its own sled directory.
+//!
+//! What this crate must never do: I/O, clock reads, randomness or iteration
+//! over hash maps inside `apply`. Applying the same events in the same order
+//! must always produce the same state and byte-identical snapshots, so that
+//! any past state can be rebuilt by replay. Folds record facts; they never
+//! decide (whether a join is allowed, who gets promoted …) — services do.
+//! Only the [`checkpoint`] module touches the disk, and only when asked to.
+
+#![warn(missing_docs)]
+
+pub mod checkpoint;
+pub mod fleet;
+pub mod snapshot;
+
+pub use fleet::FleetState;
+pub use snapshot::SnapshotError;
+
+use powernode_events::Envelope;
+
+/// A deterministic fold of the event log.
+///
+/// Implementations must be pure: `apply` may not read clocks, draw random
+/// numbers, do I/O or depend on hash-map iteration order.
+pub trait Projection: Default + Send + 'static {
+    /// Folds one event, read from the log at sequence `seq`, into the state.
+    ///
+    /// Never fails and never panics: an event about an object the state does
+    /// not know is tolerated (usually ignored).
+    fn apply(&mut self, seq: u64, event: &Envelope);
+
+    /// The state as canonical bytes (byte-identical for equal states).
+    fn snapshot(&self) -> Result<Vec<u8>, SnapshotError>;
+
+    /// The inverse of [`Projection::snapshot`]; a typed error on bytes that
+    /// are not a snapshot of this projection.
+    fn restore(bytes: &[u8]) -> Result<Self, SnapshotError>
+    where
+        Self: Sized;
+
+    /// The key the agent of `instance_id` enrolled with
+    /// (`system.agent.enrolled`), used to verify agent-signed events before
+    /// they are applied. `None` when unknown (the event is then refused).
+    fn agent_key(&self, _instance_id: &str) -> Option<ed25519_dalek::VerifyingKey> {
+        None
+    }
+}

@@ -1,0 +1,63 @@
+//! The operator HTTP surface: `GET /healthz` and `POST /v1/actions/<name>`.
+//!
+//! Answers are `200 {"data": …}` or `4xx/5xx {"error": {"code", "message"}}`.
+
+use crate::log::SharedLog;
+use crate::runtime::Shared;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use powernode_projections::FleetState;
+use serde_json::json;
+use std::time::Duration;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct ApiState {
+    /// The event log.
+    pub log: SharedLog,
+    /// The API's projection.
+    pub fleet: Shared<FleetState>,
+}
+
+/// The router.
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/v1/actions/{name}", post(action))
+        .with_state(state)
+}
+
+/// A structured error answer.
+pub fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+    (status, Json(json!({"error": {"code": code, "message": message.into()}}))).into_response()
+}
+
+async fn healthz(State(st): State<ApiState>) -> Response {
+    let applied = st.fleet.applied();
+    match tokio::time::timeout(Duration::from_secs(2), st.log.last_seq()).await {
+        Ok(Ok(last)) => Json(json!({
+            "status": "ok",
+            "log": st.log.describe(),
+            "last_seq": last,
+            "applied_seq": applied,
+        }))
+        .into_response(),
+        Ok(Err(e)) => error(StatusCode::SERVICE_UNAVAILABLE, "log_unavailable", e.to_string()),
+        Err(_) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "log_unavailable",
+            format!("{} did not answer within 2 s", st.log.describe()),
+        ),
+    }
+}
+
+async fn action(Path(name): Path<String>) -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        "unknown_action",
+        format!("unknown action {name:?}"),
+    )
+}

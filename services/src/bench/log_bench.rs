@@ -1,0 +1,223 @@
+//! `powernode bench log`: the event log under the lifecycle workload.
+//!
+//! Phases, all against the same server:
+//! 1. the raw JetStream ceiling for the same bytes (publish and replay);
+//! 2. append N events from many concurrent appenders through the log while
+//!    a projection consumer (the real runtime, checkpointing) applies them —
+//!    timed until the projection has applied the last one;
+//! 3. rebuild the projection from scratch by replaying the whole stream;
+//! 4. ed25519 verification rate of agent events on one core.
+
+use super::ceiling;
+use super::workload::{self, ClusterStream};
+use crate::log::jetstream::{JetStreamConfig, JetStreamLog};
+use crate::log::{EventLog, Expect, Filter, SharedLog, StartAt};
+use crate::runtime::admission::admit;
+use crate::runtime::{run_consumer, ConsumerConfig, ProjectOnly, Shared};
+use anyhow::{bail, Context};
+use futures::StreamExt;
+use powernode_events::{Envelope, RawEnvelope};
+use powernode_projections::checkpoint::CheckpointStore;
+use powernode_projections::{FleetState, Projection};
+use serde_json::json;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// Arguments of `powernode bench log`.
+#[derive(Debug, clap::Args)]
+pub struct LogBenchArgs {
+    /// NATS URL of a scratch JetStream server (the bench creates and deletes
+    /// its own streams; it refuses to run where `pn.evt.>` is already taken).
+    #[arg(long, env = "POWERNODE_NATS_URL")]
+    pub nats: String,
+    /// Number of events.
+    #[arg(long, default_value_t = 200_000)]
+    pub events: usize,
+    /// Concurrent appenders.
+    #[arg(long, default_value_t = 64)]
+    pub appenders: usize,
+    /// Print one JSON object (otherwise a readable summary).
+    #[arg(long)]
+    pub json: bool,
+}
+
+const BENCH_STREAM: &str = "PN_BENCH_EVENTS";
+
+/// Runs the benchmark and prints its figures.
+pub async fn run(args: LogBenchArgs) -> anyhow::Result<()> {
+    if args.events == 0 || args.appenders == 0 {
+        bail!("--events and --appenders must be at least 1");
+    }
+    let progress = |msg: &str| eprintln!("bench: {msg}");
+    progress(&format!("building {} lifecycle events (agent events signed)…", args.events));
+    let streams = workload::build(args.events, 16);
+    let payloads: Vec<Vec<u8>> = streams
+        .iter()
+        .flat_map(|s| &s.events)
+        .map(Envelope::encode)
+        .collect::<Result<_, _>>()?;
+    let mean_bytes = payloads.iter().map(Vec::len).sum::<usize>() as f64 / payloads.len() as f64;
+
+    progress("measuring the raw JetStream ceiling (same bytes)…");
+    let raw = ceiling::measure(&args.nats, &payloads).await?;
+
+    progress("appending through the log while a projection applies…");
+    let mut config = JetStreamConfig::new(&args.nats);
+    config.stream = BENCH_STREAM.to_string();
+    ceiling::delete_stream(&args.nats, BENCH_STREAM).await?;
+    let log: SharedLog = Arc::new(
+        JetStreamLog::connect(config)
+            .await
+            .context("cannot set up the bench stream (is pn.evt.> already used by a stream on this server? use a scratch server)")?,
+    );
+    let appended = append_phase(&log, streams, args.appenders).await?;
+
+    progress("replaying the whole stream into a fresh projection…");
+    let replay = replay_phase(&log, args.events as u64).await?;
+
+    progress("verifying agent signatures on one core…");
+    let verify_per_s = tokio::task::spawn_blocking(move || verify_rate(&payloads)).await??;
+    ceiling::delete_stream(&args.nats, BENCH_STREAM).await?;
+
+    let out = json!({
+        "events": args.events,
+        "appenders": args.appenders,
+        "mean_event_bytes": mean_bytes.round(),
+        "append_events_per_s": appended.end_to_end_per_s.round(),
+        "append_acked_events_per_s": appended.acked_per_s.round(),
+        "raw_publish_per_s": raw.publish_per_s.round(),
+        "raw_publish_async_per_s": raw.async_per_s.round(),
+        "raw_publish_batch_per_s": raw.batch_per_s.round(),
+        "append_ratio": ratio(appended.end_to_end_per_s, raw.publish_per_s),
+        "replay_events_per_s": replay.round(),
+        "raw_replay_per_s": raw.replay_per_s.round(),
+        "replay_ratio": ratio(replay, raw.replay_per_s),
+        "verify_per_s": verify_per_s.round(),
+        "peak_rss_mib": (super::peak_rss_mib() * 10.0).round() / 10.0,
+    });
+    if args.json {
+        println!("{out}");
+    } else {
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    }
+    Ok(())
+}
+
+fn ratio(a: f64, b: f64) -> f64 {
+    if b > 0.0 {
+        (a / b * 1000.0).round() / 1000.0
+    } else {
+        0.0
+    }
+}
+
+struct AppendFigures {
+    end_to_end_per_s: f64,
+    acked_per_s: f64,
+}
+
+async fn append_phase(log: &SharedLog, streams: Vec<ClusterStream>, appenders: usize) -> anyhow::Result<AppendFigures> {
+    let total: usize = streams.iter().map(|s| s.events.len()).sum();
+    let dir = tempfile::tempdir()?;
+    let checkpoints = Arc::new(CheckpointStore::open(dir.path())?);
+    let shared: Shared<FleetState> = Shared::default();
+    let shutdown = CancellationToken::new();
+    let consumer = tokio::spawn(run_consumer(
+        log.clone(),
+        checkpoints,
+        ConsumerConfig::new("bench-projector"),
+        shared.clone(),
+        ProjectOnly,
+        shutdown.clone(),
+    ));
+
+    let mut lanes: Vec<Vec<ClusterStream>> = (0..appenders).map(|_| Vec::new()).collect();
+    for (i, s) in streams.into_iter().enumerate() {
+        lanes[i % appenders].push(s);
+    }
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for lane in lanes {
+        let log = log.clone();
+        tasks.push(tokio::spawn(async move {
+            for stream in lane {
+                for event in &stream.events {
+                    log.append(event, Expect::Any).await?;
+                }
+            }
+            Ok::<_, crate::log::LogError>(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let acked = start.elapsed();
+    let last = log.last_seq().await?;
+    if !shared.wait_for(last, Duration::from_secs(600)).await {
+        bail!("projection did not catch up to seq {last} (at {})", shared.applied());
+    }
+    let end_to_end = start.elapsed();
+    let applied = shared.state.read().await.applied_events();
+    shutdown.cancel();
+    consumer.await??;
+    if applied != total as u64 {
+        bail!("projection applied {applied} events, {total} were appended (some were rejected?)");
+    }
+    Ok(AppendFigures {
+        end_to_end_per_s: total as f64 / end_to_end.as_secs_f64(),
+        acked_per_s: total as f64 / acked.as_secs_f64(),
+    })
+}
+
+async fn replay_phase(log: &SharedLog, expected: u64) -> anyhow::Result<f64> {
+    let last = log.last_seq().await?;
+    let start = Instant::now();
+    let mut sub = log.subscribe(StartAt::Beginning, Filter::all()).await?;
+    let mut state = FleetState::default();
+    let mut seen = 0u64;
+    while let Some(record) = sub.next().await {
+        let record = record?;
+        let event = admit(&record, &state).map_err(|r| anyhow::anyhow!("seq {}: {}", record.seq, r.reason))?;
+        state.apply(record.seq, &event);
+        seen += 1;
+        if record.seq >= last {
+            break;
+        }
+    }
+    let elapsed = start.elapsed();
+    if seen != expected {
+        bail!("replay saw {seen} events, expected {expected}");
+    }
+    Ok(seen as f64 / elapsed.as_secs_f64())
+}
+
+/// Agent-signed events verified per second on this thread, in batches of 64.
+fn verify_rate(payloads: &[Vec<u8>]) -> anyhow::Result<f64> {
+    let mut keys = std::collections::BTreeMap::new();
+    let mut signed = Vec::new();
+    for bytes in payloads {
+        let raw = RawEnvelope::from_bytes(bytes)?;
+        if let Some(instance) = raw.actor.agent_instance() {
+            if raw.kind == "system.agent.enrolled" {
+                let env = raw.clone().into_envelope()?;
+                if let powernode_events::EventPayload::AgentEnrolled(p) = &env.payload {
+                    keys.insert(instance.to_string(), powernode_events::signing::verifying_key_from_hex(&p.public_key)?);
+                }
+            }
+            signed.push(raw);
+        }
+    }
+    let items: Vec<_> = signed
+        .iter()
+        .filter_map(|r| Some((r, *keys.get(r.actor.agent_instance()?)?)))
+        .collect();
+    if items.is_empty() {
+        return Ok(0.0);
+    }
+    let start = Instant::now();
+    for chunk in items.chunks(64) {
+        powernode_events::signing::verify_batch(chunk)?;
+    }
+    Ok(items.len() as f64 / start.elapsed().as_secs_f64())
+}

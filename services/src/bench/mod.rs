@@ -1,0 +1,37 @@
+//! `powernode bench …`: benchmarks that print their figures next to the bare
+//! JetStream ceiling measured in the same run.
+
+mod ceiling;
+mod log_bench;
+pub mod workload;
+
+use clap::Subcommand;
+
+/// Benchmarks.
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Append throughput through the log until a projection applied the last
+    /// event, projection rebuild by replay, and signature verification, each
+    /// against the raw JetStream ceiling.
+    Log(log_bench::LogBenchArgs),
+}
+
+/// Runs a benchmark.
+pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
+    match cmd {
+        BenchCommand::Log(args) => log_bench::run(args).await,
+    }
+}
+
+/// Peak resident set size of this process in MiB (Linux `VmHWM`; 0 elsewhere).
+pub fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}

@@ -1,0 +1,85 @@
+//! The `powernode` command line. The binary only parses and calls [`run`].
+
+mod node;
+
+pub use node::{open_log, LogArgs};
+
+use crate::services::ServiceName;
+use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+
+/// powernode — an event-sourced control plane for fleets of K3s clusters.
+#[derive(Debug, Parser)]
+#[command(name = "powernode", version, about)]
+pub struct Cli {
+    /// Log format for diagnostics on stderr.
+    #[arg(long, env = "POWERNODE_LOG_FORMAT", value_enum, default_value = "text", global = true)]
+    pub log_format: LogFormat,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Diagnostic log formats.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run every service in one process (embedded log unless --nats).
+    Up {
+        /// Log selection.
+        #[command(flatten)]
+        log: LogArgs,
+        /// Address the HTTP API listens on.
+        #[arg(long, env = "POWERNODE_LISTEN", default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+    },
+    /// Run one service alone.
+    Serve {
+        /// Which service.
+        #[arg(value_enum)]
+        service: ServiceName,
+        /// Log selection.
+        #[command(flatten)]
+        log: LogArgs,
+        /// Address the HTTP API listens on (api service only).
+        #[arg(long, env = "POWERNODE_LISTEN", default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+    },
+    /// Benchmarks.
+    #[command(subcommand)]
+    Bench(crate::bench::BenchCommand),
+}
+
+/// Sets up diagnostics (`RUST_LOG` filters, default `info`).
+pub fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Runs a parsed command line.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Up { log, listen } => node::run_node(&log, &ServiceName::ALL, listen, "up").await,
+        Command::Serve {
+            service,
+            log,
+            listen,
+        } => node::run_node(&log, &[service], listen, service.as_str()).await,
+        Command::Bench(b) => crate::bench::run(b).await,
+    }
+}

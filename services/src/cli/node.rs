@@ -1,0 +1,138 @@
+//! Running services in this process: open the log and the checkpoint store,
+//! start the consumers (and the HTTP API), stop cleanly on Ctrl-C / SIGTERM.
+
+use crate::api::{router, ApiState};
+use crate::log::embedded::EmbeddedLog;
+use crate::log::jetstream::{JetStreamConfig, JetStreamLog};
+use crate::log::SharedLog;
+use crate::runtime::Shared;
+use crate::services::{run_service, ServiceContext, ServiceName};
+use anyhow::Context;
+use powernode_projections::checkpoint::CheckpointStore;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info};
+
+/// Which log to use, and where local state lives.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LogArgs {
+    /// NATS URL of a JetStream server (e.g. nats://127.0.0.1:4222). Without it
+    /// the embedded log in --data-dir is used.
+    #[arg(long, env = "POWERNODE_NATS_URL")]
+    pub nats: Option<String>,
+    /// Local state: the embedded log and the services' checkpoints.
+    #[arg(long, env = "POWERNODE_DATA_DIR", default_value = "./.powernode")]
+    pub data_dir: PathBuf,
+    /// JetStream stream name.
+    #[arg(long, env = "POWERNODE_STREAM", default_value = crate::log::jetstream::DEFAULT_STREAM)]
+    pub stream: String,
+    /// JetStream replicas for the stream (3 on a 3-node cluster).
+    #[arg(long, env = "POWERNODE_REPLICAS", default_value_t = 1)]
+    pub replicas: usize,
+}
+
+/// Opens the log the arguments select.
+pub async fn open_log(args: &LogArgs) -> anyhow::Result<SharedLog> {
+    Ok(match &args.nats {
+        Some(url) => {
+            let mut config = JetStreamConfig::new(url);
+            config.stream = args.stream.clone();
+            config.replicas = args.replicas;
+            Arc::new(JetStreamLog::connect(config).await?)
+        }
+        None => {
+            let dir = args.data_dir.join("log");
+            std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            Arc::new(EmbeddedLog::open(&dir).await?)
+        }
+    })
+}
+
+/// Runs `services` (and the API if among them) until Ctrl-C or SIGTERM.
+pub async fn run_node(
+    args: &LogArgs,
+    services: &[ServiceName],
+    listen: SocketAddr,
+    checkpoint_name: &str,
+) -> anyhow::Result<()> {
+    let log = open_log(args).await?;
+    let cp_dir = args.data_dir.join(format!("checkpoints-{checkpoint_name}"));
+    std::fs::create_dir_all(&cp_dir).with_context(|| format!("cannot create {}", cp_dir.display()))?;
+    let checkpoints = Arc::new(CheckpointStore::open(&cp_dir)?);
+    let shutdown = CancellationToken::new();
+    let ctx = ServiceContext {
+        log: log.clone(),
+        checkpoints,
+        shutdown: shutdown.clone(),
+    };
+    info!(log = %log.describe(), data_dir = %args.data_dir.display(), "starting {} service(s)", services.len());
+
+    let mut tasks = JoinSet::new();
+    for &name in services {
+        let shared = Shared::default();
+        if name == ServiceName::Api {
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("cannot listen on {listen}"))?;
+            info!("API listening on http://{listen}");
+            let app = router(ApiState {
+                log: log.clone(),
+                fleet: shared.clone(),
+            });
+            let stop = shutdown.clone();
+            tasks.spawn(async move {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(async move { stop.cancelled().await })
+                    .await
+                    .context("HTTP server failed")
+            });
+        }
+        let ctx = ctx.clone();
+        tasks.spawn(async move { run_service(name, ctx, shared).await.map_err(anyhow::Error::from) });
+    }
+
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        info!("shutting down");
+        stop.cancel();
+    });
+
+    let mut result = Ok(());
+    while let Some(joined) = tasks.join_next().await {
+        let outcome = joined.map_err(anyhow::Error::from).and_then(|r| r);
+        if let Err(e) = outcome {
+            error!(error = %format!("{e:#}"), "a service stopped with an error; stopping the others");
+            shutdown.cancel();
+            if result.is_ok() {
+                result = Err(e);
+            }
+        }
+    }
+    info!("stopped");
+    result
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

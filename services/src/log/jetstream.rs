@@ -1,0 +1,531 @@
+//! JetStream backend: the production event log.
+//!
+//! One stream ([`DEFAULT_STREAM`]) captures every event subject
+//! (`pn.evt.>`, see [`powernode_events::subject`]); the subject carries the
+//! account, the aggregate and the kind, so filters run on the server.
+//!
+//! * **Append** — published with `Nats-Msg-Id` = event id, so a re-sent event
+//!   is answered with its original sequence (`duplicate: true`) within the
+//!   stream's duplicate window. A guard ([`Expect`]) becomes
+//!   `Nats-Expected-Last-Subject-Sequence` with
+//!   `Nats-Expected-Last-Subject-Sequence-Subject: pn.evt.<acct>.<type>.<id>.>`
+//!   so it covers every event of the aggregate. Appends go through a
+//!   group-commit writer ([`writer`]) that turns concurrent appends into
+//!   atomic batches: one disk flush per batch under `sync_interval: always`.
+//! * **Read / last sequences** — from the stream leader (never direct get,
+//!   which may lag on a replica).
+//! * **Subscribe** — an ordered consumer with a guard against replaying
+//!   from the start ([`subscription`]).
+//! * **Durable cursors** — durable pull consumers with cumulative acks ([`cursor`]).
+//!
+//! The stream is created, or brought up to date, at [`JetStreamLog::connect`].
+
+mod cursor;
+mod errors;
+mod subscription;
+mod writer;
+
+pub use cursor::{durable_name, JetStreamCursor, DURABLE_ACK_WAIT, DURABLE_MAX_ACK_PENDING};
+
+use self::errors::PublishFailure;
+use self::writer::{PendingAppend, WriterConfig};
+use crate::log::{
+    Appended, DurableCursor, EventLog, Expect, Filter, LogError, Record, StartAt, Subscription,
+};
+use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
+use async_nats::jetstream::stream::{self, LastRawMessageErrorKind, StorageType};
+use async_nats::jetstream::{self, context::GetStreamErrorKind};
+use async_nats::{Client, ConnectOptions, HeaderMap};
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use powernode_events::subject::{aggregate_filter, event_subject, EVENT_SUBJECT_WILDCARD};
+use powernode_events::{AccountId, AggregateRef, Envelope};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, info, warn};
+
+/// Name of the stream holding every event.
+pub const DEFAULT_STREAM: &str = "PN_EVENTS";
+/// Where a local nats-server listens.
+pub const DEFAULT_URL: &str = "nats://127.0.0.1:4222";
+/// How long the server remembers event ids for dedupe. The server default
+/// is two minutes; an event re-sent after a service restart or a long
+/// outage must still be recognised, so we keep an hour (the cost is one
+/// entry per event of the last hour in the server's memory).
+pub const DEFAULT_DUPLICATE_WINDOW: Duration = Duration::from_secs(60 * 60);
+/// Most appends the writer puts in one atomic batch (the server allows 1000).
+pub const DEFAULT_MAX_BATCH: usize = 256;
+/// Batches (or lone publishes) the writer keeps awaiting their ack at once.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 2;
+
+/// Header carrying the event id; the server dedupes on it.
+pub const HEADER_MSG_ID: &str = "Nats-Msg-Id";
+/// Header carrying the guard's expected sequence (0: no events yet).
+pub const HEADER_EXPECTED_LAST_SUBJECT_SEQUENCE: &str = "Nats-Expected-Last-Subject-Sequence";
+/// Header naming the subject (filter) the guard is checked on.
+pub const HEADER_EXPECTED_LAST_SUBJECT_SEQUENCE_SUBJECT: &str =
+    "Nats-Expected-Last-Subject-Sequence-Subject";
+
+/// "Stream not found".
+const ERR_STREAM_NOT_FOUND: u64 = 10059;
+/// Most messages one read asks the server for at a time.
+const READ_PULL_MAX: usize = 1024;
+/// How far back a conflicting append looks for its own event (a re-send).
+const DUPLICATE_SCAN_LIMIT: usize = 256;
+/// Idle time after which the server drops a read's ephemeral consumer
+/// (reads delete theirs when done; this covers a crash mid-read).
+const READ_CONSUMER_IDLE: Duration = Duration::from_secs(30);
+
+/// How to reach JetStream and how the event stream is set up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JetStreamConfig {
+    /// Server URL(s), e.g. `nats://127.0.0.1:4222` (comma-separated for several).
+    pub url: String,
+    /// Stream name.
+    pub stream: String,
+    /// Stream replicas: 1 on a single server, 3 on a 3-node cluster.
+    pub replicas: usize,
+    /// Dedupe window for event ids (see [`DEFAULT_DUPLICATE_WINDOW`]).
+    pub duplicate_window: Duration,
+    /// Most appends per atomic batch (clamped to 1..=1000).
+    pub max_batch: usize,
+    /// Batches the writer keeps in flight (pipelining).
+    pub max_in_flight: usize,
+    /// How long connecting may take before failing with `Unavailable`.
+    pub connect_timeout: Duration,
+    /// How long a publish ack or a JetStream API call may take.
+    pub request_timeout: Duration,
+}
+
+impl Default for JetStreamConfig {
+    fn default() -> Self {
+        Self {
+            url: DEFAULT_URL.to_string(),
+            stream: DEFAULT_STREAM.to_string(),
+            replicas: 1,
+            duplicate_window: DEFAULT_DUPLICATE_WINDOW,
+            max_batch: DEFAULT_MAX_BATCH,
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl JetStreamConfig {
+    /// Defaults with this server URL.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            ..Self::default()
+        }
+    }
+
+    /// The stream configuration this log wants.
+    pub fn stream_config(&self) -> stream::Config {
+        stream::Config {
+            name: self.stream.clone(),
+            description: Some("powernode events (append-only)".to_string()),
+            subjects: vec![EVENT_SUBJECT_WILDCARD.to_string()],
+            storage: StorageType::File,
+            num_replicas: self.replicas.max(1),
+            duplicate_window: self.duplicate_window,
+            allow_direct: true,
+            allow_atomic_publish: true,
+            // The log is append-only: no deleting or purging events.
+            deny_delete: true,
+            deny_purge: true,
+            ..Default::default()
+        }
+    }
+}
+
+/// The JetStream [`EventLog`].
+pub struct JetStreamLog {
+    config: JetStreamConfig,
+    client: Client,
+    stream: stream::Stream<()>,
+    writer: mpsc::Sender<PendingAppend>,
+}
+
+impl std::fmt::Debug for JetStreamLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JetStreamLog")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl JetStreamLog {
+    /// Connects, ensures the stream exists with the wanted settings, and
+    /// starts the writer. Fails with [`LogError::Unavailable`] naming the URL
+    /// within `connect_timeout` when no server answers.
+    pub async fn connect(config: JetStreamConfig) -> Result<Self, LogError> {
+        let url = config.url.clone();
+        let options = ConnectOptions::new()
+            .name("powernode")
+            .connection_timeout(config.connect_timeout)
+            .request_timeout(Some(config.request_timeout))
+            .ping_interval(Duration::from_secs(20))
+            .event_callback(|event| async move {
+                match event {
+                    async_nats::Event::Connected => info!("connected to NATS"),
+                    async_nats::Event::Disconnected => warn!("disconnected from NATS"),
+                    other => debug!(event = %other, "NATS event"),
+                }
+            });
+        // Belt and braces: the client does not retry an initial connect, but
+        // a black-holed address must not hang either.
+        let client = match tokio::time::timeout(config.connect_timeout, options.connect(url.as_str()))
+            .await
+        {
+            Ok(Ok(client)) => client,
+            Ok(Err(e)) => {
+                return Err(LogError::Unavailable(format!(
+                    "cannot connect to NATS at {url}: {e}"
+                )))
+            }
+            Err(_) => {
+                return Err(LogError::Unavailable(format!(
+                    "cannot connect to NATS at {url}: no answer within {:?}",
+                    config.connect_timeout
+                )))
+            }
+        };
+        let js = jetstream::ContextBuilder::new()
+            .timeout(config.request_timeout)
+            .build(client.clone());
+        ensure_stream(&js, &config)
+            .await
+            .map_err(|e| prefix_url(e, &url))?;
+        let stream = js
+            .get_stream_no_info(&config.stream)
+            .await
+            .map_err(|e| unavailable(&format!("opening stream at {url}"), e))?;
+        let writer = writer::spawn_writer(
+            js,
+            WriterConfig {
+                max_batch: config.max_batch,
+                max_in_flight: config.max_in_flight,
+            },
+            config.max_batch.clamp(1, writer::SERVER_MAX_BATCH) * 4,
+        );
+        info!(url = %config.url, stream = %config.stream, "JetStream event log ready");
+        Ok(Self {
+            config,
+            client,
+            stream,
+            writer,
+        })
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &JetStreamConfig {
+        &self.config
+    }
+
+    /// The underlying NATS client (for tools and tests that need raw access).
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Looks for the event `event_id` among the aggregate's events after
+    /// `after`: the server checks a guard before dedupe, so a re-sent
+    /// guarded event whose first send was stored comes back as a conflict.
+    async fn find_stored(
+        &self,
+        aggregate_subject: &str,
+        event_id: &str,
+        after: u64,
+    ) -> Result<Option<u64>, LogError> {
+        let mut seq = after + 1;
+        for _ in 0..DUPLICATE_SCAN_LIMIT {
+            let msg = self
+                .stream
+                .raw_message_builder()
+                .sequence(seq)
+                .next_by_subject(aggregate_subject.to_string())
+                .send()
+                .await;
+            match msg {
+                Ok(m) => {
+                    if m.headers.get(HEADER_MSG_ID).map(|v| v.as_str()) == Some(event_id) {
+                        return Ok(Some(m.sequence));
+                    }
+                    seq = m.sequence + 1;
+                }
+                Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => return Ok(None),
+                Err(e) => return Err(unavailable("checking for a duplicate", e)),
+            }
+        }
+        Ok(None)
+    }
+
+    /// Reads with an ephemeral consumer (deleted afterwards).
+    async fn read_with(
+        &self,
+        consumer: &jetstream::consumer::PullConsumer,
+        limit: usize,
+        filter: &Filter,
+    ) -> Result<Vec<Record>, LogError> {
+        let mut out = Vec::new();
+        if consumer.cached_info().num_pending == 0 {
+            return Ok(out);
+        }
+        loop {
+            let want = (limit - out.len()).min(READ_PULL_MAX);
+            let mut batch = consumer
+                .fetch()
+                .max_messages(want)
+                .messages()
+                .await
+                .map_err(|e| unavailable("reading", e))?;
+            let mut got = 0;
+            let mut at_end = false;
+            while let Some(m) = batch.next().await {
+                let m = m.map_err(|e| unavailable("reading", e))?;
+                got += 1;
+                let info = m
+                    .info()
+                    .map_err(|e| LogError::Storage(format!("malformed delivery metadata: {e}")))?;
+                let (seq, stored_at) = (info.stream_sequence, nats_time(info.published));
+                at_end = info.pending == 0;
+                let subject = m.subject.to_string();
+                if filter.matches_subject(&subject) {
+                    out.push(Record {
+                        seq,
+                        subject,
+                        stored_at,
+                        bytes: m.payload.clone(),
+                    });
+                    if out.len() == limit {
+                        return Ok(out);
+                    }
+                }
+            }
+            if got == 0 || at_end {
+                return Ok(out);
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl EventLog for JetStreamLog {
+    async fn append(&self, event: &Envelope, expect: Expect) -> Result<Appended, LogError> {
+        let payload = event
+            .encode()
+            .map_err(|e| LogError::Invalid(e.to_string()))?;
+        let subject = event_subject(&event.account_id, &event.aggregate, event.kind())
+            .map_err(|e| LogError::Invalid(e.to_string()))?;
+        let aggregate_key = aggregate_filter(&event.account_id, &event.aggregate)
+            .map_err(|e| LogError::Invalid(e.to_string()))?;
+        let event_id = event.id.to_string();
+        let mut headers = HeaderMap::new();
+        headers.insert(HEADER_MSG_ID, event_id.as_str());
+        let guard = match expect {
+            Expect::Any => None,
+            Expect::NoEvents => Some(0),
+            Expect::LastSeq(n) => Some(n),
+        };
+        if let Some(n) = guard {
+            headers.insert(HEADER_EXPECTED_LAST_SUBJECT_SEQUENCE, n.to_string().as_str());
+            headers.insert(
+                HEADER_EXPECTED_LAST_SUBJECT_SEQUENCE_SUBJECT,
+                aggregate_key.as_str(),
+            );
+        }
+        let (reply, answer) = oneshot::channel();
+        self.writer
+            .send(PendingAppend {
+                subject,
+                headers,
+                payload: Bytes::from(payload),
+                event_id: event_id.clone(),
+                aggregate_key: aggregate_key.clone(),
+                guarded: guard.is_some(),
+                reply,
+            })
+            .await
+            .map_err(|_| LogError::Closed)?;
+        let result = answer.await.map_err(|_| LogError::Closed)?;
+        match result {
+            Ok(stored) => Ok(Appended {
+                seq: stored.seq,
+                duplicate: stored.duplicate,
+            }),
+            Err(PublishFailure::Conflict) => {
+                let after = guard.unwrap_or(0);
+                match self.find_stored(&aggregate_key, &event_id, after).await? {
+                    Some(seq) => Ok(Appended {
+                        seq,
+                        duplicate: true,
+                    }),
+                    None => Err(LogError::Conflict {
+                        aggregate: event.aggregate.to_string(),
+                        expected: expect,
+                    }),
+                }
+            }
+            Err(PublishFailure::Unavailable(e)) => Err(LogError::Unavailable(e)),
+            Err(PublishFailure::Invalid(e)) => Err(LogError::Invalid(e)),
+            Err(PublishFailure::Rejected { description, .. }) => {
+                Err(LogError::Storage(description))
+            }
+        }
+    }
+
+    async fn aggregate_last_seq(
+        &self,
+        account: &AccountId,
+        aggregate: &AggregateRef,
+    ) -> Result<Option<u64>, LogError> {
+        let subject =
+            aggregate_filter(account, aggregate).map_err(|e| LogError::Invalid(e.to_string()))?;
+        // STREAM.MSG.GET is answered by the stream leader.
+        match self.stream.get_last_raw_message_by_subject(&subject).await {
+            Ok(m) => Ok(Some(m.sequence)),
+            Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
+            Err(e) => Err(unavailable("reading the aggregate's last event", e)),
+        }
+    }
+
+    async fn read(&self, from: u64, limit: usize, filter: &Filter) -> Result<Vec<Record>, LogError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let config = pull::Config {
+            description: Some("powernode read".to_string()),
+            filter_subject: filter.subject(),
+            deliver_policy: DeliverPolicy::ByStartSequence {
+                start_sequence: from.max(1),
+            },
+            ack_policy: AckPolicy::None,
+            inactive_threshold: READ_CONSUMER_IDLE,
+            memory_storage: true,
+            num_replicas: 1,
+            ..Default::default()
+        };
+        let consumer = self
+            .stream
+            .create_consumer(config)
+            .await
+            .map_err(|e| unavailable("reading", e))?;
+        let result = self.read_with(&consumer, limit, filter).await;
+        let name = consumer.cached_info().name.clone();
+        let stream = self.stream.clone();
+        tokio::spawn(async move {
+            if let Err(e) = stream.delete_consumer(&name).await {
+                debug!(consumer = %name, error = %e, "read consumer not deleted; it expires");
+            }
+        });
+        result
+    }
+
+    async fn last_seq(&self) -> Result<u64, LogError> {
+        let info = self
+            .stream
+            .get_info()
+            .await
+            .map_err(|e| unavailable("reading stream state", e))?;
+        Ok(info.state.last_sequence)
+    }
+
+    async fn subscribe(&self, start: StartAt, filter: Filter) -> Result<Subscription, LogError> {
+        let last = match start {
+            StartAt::New => self.last_seq().await?,
+            _ => 0,
+        };
+        subscription::subscribe(&self.stream, start, filter, last).await
+    }
+
+    async fn durable(
+        &self,
+        name: &str,
+        filter: Filter,
+        start_after: u64,
+    ) -> Result<Box<dyn DurableCursor>, LogError> {
+        let cursor = cursor::open(&self.stream, name, filter, start_after).await?;
+        Ok(Box::new(cursor))
+    }
+
+    async fn delete_durable(&self, name: &str) -> Result<(), LogError> {
+        cursor::delete(&self.stream, name).await
+    }
+
+    fn describe(&self) -> String {
+        format!("jetstream {} stream {}", self.config.url, self.config.stream)
+    }
+}
+
+/// Creates the stream, or updates what differs from the wanted settings.
+async fn ensure_stream(js: &jetstream::Context, config: &JetStreamConfig) -> Result<(), LogError> {
+    let wanted = config.stream_config();
+    let mut last_error = None;
+    // Two processes may race to create it: look again after a failed create.
+    for _ in 0..3 {
+        match js.get_stream(&config.stream).await {
+            Ok(existing) => {
+                let current = existing.cached_info().config.clone();
+                let mut updated = current.clone();
+                updated.subjects = wanted.subjects.clone();
+                updated.num_replicas = wanted.num_replicas;
+                updated.duplicate_window = wanted.duplicate_window;
+                updated.allow_direct = true;
+                updated.allow_atomic_publish = true;
+                if current.storage != wanted.storage {
+                    warn!(stream = %config.stream, storage = ?current.storage,
+                        "event stream is not on file storage; storage cannot be changed in place");
+                }
+                if updated != current {
+                    js.update_stream(&updated)
+                        .await
+                        .map_err(|e| unavailable("updating the event stream", e))?;
+                    info!(stream = %config.stream, "event stream settings updated");
+                }
+                return Ok(());
+            }
+            Err(e) if stream_missing(&e) => match js.create_stream(wanted.clone()).await {
+                Ok(_) => {
+                    info!(stream = %config.stream, replicas = wanted.num_replicas, "event stream created");
+                    return Ok(());
+                }
+                Err(e) => {
+                    debug!(error = %e, "creating the event stream failed; looking again");
+                    last_error = Some(e.to_string());
+                }
+            },
+            Err(e) => return Err(unavailable("reading the event stream", e)),
+        }
+    }
+    Err(LogError::Unavailable(format!(
+        "cannot create the event stream {}: {}",
+        config.stream,
+        last_error.unwrap_or_default()
+    )))
+}
+
+fn stream_missing(e: &jetstream::context::GetStreamError) -> bool {
+    matches!(e.kind(), GetStreamErrorKind::JetStream(ref j) if j.error_code().0 == ERR_STREAM_NOT_FOUND)
+}
+
+/// Makes an `Unavailable` error out of any client error.
+pub(crate) fn unavailable(context: &str, e: impl std::fmt::Display) -> LogError {
+    LogError::Unavailable(format!("{context}: {e}"))
+}
+
+fn prefix_url(e: LogError, url: &str) -> LogError {
+    match e {
+        LogError::Unavailable(m) => LogError::Unavailable(format!("NATS at {url}: {m}")),
+        other => other,
+    }
+}
+
+/// A server timestamp as chrono. (async-nats uses `time` unless its
+/// `chrono` feature is on; this is the one place that knows.)
+pub(crate) fn nats_time(t: async_nats::datetime::DateTime) -> DateTime<Utc> {
+    let nanos = t.unix_timestamp_nanos();
+    DateTime::from_timestamp_nanos(i64::try_from(nanos).unwrap_or(i64::MAX))
+}

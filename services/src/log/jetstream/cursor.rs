@@ -1,0 +1,320 @@
+//! Durable cursors: one durable pull consumer per named cursor.
+//!
+//! Acknowledgement is cumulative (`AckPolicy::All`): acking the message at
+//! sequence `n` acknowledges everything before it, so the cursor keeps the
+//! ack handle of every message it delivered and not yet acknowledged, and
+//! `ack_through(n)` acks the newest one at or below `n`. Acks come after the
+//! consumer's checkpoint, which may be many records later, hence a large
+//! `max_ack_pending`.
+//!
+//! On open, an existing consumer is reset to its ack floor (ADR-60 consumer
+//! reset) so that whatever a previous process had been handed but not
+//! acknowledged is delivered again, in order, instead of after `ack_wait`
+//! behind newer records.
+
+use super::{nats_time, unavailable};
+use crate::log::{DurableCursor, Filter, LogError, Record};
+use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy, PullConsumer};
+use async_nats::jetstream::message::Acker;
+use async_nats::jetstream::{self, stream::Stream};
+use async_trait::async_trait;
+use futures::StreamExt;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+use tracing::{debug, info, warn};
+
+/// How many delivered-but-unacknowledged records a cursor may have.
+pub const DURABLE_MAX_ACK_PENDING: i64 = 1_000_000;
+/// After this long without an ack the server delivers a record again.
+pub const DURABLE_ACK_WAIT: Duration = Duration::from_secs(120);
+/// "Consumer not found".
+const ERR_CONSUMER_NOT_FOUND: u64 = 10014;
+
+/// The JetStream durable name for a cursor name: the name itself when it is
+/// already `[A-Za-z0-9_-]{1,64}`, otherwise a sanitized prefix plus a hash of
+/// the original, so different names never share a consumer.
+pub fn durable_name(name: &str) -> String {
+    let safe = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if safe {
+        return name.to_string();
+    }
+    let cleaned: String = name
+        .chars()
+        .take(40)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("{cleaned}-{:016x}", fnv1a(name.as_bytes()))
+}
+
+/// FNV-1a: small, stable across builds (unlike `DefaultHasher`).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// Opens (creating, resuming or re-filtering) the durable consumer `name`.
+pub(crate) async fn open(
+    stream: &Stream<()>,
+    name: &str,
+    filter: Filter,
+    start_after: u64,
+) -> Result<JetStreamCursor, LogError> {
+    let durable = durable_name(name);
+    let subject = filter.subject();
+    let existing = match stream.get_consumer::<pull::Config>(&durable).await {
+        Ok(c) => Some(c),
+        Err(e) if consumer_missing(&e) => None,
+        Err(e) => return Err(unavailable("opening durable cursor", e)),
+    };
+    let consumer = match existing {
+        Some(c) if c.cached_info().config.filter_subject == subject => {
+            // Hand out again, in order, what an earlier process got but never acknowledged.
+            match stream.reset_consumer(&durable, None).await {
+                Ok(r) => debug!(cursor = %durable, floor = r.reset_seq, "durable cursor resumed"),
+                Err(e) => warn!(cursor = %durable, error = %e, "could not reset the cursor to its ack floor"),
+            }
+            c
+        }
+        Some(c) => {
+            // Same position, new filter: the consumer's filter is part of its
+            // identity, so recreate it after its ack floor.
+            let floor = c.cached_info().ack_floor.stream_sequence;
+            info!(cursor = %durable, floor, %subject, "cursor filter changed; recreating");
+            stream
+                .delete_consumer(&durable)
+                .await
+                .map_err(|e| unavailable("recreating durable cursor", e))?;
+            create(stream, &durable, &subject, floor).await?
+        }
+        None => create(stream, &durable, &subject, start_after).await?,
+    };
+    Ok(JetStreamCursor {
+        consumer,
+        filter,
+        held: BTreeMap::new(),
+    })
+}
+
+/// Deletes the durable consumer of cursor `name`; a missing one is fine.
+pub(crate) async fn delete(stream: &Stream<()>, name: &str) -> Result<(), LogError> {
+    use async_nats::jetstream::stream::ConsumerErrorKind;
+    let durable = durable_name(name);
+    match stream.delete_consumer(&durable).await {
+        Ok(_) => {
+            info!(cursor = %durable, "durable cursor deleted");
+            Ok(())
+        }
+        Err(e) => match e.kind() {
+            ConsumerErrorKind::JetStream(j) if j.error_code().0 == ERR_CONSUMER_NOT_FOUND => Ok(()),
+            _ => Err(unavailable("deleting durable cursor", e)),
+        },
+    }
+}
+
+async fn create(
+    stream: &Stream<()>,
+    durable: &str,
+    subject: &str,
+    start_after: u64,
+) -> Result<PullConsumer, LogError> {
+    let config = pull::Config {
+        durable_name: Some(durable.to_string()),
+        description: Some("powernode durable cursor".to_string()),
+        filter_subject: subject.to_string(),
+        deliver_policy: DeliverPolicy::ByStartSequence {
+            start_sequence: start_after.saturating_add(1),
+        },
+        ack_policy: AckPolicy::All,
+        ack_wait: DURABLE_ACK_WAIT,
+        max_deliver: -1,
+        max_ack_pending: DURABLE_MAX_ACK_PENDING,
+        ..Default::default()
+    };
+    stream
+        .create_consumer(config)
+        .await
+        .map_err(|e| unavailable("creating durable cursor", e))
+}
+
+fn consumer_missing(e: &async_nats::Error) -> bool {
+    use async_nats::jetstream::context::{ConsumerInfoError, ConsumerInfoErrorKind};
+    e.downcast_ref::<ConsumerInfoError>()
+        .is_some_and(|e| match e.kind() {
+            ConsumerInfoErrorKind::NotFound => true,
+            ConsumerInfoErrorKind::JetStream(j) => j.error_code().0 == ERR_CONSUMER_NOT_FOUND,
+            _ => false,
+        })
+}
+
+/// A delivered record not acknowledged yet.
+struct Held {
+    acker: Acker,
+    /// False when the kind-prefix check dropped it (the caller never saw it).
+    returned: bool,
+}
+
+/// A [`DurableCursor`] on a durable JetStream pull consumer.
+pub struct JetStreamCursor {
+    consumer: PullConsumer,
+    filter: Filter,
+    held: BTreeMap<u64, Held>,
+}
+
+impl JetStreamCursor {
+    /// Keeps the ack handle and turns the message into a record if it
+    /// passes the exact filter.
+    fn take(&mut self, msg: jetstream::Message) -> Result<Option<Record>, LogError> {
+        let (seq, stored_at) = {
+            let info = msg
+                .info()
+                .map_err(|e| LogError::Storage(format!("malformed delivery metadata: {e}")))?;
+            (info.stream_sequence, nats_time(info.published))
+        };
+        let (msg, acker) = msg.split();
+        let subject = msg.subject.to_string();
+        let returned = self.filter.matches_subject(&subject);
+        self.held.insert(seq, Held { acker, returned });
+        Ok(returned.then(|| Record {
+            seq,
+            subject,
+            stored_at,
+            bytes: msg.payload,
+        }))
+    }
+
+    /// Appends to `out` what a pull returns; true if the pull delivered anything.
+    async fn drain(
+        &mut self,
+        batch: Result<pull::Batch, pull::BatchError>,
+        out: &mut Vec<Record>,
+    ) -> Result<bool, LogError> {
+        let mut batch = batch.map_err(|e| unavailable("pulling from durable cursor", e))?;
+        let mut any = false;
+        while let Some(m) = batch.next().await {
+            match m {
+                Ok(m) => {
+                    any = true;
+                    if let Some(r) = self.take(m)? {
+                        out.push(r);
+                    }
+                }
+                Err(e) => {
+                    // A status the pull cannot continue after; what arrived stays valid.
+                    debug!(error = %e, "pull ended");
+                    break;
+                }
+            }
+        }
+        Ok(any)
+    }
+}
+
+#[async_trait]
+impl DurableCursor for JetStreamCursor {
+    async fn next_batch(&mut self, max: usize, wait: Duration) -> Result<Vec<Record>, LogError> {
+        let mut out = Vec::new();
+        if max == 0 {
+            return Ok(out);
+        }
+        let deadline = Instant::now() + wait;
+        loop {
+            // What is there now, without waiting.
+            let now = self.consumer.fetch().max_messages(max).messages().await;
+            self.drain(now, &mut out).await?;
+            if !out.is_empty() {
+                return Ok(out);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left < Duration::from_millis(5) {
+                return Ok(out);
+            }
+            // Wait for one record at most `left`; a batch of one leaves no
+            // pull request behind that could deliver into the void.
+            let one = self
+                .consumer
+                .batch()
+                .max_messages(1)
+                .expires(left)
+                .messages()
+                .await;
+            if self.drain(one, &mut out).await? && out.len() < max {
+                let more = self.consumer.fetch().max_messages(max - out.len()).messages().await;
+                self.drain(more, &mut out).await?;
+            }
+            if !out.is_empty() || Instant::now() >= deadline {
+                return Ok(out);
+            }
+        }
+    }
+
+    async fn ack_through(&mut self, seq: u64) -> Result<(), LogError> {
+        // Records the caller never saw right after `seq` can be acked with it.
+        let limit = self
+            .held
+            .range(seq.saturating_add(1)..)
+            .find(|(_, h)| h.returned)
+            .map_or(u64::MAX, |(k, _)| k - 1);
+        let target = self
+            .held
+            .range(..=limit)
+            .next_back()
+            .map(|(k, _)| *k);
+        let Some(target) = target else {
+            return Ok(());
+        };
+        if let Some(h) = self.held.get(&target) {
+            h.acker
+                .double_ack()
+                .await
+                .map_err(|e| unavailable("acknowledging", e))?;
+        }
+        self.held = self.held.split_off(&(target + 1));
+        Ok(())
+    }
+
+    async fn acked(&mut self) -> Result<u64, LogError> {
+        let info = self
+            .consumer
+            .info()
+            .await
+            .map_err(|e| unavailable("reading cursor position", e))?;
+        Ok(info.ack_floor.stream_sequence)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durable_names_are_safe_and_distinct() {
+        assert_eq!(durable_name("provisioner"), "provisioner");
+        assert_eq!(durable_name("api-v1_x"), "api-v1_x");
+        let a = durable_name("svc.a");
+        let b = durable_name("svc_a");
+        assert_ne!(a, b);
+        assert!(a.starts_with("svc_a-"));
+        for n in ["a b", "x.y.*", ">", "", &"z".repeat(200)] {
+            let d = durable_name(n);
+            assert!(!d.is_empty() && d.len() <= 64, "{d}");
+            assert!(d
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+        }
+        assert_eq!(durable_name("a b"), durable_name("a b"));
+    }
+}

@@ -1,0 +1,437 @@
+//! The consumer runtime every service runs.
+//!
+//! One loop, shared by all services:
+//!
+//! 1. load the service's checkpoint (projection snapshot + last applied
+//!    sequence) and open its durable cursor after that sequence;
+//! 2. take the next batch; skip every record at or below the last applied
+//!    sequence (so a redelivery never applies anything twice);
+//! 3. admit each record ([`admission`]): a record that cannot be decoded or
+//!    verified is recorded as `system.log.record_rejected` and the cursor
+//!    moves on; otherwise fold it into the projection and let the service
+//!    [`Reactor`] decide (it may append new events);
+//! 4. every so often, and on shutdown, save the checkpoint and only then
+//!    acknowledge the cursor up to it — an ack means "durably applied".
+//!
+//! Shutdown is a [`CancellationToken`]: the loop finishes the event it holds,
+//! checkpoints and returns.
+
+pub mod admission;
+
+use crate::log::{DurableCursor, Filter, LogError, Record, SharedLog};
+use async_trait::async_trait;
+use powernode_events::payloads::log::RecordRejected;
+use powernode_events::{AccountId, Actor, Envelope};
+use powernode_projections::checkpoint::{Checkpoint, CheckpointStore};
+use powernode_projections::Projection;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{watch, RwLock};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, info_span, warn, Instrument};
+use uuid::Uuid;
+
+/// Why a consumer loop stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// The log failed in a way retrying will not fix.
+    #[error("consumer {name}: {source}")]
+    Log {
+        /// Consumer name.
+        name: String,
+        /// The log error.
+        source: LogError,
+    },
+    /// The checkpoint could not be loaded or saved.
+    #[error("consumer {name}: checkpoint: {reason}")]
+    Checkpoint {
+        /// Consumer name.
+        name: String,
+        /// What failed.
+        reason: String,
+    },
+    /// The service's reactor failed fatally.
+    #[error("consumer {name}: {reason}")]
+    Fatal {
+        /// Consumer name.
+        name: String,
+        /// What failed.
+        reason: String,
+    },
+}
+
+/// What a reactor's failure means for the loop.
+#[derive(Debug, thiserror::Error)]
+pub enum ReactError {
+    /// Try the same event again after a pause (e.g. the log is unavailable).
+    #[error("retryable: {0}")]
+    Retry(String),
+    /// Stop the consumer.
+    #[error("fatal: {0}")]
+    Fatal(String),
+}
+
+impl From<LogError> for ReactError {
+    fn from(e: LogError) -> Self {
+        if e.is_retryable() {
+            Self::Retry(e.to_string())
+        } else {
+            Self::Fatal(e.to_string())
+        }
+    }
+}
+
+/// A service's decision logic: called after each admitted event has been
+/// folded into the projection, with the projection as it now stands.
+///
+/// Must be idempotent: after a crash, events after the last checkpoint are
+/// handled again. Append decisions with ids derived from the cause
+/// ([`derived_event_id`]) so a repeat is a duplicate, not a second fact.
+#[async_trait]
+pub trait Reactor<S>: Send + 'static {
+    /// Reacts to one event.
+    async fn react(&mut self, state: &S, seq: u64, event: &Envelope, log: &SharedLog) -> Result<(), ReactError>;
+}
+
+/// A reactor that only keeps the projection (no decisions).
+pub struct ProjectOnly;
+
+#[async_trait]
+impl<S: Sync> Reactor<S> for ProjectOnly {
+    async fn react(&mut self, _: &S, _: u64, _: &Envelope, _: &SharedLog) -> Result<(), ReactError> {
+        Ok(())
+    }
+}
+
+/// A deterministic event id for an event caused by `cause`: the same cause
+/// and tag always give the same id, so re-appending after a crash dedupes.
+pub fn derived_event_id(cause: Uuid, tag: &str) -> Uuid {
+    Uuid::new_v5(&cause, tag.as_bytes())
+}
+
+/// Tuning of one consumer.
+#[derive(Debug, Clone)]
+pub struct ConsumerConfig {
+    /// Durable cursor and checkpoint name (the service name).
+    pub name: String,
+    /// Which records it consumes.
+    pub filter: Filter,
+    /// Records per fetch.
+    pub batch: usize,
+    /// How long one fetch waits for the first record.
+    pub wait: Duration,
+    /// Checkpoint after this many applied records…
+    pub checkpoint_every: u64,
+    /// …or after this long, whichever comes first.
+    pub checkpoint_interval: Duration,
+}
+
+impl ConsumerConfig {
+    /// Defaults for a consumer of every record.
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            filter: Filter::all(),
+            batch: 1000,
+            wait: Duration::from_millis(500),
+            checkpoint_every: 20_000,
+            checkpoint_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// The projection a consumer maintains, shared with readers (the API), and
+/// the sequence it has applied up to.
+pub struct Shared<S> {
+    /// The projection.
+    pub state: Arc<RwLock<S>>,
+    applied_tx: Arc<watch::Sender<u64>>,
+}
+
+impl<S> Clone for Shared<S> {
+    fn clone(&self) -> Self {
+        Self {
+            state: self.state.clone(),
+            applied_tx: self.applied_tx.clone(),
+        }
+    }
+}
+
+impl<S: Default> Default for Shared<S> {
+    fn default() -> Self {
+        Self {
+            state: Arc::new(RwLock::new(S::default())),
+            applied_tx: Arc::new(watch::channel(0).0),
+        }
+    }
+}
+
+impl<S> Shared<S> {
+    /// The last applied sequence.
+    pub fn applied(&self) -> u64 {
+        *self.applied_tx.borrow()
+    }
+
+    /// Waits until the projection has applied `seq` (read-your-writes), or
+    /// `timeout` passes. Returns whether it got there.
+    pub async fn wait_for(&self, seq: u64, timeout: Duration) -> bool {
+        let mut rx = self.applied_tx.subscribe();
+        tokio::time::timeout(timeout, rx.wait_for(|applied| *applied >= seq))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+}
+
+/// Runs one consumer until `shutdown` is cancelled or a fatal error.
+pub async fn run_consumer<S, R>(
+    log: SharedLog,
+    checkpoints: Arc<CheckpointStore>,
+    config: ConsumerConfig,
+    shared: Shared<S>,
+    mut reactor: R,
+    shutdown: CancellationToken,
+) -> Result<(), RuntimeError>
+where
+    S: Projection + Send + Sync,
+    R: Reactor<S>,
+{
+    let span = info_span!("consumer", name = %config.name);
+    async move {
+        let name = config.name.clone();
+        let cp_err = |e: &dyn std::fmt::Display| RuntimeError::Checkpoint {
+            name: name.clone(),
+            reason: e.to_string(),
+        };
+        // 1. Restore.
+        let mut applied = 0;
+        if let Some(cp) = checkpoints.load(&name).map_err(|e| cp_err(&e))? {
+            *shared.state.write().await = S::restore(&cp.snapshot).map_err(|e| cp_err(&e))?;
+            applied = cp.seq;
+        }
+        shared.applied_tx.send_replace(applied);
+        info!(applied, "restored checkpoint");
+
+        let Some(mut cursor) = open_cursor(&log, &config, applied, &shutdown).await? else {
+            return Ok(());
+        };
+        let mut last_cp = applied;
+        let mut last_cp_at = Instant::now();
+
+        // 2-4. Consume.
+        loop {
+            let batch = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                b = cursor.next_batch(config.batch, config.wait) => b,
+            };
+            let batch = match batch {
+                Ok(b) => b,
+                Err(e) if e.is_retryable() => {
+                    warn!(error = %e, "fetch failed; retrying");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(Duration::from_millis(500)) => continue,
+                    }
+                }
+                Err(e) => return Err(RuntimeError::Log { name, source: e }),
+            };
+            let mut state = shared.state.write().await;
+            for record in &batch {
+                if record.seq <= applied {
+                    debug!(seq = record.seq, "skipping already-applied record");
+                    continue;
+                }
+                handle_record(&log, &config.name, &mut *state, &mut reactor, record, &shutdown).await?;
+                applied = record.seq;
+                shared.applied_tx.send_replace(applied);
+                if shutdown.is_cancelled() {
+                    break;
+                }
+            }
+            drop(state);
+            if applied - last_cp >= config.checkpoint_every
+                || (applied > last_cp && last_cp_at.elapsed() >= config.checkpoint_interval)
+            {
+                checkpoint(&shared, &checkpoints, &name, applied, cursor.as_mut()).await?;
+                last_cp = applied;
+                last_cp_at = Instant::now();
+            }
+            if shutdown.is_cancelled() {
+                break;
+            }
+        }
+        if applied > last_cp {
+            checkpoint(&shared, &checkpoints, &name, applied, cursor.as_mut()).await?;
+        }
+        info!(applied, "stopped");
+        Ok(())
+    }
+    .instrument(span)
+    .await
+}
+
+/// Opens the durable cursor, retrying while the log is unavailable. `None`
+/// when shut down first.
+async fn open_cursor(
+    log: &SharedLog,
+    config: &ConsumerConfig,
+    applied: u64,
+    shutdown: &CancellationToken,
+) -> Result<Option<Box<dyn DurableCursor>>, RuntimeError> {
+    loop {
+        let opened = async {
+            let mut cursor = log.durable(&config.name, config.filter.clone(), applied).await?;
+            let acked = cursor.acked().await?;
+            if acked > applied {
+                // The cursor is ahead of the checkpoint (the checkpoint was lost or
+                // rolled back): the checkpoint is authoritative, so rewind.
+                warn!(acked, applied, "durable cursor ahead of checkpoint; rewinding it");
+                drop(cursor);
+                log.delete_durable(&config.name).await?;
+                cursor = log.durable(&config.name, config.filter.clone(), applied).await?;
+            }
+            Ok::<_, LogError>(cursor)
+        };
+        match opened.await {
+            Ok(c) => return Ok(Some(c)),
+            Err(e) if e.is_retryable() => {
+                warn!(error = %e, "cannot open durable cursor; retrying");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(None),
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+            Err(e) => {
+                return Err(RuntimeError::Log {
+                    name: config.name.clone(),
+                    source: e,
+                })
+            }
+        }
+    }
+}
+
+/// Admits, applies and reacts to one record; records refusals.
+async fn handle_record<S, R>(
+    log: &SharedLog,
+    name: &str,
+    state: &mut S,
+    reactor: &mut R,
+    record: &Record,
+    shutdown: &CancellationToken,
+) -> Result<(), RuntimeError>
+where
+    S: Projection + Send + Sync,
+    R: Reactor<S>,
+{
+    let event = match admission::admit(record, state) {
+        Ok(e) => e,
+        Err(refusal) => {
+            warn!(seq = record.seq, reason = %refusal.reason, "rejecting record");
+            return record_rejection(log, name, record, refusal, shutdown).await;
+        }
+    };
+    let span = info_span!("event", seq = record.seq, event_id = %event.id, kind = event.kind());
+    async {
+        state.apply(record.seq, &event);
+        loop {
+            match reactor.react(state, record.seq, &event, log).await {
+                Ok(()) => return Ok(()),
+                Err(ReactError::Retry(reason)) => {
+                    warn!(%reason, "reaction failed; retrying");
+                    tokio::select! {
+                        // Shutting down with the reaction unfinished: stop without
+                        // checkpointing past it, so it is retried after restart.
+                        _ = shutdown.cancelled() => return Err(RuntimeError::Fatal {
+                            name: name.to_string(),
+                            reason: format!("shut down while retrying seq {}: {reason}", record.seq),
+                        }),
+                        _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+                    }
+                }
+                Err(ReactError::Fatal(reason)) => {
+                    return Err(RuntimeError::Fatal {
+                        name: name.to_string(),
+                        reason: format!("seq {}: {reason}", record.seq),
+                    })
+                }
+            }
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+/// Appends `system.log.record_rejected` for a refused record. The event id is
+/// derived from the record's sequence, so every consumer that meets the same
+/// bad record records it once.
+async fn record_rejection(
+    log: &SharedLog,
+    name: &str,
+    record: &Record,
+    refusal: admission::Refusal,
+    shutdown: &CancellationToken,
+) -> Result<(), RuntimeError> {
+    let account = AccountId::new(record.account()).unwrap_or_else(|_| system_account());
+    let mut event = Envelope::new(
+        account,
+        Actor::service(name),
+        RecordRejected {
+            rejected_seq: record.seq,
+            rejected_kind: refusal.kind,
+            rejected_event_id: refusal.event_id,
+            reason: refusal.reason,
+            observed_by: name.to_string(),
+        },
+    );
+    event.id = derived_event_id(REJECTION_NAMESPACE, &record.seq.to_string());
+    event.correlation_id = event.id;
+    loop {
+        match log.append(&event, crate::log::Expect::Any).await {
+            Ok(_) => return Ok(()),
+            Err(e) if e.is_retryable() && !shutdown.is_cancelled() => {
+                warn!(error = %e, "cannot record rejection yet; retrying");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(e) => {
+                return Err(RuntimeError::Log {
+                    name: name.to_string(),
+                    source: e,
+                })
+            }
+        }
+    }
+}
+
+/// Namespace of rejection event ids.
+const REJECTION_NAMESPACE: Uuid = Uuid::from_u128(0x5c1e_7a3b_0000_4000_8000_706e_7265_6a65);
+
+/// The account that platform-level facts without a readable account belong to.
+pub fn system_account() -> AccountId {
+    AccountId::new("system").expect("literal is a valid account id")
+}
+
+/// Saves the checkpoint, then acknowledges the cursor up to it.
+async fn checkpoint<S: Projection + Send + Sync>(
+    shared: &Shared<S>,
+    store: &CheckpointStore,
+    name: &str,
+    applied: u64,
+    cursor: &mut dyn DurableCursor,
+) -> Result<(), RuntimeError> {
+    let snapshot = shared.state.read().await.snapshot().map_err(|e| RuntimeError::Checkpoint {
+        name: name.to_string(),
+        reason: e.to_string(),
+    })?;
+    store
+        .save(name, &Checkpoint { seq: applied, snapshot })
+        .map_err(|e| RuntimeError::Checkpoint {
+            name: name.to_string(),
+            reason: e.to_string(),
+        })?;
+    if let Err(e) = cursor.ack_through(applied).await {
+        // Not fatal: the checkpoint is authoritative and redeliveries are skipped.
+        warn!(error = %e, applied, "ack failed after checkpoint");
+    }
+    debug!(applied, "checkpointed");
+    Ok(())
+}

@@ -1,0 +1,10 @@
+//! # powernode-tests — shared test support
+//!
+//! * [`nats`] — the one harness that starts a real `nats-server -js` on a free
+//!   loopback port with a temporary store and tears it down;
+//! * [`conformance`] — the event-log conformance suite every backend must pass.
+//!
+//! The integration tests themselves live in `tests/tests/`.
+
+pub mod conformance;
+pub mod nats;

@@ -1,0 +1,504 @@
+//! The JetStream event log against a real nats-server: the shared
+//! conformance suite (one test per check, each with its own server) and the
+//! backend's own behaviour (restarts, group commit, raw records, connect
+//! failures, stream set-up).
+//!
+//! `cargo test -p powernode-tests --test jetstream_log`; the throughput
+//! measurement is `#[ignore]`d:
+//! `cargo test -p powernode-tests --test jetstream_log -- --ignored --nocapture`.
+
+use anyhow::{bail, ensure, Context as _};
+use async_nats::jetstream;
+use futures::future::BoxFuture;
+use futures::StreamExt;
+use powernode_events::Envelope;
+use powernode_services::log::jetstream::{JetStreamConfig, JetStreamLog, DEFAULT_STREAM};
+use powernode_services::log::{EventLog, Expect, Filter, LogError, SharedLog, StartAt};
+use powernode_tests::conformance::{self, event, events, fresh_account, Opener};
+use powernode_tests::nats::{NatsOptions, NatsServer};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+// ---------------------------------------------------------------- helpers
+
+async fn connect(url: &str) -> anyhow::Result<JetStreamLog> {
+    Ok(JetStreamLog::connect(JetStreamConfig::new(url)).await?)
+}
+
+async fn open(server: &NatsServer) -> anyhow::Result<SharedLog> {
+    Ok(Arc::new(connect(&server.url()).await?))
+}
+
+/// Opens the log on `url` again each time it is called.
+fn opener(url: String) -> Box<Opener> {
+    Box::new(move || {
+        let url = url.clone();
+        Box::pin(async move { Ok(Arc::new(connect(&url).await?) as SharedLog) })
+            as BoxFuture<'static, anyhow::Result<SharedLog>>
+    })
+}
+
+fn cluster_event(account: &powernode_events::AccountId, cluster: &str) -> Envelope {
+    event(
+        account,
+        powernode_events::payloads::k3s::ClusterActivated {
+            cluster_id: cluster.to_string(),
+        },
+    )
+}
+
+/// Appends, retrying `Unavailable` (same event id) until `deadline`.
+async fn append_retrying(
+    log: &JetStreamLog,
+    ev: &Envelope,
+    deadline: Instant,
+) -> Result<(u64, bool, u32), LogError> {
+    let mut retries = 0;
+    loop {
+        match log.append(ev, Expect::Any).await {
+            Ok(a) => return Ok((a.seq, a.duplicate, retries)),
+            Err(e) if e.is_retryable() && Instant::now() < deadline => {
+                retries += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+async fn read_everything(log: &dyn EventLog, filter: &Filter) -> anyhow::Result<Vec<powernode_services::log::Record>> {
+    let mut out = Vec::new();
+    let mut next = 1;
+    loop {
+        let page = log.read(next, 500, filter).await?;
+        let Some(last) = page.last() else { return Ok(out) };
+        next = last.seq + 1;
+        out.extend(page);
+    }
+}
+
+// ------------------------------------------------------ conformance suite
+
+macro_rules! conformance_with_log {
+    ($($name:ident),* $(,)?) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() -> anyhow::Result<()> {
+            let server = NatsServer::start()?;
+            let log = open(&server).await?;
+            conformance::$name(&log).await
+        }
+    )*};
+}
+
+macro_rules! conformance_with_opener {
+    ($($name:ident),* $(,)?) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() -> anyhow::Result<()> {
+            let server = NatsServer::start()?;
+            conformance::$name(&opener(server.url())).await
+        }
+    )*};
+}
+
+conformance_with_log!(
+    append_and_read_back,
+    dedupe_resent_event,
+    guarded_append_conflict,
+    subscribe_from_seq_while_appending,
+    subscribe_new_and_from_time,
+    filter_by_account_and_kind_prefix,
+    delete_durable_rewinds,
+);
+
+conformance_with_opener!(durable_cursor_resumes, survives_reopen);
+
+// ------------------------------------------------------ backend-specific
+
+/// Kill the server in the middle of concurrent appends, restart it: every
+/// acknowledged event is there exactly once at its acknowledged seq, retries
+/// of unanswered appends (same id) never store a second copy, and appends
+/// succeed again on the same log handle once the client has reconnected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acked_events_survive_a_server_restart() -> anyhow::Result<()> {
+    let mut server = NatsServer::start_with(NatsOptions { sync_always: true })?;
+    let log = Arc::new(connect(&server.url()).await?);
+    let account = fresh_account("restart");
+    const WRITERS: usize = 8;
+    const PER_WRITER: usize = 60;
+    let acked_count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|_| {
+            let (log, evs, acked_count) = (log.clone(), events(&account, PER_WRITER), acked_count.clone());
+            tokio::spawn(async move {
+                let mut acked = Vec::new();
+                let mut retried = 0;
+                for ev in evs {
+                    let (seq, _dup, retries) = append_retrying(&log, &ev, deadline).await?;
+                    retried += retries;
+                    acked_count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    acked.push((ev.id, seq));
+                }
+                Ok::<_, LogError>((acked, retried))
+            })
+        })
+        .collect();
+
+    // Let a good part of the appends through, then crash the server.
+    while acked_count.load(std::sync::atomic::Ordering::SeqCst) < WRITERS * PER_WRITER / 3 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let acked_before_kill = acked_count.load(std::sync::atomic::Ordering::SeqCst);
+    tokio::task::block_in_place(|| server.stop());
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    tokio::task::block_in_place(|| server.restart())?;
+
+    let mut acked: Vec<(Uuid, u64)> = Vec::new();
+    let mut retried = 0;
+    for w in writers {
+        let (a, r) = w.await??;
+        acked.extend(a);
+        retried += r;
+    }
+    ensure!(acked.len() == WRITERS * PER_WRITER, "not every append finished");
+    ensure!(retried > 0, "no append saw the restart (acked before kill: {acked_before_kill})");
+
+    let records = read_everything(log.as_ref(), &Filter::all()).await?;
+    let mut by_id: HashMap<Uuid, Vec<u64>> = HashMap::new();
+    for r in &records {
+        let env = Envelope::decode(&r.bytes)?;
+        by_id.entry(env.id).or_default().push(r.seq);
+    }
+    for (id, seq) in &acked {
+        let copies = by_id.get(id).cloned().unwrap_or_default();
+        ensure!(copies == [*seq], "event {id} acked at {seq} is stored at {copies:?}");
+    }
+    ensure!(records.len() == acked.len(), "{} records stored for {} events", records.len(), acked.len());
+    let seqs: Vec<u64> = records.iter().map(|r| r.seq).collect();
+    ensure!(seqs == (1..=records.len() as u64).collect::<Vec<_>>(), "sequences have gaps");
+
+    // The same handle keeps working.
+    let more = log.append(&events(&account, 1).remove(0), Expect::Any).await?;
+    ensure!(more.seq == records.len() as u64 + 1 && !more.duplicate, "append after restart answered {more:?}");
+    println!("restart: {acked_before_kill} acked before the kill, {retried} retries");
+    Ok(())
+}
+
+/// After a restart the dedupe window still knows the event ids: a re-send
+/// answers the original seq, on the old handle and on a new connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resent_event_after_restart_is_still_a_duplicate() -> anyhow::Result<()> {
+    let mut server = NatsServer::start_with(NatsOptions { sync_always: true })?;
+    let log = connect(&server.url()).await?;
+    let account = fresh_account("resend");
+    let evs = events(&account, 5);
+    let mut seqs = Vec::new();
+    for ev in &evs {
+        seqs.push(log.append(ev, Expect::Any).await?.seq);
+    }
+    let guarded = cluster_event(&account, "cluster-resend");
+    let guarded_seq = log.append(&guarded, Expect::NoEvents).await?.seq;
+
+    tokio::task::block_in_place(|| server.restart())?;
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (seq, dup, _) = append_retrying(&log, &evs[2], deadline).await?;
+    ensure!(seq == seqs[2] && dup, "old handle: re-send answered seq {seq} duplicate {dup}");
+    let fresh = connect(&server.url()).await?;
+    for (ev, seq) in evs.iter().zip(&seqs) {
+        let a = fresh.append(ev, Expect::Any).await?;
+        ensure!(a.seq == *seq && a.duplicate, "new handle: re-send of seq {seq} answered {a:?}");
+    }
+    // A guarded re-send: the server checks the guard before the id, the log
+    // still answers "duplicate".
+    let a = fresh.append(&guarded, Expect::NoEvents).await?;
+    ensure!(a.seq == guarded_seq && a.duplicate, "guarded re-send answered {a:?}");
+    ensure!(fresh.last_seq().await? == guarded_seq, "a re-send stored something");
+    Ok(())
+}
+
+/// Many concurrent guarded appends on one aggregate, mixed with unguarded
+/// traffic on other aggregates (so they share batches): exactly one guarded
+/// append wins, the others get `Conflict`, the unguarded ones all succeed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_guarded_appends_exactly_one_wins() -> anyhow::Result<()> {
+    let server = NatsServer::start_with(NatsOptions { sync_always: true })?;
+    let log = Arc::new(connect(&server.url()).await?);
+    let account = fresh_account("race");
+    for round in 0..3 {
+        let cluster = format!("cluster-race-{round}");
+        let mut tasks = Vec::new();
+        for i in 0..64 {
+            let log = log.clone();
+            let (ev, expect) = if i % 2 == 0 {
+                (cluster_event(&account, &cluster), Expect::NoEvents)
+            } else {
+                (cluster_event(&account, &format!("other-{round}-{i}")), Expect::Any)
+            };
+            tasks.push(tokio::spawn(async move { (expect, log.append(&ev, expect).await) }));
+        }
+        let (mut won, mut conflicts, mut unguarded) = (0, 0, 0);
+        for t in tasks {
+            match t.await? {
+                (Expect::NoEvents, Ok(a)) if !a.duplicate => won += 1,
+                (Expect::NoEvents, Err(LogError::Conflict { .. })) => conflicts += 1,
+                (Expect::Any, Ok(a)) if !a.duplicate => unguarded += 1,
+                (expect, other) => bail!("{expect:?} append answered {other:?}"),
+            }
+        }
+        ensure!(won == 1 && conflicts == 31 && unguarded == 32, "round {round}: {won} won, {conflicts} conflicts, {unguarded} unguarded");
+        let aggregate = cluster_event(&account, &cluster).aggregate;
+        let on_aggregate = read_everything(log.as_ref(), &Filter::all())
+            .await?
+            .iter()
+            .filter(|r| Envelope::decode(&r.bytes).map(|e| e.aggregate == aggregate).unwrap_or(false))
+            .count();
+        ensure!(on_aggregate == 1, "round {round}: {on_aggregate} events stored on the raced aggregate");
+    }
+    Ok(())
+}
+
+/// The group-commit writer answers every one of many concurrent callers
+/// with the sequence its own event was stored at.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batcher_gives_each_caller_its_sequence() -> anyhow::Result<()> {
+    let server = NatsServer::start_with(NatsOptions { sync_always: true })?;
+    let log = Arc::new(connect(&server.url()).await?);
+    let account = fresh_account("batch");
+    const CALLERS: usize = 300;
+    let tasks: Vec<_> = events(&account, CALLERS)
+        .into_iter()
+        .map(|ev| {
+            let log = log.clone();
+            tokio::spawn(async move {
+                let a = log.append(&ev, Expect::Any).await?;
+                Ok::<_, LogError>((ev.id, a))
+            })
+        })
+        .collect();
+    let mut answered: BTreeMap<u64, Uuid> = BTreeMap::new();
+    for t in tasks {
+        let (id, a) = t.await??;
+        ensure!(!a.duplicate, "fresh event {id} answered as duplicate");
+        ensure!(answered.insert(a.seq, id).is_none(), "two callers were given seq {}", a.seq);
+    }
+    ensure!(answered.keys().copied().eq(1..=CALLERS as u64), "answered seqs are not 1..={CALLERS}");
+    for r in log.read(1, CALLERS + 10, &Filter::all()).await? {
+        let id = Envelope::decode(&r.bytes)?.id;
+        ensure!(answered.get(&r.seq) == Some(&id), "seq {} holds {id}, its caller was told {:?}", r.seq, answered.get(&r.seq));
+    }
+    Ok(())
+}
+
+/// A record published straight to an event subject by a plain NATS client,
+/// bypassing the log, comes back from `read` and `subscribe` as it is:
+/// decoding is the reader's business.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_raw_message_is_returned_as_a_record() -> anyhow::Result<()> {
+    let server = NatsServer::start()?;
+    let log = connect(&server.url()).await?;
+    let account = fresh_account("raw");
+    let good = log.append(&events(&account, 1).remove(0), Expect::Any).await?.seq;
+
+    let client = async_nats::connect(server.url()).await?;
+    let js = jetstream::new(client);
+    let subject = format!("pn.evt.{account}.cluster.c-raw.system.k3s.cluster.activated");
+    let garbage = bytes::Bytes::from_static(b"\xff\x00 definitely not CBOR");
+    let raw = js.publish(subject.clone(), garbage.clone()).await?.await?.sequence;
+    let odd = js.publish("pn.evt.short", "x".into()).await?.await?.sequence;
+
+    let records = log.read(good, 10, &Filter::all()).await?;
+    let seqs: Vec<u64> = records.iter().map(|r| r.seq).collect();
+    ensure!(seqs == [good, raw, odd], "read returned seqs {seqs:?}");
+    ensure!(records[1].subject == subject && records[1].bytes == garbage, "raw record changed: {:?}", records[1]);
+    ensure!(Envelope::decode(&records[1].bytes).is_err(), "garbage decoded");
+    ensure!(records[2].subject == "pn.evt.short", "odd subject record: {:?}", records[2]);
+
+    // Filtered by account it is still there; an unparsable subject is not.
+    let filter = Filter { account: Some(account.clone()), kind_prefix: None };
+    let by_account: Vec<u64> = log.read(1, 10, &filter).await?.iter().map(|r| r.seq).collect();
+    ensure!(by_account == [good, raw], "account-filtered read returned {by_account:?}");
+    let mut sub = log.subscribe(StartAt::Seq(raw), Filter::all()).await?;
+    let r = tokio::time::timeout(Duration::from_secs(10), sub.next()).await?.context("ended")??;
+    ensure!(r.seq == raw && r.bytes == garbage, "subscription delivered {r:?}");
+    Ok(())
+}
+
+/// Connecting where no server listens fails fast with `Unavailable` naming the URL.
+#[tokio::test]
+async fn connecting_to_a_dead_port_fails_fast() -> anyhow::Result<()> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let url = format!("nats://127.0.0.1:{port}");
+    let config = JetStreamConfig {
+        connect_timeout: Duration::from_secs(2),
+        ..JetStreamConfig::new(url.clone())
+    };
+    let started = Instant::now();
+    let err = JetStreamLog::connect(config).await.err().context("connect to a dead port succeeded")?;
+    ensure!(started.elapsed() < Duration::from_secs(4), "connect took {:?}", started.elapsed());
+    match &err {
+        LogError::Unavailable(m) if m.contains(&url) => Ok(()),
+        other => bail!("expected Unavailable naming {url}, got {other:?}"),
+    }
+}
+
+/// The stream is created once with the wanted settings; connecting again is
+/// harmless, and a changed setting (duplicate window) is applied in place.
+#[tokio::test]
+async fn stream_is_created_idempotently_and_updated() -> anyhow::Result<()> {
+    let server = NatsServer::start()?;
+    let first = connect(&server.url()).await?;
+    let account = fresh_account("setup");
+    first.append(&events(&account, 1).remove(0), Expect::Any).await?;
+    let again = connect(&server.url()).await?;
+    ensure!(again.last_seq().await? == 1, "second connect changed the stream");
+
+    let js = jetstream::new(async_nats::connect(server.url()).await?);
+    let info = js.get_stream(DEFAULT_STREAM).await?.cached_info().clone();
+    let c = &info.config;
+    ensure!(c.subjects == ["pn.evt.>"], "subjects {:?}", c.subjects);
+    ensure!(c.allow_atomic_publish && c.allow_direct, "atomic publish / direct get not allowed");
+    ensure!(c.duplicate_window == Duration::from_secs(3600), "duplicate window {:?}", c.duplicate_window);
+    ensure!(c.storage == jetstream::stream::StorageType::File, "storage {:?}", c.storage);
+
+    let config = JetStreamConfig {
+        duplicate_window: Duration::from_secs(7200),
+        ..JetStreamConfig::new(server.url())
+    };
+    let updated = JetStreamLog::connect(config).await?;
+    let info = js.get_stream(DEFAULT_STREAM).await?.cached_info().clone();
+    ensure!(info.config.duplicate_window == Duration::from_secs(7200), "window not updated");
+    ensure!(updated.last_seq().await? == 1, "update lost events");
+    Ok(())
+}
+
+/// A cursor whose kind prefix ends inside a token (`…handshake.join`) gets
+/// more from the server than it returns (`…handshake.ready`); acking the
+/// last record it returned also acknowledges the skipped ones right after
+/// it, so the consumer's ack floor does not lag behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn durable_cursor_with_kind_prefix_acks_past_skipped_records() -> anyhow::Result<()> {
+    let server = NatsServer::start()?;
+    let log = connect(&server.url()).await?;
+    let account = fresh_account("prefix");
+    let ready = powernode_events::examples::example_payloads()
+        .into_iter()
+        .find(|p| p.kind() == "system.k3s.handshake.ready")
+        .context("an example handshake.ready")?;
+    let mut evs = events(&account, 40);
+    evs.push(event(&account, ready));
+    let mut kinds = Vec::new();
+    for ev in &evs {
+        let seq = log.append(ev, Expect::Any).await?.seq;
+        kinds.push((seq, ev.kind()));
+    }
+    let prefix = "system.k3s.handshake.join";
+    let filter = Filter { account: Some(account.clone()), kind_prefix: Some(prefix.into()) };
+    let expected: Vec<u64> = kinds.iter().filter(|(_, k)| k.starts_with(prefix)).map(|(s, _)| *s).collect();
+    let mut cursor = log.durable("prefix.cursor", filter, 0).await?;
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while got.len() < expected.len() && Instant::now() < deadline {
+        got.extend(cursor.next_batch(3, Duration::from_secs(1)).await?.iter().map(|r| r.seq));
+    }
+    ensure!(got == expected, "cursor delivered {got:?}, expected {expected:?}");
+    // The trailing `handshake.ready` is delivered by the server and skipped.
+    let rest = cursor.next_batch(10, Duration::from_millis(300)).await?;
+    ensure!(rest.is_empty(), "non-matching records returned: {rest:?}");
+    let last = *expected.last().context("some join kinds")?;
+    cursor.ack_through(last).await?;
+    let floor = cursor.acked().await?;
+    let ready_seq = kinds.last().context("appended")?.0;
+    ensure!(floor == ready_seq, "ack floor {floor}: expected the skipped record {ready_seq} after {last} acked too");
+    Ok(())
+}
+
+// ------------------------------------------------------------ throughput
+
+/// Appends per second with 64 concurrent appenders through the log, against
+/// the same 64 appenders publishing directly (one ack each), and the
+/// single-publisher async ceiling; with `sync_interval: always` and default.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "throughput measurement; run with --ignored --nocapture"]
+async fn throughput_group_commit_vs_plain_publish() -> anyhow::Result<()> {
+    const APPENDERS: usize = 64;
+    const PER_APPENDER: usize = 80;
+    let total = APPENDERS * PER_APPENDER;
+    for sync_always in [true, false] {
+        let server = NatsServer::start_with(NatsOptions { sync_always })?;
+        let log = Arc::new(connect(&server.url()).await?);
+        let account = fresh_account("bench");
+        let started = Instant::now();
+        let tasks: Vec<_> = (0..APPENDERS)
+            .map(|_| {
+                let (log, evs) = (log.clone(), events(&account, PER_APPENDER));
+                tokio::spawn(async move {
+                    for ev in &evs {
+                        log.append(ev, Expect::Any).await?;
+                    }
+                    Ok::<_, LogError>(())
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await??;
+        }
+        let grouped = total as f64 / started.elapsed().as_secs_f64();
+
+        // The same work published directly: one publish + ack per event.
+        let js = jetstream::new(async_nats::connect(server.url()).await?);
+        let payloads: Vec<Vec<(String, bytes::Bytes, String)>> = (0..APPENDERS)
+            .map(|_| {
+                events(&account, PER_APPENDER)
+                    .into_iter()
+                    .map(|ev| {
+                        let subject = powernode_events::subject::event_subject(&ev.account_id, &ev.aggregate, ev.kind()).expect("example subjects are valid");
+                        (subject, bytes::Bytes::from(ev.encode().expect("examples encode")), ev.id.to_string())
+                    })
+                    .collect()
+            })
+            .collect();
+        let started = Instant::now();
+        let tasks: Vec<_> = payloads
+            .into_iter()
+            .map(|msgs| {
+                let js = js.clone();
+                tokio::spawn(async move {
+                    for (subject, payload, id) in msgs {
+                        let msg = jetstream::message::PublishMessage::build().payload(payload).message_id(id);
+                        js.send_publish(subject, msg).await?.await?;
+                    }
+                    Ok::<_, anyhow::Error>(())
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await??;
+        }
+        let plain = total as f64 / started.elapsed().as_secs_f64();
+
+        // Ceiling: one publisher, every publish sent before any ack is awaited.
+        let started = Instant::now();
+        let mut acks = Vec::with_capacity(total);
+        for ev in events(&account, total) {
+            let subject = powernode_events::subject::event_subject(&ev.account_id, &ev.aggregate, ev.kind())?;
+            let msg = jetstream::message::PublishMessage::build()
+                .payload(ev.encode()?.into())
+                .message_id(ev.id.to_string());
+            acks.push(js.send_publish(subject, msg).await?);
+        }
+        for a in acks {
+            a.await?;
+        }
+        let ceiling = total as f64 / started.elapsed().as_secs_f64();
+        println!(
+            "sync_interval {:>7}: log.append x{APPENDERS} {grouped:>8.0}/s | plain publish x{APPENDERS} {plain:>8.0}/s | async publish ceiling {ceiling:>8.0}/s | group commit = {:.1}x plain, {:.0}% of ceiling",
+            if sync_always { "always" } else { "default" },
+            grouped / plain,
+            100.0 * grouped / ceiling
+        );
+    }
+    Ok(())
+}
