@@ -1,6 +1,7 @@
 //! The embedded (sled) event log: every conformance check on a fresh
 //! directory, plus what only the embedded backend has (directory locking,
-//! raw records, group commit under load, quick close-and-reopen).
+//! raw records, group commit under load, quick close-and-reopen, a second
+//! process, a process killed while appending).
 
 use anyhow::{ensure, Context};
 use bytes::Bytes;
@@ -9,10 +10,14 @@ use powernode_events::Envelope;
 use powernode_services::log::embedded::EmbeddedLog;
 use powernode_services::log::{EventLog, Expect, Filter, LogError, SharedLog, StartAt};
 use powernode_tests::conformance::{self, Opener};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tempfile::TempDir;
+use tokio::io::{AsyncBufReadExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdout};
+use uuid::Uuid;
 
 /// A temporary log directory.
 struct Fixture {
@@ -110,16 +115,33 @@ async fn second_open_of_an_open_dir_fails_clearly() -> anyhow::Result<()> {
         anyhow::bail!("expected a storage error, got {err:?}");
     };
     let path = fx.path().display().to_string();
-    ensure!(message.contains(&path), "the error does not name the path {path}: {message}");
-    ensure!(message.contains("locked"), "the error does not say the log is locked: {message}");
-    ensure!(started.elapsed() < Duration::from_secs(5), "refusing took {:?}", started.elapsed());
+    ensure!(
+        message.contains(&path),
+        "the error does not name the path {path}: {message}"
+    );
+    ensure!(
+        message.contains("locked"),
+        "the error does not say the log is locked: {message}"
+    );
+    ensure!(
+        started.elapsed() < Duration::from_secs(5),
+        "refusing took {:?}",
+        started.elapsed()
+    );
 
     // The first handle is unaffected; once it is gone the directory opens.
     let account = conformance::fresh_account("lock");
-    first.append(&conformance::events(&account, 1)[0], Expect::Any).await?;
+    first
+        .append(&conformance::events(&account, 1)[0], Expect::Any)
+        .await?;
     drop(first);
-    let again = fx.open().context("open after the first handle was dropped")?;
-    ensure!(again.last_seq().await? == 1, "the record appended before reopening is missing");
+    let again = fx
+        .open()
+        .context("open after the first handle was dropped")?;
+    ensure!(
+        again.last_seq().await? == 1,
+        "the record appended before reopening is missing"
+    );
     Ok(())
 }
 
@@ -128,9 +150,17 @@ async fn quick_close_and_reopen_keeps_every_event() -> anyhow::Result<()> {
     let fx = Fixture::new();
     let account = conformance::fresh_account("reopen");
     for round in 1..=20u64 {
-        let log = fx.open().with_context(|| format!("open in round {round}"))?;
-        ensure!(log.last_seq().await? == round - 1, "round {round}: last_seq is not {}", round - 1);
-        let a = log.append(&conformance::events(&account, 1)[0], Expect::Any).await?;
+        let log = fx
+            .open()
+            .with_context(|| format!("open in round {round}"))?;
+        ensure!(
+            log.last_seq().await? == round - 1,
+            "round {round}: last_seq is not {}",
+            round - 1
+        );
+        let a = log
+            .append(&conformance::events(&account, 1)[0], Expect::Any)
+            .await?;
         ensure!(a.seq == round, "round {round}: appended at {}", a.seq);
     }
     Ok(())
@@ -148,35 +178,69 @@ async fn malformed_record_is_returned_not_fatal() -> anyhow::Result<()> {
     let mut sub = log.subscribe(StartAt::Beginning, Filter::all()).await?;
     let s1 = log.append(&evs[0], Expect::Any).await?.seq;
     let bad = log.append_raw_for_tests(&subject, garbage.clone()).await?;
-    let junk = log.append_raw_for_tests("not-an-event-subject", Bytes::from_static(b"junk")).await?;
+    let junk = log
+        .append_raw_for_tests("not-an-event-subject", Bytes::from_static(b"junk"))
+        .await?;
     let s2 = log.append(&evs[1], Expect::Any).await?.seq;
-    ensure!([s1, bad, junk, s2] == [1, 2, 3, 4], "seqs {:?}", [s1, bad, junk, s2]);
+    ensure!(
+        [s1, bad, junk, s2] == [1, 2, 3, 4],
+        "seqs {:?}",
+        [s1, bad, junk, s2]
+    );
 
     let records = log.read(1, 10, &Filter::all()).await?;
-    ensure!(records.len() == 4, "read returned {} records", records.len());
-    ensure!(records[1].bytes == garbage && records[1].subject == subject, "the malformed record came back changed");
-    ensure!(Envelope::decode(&records[1].bytes).is_err(), "garbage decoded");
-    ensure!(records[1].kind() == "system.k3s.cluster.activated", "kind of the malformed record is not read from its subject");
-    ensure!(Envelope::decode(&records[3].bytes)? == evs[1], "the record after the malformed one is wrong");
+    ensure!(
+        records.len() == 4,
+        "read returned {} records",
+        records.len()
+    );
+    ensure!(
+        records[1].bytes == garbage && records[1].subject == subject,
+        "the malformed record came back changed"
+    );
+    ensure!(
+        Envelope::decode(&records[1].bytes).is_err(),
+        "garbage decoded"
+    );
+    ensure!(
+        records[1].kind() == "system.k3s.cluster.activated",
+        "kind of the malformed record is not read from its subject"
+    );
+    ensure!(
+        Envelope::decode(&records[3].bytes)? == evs[1],
+        "the record after the malformed one is wrong"
+    );
 
     for expected in 1..=4u64 {
         let r = tokio::time::timeout(Duration::from_secs(5), sub.next())
             .await
             .context("subscription stalled")?
             .context("subscription ended")??;
-        ensure!(r.seq == expected, "subscription delivered {} instead of {expected}", r.seq);
+        ensure!(
+            r.seq == expected,
+            "subscription delivered {} instead of {expected}",
+            r.seq
+        );
     }
     // An account filter keeps the malformed event-subject record, drops the non-event subject.
     let filter = Filter {
         account: Some(account.clone()),
         kind_prefix: None,
     };
-    let seqs: Vec<u64> = log.read(1, 10, &filter).await?.iter().map(|r| r.seq).collect();
+    let seqs: Vec<u64> = log
+        .read(1, 10, &filter)
+        .await?
+        .iter()
+        .map(|r| r.seq)
+        .collect();
     ensure!(seqs == [1, 2, 4], "account-filtered read returned {seqs:?}");
 
     let mut cursor = log.durable("malformed", Filter::all(), 0).await?;
     let batch = cursor.next_batch(10, Duration::from_secs(1)).await?;
-    ensure!(batch.len() == 4 && batch[1].bytes == garbage, "the durable cursor did not deliver the malformed record");
+    ensure!(
+        batch.len() == 4 && batch[1].bytes == garbage,
+        "the durable cursor did not deliver the malformed record"
+    );
     Ok(())
 }
 
@@ -198,7 +262,10 @@ async fn group_commit_many_concurrent_appenders() -> anyhow::Result<()> {
                 for ev in &evs {
                     let a = log.append(ev, Expect::Any).await?;
                     if a.duplicate {
-                        return Err(LogError::Invalid(format!("{} reported as duplicate", ev.id)));
+                        return Err(LogError::Invalid(format!(
+                            "{} reported as duplicate",
+                            ev.id
+                        )));
                     }
                     seqs.push(a.seq);
                 }
@@ -209,13 +276,19 @@ async fn group_commit_many_concurrent_appenders() -> anyhow::Result<()> {
     let mut seqs = Vec::with_capacity(APPENDERS * PER_APPENDER);
     for t in tasks {
         let mine = t.await??;
-        ensure!(mine.windows(2).all(|w| w[0] < w[1]), "one appender's seqs are not increasing");
+        ensure!(
+            mine.windows(2).all(|w| w[0] < w[1]),
+            "one appender's seqs are not increasing"
+        );
         seqs.extend(mine);
     }
     let elapsed = started.elapsed();
     let total = (APPENDERS * PER_APPENDER) as u64;
     seqs.sort_unstable();
-    ensure!(seqs == (1..=total).collect::<Vec<_>>(), "seqs are not exactly 1..={total}");
+    ensure!(
+        seqs == (1..=total).collect::<Vec<_>>(),
+        "seqs are not exactly 1..={total}"
+    );
     ensure!(log.last_seq().await? == total, "last_seq is not {total}");
     eprintln!(
         "group commit: {total} events from {APPENDERS} appenders in {elapsed:.2?} ({:.0} events/s)",
@@ -228,9 +301,177 @@ async fn group_commit_many_concurrent_appenders() -> anyhow::Result<()> {
 async fn log_trees_are_reserved() -> anyhow::Result<()> {
     let fx = Fixture::new();
     let log = Arc::new(EmbeddedLog::open(&fx.path())?);
-    ensure!(matches!(log.open_tree("pn.log.events"), Err(LogError::Invalid(_))), "the events tree was handed out");
+    ensure!(
+        matches!(log.open_tree("pn.log.events"), Err(LogError::Invalid(_))),
+        "the events tree was handed out"
+    );
     let secrets = log.open_tree("secrets")?;
-    secrets.insert("k", "v").context("insert into a side tree")?;
-    ensure!(log.describe().contains(&fx.path().display().to_string()), "describe() does not name the path");
+    secrets
+        .insert("k", "v")
+        .context("insert into a side tree")?;
+    ensure!(
+        log.describe().contains(&fx.path().display().to_string()),
+        "describe() does not name the path"
+    );
     Ok(())
+}
+
+// ------------------------------------------------- other processes
+
+/// Environment of the child process: what to do, and on which directory.
+const CHILD_MODE: &str = "PN_EMBEDDED_CHILD_MODE";
+const CHILD_DIR: &str = "PN_EMBEDDED_CHILD_DIR";
+
+/// This test binary, re-run as a child that only runs [`child_process`].
+fn spawn_child(mode: &str, dir: &Path) -> anyhow::Result<(Child, Lines<BufReader<ChildStdout>>)> {
+    let exe = std::env::current_exe().context("locating the test binary")?;
+    let mut child = tokio::process::Command::new(exe)
+        .args([
+            "child_process",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_MODE, mode)
+        .env(CHILD_DIR, dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .context("spawning the child process")?;
+    let stdout = child.stdout.take().context("child stdout")?;
+    Ok((child, BufReader::new(stdout).lines()))
+}
+
+/// The next line of the child starting with `PN-`, or `None` at end of output.
+async fn child_line(lines: &mut Lines<BufReader<ChildStdout>>) -> anyhow::Result<Option<String>> {
+    loop {
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .context("the child process went silent")??;
+        match line {
+            None => return Ok(None),
+            // libtest may have written "test child_process ... " on the same line.
+            Some(l) => {
+                if let Some(at) = l.find("PN-") {
+                    return Ok(Some(l[at..].to_string()));
+                }
+            }
+        }
+    }
+}
+
+/// Run only as a child of the tests below: `hold` opens the log and keeps
+/// it; `append` appends from 16 tasks forever, printing `PN-ACK <seq> <id>`
+/// for every acknowledged append.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "helper: run as a child process by the cross-process tests"]
+async fn child_process() -> anyhow::Result<()> {
+    let (Ok(mode), Ok(dir)) = (std::env::var(CHILD_MODE), std::env::var(CHILD_DIR)) else {
+        return Ok(());
+    };
+    let log = EmbeddedLog::open_shared(Path::new(&dir))?;
+    println!("PN-READY");
+    if mode == "append" {
+        let account = conformance::fresh_account("child");
+        for _ in 0..16 {
+            let (log, account) = (log.clone(), account.clone());
+            tokio::spawn(async move {
+                loop {
+                    let ev = conformance::events(&account, 1).remove(0);
+                    match log.append(&ev, Expect::Any).await {
+                        Ok(a) => println!("PN-ACK {} {}", a.seq, ev.id),
+                        Err(e) => println!("PN-ERR {e}"),
+                    }
+                }
+            });
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn open_of_a_dir_held_by_another_process_fails_clearly() -> anyhow::Result<()> {
+    let fx = Fixture::new();
+    let (mut child, mut lines) = spawn_child("hold", &fx.path())?;
+    ensure!(
+        child_line(&mut lines).await?.as_deref() == Some("PN-READY"),
+        "the child did not open the log"
+    );
+    let err = match EmbeddedLog::open(&fx.path()) {
+        Ok(_) => anyhow::bail!("opened a log another process holds"),
+        Err(e) => e,
+    };
+    let path = fx.path().display().to_string();
+    ensure!(
+        matches!(&err, LogError::Storage(m) if m.contains(&path) && m.contains("locked")),
+        "expected a storage error naming {path} as locked, got {err:?}"
+    );
+    child.kill().await?;
+    fx.open().context("open after the other process exited")?;
+    Ok(())
+}
+
+/// SIGKILL the process while 16 tasks append, three times on one directory:
+/// every append it acknowledged is in the log afterwards, at the seq it was
+/// acknowledged with, and the log is gap-free and readable (so appends
+/// continue correctly after a crash, too).
+#[tokio::test]
+async fn killed_process_loses_no_acknowledged_event() -> anyhow::Result<()> {
+    let fx = Fixture::new();
+    let mut acked: Vec<(u64, Uuid)> = Vec::new();
+    for round in 1..=3 {
+        let (mut child, mut lines) = spawn_child("append", &fx.path())?;
+        let target = acked.len() + 1000 * round;
+        while acked.len() < target {
+            let line = child_line(&mut lines)
+                .await?
+                .context("the child stopped early")?;
+            ensure!(
+                !line.starts_with("PN-ERR"),
+                "the child failed to append: {line}"
+            );
+            acked.extend(parse_ack(&line));
+        }
+        child.start_kill()?;
+        // Acknowledgements printed before the kill count too (a cut line is ignored).
+        while let Some(line) = child_line(&mut lines).await? {
+            acked.extend(parse_ack(&line));
+        }
+        child.wait().await?;
+
+        let log = fx
+            .open()
+            .with_context(|| format!("reopening after kill {round}"))?;
+        let last = log.last_seq().await?;
+        let records = log.read(1, usize::MAX, &Filter::all()).await?;
+        ensure!(
+            records.len() as u64 == last,
+            "{} records but last_seq {last}",
+            records.len()
+        );
+        let mut by_seq = std::collections::HashMap::new();
+        for (i, r) in records.iter().enumerate() {
+            ensure!(r.seq == i as u64 + 1, "gap in the log at {}", i + 1);
+            by_seq.insert(r.seq, Envelope::decode(&r.bytes)?.id);
+        }
+        for (seq, id) in &acked {
+            ensure!(
+                by_seq.get(seq) == Some(id),
+                "kill {round}: acknowledged event {id} (seq {seq}) is missing"
+            );
+        }
+        eprintln!(
+            "kill {round}: {} acknowledged so far, {last} records stored",
+            acked.len()
+        );
+    }
+    Ok(())
+}
+
+fn parse_ack(line: &str) -> Option<(u64, Uuid)> {
+    let mut it = line.strip_prefix("PN-ACK ")?.split(' ');
+    Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
 }

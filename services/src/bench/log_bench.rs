@@ -11,7 +11,7 @@
 use super::ceiling;
 use super::workload::{self, ClusterStream};
 use crate::log::jetstream::{JetStreamConfig, JetStreamLog};
-use crate::log::{EventLog, Expect, Filter, SharedLog, StartAt};
+use crate::log::{Expect, Filter, SharedLog, StartAt};
 use crate::runtime::admission::admit;
 use crate::runtime::{run_consumer, ConsumerConfig, ProjectOnly, Shared};
 use anyhow::{bail, Context};
@@ -158,7 +158,7 @@ async fn append_phase(log: &SharedLog, streams: Vec<ClusterStream>, appenders: u
         bail!("projection did not catch up to seq {last} (at {})", shared.applied());
     }
     let end_to_end = start.elapsed();
-    let applied = shared.state.read().await.applied_events();
+    let applied = shared.state.read().await.applied();
     shutdown.cancel();
     consumer.await??;
     if applied != total as u64 {

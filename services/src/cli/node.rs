@@ -46,7 +46,7 @@ pub async fn open_log(args: &LogArgs) -> anyhow::Result<SharedLog> {
         None => {
             let dir = args.data_dir.join("log");
             std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-            Arc::new(EmbeddedLog::open(&dir).await?)
+            Arc::new(EmbeddedLog::open(&dir)?)
         }
     })
 }

@@ -30,7 +30,12 @@ pub struct EmbeddedCursor {
 impl EmbeddedCursor {
     /// Opens the cursor `name`, creating it (positioned after `start_after`,
     /// flushed) if it does not exist.
-    pub(super) async fn open(shared: Arc<Shared>, name: &str, filter: Filter, start_after: u64) -> Result<Self, LogError> {
+    pub(super) async fn open(
+        shared: Arc<Shared>,
+        name: &str,
+        filter: Filter,
+        start_after: u64,
+    ) -> Result<Self, LogError> {
         if !powernode_events::ids::is_token_safe(name) {
             return Err(LogError::Invalid(format!(
                 "durable cursor name {name:?} must be 1-64 characters of [A-Za-z0-9_-]"
@@ -43,7 +48,11 @@ impl EmbeddedCursor {
                 // Create only if still absent (two openers race harmlessly).
                 let created = store
                     .cursors
-                    .compare_and_swap(name.as_bytes(), None::<&[u8]>, Some(&seq_key(start_after)[..]))
+                    .compare_and_swap(
+                        name.as_bytes(),
+                        None::<&[u8]>,
+                        Some(&seq_key(start_after)[..]),
+                    )
                     .map_err(storage("creating a durable cursor"))?;
                 store.flush().await?;
                 match created {
@@ -76,10 +85,10 @@ impl DurableCursor for EmbeddedCursor {
             if self.delivered < visible {
                 // Bounded steps, so a selective filter over a long log yields between them.
                 let to = visible.min(self.delivered.saturating_add(SCAN_STEP));
-                let (records, next) = self
-                    .shared
-                    .store
-                    .scan(self.delivered + 1, to, max, &self.filter)?;
+                let (records, next) =
+                    self.shared
+                        .store
+                        .scan(self.delivered + 1, to, max, &self.filter)?;
                 self.delivered = next - 1;
                 if !records.is_empty() {
                     return Ok(records);
@@ -108,7 +117,9 @@ impl DurableCursor for EmbeddedCursor {
             .store
             .cursors
             .fetch_and_update(self.name.as_bytes(), |old| {
-                let old = old.and_then(|v| <[u8; 8]>::try_from(v).ok()).map_or(0, u64::from_be_bytes);
+                let old = old
+                    .and_then(|v| <[u8; 8]>::try_from(v).ok())
+                    .map_or(0, u64::from_be_bytes);
                 Some(seq_key(old.max(seq)).to_vec())
             })
             .map_err(storage("acknowledging"))?;

@@ -2,9 +2,9 @@
 //! semantics as the JetStream backend, for `powernode up` on one machine and
 //! for fast tests. Never the scale-out path.
 //!
-//! * [`store`] — the sled trees and record layout, synchronous reads;
-//! * [`writer`] — the single writer task: group commit, one flush per group;
-//! * [`cursor`] — durable cursors.
+//! * `store` — the sled trees and record layout, synchronous reads;
+//! * `writer` — the single writer task: group commit, one flush per group;
+//! * `cursor` — durable cursors.
 //!
 //! An append is answered only after the group it was committed in is flushed
 //! to disk; readers and subscribers only see records up to the last flushed
@@ -16,7 +16,9 @@ mod writer;
 
 pub use cursor::EmbeddedCursor;
 
-use crate::log::{Appended, DurableCursor, EventLog, Expect, Filter, LogError, Record, StartAt, Subscription};
+use crate::log::{
+    Appended, DurableCursor, EventLog, Expect, Filter, LogError, Record, StartAt, Subscription,
+};
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::{self, StreamExt};
@@ -99,7 +101,11 @@ impl EmbeddedLog {
                 "tree name {name:?} is reserved for the event log"
             )));
         }
-        self.shared.store.db.open_tree(name).map_err(storage("opening a tree"))
+        self.shared
+            .store
+            .db
+            .open_tree(name)
+            .map_err(storage("opening a tree"))
     }
 
     /// Appends raw bytes on any subject, bypassing encoding, dedupe and the
@@ -113,7 +119,12 @@ impl EmbeddedLog {
         Ok(appended.seq)
     }
 
-    async fn submit(&self, guard: Guard, subject: String, bytes: Vec<u8>) -> Result<Appended, LogError> {
+    async fn submit(
+        &self,
+        guard: Guard,
+        subject: String,
+        bytes: Vec<u8>,
+    ) -> Result<Appended, LogError> {
         let (reply, answer) = oneshot::channel();
         let request = Request {
             guard,
@@ -139,7 +150,9 @@ impl EventLog for EmbeddedLog {
     async fn append(&self, event: &Envelope, expect: Expect) -> Result<Appended, LogError> {
         let subject = event_subject(&event.account_id, &event.aggregate, event.kind())
             .map_err(|e| LogError::Invalid(e.to_string()))?;
-        let bytes = event.encode().map_err(|e| LogError::Invalid(e.to_string()))?;
+        let bytes = event
+            .encode()
+            .map_err(|e| LogError::Invalid(e.to_string()))?;
         if bytes.len() > MAX_EVENT_BYTES {
             return Err(LogError::Invalid(format!(
                 "event {} is {} bytes, more than the {MAX_EVENT_BYTES} allowed",
@@ -158,15 +171,29 @@ impl EventLog for EmbeddedLog {
         Ok(appended)
     }
 
-    async fn aggregate_last_seq(&self, account: &AccountId, aggregate: &AggregateRef) -> Result<Option<u64>, LogError> {
+    async fn aggregate_last_seq(
+        &self,
+        account: &AccountId,
+        aggregate: &AggregateRef,
+    ) -> Result<Option<u64>, LogError> {
         // May name a record of the group being flushed right now. Using it as
         // a guard is still safe: the writer decides the next append only after
         // that flush (or refuses everything if the flush failed).
-        self.shared.store.aggregate_seq(&aggregate_key(account, aggregate))
+        self.shared
+            .store
+            .aggregate_seq(&aggregate_key(account, aggregate))
     }
 
-    async fn read(&self, from: u64, limit: usize, filter: &Filter) -> Result<Vec<Record>, LogError> {
-        let (records, _) = self.shared.store.scan(from, self.visible(), limit, filter)?;
+    async fn read(
+        &self,
+        from: u64,
+        limit: usize,
+        filter: &Filter,
+    ) -> Result<Vec<Record>, LogError> {
+        let (records, _) = self
+            .shared
+            .store
+            .scan(from, self.visible(), limit, filter)?;
         Ok(records)
     }
 
@@ -197,7 +224,12 @@ impl EventLog for EmbeddedLog {
         Ok(stream::unfold(state, SubscriptionState::next_record).boxed())
     }
 
-    async fn durable(&self, name: &str, filter: Filter, start_after: u64) -> Result<Box<dyn DurableCursor>, LogError> {
+    async fn durable(
+        &self,
+        name: &str,
+        filter: Filter,
+        start_after: u64,
+    ) -> Result<Box<dyn DurableCursor>, LogError> {
         let cursor = EmbeddedCursor::open(self.shared.clone(), name, filter, start_after).await?;
         Ok(Box::new(cursor))
     }
@@ -243,7 +275,11 @@ impl SubscriptionState {
                 // Bound the records examined per step so a selective filter
                 // over a long log does not hold the thread for the whole scan.
                 let to = visible.min(self.next.saturating_add(SUBSCRIBE_PAGE as u64 * 8));
-                match self.shared.store.scan(self.next, to, SUBSCRIBE_PAGE, &self.filter) {
+                match self
+                    .shared
+                    .store
+                    .scan(self.next, to, SUBSCRIBE_PAGE, &self.filter)
+                {
                     Ok((records, next)) => {
                         self.next = next;
                         self.buffer.extend(records);

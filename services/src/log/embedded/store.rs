@@ -57,11 +57,19 @@ pub fn aggregate_key(account: &AccountId, aggregate: &AggregateRef) -> String {
 
 /// Unix nanoseconds of a time, saturating outside chrono's i64 range.
 pub fn to_nanos(t: DateTime<Utc>) -> i64 {
-    t.timestamp_nanos_opt().unwrap_or(if t.timestamp() < 0 { i64::MIN } else { i64::MAX })
+    t.timestamp_nanos_opt().unwrap_or(if t.timestamp() < 0 {
+        i64::MIN
+    } else {
+        i64::MAX
+    })
 }
 
 /// Builds the stored form of a record.
-pub fn encode_record(stored_at_nanos: i64, subject: &str, bytes: &[u8]) -> Result<Vec<u8>, LogError> {
+pub fn encode_record(
+    stored_at_nanos: i64,
+    subject: &str,
+    bytes: &[u8],
+) -> Result<Vec<u8>, LogError> {
     let subject_len = u16::try_from(subject.len())
         .map_err(|_| LogError::Invalid(format!("subject is too long ({} bytes)", subject.len())))?;
     let mut out = Vec::with_capacity(RECORD_HEADER + subject.len() + bytes.len());
@@ -82,7 +90,8 @@ struct StoredRecord<'a> {
 
 impl<'a> StoredRecord<'a> {
     fn decode(seq: u64, value: &'a [u8]) -> Result<Self, LogError> {
-        let corrupt = |why: &str| LogError::Storage(format!("embedded log record {seq} is corrupt: {why}"));
+        let corrupt =
+            |why: &str| LogError::Storage(format!("embedded log record {seq} is corrupt: {why}"));
         if value.len() < RECORD_HEADER {
             return Err(corrupt("shorter than its header"));
         }
@@ -154,17 +163,28 @@ impl Store {
 
     /// The last record's seq and stored time, if any.
     pub fn last_record(&self) -> Result<Option<(u64, i64)>, LogError> {
-        let Some((k, v)) = self.events.last().map_err(storage("reading the last record"))? else {
+        let Some((k, v)) = self
+            .events
+            .last()
+            .map_err(storage("reading the last record"))?
+        else {
             return Ok(None);
         };
-        let seq = read_u64(&k).ok_or_else(|| LogError::Storage("embedded log: malformed sequence key".into()))?;
+        let seq = read_u64(&k)
+            .ok_or_else(|| LogError::Storage("embedded log: malformed sequence key".into()))?;
         let rec = StoredRecord::decode(seq, &v)?;
         Ok(Some((seq, rec.stored_at_nanos)))
     }
 
     /// Up to `limit` records matching `filter` with `from <= seq <= to`, and
     /// the sequence to continue scanning from.
-    pub fn scan(&self, from: u64, to: u64, limit: usize, filter: &Filter) -> Result<(Vec<Record>, u64), LogError> {
+    pub fn scan(
+        &self,
+        from: u64,
+        to: u64,
+        limit: usize,
+        filter: &Filter,
+    ) -> Result<(Vec<Record>, u64), LogError> {
         let from = from.max(1);
         let mut out = Vec::new();
         if from > to || limit == 0 {
@@ -172,7 +192,8 @@ impl Store {
         }
         for item in self.events.range(seq_key(from)..=seq_key(to)) {
             let (k, v) = item.map_err(storage("reading records"))?;
-            let seq = read_u64(&k).ok_or_else(|| LogError::Storage("embedded log: malformed sequence key".into()))?;
+            let seq = read_u64(&k)
+                .ok_or_else(|| LogError::Storage("embedded log: malformed sequence key".into()))?;
             let rec = StoredRecord::decode(seq, &v)?;
             if filter.matches_subject(rec.subject) {
                 out.push(rec.to_record(seq));
@@ -190,7 +211,11 @@ impl Store {
             .events
             .get(seq_key(seq))
             .map_err(storage("reading a record"))?
-            .ok_or_else(|| LogError::Storage(format!("embedded log: record {seq} is missing (gap in the log)")))?;
+            .ok_or_else(|| {
+                LogError::Storage(format!(
+                    "embedded log: record {seq} is missing (gap in the log)"
+                ))
+            })?;
         Ok(StoredRecord::decode(seq, &v)?.stored_at_nanos)
     }
 
@@ -217,7 +242,11 @@ impl Store {
 
     /// The seq of the aggregate's last event, if any.
     pub fn aggregate_seq(&self, key: &str) -> Result<Option<u64>, LogError> {
-        self.read_seq(&self.aggregates, key.as_bytes(), "reading the aggregate index")
+        self.read_seq(
+            &self.aggregates,
+            key.as_bytes(),
+            "reading the aggregate index",
+        )
     }
 
     /// The acknowledged seq of a durable cursor, if it exists.
@@ -225,7 +254,12 @@ impl Store {
         self.read_seq(&self.cursors, name.as_bytes(), "reading a durable cursor")
     }
 
-    fn read_seq(&self, tree: &sled::Tree, key: &[u8], what: &'static str) -> Result<Option<u64>, LogError> {
+    fn read_seq(
+        &self,
+        tree: &sled::Tree,
+        key: &[u8],
+        what: &'static str,
+    ) -> Result<Option<u64>, LogError> {
         match tree.get(key).map_err(storage(what))? {
             None => Ok(None),
             Some(v) => read_u64(&v)
@@ -236,7 +270,10 @@ impl Store {
 
     /// Makes every write so far durable.
     pub async fn flush(&self) -> Result<(), LogError> {
-        self.db.flush_async().await.map_err(storage("flushing to disk"))?;
+        self.db
+            .flush_async()
+            .await
+            .map_err(storage("flushing to disk"))?;
         Ok(())
     }
 }
@@ -280,7 +317,10 @@ mod tests {
     fn records_round_trip_and_corruption_is_an_error() {
         let v = encode_record(-5, "pn.evt.a.b.c.k", b"payload").unwrap();
         let r = StoredRecord::decode(7, &v).unwrap();
-        assert_eq!((r.stored_at_nanos, r.subject, r.bytes), (-5, "pn.evt.a.b.c.k", &b"payload"[..]));
+        assert_eq!(
+            (r.stored_at_nanos, r.subject, r.bytes),
+            (-5, "pn.evt.a.b.c.k", &b"payload"[..])
+        );
         assert!(StoredRecord::decode(7, &v[..5]).is_err());
         let mut bad = v.clone();
         bad[10] = 200;

@@ -112,7 +112,12 @@ impl Writer {
                     // The caller may have given up waiting; the record stays stored.
                     let _ = req.reply.send(answer);
                 }
-                tracing::trace!(size, stored, elapsed_us = started.elapsed().as_micros() as u64, "group committed");
+                tracing::trace!(
+                    size,
+                    stored,
+                    elapsed_us = started.elapsed().as_micros() as u64,
+                    "group committed"
+                );
             }
             Err(err) => {
                 tracing::error!(error = %err, size, "embedded log write failed; refusing further appends");
@@ -152,7 +157,10 @@ impl Writer {
                         None => store.seq_of_event(id)?,
                     };
                     if let Some(seq) = existing {
-                        answers.push(Ok(Appended { seq, duplicate: true }));
+                        answers.push(Ok(Appended {
+                            seq,
+                            duplicate: true,
+                        }));
                         continue;
                     }
                     let current = match new_aggregates.get(aggregate_key.as_str()) {
@@ -217,7 +225,9 @@ impl Writer {
             })
             .map_err(|e| match e {
                 TransactionError::Storage(e) => storage("writing a group of records")(e),
-                TransactionError::Abort(()) => LogError::Storage("embedded log: write aborted".into()),
+                TransactionError::Abort(()) => {
+                    LogError::Storage("embedded log: write aborted".into())
+                }
             })?;
         store.flush().await?;
 
