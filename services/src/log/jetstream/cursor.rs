@@ -85,14 +85,16 @@ pub(crate) async fn open(
             // Hand out again, in order, what an earlier process got but never acknowledged.
             match stream.reset_consumer(&durable, None).await {
                 Ok(r) => debug!(cursor = %durable, floor = r.reset_seq, "durable cursor resumed"),
-                Err(e) => warn!(cursor = %durable, error = %e, "could not reset the cursor to its ack floor"),
+                Err(e) => {
+                    warn!(cursor = %durable, error = %e, "could not reset the cursor to its ack floor")
+                }
             }
             c
         }
         Some(c) => {
             // Same position, new filter: the consumer's filter is part of its
             // identity, so recreate it after its ack floor.
-            let floor = c.cached_info().ack_floor.stream_sequence;
+            let floor = acked_position(c.cached_info());
             info!(cursor = %durable, floor, %subject, "cursor filter changed; recreating");
             stream
                 .delete_consumer(&durable)
@@ -158,6 +160,17 @@ fn consumer_missing(e: &async_nats::Error) -> bool {
             ConsumerInfoErrorKind::JetStream(j) => j.error_code().0 == ERR_CONSUMER_NOT_FOUND,
             _ => false,
         })
+}
+
+/// The last acknowledged stream sequence of a consumer. A replicated
+/// consumer reports an ack floor of 0 until its first ack (a single-server
+/// one reports start - 1), so it is never taken below the start.
+fn acked_position(info: &async_nats::jetstream::consumer::Info) -> u64 {
+    let before_start = match info.config.deliver_policy {
+        DeliverPolicy::ByStartSequence { start_sequence } => start_sequence.saturating_sub(1),
+        _ => 0,
+    };
+    info.ack_floor.stream_sequence.max(before_start)
 }
 
 /// A delivered record not acknowledged yet.
@@ -252,7 +265,12 @@ impl DurableCursor for JetStreamCursor {
                 .messages()
                 .await;
             if self.drain(one, &mut out).await? && out.len() < max {
-                let more = self.consumer.fetch().max_messages(max - out.len()).messages().await;
+                let more = self
+                    .consumer
+                    .fetch()
+                    .max_messages(max - out.len())
+                    .messages()
+                    .await;
                 self.drain(more, &mut out).await?;
             }
             if !out.is_empty() || Instant::now() >= deadline {
@@ -268,11 +286,7 @@ impl DurableCursor for JetStreamCursor {
             .range(seq.saturating_add(1)..)
             .find(|(_, h)| h.returned)
             .map_or(u64::MAX, |(k, _)| k - 1);
-        let target = self
-            .held
-            .range(..=limit)
-            .next_back()
-            .map(|(k, _)| *k);
+        let target = self.held.range(..=limit).next_back().map(|(k, _)| *k);
         let Some(target) = target else {
             return Ok(());
         };
@@ -292,7 +306,7 @@ impl DurableCursor for JetStreamCursor {
             .info()
             .await
             .map_err(|e| unavailable("reading cursor position", e))?;
-        Ok(info.ack_floor.stream_sequence)
+        Ok(acked_position(info))
     }
 }
 

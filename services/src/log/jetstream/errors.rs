@@ -11,12 +11,18 @@ pub(crate) const ERR_WRONG_LAST_SEQUENCE: u64 = 10071;
 pub(crate) const ERR_WRONG_LAST_SEQUENCE_CONSTANT: u64 = 10164;
 /// "Message size exceeds maximum allowed".
 const ERR_MESSAGE_TOO_LARGE: u64 = 10054;
+/// "Duplicate message id is in process": another publish with the same id
+/// is being stored right now (replicated streams, atomic batches).
+const ERR_DUPLICATE_IN_PROCESS: u64 = 10158;
 
 /// What a failed publish means for the caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum PublishFailure {
     /// The optimistic-concurrency guard failed (10071 or 10164).
     Conflict,
+    /// The same event id is being stored by another publish at this very
+    /// moment; asking again shortly answers "duplicate" with its sequence.
+    InProcess,
     /// The server could not be reached, or did not answer in time. The
     /// message may or may not be stored; retrying with the same id is safe.
     Unavailable(String),
@@ -42,6 +48,7 @@ pub(crate) fn classify_publish_error(err: &PublishError) -> PublishFailure {
         (PublishErrorKind::WrongLastSequence, _) => PublishFailure::Conflict,
         (_, Some(ErrorCode(ERR_WRONG_LAST_SEQUENCE)))
         | (_, Some(ErrorCode(ERR_WRONG_LAST_SEQUENCE_CONSTANT))) => PublishFailure::Conflict,
+        (_, Some(ErrorCode(ERR_DUPLICATE_IN_PROCESS))) => PublishFailure::InProcess,
         (PublishErrorKind::MaxPayloadExceeded, _) | (_, Some(ErrorCode(ERR_MESSAGE_TOO_LARGE))) => {
             PublishFailure::Invalid(err.to_string())
         }
@@ -113,6 +120,11 @@ mod tests {
                 ..
             }
         ));
+        let e = PublishError::with_source(
+            PublishErrorKind::Other,
+            server_error(10158, "duplicate message id is in process"),
+        );
+        assert_eq!(classify_publish_error(&e), PublishFailure::InProcess);
         let e = PublishError::new(PublishErrorKind::MaxPayloadExceeded);
         assert!(matches!(
             classify_publish_error(&e),

@@ -10,6 +10,11 @@
 //!   sequence already handed out;
 //! * its errors (missed heartbeats, a failed pull) are logged and the stream
 //!   carries on; it never ends on a transient error.
+//!
+//! After the client reconnects (a server restart loses ordered consumers,
+//! which live in memory) the subscription recreates its consumer at once
+//! from the next sequence it expects, instead of waiting for async-nats to
+//! notice missing heartbeats (15–30 s).
 
 use super::nats_time;
 use crate::log::{Filter, LogError, Record, StartAt, Subscription};
@@ -19,7 +24,8 @@ use async_nats::jetstream::stream::Stream;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use std::time::Duration;
-use tracing::{debug, warn};
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
 
 /// Where the ordered consumer starts, and what the guard lets through.
 struct Start {
@@ -30,19 +36,26 @@ struct Start {
     min_time: Option<DateTime<Utc>>,
 }
 
-/// Opens the subscription. `last_seq` is called only for [`StartAt::New`].
+/// Opens the subscription. `last_seq` is used only for [`StartAt::New`];
+/// `reconnects` changes every time the client (re)connects.
 pub(crate) async fn subscribe(
     stream: &Stream<()>,
     start: StartAt,
     filter: Filter,
     last_seq: u64,
+    reconnects: watch::Receiver<u64>,
 ) -> Result<Subscription, LogError> {
     let start = match start {
         StartAt::Beginning => by_seq(1),
         StartAt::Seq(s) => by_seq(s.max(1)),
         StartAt::New => by_seq(last_seq + 1),
         StartAt::Time(t) => {
-            let nanos = t.timestamp_nanos_opt().unwrap_or(i64::MAX);
+            // Outside 1677..2262 nanoseconds overflow: clamp to the range.
+            let nanos = t.timestamp_nanos_opt().unwrap_or(if t.timestamp() < 0 {
+                i64::MIN
+            } else {
+                i64::MAX
+            });
             let start_time = async_nats::datetime::from_nanos(i128::from(nanos))
                 .map_err(|e| LogError::Invalid(format!("start time {t}: {e}")))?;
             Start {
@@ -52,24 +65,16 @@ pub(crate) async fn subscribe(
             }
         }
     };
-    let config = OrderedConfig {
-        filter_subject: filter.subject(),
-        deliver_policy: start.policy,
-        ..Default::default()
-    };
-    let consumer = stream
-        .create_consumer(config)
-        .await
-        .map_err(|e| super::unavailable("creating ordered consumer", e))?;
-    let messages = consumer
-        .messages()
-        .await
-        .map_err(|e| super::unavailable("starting ordered consumer", e))?;
+    let messages = ordered(stream, &filter, start.policy).await?;
     let state = Guarded {
         messages,
+        stream: stream.clone(),
+        initial_policy: start.policy,
+        reconnects: Some(reconnects),
         filter,
         next_seq: start.min_seq,
         min_time: start.min_time,
+        delivered_any: false,
         errors: 0,
     };
     Ok(futures::stream::unfold(state, |mut s| async move {
@@ -77,6 +82,27 @@ pub(crate) async fn subscribe(
         Some((Ok(record), s))
     })
     .boxed())
+}
+
+/// Creates an ordered consumer and starts pulling.
+async fn ordered(
+    stream: &Stream<()>,
+    filter: &Filter,
+    policy: DeliverPolicy,
+) -> Result<Ordered, LogError> {
+    let config = OrderedConfig {
+        filter_subject: filter.subject(),
+        deliver_policy: policy,
+        ..Default::default()
+    };
+    let consumer = stream
+        .create_consumer(config)
+        .await
+        .map_err(|e| super::unavailable("creating ordered consumer", e))?;
+    consumer
+        .messages()
+        .await
+        .map_err(|e| super::unavailable("starting ordered consumer", e))
 }
 
 fn by_seq(seq: u64) -> Start {
@@ -91,19 +117,77 @@ fn by_seq(seq: u64) -> Start {
 
 struct Guarded {
     messages: Ordered,
+    stream: Stream<()>,
+    /// Where the subscription started (used again if it is recreated
+    /// before anything was delivered).
+    initial_policy: DeliverPolicy,
+    /// Bumped on every (re)connect; `None` once the log handle is gone.
+    reconnects: Option<watch::Receiver<u64>>,
     filter: Filter,
     /// Nothing below this is handed out.
     next_seq: u64,
     min_time: Option<DateTime<Utc>>,
+    /// True once a record passed the start guard.
+    delivered_any: bool,
     /// Consecutive errors, for back-off.
     errors: u32,
 }
 
 impl Guarded {
+    /// Replaces the ordered consumer with one starting where this
+    /// subscription is, retrying until the server answers.
+    async fn recreate(&mut self) {
+        let policy = if self.delivered_any {
+            DeliverPolicy::ByStartSequence {
+                start_sequence: self.next_seq,
+            }
+        } else {
+            self.initial_policy
+        };
+        let mut attempt: u32 = 0;
+        loop {
+            match ordered(&self.stream, &self.filter, policy).await {
+                Ok(messages) => {
+                    info!(
+                        next_seq = self.next_seq,
+                        "subscription resumed after reconnect"
+                    );
+                    self.messages = messages;
+                    return;
+                }
+                Err(e) => {
+                    attempt = attempt.saturating_add(1);
+                    debug!(error = %e, attempt, "recreating the subscription's consumer failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(100u64 << attempt.min(5))).await;
+                }
+            }
+        }
+    }
+
+    /// The next message, recreating the consumer after a reconnect.
+    async fn next_message(
+        &mut self,
+    ) -> Option<
+        Result<async_nats::jetstream::Message, async_nats::jetstream::consumer::pull::OrderedError>,
+    > {
+        loop {
+            let Some(reconnects) = self.reconnects.as_mut() else {
+                return self.messages.next().await;
+            };
+            tokio::select! {
+                changed = reconnects.changed() => match changed {
+                    Ok(()) => self.recreate().await,
+                    Err(_) => self.reconnects = None,
+                },
+                m = self.messages.next() => return m,
+            }
+        }
+    }
+
     /// The next record to hand out; `None` only when the consumer ended.
     async fn next(&mut self) -> Option<Record> {
         loop {
-            let msg = match self.messages.next().await? {
+            let msg = match self.next_message().await? {
                 Ok(m) => {
                     self.errors = 0;
                     m
@@ -134,6 +218,7 @@ impl Guarded {
             }
             self.next_seq = seq + 1;
             self.min_time = None;
+            self.delivered_any = true;
             let subject = msg.subject.to_string();
             if !self.filter.matches_subject(&subject) {
                 continue;
