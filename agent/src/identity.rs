@@ -63,7 +63,8 @@ impl Identity {
                 #[cfg(unix)]
                 std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
                 let mut f = opts.open(path).map_err(io)?;
-                f.write_all(hex::encode(key.to_bytes()).as_bytes()).map_err(io)?;
+                f.write_all(hex::encode(key.to_bytes()).as_bytes())
+                    .map_err(io)?;
                 f.sync_all().map_err(io)?;
                 Ok(Self { key })
             }
@@ -100,7 +101,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+            assert_eq!(
+                std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
         }
     }
 

@@ -17,7 +17,11 @@ enum Command {
     /// Create the identity key if missing and print its public key.
     Identity {
         /// Where the key lives.
-        #[arg(long, env = "POWERNODE_AGENT_KEY", default_value = "/var/lib/powernode-agent/identity.key")]
+        #[arg(
+            long,
+            env = "POWERNODE_AGENT_KEY",
+            default_value = "/var/lib/powernode-agent/identity.key"
+        )]
         key_file: PathBuf,
     },
 }

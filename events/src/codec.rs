@@ -104,7 +104,8 @@ impl RawEnvelope {
 
     /// Upcasts the payload to the current version and decodes it.
     pub fn into_envelope(self) -> Result<Envelope, DecodeError> {
-        let info = kind_info(&self.kind).ok_or_else(|| DecodeError::UnknownKind(self.kind.clone()))?;
+        let info =
+            kind_info(&self.kind).ok_or_else(|| DecodeError::UnknownKind(self.kind.clone()))?;
         if self.schema_version > info.version {
             return Err(DecodeError::FutureVersion {
                 kind: self.kind,
@@ -155,9 +156,10 @@ impl Envelope {
         self.to_raw()?.to_bytes()
     }
 
-    /// Decodes canonical bytes, upcasting old payload versions.
+    /// Decodes canonical bytes, upcasting old payload versions. Never
+    /// panics on bad input; every failure is a typed [`DecodeError`].
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
-        RawEnvelope::from_bytes(bytes)?.into_envelope()
+        crate::decode::decode(bytes)
     }
 }
 
@@ -180,7 +182,12 @@ mod tests {
             let bytes = env.encode().unwrap();
             let back = Envelope::decode(&bytes).unwrap();
             assert_eq!(back, env, "{} did not round-trip", env.kind());
-            assert_eq!(back.encode().unwrap(), bytes, "{} is not canonical", env.kind());
+            assert_eq!(
+                back.encode().unwrap(),
+                bytes,
+                "{} is not canonical",
+                env.kind()
+            );
         }
     }
 
@@ -192,7 +199,10 @@ mod tests {
             let err = Envelope::decode(&bytes[..cut]).unwrap_err();
             assert!(matches!(err, DecodeError::Cbor(_)), "cut {cut}: {err:?}");
         }
-        assert!(matches!(Envelope::decode(b"\xff\x00garbage"), Err(DecodeError::Cbor(_))));
+        assert!(matches!(
+            Envelope::decode(b"\xff\x00garbage"),
+            Err(DecodeError::Cbor(_))
+        ));
     }
 
     #[test]
@@ -226,6 +236,9 @@ mod tests {
         let env = example_envelope(example_payloads().remove(0));
         let mut raw = env.to_raw().unwrap();
         raw.schema_version = 99;
-        assert!(matches!(raw.into_envelope(), Err(DecodeError::FutureVersion { .. })));
+        assert!(matches!(
+            raw.into_envelope(),
+            Err(DecodeError::FutureVersion { .. })
+        ));
     }
 }

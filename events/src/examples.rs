@@ -44,15 +44,26 @@ const FP: &str = "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c1
 pub fn example_payloads() -> Vec<EventPayload> {
     let prefix = "10.42.0.0/16".parse().expect("literal prefix");
     vec![
-        AccountCreated { account_id: "acct-example".into(), name: "Example Corp".into() }.into(),
+        AccountCreated {
+            account_id: "acct-example".into(),
+            name: "Example Corp".into(),
+        }
+        .into(),
         OperatorTokenIssued {
             token_id: "tok-01".into(),
             permissions: vec!["system.kubernetes_provision".into()],
             fingerprint: FP.into(),
         }
         .into(),
-        OperatorTokenRevoked { token_id: "tok-01".into() }.into(),
-        TemplateCreated { template_id: "tmpl-k3s-server".into(), name: "k3s-server".into() }.into(),
+        OperatorTokenRevoked {
+            token_id: "tok-01".into(),
+        }
+        .into(),
+        TemplateCreated {
+            template_id: "tmpl-k3s-server".into(),
+            name: "k3s-server".into(),
+        }
+        .into(),
         NodeCreated {
             node_id: "node-01".into(),
             hostname: "k3s-prod-server-1".into(),
@@ -73,8 +84,14 @@ pub fn example_payloads() -> Vec<EventPayload> {
             public_key: "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a".into(),
         }
         .into(),
-        InstanceDrained { instance_id: INSTANCE.into() }.into(),
-        InstanceTerminated { instance_id: INSTANCE.into() }.into(),
+        InstanceDrained {
+            instance_id: INSTANCE.into(),
+        }
+        .into(),
+        InstanceTerminated {
+            instance_id: INSTANCE.into(),
+        }
+        .into(),
         NetworkCreated {
             network_id: "net-prod".into(),
             name: "k3s-prod-net".into(),
@@ -85,7 +102,11 @@ pub fn example_payloads() -> Vec<EventPayload> {
             routing_mode: RoutingMode::Ibgp,
         }
         .into(),
-        PodSubnetPrefixSet { network_id: "net-prod".into(), pod_subnet_prefix: prefix }.into(),
+        PodSubnetPrefixSet {
+            network_id: "net-prod".into(),
+            pod_subnet_prefix: prefix,
+        }
+        .into(),
         PeerAttached {
             network_id: "net-prod".into(),
             peer_id: "peer-01".into(),
@@ -109,7 +130,11 @@ pub fn example_payloads() -> Vec<EventPayload> {
             fallback_api_endpoint: "https://[fd00:abcd:1::5]:6443".into(),
         }
         .into(),
-        VirtualIpCandidateAdded { virtual_ip_id: VIP.into(), peer_id: "peer-02".into() }.into(),
+        VirtualIpCandidateAdded {
+            virtual_ip_id: VIP.into(),
+            peer_id: "peer-02".into(),
+        }
+        .into(),
         VirtualIpPromoted {
             virtual_ip_id: VIP.into(),
             from_peer_id: Some("peer-01".into()),
@@ -118,7 +143,11 @@ pub fn example_payloads() -> Vec<EventPayload> {
             reason: "approved_failover".into(),
         }
         .into(),
-        VirtualIpReleased { virtual_ip_id: VIP.into(), reason: "cluster decommissioned".into() }.into(),
+        VirtualIpReleased {
+            virtual_ip_id: VIP.into(),
+            reason: "cluster decommissioned".into(),
+        }
+        .into(),
         VipHolderSilent {
             virtual_ip_id: VIP.into(),
             holder_peer_id: "peer-01".into(),
@@ -127,8 +156,12 @@ pub fn example_payloads() -> Vec<EventPayload> {
             observer: "sensor-1".into(),
         }
         .into(),
-        VipHolderRecovered { virtual_ip_id: VIP.into(), holder_peer_id: "peer-01".into(), silent_for_ms: 4200 }
-            .into(),
+        VipHolderRecovered {
+            virtual_ip_id: VIP.into(),
+            holder_peer_id: "peer-01".into(),
+            silent_for_ms: 4200,
+        }
+        .into(),
         FailoverProposed {
             virtual_ip_id: VIP.into(),
             current_holder_peer_id: "peer-01".into(),
@@ -141,11 +174,18 @@ pub fn example_payloads() -> Vec<EventPayload> {
             assignment_id: "asg-01".into(),
             template_id: "tmpl-k3s-worker".into(),
             module_name: K3sModule::K3sAgent,
-            config: ModuleConfig { target_cluster_id: Some(CLUSTER.into()), extra: BTreeMap::new() },
+            config: ModuleConfig {
+                target_cluster_id: Some(CLUSTER.into()),
+                extra: BTreeMap::new(),
+            },
         }
         .into(),
-        RuntimeInstalling { instance_id: INSTANCE.into(), module_name: K3sModule::K3sServer, version: "v1.30.5+k3s1".into() }
-            .into(),
+        RuntimeInstalling {
+            instance_id: INSTANCE.into(),
+            module_name: K3sModule::K3sServer,
+            version: "v1.30.5+k3s1".into(),
+        }
+        .into(),
         HandshakeBootstrap {
             instance_id: INSTANCE.into(),
             k3s_version: "v1.30.5+k3s1".into(),
@@ -194,9 +234,21 @@ pub fn example_payloads() -> Vec<EventPayload> {
             ],
         }
         .into(),
-        ClusterActivated { cluster_id: CLUSTER.into() }.into(),
-        NodeRegistered { cluster_id: CLUSTER.into(), instance_id: INSTANCE.into(), role: NodeRole::ControlPlane }.into(),
-        ClusterDecommissioned { cluster_id: CLUSTER.into(), released_virtual_ip_id: Some(VIP.into()) }.into(),
+        ClusterActivated {
+            cluster_id: CLUSTER.into(),
+        }
+        .into(),
+        NodeRegistered {
+            cluster_id: CLUSTER.into(),
+            instance_id: INSTANCE.into(),
+            role: NodeRole::ControlPlane,
+        }
+        .into(),
+        ClusterDecommissioned {
+            cluster_id: CLUSTER.into(),
+            released_virtual_ip_id: Some(VIP.into()),
+        }
+        .into(),
         PodSubnetPrefixIgnored {
             cluster_id: CLUSTER.into(),
             network_id: "net-prod".into(),
@@ -204,7 +256,11 @@ pub fn example_payloads() -> Vec<EventPayload> {
             cni_plugin: CniPlugin::OvnKubernetes,
         }
         .into(),
-        KubeconfigRetrieved { cluster_id: CLUSTER.into(), fingerprint: FP.into() }.into(),
+        KubeconfigRetrieved {
+            cluster_id: CLUSTER.into(),
+            fingerprint: FP.into(),
+        }
+        .into(),
         ApprovalRequested {
             approval_id: "appr-01".into(),
             action: "vip_promotion".into(),
@@ -213,9 +269,19 @@ pub fn example_payloads() -> Vec<EventPayload> {
             expires_at: "2026-11-21T12:15:00Z".into(),
         }
         .into(),
-        ApprovalGranted { approval_id: "appr-01".into() }.into(),
-        ApprovalRejected { approval_id: "appr-01".into(), reason: "maintenance window".into() }.into(),
-        ApprovalExpired { approval_id: "appr-01".into() }.into(),
+        ApprovalGranted {
+            approval_id: "appr-01".into(),
+        }
+        .into(),
+        ApprovalRejected {
+            approval_id: "appr-01".into(),
+            reason: "maintenance window".into(),
+        }
+        .into(),
+        ApprovalExpired {
+            approval_id: "appr-01".into(),
+        }
+        .into(),
         RecordRejected {
             rejected_seq: 42,
             rejected_kind: Some("system.k3s.handshake.ready".into()),

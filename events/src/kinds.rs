@@ -65,6 +65,15 @@ macro_rules! define_events {
                 }
             }
 
+            /// Deserializes a current-version payload of the given kind straight
+            /// from a deserializer (no intermediate value). `kind` must be in the table.
+            pub(crate) fn deserialize_kind<'de, D: serde::Deserializer<'de>>(kind: &str, d: D) -> Result<Self, D::Error> {
+                match kind {
+                    $( $kind => <$variant as serde::Deserialize>::deserialize(d).map(Self::$variant), )*
+                    other => Err(<D::Error as serde::de::Error>::custom(format!("unknown event kind {other:?}"))),
+                }
+            }
+
             /// Decodes a current-version payload value of the given kind.
             pub(crate) fn from_value(kind: &str, value: ciborium::Value) -> Result<Self, DecodeError> {
                 match kind {
@@ -159,7 +168,11 @@ mod tests {
         for k in ALL_KINDS {
             assert!(seen.insert(k.kind), "duplicate kind {}", k.kind);
             for tok in k.kind.split('.') {
-                assert!(crate::ids::is_token_safe(tok), "{} has unsafe token {tok:?}", k.kind);
+                assert!(
+                    crate::ids::is_token_safe(tok),
+                    "{} has unsafe token {tok:?}",
+                    k.kind
+                );
             }
         }
     }

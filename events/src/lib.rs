@@ -18,6 +18,7 @@
 //! [`Envelope::new`]'s default timestamp, no tokio.
 
 pub mod codec;
+mod decode;
 pub mod envelope;
 pub mod examples;
 pub mod ids;

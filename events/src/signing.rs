@@ -187,7 +187,10 @@ mod tests {
         let bytes = env.encode().unwrap();
         let raw = RawEnvelope::from_bytes(&bytes).unwrap();
         raw.verify(&key.verifying_key()).unwrap();
-        Envelope::decode(&bytes).unwrap().verify(&key.verifying_key()).unwrap();
+        Envelope::decode(&bytes)
+            .unwrap()
+            .verify(&key.verifying_key())
+            .unwrap();
         verify_batch(&[(&raw, key.verifying_key())]).unwrap();
     }
 
@@ -202,7 +205,9 @@ mod tests {
         verify_batch_encoded(&[(&bytes, key.verifying_key())]).unwrap();
         let other = SigningKey::generate(&mut OsRng);
         assert!(verify_batch_encoded(&[(&bytes, other.verifying_key())]).is_err());
-        let unsigned = example_envelope(example_payloads().remove(0)).encode().unwrap();
+        let unsigned = example_envelope(example_payloads().remove(0))
+            .encode()
+            .unwrap();
         assert!(split_signed(&unsigned).is_none());
     }
 
@@ -210,7 +215,10 @@ mod tests {
     fn wrong_key_fails() {
         let (env, _) = signed();
         let other = SigningKey::generate(&mut OsRng);
-        assert_eq!(env.verify(&other.verifying_key()), Err(SignatureError::Invalid));
+        assert_eq!(
+            env.verify(&other.verifying_key()),
+            Err(SignatureError::Invalid)
+        );
     }
 
     #[test]
@@ -228,13 +236,19 @@ mod tests {
                 checked += 1;
             }
         }
-        assert!(checked > bytes.len() / 2, "too few mutations decoded ({checked})");
+        assert!(
+            checked > bytes.len() / 2,
+            "too few mutations decoded ({checked})"
+        );
     }
 
     #[test]
     fn unsigned_is_missing() {
         let env = example_envelope(example_payloads().remove(0));
         let key = SigningKey::generate(&mut OsRng);
-        assert_eq!(env.verify(&key.verifying_key()), Err(SignatureError::Missing));
+        assert_eq!(
+            env.verify(&key.verifying_key()),
+            Err(SignatureError::Missing)
+        );
     }
 }

@@ -34,7 +34,10 @@ pub fn event_subject(
 }
 
 /// The subject filter covering every event of one aggregate.
-pub fn aggregate_filter(account: &AccountId, aggregate: &AggregateRef) -> Result<String, SubjectError> {
+pub fn aggregate_filter(
+    account: &AccountId,
+    aggregate: &AggregateRef,
+) -> Result<String, SubjectError> {
     if !is_token_safe(&aggregate.id) {
         return Err(SubjectError(aggregate.id.clone()));
     }
@@ -82,7 +85,9 @@ pub struct SubjectParts<'a> {
 
 /// Splits an event subject; `None` if it is not one.
 pub fn parse_subject(subject: &str) -> Option<SubjectParts<'_>> {
-    let rest = subject.strip_prefix(EVENT_SUBJECT_ROOT)?.strip_prefix('.')?;
+    let rest = subject
+        .strip_prefix(EVENT_SUBJECT_ROOT)?
+        .strip_prefix('.')?;
     let mut it = rest.splitn(4, '.');
     let account = it.next()?;
     let aggregate_type = it.next()?;
@@ -106,16 +111,25 @@ mod tests {
         let a = AccountId::new("acct1").unwrap();
         let agg = AggregateRef::new(AggregateType::Cluster, "cluster-1");
         let s = event_subject(&a, &agg, "system.k3s.cluster.bootstrapped").unwrap();
-        assert_eq!(s, "pn.evt.acct1.cluster.cluster-1.system.k3s.cluster.bootstrapped");
+        assert_eq!(
+            s,
+            "pn.evt.acct1.cluster.cluster-1.system.k3s.cluster.bootstrapped"
+        );
         let p = parse_subject(&s).unwrap();
         assert_eq!(p.kind, "system.k3s.cluster.bootstrapped");
         assert_eq!(p.aggregate_id, "cluster-1");
-        assert_eq!(aggregate_filter(&a, &agg).unwrap(), "pn.evt.acct1.cluster.cluster-1.>");
+        assert_eq!(
+            aggregate_filter(&a, &agg).unwrap(),
+            "pn.evt.acct1.cluster.cluster-1.>"
+        );
         assert_eq!(
             filter_subject(Some(&a), Some("system.k3s.handshake.join")),
             "pn.evt.acct1.*.*.system.k3s.handshake.>"
         );
-        assert_eq!(filter_subject(None, Some("system.k3s.")), "pn.evt.*.*.*.system.k3s.>");
+        assert_eq!(
+            filter_subject(None, Some("system.k3s.")),
+            "pn.evt.*.*.*.system.k3s.>"
+        );
         assert_eq!(filter_subject(None, Some("sys")), "pn.evt.>");
         assert_eq!(filter_subject(Some(&a), None), "pn.evt.acct1.>");
         assert!(event_subject(&a, &AggregateRef::new(AggregateType::Cluster, "a.b"), "x").is_err());

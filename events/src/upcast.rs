@@ -71,7 +71,13 @@ fn step(kind: &str, from: u16, value: Value) -> Result<Value, DecodeError> {
                 .iter()
                 .position(|(k, _)| k.as_text() == Some("vip"))
                 .map_or(fields.len(), |i| i + 1);
-            fields.insert(at, (Value::Text("purpose".into()), Value::Text("k3s_api_endpoint".into())));
+            fields.insert(
+                at,
+                (
+                    Value::Text("purpose".into()),
+                    Value::Text("k3s_api_endpoint".into()),
+                ),
+            );
             Ok(Value::Map(fields))
         }
         _ => Err(DecodeError::NoUpcaster {
@@ -126,6 +132,9 @@ mod tests {
         let mut raw = v1_raw();
         raw.kind = "system.k3s.module.assigned".into();
         raw.schema_version = 0;
-        assert!(matches!(raw.into_envelope(), Err(DecodeError::NoUpcaster { .. })));
+        assert!(matches!(
+            raw.into_envelope(),
+            Err(DecodeError::NoUpcaster { .. })
+        ));
     }
 }

@@ -51,10 +51,12 @@ pub trait Projection: Default + Send + 'static {
     where
         Self: Sized;
 
-    /// The key the agent of `instance_id` enrolled with
-    /// (`system.agent.enrolled`), used to verify agent-signed events before
-    /// they are applied. `None` when unknown (the event is then refused).
-    fn agent_key(&self, _instance_id: &str) -> Option<ed25519_dalek::VerifyingKey> {
+    /// The ed25519 public key (32 raw bytes) the agent of `instance_id`
+    /// enrolled with (`system.agent.enrolled`), used to verify agent-signed
+    /// events before they are applied. `None` when unknown (the event is then
+    /// refused). Raw bytes, because comparing keys is cheap and decompressing
+    /// one is not.
+    fn agent_key(&self, _instance_id: &str) -> Option<[u8; 32]> {
         None
     }
 }

@@ -180,7 +180,7 @@ fn instance_lifecycle_tokens_and_agent_keys() {
     // given enrolled instances, an issued token and a rejected join
     let state = s.fold();
     let key = state.agent_key(&ids.server).expect("enrolled key");
-    assert_eq!(hex::encode(key.as_bytes()), AGENT_KEY);
+    assert_eq!(hex::encode(key), AGENT_KEY);
     assert_eq!(
         state.find_instance(&ids.server).map(|(acc, _)| acc.clone()),
         Some(acct.clone())

@@ -10,9 +10,9 @@
 //!
 //! Nothing here holds state that cannot be rebuilt from the log.
 
-pub mod log;
 pub mod api;
-pub mod runtime;
-pub mod services;
 pub mod bench;
 pub mod cli;
+pub mod log;
+pub mod runtime;
+pub mod services;

@@ -11,7 +11,14 @@ use std::time::{Duration, Instant};
 fn powernode_bin() -> anyhow::Result<PathBuf> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
-        .args(["build", "--quiet", "-p", "powernode-services", "--bin", "powernode"])
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "powernode-services",
+            "--bin",
+            "powernode",
+        ])
         .status()
         .context("cannot run cargo build")?;
     if !status.success() {
@@ -24,7 +31,11 @@ fn powernode_bin() -> anyhow::Result<PathBuf> {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 struct Running(Child);
@@ -75,7 +86,10 @@ async fn get_json(port: u16, path: &str) -> anyhow::Result<serde_json::Value> {
     Ok(serde_json::from_str(body)?)
 }
 
-fn sigint_and_wait(mut child: Running, within: Duration) -> anyhow::Result<std::process::ExitStatus> {
+fn sigint_and_wait(
+    mut child: Running,
+    within: Duration,
+) -> anyhow::Result<std::process::ExitStatus> {
     let pid = child.0.id().to_string();
     Command::new("kill").args(["-INT", &pid]).status()?;
     let start = Instant::now();
@@ -100,16 +114,28 @@ async fn up_on_a_fresh_data_dir_is_healthy_within_5s_and_stops_on_ctrl_c() -> an
     let started = Instant::now();
     let child = Running(
         Command::new(bin)
-            .args(["up", "--data-dir", data.to_str().unwrap(), "--listen", &listen])
+            .args([
+                "up",
+                "--data-dir",
+                data.to_str().unwrap(),
+                "--listen",
+                &listen,
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()?,
     );
     let health = wait_healthy(port, Duration::from_secs(5)).await?;
     assert_eq!(health["status"], "ok", "{health}");
-    assert!(health["log"].as_str().unwrap_or("").contains("embedded"), "{health}");
+    assert!(
+        health["log"].as_str().unwrap_or("").contains("embedded"),
+        "{health}"
+    );
     eprintln!("healthy after {:?}", started.elapsed());
-    assert!(data.join("log").is_dir(), "embedded log not in the data dir");
+    assert!(
+        data.join("log").is_dir(),
+        "embedded log not in the data dir"
+    );
     let status = sigint_and_wait(child, Duration::from_secs(10))?;
     assert!(status.success(), "exit status after Ctrl-C: {status}");
     Ok(())
@@ -123,14 +149,34 @@ async fn up_on_nats_and_serve_one_service() -> anyhow::Result<()> {
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
     let data = dir.path().to_str().unwrap().to_string();
-    let up = spawn(&["up", "--nats", &url, "--data-dir", &data, "--listen", &listen])?;
+    let up = spawn(&[
+        "up",
+        "--nats",
+        &url,
+        "--data-dir",
+        &data,
+        "--listen",
+        &listen,
+    ])?;
     let health = wait_healthy(port, Duration::from_secs(10)).await?;
-    assert!(health["log"].as_str().unwrap_or("").contains("jetstream"), "{health}");
+    assert!(
+        health["log"].as_str().unwrap_or("").contains("jetstream"),
+        "{health}"
+    );
     assert!(sigint_and_wait(up, Duration::from_secs(10))?.success());
 
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
-    let api = spawn(&["serve", "api", "--nats", &url, "--data-dir", &data, "--listen", &listen])?;
+    let api = spawn(&[
+        "serve",
+        "api",
+        "--nats",
+        &url,
+        "--data-dir",
+        &data,
+        "--listen",
+        &listen,
+    ])?;
     wait_healthy(port, Duration::from_secs(10)).await?;
     assert!(sigint_and_wait(api, Duration::from_secs(10))?.success());
     Ok(())
@@ -143,11 +189,23 @@ async fn unreachable_log_is_a_clear_error_naming_the_url() -> anyhow::Result<()>
     let bin = powernode_bin()?; // build before timing
     let start = Instant::now();
     let out = Command::new(bin)
-        .args(["up", "--nats", &url, "--data-dir", dir.path().to_str().unwrap(), "--listen", "127.0.0.1:0"])
+        .args([
+            "up",
+            "--nats",
+            &url,
+            "--data-dir",
+            dir.path().to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
         .output()?;
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains(&url), "error does not name {url}: {stderr}");
-    assert!(start.elapsed() < Duration::from_secs(10), "took {:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        start.elapsed()
+    );
     Ok(())
 }

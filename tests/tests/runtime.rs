@@ -6,7 +6,9 @@ use anyhow::{bail, ensure};
 use async_trait::async_trait;
 use bytes::Bytes;
 use ed25519_dalek::SigningKey;
-use powernode_events::payloads::fleet::{AgentEnrolled, InstanceDrained, InstanceProvisioned, TemplateCreated};
+use powernode_events::payloads::fleet::{
+    AgentEnrolled, InstanceDrained, InstanceProvisioned, TemplateCreated,
+};
 use powernode_events::{AccountId, Actor, Envelope, EventPayload};
 use powernode_projections::checkpoint::CheckpointStore;
 use powernode_projections::FleetState;
@@ -29,7 +31,10 @@ enum Backend {
 impl Backend {
     async fn embedded() -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
-        Ok(Self::Embedded(Arc::new(EmbeddedLog::open(dir.path())?), dir))
+        Ok(Self::Embedded(
+            Arc::new(EmbeddedLog::open(dir.path())?),
+            dir,
+        ))
     }
 
     async fn jetstream() -> anyhow::Result<Self> {
@@ -48,11 +53,14 @@ impl Backend {
     async fn append_raw(&self, subject: &str, bytes: &[u8]) -> anyhow::Result<()> {
         match self {
             Self::Embedded(l, _) => {
-                l.append_raw_for_tests(subject, Bytes::copy_from_slice(bytes)).await?;
+                l.append_raw_for_tests(subject, Bytes::copy_from_slice(bytes))
+                    .await?;
             }
             Self::JetStream(l, _) => {
                 let js = async_nats::jetstream::new(l.client().clone());
-                js.publish(subject.to_string(), Bytes::copy_from_slice(bytes)).await?.await?;
+                js.publish(subject.to_string(), Bytes::copy_from_slice(bytes))
+                    .await?
+                    .await?;
             }
         }
         Ok(())
@@ -92,7 +100,13 @@ struct Recorder {
 
 #[async_trait]
 impl Reactor<FleetState> for Recorder {
-    async fn react(&mut self, _: &FleetState, seq: u64, _: &Envelope, _: &SharedLog) -> Result<(), ReactError> {
+    async fn react(
+        &mut self,
+        _: &FleetState,
+        seq: u64,
+        _: &Envelope,
+        _: &SharedLog,
+    ) -> Result<(), ReactError> {
         if self.fail_at == Some(seq) {
             return Err(ReactError::Fatal(format!("told to fail at {seq}")));
         }
@@ -120,11 +134,22 @@ async fn run_until(
     until: u64,
 ) -> anyhow::Result<()> {
     let stop = CancellationToken::new();
-    let task = tokio::spawn(run_consumer(log.clone(), store.clone(), config(), shared.clone(), reactor, stop.clone()));
+    let task = tokio::spawn(run_consumer(
+        log.clone(),
+        store.clone(),
+        config(),
+        shared.clone(),
+        reactor,
+        stop.clone(),
+    ));
     let reached = shared.wait_for(until, Duration::from_secs(20)).await;
     stop.cancel();
     task.await??;
-    ensure!(reached, "consumer reached only {} of {until}", shared.applied());
+    ensure!(
+        reached,
+        "consumer reached only {} of {until}",
+        shared.applied()
+    );
     Ok(())
 }
 
@@ -135,13 +160,19 @@ async fn resumes_from_checkpoint_without_double_apply(b: Backend) -> anyhow::Res
     append_templates(&log, 0..25).await?;
     let rec = Recorder::default();
     run_until(&log, &store, Shared::default(), rec.clone(), 25).await?;
-    ensure!(store.load("svc")?.map(|c| c.seq) == Some(25), "checkpoint not at 25 after stop");
+    ensure!(
+        store.load("svc")?.map(|c| c.seq) == Some(25),
+        "checkpoint not at 25 after stop"
+    );
 
     append_templates(&log, 25..40).await?;
     let shared: Shared<FleetState> = Shared::default();
     run_until(&log, &store, shared.clone(), rec.clone(), 40).await?;
     let applied = shared.state.read().await.applied();
-    ensure!(applied == 40, "state applied {applied} events, expected 40 (restored 25 + 15 new)");
+    ensure!(
+        applied == 40,
+        "state applied {applied} events, expected 40 (restored 25 + 15 new)"
+    );
     let seen = rec.seen.lock().unwrap().clone();
     ensure!(seen == (1..=40).collect::<Vec<_>>(), "reactor saw {seen:?}");
     Ok(())
@@ -158,12 +189,18 @@ async fn redelivered_records_are_skipped(b: Backend) -> anyhow::Result<()> {
     log.delete_durable("svc").await?;
     drop(log.durable("svc", Filter::all(), 0).await?);
     let acked = log.durable("svc", Filter::all(), 20).await?.acked().await?;
-    ensure!(acked == 0, "rewound cursor reports acked {acked}, not 0: nothing would be redelivered");
+    ensure!(
+        acked == 0,
+        "rewound cursor reports acked {acked}, not 0: nothing would be redelivered"
+    );
     append_templates(&log, 20..22).await?;
     let shared: Shared<FleetState> = Shared::default();
     run_until(&log, &store, shared.clone(), rec.clone(), 22).await?;
     let seen = rec.seen.lock().unwrap().clone();
-    ensure!(seen == (1..=22).collect::<Vec<_>>(), "redelivery applied twice: {seen:?}");
+    ensure!(
+        seen == (1..=22).collect::<Vec<_>>(),
+        "redelivery applied twice: {seen:?}"
+    );
     ensure!(shared.state.read().await.applied() == 22);
     Ok(())
 }
@@ -178,7 +215,15 @@ async fn nothing_is_acked_past_a_failed_event(b: Backend) -> anyhow::Result<()> 
         ..Recorder::default()
     };
     let stop = CancellationToken::new();
-    let result = run_consumer(log.clone(), store.clone(), config(), Shared::<FleetState>::default(), failing.clone(), stop).await;
+    let result = run_consumer(
+        log.clone(),
+        store.clone(),
+        config(),
+        Shared::<FleetState>::default(),
+        failing.clone(),
+        stop,
+    )
+    .await;
     ensure!(result.is_err(), "consumer did not stop on a fatal reaction");
     let cp = store.load("svc")?.map_or(0, |c| c.seq);
     ensure!(cp < 17, "checkpoint {cp} passed the failed event 17");
@@ -190,7 +235,10 @@ async fn nothing_is_acked_past_a_failed_event(b: Backend) -> anyhow::Result<()> 
     let shared: Shared<FleetState> = Shared::default();
     run_until(&log, &store, shared.clone(), fixed.clone(), 30).await?;
     let seen = fixed.seen.lock().unwrap().clone();
-    ensure!(seen == ((cp + 1)..=30).collect::<Vec<_>>(), "after restart saw {seen:?}");
+    ensure!(
+        seen == ((cp + 1)..=30).collect::<Vec<_>>(),
+        "after restart saw {seen:?}"
+    );
     ensure!(shared.state.read().await.applied() == 30);
     Ok(())
 }
@@ -206,15 +254,28 @@ async fn shutdown_finishes_the_event_in_hand(b: Backend) -> anyhow::Result<()> {
     };
     let shared: Shared<FleetState> = Shared::default();
     let stop = CancellationToken::new();
-    let task = tokio::spawn(run_consumer(log.clone(), store.clone(), config(), shared.clone(), rec.clone(), stop.clone()));
+    let task = tokio::spawn(run_consumer(
+        log.clone(),
+        store.clone(),
+        config(),
+        shared.clone(),
+        rec.clone(),
+        stop.clone(),
+    ));
     // Wait until event 5 is in hand (4 applied), then ask to stop.
     ensure!(shared.wait_for(4, Duration::from_secs(20)).await);
     tokio::time::sleep(Duration::from_millis(100)).await;
     stop.cancel();
     task.await??;
     let seen = rec.seen.lock().unwrap().clone();
-    ensure!(seen == vec![1, 2, 3, 4, 5], "expected to finish 5 and stop, saw {seen:?}");
-    ensure!(store.load("svc")?.map(|c| c.seq) == Some(5), "checkpoint not at the finished event");
+    ensure!(
+        seen == vec![1, 2, 3, 4, 5],
+        "expected to finish 5 and stop, saw {seen:?}"
+    );
+    ensure!(
+        store.load("svc")?.map(|c| c.seq) == Some(5),
+        "checkpoint not at the finished event"
+    );
     Ok(())
 }
 
@@ -225,34 +286,72 @@ async fn malformed_and_forged_records_are_rejected_and_skipped(b: Backend) -> an
     let acct = account();
     let key = SigningKey::from_bytes(&[3; 32]);
     let intruder = SigningKey::from_bytes(&[4; 32]);
-    let agent = Actor::Agent { instance_id: "inst-1".into() };
+    let agent = Actor::Agent {
+        instance_id: "inst-1".into(),
+    };
 
     append_templates(&log, 0..2).await?; // 1, 2
-    b.append_raw("pn.evt.acct-rt.template.t.system.template.created", b"\xa1garbage").await?; // 3: bad CBOR
+    b.append_raw(
+        "pn.evt.acct-rt.template.t.system.template.created",
+        b"\xa1garbage",
+    )
+    .await?; // 3: bad CBOR
     let mut unknown = template(99).to_raw()?;
     unknown.kind = "system.k3s.bogus".into();
-    b.append_raw("pn.evt.acct-rt.template.tmpl-99.system.k3s.bogus", &unknown.to_bytes()?).await?; // 4: unknown kind
-    let provisioned = Envelope::new(acct.clone(), Actor::service("api"), InstanceProvisioned {
-        instance_id: "inst-1".into(),
-        node_id: "node-1".into(),
-        template_id: "tmpl-0".into(),
-        cni_plugin: None,
-        enrollment_fingerprint: "sha256:00".into(),
-    });
+    b.append_raw(
+        "pn.evt.acct-rt.template.tmpl-99.system.k3s.bogus",
+        &unknown.to_bytes()?,
+    )
+    .await?; // 4: unknown kind
+    let provisioned = Envelope::new(
+        acct.clone(),
+        Actor::service("api"),
+        InstanceProvisioned {
+            instance_id: "inst-1".into(),
+            node_id: "node-1".into(),
+            template_id: "tmpl-0".into(),
+            cni_plugin: None,
+            enrollment_fingerprint: "sha256:00".into(),
+        },
+    );
     log.append(&provisioned, Expect::Any).await?; // 5
-    let mut enrolled = Envelope::new(acct.clone(), agent.clone(), AgentEnrolled {
-        instance_id: "inst-1".into(),
-        public_key: hex::encode(key.verifying_key().to_bytes()),
-    });
+    let mut enrolled = Envelope::new(
+        acct.clone(),
+        agent.clone(),
+        AgentEnrolled {
+            instance_id: "inst-1".into(),
+            public_key: hex::encode(key.verifying_key().to_bytes()),
+        },
+    );
     enrolled.sign(&key)?;
     log.append(&enrolled, Expect::Any).await?; // 6: good enrollment
-    let mut forged = Envelope::new(acct.clone(), agent.clone(), InstanceDrained { instance_id: "inst-1".into() });
+    let mut forged = Envelope::new(
+        acct.clone(),
+        agent.clone(),
+        InstanceDrained {
+            instance_id: "inst-1".into(),
+        },
+    );
     forged.sign(&intruder)?;
     log.append(&forged, Expect::Any).await?; // 7: wrong key
-    let mut good = Envelope::new(acct.clone(), agent.clone(), InstanceDrained { instance_id: "inst-1".into() });
+    let mut good = Envelope::new(
+        acct.clone(),
+        agent.clone(),
+        InstanceDrained {
+            instance_id: "inst-1".into(),
+        },
+    );
     good.sign(&key)?;
     log.append(&good, Expect::Any).await?; // 8: verifies
-    let stranger = Envelope::new(acct.clone(), Actor::Agent { instance_id: "inst-2".into() }, InstanceDrained { instance_id: "inst-2".into() });
+    let stranger = Envelope::new(
+        acct.clone(),
+        Actor::Agent {
+            instance_id: "inst-2".into(),
+        },
+        InstanceDrained {
+            instance_id: "inst-2".into(),
+        },
+    );
     log.append(&stranger, Expect::Any).await?; // 9: unknown agent, unsigned
     append_templates(&log, 2..3).await?; // 10
 
@@ -260,24 +359,53 @@ async fn malformed_and_forged_records_are_rejected_and_skipped(b: Backend) -> an
     let shared: Shared<FleetState> = Shared::default();
     // Two consumers meet the same bad records: each rejection is recorded once.
     run_until(&log, &store, shared.clone(), rec.clone(), 10).await?;
-    let store2 = Arc::new(CheckpointStore::open(tempfile::tempdir()?.path().join("b"))?);
+    let store2 = Arc::new(CheckpointStore::open(
+        tempfile::tempdir()?.path().join("b"),
+    )?);
     run_until(&log, &store2, Shared::default(), Recorder::default(), 10).await?;
 
     // Rejection events (appended after seq 10) are ordinary events: ignore them here.
-    let seen: Vec<u64> = rec.seen.lock().unwrap().iter().copied().filter(|s| *s <= 10).collect();
+    let seen: Vec<u64> = rec
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .copied()
+        .filter(|s| *s <= 10)
+        .collect();
     ensure!(seen == vec![1, 2, 5, 6, 8, 10], "admitted {seen:?}");
     let rejections = log
-        .read(11, 100, &Filter { account: None, kind_prefix: Some("system.log.record_rejected".into()) })
+        .read(
+            11,
+            100,
+            &Filter {
+                account: None,
+                kind_prefix: Some("system.log.record_rejected".into()),
+            },
+        )
         .await?;
     let mut reasons = std::collections::BTreeMap::new();
     for r in &rejections {
         let e = Envelope::decode(&r.bytes)?;
-        let EventPayload::RecordRejected(p) = e.payload else { bail!("not a rejection") };
-        ensure!(reasons.insert(p.rejected_seq, p.reason).is_none(), "seq {} rejected twice", r.seq);
+        let EventPayload::RecordRejected(p) = e.payload else {
+            bail!("not a rejection")
+        };
+        ensure!(
+            reasons.insert(p.rejected_seq, p.reason).is_none(),
+            "seq {} rejected twice",
+            r.seq
+        );
     }
-    ensure!(reasons.keys().copied().collect::<Vec<_>>() == vec![3, 4, 7, 9], "rejected {reasons:?}");
+    ensure!(
+        reasons.keys().copied().collect::<Vec<_>>() == vec![3, 4, 7, 9],
+        "rejected {reasons:?}"
+    );
     ensure!(reasons[&3].contains("CBOR"), "{}", reasons[&3]);
-    ensure!(reasons[&4].contains("unknown event kind"), "{}", reasons[&4]);
+    ensure!(
+        reasons[&4].contains("unknown event kind"),
+        "{}",
+        reasons[&4]
+    );
     ensure!(reasons[&7].contains("signature"), "{}", reasons[&7]);
     ensure!(reasons[&9].contains("no enrolled key"), "{}", reasons[&9]);
     Ok(())

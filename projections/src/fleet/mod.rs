@@ -258,7 +258,7 @@ impl Projection for FleetState {
     /// The key of the instance's latest enrollment, looked up in the account
     /// the instance id was first provisioned in. `None` for unknown,
     /// unenrolled or terminated instances, or a key that does not parse.
-    fn agent_key(&self, instance_id: &str) -> Option<ed25519_dalek::VerifyingKey> {
+    fn agent_key(&self, instance_id: &str) -> Option<[u8; 32]> {
         let account = self.instance_accounts.get(instance_id)?;
         self.agent_key_in(account, instance_id)
     }

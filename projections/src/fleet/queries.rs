@@ -5,7 +5,6 @@ use super::{
     AccountState, Approval, Cluster, ClusterStatus, FleetState, Instance, InstanceStatus, K8sNode,
     Network, OperatorToken, Peer, Template, VirtualIp,
 };
-use powernode_events::signing::verifying_key_from_hex;
 use powernode_events::AccountId;
 
 impl FleetState {
@@ -150,15 +149,14 @@ impl FleetState {
 
     /// The key the instance's agent enrolled with in `account`; `None` for
     /// unknown, unenrolled or terminated instances, or a key that does not parse.
-    pub fn agent_key_in(
-        &self,
-        account: &AccountId,
-        instance_id: &str,
-    ) -> Option<ed25519_dalek::VerifyingKey> {
+    pub fn agent_key_in(&self, account: &AccountId, instance_id: &str) -> Option<[u8; 32]> {
         let instance = self.instance(account, instance_id)?;
         if instance.status == InstanceStatus::Terminated {
             return None;
         }
-        verifying_key_from_hex(instance.public_key.as_deref()?).ok()
+        hex::decode(instance.public_key.as_deref()?)
+            .ok()?
+            .try_into()
+            .ok()
     }
 }

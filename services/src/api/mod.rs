@@ -32,7 +32,11 @@ pub fn router(state: ApiState) -> Router {
 
 /// A structured error answer.
 pub fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
-    (status, Json(json!({"error": {"code": code, "message": message.into()}}))).into_response()
+    (
+        status,
+        Json(json!({"error": {"code": code, "message": message.into()}})),
+    )
+        .into_response()
 }
 
 async fn healthz(State(st): State<ApiState>) -> Response {
@@ -45,7 +49,11 @@ async fn healthz(State(st): State<ApiState>) -> Response {
             "applied_seq": applied,
         }))
         .into_response(),
-        Ok(Err(e)) => error(StatusCode::SERVICE_UNAVAILABLE, "log_unavailable", e.to_string()),
+        Ok(Err(e)) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "log_unavailable",
+            e.to_string(),
+        ),
         Err(_) => error(
             StatusCode::SERVICE_UNAVAILABLE,
             "log_unavailable",

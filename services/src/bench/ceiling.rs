@@ -77,7 +77,9 @@ pub async fn measure(url: &str, payloads: &[Vec<u8>]) -> anyhow::Result<Ceiling>
         if acks.len() >= ASYNC_WINDOW {
             acks.next().await.context("ack stream ended")??;
         }
-        let ack = js.publish(format!("{RAW_SUBJECT}.{}", i % 64), p.clone()).await?;
+        let ack = js
+            .publish(format!("{RAW_SUBJECT}.{}", i % 64), p.clone())
+            .await?;
         acks.push(std::future::IntoFuture::into_future(ack));
     }
     while let Some(ack) = acks.next().await {
@@ -99,10 +101,14 @@ pub async fn measure(url: &str, payloads: &[Vec<u8>]) -> anyhow::Result<Ceiling>
             headers.insert("Nats-Batch-Sequence", (i + 1).to_string().as_str());
             let subject = format!("{RAW_SUBJECT}.{}", i % 64);
             if i + 1 < chunk.len() {
-                js.client().publish_with_headers(subject, headers, p.clone()).await?;
+                js.client()
+                    .publish_with_headers(subject, headers, p.clone())
+                    .await?;
             } else {
                 headers.insert("Nats-Batch-Commit", "1");
-                let msg = jetstream::message::PublishMessage::build().payload(p.clone()).headers(headers);
+                let msg = jetstream::message::PublishMessage::build()
+                    .payload(p.clone())
+                    .headers(headers);
                 let ack = js.send_publish(subject, msg).await?;
                 commits.push(std::future::IntoFuture::into_future(ack));
             }
@@ -116,7 +122,10 @@ pub async fn measure(url: &str, payloads: &[Vec<u8>]) -> anyhow::Result<Ceiling>
     let mut raw = js.get_stream(RAW_STREAM).await?;
     let stored = raw.info().await?.state.messages;
     if stored != payloads.len() as u64 {
-        bail!("raw stream holds {stored} messages, {} were published", payloads.len());
+        bail!(
+            "raw stream holds {stored} messages, {} were published",
+            payloads.len()
+        );
     }
     let consumer = raw
         .create_consumer(jetstream::consumer::pull::OrderedConfig::default())
@@ -127,7 +136,11 @@ pub async fn measure(url: &str, payloads: &[Vec<u8>]) -> anyhow::Result<Ceiling>
     while let Some(m) = messages.next().await {
         let Ok(m) = m else { continue };
         seen += 1;
-        if m.info().map_err(|e| anyhow::anyhow!("{e}"))?.stream_sequence >= stored {
+        if m.info()
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .stream_sequence
+            >= stored
+        {
             break;
         }
     }

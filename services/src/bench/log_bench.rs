@@ -11,14 +11,13 @@
 use super::ceiling;
 use super::workload::{self, ClusterStream};
 use crate::log::jetstream::{JetStreamConfig, JetStreamLog};
-use crate::log::{Expect, Filter, SharedLog, StartAt};
-use crate::runtime::admission;
+use crate::log::{Expect, Filter, SharedLog};
+use crate::runtime::replay::{self, ReplayStats};
 use crate::runtime::{run_consumer, ConsumerConfig, ProjectOnly, Shared};
 use anyhow::{bail, Context};
-use futures::StreamExt;
 use powernode_events::{Envelope, RawEnvelope};
 use powernode_projections::checkpoint::CheckpointStore;
-use powernode_projections::{FleetState, Projection};
+use powernode_projections::FleetState;
 use serde_json::json;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -50,7 +49,10 @@ pub async fn run(args: LogBenchArgs) -> anyhow::Result<()> {
         bail!("--events and --appenders must be at least 1");
     }
     let progress = |msg: &str| eprintln!("bench: {msg}");
-    progress(&format!("building {} lifecycle events (agent events signed)…", args.events));
+    progress(&format!(
+        "building {} lifecycle events (agent events signed)…",
+        args.events
+    ));
     let streams = workload::build(args.events, 16);
     let payloads: Vec<Vec<u8>> = streams
         .iter()
@@ -75,6 +77,7 @@ pub async fn run(args: LogBenchArgs) -> anyhow::Result<()> {
 
     progress("replaying the whole stream into a fresh projection…");
     let replay = replay_phase(&log, args.events as u64).await?;
+    let replay_per_s = replay.applied as f64 / replay.total.as_secs_f64();
 
     progress("verifying agent signatures on one core…");
     let verify_per_s = tokio::task::spawn_blocking(move || verify_rate(&payloads)).await??;
@@ -90,15 +93,14 @@ pub async fn run(args: LogBenchArgs) -> anyhow::Result<()> {
         "raw_publish_async_per_s": raw.async_per_s.round(),
         "raw_publish_batch_per_s": raw.batch_per_s.round(),
         "append_ratio": ratio(appended.end_to_end_per_s, raw.publish_per_s),
-        "replay_events_per_s": replay.per_s.round(),
+        "replay_events_per_s": replay_per_s.round(),
         "raw_replay_per_s": raw.replay_per_s.round(),
-        "replay_ratio": ratio(replay.per_s, raw.replay_per_s),
+        "replay_ratio": ratio(replay_per_s, raw.replay_per_s),
         "replay_profile_s": {
-            "total": secs(replay.total_s),
-            "decode_envelope": secs(replay.decode_s),
-            "verify_signatures": secs(replay.verify_s),
-            "decode_payload": secs(replay.admit_s),
-            "apply": secs(replay.apply_s),
+            "total": secs(replay.total.as_secs_f64()),
+            "decode": secs(replay.decode.as_secs_f64()),
+            "verify_signatures": secs(replay.verify.as_secs_f64()),
+            "admit_and_apply": secs(replay.apply.as_secs_f64()),
         },
         "verify_per_s": verify_per_s.round(),
         "peak_rss_mib": (super::peak_rss_mib() * 10.0).round() / 10.0,
@@ -128,7 +130,11 @@ struct AppendFigures {
     acked_per_s: f64,
 }
 
-async fn append_phase(log: &SharedLog, streams: Vec<ClusterStream>, appenders: usize) -> anyhow::Result<AppendFigures> {
+async fn append_phase(
+    log: &SharedLog,
+    streams: Vec<ClusterStream>,
+    appenders: usize,
+) -> anyhow::Result<AppendFigures> {
     let total: usize = streams.iter().map(|s| s.events.len()).sum();
     let dir = tempfile::tempdir()?;
     let checkpoints = Arc::new(CheckpointStore::open(dir.path())?);
@@ -166,7 +172,10 @@ async fn append_phase(log: &SharedLog, streams: Vec<ClusterStream>, appenders: u
     let acked = start.elapsed();
     let last = log.last_seq().await?;
     if !shared.wait_for(last, Duration::from_secs(600)).await {
-        bail!("projection did not catch up to seq {last} (at {})", shared.applied());
+        bail!(
+            "projection did not catch up to seq {last} (at {})",
+            shared.applied()
+        );
     }
     let end_to_end = start.elapsed();
     let applied = shared.state.read().await.applied();
@@ -181,61 +190,17 @@ async fn append_phase(log: &SharedLog, streams: Vec<ClusterStream>, appenders: u
     })
 }
 
-/// Replay figures, with where the client-side time went.
-struct ReplayFigures {
-    per_s: f64,
-    /// Seconds in CBOR decoding of envelopes, signature pre-verification,
-    /// payload decoding (admission), and `apply`.
-    decode_s: f64,
-    verify_s: f64,
-    admit_s: f64,
-    apply_s: f64,
-    total_s: f64,
-}
-
-async fn replay_phase(log: &SharedLog, expected: u64) -> anyhow::Result<ReplayFigures> {
+async fn replay_phase(log: &SharedLog, expected: u64) -> anyhow::Result<ReplayStats> {
     let last = log.last_seq().await?;
-    let start = Instant::now();
-    // The same admission as a live consumer: decode, pre-verify agent
-    // signatures in parallel batches, admit, apply.
-    let mut sub = log.subscribe(StartAt::Beginning, Filter::all()).await?.ready_chunks(1000);
-    let mut state = FleetState::default();
-    let mut seen = 0u64;
-    let (mut decode, mut verify, mut admit, mut apply) = (Duration::ZERO, Duration::ZERO, Duration::ZERO, Duration::ZERO);
-    'replay: while let Some(chunk) = sub.next().await {
-        let records = chunk.into_iter().collect::<Result<Vec<_>, _>>()?;
-        let t = Instant::now();
-        let raws: Vec<_> = records.iter().map(admission::decode).collect();
-        decode += t.elapsed();
-        let t = Instant::now();
-        let verdicts = admission::preverify(&records, &raws, &state);
-        verify += t.elapsed();
-        for ((record, raw), verdict) in records.iter().zip(raws).zip(verdicts) {
-            let t = Instant::now();
-            let event = admission::admit_decoded(record, raw, verdict, &state)
-                .map_err(|r| anyhow::anyhow!("seq {}: {}", record.seq, r.reason))?;
-            let t2 = Instant::now();
-            admit += t2 - t;
-            state.apply(record.seq, &event);
-            apply += t2.elapsed();
-            seen += 1;
-            if record.seq >= last {
-                break 'replay;
-            }
-        }
+    let (_state, stats): (FleetState, _) = replay::rebuild(log, Filter::all(), last).await?;
+    if stats.applied != expected {
+        bail!(
+            "replay applied {} events, expected {expected} (refused: {:?})",
+            stats.applied,
+            stats.refused.iter().take(3).collect::<Vec<_>>()
+        );
     }
-    let elapsed = start.elapsed();
-    if seen != expected {
-        bail!("replay saw {seen} events, expected {expected}");
-    }
-    Ok(ReplayFigures {
-        per_s: seen as f64 / elapsed.as_secs_f64(),
-        decode_s: decode.as_secs_f64(),
-        verify_s: verify.as_secs_f64(),
-        admit_s: admit.as_secs_f64(),
-        apply_s: apply.as_secs_f64(),
-        total_s: elapsed.as_secs_f64(),
-    })
+    Ok(stats)
 }
 
 /// Agent-signed events verified per second on this thread, in batches of 64.
@@ -248,7 +213,10 @@ fn verify_rate(payloads: &[Vec<u8>]) -> anyhow::Result<f64> {
             if raw.kind == "system.agent.enrolled" {
                 let env = raw.clone().into_envelope()?;
                 if let powernode_events::EventPayload::AgentEnrolled(p) = &env.payload {
-                    keys.insert(instance.to_string(), powernode_events::signing::verifying_key_from_hex(&p.public_key)?);
+                    keys.insert(
+                        instance.to_string(),
+                        powernode_events::signing::verifying_key_from_hex(&p.public_key)?,
+                    );
                 }
             }
             signed.push(raw);
@@ -267,4 +235,3 @@ fn verify_rate(payloads: &[Vec<u8>]) -> anyhow::Result<f64> {
     }
     Ok(items.len() as f64 / start.elapsed().as_secs_f64())
 }
-

@@ -28,7 +28,8 @@ pub fn build(total: usize, accounts: usize) -> Vec<ClusterStream> {
     let mut produced = 0;
     let mut i = 0usize;
     while produced < total {
-        let account = AccountId::new(format!("acct-{}", i % accounts.max(1))).expect("generated id is valid");
+        let account =
+            AccountId::new(format!("acct-{}", i % accounts.max(1))).expect("generated id is valid");
         let s = cluster_lifecycle(&account, i, total - produced);
         produced += s.events.len();
         streams.push(s);
@@ -46,7 +47,8 @@ struct Builder<'a> {
 impl Builder<'_> {
     fn service(&mut self, name: &str, p: impl Into<EventPayload>) {
         if self.events.len() < self.cap {
-            self.events.push(Envelope::new(self.account.clone(), Actor::service(name), p));
+            self.events
+                .push(Envelope::new(self.account.clone(), Actor::service(name), p));
         }
     }
 
@@ -55,7 +57,8 @@ impl Builder<'_> {
             let actor = Actor::Operator {
                 token_id: "tok-bench".into(),
             };
-            self.events.push(Envelope::new(self.account.clone(), actor, p));
+            self.events
+                .push(Envelope::new(self.account.clone(), actor, p));
         }
     }
 
@@ -82,11 +85,23 @@ fn cluster_lifecycle(account: &AccountId, i: usize, cap: usize) -> ClusterStream
     let server_tmpl = format!("tmpl-srv-{i:08}");
     let worker_tmpl = format!("tmpl-wrk-{i:08}");
     let hi = (i as u16).wrapping_add(1);
-    let overlay: ipnet::Ipv6Net = format!("fd00:{hi:x}:1::/64").parse().expect("generated prefix");
-    let vip_range: ipnet::Ipv6Net = format!("fd00:{hi:x}:1::100/120").parse().expect("generated prefix");
-    let vip: Ipv6Addr = format!("fd00:{hi:x}:1::100").parse().expect("generated address");
-    b.operator(TemplateCreated { template_id: server_tmpl.clone(), name: format!("k3s-server-{i}") });
-    b.operator(TemplateCreated { template_id: worker_tmpl.clone(), name: format!("k3s-worker-{i}") });
+    let overlay: ipnet::Ipv6Net = format!("fd00:{hi:x}:1::/64")
+        .parse()
+        .expect("generated prefix");
+    let vip_range: ipnet::Ipv6Net = format!("fd00:{hi:x}:1::100/120")
+        .parse()
+        .expect("generated prefix");
+    let vip: Ipv6Addr = format!("fd00:{hi:x}:1::100")
+        .parse()
+        .expect("generated address");
+    b.operator(TemplateCreated {
+        template_id: server_tmpl.clone(),
+        name: format!("k3s-server-{i}"),
+    });
+    b.operator(TemplateCreated {
+        template_id: worker_tmpl.clone(),
+        name: format!("k3s-worker-{i}"),
+    });
     b.operator(NetworkCreated {
         network_id: net.clone(),
         name: format!("k3s-net-{i}"),
@@ -117,12 +132,21 @@ fn cluster_lifecycle(account: &AccountId, i: usize, cap: usize) -> ClusterStream
             cni_plugin: None,
             enrollment_fingerprint: FP.into(),
         });
-        b.agent(&inst, &key, AgentEnrolled { instance_id: inst.clone(), public_key: hex::encode(key.verifying_key().to_bytes()) });
+        b.agent(
+            &inst,
+            &key,
+            AgentEnrolled {
+                instance_id: inst.clone(),
+                public_key: hex::encode(key.verifying_key().to_bytes()),
+            },
+        );
         b.operator(PeerAttached {
             network_id: net.clone(),
             peer_id: format!("peer-{i:08}-{n}"),
             instance_id: inst.clone(),
-            overlay_ip: format!("fd00:{hi:x}:1::{:x}", n + 5).parse().expect("generated address"),
+            overlay_ip: format!("fd00:{hi:x}:1::{:x}", n + 5)
+                .parse()
+                .expect("generated address"),
             lan_subnets: vec![],
         });
         members.push((inst, key, server, n));
@@ -131,61 +155,159 @@ fn cluster_lifecycle(account: &AccountId, i: usize, cap: usize) -> ClusterStream
         assignment_id: format!("asg-{i:08}-s"),
         template_id: server_tmpl.clone(),
         module_name: K3sModule::K3sServer,
-        config: ModuleConfig { target_cluster_id: None, extra: BTreeMap::new() },
+        config: ModuleConfig {
+            target_cluster_id: None,
+            extra: BTreeMap::new(),
+        },
     });
     let (boot, boot_key, _, _) = &members[0];
-    b.agent(boot, boot_key, RuntimeInstalling { instance_id: boot.clone(), module_name: K3sModule::K3sServer, version: VERSION.into() });
-    b.agent(boot, boot_key, HandshakeBootstrap {
-        instance_id: boot.clone(),
-        k3s_version: VERSION.into(),
-        node_token_fingerprint: FP.into(),
-        kubeconfig_fingerprint: FP.into(),
-    });
+    b.agent(
+        boot,
+        boot_key,
+        RuntimeInstalling {
+            instance_id: boot.clone(),
+            module_name: K3sModule::K3sServer,
+            version: VERSION.into(),
+        },
+    );
+    b.agent(
+        boot,
+        boot_key,
+        HandshakeBootstrap {
+            instance_id: boot.clone(),
+            k3s_version: VERSION.into(),
+            node_token_fingerprint: FP.into(),
+            kubeconfig_fingerprint: FP.into(),
+        },
+    );
     let vip_id = format!("vip-{i:08}");
-    b.service("sdwan", VirtualIpAllocated {
-        virtual_ip_id: vip_id.clone(),
-        network_id: net.clone(),
-        vip,
-        purpose: VipPurpose::K3sApiEndpoint,
-        cluster_id: cluster_id.clone(),
-        primary_holder_peer_id: format!("peer-{i:08}-0"),
-    });
+    b.service(
+        "sdwan",
+        VirtualIpAllocated {
+            virtual_ip_id: vip_id.clone(),
+            network_id: net.clone(),
+            vip,
+            purpose: VipPurpose::K3sApiEndpoint,
+            cluster_id: cluster_id.clone(),
+            primary_holder_peer_id: format!("peer-{i:08}-0"),
+        },
+    );
     let endpoint = format!("https://[{vip}]:6443");
-    b.service("provisioner", ClusterBootstrapped {
-        cluster_id: cluster_id.clone(),
-        name: format!("k3s-cluster-{i}"),
-        bootstrap_instance_id: boot.clone(),
-        api_endpoint: endpoint.clone(),
-        network_id: Some(net.clone()),
-        cni_plugin: CniPlugin::Flannel,
-        pod_cidr: Some("10.42.0.0/16".parse().expect("literal prefix")),
-        server_flags: vec![format!("--flannel-iface=wg-sdwan-h{i}"), "--flannel-backend=host-gw".into(), "--cluster-cidr=10.42.0.0/16".into()],
-    });
-    b.agent(boot, boot_key, HandshakeReady { instance_id: boot.clone(), cluster_id: cluster_id.clone(), node_name: format!("k3s-server-{i}-0"), k3s_version: VERSION.into() });
-    b.service("provisioner", ClusterActivated { cluster_id: cluster_id.clone() });
-    b.service("provisioner", NodeRegistered { cluster_id: cluster_id.clone(), instance_id: boot.clone(), role: NodeRole::ControlPlane });
+    b.service(
+        "provisioner",
+        ClusterBootstrapped {
+            cluster_id: cluster_id.clone(),
+            name: format!("k3s-cluster-{i}"),
+            bootstrap_instance_id: boot.clone(),
+            api_endpoint: endpoint.clone(),
+            network_id: Some(net.clone()),
+            cni_plugin: CniPlugin::Flannel,
+            pod_cidr: Some("10.42.0.0/16".parse().expect("literal prefix")),
+            server_flags: vec![
+                format!("--flannel-iface=wg-sdwan-h{i}"),
+                "--flannel-backend=host-gw".into(),
+                "--cluster-cidr=10.42.0.0/16".into(),
+            ],
+        },
+    );
+    b.agent(
+        boot,
+        boot_key,
+        HandshakeReady {
+            instance_id: boot.clone(),
+            cluster_id: cluster_id.clone(),
+            node_name: format!("k3s-server-{i}-0"),
+            k3s_version: VERSION.into(),
+        },
+    );
+    b.service(
+        "provisioner",
+        ClusterActivated {
+            cluster_id: cluster_id.clone(),
+        },
+    );
+    b.service(
+        "provisioner",
+        NodeRegistered {
+            cluster_id: cluster_id.clone(),
+            instance_id: boot.clone(),
+            role: NodeRole::ControlPlane,
+        },
+    );
     b.operator(ModuleAssigned {
         assignment_id: format!("asg-{i:08}-w"),
         template_id: worker_tmpl.clone(),
         module_name: K3sModule::K3sAgent,
-        config: ModuleConfig { target_cluster_id: Some(cluster_id.clone()), extra: BTreeMap::new() },
+        config: ModuleConfig {
+            target_cluster_id: Some(cluster_id.clone()),
+            extra: BTreeMap::new(),
+        },
     });
     for (inst, key, server, n) in members.iter().skip(1) {
-        let module = if *server { K3sModule::K3sServer } else { K3sModule::K3sAgent };
-        b.agent(inst, key, RuntimeInstalling { instance_id: inst.clone(), module_name: module, version: VERSION.into() });
-        b.agent(inst, key, HandshakeJoinRequest { instance_id: inst.clone(), module_name: module, target_cluster_id: Some(cluster_id.clone()) });
-        b.service("provisioner", JoinTokenIssued {
-            instance_id: inst.clone(),
-            cluster_id: cluster_id.clone(),
-            api_endpoint: endpoint.clone(),
-            token_fingerprint: FP.into(),
-        });
+        let module = if *server {
+            K3sModule::K3sServer
+        } else {
+            K3sModule::K3sAgent
+        };
+        b.agent(
+            inst,
+            key,
+            RuntimeInstalling {
+                instance_id: inst.clone(),
+                module_name: module,
+                version: VERSION.into(),
+            },
+        );
+        b.agent(
+            inst,
+            key,
+            HandshakeJoinRequest {
+                instance_id: inst.clone(),
+                module_name: module,
+                target_cluster_id: Some(cluster_id.clone()),
+            },
+        );
+        b.service(
+            "provisioner",
+            JoinTokenIssued {
+                instance_id: inst.clone(),
+                cluster_id: cluster_id.clone(),
+                api_endpoint: endpoint.clone(),
+                token_fingerprint: FP.into(),
+            },
+        );
         if *server {
-            b.service("sdwan", VirtualIpCandidateAdded { virtual_ip_id: vip_id.clone(), peer_id: format!("peer-{i:08}-{n}") });
+            b.service(
+                "sdwan",
+                VirtualIpCandidateAdded {
+                    virtual_ip_id: vip_id.clone(),
+                    peer_id: format!("peer-{i:08}-{n}"),
+                },
+            );
         }
-        b.agent(inst, key, HandshakeReady { instance_id: inst.clone(), cluster_id: cluster_id.clone(), node_name: format!("k3s-{i}-{n}"), k3s_version: VERSION.into() });
-        let role = if *server { NodeRole::ControlPlane } else { NodeRole::Worker };
-        b.service("provisioner", NodeRegistered { cluster_id: cluster_id.clone(), instance_id: inst.clone(), role });
+        b.agent(
+            inst,
+            key,
+            HandshakeReady {
+                instance_id: inst.clone(),
+                cluster_id: cluster_id.clone(),
+                node_name: format!("k3s-{i}-{n}"),
+                k3s_version: VERSION.into(),
+            },
+        );
+        let role = if *server {
+            NodeRole::ControlPlane
+        } else {
+            NodeRole::Worker
+        };
+        b.service(
+            "provisioner",
+            NodeRegistered {
+                cluster_id: cluster_id.clone(),
+                instance_id: inst.clone(),
+                role,
+            },
+        );
     }
     ClusterStream { events: b.events }
 }

@@ -13,7 +13,13 @@ use std::net::SocketAddr;
 #[command(name = "powernode", version, about)]
 pub struct Cli {
     /// Log format for diagnostics on stderr.
-    #[arg(long, env = "POWERNODE_LOG_FORMAT", value_enum, default_value = "text", global = true)]
+    #[arg(
+        long,
+        env = "POWERNODE_LOG_FORMAT",
+        value_enum,
+        default_value = "text",
+        global = true
+    )]
     pub log_format: LogFormat,
     /// What to do.
     #[command(subcommand)]

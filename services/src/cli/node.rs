@@ -45,7 +45,8 @@ pub async fn open_log(args: &LogArgs) -> anyhow::Result<SharedLog> {
         }
         None => {
             let dir = args.data_dir.join("log");
-            std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
             Arc::new(EmbeddedLog::open(&dir)?)
         }
     })
@@ -60,7 +61,8 @@ pub async fn run_node(
 ) -> anyhow::Result<()> {
     let log = open_log(args).await?;
     let cp_dir = args.data_dir.join(format!("checkpoints-{checkpoint_name}"));
-    std::fs::create_dir_all(&cp_dir).with_context(|| format!("cannot create {}", cp_dir.display()))?;
+    std::fs::create_dir_all(&cp_dir)
+        .with_context(|| format!("cannot create {}", cp_dir.display()))?;
     let checkpoints = Arc::new(CheckpointStore::open(&cp_dir)?);
     let shutdown = CancellationToken::new();
     let ctx = ServiceContext {
@@ -91,7 +93,11 @@ pub async fn run_node(
             });
         }
         let ctx = ctx.clone();
-        tasks.spawn(async move { run_service(name, ctx, shared).await.map_err(anyhow::Error::from) });
+        tasks.spawn(async move {
+            run_service(name, ctx, shared)
+                .await
+                .map_err(anyhow::Error::from)
+        });
     }
 
     let stop = shutdown.clone();
@@ -119,13 +125,14 @@ pub async fn run_node(
 async fn wait_for_signal() {
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}

@@ -10,18 +10,33 @@
 //!   `Nats-Expected-Last-Subject-Sequence` with
 //!   `Nats-Expected-Last-Subject-Sequence-Subject: pn.evt.<acct>.<type>.<id>.>`
 //!   so it covers every event of the aggregate. Appends go through a
-//!   group-commit writer ([`writer`]) that turns concurrent appends into
+//!   group-commit writer (`jetstream/writer.rs`) that turns concurrent appends into
 //!   atomic batches: one disk flush per batch under `sync_interval: always`.
 //! * **Read / last sequences** — from the stream leader (never direct get,
-//!   which may lag on a replica).
+//!   which may lag on a replica); range reads in `jetstream/read.rs`.
 //! * **Subscribe** — an ordered consumer with a guard against replaying
-//!   from the start ([`subscription`]).
-//! * **Durable cursors** — durable pull consumers with cumulative acks ([`cursor`]).
+//!   from the start (`jetstream/subscription.rs`).
+//! * **Durable cursors** — durable pull consumers with cumulative acks (`jetstream/cursor.rs`).
 //!
 //! The stream is created, or brought up to date, at [`JetStreamLog::connect`].
+//!
+//! Server behaviour the code relies on or works around (nats-server 2.15):
+//! * the server checks an expected-sequence guard *before* the id, so a
+//!   guarded re-send of a stored event is refused as a conflict; the log
+//!   then looks for the id among the aggregate's events after the guard and
+//!   answers "duplicate" with the original sequence;
+//! * "duplicate message id is in process" (10158, replicated streams) is
+//!   answered by asking again shortly, which then reports the duplicate;
+//! * dedupe only covers the stream's duplicate window
+//!   ([`DEFAULT_DUPLICATE_WINDOW`]);
+//! * a consumer's ack floor is persisted shortly after the ack, so after a
+//!   server *crash* a durable cursor may deliver again records acknowledged
+//!   just before it (consumers skip what they have applied).
 
 mod cursor;
 mod errors;
+mod read;
+mod setup;
 mod subscription;
 mod writer;
 
@@ -33,14 +48,12 @@ use self::writer::{PendingAppend, WriterConfig};
 use crate::log::{
     Appended, DurableCursor, EventLog, Expect, Filter, LogError, Record, StartAt, Subscription,
 };
-use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
+use async_nats::jetstream;
 use async_nats::jetstream::stream::{self, LastRawMessageErrorKind, StorageType};
-use async_nats::jetstream::{self, context::GetStreamErrorKind};
 use async_nats::{Client, ConnectOptions, HeaderMap};
 use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use futures::StreamExt;
 use powernode_events::subject::{aggregate_filter, event_subject, EVENT_SUBJECT_WILDCARD};
 use powernode_events::{AccountId, AggregateRef, Envelope};
 use std::sync::Arc;
@@ -72,19 +85,10 @@ pub const HEADER_EXPECTED_LAST_SUBJECT_SEQUENCE: &str = "Nats-Expected-Last-Subj
 pub const HEADER_EXPECTED_LAST_SUBJECT_SEQUENCE_SUBJECT: &str =
     "Nats-Expected-Last-Subject-Sequence-Subject";
 
-/// "Stream not found".
-const ERR_STREAM_NOT_FOUND: u64 = 10059;
-/// Most messages one read asks the server for at a time.
-const READ_PULL_MAX: usize = 1024;
 /// How far back a conflicting append looks for its own event (a re-send).
 const DUPLICATE_SCAN_LIMIT: usize = 256;
-/// How often a read asks again after a failed pull.
-const READ_PULL_RETRIES: u32 = 5;
 /// How often an append is re-sent while the same event id is "in process".
 const IN_PROCESS_RETRIES: u32 = 10;
-/// Idle time after which the server drops a read's ephemeral consumer
-/// (reads delete theirs when done; this covers a crash mid-read).
-const READ_CONSUMER_IDLE: Duration = Duration::from_secs(30);
 
 /// How to reach JetStream and how the event stream is set up.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -239,7 +243,7 @@ impl JetStreamLog {
         let deadline = started + config.connect_timeout.max(Duration::from_secs(1));
         let mut attempt: u32 = 0;
         loop {
-            match ensure_stream(&js, &config).await {
+            match setup::ensure_stream(&js, &config).await {
                 Ok(()) => break,
                 Err(LogError::Unavailable(e)) if tokio::time::Instant::now() < deadline => {
                     attempt += 1;
@@ -321,74 +325,6 @@ impl JetStreamLog {
             }
         }
         Ok(None)
-    }
-
-    /// Reads with an ephemeral consumer (deleted afterwards).
-    async fn read_with(
-        &self,
-        consumer: &jetstream::consumer::PullConsumer,
-        limit: usize,
-        filter: &Filter,
-    ) -> Result<Vec<Record>, LogError> {
-        let mut out = Vec::new();
-        if consumer.cached_info().num_pending == 0 {
-            return Ok(out);
-        }
-        let mut failures = 0;
-        loop {
-            let want = (limit - out.len()).min(READ_PULL_MAX);
-            let mut batch = consumer
-                .fetch()
-                .max_messages(want)
-                .messages()
-                .await
-                .map_err(|e| unavailable("reading", e))?;
-            let mut got = 0;
-            let mut at_end = false;
-            let mut failed = None;
-            while let Some(m) = batch.next().await {
-                let m = match m {
-                    Ok(m) => m,
-                    Err(e) => {
-                        failed = Some(e);
-                        break;
-                    }
-                };
-                got += 1;
-                let info = m
-                    .info()
-                    .map_err(|e| LogError::Storage(format!("malformed delivery metadata: {e}")))?;
-                let (seq, stored_at) = (info.stream_sequence, nats_time(info.published));
-                at_end = info.pending == 0;
-                let subject = m.subject.to_string();
-                if filter.matches_subject(&subject) {
-                    out.push(Record {
-                        seq,
-                        subject,
-                        stored_at,
-                        bytes: m.payload.clone(),
-                    });
-                    if out.len() == limit {
-                        return Ok(out);
-                    }
-                }
-            }
-            if let Some(e) = failed {
-                // A consumer just created on a cluster may not answer pulls
-                // yet (503): what arrived is kept, the pull is asked again.
-                failures += 1;
-                if failures > READ_PULL_RETRIES {
-                    return Err(unavailable("reading", e));
-                }
-                debug!(error = %e, failures, "read pull failed; retrying");
-                tokio::time::sleep(Duration::from_millis(25 * u64::from(failures))).await;
-                continue;
-            }
-            if got == 0 || at_end {
-                return Ok(out);
-            }
-            failures = 0;
-        }
     }
 }
 
@@ -497,35 +433,7 @@ impl EventLog for JetStreamLog {
         limit: usize,
         filter: &Filter,
     ) -> Result<Vec<Record>, LogError> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        let config = pull::Config {
-            description: Some("powernode read".to_string()),
-            filter_subject: filter.subject(),
-            deliver_policy: DeliverPolicy::ByStartSequence {
-                start_sequence: from.max(1),
-            },
-            ack_policy: AckPolicy::None,
-            inactive_threshold: READ_CONSUMER_IDLE,
-            memory_storage: true,
-            num_replicas: 1,
-            ..Default::default()
-        };
-        let consumer = self
-            .stream
-            .create_consumer(config)
-            .await
-            .map_err(|e| unavailable("reading", e))?;
-        let result = self.read_with(&consumer, limit, filter).await;
-        let name = consumer.cached_info().name.clone();
-        let stream = self.stream.clone();
-        tokio::spawn(async move {
-            if let Err(e) = stream.delete_consumer(&name).await {
-                debug!(consumer = %name, error = %e, "read consumer not deleted; it expires");
-            }
-        });
-        result
+        read::read(&self.stream, from, limit, filter).await
     }
 
     async fn last_seq(&self) -> Result<u64, LogError> {
@@ -572,57 +480,6 @@ impl EventLog for JetStreamLog {
             self.config.url, self.config.stream
         )
     }
-}
-
-/// Creates the stream, or updates what differs from the wanted settings.
-async fn ensure_stream(js: &jetstream::Context, config: &JetStreamConfig) -> Result<(), LogError> {
-    let wanted = config.stream_config();
-    let mut last_error = None;
-    // Two processes may race to create it: look again after a failed create.
-    for _ in 0..3 {
-        match js.get_stream(&config.stream).await {
-            Ok(existing) => {
-                let current = existing.cached_info().config.clone();
-                let mut updated = current.clone();
-                updated.subjects = wanted.subjects.clone();
-                updated.num_replicas = wanted.num_replicas;
-                updated.duplicate_window = wanted.duplicate_window;
-                updated.allow_direct = true;
-                updated.allow_atomic_publish = true;
-                if current.storage != wanted.storage {
-                    warn!(stream = %config.stream, storage = ?current.storage,
-                        "event stream is not on file storage; storage cannot be changed in place");
-                }
-                if updated != current {
-                    js.update_stream(&updated)
-                        .await
-                        .map_err(|e| unavailable("updating the event stream", e))?;
-                    info!(stream = %config.stream, "event stream settings updated");
-                }
-                return Ok(());
-            }
-            Err(e) if stream_missing(&e) => match js.create_stream(wanted.clone()).await {
-                Ok(_) => {
-                    info!(stream = %config.stream, replicas = wanted.num_replicas, "event stream created");
-                    return Ok(());
-                }
-                Err(e) => {
-                    debug!(error = %e, "creating the event stream failed; looking again");
-                    last_error = Some(e.to_string());
-                }
-            },
-            Err(e) => return Err(unavailable("reading the event stream", e)),
-        }
-    }
-    Err(LogError::Unavailable(format!(
-        "cannot create the event stream {}: {}",
-        config.stream,
-        last_error.unwrap_or_default()
-    )))
-}
-
-fn stream_missing(e: &jetstream::context::GetStreamError) -> bool {
-    matches!(e.kind(), GetStreamErrorKind::JetStream(ref j) if j.error_code().0 == ERR_STREAM_NOT_FOUND)
 }
 
 /// Makes an `Unavailable` error out of any client error.

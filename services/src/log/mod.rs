@@ -78,7 +78,9 @@ impl Filter {
         let Some(p) = parse_subject(subject) else {
             return self.account.is_none() && self.kind_prefix.is_none();
         };
-        self.account.as_ref().is_none_or(|a| a.as_str() == p.account)
+        self.account
+            .as_ref()
+            .is_none_or(|a| a.as_str() == p.account)
             && self
                 .kind_prefix
                 .as_deref()
@@ -171,7 +173,8 @@ pub trait EventLog: Send + Sync + 'static {
     ) -> Result<Option<u64>, LogError>;
 
     /// Up to `limit` records with sequence `>= from` matching `filter`, in order.
-    async fn read(&self, from: u64, limit: usize, filter: &Filter) -> Result<Vec<Record>, LogError>;
+    async fn read(&self, from: u64, limit: usize, filter: &Filter)
+        -> Result<Vec<Record>, LogError>;
 
     /// The sequence of the last record (0 when empty).
     async fn last_seq(&self) -> Result<u64, LogError>;

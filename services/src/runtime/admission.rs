@@ -14,10 +14,9 @@
 
 use crate::log::Record;
 use ed25519_dalek::{Verifier, VerifyingKey};
-use powernode_events::kinds::Payload;
 use powernode_events::payloads::fleet::AgentEnrolled;
-use powernode_events::signing::{split_signed, verify_batch_encoded, verifying_key_from_hex};
-use powernode_events::{Envelope, EventPayload, RawEnvelope};
+use powernode_events::signing::{split_signed, verify_batch_encoded};
+use powernode_events::{Envelope, EventPayload};
 use powernode_projections::Projection;
 use std::collections::HashMap;
 
@@ -46,20 +45,24 @@ impl Refusal {
 /// A signature check made ahead of admission.
 #[derive(Debug, Clone, Copy)]
 pub struct Verdict {
-    key: VerifyingKey,
+    key: [u8; 32],
     ok: bool,
 }
 
-/// Decodes the envelope layer of a record.
-pub fn decode(record: &Record) -> Result<RawEnvelope, Refusal> {
-    let raw = RawEnvelope::from_bytes(&record.bytes).map_err(|e| Refusal::of(e.to_string(), None))?;
-    if raw.kind != record.kind() {
+/// Decodes a record (payload included, old versions upcast).
+pub fn decode(record: &Record) -> Result<Envelope, Refusal> {
+    let envelope = Envelope::decode(&record.bytes).map_err(|e| Refusal::of(e.to_string(), None))?;
+    if envelope.kind() != record.kind() {
         return Err(Refusal::of(
-            format!("subject says kind {:?} but the envelope says {:?}", record.kind(), raw.kind),
-            Some((&raw.kind, raw.id.to_string())),
+            format!(
+                "subject says kind {:?} but the envelope says {:?}",
+                record.kind(),
+                envelope.kind()
+            ),
+            Some((envelope.kind(), envelope.id.to_string())),
         ));
     }
-    Ok(raw)
+    Ok(envelope)
 }
 
 /// Decodes and admits one record against `state`.
@@ -67,51 +70,71 @@ pub fn admit<S: Projection>(record: &Record, state: &S) -> Result<Envelope, Refu
     admit_decoded(record, decode(record), None, state)
 }
 
-/// Admits a record whose envelope layer is already decoded, using a
-/// pre-verified signature verdict when it was made with the right key.
-pub fn admit_decoded<S: Projection>(
-    record: &Record,
-    raw: Result<RawEnvelope, Refusal>,
-    verdict: Option<Verdict>,
+/// Raw bytes of a hex public key.
+fn key_bytes(hex_key: &str) -> Option<[u8; 32]> {
+    hex::decode(hex_key).ok()?.try_into().ok()
+}
+
+/// The key an agent event must verify with: an enrollment's own key, else
+/// the key the agent enrolled with.
+fn expected_key<S: Projection>(
+    instance: &str,
+    envelope: &Envelope,
     state: &S,
-) -> Result<Envelope, Refusal> {
-    let raw = raw?;
-    let agent = raw.actor.agent_instance().map(str::to_string);
-    let kind = raw.kind.clone();
-    let id = raw.id.to_string();
-    let envelope = raw
-        .into_envelope()
-        .map_err(|e| Refusal::of(e.to_string(), Some((&kind, id.clone()))))?;
-    let Some(instance) = agent else {
-        return Ok(envelope);
-    };
-    let refuse = |reason: String| Refusal::of(format!("agent {instance}: {reason}"), Some((&kind, id.clone())));
-    let key = match &envelope.payload {
+) -> Result<[u8; 32], String> {
+    match &envelope.payload {
         EventPayload::AgentEnrolled(AgentEnrolled {
             public_key,
             instance_id,
         }) => {
-            if *instance_id != instance {
-                return Err(refuse(format!("tried to enroll instance {instance_id}")));
+            if instance_id != instance {
+                return Err(format!("tried to enroll instance {instance_id}"));
             }
-            verifying_key_from_hex(public_key).map_err(|e| refuse(e.to_string()))?
+            key_bytes(public_key)
+                .ok_or_else(|| format!("enrolls a malformed public key {public_key:?}"))
         }
         _ => state
-            .agent_key(&instance)
-            .ok_or_else(|| refuse("has no enrolled key; its events cannot be verified".into()))?,
+            .agent_key(instance)
+            .ok_or_else(|| "has no enrolled key; its events cannot be verified".to_string()),
+    }
+}
+
+/// Admits a decoded record, using a pre-verified signature verdict when it
+/// was reached with the very key admission uses.
+pub fn admit_decoded<S: Projection>(
+    record: &Record,
+    decoded: Result<Envelope, Refusal>,
+    verdict: Option<Verdict>,
+    state: &S,
+) -> Result<Envelope, Refusal> {
+    let envelope = decoded?;
+    let Some(instance) = envelope.actor.agent_instance() else {
+        return Ok(envelope);
     };
+    let refuse = |reason: String| {
+        Refusal::of(
+            format!("agent {instance}: {reason}"),
+            Some((envelope.kind(), envelope.id.to_string())),
+        )
+    };
+    let key = expected_key(instance, &envelope, state).map_err(refuse)?;
     if envelope.signature.is_none() {
         return Err(refuse("event is not signed".into()));
     }
     let ok = match verdict {
         Some(v) if v.key == key => v.ok,
-        _ => verify_one(&record.bytes, &envelope, &key),
+        _ => {
+            let key = VerifyingKey::from_bytes(&key)
+                .map_err(|e| refuse(format!("invalid public key: {e}")))?;
+            verify_one(&record.bytes, &envelope, &key)
+        }
     };
-    if ok {
-        Ok(envelope)
-    } else {
-        Err(refuse("signature does not verify against the enrolled key".into()))
+    if !ok {
+        return Err(refuse(
+            "signature does not verify against the enrolled key".into(),
+        ));
     }
+    Ok(envelope)
 }
 
 /// Verifies one signed record, from its bytes when canonical, else by re-encoding.
@@ -124,57 +147,81 @@ fn verify_one(bytes: &[u8], envelope: &Envelope, key: &VerifyingKey) -> bool {
     }
 }
 
-/// The key an enrollment record carries, read from its raw payload.
-fn enrolled_key(raw: &RawEnvelope) -> Option<VerifyingKey> {
-    let ciborium::Value::Map(fields) = &raw.payload else {
-        return None;
-    };
-    fields.iter().find_map(|(k, v)| match (k.as_text(), v.as_text()) {
-        (Some("public_key"), Some(hex)) => verifying_key_from_hex(hex).ok(),
-        _ => None,
-    })
-}
-
 /// Signatures per ed25519 batch.
 const BATCH: usize = 64;
 
+/// Agent keys seen in enrollments, kept across batches so pre-verification
+/// can run ahead of the projection (e.g. in a replay pipeline), and the
+/// decompressed form of every key met (decompressing costs more than a hash
+/// lookup).
+#[derive(Debug, Default)]
+pub struct KeyHints {
+    enrolled: HashMap<String, [u8; 32]>,
+    decompressed: HashMap<[u8; 32], Option<VerifyingKey>>,
+}
+
 /// Verifies the agent signatures of a batch of records ahead of admission,
-/// spread over the machine's cores. The keys are resolved as admission will
-/// resolve them (enrollments earlier in the batch, then `state`); admission
-/// re-checks any verdict whose key turns out different.
-pub fn preverify<S: Projection>(records: &[Record], raws: &[Result<RawEnvelope, Refusal>], state: &S) -> Vec<Option<Verdict>> {
-    let mut enrolled: HashMap<&str, VerifyingKey> = HashMap::new();
-    let mut jobs: Vec<(usize, &[u8], VerifyingKey)> = Vec::new();
-    for (i, (record, raw)) in records.iter().zip(raws).enumerate() {
-        let Ok(raw) = raw else { continue };
-        let Some(instance) = raw.actor.agent_instance() else { continue };
-        if raw.signature.is_none() {
+/// spread over the machine's cores. Keys are guessed as admission will
+/// resolve them (enrollments seen so far, then `lookup`, normally the
+/// projection); admission re-checks any verdict whose key turns out different.
+pub fn preverify(
+    records: &[Record],
+    decoded: &[Result<Envelope, Refusal>],
+    hints: &mut KeyHints,
+    lookup: impl Fn(&str) -> Option<[u8; 32]>,
+) -> Vec<Option<Verdict>> {
+    let mut jobs: Vec<(usize, &[u8], [u8; 32], VerifyingKey)> = Vec::new();
+    for (i, (record, envelope)) in records.iter().zip(decoded).enumerate() {
+        let Ok(envelope) = envelope else { continue };
+        let Some(instance) = envelope.actor.agent_instance() else {
+            continue;
+        };
+        if envelope.signature.is_none() {
             continue;
         }
-        let key = if raw.kind == AgentEnrolled::KIND {
-            let Some(k) = enrolled_key(raw) else { continue };
-            enrolled.insert(instance, k);
+        let key = if let EventPayload::AgentEnrolled(p) = &envelope.payload {
+            let Some(k) = key_bytes(&p.public_key) else {
+                continue;
+            };
+            hints.enrolled.insert(instance.to_string(), k);
             Some(k)
         } else {
-            enrolled.get(instance).copied().or_else(|| state.agent_key(instance))
+            hints
+                .enrolled
+                .get(instance)
+                .copied()
+                .or_else(|| lookup(instance))
         };
-        if let Some(key) = key {
-            jobs.push((i, &record.bytes, key));
+        let Some(key) = key else { continue };
+        let decompressed = *hints
+            .decompressed
+            .entry(key)
+            .or_insert_with(|| VerifyingKey::from_bytes(&key).ok());
+        if let Some(vk) = decompressed {
+            jobs.push((i, &record.bytes, key, vk));
         }
     }
     let mut verdicts = vec![None; records.len()];
     if jobs.is_empty() {
         return verdicts;
     }
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(4);
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(4);
     let per_thread = jobs.len().div_ceil(threads).max(BATCH);
     let results: Vec<Vec<(usize, Verdict)>> = if jobs.len() <= BATCH {
         vec![verify_jobs(&jobs)]
     } else {
         std::thread::scope(|s| {
-            let handles: Vec<_> = jobs.chunks(per_thread).map(|part| s.spawn(|| verify_jobs(part))).collect();
+            let handles: Vec<_> = jobs
+                .chunks(per_thread)
+                .map(|part| s.spawn(|| verify_jobs(part)))
+                .collect();
             // A panicking verifier thread is a bug in ed25519-dalek; fall back to no verdicts.
-            handles.into_iter().map(|h| h.join().unwrap_or_default()).collect()
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_default())
+                .collect()
         })
     };
     for (i, v) in results.into_iter().flatten() {
@@ -183,20 +230,23 @@ pub fn preverify<S: Projection>(records: &[Record], raws: &[Result<RawEnvelope, 
     verdicts
 }
 
-fn verify_jobs(jobs: &[(usize, &[u8], VerifyingKey)]) -> Vec<(usize, Verdict)> {
+fn verify_jobs(jobs: &[(usize, &[u8], [u8; 32], VerifyingKey)]) -> Vec<(usize, Verdict)> {
     let mut out = Vec::with_capacity(jobs.len());
     for chunk in jobs.chunks(BATCH) {
-        let items: Vec<(&[u8], VerifyingKey)> = chunk.iter().map(|(_, b, k)| (*b, *k)).collect();
+        let items: Vec<(&[u8], VerifyingKey)> = chunk.iter().map(|(_, b, _, k)| (*b, *k)).collect();
         let all_ok = verify_batch_encoded(&items).is_ok();
-        for (i, bytes, key) in chunk {
+        for (i, bytes, raw_key, key) in chunk {
             // A record not in canonical shape gets no verdict: admission re-encodes it.
             let ok = if all_ok {
                 true
             } else {
-                let Some((signed, sig)) = split_signed(bytes) else { continue };
-                key.verify(&signed, &ed25519_dalek::Signature::from_bytes(&sig.0)).is_ok()
+                let Some((signed, sig)) = split_signed(bytes) else {
+                    continue;
+                };
+                key.verify(&signed, &ed25519_dalek::Signature::from_bytes(&sig.0))
+                    .is_ok()
             };
-            out.push((*i, Verdict { key: *key, ok }));
+            out.push((*i, Verdict { key: *raw_key, ok }));
         }
     }
     out

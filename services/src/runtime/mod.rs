@@ -17,6 +17,7 @@
 //! checkpoints and returns.
 
 pub mod admission;
+pub mod replay;
 
 use crate::log::{DurableCursor, Filter, LogError, Record, SharedLog};
 use async_trait::async_trait;
@@ -90,7 +91,13 @@ impl From<LogError> for ReactError {
 #[async_trait]
 pub trait Reactor<S>: Send + 'static {
     /// Reacts to one event.
-    async fn react(&mut self, state: &S, seq: u64, event: &Envelope, log: &SharedLog) -> Result<(), ReactError>;
+    async fn react(
+        &mut self,
+        state: &S,
+        seq: u64,
+        event: &Envelope,
+        log: &SharedLog,
+    ) -> Result<(), ReactError>;
 }
 
 /// A reactor that only keeps the projection (no decisions).
@@ -98,7 +105,13 @@ pub struct ProjectOnly;
 
 #[async_trait]
 impl<S: Sync> Reactor<S> for ProjectOnly {
-    async fn react(&mut self, _: &S, _: u64, _: &Envelope, _: &SharedLog) -> Result<(), ReactError> {
+    async fn react(
+        &mut self,
+        _: &S,
+        _: u64,
+        _: &Envelope,
+        _: &SharedLog,
+    ) -> Result<(), ReactError> {
         Ok(())
     }
 }
@@ -216,6 +229,7 @@ where
         };
         let mut last_cp = applied;
         let mut last_cp_at = Instant::now();
+        let mut hints = admission::KeyHints::default();
 
         // 2-4. Consume.
         loop {
@@ -236,11 +250,21 @@ where
             };
             let mut state = shared.state.write().await;
             let fresh: Vec<Record> = batch.into_iter().filter(|r| r.seq > applied).collect();
-            let raws: Vec<_> = fresh.iter().map(admission::decode).collect();
-            let verdicts = admission::preverify(&fresh, &raws, &*state);
-            for ((record, raw), verdict) in fresh.iter().zip(raws).zip(verdicts) {
-                let admitted = admission::admit_decoded(record, raw, verdict, &*state);
-                handle_record(&log, &config.name, &mut *state, &mut reactor, record, admitted, &shutdown).await?;
+            let decoded: Vec<_> = fresh.iter().map(admission::decode).collect();
+            let verdicts =
+                admission::preverify(&fresh, &decoded, &mut hints, |i| state.agent_key(i));
+            for ((record, envelope), verdict) in fresh.iter().zip(decoded).zip(verdicts) {
+                let admitted = admission::admit_decoded(record, envelope, verdict, &*state);
+                handle_record(
+                    &log,
+                    &config.name,
+                    &mut *state,
+                    &mut reactor,
+                    record,
+                    admitted,
+                    &shutdown,
+                )
+                .await?;
                 applied = record.seq;
                 shared.applied_tx.send_replace(applied);
                 if shutdown.is_cancelled() {
@@ -279,15 +303,22 @@ async fn open_cursor(
 ) -> Result<Option<Box<dyn DurableCursor>>, RuntimeError> {
     loop {
         let opened = async {
-            let mut cursor = log.durable(&config.name, config.filter.clone(), applied).await?;
+            let mut cursor = log
+                .durable(&config.name, config.filter.clone(), applied)
+                .await?;
             let acked = cursor.acked().await?;
             if acked > applied {
                 // The cursor is ahead of the checkpoint (the checkpoint was lost or
                 // rolled back): the checkpoint is authoritative, so rewind.
-                warn!(acked, applied, "durable cursor ahead of checkpoint; rewinding it");
+                warn!(
+                    acked,
+                    applied, "durable cursor ahead of checkpoint; rewinding it"
+                );
                 drop(cursor);
                 log.delete_durable(&config.name).await?;
-                cursor = log.durable(&config.name, config.filter.clone(), applied).await?;
+                cursor = log
+                    .durable(&config.name, config.filter.clone(), applied)
+                    .await?;
             }
             Ok::<_, LogError>(cursor)
         };
@@ -419,12 +450,23 @@ async fn checkpoint<S: Projection + Send + Sync>(
     applied: u64,
     cursor: &mut dyn DurableCursor,
 ) -> Result<(), RuntimeError> {
-    let snapshot = shared.state.read().await.snapshot().map_err(|e| RuntimeError::Checkpoint {
-        name: name.to_string(),
-        reason: e.to_string(),
-    })?;
+    let snapshot = shared
+        .state
+        .read()
+        .await
+        .snapshot()
+        .map_err(|e| RuntimeError::Checkpoint {
+            name: name.to_string(),
+            reason: e.to_string(),
+        })?;
     store
-        .save(name, &Checkpoint { seq: applied, snapshot })
+        .save(
+            name,
+            &Checkpoint {
+                seq: applied,
+                snapshot,
+            },
+        )
         .map_err(|e| RuntimeError::Checkpoint {
             name: name.to_string(),
             reason: e.to_string(),

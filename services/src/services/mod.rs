@@ -7,8 +7,8 @@
 //! sensor: silence; failover: promotions) are added service by service on top
 //! of this runtime as [`crate::runtime::Reactor`]s.
 
-use crate::runtime::{run_consumer, ConsumerConfig, ProjectOnly, RuntimeError, Shared};
 use crate::log::SharedLog;
+use crate::runtime::{run_consumer, ConsumerConfig, ProjectOnly, RuntimeError, Shared};
 use powernode_projections::checkpoint::CheckpointStore;
 use powernode_projections::FleetState;
 use std::sync::Arc;
@@ -31,7 +31,13 @@ pub enum ServiceName {
 
 impl ServiceName {
     /// Every service, in start order.
-    pub const ALL: [ServiceName; 5] = [Self::Provisioner, Self::Sdwan, Self::Sensor, Self::Failover, Self::Api];
+    pub const ALL: [ServiceName; 5] = [
+        Self::Provisioner,
+        Self::Sdwan,
+        Self::Sensor,
+        Self::Failover,
+        Self::Api,
+    ];
 
     /// The service's name (durable cursor and checkpoint name).
     pub fn as_str(self) -> &'static str {
@@ -63,5 +69,13 @@ pub async fn run_service(
     shared: Shared<FleetState>,
 ) -> Result<(), RuntimeError> {
     let config = ConsumerConfig::new(name.as_str());
-    run_consumer(ctx.log, ctx.checkpoints, config, shared, ProjectOnly, ctx.shutdown).await
+    run_consumer(
+        ctx.log,
+        ctx.checkpoints,
+        config,
+        shared,
+        ProjectOnly,
+        ctx.shutdown,
+    )
+    .await
 }

@@ -34,9 +34,11 @@
 //!
 //! Measured (2 cores, nats-server 2.15.1, 64 concurrent appenders, see the
 //! ignored throughput test in `tests/tests/jetstream_log.rs`): with
-//! `sync_interval: always` an R1 stream takes ~10–11.5 k appends/s through
-//! atomic batches against ~5–6 k/s for the same appenders publishing one by
-//! one (1.6–2.3x); a local 3-node R3 cluster ~12–15 k/s against ~10–13 k/s.
+//! `sync_interval: always` an R1 stream takes ~8–11.5 k appends/s through
+//! atomic batches against ~3–6 k/s for the same appenders publishing one by
+//! one (1.6–3.3x), and 6.4 k/s against 0.74 k/s (8.6x) while the disk was
+//! busy and every flush slow; a local 3-node R3 cluster ~12–15 k/s against
+//! ~10–13 k/s (raft already groups replicated writes).
 //! Without `sync_interval: always` atomic batches *lose* on R1 (~10–14 k/s
 //! against ~40–50 k/s): the server stages each atomic batch of an R1 file
 //! stream in a file store of its own, a fixed cost of a few milliseconds per
@@ -342,23 +344,16 @@ async fn send_batch(
     let js = js.clone();
     Box::pin(async move {
         let result = match (send_error, commit) {
-            (Some(e), _) => {
-                // The commit never left: the server drops the incomplete batch.
-                for p in items {
-                    answer(p.reply, Err(PublishFailure::Unavailable(e.clone())));
-                }
-                return;
-            }
-            (None, None) => {
-                let e = "batch not sent".to_string();
-                // The commit never left: the server drops the incomplete batch.
-                for p in items {
-                    answer(p.reply, Err(PublishFailure::Unavailable(e.clone())));
-                }
-                return;
-            }
             (None, Some(Ok(ack))) => ack.await,
             (None, Some(Err(e))) => Err(e),
+            (error, _) => {
+                // The commit never left: the server drops the incomplete batch.
+                let e = error.unwrap_or_else(|| "batch not sent".to_string());
+                for p in items {
+                    answer(p.reply, Err(PublishFailure::Unavailable(e.clone())));
+                }
+                return;
+            }
         };
         match result {
             Ok(ack) if ack.batch_size == Some(n as u64) && ack.sequence >= n as u64 => {
