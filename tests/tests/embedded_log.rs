@@ -319,22 +319,11 @@ async fn log_trees_are_reserved() -> anyhow::Result<()> {
 // ------------------------------------------------- other processes
 
 /// Environment of the child process: what to do, and on which directory.
-const CHILD_MODE: &str = "PN_EMBEDDED_CHILD_MODE";
-const CHILD_DIR: &str = "PN_EMBEDDED_CHILD_DIR";
-
-/// This test binary, re-run as a child that only runs [`child_process`].
+/// The `embedded_child` helper binary (`tests/src/bin/embedded_child.rs`).
 fn spawn_child(mode: &str, dir: &Path) -> anyhow::Result<(Child, Lines<BufReader<ChildStdout>>)> {
-    let exe = std::env::current_exe().context("locating the test binary")?;
-    let mut child = tokio::process::Command::new(exe)
-        .args([
-            "child_process",
-            "--exact",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD_MODE, mode)
-        .env(CHILD_DIR, dir)
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_embedded_child"))
+        .arg(mode)
+        .arg(dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .kill_on_drop(true)
@@ -352,7 +341,6 @@ async fn child_line(lines: &mut Lines<BufReader<ChildStdout>>) -> anyhow::Result
             .context("the child process went silent")??;
         match line {
             None => return Ok(None),
-            // libtest may have written "test child_process ... " on the same line.
             Some(l) => {
                 if let Some(at) = l.find("PN-") {
                     return Ok(Some(l[at..].to_string()));
@@ -360,36 +348,6 @@ async fn child_line(lines: &mut Lines<BufReader<ChildStdout>>) -> anyhow::Result
             }
         }
     }
-}
-
-/// Run only as a child of the tests below: `hold` opens the log and keeps
-/// it; `append` appends from 16 tasks forever, printing `PN-ACK <seq> <id>`
-/// for every acknowledged append.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "helper: run as a child process by the cross-process tests"]
-async fn child_process() -> anyhow::Result<()> {
-    let (Ok(mode), Ok(dir)) = (std::env::var(CHILD_MODE), std::env::var(CHILD_DIR)) else {
-        return Ok(());
-    };
-    let log = EmbeddedLog::open_shared(Path::new(&dir))?;
-    println!("PN-READY");
-    if mode == "append" {
-        let account = conformance::fresh_account("child");
-        for _ in 0..16 {
-            let (log, account) = (log.clone(), account.clone());
-            tokio::spawn(async move {
-                loop {
-                    let ev = conformance::events(&account, 1).remove(0);
-                    match log.append(&ev, Expect::Any).await {
-                        Ok(a) => println!("PN-ACK {} {}", a.seq, ev.id),
-                        Err(e) => println!("PN-ERR {e}"),
-                    }
-                }
-            });
-        }
-    }
-    tokio::time::sleep(Duration::from_secs(60)).await;
-    Ok(())
 }
 
 #[tokio::test]
