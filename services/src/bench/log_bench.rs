@@ -10,7 +10,7 @@
 
 use super::ceiling;
 use super::workload::{self, ClusterStream};
-use crate::log::jetstream::{JetStreamConfig, JetStreamLog};
+use crate::log::jetstream::{GroupCommit, JetStreamConfig, JetStreamLog};
 use crate::log::{Expect, Filter, SharedLog};
 use crate::runtime::replay::{self, ReplayStats};
 use crate::runtime::{run_consumer, ConsumerConfig, ProjectOnly, Shared};
@@ -36,6 +36,9 @@ pub struct LogBenchArgs {
     /// Concurrent appenders.
     #[arg(long, default_value_t = 64)]
     pub appenders: usize,
+    /// How the log groups concurrent appends (see `powernode up --help`).
+    #[arg(long, value_enum, default_value = "atomic")]
+    pub group_commit: GroupCommit,
     /// Print one JSON object (otherwise a readable summary).
     #[arg(long)]
     pub json: bool,
@@ -67,6 +70,7 @@ pub async fn run(args: LogBenchArgs) -> anyhow::Result<()> {
     progress("appending through the log while a projection applies…");
     let mut config = JetStreamConfig::new(&args.nats);
     config.stream = BENCH_STREAM.to_string();
+    config.group_commit = args.group_commit;
     ceiling::delete_stream(&args.nats, BENCH_STREAM).await?;
     let log: SharedLog = Arc::new(
         JetStreamLog::connect(config)
@@ -86,6 +90,7 @@ pub async fn run(args: LogBenchArgs) -> anyhow::Result<()> {
     let out = json!({
         "events": args.events,
         "appenders": args.appenders,
+        "group_commit": format!("{:?}", args.group_commit).to_lowercase(),
         "mean_event_bytes": mean_bytes.round(),
         "append_events_per_s": appended.end_to_end_per_s.round(),
         "append_acked_events_per_s": appended.acked_per_s.round(),

@@ -3,7 +3,7 @@
 
 use crate::api::{router, ApiState};
 use crate::log::embedded::EmbeddedLog;
-use crate::log::jetstream::{JetStreamConfig, JetStreamLog};
+use crate::log::jetstream::{GroupCommit, JetStreamConfig, JetStreamLog};
 use crate::log::SharedLog;
 use crate::runtime::Shared;
 use crate::services::{run_service, ServiceContext, ServiceName};
@@ -32,6 +32,11 @@ pub struct LogArgs {
     /// JetStream replicas for the stream (3 on a 3-node cluster).
     #[arg(long, env = "POWERNODE_REPLICAS", default_value_t = 1)]
     pub replicas: usize,
+    /// How concurrent appends are grouped: `atomic` batches (one disk flush
+    /// per batch; right for servers with `sync_interval: always`) or
+    /// `pipelined` publishes (faster on servers that do not sync each write).
+    #[arg(long, env = "POWERNODE_GROUP_COMMIT", value_enum, default_value = "atomic")]
+    pub group_commit: GroupCommit,
 }
 
 /// Opens the log the arguments select.
@@ -41,6 +46,7 @@ pub async fn open_log(args: &LogArgs) -> anyhow::Result<SharedLog> {
             let mut config = JetStreamConfig::new(url);
             config.stream = args.stream.clone();
             config.replicas = args.replicas;
+            config.group_commit = args.group_commit;
             Arc::new(JetStreamLog::connect(config).await?)
         }
         None => {

@@ -147,8 +147,10 @@ impl ConsumerConfig {
             filter: Filter::all(),
             batch: 1000,
             wait: Duration::from_millis(500),
-            checkpoint_every: 20_000,
-            checkpoint_interval: Duration::from_secs(1),
+            // A checkpoint is a full snapshot: frequent enough that a restart
+            // replays little, rare enough that snapshotting stays cheap.
+            checkpoint_every: 50_000,
+            checkpoint_interval: Duration::from_secs(5),
         }
     }
 }

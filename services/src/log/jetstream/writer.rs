@@ -99,7 +99,7 @@ pub(crate) struct PendingAppend {
 }
 
 /// How the writer sends several queued appends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum GroupCommit {
     /// As one atomic batch: one disk flush for all of them. The right choice
     /// when the server runs with `sync_interval: always` (production).
