@@ -23,6 +23,8 @@ pub mod legacy {
             /// Network it belongs to.
             pub network_id: String,
             /// The address.
+            #[serde(with = "crate::payloads::text")]
+            #[cfg_attr(feature = "schema", schemars(with = "Ipv6Addr"))]
             pub vip: Ipv6Addr,
             /// The cluster whose endpoint it is.
             pub cluster_id: String,

@@ -35,10 +35,9 @@ pub const REGENERATE: &str = "cargo run -p powernode-schemas";
 /// How the canonical CBOR differs from the JSON form the schemas describe.
 pub const ENCODING_NOTE: &str = "Schemas describe the payload in its JSON form (the API, \
 `events tail -o json`, *.example.json). The canonical CBOR (*.example.cbor) carries the same \
-fields in the same order, except that CBOR is not a human-readable format for serde: an IP \
-address is an array of its octets and an IP prefix is {\"V4\"|\"V6\": [octets..., prefix_len]}; \
-an Ipv6Net field is that inner array. In the envelope, occurred_at is integer nanoseconds since \
-the Unix epoch and signature a 64-byte byte string.";
+fields in the same order and the same types (addresses and prefixes are text in both). In the \
+envelope, id, correlation_id and causation_id are 16-byte byte strings, occurred_at is integer \
+nanoseconds since the Unix epoch and signature a 64-byte byte string.";
 
 /// The top-level file listing every kind and version.
 pub const INDEX_FILE: &str = "index.json";

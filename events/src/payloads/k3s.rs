@@ -134,6 +134,8 @@ payload! {
         /// CNI profile.
         pub cni_plugin: CniPlugin,
         /// Pod CIDR stamped from the network's `pod_subnet_prefix` (flannel only).
+        #[serde(default, with = "crate::payloads::text::option")]
+        #[cfg_attr(feature = "schema", schemars(with = "Option<IpNet>"))]
         pub pod_cidr: Option<IpNet>,
         /// Extra k3s server flags (e.g. `--flannel-iface=wg-sdwan-<handle>`).
         pub server_flags: Vec<String>,
@@ -189,6 +191,8 @@ payload! {
         /// Network id.
         pub network_id: String,
         /// The ignored prefix.
+        #[serde(with = "crate::payloads::text")]
+        #[cfg_attr(feature = "schema", schemars(with = "IpNet"))]
         pub pod_subnet_prefix: IpNet,
         /// The CNI that ignores it.
         pub cni_plugin: CniPlugin,

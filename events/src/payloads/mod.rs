@@ -21,6 +21,89 @@ macro_rules! payload {
     };
 }
 
+/// Serde helpers that keep addresses and prefixes as text (`"fd00::1"`,
+/// `"10.42.0.0/16"`) in every format, CBOR included, so the wire form is the
+/// one the JSON Schemas in `schemas/` describe.
+pub(crate) mod text {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::fmt::Display;
+    use std::str::FromStr;
+
+    fn parse<T: FromStr, E: serde::de::Error>(s: &str) -> Result<T, E>
+    where
+        T::Err: Display,
+    {
+        s.parse().map_err(|e| E::custom(format!("{s:?}: {e}")))
+    }
+
+    /// `T` as text.
+    pub fn serialize<T: Display, S: Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(v)
+    }
+
+    /// `T` from text.
+    pub fn deserialize<'de, T: FromStr, D: Deserializer<'de>>(d: D) -> Result<T, D::Error>
+    where
+        T::Err: Display,
+    {
+        parse(&String::deserialize(d)?)
+    }
+
+    /// `Option<T>` as optional text.
+    pub mod option {
+        use super::*;
+
+        /// Serializes.
+        pub fn serialize<T: Display, S: Serializer>(
+            v: &Option<T>,
+            s: S,
+        ) -> Result<S::Ok, S::Error> {
+            match v {
+                Some(v) => s.serialize_some(&v.to_string()),
+                None => s.serialize_none(),
+            }
+        }
+
+        /// Deserializes.
+        pub fn deserialize<'de, T: FromStr, D: Deserializer<'de>>(
+            d: D,
+        ) -> Result<Option<T>, D::Error>
+        where
+            T::Err: Display,
+        {
+            Option::<String>::deserialize(d)?
+                .map(|s| parse(&s))
+                .transpose()
+        }
+    }
+
+    /// `Vec<T>` as a list of text.
+    pub mod list {
+        use super::*;
+        use serde::ser::SerializeSeq;
+
+        /// Serializes.
+        pub fn serialize<T: Display, S: Serializer>(v: &[T], s: S) -> Result<S::Ok, S::Error> {
+            let mut seq = s.serialize_seq(Some(v.len()))?;
+            for item in v {
+                seq.serialize_element(&item.to_string())?;
+            }
+            seq.end()
+        }
+
+        /// Deserializes.
+        pub fn deserialize<'de, T: FromStr, D: Deserializer<'de>>(d: D) -> Result<Vec<T>, D::Error>
+        where
+            T::Err: Display,
+        {
+            Vec::<String>::deserialize(d)?
+                .iter()
+                .map(|s| parse(s))
+                .collect()
+        }
+    }
+}
+
 pub mod approvals;
 pub mod fleet;
 pub mod k3s;

@@ -23,10 +23,16 @@ payload! {
         /// Short handle used in interface names (`wg-sdwan-<handle>`).
         pub handle: String,
         /// The overlay /64 peers get their /128 from.
+        #[serde(with = "crate::payloads::text")]
+        #[cfg_attr(feature = "schema", schemars(with = "Ipv6Net"))]
         pub overlay_prefix: Ipv6Net,
         /// The range virtual IPs are allocated from (inside the overlay).
+        #[serde(with = "crate::payloads::text")]
+        #[cfg_attr(feature = "schema", schemars(with = "Ipv6Net"))]
         pub vip_range: Ipv6Net,
         /// Pod CIDR for flannel clusters routed over the overlay, if opted in.
+        #[serde(default, with = "crate::payloads::text::option")]
+        #[cfg_attr(feature = "schema", schemars(with = "Option<IpNet>"))]
         pub pod_subnet_prefix: Option<IpNet>,
         /// Routing mode.
         pub routing_mode: RoutingMode,
@@ -39,6 +45,8 @@ payload! {
         /// Network id.
         pub network_id: String,
         /// The prefix.
+        #[serde(with = "crate::payloads::text")]
+        #[cfg_attr(feature = "schema", schemars(with = "IpNet"))]
         pub pod_subnet_prefix: IpNet,
     }
 }
@@ -53,8 +61,12 @@ payload! {
         /// The instance behind the peer.
         pub instance_id: String,
         /// The peer's overlay /128.
+        #[serde(with = "crate::payloads::text")]
+        #[cfg_attr(feature = "schema", schemars(with = "Ipv6Addr"))]
         pub overlay_ip: Ipv6Addr,
         /// LAN subnets the peer routes.
+        #[serde(with = "crate::payloads::text::list")]
+        #[cfg_attr(feature = "schema", schemars(with = "Vec<IpNet>"))]
         pub lan_subnets: Vec<IpNet>,
     }
 }
@@ -75,6 +87,8 @@ payload! {
         /// Network it belongs to.
         pub network_id: String,
         /// The address.
+        #[serde(with = "crate::payloads::text")]
+        #[cfg_attr(feature = "schema", schemars(with = "Ipv6Addr"))]
         pub vip: Ipv6Addr,
         /// What it is for.
         pub purpose: VipPurpose,

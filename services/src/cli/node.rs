@@ -35,7 +35,12 @@ pub struct LogArgs {
     /// How concurrent appends are grouped: `atomic` batches (one disk flush
     /// per batch; right for servers with `sync_interval: always`) or
     /// `pipelined` publishes (faster on servers that do not sync each write).
-    #[arg(long, env = "POWERNODE_GROUP_COMMIT", value_enum, default_value = "atomic")]
+    #[arg(
+        long,
+        env = "POWERNODE_GROUP_COMMIT",
+        value_enum,
+        default_value = "atomic"
+    )]
     pub group_commit: GroupCommit,
 }
 
