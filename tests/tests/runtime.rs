@@ -67,6 +67,13 @@ impl Backend {
     }
 }
 
+/// The log under test and a fresh checkpoint store (kept alive by the dir).
+fn fixture(b: &Backend) -> anyhow::Result<(SharedLog, Arc<CheckpointStore>, tempfile::TempDir)> {
+    let dir = tempfile::tempdir()?;
+    let store = Arc::new(CheckpointStore::open(dir.path())?);
+    Ok((b.log(), store, dir))
+}
+
 fn account() -> AccountId {
     AccountId::new("acct-rt").unwrap()
 }
@@ -154,9 +161,7 @@ async fn run_until(
 }
 
 async fn resumes_from_checkpoint_without_double_apply(b: Backend) -> anyhow::Result<()> {
-    let log = b.log();
-    let dir = tempfile::tempdir()?;
-    let store = Arc::new(CheckpointStore::open(dir.path())?);
+    let (log, store, _dir) = fixture(&b)?;
     append_templates(&log, 0..25).await?;
     let rec = Recorder::default();
     run_until(&log, &store, Shared::default(), rec.clone(), 25).await?;
@@ -179,9 +184,7 @@ async fn resumes_from_checkpoint_without_double_apply(b: Backend) -> anyhow::Res
 }
 
 async fn redelivered_records_are_skipped(b: Backend) -> anyhow::Result<()> {
-    let log = b.log();
-    let dir = tempfile::tempdir()?;
-    let store = Arc::new(CheckpointStore::open(dir.path())?);
+    let (log, store, _dir) = fixture(&b)?;
     append_templates(&log, 0..20).await?;
     let rec = Recorder::default();
     run_until(&log, &store, Shared::default(), rec.clone(), 20).await?;
@@ -206,9 +209,7 @@ async fn redelivered_records_are_skipped(b: Backend) -> anyhow::Result<()> {
 }
 
 async fn nothing_is_acked_past_a_failed_event(b: Backend) -> anyhow::Result<()> {
-    let log = b.log();
-    let dir = tempfile::tempdir()?;
-    let store = Arc::new(CheckpointStore::open(dir.path())?);
+    let (log, store, _dir) = fixture(&b)?;
     append_templates(&log, 0..30).await?;
     let failing = Recorder {
         fail_at: Some(17),
@@ -244,9 +245,7 @@ async fn nothing_is_acked_past_a_failed_event(b: Backend) -> anyhow::Result<()> 
 }
 
 async fn shutdown_finishes_the_event_in_hand(b: Backend) -> anyhow::Result<()> {
-    let log = b.log();
-    let dir = tempfile::tempdir()?;
-    let store = Arc::new(CheckpointStore::open(dir.path())?);
+    let (log, store, _dir) = fixture(&b)?;
     append_templates(&log, 0..10).await?;
     let rec = Recorder {
         slow_at: Some(5),
@@ -280,9 +279,7 @@ async fn shutdown_finishes_the_event_in_hand(b: Backend) -> anyhow::Result<()> {
 }
 
 async fn malformed_and_forged_records_are_rejected_and_skipped(b: Backend) -> anyhow::Result<()> {
-    let log = b.log();
-    let dir = tempfile::tempdir()?;
-    let store = Arc::new(CheckpointStore::open(dir.path())?);
+    let (log, store, _dir) = fixture(&b)?;
     let acct = account();
     let key = SigningKey::from_bytes(&[3; 32]);
     let intruder = SigningKey::from_bytes(&[4; 32]);
