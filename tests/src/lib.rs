@@ -2,9 +2,11 @@
 //!
 //! * [`nats`] — the one harness that starts a real `nats-server -js` on a free
 //!   loopback port with a temporary store and tears it down;
-//! * [`conformance`] — the event-log conformance suite every backend must pass.
+//! * [`conformance`] — the event-log conformance suite every backend must pass;
+//! * [`jetstream_support`] — helpers shared by the JetStream tests.
 //!
 //! The integration tests themselves live in `tests/tests/`.
 
 pub mod conformance;
+pub mod jetstream_support;
 pub mod nats;
