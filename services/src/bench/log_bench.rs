@@ -72,12 +72,14 @@ pub async fn run(args: LogBenchArgs) -> anyhow::Result<()> {
     config.stream = BENCH_STREAM.to_string();
     config.group_commit = args.group_commit;
     ceiling::delete_stream(&args.nats, BENCH_STREAM).await?;
-    let log: SharedLog = Arc::new(
+    let js = Arc::new(
         JetStreamLog::connect(config)
             .await
             .context("cannot set up the bench stream (is pn.evt.> already used by a stream on this server? use a scratch server)")?,
     );
+    let log: SharedLog = js.clone();
     let appended = append_phase(&log, streams, args.appenders).await?;
+    let writer = js.writer_stats();
 
     progress("replaying the whole stream into a fresh projection…");
     let replay = replay_phase(&log, args.events as u64).await?;
@@ -94,6 +96,12 @@ pub async fn run(args: LogBenchArgs) -> anyhow::Result<()> {
         "mean_event_bytes": mean_bytes.round(),
         "append_events_per_s": appended.end_to_end_per_s.round(),
         "append_acked_events_per_s": appended.acked_per_s.round(),
+        "writer": {
+            "atomic_batches": writer.atomic_batches,
+            "mean_atomic_batch": if writer.atomic_batches > 0 { (writer.batched_appends as f64 / writer.atomic_batches as f64 * 10.0).round() / 10.0 } else { 0.0 },
+            "single_publishes": writer.single_publishes,
+            "refused_batches": writer.refused_batches,
+        },
         "raw_publish_per_s": raw.publish_per_s.round(),
         "raw_publish_async_per_s": raw.async_per_s.round(),
         "raw_publish_batch_per_s": raw.batch_per_s.round(),
