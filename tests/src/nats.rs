@@ -529,6 +529,13 @@ mod tests {
     }
 
     #[test]
+    fn a_missing_binary_names_the_install_command() {
+        let e = binary_error(&std::io::Error::from(std::io::ErrorKind::NotFound));
+        assert!(e.to_string().contains("not on PATH"), "{e}");
+        assert!(e.to_string().contains(INSTALL_HINT), "{e}");
+    }
+
+    #[test]
     fn starts_stops_and_restarts_on_the_same_port() {
         let mut s = NatsServer::start_with(NatsOptions { sync_always: true }).unwrap();
         let port = s.port();
