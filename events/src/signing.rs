@@ -151,23 +151,6 @@ pub fn verify_batch_encoded(items: &[(&[u8], VerifyingKey)]) -> Result<(), Signa
     ed25519_dalek::verify_batch(&refs, &signatures, &keys).map_err(|_| SignatureError::Invalid)
 }
 
-/// Verifies many signed events at once (ed25519 batch verification). Fails
-/// if any one fails; callers then fall back to [`RawEnvelope::verify`] to
-/// find which.
-pub fn verify_batch(items: &[(&RawEnvelope, VerifyingKey)]) -> Result<(), SignatureError> {
-    let mut messages = Vec::with_capacity(items.len());
-    let mut signatures = Vec::with_capacity(items.len());
-    let mut keys = Vec::with_capacity(items.len());
-    for (raw, key) in items {
-        let sig = raw.signature.ok_or(SignatureError::Missing)?;
-        messages.push(raw.signing_bytes()?);
-        signatures.push(ed25519_dalek::Signature::from_bytes(&sig.0));
-        keys.push(*key);
-    }
-    let refs: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
-    ed25519_dalek::verify_batch(&refs, &signatures, &keys).map_err(|_| SignatureError::Invalid)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -191,7 +174,7 @@ mod tests {
             .unwrap()
             .verify(&key.verifying_key())
             .unwrap();
-        verify_batch(&[(&raw, key.verifying_key())]).unwrap();
+        verify_batch_encoded(&[(&bytes, key.verifying_key())]).unwrap();
     }
 
     #[test]
