@@ -250,11 +250,15 @@ where
                 }
                 Err(e) => return Err(RuntimeError::Log { name, source: e }),
             };
-            let mut state = shared.state.write().await;
+            // Decode and check signatures before taking the write lock, so
+            // readers (the API) are only held up while events are applied.
             let fresh: Vec<Record> = batch.into_iter().filter(|r| r.seq > applied).collect();
             let decoded: Vec<_> = fresh.iter().map(admission::decode).collect();
-            let verdicts =
-                admission::preverify(&fresh, &decoded, &mut hints, |i| state.agent_key(i));
+            let verdicts = {
+                let state = shared.state.read().await;
+                admission::preverify(&fresh, &decoded, &mut hints, |i| state.agent_key(i))
+            };
+            let mut state = shared.state.write().await;
             for ((record, envelope), verdict) in fresh.iter().zip(decoded).zip(verdicts) {
                 let admitted = admission::admit_decoded(record, envelope, verdict, &*state);
                 handle_record(
