@@ -77,7 +77,7 @@ impl CheckpointStore {
             path: path.clone(),
             source,
         };
-        let db = sled::Config::new().path(&path).open().map_err(open_err)?;
+        let db = crate::sled_db::open(&path).map_err(open_err)?;
         let tree = db.open_tree(TREE).map_err(open_err)?;
         Ok(Self { path, db, tree })
     }

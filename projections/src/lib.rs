@@ -18,12 +18,13 @@
 //! must always produce the same state and byte-identical snapshots, so that
 //! any past state can be rebuilt by replay. Folds record facts; they never
 //! decide (whether a join is allowed, who gets promoted …) — services do.
-//! Only the [`checkpoint`] module touches the disk, and only when asked to.
+//! Only the [`checkpoint`] module (with [`sled_db`]) touches the disk, and only when asked to.
 
 #![warn(missing_docs)]
 
 pub mod checkpoint;
 pub mod fleet;
+pub mod sled_db;
 pub mod snapshot;
 
 pub use fleet::FleetState;

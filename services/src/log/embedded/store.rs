@@ -18,7 +18,6 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use powernode_events::{AccountId, AggregateRef};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 /// Tree names with this prefix belong to the log; [`super::EmbeddedLog::open_tree`] refuses them.
@@ -32,13 +31,6 @@ const CURSORS_TREE: &str = "pn.log.cursors";
 const RECORD_FORMAT: u8 = 1;
 /// Format byte + stored time + subject length.
 const RECORD_HEADER: usize = 1 + 8 + 2;
-
-/// How long `open` keeps retrying when the directory lock is taken: sled
-/// releases its lock shortly *after* the last handle is dropped (its I/O
-/// threads finish first), so a quick close-and-reopen in one process would
-/// otherwise fail spuriously. Another live process holding the lock still
-/// fails, after this grace period.
-const LOCK_GRACE: Duration = Duration::from_millis(1500);
 
 /// The key of a sequence in the events tree (big-endian, so keys sort by seq).
 pub fn seq_key(seq: u64) -> [u8; 8] {
@@ -279,34 +271,22 @@ impl Store {
 }
 
 /// Opens the sled database, waiting out a lock that a just-dropped handle in
-/// this process is still releasing (see [`LOCK_GRACE`]).
+/// this process is still releasing.
 fn open_db(dir: &Path) -> Result<sled::Db, LogError> {
-    let started = Instant::now();
-    let mut pause = Duration::from_millis(5);
-    loop {
-        match sled::Config::new().path(dir).open() {
-            Ok(db) => return Ok(db),
-            Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
-                if started.elapsed() >= LOCK_GRACE {
-                    return Err(LogError::Storage(format!(
-                        "embedded log at {} is locked: another process (or another open \
-                         handle in this one) is using it ({e})",
-                        dir.display()
-                    )));
-                }
-                // Blocking sleep: `open` is synchronous and this only happens
-                // when the directory is contended, for at most LOCK_GRACE.
-                std::thread::sleep(pause);
-                pause = (pause * 2).min(Duration::from_millis(100));
-            }
-            Err(e) => {
-                return Err(LogError::Storage(format!(
-                    "cannot open embedded log at {}: {e}",
-                    dir.display()
-                )))
-            }
+    powernode_projections::sled_db::open(dir).map_err(|e| {
+        if powernode_projections::sled_db::is_lock_error(&e) {
+            LogError::Storage(format!(
+                "embedded log at {} is locked: another process (or another open \
+                 handle in this one) is using it ({e})",
+                dir.display()
+            ))
+        } else {
+            LogError::Storage(format!(
+                "cannot open embedded log at {}: {e}",
+                dir.display()
+            ))
         }
-    }
+    })
 }
 
 #[cfg(test)]
