@@ -250,13 +250,30 @@ where
                 }
                 Err(e) => return Err(RuntimeError::Log { name, source: e }),
             };
-            // Decode and check signatures before taking the write lock, so
-            // readers (the API) are only held up while events are applied.
+            // Decode and check signatures on a blocking thread (CPU work, off
+            // the async workers) and before taking the write lock, so readers
+            // (the API) are only held up while events are applied.
             let fresh: Vec<Record> = batch.into_iter().filter(|r| r.seq > applied).collect();
-            let decoded: Vec<_> = fresh.iter().map(admission::decode).collect();
-            let verdicts = {
-                let state = shared.state.read().await;
-                admission::preverify(&fresh, &decoded, &mut hints, |i| state.agent_key(i))
+            let state_ref = shared.state.clone();
+            let prepared = tokio::task::spawn_blocking(move || {
+                let decoded: Vec<_> = fresh.iter().map(admission::decode).collect();
+                let state = state_ref.blocking_read();
+                let verdicts =
+                    admission::preverify(&fresh, &decoded, &mut hints, |i| state.agent_key(i));
+                (fresh, decoded, verdicts, hints)
+            })
+            .await;
+            let (fresh, decoded, verdicts) = match prepared {
+                Ok((fresh, decoded, verdicts, h)) => {
+                    hints = h;
+                    (fresh, decoded, verdicts)
+                }
+                Err(e) => {
+                    return Err(RuntimeError::Fatal {
+                        name,
+                        reason: format!("admission worker failed: {e}"),
+                    })
+                }
             };
             let mut state = shared.state.write().await;
             for ((record, envelope), verdict) in fresh.iter().zip(decoded).zip(verdicts) {
