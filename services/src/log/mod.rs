@@ -194,12 +194,7 @@ pub trait EventLog: Send + Sync + 'static {
 
     /// Deletes the durable cursor `name` (used to rewind a cursor that is
     /// ahead of its consumer's checkpoint). Deleting a missing cursor is fine.
-    async fn delete_durable(&self, name: &str) -> Result<(), LogError> {
-        Err(LogError::Storage(format!(
-            "{}: cannot delete durable cursor {name}",
-            self.describe()
-        )))
-    }
+    async fn delete_durable(&self, name: &str) -> Result<(), LogError>;
 
     /// A short description for logs (`jetstream nats://… stream PN_EVENTS`).
     fn describe(&self) -> String;
