@@ -3,10 +3,12 @@
 //! * [`nats`] — the one harness that starts a real `nats-server -js` on a free
 //!   loopback port with a temporary store and tears it down;
 //! * [`conformance`] — the event-log conformance suite every backend must pass;
-//! * [`jetstream_support`] — helpers shared by the JetStream tests.
+//! * [`jetstream_support`] — helpers shared by the JetStream tests;
+//! * [`http`] — a minimal HTTP client for API tests.
 //!
 //! The integration tests themselves live in `tests/tests/`.
 
 pub mod conformance;
+pub mod http;
 pub mod jetstream_support;
 pub mod nats;

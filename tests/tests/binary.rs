@@ -71,19 +71,13 @@ async fn wait_healthy(port: u16, within: Duration) -> anyhow::Result<serde_json:
     }
 }
 
-/// A minimal HTTP/1.1 GET (no client dependency needed for one probe).
+/// `GET path` answered 200 with JSON.
 async fn get_json(port: u16, path: &str) -> anyhow::Result<serde_json::Value> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
-        .await?;
-    let mut buf = String::new();
-    s.read_to_string(&mut buf).await?;
-    if !buf.starts_with("HTTP/1.1 200") {
-        bail!("not 200: {}", buf.lines().next().unwrap_or(""));
+    let a = powernode_tests::http::request(port, "GET", path, None, b"").await?;
+    if a.status != 200 {
+        bail!("not 200: {} {}", a.status, a.body);
     }
-    let body = buf.split("\r\n\r\n").nth(1).context("no body")?;
-    Ok(serde_json::from_str(body)?)
+    Ok(a.body)
 }
 
 fn sigint_and_wait(

@@ -1,10 +1,18 @@
 //! The operator HTTP surface: `GET /healthz` and `POST /v1/actions/<name>`.
 //!
 //! Answers are `200 {"data": …}` or `4xx/5xx {"error": {"code", "message"}}`.
+//! [`auth`] checks bearer tokens, [`actions`] holds the actions, [`bootstrap`]
+//! creates the first admin token.
+
+pub mod actions;
+pub mod auth;
+pub mod bootstrap;
+pub mod error;
 
 use crate::log::SharedLog;
 use crate::runtime::Shared;
 use axum::extract::{Path, State};
+use axum::http::HeaderMap;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -62,10 +70,14 @@ async fn healthz(State(st): State<ApiState>) -> Response {
     }
 }
 
-async fn action(Path(name): Path<String>) -> Response {
-    error(
-        StatusCode::NOT_FOUND,
-        "unknown_action",
-        format!("unknown action {name:?}"),
-    )
+async fn action(
+    State(st): State<ApiState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    match actions::dispatch(&st, &headers, &name, &body).await {
+        Ok(data) => Json(json!({ "data": data })).into_response(),
+        Err(e) => e.into_response(),
+    }
 }

@@ -2,7 +2,7 @@
 
 mod node;
 
-pub use node::{open_log, LogArgs};
+pub use node::{open_log, start_node, LogArgs, RunningNode};
 
 use crate::services::ServiceName;
 use clap::{Parser, Subcommand};

@@ -10,7 +10,7 @@ use crate::services::{run_service, ServiceContext, ServiceName};
 use anyhow::Context;
 use powernode_projections::checkpoint::CheckpointStore;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -63,15 +63,53 @@ pub async fn open_log(args: &LogArgs) -> anyhow::Result<SharedLog> {
     })
 }
 
-/// Runs `services` (and the API if among them) until Ctrl-C or SIGTERM.
-pub async fn run_node(
-    args: &LogArgs,
+/// Services running in this process.
+pub struct RunningNode {
+    /// Where the API listens, when it runs here.
+    pub api_addr: Option<SocketAddr>,
+    /// The admin token file, when the API runs here.
+    pub admin_token_file: Option<PathBuf>,
+    /// Cancelling it stops every service.
+    pub shutdown: CancellationToken,
+    tasks: JoinSet<anyhow::Result<()>>,
+}
+
+impl RunningNode {
+    /// Waits until every service has stopped (after `shutdown`, or when one
+    /// fails, which stops the others); the first error wins.
+    pub async fn wait(mut self) -> anyhow::Result<()> {
+        let mut result = Ok(());
+        while let Some(joined) = self.tasks.join_next().await {
+            let outcome = joined.map_err(anyhow::Error::from).and_then(|r| r);
+            if let Err(e) = outcome {
+                error!(error = %format!("{e:#}"), "a service stopped with an error; stopping the others");
+                self.shutdown.cancel();
+                if result.is_ok() {
+                    result = Err(e);
+                }
+            }
+        }
+        info!("stopped");
+        result
+    }
+
+    /// Stops every service and waits for them.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        self.wait().await
+    }
+}
+
+/// Starts `services` on `log` (and the API, with its admin token, if among
+/// them), keeping checkpoints under `data_dir`.
+pub async fn start_node(
+    log: SharedLog,
+    data_dir: &Path,
     services: &[ServiceName],
     listen: SocketAddr,
     checkpoint_name: &str,
-) -> anyhow::Result<()> {
-    let log = open_log(args).await?;
-    let cp_dir = args.data_dir.join(format!("checkpoints-{checkpoint_name}"));
+) -> anyhow::Result<RunningNode> {
+    let cp_dir = data_dir.join(format!("checkpoints-{checkpoint_name}"));
     std::fs::create_dir_all(&cp_dir)
         .with_context(|| format!("cannot create {}", cp_dir.display()))?;
     let checkpoints = Arc::new(CheckpointStore::open(&cp_dir)?);
@@ -81,56 +119,75 @@ pub async fn run_node(
         checkpoints,
         shutdown: shutdown.clone(),
     };
-    info!(log = %log.describe(), data_dir = %args.data_dir.display(), "starting {} service(s)", services.len());
+    info!(log = %log.describe(), data_dir = %data_dir.display(), "starting {} service(s)", services.len());
 
-    let mut tasks = JoinSet::new();
+    let mut node = RunningNode {
+        api_addr: None,
+        admin_token_file: None,
+        shutdown: shutdown.clone(),
+        tasks: JoinSet::new(),
+    };
+    let mut api = None;
     for &name in services {
         let shared = Shared::default();
         if name == ServiceName::Api {
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
                 .with_context(|| format!("cannot listen on {listen}"))?;
-            info!("API listening on http://{listen}");
+            let addr = listener.local_addr()?;
+            info!("API listening on http://{addr}");
+            node.api_addr = Some(addr);
             let app = router(ApiState {
                 log: log.clone(),
                 fleet: shared.clone(),
             });
             let stop = shutdown.clone();
-            tasks.spawn(async move {
+            node.tasks.spawn(async move {
                 axum::serve(listener, app)
                     .with_graceful_shutdown(async move { stop.cancelled().await })
                     .await
                     .context("HTTP server failed")
             });
+            api = Some(shared.clone());
         }
         let ctx = ctx.clone();
-        tasks.spawn(async move {
+        node.tasks.spawn(async move {
             run_service(name, ctx, shared)
                 .await
                 .map_err(anyhow::Error::from)
         });
     }
+    if let Some(shared) = api {
+        match crate::api::bootstrap::ensure_admin_token(&log, &shared, data_dir).await {
+            Ok(path) => {
+                info!("admin token in {}", path.display());
+                node.admin_token_file = Some(path);
+            }
+            Err(e) => {
+                let _ = node.stop().await;
+                return Err(e.into());
+            }
+        }
+    }
+    Ok(node)
+}
 
-    let stop = shutdown.clone();
+/// Runs `services` (and the API if among them) until Ctrl-C or SIGTERM.
+pub async fn run_node(
+    args: &LogArgs,
+    services: &[ServiceName],
+    listen: SocketAddr,
+    checkpoint_name: &str,
+) -> anyhow::Result<()> {
+    let log = open_log(args).await?;
+    let node = start_node(log, &args.data_dir, services, listen, checkpoint_name).await?;
+    let stop = node.shutdown.clone();
     tokio::spawn(async move {
         wait_for_signal().await;
         info!("shutting down");
         stop.cancel();
     });
-
-    let mut result = Ok(());
-    while let Some(joined) = tasks.join_next().await {
-        let outcome = joined.map_err(anyhow::Error::from).and_then(|r| r);
-        if let Err(e) = outcome {
-            error!(error = %format!("{e:#}"), "a service stopped with an error; stopping the others");
-            shutdown.cancel();
-            if result.is_ok() {
-                result = Err(e);
-            }
-        }
-    }
-    info!("stopped");
-    result
+    node.wait().await
 }
 
 async fn wait_for_signal() {

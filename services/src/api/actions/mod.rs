@@ -1,0 +1,137 @@
+//! Operator actions: `POST /v1/actions/<name>` with a JSON object of
+//! arguments. One file per area; this module parses, authenticates and
+//! dispatches, and gives handlers [`ActionContext::append`], which answers
+//! only once the API's projection has applied what was appended
+//! (read-your-writes).
+
+mod accounts;
+mod templates;
+
+use super::auth::{authenticate, Operator};
+use super::error::ApiError;
+use super::ApiState;
+use axum::http::HeaderMap;
+use powernode_events::{Actor, Envelope};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use std::time::Duration;
+
+/// Every action this build knows.
+pub const ACTIONS: &[&str] = &[
+    "system_create_account",
+    "system_create_operator_token",
+    "system_create_template",
+    "system_get_template",
+];
+
+/// How long an action waits for the projection to apply its own events.
+const READ_YOUR_WRITES: Duration = Duration::from_secs(10);
+
+/// What a handler gets.
+pub struct ActionContext<'a> {
+    api: &'a ApiState,
+    /// The authenticated operator.
+    pub operator: Operator,
+}
+
+impl ActionContext<'_> {
+    /// The actor of events this action appends.
+    pub fn actor(&self) -> Actor {
+        Actor::Operator {
+            token_id: self.operator.token_id.clone(),
+        }
+    }
+
+    /// Reads the API's projection.
+    pub async fn fleet(
+        &self,
+    ) -> tokio::sync::RwLockReadGuard<'_, powernode_projections::FleetState> {
+        self.api.fleet.state.read().await
+    }
+
+    /// Appends `events` in order, then waits until the projection has applied
+    /// the last one, so the caller's next request sees the change.
+    pub async fn append(&self, events: &[Envelope]) -> Result<u64, ApiError> {
+        let mut last = 0;
+        for event in events {
+            last = self
+                .api
+                .log
+                .append(event, crate::log::Expect::Any)
+                .await?
+                .seq;
+        }
+        if !self.api.fleet.wait_for(last, READ_YOUR_WRITES).await {
+            return Err(ApiError::unavailable(format!(
+                "the change was stored (seq {last}) but the API has not applied it yet; retry the read"
+            )));
+        }
+        Ok(last)
+    }
+}
+
+/// Parses an action's arguments, naming the offending field on error.
+fn args<T: DeserializeOwned>(value: Value) -> Result<T, ApiError> {
+    serde_json::from_value(value)
+        .map_err(|e| ApiError::bad_request("invalid_arguments", e.to_string()))
+}
+
+/// Runs action `name` with the raw request body.
+pub async fn dispatch(
+    api: &ApiState,
+    headers: &HeaderMap,
+    name: &str,
+    body: &[u8],
+) -> Result<Value, ApiError> {
+    if !ACTIONS.contains(&name) {
+        return Err(ApiError::new(
+            axum::http::StatusCode::NOT_FOUND,
+            "unknown_action",
+            format!(
+                "unknown action {name:?}; known actions: {}",
+                ACTIONS.join(", ")
+            ),
+        ));
+    }
+    let value: Value = if body.iter().all(u8::is_ascii_whitespace) {
+        Value::Object(Default::default())
+    } else {
+        serde_json::from_slice(body).map_err(|e| {
+            ApiError::bad_request(
+                "malformed_json",
+                format!("request body is not valid JSON: {e}"),
+            )
+        })?
+    };
+    if !value.is_object() {
+        return Err(ApiError::bad_request(
+            "invalid_arguments",
+            "arguments must be a JSON object",
+        ));
+    }
+    let operator = authenticate(headers, &*api.fleet.state.read().await)?;
+    let ctx = ActionContext { api, operator };
+    match name {
+        "system_create_account" => accounts::create_account(&ctx, args(value)?).await,
+        "system_create_operator_token" => accounts::create_operator_token(&ctx, args(value)?).await,
+        "system_create_template" => templates::create_template(&ctx, args(value)?).await,
+        "system_get_template" => templates::get_template(&ctx, args(value)?).await,
+        other => unreachable!("{other} is in ACTIONS but not dispatched"),
+    }
+}
+
+/// A fresh id with a readable prefix, e.g. `tmpl-0190…`.
+pub fn new_id(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::now_v7().simple())
+}
+
+/// Refuses an empty or overlong name.
+pub fn check_name(field: &str, name: &str) -> Result<(), ApiError> {
+    if name.trim().is_empty() || name.len() > 128 {
+        return Err(ApiError::bad_request(
+            "invalid_arguments",
+            format!("{field} must be 1-128 characters"),
+        ));
+    }
+    Ok(())
+}

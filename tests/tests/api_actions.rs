@@ -1,0 +1,376 @@
+//! Operator actions over HTTP against a running node (embedded log and a
+//! real nats-server): auth, bad input, read-your-writes, account isolation,
+//! and that a refused action appends nothing.
+
+use anyhow::ensure;
+use powernode_services::cli::{start_node, RunningNode};
+use powernode_services::log::embedded::EmbeddedLog;
+use powernode_services::log::jetstream::{JetStreamConfig, JetStreamLog};
+use powernode_services::log::SharedLog;
+use powernode_services::services::ServiceName;
+use powernode_tests::http::{action, request};
+use powernode_tests::nats::NatsServer;
+use serde_json::json;
+use std::sync::Arc;
+
+/// A node running the API on a free port, with what keeps it alive.
+struct Api {
+    node: RunningNode,
+    log: SharedLog,
+    port: u16,
+    admin: String,
+    _dir: tempfile::TempDir,
+    _nats: Option<NatsServer>,
+}
+
+impl Api {
+    async fn start(
+        log: SharedLog,
+        dir: tempfile::TempDir,
+        nats: Option<NatsServer>,
+    ) -> anyhow::Result<Self> {
+        let node = start_node(
+            log.clone(),
+            dir.path(),
+            &[ServiceName::Api],
+            "127.0.0.1:0".parse()?,
+            "api",
+        )
+        .await?;
+        let port = node.api_addr.expect("the API runs here").port();
+        let admin =
+            std::fs::read_to_string(node.admin_token_file.as_ref().expect("admin token file"))?
+                .trim()
+                .to_string();
+        Ok(Self {
+            node,
+            log,
+            port,
+            admin,
+            _dir: dir,
+            _nats: nats,
+        })
+    }
+
+    async fn embedded() -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let log: SharedLog = Arc::new(EmbeddedLog::open(&dir.path().join("log"))?);
+        Self::start(log, dir, None).await
+    }
+
+    async fn jetstream() -> anyhow::Result<Self> {
+        let nats = NatsServer::start()?;
+        let log: SharedLog =
+            Arc::new(JetStreamLog::connect(JetStreamConfig::new(nats.url())).await?);
+        Self::start(log, tempfile::tempdir()?, Some(nats)).await
+    }
+
+    /// Creates an account and a token for it with `permissions`.
+    async fn account_with_token(
+        &self,
+        name: &str,
+        permissions: &[&str],
+    ) -> anyhow::Result<(String, String)> {
+        let a = action(
+            self.port,
+            Some(&self.admin),
+            "system_create_account",
+            &json!({"name": name}),
+        )
+        .await?;
+        ensure!(a.status == 200, "create account: {:?}", a.body);
+        let id = a.body["data"]["account"]["id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let t = action(
+            self.port,
+            Some(&self.admin),
+            "system_create_operator_token",
+            &json!({"account_id": id, "permissions": permissions}),
+        )
+        .await?;
+        ensure!(t.status == 200, "create token: {:?}", t.body);
+        Ok((
+            id,
+            t.body["data"]["token"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+        ))
+    }
+}
+
+async fn accounts_tokens_and_templates_read_their_writes(api: Api) -> anyhow::Result<()> {
+    let (_, token) = api
+        .account_with_token("prod", &["system.kubernetes_provision"])
+        .await?;
+    let created = action(
+        api.port,
+        Some(&token),
+        "system_create_template",
+        &json!({"name": "k3s-server"}),
+    )
+    .await?;
+    ensure!(created.status == 200, "{:?}", created.body);
+    let id = created.body["data"]["template"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    ensure!(created.body["data"]["template"]["module_assignments"] == json!([]));
+    // The very next call sees it.
+    let got = action(
+        api.port,
+        Some(&token),
+        "system_get_template",
+        &json!({"id": id}),
+    )
+    .await?;
+    ensure!(
+        got.status == 200 && got.body["data"]["template"]["name"] == "k3s-server",
+        "{:?}",
+        got.body
+    );
+    api.node.stop().await
+}
+
+async fn one_account_never_sees_another(api: Api) -> anyhow::Result<()> {
+    let (_, a) = api
+        .account_with_token("tenant-a", &["system.kubernetes_provision"])
+        .await?;
+    let (_, b) = api
+        .account_with_token("tenant-b", &["system.kubernetes_provision"])
+        .await?;
+    let created = action(
+        api.port,
+        Some(&a),
+        "system_create_template",
+        &json!({"name": "a-only"}),
+    )
+    .await?;
+    let id = created.body["data"]["template"]["id"].clone();
+    let seen_by_b = action(
+        api.port,
+        Some(&b),
+        "system_get_template",
+        &json!({"id": id}),
+    )
+    .await?;
+    ensure!(
+        seen_by_b.status == 404 && seen_by_b.body["error"]["code"] == "not_found",
+        "{:?}",
+        seen_by_b.body
+    );
+    api.node.stop().await
+}
+
+/// (token, action, body, expected status, expected error code)
+type Case<'a> = (Option<&'a str>, &'a str, Vec<u8>, u16, &'a str);
+
+async fn bad_input_is_refused_and_nothing_is_appended(api: Api) -> anyhow::Result<()> {
+    let (_, reader) = api.account_with_token("ro", &[]).await?;
+    let before = api.log.last_seq().await?;
+    let cases: Vec<Case> = vec![
+        (
+            None,
+            "system_create_template",
+            br#"{"name":"x"}"#.to_vec(),
+            401,
+            "unauthorized",
+        ),
+        (
+            Some("pn_not-a-token"),
+            "system_create_template",
+            br#"{"name":"x"}"#.to_vec(),
+            401,
+            "unauthorized",
+        ),
+        (
+            Some(&api.admin),
+            "system_create_template",
+            b"{not json".to_vec(),
+            400,
+            "malformed_json",
+        ),
+        (
+            Some(&api.admin),
+            "system_create_template",
+            b"[1,2]".to_vec(),
+            400,
+            "invalid_arguments",
+        ),
+        (
+            Some(&api.admin),
+            "system_create_template",
+            br#"{"name":7}"#.to_vec(),
+            400,
+            "invalid_arguments",
+        ),
+        (
+            Some(&api.admin),
+            "system_create_template",
+            br#"{}"#.to_vec(),
+            400,
+            "invalid_arguments",
+        ),
+        (
+            Some(&api.admin),
+            "system_create_template",
+            br#"{"name":"x","nmae":"y"}"#.to_vec(),
+            400,
+            "invalid_arguments",
+        ),
+        (
+            Some(&api.admin),
+            "system_create_template",
+            br#"{"name":"  "}"#.to_vec(),
+            400,
+            "invalid_arguments",
+        ),
+        (
+            Some(&api.admin),
+            "system_no_such_action",
+            b"{}".to_vec(),
+            404,
+            "unknown_action",
+        ),
+        (
+            Some(&reader),
+            "system_create_template",
+            br#"{"name":"x"}"#.to_vec(),
+            403,
+            "forbidden",
+        ),
+        (
+            Some(&reader),
+            "system_create_account",
+            br#"{"name":"x"}"#.to_vec(),
+            403,
+            "forbidden",
+        ),
+        (
+            Some(&api.admin),
+            "system_create_operator_token",
+            br#"{"account_id":"acct-nope","permissions":[]}"#.to_vec(),
+            404,
+            "not_found",
+        ),
+        (
+            Some(&api.admin),
+            "system_create_operator_token",
+            br#"{"account_id":"system","permissions":["root"]}"#.to_vec(),
+            400,
+            "invalid_arguments",
+        ),
+        (
+            Some(&api.admin),
+            "system_get_template",
+            br#"{"id":"tmpl-nope"}"#.to_vec(),
+            404,
+            "not_found",
+        ),
+    ];
+    for (token, name, body, status, code) in cases {
+        let a = request(
+            api.port,
+            "POST",
+            &format!("/v1/actions/{name}"),
+            token,
+            &body,
+        )
+        .await?;
+        ensure!(
+            a.status == status && a.body["error"]["code"] == code,
+            "{name} {:?}: expected {status} {code}, got {} {:?}",
+            String::from_utf8_lossy(&body),
+            a.status,
+            a.body
+        );
+        ensure!(
+            !a.body["error"]["message"].as_str().unwrap_or("").is_empty(),
+            "no message: {:?}",
+            a.body
+        );
+    }
+    let after = api.log.last_seq().await?;
+    ensure!(
+        before == after,
+        "refused actions appended {} events",
+        after - before
+    );
+    api.node.stop().await
+}
+
+async fn the_admin_token_survives_a_restart_and_is_never_in_the_log(
+    api: Api,
+) -> anyhow::Result<()> {
+    let Api {
+        node,
+        log,
+        admin,
+        _dir,
+        _nats,
+        ..
+    } = api;
+    node.stop().await?;
+    let node = start_node(
+        log.clone(),
+        _dir.path(),
+        &[ServiceName::Api],
+        "127.0.0.1:0".parse()?,
+        "api",
+    )
+    .await?;
+    let port = node.api_addr.expect("api").port();
+    let again = std::fs::read_to_string(node.admin_token_file.as_ref().expect("file"))?;
+    ensure!(again.trim() == admin, "a restart replaced the admin token");
+    let a = action(
+        port,
+        Some(&admin),
+        "system_create_account",
+        &json!({"name": "after-restart"}),
+    )
+    .await?;
+    ensure!(a.status == 200, "{:?}", a.body);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(node.admin_token_file.as_ref().expect("file"))?
+            .permissions()
+            .mode();
+        ensure!(
+            mode & 0o077 == 0,
+            "admin.token is readable by others: {mode:o}"
+        );
+    }
+    // Only the fingerprint is in the log.
+    let records = log
+        .read(1, 10_000, &powernode_services::log::Filter::all())
+        .await?;
+    for r in &records {
+        ensure!(
+            !r.bytes.windows(admin.len()).any(|w| w == admin.as_bytes()),
+            "the admin token is in the log at seq {}",
+            r.seq
+        );
+    }
+    node.stop().await
+}
+
+macro_rules! both_backends {
+    ($($check:ident),* $(,)?) => {
+        mod embedded {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $check() -> anyhow::Result<()> { super::$check(super::Api::embedded().await?).await } )*
+        }
+        mod jetstream {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $check() -> anyhow::Result<()> { super::$check(super::Api::jetstream().await?).await } )*
+        }
+    };
+}
+
+both_backends!(
+    accounts_tokens_and_templates_read_their_writes,
+    one_account_never_sees_another,
+    bad_input_is_refused_and_nothing_is_appended,
+    the_admin_token_survives_a_restart_and_is_never_in_the_log,
+);
