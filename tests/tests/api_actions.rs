@@ -357,6 +357,115 @@ async fn the_admin_token_survives_a_restart_and_is_never_in_the_log(
     node.stop().await
 }
 
+async fn nodes_instances_and_module_assignments(api: Api) -> anyhow::Result<()> {
+    let (_, token) = api
+        .account_with_token("prod", &["system.kubernetes_provision"])
+        .await?;
+    let call = |name: &'static str, args: serde_json::Value| {
+        let token = token.clone();
+        let port = api.port;
+        async move { action(port, Some(&token), name, &args).await }
+    };
+    let tmpl = call("system_create_template", json!({"name": "k3s-server"})).await?;
+    let tmpl_id = tmpl.body["data"]["template"]["id"].clone();
+    let light = call(
+        "system_create_node",
+        json!({"hostname": "k3s-edge-1", "node_template_id": tmpl_id, "memory_mb": 2048}),
+    )
+    .await?;
+    ensure!(
+        light.status == 200 && light.body["data"]["node"]["memory_mb"] == 2048,
+        "{:?}",
+        light.body
+    );
+    let light_id = light.body["data"]["node"]["id"].clone();
+    let heavy = call(
+        "system_create_node",
+        json!({"hostname": "k3s-prod-server-1", "node_template_id": tmpl_id, "memory_mb": 8192}),
+    )
+    .await?;
+    let heavy_id = heavy.body["data"]["node"]["id"].clone();
+
+    // ovn on a lightweight node is refused, and nothing is appended.
+    let before = api.log.last_seq().await?;
+    let refused = call(
+        "system_provision_instance",
+        json!({"node_id": light_id, "cni_plugin": "ovn_kubernetes"}),
+    )
+    .await?;
+    ensure!(
+        refused.status == 400 && refused.body["error"]["code"] == "CniProfileMismatchError",
+        "{:?}",
+        refused.body
+    );
+    ensure!(
+        api.log.last_seq().await? == before,
+        "a refused provision appended events"
+    );
+    let bad_cni = call(
+        "system_provision_instance",
+        json!({"node_id": light_id, "cni_plugin": "calico"}),
+    )
+    .await?;
+    ensure!(
+        bad_cni.status == 400 && bad_cni.body["error"]["code"] == "invalid_arguments",
+        "{:?}",
+        bad_cni.body
+    );
+
+    let inst = call(
+        "system_provision_instance",
+        json!({"node_id": heavy_id, "cni_plugin": "ovn_kubernetes"}),
+    )
+    .await?;
+    ensure!(inst.status == 200, "{:?}", inst.body);
+    let credential = inst.body["data"]["enrollment_credential"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    ensure!(
+        credential.len() > 20 && inst.body["data"]["id"].is_string(),
+        "{:?}",
+        inst.body
+    );
+    ensure!(
+        inst.body["data"]["instance"]["status"] == "provisioned",
+        "{:?}",
+        inst.body
+    );
+    let records = api
+        .log
+        .read(1, 10_000, &powernode_services::log::Filter::all())
+        .await?;
+    ensure!(
+        records.iter().all(|r| !r
+            .bytes
+            .windows(credential.len())
+            .any(|w| w == credential.as_bytes())),
+        "the enrollment credential is in the log"
+    );
+
+    let assigned = call("system_assign_module_to_template", json!({"template_id": tmpl_id, "module_name": "k3s-agent", "config": {"target_cluster_id": "cluster-prod-id"}})).await?;
+    ensure!(assigned.status == 200, "{:?}", assigned.body);
+    let m = &assigned.body["data"]["template"]["module_assignments"][0];
+    ensure!(
+        m["module_name"] == "k3s-agent" && m["config"]["target_cluster_id"] == "cluster-prod-id",
+        "{:?}",
+        assigned.body
+    );
+    let unknown = call(
+        "system_assign_module_to_template",
+        json!({"template_id": tmpl_id, "module_name": "k8s-magic"}),
+    )
+    .await?;
+    ensure!(
+        unknown.status == 400 && unknown.body["error"]["code"] == "invalid_arguments",
+        "{:?}",
+        unknown.body
+    );
+    api.node.stop().await
+}
+
 macro_rules! both_backends {
     ($($check:ident),* $(,)?) => {
         mod embedded {
@@ -373,4 +482,5 @@ both_backends!(
     one_account_never_sees_another,
     bad_input_is_refused_and_nothing_is_appended,
     the_admin_token_survives_a_restart_and_is_never_in_the_log,
+    nodes_instances_and_module_assignments,
 );

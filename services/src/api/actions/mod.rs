@@ -5,6 +5,7 @@
 //! (read-your-writes).
 
 mod accounts;
+mod instances;
 mod templates;
 
 use super::auth::{authenticate, Operator};
@@ -22,6 +23,9 @@ pub const ACTIONS: &[&str] = &[
     "system_create_operator_token",
     "system_create_template",
     "system_get_template",
+    "system_assign_module_to_template",
+    "system_create_node",
+    "system_provision_instance",
 ];
 
 /// How long an action waits for the projection to apply its own events.
@@ -116,6 +120,9 @@ pub async fn dispatch(
         "system_create_operator_token" => accounts::create_operator_token(&ctx, args(value)?).await,
         "system_create_template" => templates::create_template(&ctx, args(value)?).await,
         "system_get_template" => templates::get_template(&ctx, args(value)?).await,
+        "system_assign_module_to_template" => templates::assign_module(&ctx, args(value)?).await,
+        "system_create_node" => instances::create_node(&ctx, args(value)?).await,
+        "system_provision_instance" => instances::provision_instance(&ctx, args(value)?).await,
         other => unreachable!("{other} is in ACTIONS but not dispatched"),
     }
 }

@@ -4,9 +4,11 @@ use super::{check_name, new_id, ActionContext};
 use crate::api::auth::KUBERNETES_PROVISION;
 use crate::api::error::ApiError;
 use powernode_events::payloads::fleet::TemplateCreated;
+use powernode_events::payloads::k3s::{K3sModule, ModuleAssigned, ModuleConfig};
 use powernode_events::Envelope;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 
 /// `system_create_template({name})`.
 #[derive(Debug, Deserialize)]
@@ -47,4 +49,55 @@ pub async fn get_template(ctx: &ActionContext<'_>, a: GetTemplate) -> Result<Val
         .template(&ctx.operator.account, &a.id)
         .ok_or_else(|| ApiError::not_found("template", &a.id))?;
     Ok(json!({"template": template}))
+}
+
+/// `system_assign_module_to_template({template_id, module_name, config?})`.
+/// `config.target_cluster_id` is checked when the agent asks to join, as the
+/// runbook says; other config keys are kept verbatim (strings only).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AssignModule {
+    template_id: String,
+    module_name: String,
+    #[serde(default)]
+    config: BTreeMap<String, String>,
+}
+
+pub async fn assign_module(ctx: &ActionContext<'_>, a: AssignModule) -> Result<Value, ApiError> {
+    ctx.operator.require(KUBERNETES_PROVISION)?;
+    let module: K3sModule =
+        serde_json::from_value(Value::String(a.module_name.clone())).map_err(|_| {
+            ApiError::bad_request(
+                "invalid_arguments",
+                format!(
+                    "unknown module_name {:?}; known: k3s-server, k3s-agent",
+                    a.module_name
+                ),
+            )
+        })?;
+    if ctx
+        .fleet()
+        .await
+        .template(&ctx.operator.account, &a.template_id)
+        .is_none()
+    {
+        return Err(ApiError::not_found("template", &a.template_id));
+    }
+    let mut extra = a.config;
+    let target_cluster_id = extra.remove("target_cluster_id").filter(|t| !t.is_empty());
+    let event = Envelope::new(
+        ctx.operator.account.clone(),
+        ctx.actor(),
+        ModuleAssigned {
+            assignment_id: new_id("asg"),
+            template_id: a.template_id.clone(),
+            module_name: module,
+            config: ModuleConfig {
+                target_cluster_id,
+                extra,
+            },
+        },
+    );
+    ctx.append(&[event]).await?;
+    get_template(ctx, GetTemplate { id: a.template_id }).await
 }
