@@ -203,3 +203,65 @@ async fn unreachable_log_is_a_clear_error_naming_the_url() -> anyhow::Result<()>
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn call_runs_actions_with_the_admin_token_from_the_data_dir() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap();
+    let port = free_port();
+    let url = format!("127.0.0.1:{port}");
+    let bin = powernode_bin()?;
+    let up = spawn(&["up", "--data-dir", data, "--listen", &url])?;
+    wait_healthy(port, Duration::from_secs(10)).await?;
+    // The admin token file appears once the API has recorded it.
+    let token_file = std::path::Path::new(data).join("admin.token");
+    let start = Instant::now();
+    while !token_file.exists() && start.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let ok = Command::new(&bin)
+        .args([
+            "call",
+            "system_create_account",
+            r#"{"name":"prod"}"#,
+            "--url",
+            &url,
+            "--data-dir",
+            data,
+        ])
+        .output()?;
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let answer: serde_json::Value = serde_json::from_slice(&ok.stdout)?;
+    assert!(
+        answer["account"]["id"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("acct-"),
+        "{answer}"
+    );
+
+    let refused = Command::new(&bin)
+        .args([
+            "call",
+            "system_create_template",
+            r#"{"name": 7}"#,
+            "--url",
+            &url,
+            "--data-dir",
+            data,
+        ])
+        .output()?;
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("invalid_arguments") && stderr.contains("name"),
+        "{stderr}"
+    );
+    assert!(sigint_and_wait(up, Duration::from_secs(10))?.success());
+    Ok(())
+}

@@ -1,5 +1,7 @@
 //! The `powernode` command line. The binary only parses and calls [`run`].
 
+mod call;
+pub mod client;
 mod node;
 
 pub use node::{open_log, start_node, LogArgs, RunningNode};
@@ -59,6 +61,8 @@ pub enum Command {
         #[arg(long, env = "POWERNODE_LISTEN", default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
     },
+    /// Run one action: `powernode call kubernetes_list_clusters '{}'`.
+    Call(call::CallArgs),
     /// Benchmarks.
     #[command(subcommand)]
     Bench(crate::bench::BenchCommand),
@@ -87,6 +91,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             log,
             listen,
         } => node::run_node(&log, &[service], listen, service.as_str()).await,
+        Command::Call(args) => call::run(args).await,
         Command::Bench(b) => crate::bench::run(b).await,
     }
 }

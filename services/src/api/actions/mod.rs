@@ -76,8 +76,16 @@ impl ActionContext<'_> {
 
 /// Parses an action's arguments, naming the offending field on error.
 fn args<T: DeserializeOwned>(value: Value) -> Result<T, ApiError> {
-    serde_json::from_value(value)
-        .map_err(|e| ApiError::bad_request("invalid_arguments", e.to_string()))
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let message = if path == "." {
+            inner.to_string()
+        } else {
+            format!("{path}: {inner}")
+        };
+        ApiError::bad_request("invalid_arguments", message)
+    })
 }
 
 /// Runs action `name` with the raw request body.
@@ -141,4 +149,24 @@ pub fn check_name(field: &str, name: &str) -> Result<(), ApiError> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct A {
+        name: String,
+    }
+
+    #[test]
+    fn argument_errors_name_the_field() {
+        let e = args::<A>(serde_json::json!({"name": 7})).unwrap_err();
+        assert!(e.message.starts_with("name: "), "{}", e.message);
+        let e = args::<A>(serde_json::json!({})).unwrap_err();
+        assert!(e.message.contains("missing field `name`"), "{}", e.message);
+    }
 }
