@@ -466,6 +466,67 @@ async fn nodes_instances_and_module_assignments(api: Api) -> anyhow::Result<()> 
     api.node.stop().await
 }
 
+async fn recent_events_are_the_accounts_newest_by_kind_prefix(api: Api) -> anyhow::Result<()> {
+    let (_, a) = api
+        .account_with_token("a", &["system.kubernetes_provision"])
+        .await?;
+    let (_, b) = api
+        .account_with_token("b", &["system.kubernetes_provision"])
+        .await?;
+    for i in 0..5 {
+        action(
+            api.port,
+            Some(&a),
+            "system_create_template",
+            &json!({"name": format!("a{i}")}),
+        )
+        .await?;
+        action(
+            api.port,
+            Some(&b),
+            "system_create_template",
+            &json!({"name": format!("b{i}")}),
+        )
+        .await?;
+    }
+    let got = action(
+        api.port,
+        Some(&a),
+        "recent_events",
+        &json!({"kind_prefix": "system.templ", "limit": 3}),
+    )
+    .await?;
+    ensure!(got.status == 200, "{:?}", got.body);
+    let events = got.body["data"]["events"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let names: Vec<_> = events
+        .iter()
+        .map(|e| e["payload"]["name"].as_str().unwrap_or("").to_string())
+        .collect();
+    ensure!(
+        names == ["a2", "a3", "a4"],
+        "expected a's newest three in order, got {names:?}"
+    );
+    ensure!(events
+        .iter()
+        .all(|e| e["kind"] == "system.template.created" && e["seq"].is_u64()));
+    let all = action(api.port, Some(&a), "recent_events", &json!({})).await?;
+    let text = all.body.to_string();
+    ensure!(
+        !text.contains(&a) && !text.contains(&api.admin),
+        "a token appears in recent_events"
+    );
+    let bad = action(api.port, Some(&a), "recent_events", &json!({"limit": 0})).await?;
+    ensure!(
+        bad.status == 400 && bad.body["error"]["code"] == "invalid_arguments",
+        "{:?}",
+        bad.body
+    );
+    api.node.stop().await
+}
+
 macro_rules! both_backends {
     ($($check:ident),* $(,)?) => {
         mod embedded {
@@ -483,4 +544,5 @@ both_backends!(
     bad_input_is_refused_and_nothing_is_appended,
     the_admin_token_survives_a_restart_and_is_never_in_the_log,
     nodes_instances_and_module_assignments,
+    recent_events_are_the_accounts_newest_by_kind_prefix,
 );

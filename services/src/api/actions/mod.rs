@@ -5,6 +5,7 @@
 //! (read-your-writes).
 
 mod accounts;
+mod events;
 mod instances;
 mod templates;
 
@@ -26,6 +27,7 @@ pub const ACTIONS: &[&str] = &[
     "system_assign_module_to_template",
     "system_create_node",
     "system_provision_instance",
+    "recent_events",
 ];
 
 /// How long an action waits for the projection to apply its own events.
@@ -44,6 +46,11 @@ impl ActionContext<'_> {
         Actor::Operator {
             token_id: self.operator.token_id.clone(),
         }
+    }
+
+    /// The event log.
+    pub fn log(&self) -> &crate::log::SharedLog {
+        &self.api.log
     }
 
     /// Reads the API's projection.
@@ -131,6 +138,7 @@ pub async fn dispatch(
         "system_assign_module_to_template" => templates::assign_module(&ctx, args(value)?).await,
         "system_create_node" => instances::create_node(&ctx, args(value)?).await,
         "system_provision_instance" => instances::provision_instance(&ctx, args(value)?).await,
+        "recent_events" => events::recent_events(&ctx, args(value)?).await,
         other => unreachable!("{other} is in ACTIONS but not dispatched"),
     }
 }
