@@ -527,6 +527,155 @@ async fn recent_events_are_the_accounts_newest_by_kind_prefix(api: Api) -> anyho
     api.node.stop().await
 }
 
+async fn sdwan_networks_peers_and_prefix_rules(api: Api) -> anyhow::Result<()> {
+    let (_, t) = api
+        .account_with_token("net", &["system.kubernetes_provision"])
+        .await?;
+    let port = api.port;
+    let call = |name: &'static str, args: serde_json::Value| {
+        let t = t.clone();
+        async move { action(port, Some(&t), name, &args).await }
+    };
+    let net = call("system_sdwan_create_network", json!({"name": "k3s-prod-net", "pod_subnet_prefix": "10.42.0.0/16", "routing_mode": "ibgp"})).await?;
+    ensure!(net.status == 200, "{:?}", net.body);
+    let n = &net.body["data"]["network"];
+    let overlay: ipnet::Ipv6Net = n["overlay_prefix"].as_str().unwrap_or("").parse()?;
+    ensure!(
+        overlay.prefix_len() == 64 && n["pod_subnet_prefix"] == "10.42.0.0/16",
+        "{n}"
+    );
+    let net_id = n["id"].clone();
+
+    let before = api.log.last_seq().await?;
+    let dup = call(
+        "system_sdwan_create_network",
+        json!({"name": "other", "pod_subnet_prefix": "10.42.128.0/17"}),
+    )
+    .await?;
+    ensure!(
+        dup.status == 409 && dup.body["error"]["code"] == "prefix_overlap",
+        "{:?}",
+        dup.body
+    );
+    let host_bits = call(
+        "system_sdwan_create_network",
+        json!({"name": "x", "pod_subnet_prefix": "10.43.0.1/16"}),
+    )
+    .await?;
+    ensure!(
+        host_bits.status == 400
+            && host_bits.body["error"]["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("10.43.0.0/16"),
+        "{:?}",
+        host_bits.body
+    );
+    let garbage = call(
+        "system_sdwan_create_network",
+        json!({"name": "x", "pod_subnet_prefix": "ten-dot"}),
+    )
+    .await?;
+    ensure!(
+        garbage.status == 400 && garbage.body["error"]["code"] == "invalid_arguments",
+        "{:?}",
+        garbage.body
+    );
+    let into_overlay = call(
+        "system_sdwan_create_network",
+        json!({"name": "x", "pod_subnet_prefix": overlay.to_string()}),
+    )
+    .await?;
+    ensure!(into_overlay.status == 409, "{:?}", into_overlay.body);
+    ensure!(
+        api.log.last_seq().await? == before,
+        "refused network creations appended events"
+    );
+    let second = call(
+        "system_sdwan_create_network",
+        json!({"name": "staging", "pod_subnet_prefix": "10.43.0.0/16"}),
+    )
+    .await?;
+    ensure!(
+        second.status == 200
+            && second.body["data"]["network"]["overlay_prefix"] != n["overlay_prefix"],
+        "{:?}",
+        second.body
+    );
+
+    // Eight instances attach concurrently: distinct /128s inside the overlay, outside the VIP range.
+    let tmpl = call("system_create_template", json!({"name": "t"})).await?;
+    let node = call("system_create_node", json!({"hostname": "h", "node_template_id": tmpl.body["data"]["template"]["id"], "memory_mb": 2048})).await?;
+    let mut instances = Vec::new();
+    for _ in 0..8 {
+        let i = call(
+            "system_provision_instance",
+            json!({"node_id": node.body["data"]["node"]["id"]}),
+        )
+        .await?;
+        instances.push(i.body["data"]["id"].clone());
+    }
+    let attaches = futures::future::join_all(instances.iter().map(|i| {
+        call(
+            "system_sdwan_attach_peer",
+            json!({"network_id": net_id, "node_instance_id": i}),
+        )
+    }))
+    .await;
+    let mut addrs = std::collections::BTreeSet::new();
+    for a in attaches {
+        let a = a?;
+        ensure!(a.status == 200, "{:?}", a.body);
+        let ip: std::net::Ipv6Addr = a.body["data"]["peer"]["overlay_ip"]
+            .as_str()
+            .unwrap_or("")
+            .parse()?;
+        ensure!(overlay.contains(&ip), "{ip} outside {overlay}");
+        addrs.insert(ip);
+    }
+    ensure!(addrs.len() == 8, "two peers got one address: {addrs:?}");
+    let again = call(
+        "system_sdwan_attach_peer",
+        json!({"network_id": net_id, "node_instance_id": instances[0]}),
+    )
+    .await?;
+    ensure!(
+        again.status == 200
+            && addrs.contains(
+                &again.body["data"]["peer"]["overlay_ip"]
+                    .as_str()
+                    .unwrap_or("")
+                    .parse()?
+            ),
+        "re-attach is not idempotent: {:?}",
+        again.body
+    );
+    let lan_clash = call("system_sdwan_attach_peer", json!({"network_id": net_id, "node_instance_id": instances[1], "lan_subnets": ["10.42.5.0/24"]})).await?;
+    ensure!(
+        lan_clash.status == 200,
+        "an already attached peer answers its attachment: {:?}",
+        lan_clash.body
+    );
+    let extra = call(
+        "system_provision_instance",
+        json!({"node_id": node.body["data"]["node"]["id"]}),
+    )
+    .await?;
+    let clash = call("system_sdwan_attach_peer", json!({"network_id": net_id, "node_instance_id": extra.body["data"]["id"], "lan_subnets": ["10.42.5.0/24"]})).await?;
+    ensure!(
+        clash.status == 409 && clash.body["error"]["code"] == "prefix_overlap",
+        "{:?}",
+        clash.body
+    );
+    let unknown = call(
+        "system_sdwan_attach_peer",
+        json!({"network_id": "net-nope", "node_instance_id": instances[0]}),
+    )
+    .await?;
+    ensure!(unknown.status == 404, "{:?}", unknown.body);
+    api.node.stop().await
+}
+
 macro_rules! both_backends {
     ($($check:ident),* $(,)?) => {
         mod embedded {
@@ -545,4 +694,5 @@ both_backends!(
     the_admin_token_survives_a_restart_and_is_never_in_the_log,
     nodes_instances_and_module_assignments,
     recent_events_are_the_accounts_newest_by_kind_prefix,
+    sdwan_networks_peers_and_prefix_rules,
 );

@@ -7,6 +7,7 @@
 mod accounts;
 mod events;
 mod instances;
+mod sdwan;
 mod templates;
 
 use super::auth::{authenticate, Operator};
@@ -28,6 +29,8 @@ pub const ACTIONS: &[&str] = &[
     "system_create_node",
     "system_provision_instance",
     "recent_events",
+    "system_sdwan_create_network",
+    "system_sdwan_attach_peer",
 ];
 
 /// How long an action waits for the projection to apply its own events.
@@ -58,6 +61,29 @@ impl ActionContext<'_> {
         &self,
     ) -> tokio::sync::RwLockReadGuard<'_, powernode_projections::FleetState> {
         self.api.fleet.state.read().await
+    }
+
+    /// Waits until the projection has applied `seq`.
+    pub async fn wait_for(&self, seq: u64) -> Result<(), ApiError> {
+        if self.api.fleet.wait_for(seq, READ_YOUR_WRITES).await {
+            Ok(())
+        } else {
+            Err(ApiError::unavailable(format!(
+                "the API has not caught up with seq {seq} yet; retry"
+            )))
+        }
+    }
+
+    /// Appends one event under an optimistic-concurrency guard, then waits
+    /// until the projection has applied it.
+    pub async fn append_guarded(
+        &self,
+        event: &Envelope,
+        expect: crate::log::Expect,
+    ) -> Result<u64, ApiError> {
+        let seq = self.api.log.append(event, expect).await?.seq;
+        self.wait_for(seq).await?;
+        Ok(seq)
     }
 
     /// Appends `events` in order, then waits until the projection has applied
@@ -139,6 +165,8 @@ pub async fn dispatch(
         "system_create_node" => instances::create_node(&ctx, args(value)?).await,
         "system_provision_instance" => instances::provision_instance(&ctx, args(value)?).await,
         "recent_events" => events::recent_events(&ctx, args(value)?).await,
+        "system_sdwan_create_network" => sdwan::create_network(&ctx, args(value)?).await,
+        "system_sdwan_attach_peer" => sdwan::attach_peer(&ctx, args(value)?).await,
         other => unreachable!("{other} is in ACTIONS but not dispatched"),
     }
 }
