@@ -676,6 +676,180 @@ async fn sdwan_networks_peers_and_prefix_rules(api: Api) -> anyhow::Result<()> {
     api.node.stop().await
 }
 
+/// Appends what the provisioner would for a cluster with one server and one worker.
+async fn fake_cluster(
+    log: &SharedLog,
+    account: &str,
+    id: &str,
+    decommission: bool,
+) -> anyhow::Result<()> {
+    use powernode_events::payloads::fleet::CniPlugin;
+    use powernode_events::payloads::k3s::*;
+    use powernode_events::{AccountId, Actor, Envelope, EventPayload};
+    let acct = AccountId::new(account)?;
+    let ev = |p: EventPayload| Envelope::new(acct.clone(), Actor::service("provisioner"), p);
+    let mut events = vec![
+        ev(ClusterBootstrapped {
+            cluster_id: id.into(),
+            name: format!("{id}-name"),
+            bootstrap_instance_id: format!("{id}-srv"),
+            api_endpoint: "https://[fd00:abcd:1::100]:6443".into(),
+            network_id: None,
+            cni_plugin: CniPlugin::Flannel,
+            pod_cidr: None,
+            server_flags: vec![],
+        }
+        .into()),
+        ev(HandshakeReady {
+            instance_id: format!("{id}-srv"),
+            cluster_id: id.into(),
+            node_name: "srv".into(),
+            k3s_version: "v1.30.5+k3s1".into(),
+        }
+        .into()),
+        ev(ClusterActivated {
+            cluster_id: id.into(),
+        }
+        .into()),
+        ev(NodeRegistered {
+            cluster_id: id.into(),
+            instance_id: format!("{id}-wrk"),
+            role: NodeRole::Worker,
+        }
+        .into()),
+        ev(HandshakeReady {
+            instance_id: format!("{id}-wrk"),
+            cluster_id: id.into(),
+            node_name: "wrk".into(),
+            k3s_version: "v1.30.5+k3s1".into(),
+        }
+        .into()),
+    ];
+    if decommission {
+        events.push(ev(ClusterDecommissioned {
+            cluster_id: id.into(),
+            released_virtual_ip_id: None,
+        }
+        .into()));
+    }
+    for e in events {
+        log.append(&e, powernode_services::log::Expect::Any).await?;
+    }
+    Ok(())
+}
+
+async fn cluster_reads_have_the_runbook_shapes(api: Api) -> anyhow::Result<()> {
+    let (a_id, a) = api.account_with_token("a", &[]).await?;
+    let (b_id, b) = api.account_with_token("b", &[]).await?;
+    fake_cluster(&api.log, &a_id, "cluster-prod", false).await?;
+    fake_cluster(&api.log, &a_id, "cluster-old", true).await?;
+    fake_cluster(&api.log, &b_id, "cluster-b", false).await?;
+    // Wait until the API has applied them (b's cluster was appended last).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let r = action(api.port, Some(&b), "kubernetes_list_clusters", &json!({})).await?;
+        if r.body["data"]["clusters"]
+            .as_array()
+            .is_some_and(|c| !c.is_empty())
+            || std::time::Instant::now() > deadline
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let list = action(api.port, Some(&a), "kubernetes_list_clusters", &json!({})).await?;
+    let clusters = list.body["data"]["clusters"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    ensure!(
+        clusters.len() == 1,
+        "decommissioned or other account's clusters listed: {:?}",
+        list.body
+    );
+    let c = &clusters[0];
+    ensure!(
+        c["id"] == "cluster-prod"
+            && c["flavor"] == "k3s"
+            && c["status"] == "active"
+            && c["api_endpoint"] == "https://[fd00:abcd:1::100]:6443"
+            && c["node_count"] == 2,
+        "{c}"
+    );
+    let all = action(
+        api.port,
+        Some(&a),
+        "kubernetes_list_clusters",
+        &json!({"include_decommissioned": true}),
+    )
+    .await?;
+    ensure!(
+        all.body["data"]["clusters"].as_array().map(Vec::len) == Some(2),
+        "{:?}",
+        all.body
+    );
+    let one = action(
+        api.port,
+        Some(&a),
+        "kubernetes_get_cluster",
+        &json!({"id": "cluster-prod"}),
+    )
+    .await?;
+    ensure!(
+        one.body["data"]["cluster"]["name"] == "cluster-prod-name",
+        "{:?}",
+        one.body
+    );
+    let nodes = action(
+        api.port,
+        Some(&a),
+        "kubernetes_list_nodes",
+        &json!({"cluster_id": "cluster-prod"}),
+    )
+    .await?;
+    let nodes = nodes.body["data"]["nodes"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let mut roles: Vec<_> = nodes
+        .iter()
+        .map(|n| {
+            (
+                n["role"].as_str().unwrap_or("").to_string(),
+                n["status"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    roles.sort();
+    ensure!(
+        roles
+            == [
+                ("control-plane".into(), "ready".into()),
+                ("worker".into(), "ready".into())
+            ],
+        "{nodes:?}"
+    );
+    ensure!(
+        nodes
+            .iter()
+            .all(|n| n["instance_id"].is_string() && n["version"] == "v1.30.5+k3s1"),
+        "{nodes:?}"
+    );
+    let other = action(
+        api.port,
+        Some(&a),
+        "kubernetes_get_cluster",
+        &json!({"id": "cluster-b"}),
+    )
+    .await?;
+    ensure!(
+        other.status == 404,
+        "another account's cluster is visible: {:?}",
+        other.body
+    );
+    api.node.stop().await
+}
+
 macro_rules! both_backends {
     ($($check:ident),* $(,)?) => {
         mod embedded {
@@ -695,4 +869,5 @@ both_backends!(
     nodes_instances_and_module_assignments,
     recent_events_are_the_accounts_newest_by_kind_prefix,
     sdwan_networks_peers_and_prefix_rules,
+    cluster_reads_have_the_runbook_shapes,
 );

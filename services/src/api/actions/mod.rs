@@ -5,6 +5,7 @@
 //! (read-your-writes).
 
 mod accounts;
+mod clusters;
 mod events;
 mod instances;
 mod sdwan;
@@ -31,6 +32,9 @@ pub const ACTIONS: &[&str] = &[
     "recent_events",
     "system_sdwan_create_network",
     "system_sdwan_attach_peer",
+    "kubernetes_list_clusters",
+    "kubernetes_get_cluster",
+    "kubernetes_list_nodes",
 ];
 
 /// How long an action waits for the projection to apply its own events.
@@ -167,6 +171,9 @@ pub async fn dispatch(
         "recent_events" => events::recent_events(&ctx, args(value)?).await,
         "system_sdwan_create_network" => sdwan::create_network(&ctx, args(value)?).await,
         "system_sdwan_attach_peer" => sdwan::attach_peer(&ctx, args(value)?).await,
+        "kubernetes_list_clusters" => clusters::list_clusters(&ctx, args(value)?).await,
+        "kubernetes_get_cluster" => clusters::get_cluster(&ctx, args(value)?).await,
+        "kubernetes_list_nodes" => clusters::list_nodes(&ctx, args(value)?).await,
         other => unreachable!("{other} is in ACTIONS but not dispatched"),
     }
 }
