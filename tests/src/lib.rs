@@ -4,10 +4,12 @@
 //!   loopback port with a temporary store and tears it down;
 //! * [`conformance`] — the event-log conformance suite every backend must pass;
 //! * [`jetstream_support`] — helpers shared by the JetStream tests;
-//! * [`http`] — a minimal HTTP client for API tests.
+//! * [`http`] — a minimal HTTP client for API tests;
+//! * [`api_support`] — a running API node for action tests.
 //!
 //! The integration tests themselves live in `tests/tests/`.
 
+pub mod api_support;
 pub mod conformance;
 pub mod http;
 pub mod jetstream_support;
