@@ -63,7 +63,17 @@ async fn read_with(
 ) -> Result<Vec<Record>, LogError> {
     let mut out = Vec::new();
     if consumer.cached_info().num_pending == 0 {
-        return Ok(out);
+        // On a cluster the create answer can report 0 pending before the
+        // consumer has caught up with the stream: ask once more before
+        // concluding the range is empty.
+        let mut consumer = consumer.clone();
+        let fresh = consumer
+            .info()
+            .await
+            .map_err(|e| unavailable("reading", e))?;
+        if fresh.num_pending == 0 {
+            return Ok(out);
+        }
     }
     let mut failures = 0;
     loop {
