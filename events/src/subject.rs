@@ -17,20 +17,26 @@ pub const EVENT_SUBJECT_WILDCARD: &str = "pn.evt.>";
 #[error("aggregate id {0:?} is not subject-safe ([A-Za-z0-9_-], 1-64 chars)")]
 pub struct SubjectError(pub String);
 
+/// `pn.evt.<account>.<aggregate type>.<aggregate id>`: what every subject of
+/// one aggregate starts with.
+fn aggregate_prefix(account: &AccountId, aggregate: &AggregateRef) -> Result<String, SubjectError> {
+    if !is_token_safe(&aggregate.id) {
+        return Err(SubjectError(aggregate.id.clone()));
+    }
+    Ok(format!(
+        "{EVENT_SUBJECT_ROOT}.{account}.{}.{}",
+        aggregate.kind.as_str(),
+        aggregate.id
+    ))
+}
+
 /// The subject an event is published on.
 pub fn event_subject(
     account: &AccountId,
     aggregate: &AggregateRef,
     kind: &str,
 ) -> Result<String, SubjectError> {
-    if !is_token_safe(&aggregate.id) {
-        return Err(SubjectError(aggregate.id.clone()));
-    }
-    Ok(format!(
-        "{EVENT_SUBJECT_ROOT}.{account}.{}.{}.{kind}",
-        aggregate.kind.as_str(),
-        aggregate.id
-    ))
+    Ok(format!("{}.{kind}", aggregate_prefix(account, aggregate)?))
 }
 
 /// The subject filter covering every event of one aggregate.
@@ -38,14 +44,7 @@ pub fn aggregate_filter(
     account: &AccountId,
     aggregate: &AggregateRef,
 ) -> Result<String, SubjectError> {
-    if !is_token_safe(&aggregate.id) {
-        return Err(SubjectError(aggregate.id.clone()));
-    }
-    Ok(format!(
-        "{EVENT_SUBJECT_ROOT}.{account}.{}.{}.>",
-        aggregate.kind.as_str(),
-        aggregate.id
-    ))
+    Ok(format!("{}.>", aggregate_prefix(account, aggregate)?))
 }
 
 /// The narrowest server-side filter for an account and a kind *string*

@@ -9,6 +9,8 @@ pub mod auth;
 pub mod bootstrap;
 pub mod error;
 
+use error::ApiError;
+
 use crate::log::SharedLog;
 use crate::runtime::Shared;
 use axum::extract::{Path, State};
@@ -38,15 +40,6 @@ pub fn router(state: ApiState) -> Router {
         .with_state(state)
 }
 
-/// A structured error answer.
-pub fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
-    (
-        status,
-        Json(json!({"error": {"code": code, "message": message.into()}})),
-    )
-        .into_response()
-}
-
 async fn healthz(State(st): State<ApiState>) -> Response {
     let applied = st.fleet.applied();
     match tokio::time::timeout(Duration::from_secs(2), st.log.last_seq()).await {
@@ -57,16 +50,18 @@ async fn healthz(State(st): State<ApiState>) -> Response {
             "applied_seq": applied,
         }))
         .into_response(),
-        Ok(Err(e)) => error(
+        Ok(Err(e)) => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "log_unavailable",
             e.to_string(),
-        ),
-        Err(_) => error(
+        )
+        .into_response(),
+        Err(_) => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "log_unavailable",
             format!("{} did not answer within 2 s", st.log.describe()),
-        ),
+        )
+        .into_response(),
     }
 }
 

@@ -65,11 +65,6 @@ pub fn decode(record: &Record) -> Result<Envelope, Refusal> {
     Ok(envelope)
 }
 
-/// Decodes and admits one record against `state`.
-pub fn admit<S: Projection>(record: &Record, state: &S) -> Result<Envelope, Refusal> {
-    admit_decoded(record, decode(record), None, state)
-}
-
 /// Raw bytes of a hex public key.
 fn key_bytes(hex_key: &str) -> Option<[u8; 32]> {
     hex::decode(hex_key).ok()?.try_into().ok()

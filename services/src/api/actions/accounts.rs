@@ -1,10 +1,10 @@
 //! Accounts and operator tokens.
 
-use super::{check_name, new_id, ActionContext};
+use super::{account_arg, check_name, new_id, ActionContext};
 use crate::api::auth::{fingerprint, new_token, ADMIN, ALL_PERMISSIONS};
 use crate::api::error::ApiError;
 use powernode_events::payloads::fleet::{AccountCreated, OperatorTokenIssued};
-use powernode_events::{AccountId, Envelope};
+use powernode_events::Envelope;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -19,8 +19,7 @@ pub async fn create_account(ctx: &ActionContext<'_>, a: CreateAccount) -> Result
     ctx.operator.require(ADMIN)?;
     check_name("name", &a.name)?;
     let id = new_id("acct");
-    let account = AccountId::new(&id)
-        .map_err(|e| ApiError::bad_request("invalid_arguments", e.to_string()))?;
+    let account = account_arg(&id)?;
     let event = Envelope::new(
         account,
         ctx.actor(),
@@ -47,8 +46,7 @@ pub async fn create_operator_token(
     a: CreateOperatorToken,
 ) -> Result<Value, ApiError> {
     ctx.operator.require(ADMIN)?;
-    let account = AccountId::new(&a.account_id)
-        .map_err(|e| ApiError::bad_request("invalid_arguments", e.to_string()))?;
+    let account = account_arg(&a.account_id)?;
     if ctx
         .fleet()
         .await

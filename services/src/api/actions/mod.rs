@@ -183,6 +183,12 @@ pub fn new_id(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::now_v7().simple())
 }
 
+/// An account id argument, refused with `invalid_arguments` when malformed.
+pub fn account_arg(id: &str) -> Result<powernode_events::AccountId, ApiError> {
+    powernode_events::AccountId::new(id)
+        .map_err(|e| ApiError::bad_request("invalid_arguments", e.to_string()))
+}
+
 /// Refuses an empty or overlong name.
 pub fn check_name(field: &str, name: &str) -> Result<(), ApiError> {
     if name.trim().is_empty() || name.len() > 128 {
