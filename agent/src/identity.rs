@@ -77,6 +77,19 @@ impl Identity {
         hex::encode(self.key.verifying_key().to_bytes())
     }
 
+    /// An identity that lives only in memory (in-process simulated agents).
+    pub fn ephemeral() -> Self {
+        Self {
+            key: SigningKey::generate(&mut OsRng),
+        }
+    }
+
+    /// Signs arbitrary bytes (heartbeats); hex of the 64-byte signature.
+    pub fn sign_bytes(&self, bytes: &[u8]) -> String {
+        use ed25519_dalek::Signer;
+        hex::encode(self.key.sign(bytes).to_bytes())
+    }
+
     /// Signs an event the agent reports.
     pub fn sign(&self, event: &mut Envelope) -> Result<(), IdentityError> {
         Ok(event.sign(&self.key)?)

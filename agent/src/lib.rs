@@ -1,9 +1,18 @@
 //! # powernode-agent — the on-node agent
 //!
-//! Today: the agent's identity ([`identity`]), the ed25519 key it enrolls with
-//! and signs every event it reports with. Enrollment, heartbeat, module
-//! reconcile, handshakes and runtime drivers build on it.
+//! * [`identity`] — the ed25519 key it enrolls with and signs every event with;
+//! * [`protocol`] and [`link`] — what it says to the platform's intake, and how
+//!   (NATS request/reply, or a direct call when it runs inside the platform);
+//! * [`agent`] — enrollment, heartbeat, module reconcile and the handshake;
+//! * [`state`] — what survives a restart (a restart with the same state dir
+//!   is the same instance);
+//! * [`runtime`] — the drivers that run k3s (real, or simulated).
 //!
 //! The agent must stay lean: it never links the services or projections.
 
+pub mod agent;
 pub mod identity;
+pub mod link;
+pub mod protocol;
+pub mod runtime;
+pub mod state;

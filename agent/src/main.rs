@@ -1,15 +1,58 @@
 //! The `powernode-agent` binary.
+//!
+//! `powernode-agent --nats URL --enroll <credential> --runtime simulated|k3s --state-dir DIR`
+//! enrolls once (the identity key and state persist in the state dir, so a
+//! restart with the same dir is the same instance), then heartbeats and
+//! runs the k3s handshake until stopped.
 
 use clap::{Parser, Subcommand};
+use powernode_agent::agent::Agent;
 use powernode_agent::identity::Identity;
+use powernode_agent::link::NatsLink;
+use powernode_agent::runtime::k3s::K3sRuntime;
+use powernode_agent::runtime::simulated::SimulatedRuntime;
+use powernode_agent::runtime::{Runtime, RuntimeKind};
+use powernode_agent::state::StateStore;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 /// powernode-agent — the on-node agent of powernode.
 #[derive(Debug, Parser)]
 #[command(name = "powernode-agent", version, about)]
 struct Cli {
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// NATS URL of the platform (e.g. nats://10.0.0.1:4222).
+    #[arg(long, env = "POWERNODE_NATS_URL")]
+    nats: Option<String>,
+    /// The enrollment credential `system_provision_instance` returned
+    /// (needed only on the first start).
+    #[arg(long, env = "POWERNODE_ENROLL")]
+    enroll: Option<String>,
+    /// Runtime driver.
+    #[arg(long, value_enum, default_value = "k3s")]
+    runtime: RuntimeKind,
+    /// Identity key and agent state.
+    #[arg(
+        long,
+        env = "POWERNODE_AGENT_STATE_DIR",
+        default_value = "/var/lib/powernode-agent"
+    )]
+    state_dir: PathBuf,
+    /// Heartbeat / reconcile interval in milliseconds.
+    #[arg(long, default_value_t = 5000)]
+    heartbeat_ms: u64,
+    /// Node name reported by the simulated runtime (default: the platform's hostname).
+    #[arg(long)]
+    node_name: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -26,12 +69,87 @@ enum Command {
     },
 }
 
-fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
-        Command::Identity { key_file } => {
-            let id = Identity::load_or_create(&key_file)?;
-            println!("{}", id.public_key_hex());
-        }
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    if let Some(Command::Identity { key_file }) = cli.command {
+        let id = Identity::load_or_create(&key_file)?;
+        println!("{}", id.public_key_hex());
+        return Ok(());
     }
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .init();
+    let args = cli.run;
+    let url = args
+        .nats
+        .ok_or_else(|| anyhow::anyhow!("--nats URL is required (the platform's NATS server)"))?;
+    std::fs::create_dir_all(&args.state_dir)?;
+    let key_file = args.state_dir.join("identity.key");
+    let store = StateStore::in_dir(&args.state_dir);
+    let node_name = args
+        .node_name
+        .clone()
+        .or(store.load()?.hostname)
+        .unwrap_or_else(|| "simulated-node".into());
+    let make_runtime = || -> Box<dyn Runtime> {
+        match args.runtime {
+            RuntimeKind::K3s => Box::new(K3sRuntime::system()),
+            RuntimeKind::Simulated => Box::new(SimulatedRuntime::new(
+                node_name.clone(),
+                "v1.30.5+k3s1".into(),
+            )),
+        }
+    };
+    let link = Arc::new(NatsLink::connect(&url).await?);
+    let agent = loop {
+        match Agent::start(
+            Identity::load_or_create(&key_file)?,
+            link.clone(),
+            make_runtime(),
+            store.clone(),
+            args.enroll.clone(),
+        )
+        .await
+        {
+            Ok(a) => break a,
+            Err(
+                e @ powernode_agent::agent::AgentError::Link(
+                    powernode_agent::link::LinkError::Unavailable(_),
+                ),
+            ) => {
+                tracing::warn!(error = %e, "platform unavailable; retrying in 2 s");
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
+    tracing::info!(instance = %agent.instance_id(), runtime = ?args.runtime, "agent running");
+    let shutdown = CancellationToken::new();
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        stop.cancel();
+    });
+    #[cfg(unix)]
+    {
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            if let Ok(mut term) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            {
+                term.recv().await;
+                stop.cancel();
+            }
+        });
+    }
+    agent
+        .run(Duration::from_millis(args.heartbeat_ms), shutdown)
+        .await;
     Ok(())
 }

@@ -92,6 +92,15 @@ pub fn example_payloads() -> Vec<EventPayload> {
             instance_id: INSTANCE.into(),
         }
         .into(),
+        AgentSubmissionRejected {
+            instance_id: INSTANCE.into(),
+            kind: Some("system.k3s.handshake.join_request".into()),
+            event_id: Some("0190d5a0-7b1c-7d2e-8f3a-4b5c6d7e8f90".into()),
+            reason:
+                "bad_signature: the signature does not verify with the key the instance enrolled"
+                    .into(),
+        }
+        .into(),
         NetworkCreated {
             network_id: "net-prod".into(),
             name: "k3s-prod-net".into(),
@@ -217,6 +226,18 @@ pub fn example_payloads() -> Vec<EventPayload> {
             cluster_id: CLUSTER.into(),
             node_name: "k3s-prod-server-1".into(),
             k3s_version: "v1.30.5+k3s1".into(),
+            token_fingerprint: None,
+        }
+        .into(),
+        BootstrapRejected {
+            instance_id: INSTANCE.into(),
+            reason: "not_a_bootstrap_server: template tmpl-worker assigns k3s-agent".into(),
+        }
+        .into(),
+        JoinTokenRotated {
+            cluster_id: CLUSTER.into(),
+            token_fingerprint:
+                "sha256:5b1d2f0c4e9a8b7d6c5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c".into(),
         }
         .into(),
         ClusterBootstrapped {
@@ -232,6 +253,8 @@ pub fn example_payloads() -> Vec<EventPayload> {
                 "--flannel-backend=host-gw".into(),
                 "--cluster-cidr=10.42.0.0/16".into(),
             ],
+            join_token_fingerprint:
+                "sha256:9f2c4e6a8b0d1f3e5a7c9b1d3f5e7a9c0b2d4f6e8a0c2e4b6d8f0a1c3e5b7d9f".into(),
         }
         .into(),
         ClusterActivated {

@@ -203,3 +203,12 @@ mod tests {
         }
     }
 }
+
+/// The id of the cluster a bootstrap report creates: derived from the
+/// report's event id, so every service (and a replay) names it the same way.
+pub fn cluster_id_for_bootstrap(bootstrap_event_id: uuid::Uuid) -> String {
+    format!(
+        "cluster-{}",
+        uuid::Uuid::new_v5(&bootstrap_event_id, b"k3s-cluster").simple()
+    )
+}

@@ -117,6 +117,7 @@ define_events! {
     AgentEnrolled = "system.agent.enrolled", v = 1, Instance(instance_id);
     InstanceDrained = "system.instance.drained", v = 1, Instance(instance_id);
     InstanceTerminated = "system.instance.terminated", v = 1, Instance(instance_id);
+    AgentSubmissionRejected = "system.agent.submission_rejected", v = 1, Instance(instance_id);
     // sdwan
     NetworkCreated = "system.sdwan.network.created", v = 1, Network(network_id);
     PodSubnetPrefixSet = "system.sdwan.network.pod_subnet_prefix_set", v = 1, Network(network_id);
@@ -137,6 +138,8 @@ define_events! {
     JoinTokenIssued = "system.k3s.handshake.join_token_issued", v = 1, Instance(instance_id);
     JoinRejected = "system.k3s.handshake.join_rejected", v = 1, Instance(instance_id);
     HandshakeReady = "system.k3s.handshake.ready", v = 1, Instance(instance_id);
+    BootstrapRejected = "system.k3s.handshake.bootstrap_rejected", v = 1, Instance(instance_id);
+    JoinTokenRotated = "system.k3s.join_token.rotated", v = 1, Cluster(cluster_id);
     ClusterBootstrapped = "system.k3s.cluster.bootstrapped", v = 1, Cluster(cluster_id);
     ClusterActivated = "system.k3s.cluster.activated", v = 1, Cluster(cluster_id);
     NodeRegistered = "system.k3s.node.registered", v = 1, Cluster(cluster_id);

@@ -168,6 +168,7 @@ fn decommission_cascades_to_node_rows_and_releases_the_vip_but_keeps_instances()
             cluster_id: ids.cluster.clone(),
             node_name: "late".into(),
             k3s_version: VERSION.into(),
+            token_fingerprint: None,
         },
     );
     let later = s.fold();

@@ -13,6 +13,9 @@
 pub mod api;
 pub mod bench;
 pub mod cli;
+pub mod intake;
 pub mod log;
 pub mod runtime;
+pub mod secrets;
 pub mod services;
+pub mod sim;

@@ -177,6 +177,7 @@ async fn fake_cluster(
             cni_plugin: CniPlugin::Flannel,
             pod_cidr: None,
             server_flags: vec![],
+            join_token_fingerprint: String::new(),
         }
         .into()),
         ev(HandshakeReady {
@@ -184,6 +185,7 @@ async fn fake_cluster(
             cluster_id: id.into(),
             node_name: "srv".into(),
             k3s_version: "v1.30.5+k3s1".into(),
+            token_fingerprint: None,
         }
         .into()),
         ev(ClusterActivated {
@@ -201,6 +203,7 @@ async fn fake_cluster(
             cluster_id: id.into(),
             node_name: "wrk".into(),
             k3s_version: "v1.30.5+k3s1".into(),
+            token_fingerprint: None,
         }
         .into()),
     ];

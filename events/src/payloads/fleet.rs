@@ -105,3 +105,18 @@ payload! {
         pub instance_id: String,
     }
 }
+
+payload! {
+    /// An agent's submission was refused at intake (bad signature, another
+    /// instance's identity, a replay, an unknown instance, a bad payload).
+    pub struct AgentSubmissionRejected {
+        /// The instance the submission claimed to come from.
+        pub instance_id: String,
+        /// Kind of the submitted event, when it could be read.
+        pub kind: Option<String>,
+        /// Id of the submitted event, when it could be read.
+        pub event_id: Option<String>,
+        /// Why.
+        pub reason: String,
+    }
+}

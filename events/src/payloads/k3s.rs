@@ -115,6 +115,30 @@ payload! {
         pub node_name: String,
         /// k3s version.
         pub k3s_version: String,
+        /// `sha256:<hex>` of the join token the node joined with (absent on
+        /// the bootstrap server); a token rotated since then is refused.
+        #[serde(default)]
+        pub token_fingerprint: Option<String>,
+    }
+}
+
+payload! {
+    /// A bootstrap report was refused (the instance may not create a cluster).
+    pub struct BootstrapRejected {
+        /// Instance id.
+        pub instance_id: String,
+        /// Why (`not_a_bootstrap_server`, `already_in_cluster`, …).
+        pub reason: String,
+    }
+}
+
+payload! {
+    /// A cluster's join token was rotated; the old token no longer joins.
+    pub struct JoinTokenRotated {
+        /// Cluster id.
+        pub cluster_id: String,
+        /// `sha256:<hex>` of the new token (the token is in the secret store).
+        pub token_fingerprint: String,
     }
 }
 
@@ -139,6 +163,9 @@ payload! {
         pub pod_cidr: Option<IpNet>,
         /// Extra k3s server flags (e.g. `--flannel-iface=wg-sdwan-<handle>`).
         pub server_flags: Vec<String>,
+        /// `sha256:<hex>` of the cluster's join token (from the bootstrap report).
+        #[serde(default)]
+        pub join_token_fingerprint: String,
     }
 }
 

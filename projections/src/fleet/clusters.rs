@@ -6,8 +6,8 @@ use super::AccountState;
 use ipnet::IpNet;
 use powernode_events::payloads::fleet::CniPlugin;
 use powernode_events::payloads::k3s::{
-    ClusterActivated, ClusterBootstrapped, ClusterDecommissioned, HandshakeReady, NodeRegistered,
-    NodeRole,
+    ClusterActivated, ClusterBootstrapped, ClusterDecommissioned, HandshakeReady, JoinTokenRotated,
+    NodeRegistered, NodeRole,
 };
 use serde::{Deserialize, Serialize};
 
@@ -47,6 +47,8 @@ pub struct Cluster {
     pub pod_cidr: Option<IpNet>,
     /// Extra k3s server flags.
     pub server_flags: Vec<String>,
+    /// `sha256:<hex>` of the current join token (bootstrap report, then rotations).
+    pub join_token_fingerprint: String,
     /// The instance that bootstrapped it.
     pub bootstrap_instance_id: String,
     /// k3s version last reported by the bootstrap instance.
@@ -112,6 +114,7 @@ pub(super) fn cluster_bootstrapped(account: &mut AccountState, seq: u64, p: &Clu
             cni_plugin: p.cni_plugin,
             pod_cidr: p.pod_cidr,
             server_flags: p.server_flags.clone(),
+            join_token_fingerprint: p.join_token_fingerprint.clone(),
             bootstrap_instance_id: p.bootstrap_instance_id.clone(),
             k3s_version,
             created_seq: seq,
@@ -188,12 +191,12 @@ fn add_node_row(
 
 /// `system.k3s.handshake.ready`: the instance is ready in the cluster; its
 /// node row (if any) becomes ready with the reported version.
-pub(super) fn handshake_ready(account: &mut AccountState, p: &HandshakeReady) {
+pub(super) fn handshake_ready(account: &mut AccountState, seq: u64, p: &HandshakeReady) {
     let live = account
         .clusters
         .get(&p.cluster_id)
         .is_some_and(|c| c.status != ClusterStatus::Decommissioned);
-    record_phase(account, &p.instance_id, K3sPhase::Ready, |i| {
+    record_phase(account, seq, &p.instance_id, K3sPhase::Ready, |i| {
         i.k3s_version = Some(p.k3s_version.clone());
         i.node_name = Some(p.node_name.clone());
         if live {
@@ -240,5 +243,12 @@ pub(super) fn cluster_decommissioned(
     }
     if let Some(vip) = &p.released_virtual_ip_id {
         vip_released(account, vip, "cluster decommissioned");
+    }
+}
+
+/// `system.k3s.join_token.rotated`: the cluster's current token changes.
+pub(super) fn join_token_rotated(account: &mut AccountState, p: &JoinTokenRotated) {
+    if let Some(cluster) = account.clusters.get_mut(&p.cluster_id) {
+        cluster.join_token_fingerprint = p.token_fingerprint.clone();
     }
 }

@@ -90,6 +90,8 @@ pub enum K3sPhase {
     JoinRejected,
     /// `system.k3s.handshake.ready`.
     Ready,
+    /// `system.k3s.handshake.bootstrap_rejected`.
+    BootstrapRejected,
 }
 
 /// A provisioned node instance running an agent.
@@ -121,8 +123,26 @@ pub struct Instance {
     /// Reason of the last join rejection, until a join token is issued or
     /// the instance bootstraps or becomes ready.
     pub last_join_rejection: Option<String>,
+    /// Reason of the last refused bootstrap report, until the next phase.
+    pub last_bootstrap_rejection: Option<String>,
+    /// The cluster its latest bootstrap report creates (derived from the
+    /// report's event id), and the fingerprint of the token it reported.
+    pub bootstrap: Option<BootstrapReport>,
+    /// Sequence of the event that set `k3s_phase`.
+    pub phase_seq: u64,
     /// Sequence of the provisioning event.
     pub provisioned_seq: u64,
+}
+
+/// What a bootstrap server reported (`system.k3s.handshake.bootstrap`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BootstrapReport {
+    /// The cluster the report creates.
+    pub cluster_id: String,
+    /// `sha256:<hex>` of the node (join) token.
+    pub node_token_fingerprint: String,
+    /// Sequence of the report.
+    pub seq: u64,
 }
 
 /// `system.template.created` (first creation wins).
@@ -200,6 +220,9 @@ pub(super) fn instance_provisioned(
             cluster_id: None,
             node_name: None,
             last_join_rejection: None,
+            last_bootstrap_rejection: None,
+            bootstrap: None,
+            phase_seq: 0,
             provisioned_seq: seq,
         },
     );
@@ -240,17 +263,20 @@ pub(super) fn instance_terminated(account: &mut AccountState, p: &InstanceTermin
 /// Records a handshake phase on an instance; `f` adds what the phase carries.
 pub(super) fn record_phase(
     account: &mut AccountState,
+    seq: u64,
     instance_id: &str,
     phase: K3sPhase,
     f: impl FnOnce(&mut Instance),
 ) {
     if let Some(instance) = account.instances.get_mut(instance_id) {
         instance.k3s_phase = Some(phase);
+        instance.phase_seq = seq;
         if matches!(
             phase,
             K3sPhase::Bootstrap | K3sPhase::JoinTokenIssued | K3sPhase::Ready
         ) {
             instance.last_join_rejection = None;
+            instance.last_bootstrap_rejection = None;
         }
         f(instance);
     }

@@ -20,12 +20,15 @@ mod sdwan;
 pub use accounts::OperatorToken;
 pub use approvals::{Approval, ApprovalStatus};
 pub use clusters::{Cluster, ClusterStatus, K8sNode, K8sNodeStatus, FLAVOR_K3S};
-pub use instances::{Instance, InstanceStatus, K3sPhase, ModuleAssignment, Node, Template};
+pub use instances::{
+    BootstrapReport, Instance, InstanceStatus, K3sPhase, ModuleAssignment, Node, Template,
+};
 pub use sdwan::{Network, Peer, VipStatus, VirtualIp};
 
 use crate::snapshot::{self, SnapshotError, SnapshotFormat};
 use crate::Projection;
 use instances::record_phase;
+use powernode_events::ids::cluster_id_for_bootstrap;
 use powernode_events::{AccountId, Envelope, EventPayload};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -34,7 +37,7 @@ use std::collections::BTreeMap;
 const FORMAT: SnapshotFormat = SnapshotFormat {
     projection: "fleet",
     magic: *b"PNfl",
-    version: 1,
+    version: 2,
 };
 
 /// Everything one account owns. All maps are keyed by object id.
@@ -138,30 +141,43 @@ impl FleetState {
             }
             // k3s handshake, as seen on the instance
             EventPayload::RuntimeInstalling(p) => self.update(acct, |a| {
-                record_phase(a, &p.instance_id, K3sPhase::Installing, |i| {
+                record_phase(a, seq, &p.instance_id, K3sPhase::Installing, |i| {
                     i.k3s_version = Some(p.version.clone())
                 })
             }),
             EventPayload::HandshakeBootstrap(p) => self.update(acct, |a| {
-                record_phase(a, &p.instance_id, K3sPhase::Bootstrap, |i| {
-                    i.k3s_version = Some(p.k3s_version.clone())
+                record_phase(a, seq, &p.instance_id, K3sPhase::Bootstrap, |i| {
+                    i.k3s_version = Some(p.k3s_version.clone());
+                    i.bootstrap = Some(BootstrapReport {
+                        cluster_id: cluster_id_for_bootstrap(event.id),
+                        node_token_fingerprint: p.node_token_fingerprint.clone(),
+                        seq,
+                    });
                 })
             }),
+            EventPayload::BootstrapRejected(p) => self.update(acct, |a| {
+                record_phase(a, seq, &p.instance_id, K3sPhase::BootstrapRejected, |i| {
+                    i.last_bootstrap_rejection = Some(p.reason.clone())
+                })
+            }),
+            EventPayload::JoinTokenRotated(p) => {
+                self.update(acct, |a| clusters::join_token_rotated(a, p))
+            }
             EventPayload::HandshakeJoinRequest(p) => self.update(acct, |a| {
-                record_phase(a, &p.instance_id, K3sPhase::JoinRequest, |_| {})
+                record_phase(a, seq, &p.instance_id, K3sPhase::JoinRequest, |_| {})
             }),
             EventPayload::JoinTokenIssued(p) => self.update(acct, |a| {
-                record_phase(a, &p.instance_id, K3sPhase::JoinTokenIssued, |i| {
+                record_phase(a, seq, &p.instance_id, K3sPhase::JoinTokenIssued, |i| {
                     i.cluster_id = Some(p.cluster_id.clone())
                 })
             }),
             EventPayload::JoinRejected(p) => self.update(acct, |a| {
-                record_phase(a, &p.instance_id, K3sPhase::JoinRejected, |i| {
+                record_phase(a, seq, &p.instance_id, K3sPhase::JoinRejected, |i| {
                     i.last_join_rejection = Some(p.reason.clone())
                 })
             }),
             EventPayload::HandshakeReady(p) => {
-                self.update(acct, |a| clusters::handshake_ready(a, p))
+                self.update(acct, |a| clusters::handshake_ready(a, seq, p))
             }
             // clusters
             EventPayload::ClusterBootstrapped(p) => {
@@ -222,7 +238,8 @@ impl FleetState {
             | EventPayload::FailoverProposed(_)
             | EventPayload::PodSubnetPrefixIgnored(_)
             | EventPayload::KubeconfigRetrieved(_)
-            | EventPayload::RecordRejected(_) => {}
+            | EventPayload::RecordRejected(_)
+            | EventPayload::AgentSubmissionRejected(_) => {}
         }
     }
 

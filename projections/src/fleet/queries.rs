@@ -34,6 +34,25 @@ impl FleetState {
         out
     }
 
+    /// A cluster by id alone, with its account (join validation tells "not
+    /// found" from "another account's").
+    pub fn find_cluster(&self, cluster_id: &str) -> Option<(&AccountId, &Cluster)> {
+        self.accounts
+            .iter()
+            .find_map(|(id, a)| a.clusters.get(cluster_id).map(|c| (id, c)))
+    }
+
+    /// The instance whose enrollment credential has this fingerprint, with
+    /// its account (agent enrollment).
+    pub fn instance_by_enrollment(&self, fingerprint: &str) -> Option<(&AccountId, &Instance)> {
+        self.accounts.iter().find_map(|(id, a)| {
+            a.instances
+                .values()
+                .find(|i| i.enrollment_fingerprint == fingerprint)
+                .map(|i| (id, i))
+        })
+    }
+
     /// One cluster of the account (decommissioned ones included).
     pub fn cluster(&self, account: &AccountId, cluster_id: &str) -> Option<&Cluster> {
         self.account(account)?.clusters.get(cluster_id)

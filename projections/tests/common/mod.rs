@@ -273,6 +273,7 @@ pub fn bootstrap(s: &mut Stream, account: &str, ids: &Ids) {
             cni_plugin: CniPlugin::Flannel,
             pod_cidr: Some("10.42.0.0/16".parse().unwrap()),
             server_flags: vec![format!("--flannel-iface=wg-sdwan-{account}")],
+            join_token_fingerprint: String::new(),
         },
     )
     .push_as(
@@ -283,6 +284,7 @@ pub fn bootstrap(s: &mut Stream, account: &str, ids: &Ids) {
             cluster_id: ids.cluster.clone(),
             node_name: format!("{account}-server-1"),
             k3s_version: VERSION.into(),
+            token_fingerprint: None,
         },
     )
     .push(
@@ -352,6 +354,7 @@ pub fn worker_join(s: &mut Stream, account: &str, ids: &Ids) {
             cluster_id: ids.cluster.clone(),
             node_name: format!("{account}-worker-1"),
             k3s_version: VERSION.into(),
+            token_fingerprint: None,
         },
     );
 }

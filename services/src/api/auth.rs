@@ -7,7 +7,6 @@ use axum::http::HeaderMap;
 use powernode_events::AccountId;
 use powernode_projections::FleetState;
 use rand::RngCore;
-use sha2::{Digest, Sha256};
 
 /// Everything, in every account (the bootstrap admin).
 pub const ADMIN: &str = "system.admin";
@@ -57,7 +56,7 @@ impl Operator {
 
 /// `sha256:<hex>` of a secret: what events and the projection keep.
 pub fn fingerprint(secret: &str) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(secret.as_bytes())))
+    powernode_agent::protocol::fingerprint(secret.as_bytes())
 }
 
 /// A fresh random operator token.

@@ -30,6 +30,11 @@ pub struct ApiState {
     pub log: SharedLog,
     /// The API's projection.
     pub fleet: Shared<FleetState>,
+    /// Join tokens and kubeconfigs.
+    pub secrets: crate::secrets::SharedSecrets,
+    /// Told about every provisioned instance and its credential, when
+    /// simulated agents run in this process.
+    pub on_provision: Option<tokio::sync::mpsc::UnboundedSender<crate::sim::Provisioned>>,
 }
 
 /// The router.

@@ -208,6 +208,7 @@ fn cluster_lifecycle(account: &AccountId, i: usize, cap: usize) -> ClusterStream
                 "--flannel-backend=host-gw".into(),
                 "--cluster-cidr=10.42.0.0/16".into(),
             ],
+            join_token_fingerprint: format!("sha256:{:064x}", i),
         },
     );
     b.agent(
@@ -218,6 +219,7 @@ fn cluster_lifecycle(account: &AccountId, i: usize, cap: usize) -> ClusterStream
             cluster_id: cluster_id.clone(),
             node_name: format!("k3s-server-{i}-0"),
             k3s_version: VERSION.into(),
+            token_fingerprint: None,
         },
     );
     b.service(
@@ -293,6 +295,7 @@ fn cluster_lifecycle(account: &AccountId, i: usize, cap: usize) -> ClusterStream
                 cluster_id: cluster_id.clone(),
                 node_name: format!("k3s-{i}-{n}"),
                 k3s_version: VERSION.into(),
+                token_fingerprint: Some(format!("sha256:{:064x}", i)),
             },
         );
         let role = if *server {

@@ -4,7 +4,7 @@ mod call;
 pub mod client;
 mod node;
 
-pub use node::{open_log, start_node, LogArgs, RunningNode};
+pub use node::{open_log, start_node, start_node_with, LogArgs, NodeExtras, RunningNode};
 
 use crate::services::ServiceName;
 use clap::{Parser, Subcommand};
@@ -48,6 +48,13 @@ pub enum Command {
         /// Address the HTTP API listens on.
         #[arg(long, env = "POWERNODE_LISTEN", default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
+        /// Run a simulated agent in this process for every instance
+        /// provisioned through the API (no k3s, nothing else to install).
+        #[arg(long, env = "POWERNODE_SIMULATE_AGENTS")]
+        simulate_agents: bool,
+        /// Heartbeat interval of simulated agents, in milliseconds.
+        #[arg(long, default_value_t = 1000)]
+        heartbeat_ms: u64,
     },
     /// Run one service alone.
     Serve {
@@ -85,12 +92,32 @@ pub fn init_tracing(format: LogFormat) {
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Up { log, listen } => node::run_node(&log, &ServiceName::ALL, listen, "up").await,
+        Command::Up {
+            log,
+            listen,
+            simulate_agents,
+            heartbeat_ms,
+        } => {
+            let extras = NodeExtras {
+                simulate_agents: simulate_agents
+                    .then(|| std::time::Duration::from_millis(heartbeat_ms)),
+            };
+            node::run_node(&log, &ServiceName::ALL, listen, "up", extras).await
+        }
         Command::Serve {
             service,
             log,
             listen,
-        } => node::run_node(&log, &[service], listen, service.as_str()).await,
+        } => {
+            node::run_node(
+                &log,
+                &[service],
+                listen,
+                service.as_str(),
+                NodeExtras::default(),
+            )
+            .await
+        }
         Command::Call(args) => call::run(args).await,
         Command::Bench(b) => crate::bench::run(b).await,
     }

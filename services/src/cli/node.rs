@@ -2,6 +2,7 @@
 //! start the consumers (and the HTTP API), stop cleanly on Ctrl-C / SIGTERM.
 
 use crate::api::{router, ApiState};
+use crate::intake::Intake;
 use crate::log::embedded::EmbeddedLog;
 use crate::log::jetstream::{GroupCommit, JetStreamConfig, JetStreamLog};
 use crate::log::SharedLog;
@@ -109,6 +110,36 @@ pub async fn start_node(
     listen: SocketAddr,
     checkpoint_name: &str,
 ) -> anyhow::Result<RunningNode> {
+    start_node_with(
+        log,
+        data_dir,
+        services,
+        listen,
+        checkpoint_name,
+        NodeExtras::default(),
+    )
+    .await
+}
+
+/// Optional parts of a node.
+#[derive(Debug, Clone, Default)]
+pub struct NodeExtras {
+    /// Run a simulated agent for every instance provisioned through this
+    /// API, with this heartbeat interval.
+    pub simulate_agents: Option<std::time::Duration>,
+}
+
+/// [`start_node`] with optional parts. The API brings the agent intake
+/// (over NATS when the log is on NATS, and by direct call for simulated
+/// agents) and the secret store matching the log.
+pub async fn start_node_with(
+    log: SharedLog,
+    data_dir: &Path,
+    services: &[ServiceName],
+    listen: SocketAddr,
+    checkpoint_name: &str,
+    extras: NodeExtras,
+) -> anyhow::Result<RunningNode> {
     let cp_dir = data_dir.join(format!("checkpoints-{checkpoint_name}"));
     std::fs::create_dir_all(&cp_dir)
         .with_context(|| format!("cannot create {}", cp_dir.display()))?;
@@ -137,9 +168,35 @@ pub async fn start_node(
             let addr = listener.local_addr()?;
             info!("API listening on http://{addr}");
             node.api_addr = Some(addr);
+            let nats = log.nats_client();
+            let secrets = crate::secrets::open_for(
+                nats.as_ref().map(|(c, _)| c),
+                data_dir,
+                nats.as_ref().map_or(1, |(_, r)| *r),
+            )
+            .await
+            .context("cannot open the secret store")?;
+            info!(secrets = %secrets.describe(), "secret store");
+            let intake = Intake::new(log.clone(), shared.clone(), secrets.clone());
+            if let Some((client, _)) = nats {
+                let (intake, stop) = (intake.clone(), shutdown.clone());
+                node.tasks
+                    .spawn(async move { crate::intake::nats::serve(intake, client, stop).await });
+            }
+            let on_provision = extras.simulate_agents.map(|interval| {
+                info!("simulated agents on (heartbeat every {interval:?})");
+                crate::sim::start(
+                    intake.clone(),
+                    data_dir.join("sim-agents"),
+                    interval,
+                    shutdown.clone(),
+                )
+            });
             let app = router(ApiState {
                 log: log.clone(),
                 fleet: shared.clone(),
+                secrets,
+                on_provision,
             });
             let stop = shutdown.clone();
             node.tasks.spawn(async move {
@@ -178,9 +235,18 @@ pub async fn run_node(
     services: &[ServiceName],
     listen: SocketAddr,
     checkpoint_name: &str,
+    extras: NodeExtras,
 ) -> anyhow::Result<()> {
     let log = open_log(args).await?;
-    let node = start_node(log, &args.data_dir, services, listen, checkpoint_name).await?;
+    let node = start_node_with(
+        log,
+        &args.data_dir,
+        services,
+        listen,
+        checkpoint_name,
+        extras,
+    )
+    .await?;
     let stop = node.shutdown.clone();
     tokio::spawn(async move {
         wait_for_signal().await;

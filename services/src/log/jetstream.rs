@@ -330,6 +330,10 @@ impl JetStreamLog {
 
 #[async_trait]
 impl EventLog for JetStreamLog {
+    fn nats_client(&self) -> Option<(async_nats::Client, usize)> {
+        Some((self.client.clone(), self.config.replicas))
+    }
+
     async fn append(&self, event: &Envelope, expect: Expect) -> Result<Appended, LogError> {
         let payload = event
             .encode()

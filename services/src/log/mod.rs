@@ -198,6 +198,13 @@ pub trait EventLog: Send + Sync + 'static {
 
     /// A short description for logs (`jetstream nats://… stream PN_EVENTS`).
     fn describe(&self) -> String;
+
+    /// The NATS connection under the log and the stream's replica count,
+    /// when there is one (the secret store's KV bucket and the agent intake
+    /// use it).
+    fn nats_client(&self) -> Option<(async_nats::Client, usize)> {
+        None
+    }
 }
 
 /// A named, persistent position in the log for one consumer.

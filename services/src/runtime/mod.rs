@@ -187,6 +187,27 @@ impl<S> Shared<S> {
         *self.applied_tx.borrow()
     }
 
+    /// Waits until `f` finds what it looks for in the projection (checked
+    /// now and after every applied event), or `timeout` passes.
+    pub async fn wait_until<T>(
+        &self,
+        timeout: Duration,
+        mut f: impl FnMut(&S) -> Option<T>,
+    ) -> Option<T> {
+        let mut rx = self.applied_tx.subscribe();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            rx.borrow_and_update();
+            if let Some(found) = f(&*self.state.read().await) {
+                return Some(found);
+            }
+            match tokio::time::timeout_at(deadline, rx.changed()).await {
+                Ok(Ok(())) => continue,
+                _ => return None,
+            }
+        }
+    }
+
     /// Waits until the projection has applied `seq` (read-your-writes), or
     /// `timeout` passes. Returns whether it got there.
     pub async fn wait_for(&self, seq: u64, timeout: Duration) -> bool {

@@ -2,13 +2,19 @@
 //! checkpoint, and can run alone (`powernode serve <service>`) or with the
 //! others in one process (`powernode up`).
 //!
-//! Today every service keeps the fleet projection; the decisions each one
-//! makes (provisioner: handshakes and clusters; sdwan: networks and VIPs;
-//! sensor: silence; failover: promotions) are added service by service on top
-//! of this runtime as [`crate::runtime::Reactor`]s.
+//! Every service keeps the fleet projection and adds its decisions as a
+//! [`crate::runtime::Reactor`]: [`provisioner`] (handshakes and clusters),
+//! [`sdwan`] (VIPs). The sensor and failover services keep the projection
+//! only, until silence detection and promotion land.
 
-use crate::log::SharedLog;
-use crate::runtime::{run_consumer, ConsumerConfig, ProjectOnly, RuntimeError, Shared};
+pub mod provisioner;
+pub mod sdwan;
+
+use crate::log::{Expect, LogError, SharedLog};
+use crate::runtime::{
+    derived_event_id, run_consumer, ConsumerConfig, ProjectOnly, ReactError, RuntimeError, Shared,
+};
+use powernode_events::{Actor, Envelope, EventPayload};
 use powernode_projections::checkpoint::CheckpointStore;
 use powernode_projections::FleetState;
 use std::sync::Arc;
@@ -69,13 +75,33 @@ pub async fn run_service(
     shared: Shared<FleetState>,
 ) -> Result<(), RuntimeError> {
     let config = ConsumerConfig::new(name.as_str());
-    run_consumer(
-        ctx.log,
-        ctx.checkpoints,
-        config,
-        shared,
-        ProjectOnly,
-        ctx.shutdown,
-    )
-    .await
+    let (log, cps, stop) = (ctx.log, ctx.checkpoints, ctx.shutdown);
+    match name {
+        ServiceName::Provisioner => {
+            run_consumer(log, cps, config, shared, provisioner::Provisioner, stop).await
+        }
+        ServiceName::Sdwan => run_consumer(log, cps, config, shared, sdwan::Sdwan, stop).await,
+        ServiceName::Api | ServiceName::Sensor | ServiceName::Failover => {
+            run_consumer(log, cps, config, shared, ProjectOnly, stop).await
+        }
+    }
+}
+
+/// Appends a decision caused by `cause`, with an id derived from the cause
+/// and the decision's kind (so handling the cause again after a crash is a
+/// duplicate, not a second fact).
+pub(crate) async fn emit(
+    log: &SharedLog,
+    cause: &Envelope,
+    service: &str,
+    payload: EventPayload,
+) -> Result<(), ReactError> {
+    let mut event =
+        Envelope::new(cause.account_id.clone(), Actor::service(service), payload).caused_by(cause);
+    event.id = derived_event_id(cause.id, event.kind());
+    match log.append(&event, Expect::Any).await {
+        Ok(_) => Ok(()),
+        Err(e @ LogError::Invalid(_)) => Err(ReactError::Fatal(e.to_string())),
+        Err(e) => Err(e.into()),
+    }
 }

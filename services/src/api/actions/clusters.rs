@@ -1,10 +1,16 @@
-//! Cluster reads: `kubernetes_list_clusters`, `kubernetes_get_cluster`,
-//! `kubernetes_list_nodes`, in the runbook's answer shapes.
+//! Clusters: `kubernetes_list_clusters`, `kubernetes_get_cluster`,
+//! `kubernetes_list_nodes` in the runbook's answer shapes, and
+//! `kubernetes_decommission_cluster`.
 
 use super::ActionContext;
+use crate::api::auth::KUBERNETES_DECOMMISSION;
 use crate::api::error::ApiError;
-use powernode_events::AccountId;
-use powernode_projections::fleet::{Cluster, ClusterStatus};
+use crate::log::Expect;
+use crate::secrets::SecretKey;
+use axum::http::StatusCode;
+use powernode_events::payloads::k3s::ClusterDecommissioned;
+use powernode_events::{AccountId, AggregateRef, AggregateType, Envelope, EventPayload};
+use powernode_projections::fleet::{Cluster, ClusterStatus, VipStatus};
 use powernode_projections::FleetState;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -69,4 +75,81 @@ pub async fn list_nodes(ctx: &ActionContext<'_>, a: ListNodes) -> Result<Value, 
         return Ok(json!({ "nodes": [] }));
     }
     Ok(json!({ "nodes": fleet.cluster_nodes(account, &a.cluster_id) }))
+}
+
+/// `kubernetes_decommission_cluster({cluster_id})`: the cluster's node rows
+/// go, its VIP is released, its instances are kept (not terminated). A
+/// second call is refused with `already_decommissioned` and changes nothing.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Decommission {
+    cluster_id: String,
+}
+
+pub async fn decommission(ctx: &ActionContext<'_>, a: Decommission) -> Result<Value, ApiError> {
+    ctx.operator.require(KUBERNETES_DECOMMISSION)?;
+    let account = ctx.operator.account.clone();
+    let aggregate = AggregateRef::new(AggregateType::Cluster, a.cluster_id.clone());
+    let guard = ctx.log().aggregate_last_seq(&account, &aggregate).await?;
+    ctx.wait_for(guard.unwrap_or(0)).await?;
+    let (event, nodes) = {
+        let fleet = ctx.fleet().await;
+        let c = fleet
+            .cluster(&account, &a.cluster_id)
+            .ok_or_else(|| ApiError::not_found("cluster", &a.cluster_id))?;
+        if c.status == ClusterStatus::Decommissioned {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "already_decommissioned",
+                format!(
+                    "cluster {} is already decommissioned; nothing changed",
+                    c.id
+                ),
+            ));
+        }
+        let nodes: Vec<String> = fleet
+            .cluster_nodes(&account, &c.id)
+            .into_iter()
+            .map(|n| n.instance_id.clone())
+            .collect();
+        let vip = fleet
+            .cluster_virtual_ip(&account, &c.id)
+            .filter(|v| v.status == VipStatus::Allocated)
+            .map(|v| v.id.clone());
+        let event = Envelope::new(
+            account.clone(),
+            ctx.actor(),
+            ClusterDecommissioned {
+                cluster_id: c.id.clone(),
+                released_virtual_ip_id: vip,
+            },
+        );
+        (event, nodes)
+    };
+    let expect = guard.map_or(Expect::NoEvents, Expect::LastSeq);
+    ctx.append_guarded(&event, expect).await?;
+    for key in [
+        SecretKey::join_token(&account, &a.cluster_id),
+        SecretKey::kubeconfig(&account, &a.cluster_id),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        if let Err(e) = ctx.secrets().delete(&key).await {
+            tracing::warn!(key = key.as_str(), error = %e, "could not delete a decommissioned cluster's secret");
+        }
+    }
+    let fleet = ctx.fleet().await;
+    let c = fleet
+        .cluster(&account, &a.cluster_id)
+        .expect("the cluster was just seen");
+    let EventPayload::ClusterDecommissioned(p) = &event.payload else {
+        unreachable!()
+    };
+    Ok(json!({
+        "cluster": cluster_json(&fleet, &account, c),
+        "removed_nodes": nodes.len(),
+        "instances_kept": nodes,
+        "released_virtual_ip_id": p.released_virtual_ip_id,
+    }))
 }

@@ -3,13 +3,15 @@
 use super::{check_name, new_id, ActionContext};
 use crate::api::auth::{fingerprint, new_token, KUBERNETES_PROVISION};
 use crate::api::error::ApiError;
-use powernode_events::payloads::fleet::{CniPlugin, InstanceProvisioned, NodeCreated};
+use powernode_events::payloads::fleet::{
+    CniPlugin, InstanceDrained, InstanceProvisioned, InstanceTerminated, NodeCreated,
+};
 use powernode_events::Envelope;
+use powernode_projections::fleet::InstanceStatus;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-/// Nodes with at least this much memory are heavyweight (ovn-kubernetes).
-pub const HEAVYWEIGHT_MB: u64 = 4096;
+use crate::services::provisioner::HEAVYWEIGHT_MB;
 
 /// `system_create_node({hostname, node_template_id, memory_mb})`.
 #[derive(Debug, Deserialize)]
@@ -71,13 +73,17 @@ pub async fn provision_instance(
     a: ProvisionInstance,
 ) -> Result<Value, ApiError> {
     ctx.operator.require(KUBERNETES_PROVISION)?;
-    let (template_id, memory_mb) = {
+    let (template_id, memory_mb, hostname) = {
         let fleet = ctx.fleet().await;
         let node = fleet
             .account(&ctx.operator.account)
             .and_then(|acc| acc.nodes.get(&a.node_id))
             .ok_or_else(|| ApiError::not_found("node", &a.node_id))?;
-        (node.template_id.clone(), node.memory_mb)
+        (
+            node.template_id.clone(),
+            node.memory_mb,
+            node.hostname.clone(),
+        )
     };
     if a.cni_plugin == Some(CniPlugin::OvnKubernetes) && memory_mb < HEAVYWEIGHT_MB {
         return Err(ApiError::bad_request(
@@ -104,5 +110,102 @@ pub async fn provision_instance(
     ctx.append(&[event]).await?;
     let fleet = ctx.fleet().await;
     let instance = fleet.instance(&ctx.operator.account, &id);
-    Ok(json!({ "instance": instance, "id": id, "enrollment_credential": credential }))
+    if let Some(hook) = ctx.on_provision() {
+        let _ = hook.send(crate::sim::Provisioned {
+            instance_id: id.clone(),
+            hostname: hostname.clone(),
+            credential: credential.clone(),
+        });
+    }
+    Ok(
+        json!({ "instance": instance, "id": id, "hostname": hostname, "enrollment_credential": credential }),
+    )
+}
+
+/// An instance's public view (no credential), with its node's hostname.
+fn instance_json(
+    fleet: &powernode_projections::FleetState,
+    account: &powernode_events::AccountId,
+    i: &powernode_projections::fleet::Instance,
+) -> Value {
+    let mut v = json!(i);
+    v["hostname"] = json!(fleet
+        .account(account)
+        .and_then(|a| a.nodes.get(&i.node_id))
+        .map(|n| n.hostname.clone()));
+    v
+}
+
+/// `system_list_instances({})` → `{instances: [...]}`, oldest first.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListInstances {}
+
+pub async fn list_instances(ctx: &ActionContext<'_>, _: ListInstances) -> Result<Value, ApiError> {
+    let fleet = ctx.fleet().await;
+    let account = &ctx.operator.account;
+    let mut all: Vec<_> = fleet
+        .account(account)
+        .map(|a| a.instances.values().collect())
+        .unwrap_or_default();
+    all.sort_by_key(|i| i.provisioned_seq);
+    let out: Vec<Value> = all
+        .into_iter()
+        .map(|i| instance_json(&fleet, account, i))
+        .collect();
+    Ok(json!({ "instances": out }))
+}
+
+/// `system_drain_instance({id})` / `system_terminate_instance({id})`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InstanceId {
+    id: String,
+}
+
+/// Drains (planned maintenance) or terminates an instance.
+pub async fn set_instance_status(
+    ctx: &ActionContext<'_>,
+    a: InstanceId,
+    terminate: bool,
+) -> Result<Value, ApiError> {
+    ctx.operator.require(KUBERNETES_PROVISION)?;
+    let account = &ctx.operator.account;
+    let status = {
+        let fleet = ctx.fleet().await;
+        fleet
+            .instance(account, &a.id)
+            .ok_or_else(|| ApiError::not_found("instance", &a.id))?
+            .status
+    };
+    let already = match status {
+        InstanceStatus::Terminated => true,
+        InstanceStatus::Drained => !terminate,
+        _ => false,
+    };
+    if !already {
+        let event = if terminate {
+            Envelope::new(
+                account.clone(),
+                ctx.actor(),
+                InstanceTerminated {
+                    instance_id: a.id.clone(),
+                },
+            )
+        } else {
+            Envelope::new(
+                account.clone(),
+                ctx.actor(),
+                InstanceDrained {
+                    instance_id: a.id.clone(),
+                },
+            )
+        };
+        ctx.append(&[event]).await?;
+    }
+    let fleet = ctx.fleet().await;
+    let i = fleet
+        .instance(account, &a.id)
+        .expect("the instance was just seen");
+    Ok(json!({ "instance": instance_json(&fleet, account, i), "changed": !already }))
 }

@@ -8,8 +8,10 @@ mod accounts;
 mod clusters;
 mod events;
 mod instances;
+mod kubeconfig;
 mod sdwan;
 mod templates;
+mod vips;
 
 use super::auth::{authenticate, Operator};
 use super::error::ApiError;
@@ -35,6 +37,15 @@ pub const ACTIONS: &[&str] = &[
     "kubernetes_list_clusters",
     "kubernetes_get_cluster",
     "kubernetes_list_nodes",
+    "kubernetes_get_kubeconfig",
+    "kubernetes_decommission_cluster",
+    "kubernetes_rotate_join_token",
+    "system_sdwan_get_virtual_ip",
+    "system_sdwan_list_networks",
+    "system_sdwan_update_network",
+    "system_list_instances",
+    "system_drain_instance",
+    "system_terminate_instance",
 ];
 
 /// How long an action waits for the projection to apply its own events.
@@ -58,6 +69,18 @@ impl ActionContext<'_> {
     /// The event log.
     pub fn log(&self) -> &crate::log::SharedLog {
         &self.api.log
+    }
+
+    /// The secret store.
+    pub fn secrets(&self) -> &crate::secrets::SharedSecrets {
+        &self.api.secrets
+    }
+
+    /// Where newly provisioned instances are announced (simulated agents).
+    pub fn on_provision(
+        &self,
+    ) -> Option<&tokio::sync::mpsc::UnboundedSender<crate::sim::Provisioned>> {
+        self.api.on_provision.as_ref()
     }
 
     /// Reads the API's projection.
@@ -174,6 +197,17 @@ pub async fn dispatch(
         "kubernetes_list_clusters" => clusters::list_clusters(&ctx, args(value)?).await,
         "kubernetes_get_cluster" => clusters::get_cluster(&ctx, args(value)?).await,
         "kubernetes_list_nodes" => clusters::list_nodes(&ctx, args(value)?).await,
+        "kubernetes_get_kubeconfig" => kubeconfig::get_kubeconfig(&ctx, args(value)?).await,
+        "kubernetes_decommission_cluster" => clusters::decommission(&ctx, args(value)?).await,
+        "kubernetes_rotate_join_token" => kubeconfig::rotate_join_token(&ctx, args(value)?).await,
+        "system_sdwan_get_virtual_ip" => vips::get_virtual_ip(&ctx, args(value)?).await,
+        "system_sdwan_list_networks" => vips::list_networks(&ctx, args(value)?).await,
+        "system_sdwan_update_network" => sdwan::update_network(&ctx, args(value)?).await,
+        "system_list_instances" => instances::list_instances(&ctx, args(value)?).await,
+        "system_drain_instance" => instances::set_instance_status(&ctx, args(value)?, false).await,
+        "system_terminate_instance" => {
+            instances::set_instance_status(&ctx, args(value)?, true).await
+        }
         other => unreachable!("{other} is in ACTIONS but not dispatched"),
     }
 }

@@ -263,3 +263,97 @@ pub async fn attach_peer(ctx: &ActionContext<'_>, a: AttachPeer) -> Result<Value
     }
     Err(LogError::Unavailable(format!("network {} is busy; retry", a.network_id)).into())
 }
+
+/// `system_sdwan_update_network({network_id, pod_subnet_prefix})`: opts a
+/// network into routing flannel pod traffic over the overlay. The prefix
+/// may be set on a network that already has clusters (migration), but once
+/// a live cluster references the network it never changes.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateNetwork {
+    network_id: String,
+    pod_subnet_prefix: String,
+}
+
+pub async fn update_network(ctx: &ActionContext<'_>, a: UpdateNetwork) -> Result<Value, ApiError> {
+    ctx.operator.require(KUBERNETES_PROVISION)?;
+    let pod = parse_prefix("pod_subnet_prefix", &a.pod_subnet_prefix)?;
+    let account = ctx.operator.account.clone();
+    let aggregate = AggregateRef::new(AggregateType::Network, a.network_id.clone());
+    let guard = ctx.log().aggregate_last_seq(&account, &aggregate).await?;
+    ctx.wait_for(guard.unwrap_or(0)).await?;
+    let event = {
+        let fleet = ctx.fleet().await;
+        let network = fleet
+            .network(&account, &a.network_id)
+            .ok_or_else(|| ApiError::not_found("network", &a.network_id))?;
+        if network.pod_subnet_prefix == Some(pod) {
+            return Ok(json!({ "network": network, "changed": false }));
+        }
+        if let Some(current) = network.pod_subnet_prefix {
+            let referencing: Vec<&str> = fleet
+                .clusters(&account, false)
+                .into_iter()
+                .filter(|c| c.network_id.as_deref() == Some(a.network_id.as_str()))
+                .map(|c| c.id.as_str())
+                .collect();
+            if !referencing.is_empty() {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "pod_subnet_prefix_immutable",
+                    format!(
+                        "network {} has pod_subnet_prefix {current}, referenced by cluster(s) {}; a k3s pod CIDR cannot change after bootstrap — decommission and rebuild the cluster(s) to move to {pod}",
+                        a.network_id,
+                        referencing.join(", ")
+                    ),
+                ));
+            }
+        }
+        let own = [
+            (
+                IpNet::V6(network.overlay_prefix),
+                "this network's overlay".to_string(),
+            ),
+            (
+                IpNet::V6(network.vip_range),
+                "this network's VIP range".to_string(),
+            ),
+        ];
+        let others = taken_prefixes(&fleet, &account)
+            .into_iter()
+            .filter(|(p, _)| {
+                Some(*p) != network.pod_subnet_prefix
+                    && *p != IpNet::V6(network.overlay_prefix)
+                    && *p != IpNet::V6(network.vip_range)
+            });
+        for (other, what) in own.into_iter().chain(others) {
+            if overlap(&pod, &other) {
+                return Err(overlap_error(&pod, &other, what));
+            }
+        }
+        Envelope::new(
+            account.clone(),
+            ctx.actor(),
+            powernode_events::payloads::sdwan::PodSubnetPrefixSet {
+                network_id: a.network_id.clone(),
+                pod_subnet_prefix: pod,
+            },
+        )
+    };
+    let expect = guard.map_or(Expect::NoEvents, Expect::LastSeq);
+    match ctx.append_guarded(&event, expect).await {
+        Ok(_) => {}
+        Err(ApiError {
+            code: "conflict", ..
+        }) => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                format!("network {} changed meanwhile; retry", a.network_id),
+            ))
+        }
+        Err(e) => return Err(e),
+    }
+    let fleet = ctx.fleet().await;
+    Ok(json!({ "network": fleet.network(&account, &a.network_id), "changed": true }))
+}

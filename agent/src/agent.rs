@@ -1,0 +1,461 @@
+//! The reconcile loop: enroll once, heartbeat, take the module assignment,
+//! and walk the handshake one step per reconcile — install, then bootstrap
+//! (a `k3s-server` without `target_cluster_id`) or join, then `ready`.
+//! A refused step is retried on the next reconcile; `bad token` drops the
+//! cached token and asks to join again.
+
+use crate::identity::{Identity, IdentityError};
+use crate::link::{AgentLink, LinkError};
+use crate::protocol::{
+    fingerprint, Assignment, BootstrapSecrets, EnrollRequest, Heartbeat, HeartbeatReply,
+    Submission, SubmitReply,
+};
+use crate::runtime::{AgentPlan, Role, Runtime, RuntimeError, ServerPlan};
+use crate::state::{AgentState, Phase, Plan, StateStore};
+use powernode_events::payloads::k3s::{
+    HandshakeBootstrap, HandshakeJoinRequest, HandshakeReady, K3sModule, RuntimeInstalling,
+};
+use powernode_events::{AccountId, Actor, Envelope, EventPayload};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+/// Why a reconcile step failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// The intake refused or could not be reached.
+    #[error(transparent)]
+    Link(#[from] LinkError),
+    /// The runtime driver failed.
+    #[error("runtime: {0}")]
+    Runtime(#[from] RuntimeError),
+    /// The state file could not be read or written.
+    #[error("state: {0}")]
+    State(#[from] std::io::Error),
+    /// Signing failed.
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    /// Not enrolled and no credential to enroll with.
+    #[error("this agent is not enrolled yet: pass --enroll <credential> (system_provision_instance returned it)")]
+    NotEnrolled,
+    /// An event could not be encoded.
+    #[error("cannot encode event: {0}")]
+    Encode(String),
+    /// The platform answered something that does not fit the request.
+    #[error("unexpected answer to {0}")]
+    Unexpected(&'static str),
+}
+
+/// What one reconcile did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Moved to a new phase.
+    Advanced(Phase),
+    /// Nothing to do (no assignment yet, or ready).
+    Idle,
+    /// The platform refused the step; retried next time.
+    Refused(String),
+    /// The instance was terminated; the agent stops.
+    Terminated,
+}
+
+/// One agent.
+pub struct Agent {
+    identity: Identity,
+    link: Arc<dyn AgentLink>,
+    /// The driver, taken out while a blocking call runs (the mutex only
+    /// makes the agent `Sync`; it is never contended).
+    runtime: std::sync::Mutex<Option<Box<dyn Runtime>>>,
+    store: StateStore,
+    state: AgentState,
+    /// Whether this process has fixed its plan yet (a plan is taken from the
+    /// first heartbeat that carries an assignment, and kept until restart).
+    plan_fixed: bool,
+}
+
+impl Agent {
+    /// Loads the persisted state and enrolls when not enrolled yet.
+    pub async fn start(
+        identity: Identity,
+        link: Arc<dyn AgentLink>,
+        runtime: Box<dyn Runtime>,
+        store: StateStore,
+        credential: Option<String>,
+    ) -> Result<Self, AgentError> {
+        let mut state = store.load()?;
+        if state.instance_id.is_none() {
+            let credential = credential.ok_or(AgentError::NotEnrolled)?;
+            let reply = link
+                .enroll(EnrollRequest {
+                    credential,
+                    public_key: identity.public_key_hex(),
+                })
+                .await?;
+            info!(instance = %reply.instance_id, account = %reply.account_id, "enrolled");
+            state.instance_id = Some(reply.instance_id);
+            state.account_id = Some(reply.account_id);
+            state.hostname = Some(reply.hostname);
+            state.phase = Phase::Enrolled;
+            store.save(&state)?;
+        }
+        Ok(Self {
+            identity,
+            link,
+            runtime: std::sync::Mutex::new(Some(runtime)),
+            store,
+            state,
+            plan_fixed: false,
+        })
+    }
+
+    /// The state as it stands.
+    pub fn state(&self) -> &AgentState {
+        &self.state
+    }
+
+    /// The instance id.
+    pub fn instance_id(&self) -> &str {
+        self.state.instance_id.as_deref().unwrap_or_default()
+    }
+
+    /// Heartbeats and takes one handshake step.
+    pub async fn reconcile(&mut self) -> Result<Step, AgentError> {
+        let hb = self.heartbeat().await?;
+        if hb.status == "terminated" {
+            return Ok(Step::Terminated);
+        }
+        if !self.plan_fixed {
+            self.fix_plan(&hb.assignments)?;
+        }
+        let step = match (self.state.phase, self.state.plan.clone()) {
+            (_, None) | (Phase::New, _) | (Phase::Ready, _) => Ok(Step::Idle),
+            (Phase::Enrolled, Some(plan)) => self.install(&plan).await,
+            (Phase::Installed, Some(plan)) => {
+                if plan.module == K3sModule::K3sServer && plan.target_cluster_id.is_none() {
+                    self.bootstrap().await
+                } else {
+                    self.join(&plan).await
+                }
+            }
+            (Phase::Bootstrapped | Phase::Joined, Some(_)) => self.ready().await,
+        };
+        match &step {
+            Ok(Step::Refused(reason)) => self.state.last_rejection = Some(reason.clone()),
+            Ok(Step::Advanced(_)) => self.state.last_rejection = None,
+            _ => {}
+        }
+        self.store.save(&self.state)?;
+        step
+    }
+
+    /// Reconciles until `shutdown` or termination: immediately again after
+    /// progress, after `interval` otherwise (a refused join waits for the
+    /// next reconcile).
+    pub async fn run(mut self, interval: Duration, shutdown: CancellationToken) {
+        loop {
+            let wait = match self.reconcile().await {
+                Ok(Step::Advanced(phase)) => {
+                    info!(instance = %self.instance_id(), ?phase, "advanced");
+                    Duration::ZERO
+                }
+                Ok(Step::Idle) => interval,
+                Ok(Step::Refused(reason)) => {
+                    warn!(instance = %self.instance_id(), %reason, "refused; retrying on the next reconcile");
+                    interval
+                }
+                Ok(Step::Terminated) => {
+                    info!(instance = %self.instance_id(), "instance terminated; agent stops");
+                    return;
+                }
+                Err(e) => {
+                    warn!(instance = %self.instance_id(), error = %e, "reconcile failed; retrying");
+                    interval
+                }
+            };
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    async fn heartbeat(&self) -> Result<HeartbeatReply, AgentError> {
+        let instance_id = self.instance_id().to_string();
+        let sent_at_ms = chrono::Utc::now().timestamp_millis();
+        let signature = self
+            .identity
+            .sign_bytes(&Heartbeat::signing_bytes(&instance_id, sent_at_ms));
+        Ok(self
+            .link
+            .heartbeat(Heartbeat {
+                instance_id,
+                sent_at_ms,
+                signature,
+            })
+            .await?)
+    }
+
+    /// Takes the plan from the assignments (a `k3s-server` assignment wins
+    /// over `k3s-agent`). When the assignment differs from what the
+    /// previous run did (a new `target_cluster_id`), the handshake starts
+    /// over from install.
+    fn fix_plan(&mut self, assignments: &[Assignment]) -> Result<(), AgentError> {
+        let chosen = assignments
+            .iter()
+            .find(|a| a.module_name == K3sModule::K3sServer)
+            .or_else(|| assignments.first());
+        let Some(a) = chosen else {
+            return Ok(());
+        };
+        let plan = Plan {
+            assignment_id: a.assignment_id.clone(),
+            module: a.module_name,
+            target_cluster_id: a.target_cluster_id.clone().filter(|t| !t.is_empty()),
+        };
+        if let Some(old) = &self.state.plan {
+            if (old.module, &old.target_cluster_id) != (plan.module, &plan.target_cluster_id)
+                && self.state.phase > Phase::Enrolled
+            {
+                info!(instance = %self.instance_id(), ?old, new = ?plan, "assignment changed since the last run; joining again");
+                self.state.phase = if old.module == plan.module {
+                    Phase::Installed
+                } else {
+                    Phase::Enrolled
+                };
+                self.forget_cluster();
+            }
+        }
+        self.state.plan = Some(plan);
+        self.plan_fixed = true;
+        self.store.save(&self.state)?;
+        Ok(())
+    }
+
+    fn forget_cluster(&mut self) {
+        self.state.cluster_id = None;
+        self.state.api_endpoint = None;
+        self.state.token = None;
+        self.state.token_fingerprint = None;
+    }
+
+    async fn install(&mut self, plan: &Plan) -> Result<Step, AgentError> {
+        let version = self.runtime_info().1;
+        let reply = self
+            .submit(
+                RuntimeInstalling {
+                    instance_id: self.instance_id().to_string(),
+                    module_name: plan.module,
+                    version,
+                },
+                None,
+            )
+            .await?;
+        if let SubmitReply::Rejected { reason } = reply {
+            return Ok(Step::Refused(reason));
+        }
+        let role = match plan.module {
+            K3sModule::K3sServer => Role::Server,
+            K3sModule::K3sAgent => Role::Agent,
+        };
+        self.with_runtime(move |rt| rt.install(role)).await?;
+        self.state.phase = Phase::Installed;
+        Ok(Step::Advanced(Phase::Installed))
+    }
+
+    async fn bootstrap(&mut self) -> Result<Step, AgentError> {
+        let token = self
+            .state
+            .token
+            .clone()
+            .unwrap_or_else(crate::runtime::simulated::new_token);
+        self.state.token = Some(token.clone());
+        self.store.save(&self.state)?;
+        let first = ServerPlan {
+            cluster_init: true,
+            token: token.clone(),
+            ..ServerPlan::default()
+        };
+        let artifacts = self
+            .with_runtime(move |rt| {
+                rt.start_server(&first)?;
+                rt.read_artifacts()
+            })
+            .await?;
+        let version = self.runtime_info().1;
+        let report = HandshakeBootstrap {
+            instance_id: self.instance_id().to_string(),
+            k3s_version: version,
+            node_token_fingerprint: fingerprint(artifacts.node_token.as_bytes()),
+            kubeconfig_fingerprint: fingerprint(artifacts.kubeconfig.as_bytes()),
+        };
+        let secrets = BootstrapSecrets {
+            node_token: artifacts.node_token.clone(),
+            kubeconfig: artifacts.kubeconfig,
+        };
+        match self.submit(report, Some(secrets)).await? {
+            SubmitReply::ClusterCreated {
+                cluster_id,
+                api_endpoint,
+                vip,
+                server_flags,
+            } => {
+                let plan = ServerPlan {
+                    cluster_init: true,
+                    server_url: None,
+                    token: token.clone(),
+                    tls_sans: vip.into_iter().collect(),
+                    extra_flags: server_flags,
+                };
+                self.with_runtime(move |rt| rt.start_server(&plan)).await?;
+                self.state.token_fingerprint = Some(fingerprint(artifacts.node_token.as_bytes()));
+                self.state.token = Some(artifacts.node_token);
+                self.state.cluster_id = Some(cluster_id);
+                self.state.api_endpoint = Some(api_endpoint);
+                self.state.phase = Phase::Bootstrapped;
+                Ok(Step::Advanced(Phase::Bootstrapped))
+            }
+            SubmitReply::Rejected { reason } => Ok(Step::Refused(reason)),
+            _ => Err(AgentError::Unexpected("bootstrap")),
+        }
+    }
+
+    async fn join(&mut self, plan: &Plan) -> Result<Step, AgentError> {
+        let request = HandshakeJoinRequest {
+            instance_id: self.instance_id().to_string(),
+            module_name: plan.module,
+            target_cluster_id: plan.target_cluster_id.clone(),
+        };
+        match self.submit(request, None).await? {
+            SubmitReply::JoinGranted {
+                cluster_id,
+                api_endpoint,
+                vip,
+                token,
+                token_fingerprint,
+                server_flags,
+            } => {
+                let module = plan.module;
+                let url = api_endpoint.clone();
+                let secret = token.clone();
+                self.with_runtime(move |rt| match module {
+                    K3sModule::K3sServer => rt.start_server(&ServerPlan {
+                        cluster_init: false,
+                        server_url: Some(url),
+                        token: secret,
+                        tls_sans: vip.into_iter().collect(),
+                        extra_flags: server_flags,
+                    }),
+                    K3sModule::K3sAgent => rt.start_agent(&AgentPlan {
+                        server_url: url,
+                        token: secret,
+                    }),
+                })
+                .await?;
+                self.state.cluster_id = Some(cluster_id);
+                self.state.api_endpoint = Some(api_endpoint);
+                self.state.token = Some(token);
+                self.state.token_fingerprint = Some(token_fingerprint);
+                self.state.phase = Phase::Joined;
+                Ok(Step::Advanced(Phase::Joined))
+            }
+            SubmitReply::Rejected { reason } => Ok(Step::Refused(reason)),
+            _ => Err(AgentError::Unexpected("join_request")),
+        }
+    }
+
+    async fn ready(&mut self) -> Result<Step, AgentError> {
+        let joined = self.state.phase == Phase::Joined;
+        let report = HandshakeReady {
+            instance_id: self.instance_id().to_string(),
+            cluster_id: self.state.cluster_id.clone().unwrap_or_default(),
+            node_name: self.node_name(),
+            k3s_version: self.runtime_info().1,
+            token_fingerprint: if joined {
+                self.state.token_fingerprint.clone()
+            } else {
+                None
+            },
+        };
+        match self.submit(report, None).await? {
+            SubmitReply::Accepted { .. } => {
+                self.state.phase = Phase::Ready;
+                Ok(Step::Advanced(Phase::Ready))
+            }
+            SubmitReply::Rejected { reason } => {
+                // `bad_token` (rotated since it was issued) or a cluster that
+                // is gone: drop what was cached and ask to join again.
+                self.forget_cluster();
+                self.state.phase = Phase::Installed;
+                Ok(Step::Refused(reason))
+            }
+            _ => Err(AgentError::Unexpected("ready")),
+        }
+    }
+
+    fn node_name(&self) -> String {
+        let (name, _, node_name) = self.runtime_info();
+        match (&self.state.hostname, name) {
+            (Some(h), "simulated") => h.clone(),
+            _ => node_name,
+        }
+    }
+
+    /// The driver's name, k3s version and node name.
+    fn runtime_info(&self) -> (&'static str, String, String) {
+        let guard = self.runtime.lock().expect("runtime lock");
+        let rt = guard
+            .as_deref()
+            .expect("the runtime is back after every call");
+        (rt.name(), rt.version(), rt.node_name())
+    }
+
+    /// Runs a blocking driver call off the async threads.
+    async fn with_runtime<T: Send + 'static>(
+        &mut self,
+        f: impl FnOnce(&mut dyn Runtime) -> Result<T, RuntimeError> + Send + 'static,
+    ) -> Result<T, RuntimeError> {
+        let mut rt = self
+            .runtime
+            .lock()
+            .expect("runtime lock")
+            .take()
+            .expect("the runtime is back after every call");
+        let (rt, out) = tokio::task::spawn_blocking(move || {
+            let out = f(rt.as_mut());
+            (rt, out)
+        })
+        .await
+        .expect("runtime driver panicked");
+        *self.runtime.lock().expect("runtime lock") = Some(rt);
+        out
+    }
+
+    /// Signs `payload` as this instance and submits it.
+    async fn submit(
+        &self,
+        payload: impl Into<EventPayload>,
+        secrets: Option<BootstrapSecrets>,
+    ) -> Result<SubmitReply, AgentError> {
+        let account = AccountId::new(self.state.account_id.clone().unwrap_or_default())
+            .map_err(|_| AgentError::NotEnrolled)?;
+        let mut event = Envelope::new(
+            account,
+            Actor::Agent {
+                instance_id: self.instance_id().to_string(),
+            },
+            payload,
+        );
+        self.identity.sign(&mut event)?;
+        let bytes = event
+            .encode()
+            .map_err(|e| AgentError::Encode(e.to_string()))?;
+        Ok(self
+            .link
+            .submit(Submission {
+                event: hex::encode(bytes),
+                secrets,
+            })
+            .await?)
+    }
+}

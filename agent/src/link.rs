@@ -1,0 +1,97 @@
+//! How an agent reaches the platform's intake: over NATS request/reply
+//! ([`NatsLink`]), or by a direct call for agents running inside the
+//! platform's process (the simulator implements [`AgentLink`] itself).
+
+use crate::protocol::{
+    subjects, EnrollReply, EnrollRequest, ErrorBody, Heartbeat, HeartbeatReply, Reply, Submission,
+    SubmitReply,
+};
+use async_trait::async_trait;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::time::Duration;
+
+/// Why a request to the intake failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum LinkError {
+    /// The intake refused the request (bad credential, bad signature, …).
+    #[error("{}: {}", .0.code, .0.message)]
+    Refused(ErrorBody),
+    /// The intake could not be reached or did not answer; try again later.
+    #[error("intake unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// The three requests an agent makes.
+#[async_trait]
+pub trait AgentLink: Send + Sync {
+    /// Registers the agent's key with its one-time credential.
+    async fn enroll(&self, req: EnrollRequest) -> Result<EnrollReply, LinkError>;
+    /// Proof of life; answers the instance's assignments.
+    async fn heartbeat(&self, hb: Heartbeat) -> Result<HeartbeatReply, LinkError>;
+    /// One signed handshake event; answers the platform's decision.
+    async fn submit(&self, s: Submission) -> Result<SubmitReply, LinkError>;
+}
+
+/// The intake over NATS request/reply.
+pub struct NatsLink {
+    client: async_nats::Client,
+    timeout: Duration,
+}
+
+impl NatsLink {
+    /// Connects to `url`.
+    pub async fn connect(url: &str) -> Result<Self, LinkError> {
+        let client = async_nats::ConnectOptions::new()
+            .connection_timeout(Duration::from_secs(5))
+            .name("powernode-agent")
+            .connect(url)
+            .await
+            .map_err(|e| LinkError::Unavailable(format!("cannot connect to {url}: {e}")))?;
+        Ok(Self::new(client))
+    }
+
+    /// Uses an existing connection.
+    pub fn new(client: async_nats::Client) -> Self {
+        Self {
+            client,
+            timeout: Duration::from_secs(30),
+        }
+    }
+
+    async fn request<Q: Serialize, A: DeserializeOwned>(
+        &self,
+        subject: &'static str,
+        body: &Q,
+    ) -> Result<A, LinkError> {
+        let payload = serde_json::to_vec(body).expect("protocol messages serialize");
+        let msg = tokio::time::timeout(self.timeout, self.client.request(subject, payload.into()))
+            .await
+            .map_err(|_| {
+                LinkError::Unavailable(format!("{subject}: no answer in {:?}", self.timeout))
+            })?
+            .map_err(|e| LinkError::Unavailable(format!("{subject}: {e}")))?;
+        match serde_json::from_slice::<Reply<A>>(&msg.payload) {
+            Ok(Reply::Ok(a)) => Ok(a),
+            Ok(Reply::Error(e)) => Err(LinkError::Refused(e)),
+            Err(e) => Err(LinkError::Unavailable(format!(
+                "{subject}: unreadable answer: {e}"
+            ))),
+        }
+    }
+}
+
+#[async_trait]
+impl AgentLink for NatsLink {
+    async fn enroll(&self, req: EnrollRequest) -> Result<EnrollReply, LinkError> {
+        self.request(subjects::ENROLL, &req).await
+    }
+
+    async fn heartbeat(&self, hb: Heartbeat) -> Result<HeartbeatReply, LinkError> {
+        self.request(subjects::HEARTBEAT, &hb).await
+    }
+
+    async fn submit(&self, s: Submission) -> Result<SubmitReply, LinkError> {
+        self.request(subjects::SUBMIT, &s).await
+    }
+}

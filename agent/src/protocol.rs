@@ -1,0 +1,223 @@
+//! What an agent and the platform's intake say to each other.
+//!
+//! Three requests, each a JSON message (over NATS request/reply on the
+//! [`subjects`], or a direct call for in-process agents):
+//!
+//! * **enroll** — the one-time credential `system_provision_instance`
+//!   returned, and the agent's ed25519 public key;
+//! * **heartbeat** — signed proof of life; the answer carries the
+//!   instance's module assignments (so a new assignment is picked up within
+//!   one heartbeat);
+//! * **submit** — one signed handshake event (CBOR, hex), plus, for a
+//!   bootstrap report only, the secrets k3s generated (they go to the secret
+//!   store, never into the event). The answer is the platform's decision:
+//!   the cluster created, the join granted (with the token), or a refusal
+//!   with its reason.
+
+use powernode_events::payloads::k3s::K3sModule;
+use serde::{Deserialize, Serialize};
+
+/// NATS subjects the intake answers on.
+pub mod subjects {
+    /// [`super::EnrollRequest`] → [`super::EnrollReply`].
+    pub const ENROLL: &str = "pn.agent.enroll";
+    /// [`super::Heartbeat`] → [`super::HeartbeatReply`].
+    pub const HEARTBEAT: &str = "pn.agent.heartbeat";
+    /// [`super::Submission`] → [`super::SubmitReply`].
+    pub const SUBMIT: &str = "pn.agent.submit";
+    /// Queue group of the intake responders.
+    pub const QUEUE: &str = "pn-intake";
+}
+
+/// Enrollment: registers the agent's public key for its instance.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct EnrollRequest {
+    /// The credential `system_provision_instance` returned (secret).
+    pub credential: String,
+    /// Hex of the 32-byte ed25519 public key.
+    pub public_key: String,
+}
+
+impl std::fmt::Debug for EnrollRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EnrollRequest")
+            .field("credential", &"<redacted>")
+            .field("public_key", &self.public_key)
+            .finish()
+    }
+}
+
+/// Who the agent now is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnrollReply {
+    /// The instance the credential belongs to.
+    pub instance_id: String,
+    /// Its account.
+    pub account_id: String,
+    /// The node's hostname (the Kubernetes node name).
+    pub hostname: String,
+}
+
+/// Proof of life, signed with the identity key over
+/// [`Heartbeat::signing_bytes`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Heartbeat {
+    /// The instance.
+    pub instance_id: String,
+    /// When it was sent (ms since the Unix epoch); stale beats are refused.
+    pub sent_at_ms: i64,
+    /// Hex of the ed25519 signature.
+    pub signature: String,
+}
+
+impl Heartbeat {
+    /// The bytes the signature covers.
+    pub fn signing_bytes(instance_id: &str, sent_at_ms: i64) -> Vec<u8> {
+        format!("powernode-heartbeat\n{instance_id}\n{sent_at_ms}").into_bytes()
+    }
+}
+
+/// One k3s module assigned to the instance's template.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Assignment {
+    /// Assignment id.
+    pub assignment_id: String,
+    /// `k3s-server` or `k3s-agent`.
+    pub module_name: K3sModule,
+    /// The cluster to join; absent on a bootstrap server.
+    pub target_cluster_id: Option<String>,
+}
+
+/// The platform's view of the instance, returned to every heartbeat.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeartbeatReply {
+    /// `enrolled`, `drained`, `terminated`, …
+    pub status: String,
+    /// The k3s modules assigned to the instance's template.
+    pub assignments: Vec<Assignment>,
+    /// The cluster the platform has the instance in, if any.
+    pub cluster_id: Option<String>,
+}
+
+/// Secrets a bootstrap server hands over with its report.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct BootstrapSecrets {
+    /// The node (join) token.
+    pub node_token: String,
+    /// The admin kubeconfig.
+    pub kubeconfig: String,
+}
+
+impl std::fmt::Debug for BootstrapSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BootstrapSecrets(<redacted>)")
+    }
+}
+
+/// One signed handshake event.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Submission {
+    /// Hex of the signed event's canonical CBOR encoding.
+    pub event: String,
+    /// Only with `system.k3s.handshake.bootstrap`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secrets: Option<BootstrapSecrets>,
+}
+
+/// The platform's decision on a submission.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum SubmitReply {
+    /// Recorded (installing, ready).
+    Accepted {
+        /// Log sequence of the recorded event.
+        seq: u64,
+    },
+    /// The bootstrap report created a cluster.
+    ClusterCreated {
+        /// The new cluster.
+        cluster_id: String,
+        /// `https://[vip]:6443` (or the fallback endpoint).
+        api_endpoint: String,
+        /// The VIP to add as `--tls-san`, when one was allocated.
+        vip: Option<String>,
+        /// Flags stamped by the platform (flannel over the SD-WAN …).
+        server_flags: Vec<String>,
+    },
+    /// The join request was granted.
+    JoinGranted {
+        /// The cluster to join.
+        cluster_id: String,
+        /// `K3S_URL` / `--server`.
+        api_endpoint: String,
+        /// The VIP to add as `--tls-san` (servers), when there is one.
+        vip: Option<String>,
+        /// The join token (secret).
+        token: String,
+        /// `sha256:<hex>` of the token (reported back with `ready`).
+        token_fingerprint: String,
+        /// Flags stamped by the platform for joining servers.
+        server_flags: Vec<String>,
+    },
+    /// Refused; the agent retries on its next reconcile.
+    Rejected {
+        /// Why (`cluster_not_found`, `bad_token`, …).
+        reason: String,
+    },
+}
+
+impl std::fmt::Debug for SubmitReply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::JoinGranted {
+                cluster_id,
+                api_endpoint,
+                ..
+            } => f
+                .debug_struct("JoinGranted")
+                .field("cluster_id", cluster_id)
+                .field("api_endpoint", api_endpoint)
+                .field("token", &"<redacted>")
+                .finish(),
+            Self::Accepted { seq } => f.debug_struct("Accepted").field("seq", seq).finish(),
+            Self::ClusterCreated {
+                cluster_id,
+                api_endpoint,
+                ..
+            } => f
+                .debug_struct("ClusterCreated")
+                .field("cluster_id", cluster_id)
+                .field("api_endpoint", api_endpoint)
+                .finish(),
+            Self::Rejected { reason } => {
+                f.debug_struct("Rejected").field("reason", reason).finish()
+            }
+        }
+    }
+}
+
+/// A request the intake refused outright (it could not be attributed or
+/// verified), as `{"error": {"code", "message"}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// Machine-readable code (`bad_signature`, `unknown_credential`, …).
+    pub code: String,
+    /// What is wrong, for a human.
+    pub message: String,
+}
+
+/// The envelope every intake answer travels in.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reply<T> {
+    /// The answer.
+    Ok(T),
+    /// The refusal.
+    Error(ErrorBody),
+}
+
+/// `sha256:<hex>` of a secret: what events carry instead of it.
+pub fn fingerprint(secret: &[u8]) -> String {
+    use sha2::Digest;
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(secret)))
+}

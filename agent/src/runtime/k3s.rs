@@ -1,0 +1,875 @@
+//! The real driver: installs k3s with its official installer, writes
+//! `/etc/rancher/k3s/config.yaml` and a systemd drop-in, and drives
+//! `systemctl`.
+//!
+//! Every path is under a root directory (`/` on a node, a temp dir in tests)
+//! and every command goes through a [`CommandRunner`]. Files holding a token
+//! are mode 0600; tokens never appear in an error.
+//!
+//! Starting is idempotent without being disruptive: once a unit has been
+//! restarted with some configuration, a stamp records it, and a later call
+//! with the same configuration while the unit is active restarts nothing.
+
+use super::runner::{redact, CommandRunner, SystemRunner};
+use super::{AgentPlan, BootstrapArtifacts, Role, Runtime, RuntimeError, ServerPlan};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// The k3s version installed unless told otherwise.
+pub const DEFAULT_VERSION: &str = "v1.30.5+k3s1";
+/// The official installer script.
+pub const INSTALLER_URL: &str = "https://get.k3s.io";
+/// The port of the Kubernetes API (and of k3s's supervisor).
+pub const API_PORT: u16 = 6443;
+/// The directory the installer is told to put the binary in (the drop-in's
+/// `ExecStart` names it).
+pub const BIN_DIR: &str = "/usr/local/bin";
+/// The k3s binary.
+pub const K3S_BIN: &str = "/usr/local/bin/k3s";
+/// The server configuration k3s reads at start.
+pub const CONFIG_FILE: &str = "/etc/rancher/k3s/config.yaml";
+/// The drop-in overriding `k3s.service`'s `ExecStart`.
+pub const SERVER_DROP_IN: &str = "/etc/systemd/system/k3s.service.d/10-powernode.conf";
+/// The drop-in giving `k3s-agent.service` its `K3S_URL` / `K3S_TOKEN`.
+pub const AGENT_DROP_IN: &str = "/etc/systemd/system/k3s-agent.service.d/10-powernode.conf";
+/// The admin kubeconfig a k3s server writes.
+pub const KUBECONFIG_FILE: &str = "/etc/rancher/k3s/k3s.yaml";
+/// The node token (`K10<ca hash>::server:<password>`) a k3s server writes.
+pub const NODE_TOKEN_FILE: &str = "/var/lib/rancher/k3s/server/node-token";
+/// The cluster CA a k3s server generates at its first start (its SHA-256
+/// is the hash in a `K10…` token).
+pub const SERVER_CA_FILE: &str = "/var/lib/rancher/k3s/server/tls/server-ca.crt";
+/// What was installed: `<version> <server|agent>`, written after the
+/// installer succeeded.
+pub const INSTALLED_MARKER: &str = "/var/lib/powernode-agent/k3s-installed";
+/// Fingerprint of the configuration `k3s` was last restarted with.
+const SERVER_APPLIED: &str = "/var/lib/powernode-agent/k3s-applied";
+/// Fingerprint of the configuration `k3s-agent` was last restarted with.
+const AGENT_APPLIED: &str = "/var/lib/powernode-agent/k3s-agent-applied";
+/// Keys of the server configuration the plan itself sets; an extra flag may
+/// not set them too.
+const PLAN_KEYS: &[&str] = &["cluster-init", "server", "token", "token-file"];
+const FILE_HEADER: &str = "# Written by powernode-agent; rewritten on every start, do not edit.\n";
+
+/// `https://<host>:6443` for a VIP or host name; an IPv6 address is
+/// bracketed (`https://[fd00:abcd:1::100]:6443`), brackets already there are
+/// kept.
+pub fn api_server_url(host: &str) -> String {
+    let bare = bare_host(host);
+    if bare.parse::<std::net::Ipv6Addr>().is_ok() {
+        format!("https://[{bare}]:{API_PORT}")
+    } else {
+        format!("https://{bare}:{API_PORT}")
+    }
+}
+
+/// A host without the brackets of a bracketed IPv6 literal (what
+/// `--tls-san` takes).
+fn bare_host(host: &str) -> &str {
+    let host = host.trim();
+    host.strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host)
+}
+
+/// The real k3s driver.
+pub struct K3sRuntime {
+    root: PathBuf,
+    runner: Box<dyn CommandRunner>,
+    version: String,
+    node_name: String,
+    artifact_timeout: Duration,
+    /// Tokens seen in plans, scrubbed from every command error.
+    secrets: Vec<String>,
+}
+
+impl std::fmt::Debug for K3sRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("K3sRuntime")
+            .field("root", &self.root)
+            .field("version", &self.version)
+            .field("node_name", &self.node_name)
+            .field("artifact_timeout", &self.artifact_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl K3sRuntime {
+    /// How long [`Runtime::read_artifacts`] waits for k3s to write the
+    /// kubeconfig and node token unless told otherwise.
+    pub const DEFAULT_ARTIFACT_TIMEOUT: Duration = Duration::from_secs(120);
+    const POLL_INTERVAL: Duration = Duration::from_millis(200);
+
+    /// A driver writing under `root` and running commands with `runner`.
+    pub fn new(
+        root: PathBuf,
+        runner: Box<dyn CommandRunner>,
+        version: String,
+        node_name: String,
+    ) -> Self {
+        Self {
+            root,
+            runner,
+            version,
+            node_name,
+            artifact_timeout: Self::DEFAULT_ARTIFACT_TIMEOUT,
+            secrets: Vec::new(),
+        }
+    }
+
+    /// The driver for this machine: root `/`, a [`SystemRunner`],
+    /// [`DEFAULT_VERSION`], and the hostname (lower-cased, as k3s names the
+    /// node) from `/etc/hostname`, the kernel, or `hostname`.
+    pub fn system() -> Self {
+        Self::new(
+            PathBuf::from("/"),
+            Box::new(SystemRunner::new()),
+            DEFAULT_VERSION.to_owned(),
+            detect_hostname(),
+        )
+    }
+
+    /// Waits at most `timeout` for the kubeconfig and node token.
+    pub fn with_artifact_timeout(mut self, timeout: Duration) -> Self {
+        self.artifact_timeout = timeout;
+        self
+    }
+
+    /// The root directory everything is written under.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Where the node path `node_path` (e.g. [`CONFIG_FILE`]) is under the
+    /// root.
+    pub fn path(&self, node_path: &str) -> PathBuf {
+        self.root.join(node_path.trim_start_matches('/'))
+    }
+
+    fn remember_secret(&mut self, token: &str) {
+        let mut add = |s: &str| {
+            if !s.is_empty() && !self.secrets.iter().any(|known| known == s) {
+                self.secrets.push(s.to_owned());
+            }
+        };
+        add(token);
+        // The password part of a `K10…::server:<password>` token may be
+        // echoed on its own.
+        if let Some((_, credentials)) = token.split_once("::") {
+            add(credentials);
+            if let Some((_, password)) = credentials.split_once(':') {
+                add(password);
+            }
+        }
+    }
+
+    /// Runs a command, scrubbing every known token from its error.
+    fn run(
+        &mut self,
+        program: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<(), RuntimeError> {
+        let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        match self.runner.run(program, &args, &env) {
+            Ok(_) => Ok(()),
+            Err(RuntimeError::Command { command, detail }) => Err(RuntimeError::Command {
+                command: redact(&command, &self.secrets),
+                detail: redact(&detail, &self.secrets),
+            }),
+            Err(other) => Err(other),
+        }
+    }
+
+    /// A `cluster_init` server given a secure token: k3s accepts it only
+    /// when the cluster CA already exists and hashes to the token's hash.
+    fn check_cluster_ca(&self, token: &str) -> Result<(), RuntimeError> {
+        let Some((hash, _)) = secure_token_parts(token) else {
+            return Ok(());
+        };
+        match read_optional(&self.path(SERVER_CA_FILE))? {
+            None => Err(invalid(SECURE_TOKEN_ON_FIRST_SERVER)),
+            Some(ca) if !hex::encode(Sha256::digest(ca.as_bytes())).eq_ignore_ascii_case(hash) => {
+                Err(invalid(format!(
+                    "the token's CA hash does not match {}: it is another cluster's token",
+                    self.path(SERVER_CA_FILE).display()
+                )))
+            }
+            Some(_) => Ok(()),
+        }
+    }
+
+    /// Reloads systemd, enables and restarts `unit` — unless it was already
+    /// restarted with exactly these files and is still active.
+    fn apply(&mut self, unit: &str, stamp: &str, files: &[&str]) -> Result<(), RuntimeError> {
+        let mut hash = Sha256::new();
+        hash.update(unit.as_bytes());
+        for file in files {
+            hash.update([0u8]);
+            hash.update(file.as_bytes());
+        }
+        let fingerprint = format!("sha256:{}\n", hex::encode(hash.finalize()));
+        let stamp = self.path(stamp);
+        let applied = read_optional(&stamp)?.is_some_and(|s| s == fingerprint);
+        if applied
+            && self
+                .run("systemctl", &["is-active", "--quiet", unit], &[])
+                .is_ok()
+        {
+            tracing::debug!(
+                unit,
+                "configuration unchanged and unit active; not restarting"
+            );
+            return Ok(());
+        }
+        tracing::info!(unit, "restarting with new configuration");
+        self.run("systemctl", &["daemon-reload"], &[])?;
+        self.run("systemctl", &["enable", unit], &[])?;
+        self.run("systemctl", &["restart", unit], &[])?;
+        write_file(&stamp, &fingerprint, 0o600)
+    }
+}
+
+impl Runtime for K3sRuntime {
+    fn name(&self) -> &'static str {
+        "k3s"
+    }
+
+    fn version(&self) -> String {
+        self.version.clone()
+    }
+
+    fn node_name(&self) -> String {
+        self.node_name.clone()
+    }
+
+    fn install(&mut self, role: Role) -> Result<(), RuntimeError> {
+        let bin = self.path(K3S_BIN);
+        let marker = self.path(INSTALLED_MARKER);
+        let installed = format!("{} {}", self.version, role_word(role));
+        if bin.exists() && read_optional(&marker)?.is_some_and(|m| m.trim() == installed) {
+            tracing::debug!(version = %self.version, role = role_word(role), "k3s already installed");
+            return Ok(());
+        }
+        tracing::info!(version = %self.version, role = role_word(role), "installing k3s");
+        let script = format!("curl -sfL {INSTALLER_URL} | sh -s - {}", role_word(role));
+        let version = self.version.clone();
+        self.run(
+            "sh",
+            &["-c", &script],
+            &[
+                ("INSTALL_K3S_VERSION", version.as_str()),
+                ("INSTALL_K3S_SKIP_START", "true"),
+                ("INSTALL_K3S_SKIP_ENABLE", "true"),
+                ("INSTALL_K3S_BIN_DIR", BIN_DIR),
+            ],
+        )?;
+        // `curl … | sh` succeeds when curl fails and sh reads nothing.
+        if !bin.exists() {
+            return Err(RuntimeError::Unexpected(format!(
+                "the k3s installer finished but {} does not exist",
+                bin.display()
+            )));
+        }
+        write_file(&marker, &format!("{installed}\n"), 0o644)
+    }
+
+    fn start_server(&mut self, plan: &ServerPlan) -> Result<(), RuntimeError> {
+        validate_server_plan(plan)?;
+        self.remember_secret(&plan.token);
+        if plan.cluster_init {
+            self.check_cluster_ca(&plan.token)?;
+        }
+        let flags = ExtraFlags::parse(&plan.tls_sans, &plan.extra_flags)?;
+        let config = server_config(plan, &flags);
+        let drop_in = server_drop_in(plan, &flags);
+        write_file(&self.path(CONFIG_FILE), &config, 0o600)?;
+        write_file(&self.path(SERVER_DROP_IN), &drop_in, 0o600)?;
+        self.apply("k3s", SERVER_APPLIED, &[&config, &drop_in])
+    }
+
+    fn read_artifacts(&mut self) -> Result<BootstrapArtifacts, RuntimeError> {
+        let kubeconfig_path = self.path(KUBECONFIG_FILE);
+        let token_path = self.path(NODE_TOKEN_FILE);
+        let deadline = Instant::now() + self.artifact_timeout;
+        loop {
+            let kubeconfig = read_optional(&kubeconfig_path)?.filter(|s| !s.trim().is_empty());
+            let token = read_optional(&token_path)?
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty());
+            let (kubeconfig, node_token) = match (kubeconfig, token) {
+                (Some(kubeconfig), Some(node_token)) => (kubeconfig, node_token),
+                (kubeconfig, token) => {
+                    let now = Instant::now();
+                    if now < deadline {
+                        std::thread::sleep(Self::POLL_INTERVAL.min(deadline - now));
+                        continue;
+                    }
+                    let missing: Vec<String> = [
+                        (kubeconfig.is_none(), &kubeconfig_path),
+                        (token.is_none(), &token_path),
+                    ]
+                    .into_iter()
+                    .filter(|(missing, _)| *missing)
+                    .map(|(_, path)| path.display().to_string())
+                    .collect();
+                    return Err(RuntimeError::Unexpected(format!(
+                        "k3s did not write {} within {:?}",
+                        missing.join(" nor "),
+                        self.artifact_timeout
+                    )));
+                }
+            };
+            return Ok(BootstrapArtifacts {
+                kubeconfig,
+                node_token,
+            });
+        }
+    }
+
+    fn start_agent(&mut self, plan: &AgentPlan) -> Result<(), RuntimeError> {
+        validate_agent_plan(plan)?;
+        self.remember_secret(&plan.token);
+        let drop_in = format!(
+            "{FILE_HEADER}[Service]\nEnvironment={}\nEnvironment={}\n",
+            systemd_env("K3S_URL", &plan.server_url),
+            systemd_env("K3S_TOKEN", &plan.token),
+        );
+        write_file(&self.path(AGENT_DROP_IN), &drop_in, 0o600)?;
+        self.apply("k3s-agent", AGENT_APPLIED, &[&drop_in])
+    }
+}
+
+fn role_word(role: Role) -> &'static str {
+    match role {
+        Role::Server => "server",
+        Role::Agent => "agent",
+    }
+}
+
+/// The CA hash and credentials of a token in k3s's secure format
+/// `K10<ca hash>::<credentials>`; `None` for a short (password-only) token.
+pub(crate) fn secure_token_parts(token: &str) -> Option<(&str, &str)> {
+    let (hash, credentials) = token.strip_prefix("K10")?.split_once("::")?;
+    let valid =
+        !hash.is_empty() && hash.chars().all(|c| c.is_ascii_hexdigit()) && !credentials.is_empty();
+    valid.then_some((hash, credentials))
+}
+
+/// The password of a token: all of a short token, the part after
+/// `<user>:` of a secure one (what k3s encrypts its datastore with).
+pub(crate) fn token_password(token: &str) -> &str {
+    match secure_token_parts(token) {
+        Some((_, credentials)) => credentials
+            .split_once(':')
+            .map_or(credentials, |(_, password)| password),
+        None => token,
+    }
+}
+
+/// Why a first server cannot be started with a secure token.
+pub(crate) const SECURE_TOKEN_ON_FIRST_SERVER: &str =
+    "the first server of a cluster takes a short token (password only): k3s cannot check a \
+     K10… token's CA hash before it has generated the cluster CA";
+
+fn invalid(message: impl Into<String>) -> RuntimeError {
+    RuntimeError::Unexpected(message.into())
+}
+
+/// Checks a token can be written into a YAML file and a unit file as is.
+fn check_token(token: &str) -> Result<(), RuntimeError> {
+    if token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(invalid(
+            "the token contains whitespace or control characters",
+        ));
+    }
+    Ok(())
+}
+
+/// Checks `url` is `https://host:port` with an IPv6 host bracketed.
+fn check_server_url(url: &str) -> Result<(), RuntimeError> {
+    let Some(rest) = url.strip_prefix("https://") else {
+        return Err(invalid(format!(
+            "server URL `{url}` must start with https://"
+        )));
+    };
+    let authority = rest.split('/').next().unwrap_or_default();
+    if authority.is_empty() {
+        return Err(invalid(format!("server URL `{url}` has no host")));
+    }
+    if !authority.starts_with('[') && authority.matches(':').count() > 1 {
+        return Err(invalid(format!(
+            "server URL `{url}`: an IPv6 address must be bracketed, e.g. {}",
+            api_server_url("fd00::1")
+        )));
+    }
+    Ok(())
+}
+
+/// What k3s would refuse (or silently misread) in a server plan.
+pub(crate) fn validate_server_plan(plan: &ServerPlan) -> Result<(), RuntimeError> {
+    check_token(&plan.token)?;
+    match (&plan.server_url, plan.cluster_init) {
+        (Some(_), true) => Err(invalid(
+            "a server plan cannot both create a cluster (cluster_init) and join one (server_url)",
+        )),
+        (None, false) => Err(invalid(
+            "a server plan must either create a cluster (cluster_init) or join one (server_url)",
+        )),
+        (Some(url), false) => {
+            check_server_url(url)?;
+            if plan.token.is_empty() {
+                return Err(invalid("joining a cluster needs its token"));
+            }
+            Ok(())
+        }
+        (None, true) => Ok(()),
+    }?;
+    if plan.tls_sans.iter().any(|san| bare_host(san).is_empty()) {
+        return Err(invalid("a tls-san is empty"));
+    }
+    Ok(())
+}
+
+/// What k3s would refuse in an agent plan.
+pub(crate) fn validate_agent_plan(plan: &AgentPlan) -> Result<(), RuntimeError> {
+    check_server_url(&plan.server_url)?;
+    check_token(&plan.token)?;
+    if plan.token.is_empty() {
+        return Err(invalid("an agent needs the cluster's token"));
+    }
+    Ok(())
+}
+
+/// One value of a configuration key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum FlagValue {
+    Bool(bool),
+    Text(String),
+}
+
+/// The platform's extra flags, parsed: `--key=value`, `--key value`,
+/// `--flag`, or `--key` followed by a separate `value` item. `--tls-san`s
+/// join the plan's.
+#[derive(Debug, Default)]
+struct ExtraFlags {
+    tls_sans: Vec<String>,
+    /// Keys in first-seen order with every value given (repeated flags such
+    /// as `--node-label` become YAML lists).
+    entries: Vec<(String, Vec<FlagValue>)>,
+}
+
+impl ExtraFlags {
+    fn parse(plan_sans: &[String], flags: &[String]) -> Result<Self, RuntimeError> {
+        let mut parsed = Self::default();
+        for san in plan_sans {
+            parsed.add_san(san);
+        }
+        // The entry whose last value is a bare flag that may still take the
+        // next item as its value.
+        let mut open: Option<usize> = None;
+        for (n, item) in flags.iter().enumerate() {
+            let item = item.trim();
+            let Some(body) = item.strip_prefix("--") else {
+                match open.take() {
+                    Some(index) if !item.is_empty() => {
+                        let values = &mut parsed.entries[index].1;
+                        values.pop();
+                        values.push(value_of(item));
+                        continue;
+                    }
+                    _ => {
+                        // Not quoting the item: it may be a secret value.
+                        return Err(invalid(format!("extra flag #{} is not a --flag", n + 1)));
+                    }
+                }
+            };
+            let (key, value) = match body.split_once('=') {
+                Some((key, value)) => (key, Some(value)),
+                None => match body.split_once(char::is_whitespace) {
+                    Some((key, value)) => (key, Some(value.trim())),
+                    None => (body, None),
+                },
+            };
+            if key.is_empty()
+                || !key
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return Err(invalid(format!(
+                    "extra flag #{} has an invalid name",
+                    n + 1
+                )));
+            }
+            if PLAN_KEYS.contains(&key) {
+                return Err(invalid(format!(
+                    "extra flag --{key} conflicts with the server plan, which sets it"
+                )));
+            }
+            open = None;
+            if key == "tls-san" {
+                match value {
+                    Some(value) => parsed.add_san(unquote(value)),
+                    None => return Err(invalid("extra flag --tls-san needs a value")),
+                }
+                continue;
+            }
+            let bare = value.is_none();
+            let value = value.map_or(FlagValue::Bool(true), value_of);
+            let index = match parsed.entries.iter().position(|(k, _)| k == key) {
+                Some(index) => {
+                    parsed.entries[index].1.push(value);
+                    index
+                }
+                None => {
+                    parsed.entries.push((key.to_owned(), vec![value]));
+                    parsed.entries.len() - 1
+                }
+            };
+            open = bare.then_some(index);
+        }
+        Ok(parsed)
+    }
+
+    fn add_san(&mut self, san: &str) {
+        let san = bare_host(san).to_owned();
+        if !san.is_empty() && !self.tls_sans.contains(&san) {
+            self.tls_sans.push(san);
+        }
+    }
+
+    /// The flags as command-line words (`--key=value`, `--flag`).
+    fn command_line(&self) -> Vec<String> {
+        let mut words = Vec::new();
+        for (key, values) in &self.entries {
+            for value in values {
+                words.push(match value {
+                    FlagValue::Bool(true) => format!("--{key}"),
+                    FlagValue::Bool(false) => format!("--{key}=false"),
+                    FlagValue::Text(text) => format!("--{key}={text}"),
+                });
+            }
+        }
+        words
+    }
+}
+
+fn unquote(value: &str) -> &str {
+    let value = value.trim();
+    for quote in ['"', '\''] {
+        if let Some(inner) = value
+            .strip_prefix(quote)
+            .and_then(|v| v.strip_suffix(quote))
+        {
+            return inner;
+        }
+    }
+    value
+}
+
+fn value_of(raw: &str) -> FlagValue {
+    match unquote(raw) {
+        "true" => FlagValue::Bool(true),
+        "false" => FlagValue::Bool(false),
+        text => FlagValue::Text(text.to_owned()),
+    }
+}
+
+/// A YAML double-quoted scalar (never a YAML 1.1 surprise such as `0644`
+/// read as octal or `no` as false).
+fn yaml_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn yaml_value(value: &FlagValue) -> String {
+    match value {
+        FlagValue::Bool(b) => b.to_string(),
+        FlagValue::Text(text) => yaml_string(text),
+    }
+}
+
+/// `/etc/rancher/k3s/config.yaml` for a server plan.
+fn server_config(plan: &ServerPlan, flags: &ExtraFlags) -> String {
+    let mut out = String::from(FILE_HEADER);
+    match &plan.server_url {
+        Some(url) => out.push_str(&format!("server: {}\n", yaml_string(url))),
+        None => out.push_str("cluster-init: true\n"),
+    }
+    if !plan.token.is_empty() {
+        out.push_str(&format!("token: {}\n", yaml_string(&plan.token)));
+    }
+    if !flags.tls_sans.is_empty() {
+        out.push_str("tls-san:\n");
+        for san in &flags.tls_sans {
+            out.push_str(&format!("  - {}\n", yaml_string(san)));
+        }
+    }
+    for (key, values) in &flags.entries {
+        match values.as_slice() {
+            [one] => out.push_str(&format!("{key}: {}\n", yaml_value(one))),
+            many => {
+                out.push_str(&format!("{key}:\n"));
+                for value in many {
+                    out.push_str(&format!("  - {}\n", yaml_value(value)));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// One `ExecStart` word: `%` and `$` escaped, quoted when it holds spaces
+/// or quotes.
+fn systemd_word(word: &str) -> String {
+    let escaped = word.replace('%', "%%").replace('$', "$$");
+    let needs_quotes = escaped.is_empty()
+        || escaped
+            .chars()
+            .any(|c| c.is_whitespace() || "\"'\\;".contains(c));
+    if needs_quotes {
+        format!("\"{}\"", escaped.replace('\\', "\\\\").replace('"', "\\\""))
+    } else {
+        escaped
+    }
+}
+
+/// One `Environment=` assignment, quoted.
+fn systemd_env(name: &str, value: &str) -> String {
+    let value = value
+        .replace('%', "%%")
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"");
+    format!("\"{name}={value}\"")
+}
+
+/// The `k3s.service` drop-in: the same flags as the config, explicitly on
+/// the command line.
+fn server_drop_in(plan: &ServerPlan, flags: &ExtraFlags) -> String {
+    let mut words: Vec<String> = vec![K3S_BIN.into(), "server".into()];
+    match &plan.server_url {
+        Some(url) => words.extend(["--server".into(), url.clone()]),
+        None => words.push("--cluster-init".into()),
+    }
+    if !plan.token.is_empty() {
+        words.extend(["--token".into(), plan.token.clone()]);
+    }
+    for san in &flags.tls_sans {
+        words.extend(["--tls-san".into(), san.clone()]);
+    }
+    words.extend(flags.command_line());
+    let exec: Vec<String> = words.iter().map(|w| systemd_word(w)).collect();
+    format!(
+        "{FILE_HEADER}[Service]\nExecStart=\nExecStart={}\n",
+        exec.join(" ")
+    )
+}
+
+/// The contents of `path`, or `None` when it does not exist.
+fn read_optional(path: &Path) -> Result<Option<String>, RuntimeError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(Some(text)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(RuntimeError::Io {
+            path: path.display().to_string(),
+            source,
+        }),
+    }
+}
+
+/// Writes `contents` to `path` with `mode` (atomically: a temp file renamed
+/// over it, so no reader sees half a file and no token is ever in a file
+/// with a wider mode). Leaves an identical file alone but fixes its mode.
+fn write_file(path: &Path, contents: &str, mode: u32) -> Result<(), RuntimeError> {
+    let io = |source| RuntimeError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    if read_optional(path)?.is_some_and(|existing| existing == contents) {
+        return set_mode(path, mode).map_err(io);
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{file_name}.powernode-tmp"));
+    let _ = std::fs::remove_file(&tmp);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, mode);
+    let result = (|| {
+        use std::io::Write;
+        let mut file = options.open(&tmp)?;
+        file.write_all(contents.as_bytes())?;
+        file.sync_all()?;
+        set_mode(&tmp, mode)?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.map_err(io)
+}
+
+fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (path, mode);
+        Ok(())
+    }
+}
+
+/// The node's hostname as k3s names the node (lower-cased): from
+/// `/etc/hostname`, else the kernel's, else `hostname`, else `localhost`.
+fn detect_hostname() -> String {
+    let from_file = |path: &str| {
+        std::fs::read_to_string(path).ok().and_then(|text| {
+            text.lines()
+                .map(str::trim)
+                .find(|line| !line.is_empty() && !line.starts_with('#'))
+                .map(str::to_owned)
+        })
+    };
+    from_file("/etc/hostname")
+        .or_else(|| from_file("/proc/sys/kernel/hostname"))
+        .or_else(|| {
+            let out = std::process::Command::new("hostname").output().ok()?;
+            let name = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+            (out.status.success() && !name.is_empty()).then_some(name)
+        })
+        .unwrap_or_else(|| "localhost".to_owned())
+        .to_lowercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_bracket_ipv6_and_sans_are_bare() {
+        assert_eq!(
+            api_server_url("fd00:abcd:1::100"),
+            "https://[fd00:abcd:1::100]:6443"
+        );
+        assert_eq!(
+            api_server_url("[fd00:abcd:1::100]"),
+            "https://[fd00:abcd:1::100]:6443"
+        );
+        assert_eq!(api_server_url("10.0.0.1"), "https://10.0.0.1:6443");
+        assert_eq!(bare_host("[fd00::1]"), "fd00::1");
+        assert!(check_server_url("https://[fd00::1]:6443").is_ok());
+        assert!(check_server_url("https://fd00::1:6443").is_err());
+        assert!(check_server_url("http://10.0.0.1:6443").is_err());
+    }
+
+    #[test]
+    fn extra_flags_become_config_keys() {
+        let flags: Vec<String> = [
+            "--flannel-iface=wg0",
+            "--disable-network-policy",
+            "--node-label=a=b",
+            "--node-label=c=d",
+            "--node-ip",
+            "10.0.0.1",
+            "--write-kubeconfig-mode '0644'",
+            "--tls-san=[fd00::2]",
+            "--secrets-encryption=true",
+        ]
+        .map(String::from)
+        .to_vec();
+        let parsed = ExtraFlags::parse(&["fd00::1".into()], &flags).unwrap();
+        assert_eq!(parsed.tls_sans, ["fd00::1", "fd00::2"]);
+        let plan = ServerPlan {
+            cluster_init: true,
+            ..ServerPlan::default()
+        };
+        let yaml = server_config(&plan, &parsed);
+        for line in [
+            "cluster-init: true\n",
+            "flannel-iface: \"wg0\"\n",
+            "disable-network-policy: true\n",
+            "node-label:\n  - \"a=b\"\n  - \"c=d\"\n",
+            "node-ip: \"10.0.0.1\"\n",
+            "write-kubeconfig-mode: \"0644\"\n",
+            "tls-san:\n  - \"fd00::1\"\n  - \"fd00::2\"\n",
+            "secrets-encryption: true\n",
+        ] {
+            assert!(yaml.contains(line), "{line:?} not in\n{yaml}");
+        }
+        assert!(!yaml.contains("token"), "{yaml}");
+        assert_eq!(
+            parsed.command_line(),
+            [
+                "--flannel-iface=wg0",
+                "--disable-network-policy",
+                "--node-label=a=b",
+                "--node-label=c=d",
+                "--node-ip=10.0.0.1",
+                "--write-kubeconfig-mode=0644",
+                "--secrets-encryption",
+            ]
+        );
+    }
+
+    #[test]
+    fn extra_flags_may_not_override_the_plan_or_be_garbage() {
+        for bad in [
+            "--token=x",
+            "--server=https://a:6443",
+            "--cluster-init",
+            "oops",
+            "--",
+        ] {
+            let err = ExtraFlags::parse(&[], &[bad.to_owned()]).unwrap_err();
+            assert!(!err.to_string().contains("=x"), "{err}");
+        }
+    }
+
+    #[test]
+    fn systemd_words_are_escaped() {
+        assert_eq!(systemd_word("--flannel-iface=wg0"), "--flannel-iface=wg0");
+        assert_eq!(systemd_word("a b"), "\"a b\"");
+        assert_eq!(systemd_word("50%"), "50%%");
+        assert_eq!(systemd_word("$HOME"), "$$HOME");
+        assert_eq!(systemd_env("K3S_URL", "x\"y"), "\"K3S_URL=x\\\"y\"");
+    }
+
+    #[test]
+    fn secure_tokens_are_recognised() {
+        assert_eq!(
+            secure_token_parts("K10abcdef0123::server:secret"),
+            Some(("abcdef0123", "server:secret"))
+        );
+        assert_eq!(secure_token_parts("secret"), None);
+        assert_eq!(secure_token_parts("K10xyz::server:secret"), None);
+        assert_eq!(secure_token_parts("K10abc::"), None);
+        assert_eq!(token_password("K10abcdef0123::server:secret"), "secret");
+        assert_eq!(token_password("secret"), "secret");
+    }
+}

@@ -1,0 +1,125 @@
+//! Runtime drivers: what actually installs and starts k3s on the node.
+//!
+//! The agent's reconcile loop decides *what* to run (bootstrap a cluster,
+//! join one as a server or as a worker) from its module assignment and the
+//! platform's answers; a [`Runtime`] does it. Two drivers:
+//!
+//! * [`k3s::K3sRuntime`] — the real one: writes `/etc/rancher/k3s/config.yaml`
+//!   and the systemd drop-ins, runs the installer and `systemctl`, reads the
+//!   kubeconfig and node token k3s generates. Every path is under a root
+//!   directory and every command goes through a [`runner::CommandRunner`], so
+//!   it is tested against a temp root with a recording runner.
+//! * [`simulated::SimulatedRuntime`] — no k3s; produces realistic artefacts
+//!   (a kubeconfig, a `K10…::server:…` token) for demos, tests and the rig.
+
+pub mod k3s;
+pub mod runner;
+pub mod simulated;
+
+/// What the node runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// `k3s server` (control plane + etcd).
+    Server,
+    /// `k3s agent` (worker).
+    Agent,
+}
+
+/// How to start (or restart) a k3s server.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ServerPlan {
+    /// `--cluster-init`: this server creates the cluster (embedded etcd).
+    pub cluster_init: bool,
+    /// `--server <url>`: join the existing cluster at this URL
+    /// (e.g. `https://[fd00:abcd:1::100]:6443`); `None` when bootstrapping.
+    pub server_url: Option<String>,
+    /// `--token`: the cluster's join token (secret; never logged).
+    pub token: String,
+    /// `--tls-san` values (the VIP, so kubectl through the VIP validates).
+    pub tls_sans: Vec<String>,
+    /// Further flags stamped by the platform, verbatim
+    /// (e.g. `--flannel-iface=wg-sdwan-prod`, `--flannel-backend=host-gw`,
+    /// `--cluster-cidr=10.42.0.0/16`).
+    pub extra_flags: Vec<String>,
+}
+
+/// How to start a k3s agent (worker).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentPlan {
+    /// `K3S_URL`, e.g. `https://[fd00:abcd:1::100]:6443`.
+    pub server_url: String,
+    /// `K3S_TOKEN` (secret; never logged).
+    pub token: String,
+}
+
+/// What a bootstrap server hands the platform (secrets: they go to the
+/// platform's secret store, never into an event).
+#[derive(Clone, PartialEq, Eq)]
+pub struct BootstrapArtifacts {
+    /// The admin kubeconfig k3s wrote (`/etc/rancher/k3s/k3s.yaml`).
+    pub kubeconfig: String,
+    /// The node token (`/var/lib/rancher/k3s/server/node-token`).
+    pub node_token: String,
+}
+
+impl std::fmt::Debug for BootstrapArtifacts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BootstrapArtifacts")
+            .field("kubeconfig", &"<redacted>")
+            .field("node_token", &"<redacted>")
+            .finish()
+    }
+}
+
+/// A driver failure, with what was being done.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// A command failed or could not be started.
+    #[error("command `{command}` failed: {detail}")]
+    Command {
+        /// The command (secrets redacted).
+        command: String,
+        /// Exit status / stderr / spawn error.
+        detail: String,
+    },
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path.
+        path: String,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// k3s did not produce what was expected (e.g. no kubeconfig after start).
+    #[error("{0}")]
+    Unexpected(String),
+}
+
+/// A runtime driver. Calls are blocking; each is idempotent (running it
+/// again after a crash converges to the same files and services).
+pub trait Runtime: Send {
+    /// `simulated` or `k3s`.
+    fn name(&self) -> &'static str;
+    /// The k3s version it installs, e.g. `v1.30.5+k3s1`.
+    fn version(&self) -> String;
+    /// The Kubernetes node name (the hostname).
+    fn node_name(&self) -> String;
+    /// Installs k3s for `role` without starting it.
+    fn install(&mut self, role: Role) -> Result<(), RuntimeError>;
+    /// Writes the server configuration for `plan` and (re)starts `k3s`.
+    fn start_server(&mut self, plan: &ServerPlan) -> Result<(), RuntimeError>;
+    /// Reads the kubeconfig and node token a started server generated.
+    fn read_artifacts(&mut self) -> Result<BootstrapArtifacts, RuntimeError>;
+    /// Writes the `k3s-agent` drop-in with `K3S_URL` / `K3S_TOKEN` and
+    /// (re)starts `k3s-agent`.
+    fn start_agent(&mut self, plan: &AgentPlan) -> Result<(), RuntimeError>;
+}
+
+/// Which driver to build (`--runtime`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RuntimeKind {
+    /// No k3s; realistic artefacts.
+    Simulated,
+    /// The real k3s via its installer and systemd.
+    K3s,
+}

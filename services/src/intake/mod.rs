@@ -1,0 +1,479 @@
+//! Agent intake: the only door agent input comes through.
+//!
+//! Agents are untrusted. Every submission is decoded, attributed (the event's
+//! actor is the instance it reports about, in that instance's account),
+//! verified against the key the instance enrolled with, checked for
+//! freshness, and validated for its kind before the fact is appended —
+//! the agent's signed envelope as it is, so every consumer can verify it
+//! again. A refusal is itself an event (`system.agent.submission_rejected`)
+//! and an error answer naming the problem.
+//!
+//! The intake runs beside the API (it reads the API's projection) and
+//! answers agents with the platform's decision: after appending a bootstrap
+//! report or a join request it waits for the provisioner's verdict, then
+//! hands over what the agent needs — the join token comes from the secret
+//! store, never from the log.
+
+mod local;
+pub mod nats;
+mod validate;
+
+use crate::log::{Expect, SharedLog};
+use crate::runtime::Shared;
+use crate::secrets::{SecretKey, SharedSecrets};
+use powernode_agent::protocol::{
+    fingerprint, Assignment, EnrollReply, EnrollRequest, ErrorBody, Heartbeat, HeartbeatReply,
+    Submission, SubmitReply,
+};
+use powernode_events::payloads::fleet::{AgentEnrolled, AgentSubmissionRejected};
+use powernode_events::payloads::k3s::JoinRejected;
+use powernode_events::{AccountId, Actor, AggregateRef, AggregateType, Envelope, EventPayload};
+use powernode_projections::fleet::{InstanceStatus, K3sPhase};
+use powernode_projections::FleetState;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tracing::warn;
+
+/// How far a heartbeat's or event's clock may be from ours.
+pub const MAX_SKEW: Duration = Duration::from_secs(300);
+
+/// An intake refusal: code and message, as the agent sees it.
+pub type Refusal = ErrorBody;
+
+pub(crate) fn refusal(code: &str, message: impl Into<String>) -> Refusal {
+    ErrorBody {
+        code: code.to_string(),
+        message: message.into(),
+    }
+}
+
+/// The intake.
+#[derive(Clone)]
+pub struct Intake {
+    log: SharedLog,
+    fleet: Shared<FleetState>,
+    secrets: SharedSecrets,
+    /// Instance → last heartbeat (ms since epoch); not persisted per beat.
+    last_seen: Arc<Mutex<HashMap<String, i64>>>,
+    /// How long a submission waits for the platform's decision.
+    pub decision_timeout: Duration,
+}
+
+impl Intake {
+    /// An intake over the API's projection.
+    pub fn new(log: SharedLog, fleet: Shared<FleetState>, secrets: SharedSecrets) -> Self {
+        Self {
+            log,
+            fleet,
+            secrets,
+            last_seen: Arc::default(),
+            decision_timeout: Duration::from_secs(20),
+        }
+    }
+
+    /// When each instance last heartbeated (ms since the Unix epoch).
+    pub fn last_seen(&self) -> HashMap<String, i64> {
+        self.last_seen.lock().expect("last_seen lock").clone()
+    }
+
+    /// Enrollment: the one-time credential binds the agent's key to its
+    /// instance. Enrolling again with the same key answers the same; a
+    /// different key on a used credential is refused.
+    pub async fn enroll(&self, req: EnrollRequest) -> Result<EnrollReply, Refusal> {
+        powernode_events::signing::verifying_key_from_hex(&req.public_key)
+            .map_err(|e| refusal("bad_key", format!("public_key: {e}")))?;
+        let fp = fingerprint(req.credential.as_bytes());
+        let (account, instance_id, hostname, existing, status) = {
+            let fleet = self.fleet.state.read().await;
+            let (account, i) = fleet.instance_by_enrollment(&fp).ok_or_else(|| {
+                refusal(
+                    "unknown_credential",
+                    "no instance was provisioned with this enrollment credential",
+                )
+            })?;
+            let hostname = fleet
+                .account(account)
+                .and_then(|a| a.nodes.get(&i.node_id))
+                .map(|n| n.hostname.clone())
+                .unwrap_or_default();
+            (
+                account.clone(),
+                i.id.clone(),
+                hostname,
+                i.public_key.clone(),
+                i.status,
+            )
+        };
+        let reply = EnrollReply {
+            instance_id: instance_id.clone(),
+            account_id: account.to_string(),
+            hostname,
+        };
+        if status == InstanceStatus::Terminated {
+            return Err(refusal(
+                "instance_terminated",
+                format!("instance {instance_id} is terminated"),
+            ));
+        }
+        match existing {
+            Some(key) if key == req.public_key => return Ok(reply),
+            Some(_) => {
+                let reason = format!(
+                    "credential_used: instance {instance_id} already enrolled a different key; provision a new instance"
+                );
+                self.record_rejection(&account, &instance_id, None, &reason)
+                    .await;
+                return Err(refusal("credential_used", reason));
+            }
+            None => {}
+        }
+        let event = Envelope::new(
+            account.clone(),
+            Actor::service("intake"),
+            AgentEnrolled {
+                instance_id: instance_id.clone(),
+                public_key: req.public_key,
+            },
+        );
+        let aggregate = AggregateRef::new(AggregateType::Instance, instance_id.clone());
+        let guard = self
+            .log
+            .aggregate_last_seq(&account, &aggregate)
+            .await
+            .map_err(unavailable)?;
+        let expect = guard.map_or(Expect::NoEvents, Expect::LastSeq);
+        let seq = match self.log.append(&event, expect).await {
+            Ok(a) => a.seq,
+            Err(crate::log::LogError::Conflict { .. }) => {
+                return Err(refusal(
+                    "conflict",
+                    format!("instance {instance_id} changed while enrolling; retry"),
+                ))
+            }
+            Err(e) => return Err(unavailable(e)),
+        };
+        self.caught_up(seq).await?;
+        Ok(reply)
+    }
+
+    /// A heartbeat: verified, remembered (in memory), answered with the
+    /// instance's assignments.
+    pub async fn heartbeat(&self, hb: Heartbeat) -> Result<HeartbeatReply, Refusal> {
+        let now = chrono::Utc::now().timestamp_millis();
+        if (now - hb.sent_at_ms).unsigned_abs() > MAX_SKEW.as_millis() as u64 {
+            return Err(refusal(
+                "stale_heartbeat",
+                format!(
+                    "heartbeat is {} ms away from the platform's clock (max {} ms)",
+                    now - hb.sent_at_ms,
+                    MAX_SKEW.as_millis()
+                ),
+            ));
+        }
+        let fleet = self.fleet.state.read().await;
+        let (account, instance) = fleet.find_instance(&hb.instance_id).ok_or_else(|| {
+            refusal(
+                "unknown_instance",
+                format!("no instance {}", hb.instance_id),
+            )
+        })?;
+        if instance.status != InstanceStatus::Terminated {
+            let key = fleet
+                .agent_key_in(account, &hb.instance_id)
+                .ok_or_else(|| {
+                    refusal(
+                        "not_enrolled",
+                        format!("instance {} has no enrolled key", hb.instance_id),
+                    )
+                })?;
+            validate::verify_detached(
+                &key,
+                &Heartbeat::signing_bytes(&hb.instance_id, hb.sent_at_ms),
+                &hb.signature,
+            )?;
+        }
+        self.last_seen
+            .lock()
+            .expect("last_seen lock")
+            .insert(hb.instance_id.clone(), hb.sent_at_ms);
+        let status = match instance.status {
+            InstanceStatus::Provisioned => "provisioned",
+            InstanceStatus::Enrolled => "enrolled",
+            InstanceStatus::Drained => "drained",
+            InstanceStatus::Terminated => "terminated",
+        };
+        let assignments = fleet
+            .template(account, &instance.template_id)
+            .map(|t| {
+                t.module_assignments
+                    .iter()
+                    .map(|a| Assignment {
+                        assignment_id: a.assignment_id.clone(),
+                        module_name: a.module_name,
+                        target_cluster_id: a.config.target_cluster_id.clone(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(HeartbeatReply {
+            status: status.to_string(),
+            assignments,
+            cluster_id: instance.cluster_id.clone(),
+        })
+    }
+
+    /// One signed handshake event.
+    pub async fn submit(&self, s: Submission) -> Result<SubmitReply, Refusal> {
+        let event = match validate::admit(&self.fleet, &s).await {
+            Ok(event) => event,
+            Err(rejected) => {
+                if let Some((account, instance)) = &rejected.attributed {
+                    self.record_rejection(
+                        account,
+                        instance,
+                        rejected.event.as_ref(),
+                        &format!("{}: {}", rejected.refusal.code, rejected.refusal.message),
+                    )
+                    .await;
+                }
+                return Err(rejected.refusal);
+            }
+        };
+        match &event.payload {
+            EventPayload::RuntimeInstalling(_) => {
+                let seq = self.append(&event).await?;
+                Ok(SubmitReply::Accepted { seq })
+            }
+            EventPayload::HandshakeBootstrap(p) => {
+                self.bootstrap(&event, &p.instance_id, s.secrets).await
+            }
+            EventPayload::HandshakeJoinRequest(p) => self.join(&event, &p.instance_id).await,
+            EventPayload::HandshakeReady(p) => {
+                self.ready(&event, &p.cluster_id, p.token_fingerprint.as_deref())
+                    .await
+            }
+            _ => unreachable!("validate::admit lets only handshake kinds through"),
+        }
+    }
+
+    async fn bootstrap(
+        &self,
+        event: &Envelope,
+        instance_id: &str,
+        secrets: Option<powernode_agent::protocol::BootstrapSecrets>,
+    ) -> Result<SubmitReply, Refusal> {
+        let account = &event.account_id;
+        let cluster_id = powernode_events::ids::cluster_id_for_bootstrap(event.id);
+        if let Err(reason) = validate::may_bootstrap(&*self.fleet.state.read().await, event) {
+            let rejection = Envelope::new(
+                account.clone(),
+                Actor::service("intake"),
+                powernode_events::payloads::k3s::BootstrapRejected {
+                    instance_id: instance_id.to_string(),
+                    reason: reason.clone(),
+                },
+            )
+            .caused_by(event);
+            self.append(&rejection).await?;
+            return Ok(SubmitReply::Rejected { reason });
+        }
+        let secrets = validate::bootstrap_secrets(event, secrets)?;
+        self.put_secret(
+            SecretKey::join_token(account, &cluster_id),
+            secrets.node_token.as_bytes(),
+        )
+        .await?;
+        self.put_secret(
+            SecretKey::kubeconfig(account, &cluster_id),
+            secrets.kubeconfig.as_bytes(),
+        )
+        .await?;
+        self.append(event).await?;
+        let created = self
+            .fleet
+            .wait_until(self.decision_timeout, |fleet| {
+                let c = fleet.cluster(account, &cluster_id)?;
+                let vip = fleet
+                    .cluster_virtual_ip(account, &cluster_id)
+                    .map(|v| v.vip.to_string());
+                Some(SubmitReply::ClusterCreated {
+                    cluster_id: c.id.clone(),
+                    api_endpoint: c.api_endpoint.clone(),
+                    vip,
+                    server_flags: c.server_flags.clone(),
+                })
+            })
+            .await;
+        created.ok_or_else(|| {
+            refusal(
+                "decision_timeout",
+                format!("the bootstrap report was recorded but cluster {cluster_id} was not created within {:?}; is the provisioner running?", self.decision_timeout),
+            )
+        })
+    }
+
+    async fn join(&self, event: &Envelope, instance_id: &str) -> Result<SubmitReply, Refusal> {
+        let account = &event.account_id;
+        let asked_at = self.append(event).await?;
+        let verdict = self
+            .fleet
+            .wait_until(self.decision_timeout, |fleet| {
+                let i = fleet.instance(account, instance_id)?;
+                if i.phase_seq <= asked_at {
+                    return None;
+                }
+                match i.k3s_phase? {
+                    K3sPhase::JoinRejected => Some(Err(i
+                        .last_join_rejection
+                        .clone()
+                        .unwrap_or_else(|| "rejected".into()))),
+                    K3sPhase::JoinTokenIssued => {
+                        let c = fleet.cluster(account, i.cluster_id.as_deref()?)?;
+                        let vip = fleet
+                            .cluster_virtual_ip(account, &c.id)
+                            .filter(|v| v.status == powernode_projections::fleet::VipStatus::Allocated)
+                            .map(|v| v.vip.to_string());
+                        Some(Ok((c.id.clone(), c.api_endpoint.clone(), vip, c.server_flags.clone(), c.join_token_fingerprint.clone())))
+                    }
+                    _ => None,
+                }
+            })
+            .await
+            .ok_or_else(|| {
+                refusal(
+                    "decision_timeout",
+                    format!("the join request was recorded but not decided within {:?}; is the provisioner running?", self.decision_timeout),
+                )
+            })?;
+        let (cluster_id, api_endpoint, vip, server_flags, token_fingerprint) = match verdict {
+            Ok(granted) => granted,
+            Err(reason) => return Ok(SubmitReply::Rejected { reason }),
+        };
+        let token = self
+            .get_secret(SecretKey::join_token(account, &cluster_id))
+            .await?
+            .ok_or_else(|| {
+                refusal(
+                    "token_missing",
+                    format!("cluster {cluster_id} has no join token in the secret store"),
+                )
+            })?;
+        let token = String::from_utf8(token)
+            .map_err(|_| refusal("token_missing", "the stored join token is not text"))?;
+        Ok(SubmitReply::JoinGranted {
+            cluster_id,
+            api_endpoint,
+            vip,
+            token,
+            token_fingerprint,
+            server_flags,
+        })
+    }
+
+    async fn ready(
+        &self,
+        event: &Envelope,
+        cluster_id: &str,
+        token_fp: Option<&str>,
+    ) -> Result<SubmitReply, Refusal> {
+        let account = &event.account_id;
+        let problem = {
+            let fleet = self.fleet.state.read().await;
+            validate::ready_problem(&fleet, account, cluster_id, token_fp)
+        };
+        if let Some(reason) = problem {
+            let EventPayload::HandshakeReady(p) = &event.payload else {
+                unreachable!()
+            };
+            let rejection = Envelope::new(
+                account.clone(),
+                Actor::service("intake"),
+                JoinRejected {
+                    instance_id: p.instance_id.clone(),
+                    target_cluster_id: Some(cluster_id.to_string()),
+                    reason: reason.clone(),
+                },
+            )
+            .caused_by(event);
+            self.append(&rejection).await?;
+            return Ok(SubmitReply::Rejected { reason });
+        }
+        let seq = self.append(event).await?;
+        Ok(SubmitReply::Accepted { seq })
+    }
+
+    /// Appends and waits until the projection has it.
+    async fn append(&self, event: &Envelope) -> Result<u64, Refusal> {
+        let seq = self
+            .log
+            .append(event, Expect::Any)
+            .await
+            .map_err(unavailable)?
+            .seq;
+        self.caught_up(seq).await?;
+        Ok(seq)
+    }
+
+    async fn caught_up(&self, seq: u64) -> Result<(), Refusal> {
+        if self.fleet.wait_for(seq, self.decision_timeout).await {
+            Ok(())
+        } else {
+            Err(refusal(
+                "unavailable",
+                format!("recorded at seq {seq} but not applied yet; retry"),
+            ))
+        }
+    }
+
+    async fn put_secret(
+        &self,
+        key: Result<SecretKey, crate::secrets::SecretError>,
+        value: &[u8],
+    ) -> Result<(), Refusal> {
+        let key = key.map_err(|e| refusal("invalid_arguments", e.to_string()))?;
+        self.secrets
+            .put(&key, value)
+            .await
+            .map_err(|e| refusal("unavailable", e.to_string()))
+    }
+
+    async fn get_secret(
+        &self,
+        key: Result<SecretKey, crate::secrets::SecretError>,
+    ) -> Result<Option<Vec<u8>>, Refusal> {
+        let key = key.map_err(|e| refusal("invalid_arguments", e.to_string()))?;
+        self.secrets
+            .get(&key)
+            .await
+            .map_err(|e| refusal("unavailable", e.to_string()))
+    }
+
+    /// Records a refused submission as a fact (never a silent drop).
+    async fn record_rejection(
+        &self,
+        account: &AccountId,
+        instance_id: &str,
+        event: Option<&Envelope>,
+        reason: &str,
+    ) {
+        warn!(instance = %instance_id, %reason, "agent submission refused");
+        let rejection = Envelope::new(
+            account.clone(),
+            Actor::service("intake"),
+            AgentSubmissionRejected {
+                instance_id: instance_id.to_string(),
+                kind: event.map(|e| e.kind().to_string()),
+                event_id: event.map(|e| e.id.to_string()),
+                reason: reason.to_string(),
+            },
+        );
+        if let Err(e) = self.log.append(&rejection, Expect::Any).await {
+            warn!(error = %e, "could not record the refusal");
+        }
+    }
+}
+
+fn unavailable(e: impl std::fmt::Display) -> Refusal {
+    refusal("unavailable", e.to_string())
+}

@@ -1,0 +1,240 @@
+//! The intake's checks: attribution, signature, freshness, and what each
+//! handshake kind may claim.
+
+use super::{refusal, Refusal, MAX_SKEW};
+use crate::runtime::Shared;
+use powernode_agent::protocol::{fingerprint, BootstrapSecrets, Submission};
+use powernode_events::payloads::k3s::K3sModule;
+use powernode_events::{AccountId, Actor, Envelope, EventPayload};
+use powernode_projections::fleet::ClusterStatus;
+use powernode_projections::FleetState;
+
+/// A refused submission, with whom to record the refusal against.
+pub(super) struct Rejected {
+    pub refusal: Refusal,
+    /// (account, instance) the refusal is recorded under, when known.
+    pub attributed: Option<(AccountId, String)>,
+    /// The decoded event, when it could be decoded.
+    pub event: Option<Envelope>,
+}
+
+/// The instance an agent event reports about.
+fn reported_instance(payload: &EventPayload) -> Option<&str> {
+    Some(match payload {
+        EventPayload::RuntimeInstalling(p) => &p.instance_id,
+        EventPayload::HandshakeBootstrap(p) => &p.instance_id,
+        EventPayload::HandshakeJoinRequest(p) => &p.instance_id,
+        EventPayload::HandshakeReady(p) => &p.instance_id,
+        _ => return None,
+    })
+}
+
+/// Decodes and verifies a submission; answers the event to append.
+pub(super) async fn admit(
+    fleet: &Shared<FleetState>,
+    s: &Submission,
+) -> Result<Envelope, Rejected> {
+    let bare = |refusal| Rejected {
+        refusal,
+        attributed: None,
+        event: None,
+    };
+    let bytes = hex::decode(&s.event)
+        .map_err(|e| bare(refusal("malformed_event", format!("event is not hex: {e}"))))?;
+    let event = Envelope::decode(&bytes).map_err(|e| {
+        bare(refusal(
+            "malformed_event",
+            format!("event does not decode: {e}"),
+        ))
+    })?;
+    let Actor::Agent { instance_id: actor } = &event.actor else {
+        return Err(bare(refusal(
+            "not_an_agent_event",
+            format!("the event's actor is {}, not an agent", event.actor),
+        )));
+    };
+    let actor = actor.clone();
+    let fleet = fleet.state.read().await;
+    let home = match fleet.find_instance(&actor) {
+        Some((a, _)) => a.clone(),
+        None => {
+            return Err(Rejected {
+                refusal: refusal("unknown_instance", format!("no instance {actor}")),
+                attributed: Some((crate::runtime::system_account(), actor)),
+                event: Some(event),
+            })
+        }
+    };
+    let reject = |refusal, event| Rejected {
+        refusal,
+        attributed: Some((home.clone(), actor.clone())),
+        event: Some(event),
+    };
+    let Some(claimed) = reported_instance(&event.payload) else {
+        let kind = event.kind();
+        return Err(reject(
+            refusal(
+                "kind_not_allowed",
+                format!("agents may report runtime.installing and handshake phases, not {kind}"),
+            ),
+            event,
+        ));
+    };
+    if claimed != actor {
+        let msg = format!(
+            "instance {actor} reported about instance {claimed}; an agent reports only for its own instance"
+        );
+        return Err(reject(refusal("identity_mismatch", msg), event));
+    }
+    if event.account_id != home {
+        let msg = format!("instance {actor} is not in account {}", event.account_id);
+        return Err(reject(refusal("wrong_account", msg), event));
+    }
+    let Some(key) = fleet.agent_key_in(&home, &actor) else {
+        let msg = format!("instance {actor} has no enrolled key (not enrolled, or terminated)");
+        return Err(reject(refusal("not_enrolled", msg), event));
+    };
+    let key = ed25519_dalek::VerifyingKey::from_bytes(&key).map_err(|e| {
+        reject(
+            refusal("not_enrolled", format!("enrolled key unusable: {e}")),
+            event.clone(),
+        )
+    })?;
+    if let Err(e) = event.verify(&key) {
+        let msg =
+            format!("the signature does not verify with the key instance {actor} enrolled ({e})");
+        return Err(reject(refusal("bad_signature", msg), event));
+    }
+    let skew = (chrono::Utc::now() - event.occurred_at).num_milliseconds();
+    if skew.unsigned_abs() > MAX_SKEW.as_millis() as u64 {
+        let msg = format!(
+            "event {} occurred {skew} ms from now (max {} ms): a replay, or a bad clock",
+            event.id,
+            MAX_SKEW.as_millis()
+        );
+        return Err(reject(refusal("stale_event", msg), event));
+    }
+    Ok(event)
+}
+
+/// Verifies a detached signature (heartbeats).
+pub(super) fn verify_detached(key: &[u8; 32], bytes: &[u8], sig_hex: &str) -> Result<(), Refusal> {
+    use ed25519_dalek::Verifier;
+    let key = ed25519_dalek::VerifyingKey::from_bytes(key)
+        .map_err(|e| refusal("not_enrolled", format!("enrolled key unusable: {e}")))?;
+    let sig: [u8; 64] = hex::decode(sig_hex)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| refusal("bad_signature", "signature is not 64 bytes of hex"))?;
+    key.verify(bytes, &ed25519_dalek::Signature::from_bytes(&sig))
+        .map_err(|_| {
+            refusal(
+                "bad_signature",
+                "the signature does not verify with the enrolled key",
+            )
+        })
+}
+
+/// Whether the instance may create a cluster: its template assigns
+/// `k3s-server` without `target_cluster_id`, and it is not already in a
+/// live cluster (a repeat of the same report is fine).
+pub(super) fn may_bootstrap(fleet: &FleetState, event: &Envelope) -> Result<(), String> {
+    let account = &event.account_id;
+    let EventPayload::HandshakeBootstrap(p) = &event.payload else {
+        unreachable!("only called for bootstrap reports")
+    };
+    let instance = fleet
+        .instance(account, &p.instance_id)
+        .ok_or_else(|| format!("unknown_instance: no instance {}", p.instance_id))?;
+    let server = fleet
+        .template(account, &instance.template_id)
+        .and_then(|t| t.assignment(K3sModule::K3sServer));
+    match server {
+        None => {
+            return Err(format!(
+                "not_a_bootstrap_server: template {} does not assign k3s-server",
+                instance.template_id
+            ))
+        }
+        Some(a) if a.config.target_cluster_id.as_deref().is_some_and(|t| !t.is_empty()) => {
+            return Err(format!(
+                "not_a_bootstrap_server: the k3s-server assignment targets cluster {}; this server joins it instead",
+                a.config.target_cluster_id.as_deref().unwrap_or_default()
+            ))
+        }
+        Some(_) => {}
+    }
+    let this = powernode_events::ids::cluster_id_for_bootstrap(event.id);
+    let live = |id: &str| {
+        fleet
+            .cluster(account, id)
+            .is_some_and(|c| c.status != ClusterStatus::Decommissioned)
+    };
+    if let Some(b) = &instance.bootstrap {
+        if b.cluster_id != this && live(&b.cluster_id) {
+            return Err(format!(
+                "already_bootstrapped: instance {} already created cluster {}",
+                p.instance_id, b.cluster_id
+            ));
+        }
+    }
+    if let Some(c) = instance
+        .cluster_id
+        .as_deref()
+        .filter(|c| *c != this && live(c))
+    {
+        return Err(format!(
+            "already_in_cluster: instance {} is a member of cluster {c}",
+            p.instance_id
+        ));
+    }
+    Ok(())
+}
+
+/// The secrets a bootstrap report must carry, matching its fingerprints.
+pub(super) fn bootstrap_secrets(
+    event: &Envelope,
+    secrets: Option<BootstrapSecrets>,
+) -> Result<BootstrapSecrets, Refusal> {
+    let EventPayload::HandshakeBootstrap(p) = &event.payload else {
+        unreachable!("only called for bootstrap reports")
+    };
+    let s = secrets.ok_or_else(|| {
+        refusal(
+            "missing_secrets",
+            "a bootstrap report carries the node token and kubeconfig",
+        )
+    })?;
+    if fingerprint(s.node_token.as_bytes()) != p.node_token_fingerprint
+        || fingerprint(s.kubeconfig.as_bytes()) != p.kubeconfig_fingerprint
+    {
+        return Err(refusal(
+            "fingerprint_mismatch",
+            "the secrets do not match the fingerprints in the signed report",
+        ));
+    }
+    Ok(s)
+}
+
+/// Why a `ready` report cannot be accepted, if it cannot.
+pub(super) fn ready_problem(
+    fleet: &FleetState,
+    account: &AccountId,
+    cluster_id: &str,
+    token_fp: Option<&str>,
+) -> Option<String> {
+    let Some(cluster) = fleet.cluster(account, cluster_id) else {
+        return Some(format!("cluster_not_found: no cluster {cluster_id}"));
+    };
+    if cluster.status == ClusterStatus::Decommissioned {
+        return Some(format!(
+            "cluster_decommissioned: cluster {cluster_id} was decommissioned"
+        ));
+    }
+    match token_fp {
+        Some(fp) if fp != cluster.join_token_fingerprint => Some(format!(
+            "bad_token: the join token of cluster {cluster_id} was rotated since this one was issued; request a new one"
+        )),
+        _ => None,
+    }
+}
