@@ -72,7 +72,20 @@ pub struct Agent {
     /// Whether this process has fixed its plan yet (a plan is taken from the
     /// first heartbeat that carries an assignment, and kept until restart).
     plan_fixed: bool,
+    /// Flags the platform would stamp on a cluster this agent bootstraps
+    /// (from the last heartbeat), used for k3s's first start.
+    bootstrap_flags: Vec<String>,
+    /// After a refused bootstrap or join, the step waits until then
+    /// (heartbeats go on), doubling with each refusal: a worker pointed at
+    /// a wrong cluster does not flood the log.
+    retry_at: Option<std::time::Instant>,
+    refusals: u32,
 }
+
+/// First wait after a refused bootstrap or join; doubles up to [`RETRY_MAX`].
+pub const RETRY_BASE: Duration = Duration::from_millis(500);
+/// Longest wait between attempts of a refused step.
+pub const RETRY_MAX: Duration = Duration::from_secs(60);
 
 impl Agent {
     /// Loads the persisted state and enrolls when not enrolled yet.
@@ -106,6 +119,9 @@ impl Agent {
             store,
             state,
             plan_fixed: false,
+            bootstrap_flags: Vec::new(),
+            retry_at: None,
+            refusals: 0,
         })
     }
 
@@ -125,8 +141,12 @@ impl Agent {
         if hb.status == "terminated" {
             return Ok(Step::Terminated);
         }
+        self.bootstrap_flags = hb.bootstrap_server_flags;
         if !self.plan_fixed {
             self.fix_plan(&hb.assignments)?;
+        }
+        if self.retry_at.is_some_and(|t| std::time::Instant::now() < t) {
+            return Ok(Step::Idle);
         }
         let step = match (self.state.phase, self.state.plan.clone()) {
             (_, None) | (Phase::New, _) | (Phase::Ready, _) => Ok(Step::Idle),
@@ -141,8 +161,24 @@ impl Agent {
             (Phase::Bootstrapped | Phase::Joined, Some(_)) => self.ready().await,
         };
         match &step {
+            // A refused `ready` (bad token, cluster gone) goes back to
+            // joining at once; a refused bootstrap or join waits.
+            Ok(Step::Refused(reason))
+                if self.state.phase == Phase::Installed && !reason.starts_with("bad_token") =>
+            {
+                self.state.last_rejection = Some(reason.clone());
+                let wait = RETRY_BASE
+                    .saturating_mul(1 << self.refusals.min(8))
+                    .min(RETRY_MAX);
+                self.refusals += 1;
+                self.retry_at = Some(std::time::Instant::now() + wait);
+            }
             Ok(Step::Refused(reason)) => self.state.last_rejection = Some(reason.clone()),
-            Ok(Step::Advanced(_)) => self.state.last_rejection = None,
+            Ok(Step::Advanced(_)) => {
+                self.state.last_rejection = None;
+                self.refusals = 0;
+                self.retry_at = None;
+            }
             _ => {}
         }
         self.store.save(&self.state)?;
@@ -271,9 +307,12 @@ impl Agent {
             .unwrap_or_else(crate::runtime::simulated::new_token);
         self.state.token = Some(token.clone());
         self.store.save(&self.state)?;
+        // Start with the flags the platform will stamp (the pod CIDR cannot
+        // change once k3s has started); the VIP is added as --tls-san below.
         let first = ServerPlan {
             cluster_init: true,
             token: token.clone(),
+            extra_flags: self.bootstrap_flags.clone(),
             ..ServerPlan::default()
         };
         let artifacts = self

@@ -97,6 +97,11 @@ pub struct HeartbeatReply {
     pub assignments: Vec<Assignment>,
     /// The cluster the platform has the instance in, if any.
     pub cluster_id: Option<String>,
+    /// The k3s server flags a cluster bootstrapped by this instance now
+    /// would be stamped with (flannel over the SD-WAN, pod CIDR), so a
+    /// bootstrap server starts k3s with its final pod CIDR.
+    #[serde(default)]
+    pub bootstrap_server_flags: Vec<String>,
 }
 
 /// Secrets a bootstrap server hands over with its report.

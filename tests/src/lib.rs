@@ -5,7 +5,8 @@
 //! * [`conformance`] — the event-log conformance suite every backend must pass;
 //! * [`jetstream_support`] — helpers shared by the JetStream tests;
 //! * [`http`] — a minimal HTTP client for API tests;
-//! * [`api_support`] — a running API node for action tests.
+//! * [`api_support`] — a running API node for action tests;
+//! * [`lifecycle_support`] — the whole platform and real agents, for the K3s lifecycle tests.
 //!
 //! The integration tests themselves live in `tests/tests/`.
 
@@ -13,4 +14,5 @@ pub mod api_support;
 pub mod conformance;
 pub mod http;
 pub mod jetstream_support;
+pub mod lifecycle_support;
 pub mod nats;

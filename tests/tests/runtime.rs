@@ -15,7 +15,9 @@ use powernode_projections::FleetState;
 use powernode_services::log::embedded::EmbeddedLog;
 use powernode_services::log::jetstream::{JetStreamConfig, JetStreamLog};
 use powernode_services::log::{Expect, Filter, SharedLog};
-use powernode_services::runtime::{run_consumer, ConsumerConfig, ReactError, Reactor, Shared};
+use powernode_services::runtime::{
+    run_consumer, ConsumerConfig, Outbox, ReactError, Reactor, Shared,
+};
 use powernode_tests::nats::NatsServer;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -112,7 +114,7 @@ impl Reactor<FleetState> for Recorder {
         _: &FleetState,
         seq: u64,
         _: &Envelope,
-        _: &SharedLog,
+        _: &mut Outbox,
     ) -> Result<(), ReactError> {
         if self.fail_at == Some(seq) {
             return Err(ReactError::Fatal(format!("told to fail at {seq}")));

@@ -2,6 +2,7 @@
 //! JetStream ceiling measured in the same run.
 
 mod ceiling;
+mod lifecycle;
 mod log_bench;
 pub mod workload;
 
@@ -14,12 +15,17 @@ pub enum BenchCommand {
     /// event, projection rebuild by replay, and signature verification, each
     /// against the raw JetStream ceiling.
     Log(log_bench::LogBenchArgs),
+    /// C clusters × (1 server + W workers) through the whole handshake with
+    /// simulated agents over NATS; join latency, API list latency, events/s
+    /// against the raw JetStream ceiling.
+    Lifecycle(lifecycle::LifecycleArgs),
 }
 
 /// Runs a benchmark.
 pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Log(args) => log_bench::run(args).await,
+        BenchCommand::Lifecycle(args) => lifecycle::run(args).await,
     }
 }
 

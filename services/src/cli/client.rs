@@ -1,10 +1,140 @@
-//! A small HTTP/1.1 client for the CLI (`powernode call`) and tests: one
-//! request per connection, plain HTTP (put a TLS proxy in front of a remote
-//! API), JSON in and out.
+//! A small HTTP/1.1 client for the CLI (`powernode call`, the friendly
+//! subcommands, `powernode demo`) and tests: one request per connection,
+//! plain HTTP (put a TLS proxy in front of a remote API), JSON in and out.
 
 use anyhow::{bail, Context};
 use serde_json::Value;
+use std::path::Path;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Where the API is and who we are: global options of every client command.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ApiArgs {
+    /// The API address (client commands).
+    #[arg(
+        long,
+        env = "POWERNODE_URL",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
+    pub url: String,
+    /// Operator token (client commands); defaults to `<data-dir>/admin.token`.
+    #[arg(long, env = "POWERNODE_TOKEN", hide_env_values = true, global = true)]
+    pub token: Option<String>,
+}
+
+impl ApiArgs {
+    /// The client these options select; without a token, the admin token
+    /// `powernode up` wrote into `data_dir`.
+    pub fn connect(&self, data_dir: &Path) -> anyhow::Result<Api> {
+        let token = match &self.token {
+            Some(t) => t.trim().to_string(),
+            None => {
+                let path = data_dir.join("admin.token");
+                std::fs::read_to_string(&path)
+                    .with_context(|| {
+                        format!(
+                            "no --token / POWERNODE_TOKEN and cannot read {}",
+                            path.display()
+                        )
+                    })?
+                    .trim()
+                    .to_string()
+            }
+        };
+        Ok(Api::new(&self.url, &token))
+    }
+}
+
+/// An action the API refused or failed: its `{"error": {code, message}}`.
+/// Displays as `<code> (<status>): <message>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActionError {
+    /// HTTP status.
+    pub status: u16,
+    /// The stable error code, e.g. `already_decommissioned`.
+    pub code: String,
+    /// The human message.
+    pub message: String,
+}
+
+impl std::fmt::Display for ActionError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({}): {}", self.code, self.status, self.message)
+    }
+}
+
+impl std::error::Error for ActionError {}
+
+impl ActionError {
+    /// The action error inside `e`, if that is what it is.
+    pub fn of(e: &anyhow::Error) -> Option<&ActionError> {
+        e.downcast_ref::<ActionError>()
+    }
+
+    /// True when `e` is an action error with this code.
+    pub fn is(e: &anyhow::Error, code: &str) -> bool {
+        Self::of(e).is_some_and(|a| a.code == code)
+    }
+}
+
+/// A connection to the operator API with one token.
+#[derive(Debug, Clone)]
+pub struct Api {
+    url: String,
+    token: String,
+}
+
+impl Api {
+    /// A client for `url` (`http://host:port` or `host:port`) with `token`.
+    pub fn new(url: &str, token: &str) -> Self {
+        Self {
+            url: url.to_string(),
+            token: token.to_string(),
+        }
+    }
+
+    /// The API address as given.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The same API with another token.
+    pub fn with_token(&self, token: &str) -> Self {
+        Self::new(&self.url, token)
+    }
+
+    /// Runs `action` with a raw JSON body; answers its `data`, or an
+    /// [`ActionError`] (inside the `anyhow::Error`) when refused.
+    pub async fn call_raw(&self, action: &str, body: &[u8]) -> anyhow::Result<Value> {
+        let answer = request(
+            &self.url,
+            "POST",
+            &format!("/v1/actions/{action}"),
+            Some(&self.token),
+            body,
+        )
+        .await?;
+        if answer.status == 200 {
+            return Ok(answer.body.get("data").cloned().unwrap_or(Value::Null));
+        }
+        let error = &answer.body["error"];
+        Err(ActionError {
+            status: answer.status,
+            code: error["code"].as_str().unwrap_or("error").to_string(),
+            message: error["message"]
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| answer.body.to_string()),
+        }
+        .into())
+    }
+
+    /// Runs `action` with `args` (a JSON object); see [`Api::call_raw`].
+    pub async fn call(&self, action: &str, args: &Value) -> anyhow::Result<Value> {
+        self.call_raw(action, args.to_string().as_bytes()).await
+    }
+}
 
 /// An answer: status code and JSON body (`Null` when the body is empty).
 #[derive(Debug, Clone)]

@@ -2,13 +2,20 @@
 
 mod call;
 pub mod client;
+pub mod clusters;
+mod confirm;
+pub mod demo;
+pub mod events;
+pub mod fleet;
 mod node;
+pub mod output;
 
 pub use node::{open_log, start_node, start_node_with, LogArgs, NodeExtras, RunningNode};
 
 use crate::services::ServiceName;
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
+use std::sync::OnceLock;
 
 /// powernode — an event-sourced control plane for fleets of K3s clusters.
 #[derive(Debug, Parser)]
@@ -23,6 +30,9 @@ pub struct Cli {
         global = true
     )]
     pub log_format: LogFormat,
+    /// Where client commands find the API, and with which token.
+    #[command(flatten)]
+    pub api: client::ApiArgs,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -70,22 +80,70 @@ pub enum Command {
     },
     /// Run one action: `powernode call kubernetes_list_clusters '{}'`.
     Call(call::CallArgs),
+    /// K3s clusters: list, get, nodes, kubeconfig, decommission, rotate-token.
+    Clusters(clusters::ClustersArgs),
+    /// Node instances: list, drain, terminate.
+    Instances(fleet::InstancesArgs),
+    /// SD-WAN networks.
+    Networks(fleet::NetworksArgs),
+    /// SD-WAN virtual IPs (a cluster's API endpoint).
+    Vip(fleet::VipArgs),
+    /// The account's event log.
+    Events(events::EventsArgs),
+    /// A guided tour: a throwaway platform with simulated agents, two K3s
+    /// clusters built step by step through the API, narrated.
+    Demo(demo::DemoArgs),
     /// Benchmarks.
     #[command(subcommand)]
     Bench(crate::bench::BenchCommand),
 }
 
+/// Replaces the diagnostics filter set up by [`init_tracing`].
+type Refilter = Box<dyn Fn(tracing_subscriber::EnvFilter) + Send + Sync>;
+static REFILTER: OnceLock<Refilter> = OnceLock::new();
+
 /// Sets up diagnostics (`RUST_LOG` filters, default `info`).
 pub fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => {
+            let builder = tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_ansi(ansi)
+                .with_writer(std::io::stderr)
+                .with_filter_reloading();
+            let handle = builder.reload_handle();
+            builder.init();
+            let _ = REFILTER.set(Box::new(move |f| {
+                let _ = handle.reload(f);
+            }));
+        }
+        LogFormat::Json => {
+            let builder = tracing_subscriber::fmt()
+                .json()
+                .with_env_filter(filter)
+                .with_ansi(ansi)
+                .with_writer(std::io::stderr)
+                .with_filter_reloading();
+            let handle = builder.reload_handle();
+            builder.init();
+            let _ = REFILTER.set(Box::new(move |f| {
+                let _ = handle.reload(f);
+            }));
+        }
+    }
+}
+
+/// Lowers diagnostics to errors (unless `RUST_LOG` says otherwise), for
+/// commands whose stdout tells the story, like `demo`.
+pub fn quiet_diagnostics() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        return;
+    }
+    if let Some(refilter) = REFILTER.get() {
+        refilter(tracing_subscriber::EnvFilter::new("error"));
     }
 }
 
@@ -118,7 +176,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             )
             .await
         }
-        Command::Call(args) => call::run(args).await,
+        Command::Call(args) => call::run(&cli.api, args).await,
+        Command::Clusters(args) => clusters::run(&cli.api, args).await,
+        Command::Instances(args) => fleet::run_instances(&cli.api, args).await,
+        Command::Networks(args) => fleet::run_networks(&cli.api, args).await,
+        Command::Vip(args) => fleet::run_vip(&cli.api, args).await,
+        Command::Events(args) => events::run(&cli.api, args).await,
+        Command::Demo(args) => demo::run(args).await,
         Command::Bench(b) => crate::bench::run(b).await,
     }
 }

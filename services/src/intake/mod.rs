@@ -203,7 +203,7 @@ impl Intake {
             InstanceStatus::Drained => "drained",
             InstanceStatus::Terminated => "terminated",
         };
-        let assignments = fleet
+        let assignments: Vec<Assignment> = fleet
             .template(account, &instance.template_id)
             .map(|t| {
                 t.module_assignments
@@ -216,10 +216,20 @@ impl Intake {
                     .collect()
             })
             .unwrap_or_default();
+        let bootstraps = assignments.iter().any(|a: &Assignment| {
+            a.module_name == powernode_events::payloads::k3s::K3sModule::K3sServer
+                && a.target_cluster_id.as_deref().is_none_or(str::is_empty)
+        });
+        let bootstrap_server_flags = if bootstraps {
+            crate::services::provisioner::stamp(&fleet, account, &instance.id, None).server_flags
+        } else {
+            Vec::new()
+        };
         Ok(HeartbeatReply {
             status: status.to_string(),
             assignments,
             cluster_id: instance.cluster_id.clone(),
+            bootstrap_server_flags,
         })
     }
 
@@ -265,7 +275,10 @@ impl Intake {
     ) -> Result<SubmitReply, Refusal> {
         let account = &event.account_id;
         let cluster_id = powernode_events::ids::cluster_id_for_bootstrap(event.id);
-        if let Err(reason) = validate::may_bootstrap(&*self.fleet.state.read().await, event) {
+        // The read guard must not live into the awaits below (the API's
+        // consumer needs the write lock to apply what is appended).
+        let allowed = validate::may_bootstrap(&*self.fleet.state.read().await, event);
+        if let Err(reason) = allowed {
             let rejection = Envelope::new(
                 account.clone(),
                 Actor::service("intake"),
@@ -315,7 +328,9 @@ impl Intake {
 
     async fn join(&self, event: &Envelope, instance_id: &str) -> Result<SubmitReply, Refusal> {
         let account = &event.account_id;
+        let t0 = std::time::Instant::now();
         let asked_at = self.append(event).await?;
+        let t_appended = t0.elapsed();
         let verdict = self
             .fleet
             .wait_until(self.decision_timeout, |fleet| {
@@ -346,6 +361,12 @@ impl Intake {
                     format!("the join request was recorded but not decided within {:?}; is the provisioner running?", self.decision_timeout),
                 )
             })?;
+        tracing::debug!(
+            instance = %instance_id,
+            appended_and_applied_ms = t_appended.as_secs_f64() * 1000.0,
+            decided_ms = t0.elapsed().as_secs_f64() * 1000.0,
+            "join request decided"
+        );
         let (cluster_id, api_endpoint, vip, server_flags, token_fingerprint) = match verdict {
             Ok(granted) => granted,
             Err(reason) => return Ok(SubmitReply::Rejected { reason }),

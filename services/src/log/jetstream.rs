@@ -370,7 +370,6 @@ impl EventLog for JetStreamLog {
                     headers: headers.clone(),
                     payload: payload.clone(),
                     event_id: event_id.clone(),
-                    aggregate_key: aggregate_key.clone(),
                     guarded: guard.is_some(),
                     reply,
                 })

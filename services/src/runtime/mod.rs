@@ -85,8 +85,14 @@ impl From<LogError> for ReactError {
 /// A service's decision logic: called after each admitted event has been
 /// folded into the projection, with the projection as it now stands.
 ///
+/// Decisions go into the [`Outbox`]; the runtime appends a whole batch's
+/// decisions together (in order, pipelined through the log's group commit)
+/// before it checkpoints past the batch. A decision is therefore not yet in
+/// the projection when the next event of the same batch is handled: a
+/// reactor that allocates (addresses, …) keeps its own in-flight view.
+///
 /// Must be idempotent: after a crash, events after the last checkpoint are
-/// handled again. Append decisions with ids derived from the cause
+/// handled again. Give decisions ids derived from the cause
 /// ([`derived_event_id`]) so a repeat is a duplicate, not a second fact.
 #[async_trait]
 pub trait Reactor<S>: Send + 'static {
@@ -96,8 +102,26 @@ pub trait Reactor<S>: Send + 'static {
         state: &S,
         seq: u64,
         event: &Envelope,
-        log: &SharedLog,
+        out: &mut Outbox,
     ) -> Result<(), ReactError>;
+}
+
+/// Decisions waiting to be appended.
+#[derive(Debug, Default)]
+pub struct Outbox {
+    events: Vec<Envelope>,
+}
+
+impl Outbox {
+    /// Queues a decision.
+    pub fn push(&mut self, event: Envelope) {
+        self.events.push(event);
+    }
+
+    /// The queued decisions.
+    pub fn events(&self) -> &[Envelope] {
+        &self.events
+    }
 }
 
 /// A reactor that only keeps the projection (no decisions).
@@ -110,7 +134,7 @@ impl<S: Sync> Reactor<S> for ProjectOnly {
         _: &S,
         _: u64,
         _: &Envelope,
-        _: &SharedLog,
+        _: &mut Outbox,
     ) -> Result<(), ReactError> {
         Ok(())
     }
@@ -256,10 +280,12 @@ where
 
         // 2-4. Consume.
         loop {
+            let fetch_start = Instant::now();
             let batch = tokio::select! {
                 _ = shutdown.cancelled() => break,
                 b = cursor.next_batch(config.batch, config.wait) => b,
             };
+            let fetch_ms = fetch_start.elapsed().as_secs_f64() * 1000.0;
             let batch = match batch {
                 Ok(b) => b,
                 Err(e) if e.is_retryable() => {
@@ -275,6 +301,18 @@ where
             // the async workers) and before taking the write lock, so readers
             // (the API) are only held up while events are applied.
             let fresh: Vec<Record> = batch.into_iter().filter(|r| r.seq > applied).collect();
+            if let Some(first) = fresh.first() {
+                debug!(
+                    records = fresh.len(),
+                    first_seq = first.seq,
+                    lag_ms = (chrono::Utc::now() - first.stored_at)
+                        .num_microseconds()
+                        .unwrap_or(0) as f64
+                        / 1000.0,
+                    fetch_ms,
+                    "batch fetched"
+                );
+            }
             let state_ref = shared.state.clone();
             let prepared = tokio::task::spawn_blocking(move || {
                 let decoded: Vec<_> = fresh.iter().map(admission::decode).collect();
@@ -297,13 +335,14 @@ where
                 }
             };
             let mut state = shared.state.write().await;
+            let mut outbox = Outbox::default();
             for ((record, envelope), verdict) in fresh.iter().zip(decoded).zip(verdicts) {
                 let admitted = admission::admit_decoded(record, envelope, verdict, &*state);
                 handle_record(
-                    &log,
                     &config.name,
                     &mut *state,
                     &mut reactor,
+                    &mut outbox,
                     record,
                     admitted,
                     &shutdown,
@@ -316,6 +355,22 @@ where
                 }
             }
             drop(state);
+            debug!(
+                applied,
+                process_ms = fetch_start.elapsed().as_secs_f64() * 1000.0 - fetch_ms,
+                "batch applied"
+            );
+            let decisions = outbox.events.len();
+            let flush_start = Instant::now();
+            flush(&log, &name, outbox, &shutdown).await?;
+            if decisions > 0 {
+                debug!(
+                    applied,
+                    decisions,
+                    flush_ms = flush_start.elapsed().as_secs_f64() * 1000.0,
+                    "decisions appended"
+                );
+            }
             if applied - last_cp >= config.checkpoint_every
                 || (applied > last_cp && last_cp_at.elapsed() >= config.checkpoint_interval)
             {
@@ -385,12 +440,12 @@ async fn open_cursor(
     }
 }
 
-/// Applies and reacts to one admitted record, or records its refusal.
+/// Applies and reacts to one admitted record, or queues its refusal.
 async fn handle_record<S, R>(
-    log: &SharedLog,
     name: &str,
     state: &mut S,
     reactor: &mut R,
+    outbox: &mut Outbox,
     record: &Record,
     admitted: Result<Envelope, admission::Refusal>,
     shutdown: &CancellationToken,
@@ -403,14 +458,15 @@ where
         Ok(e) => e,
         Err(refusal) => {
             warn!(seq = record.seq, reason = %refusal.reason, "rejecting record");
-            return record_rejection(log, name, record, refusal, shutdown).await;
+            outbox.push(rejection_event(name, record, refusal));
+            return Ok(());
         }
     };
     let span = info_span!("event", seq = record.seq, event_id = %event.id, kind = event.kind());
     async {
         state.apply(record.seq, &event);
         loop {
-            match reactor.react(state, record.seq, &event, log).await {
+            match reactor.react(state, record.seq, &event, outbox).await {
                 Ok(()) => return Ok(()),
                 Err(ReactError::Retry(reason)) => {
                     warn!(%reason, "reaction failed; retrying");
@@ -437,16 +493,59 @@ where
     .await
 }
 
-/// Appends `system.log.record_rejected` for a refused record. The event id is
-/// derived from the record's sequence, so every consumer that meets the same
-/// bad record records it once.
-async fn record_rejection(
+/// Appends a batch's decisions: all submitted at once, in order, so the
+/// log's group commit stores them together; failures that may pass are
+/// retried (appends are idempotent by event id).
+async fn flush(
     log: &SharedLog,
     name: &str,
-    record: &Record,
-    refusal: admission::Refusal,
+    outbox: Outbox,
     shutdown: &CancellationToken,
 ) -> Result<(), RuntimeError> {
+    let mut pending = outbox.events;
+    while !pending.is_empty() {
+        let results = futures::future::join_all(
+            pending
+                .iter()
+                .map(|e| log.append(e, crate::log::Expect::Any)),
+        )
+        .await;
+        let mut retry = Vec::new();
+        for (event, result) in pending.into_iter().zip(results) {
+            match result {
+                Ok(_) => {}
+                Err(e) if e.is_retryable() => retry.push(event),
+                Err(e) => {
+                    return Err(RuntimeError::Fatal {
+                        name: name.to_string(),
+                        reason: format!(
+                            "cannot append decision {} ({}): {e}",
+                            event.id,
+                            event.kind()
+                        ),
+                    })
+                }
+            }
+        }
+        if !retry.is_empty() {
+            warn!(count = retry.len(), "appending decisions failed; retrying");
+            tokio::select! {
+                _ = shutdown.cancelled() => return Err(RuntimeError::Fatal {
+                    name: name.to_string(),
+                    reason: format!("shut down with {} decision(s) unappended; they are made again after restart", retry.len()),
+                }),
+                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+            }
+        }
+        pending = retry;
+    }
+    Ok(())
+}
+
+/// `system.log.record_rejected` for a refused record. The event id is
+/// derived from the record's sequence, so every consumer that meets the same
+/// bad record records it once.
+fn rejection_event(name: &str, record: &Record, refusal: admission::Refusal) -> Envelope {
     let account = AccountId::new(record.account()).unwrap_or_else(|_| system_account());
     let mut event = Envelope::new(
         account,
@@ -461,21 +560,7 @@ async fn record_rejection(
     );
     event.id = derived_event_id(REJECTION_NAMESPACE, &record.seq.to_string());
     event.correlation_id = event.id;
-    loop {
-        match log.append(&event, crate::log::Expect::Any).await {
-            Ok(_) => return Ok(()),
-            Err(e) if e.is_retryable() && !shutdown.is_cancelled() => {
-                warn!(error = %e, "cannot record rejection yet; retrying");
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-            Err(e) => {
-                return Err(RuntimeError::Log {
-                    name: name.to_string(),
-                    source: e,
-                })
-            }
-        }
-    }
+    event
 }
 
 /// Namespace of rejection event ids.

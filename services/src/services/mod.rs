@@ -10,9 +10,9 @@
 pub mod provisioner;
 pub mod sdwan;
 
-use crate::log::{Expect, LogError, SharedLog};
+use crate::log::SharedLog;
 use crate::runtime::{
-    derived_event_id, run_consumer, ConsumerConfig, ProjectOnly, ReactError, RuntimeError, Shared,
+    derived_event_id, run_consumer, ConsumerConfig, Outbox, ProjectOnly, RuntimeError, Shared,
 };
 use powernode_events::{Actor, Envelope, EventPayload};
 use powernode_projections::checkpoint::CheckpointStore;
@@ -80,28 +80,21 @@ pub async fn run_service(
         ServiceName::Provisioner => {
             run_consumer(log, cps, config, shared, provisioner::Provisioner, stop).await
         }
-        ServiceName::Sdwan => run_consumer(log, cps, config, shared, sdwan::Sdwan, stop).await,
+        ServiceName::Sdwan => {
+            run_consumer(log, cps, config, shared, sdwan::Sdwan::default(), stop).await
+        }
         ServiceName::Api | ServiceName::Sensor | ServiceName::Failover => {
             run_consumer(log, cps, config, shared, ProjectOnly, stop).await
         }
     }
 }
 
-/// Appends a decision caused by `cause`, with an id derived from the cause
+/// Queues a decision caused by `cause`, with an id derived from the cause
 /// and the decision's kind (so handling the cause again after a crash is a
 /// duplicate, not a second fact).
-pub(crate) async fn emit(
-    log: &SharedLog,
-    cause: &Envelope,
-    service: &str,
-    payload: EventPayload,
-) -> Result<(), ReactError> {
+pub(crate) fn emit(out: &mut Outbox, cause: &Envelope, service: &str, payload: EventPayload) {
     let mut event =
         Envelope::new(cause.account_id.clone(), Actor::service(service), payload).caused_by(cause);
     event.id = derived_event_id(cause.id, event.kind());
-    match log.append(&event, Expect::Any).await {
-        Ok(_) => Ok(()),
-        Err(e @ LogError::Invalid(_)) => Err(ReactError::Fatal(e.to_string())),
-        Err(e) => Err(e.into()),
-    }
+    out.push(event);
 }

@@ -4,16 +4,16 @@
 //! the bootstrap server reports ready.
 
 use super::emit;
-use crate::log::SharedLog;
-use crate::runtime::{ReactError, Reactor};
+use crate::runtime::{Outbox, ReactError, Reactor};
 use async_trait::async_trait;
+use ipnet::IpNet;
 use powernode_events::payloads::fleet::CniPlugin;
 use powernode_events::payloads::k3s::{
     ClusterActivated, ClusterBootstrapped, HandshakeJoinRequest, HandshakeReady, JoinRejected,
     JoinTokenIssued, K3sModule, NodeRegistered, NodeRole, PodSubnetPrefixIgnored,
 };
 use powernode_events::{AccountId, Envelope, EventPayload};
-use powernode_projections::fleet::{ClusterStatus, Instance, InstanceStatus};
+use powernode_projections::fleet::{ClusterStatus, Instance, InstanceStatus, Network};
 use powernode_projections::FleetState;
 
 /// Nodes with at least this much memory are heavyweight (ovn-kubernetes).
@@ -29,7 +29,7 @@ impl Reactor<FleetState> for Provisioner {
         state: &FleetState,
         _seq: u64,
         event: &Envelope,
-        log: &SharedLog,
+        out: &mut Outbox,
     ) -> Result<(), ReactError> {
         let account = &event.account_id;
         let decisions: Vec<EventPayload> = match &event.payload {
@@ -50,7 +50,7 @@ impl Reactor<FleetState> for Provisioner {
             _ => Vec::new(),
         };
         for payload in decisions {
-            emit(log, event, "provisioner", payload).await?;
+            emit(out, event, "provisioner", payload);
         }
         Ok(())
     }
@@ -97,29 +97,22 @@ fn create_cluster(
         return Vec::new();
     };
     let node = acc.nodes.get(&instance.node_id);
-    let cni = cni_for(node.map_or(0, |n| n.memory_mb), instance.cni_plugin);
     let vip = state.cluster_virtual_ip(account, cluster_id);
-    let network = vip
-        .map(|v| v.network_id.clone())
-        .or_else(|| {
-            super::sdwan::first_peer(state, account, &instance.id).map(|p| p.network_id.clone())
-        })
-        .and_then(|id| state.network(account, &id));
+    let Stamp {
+        cni,
+        network,
+        prefix,
+        pod_cidr,
+        server_flags,
+    } = stamp(
+        state,
+        account,
+        &instance.id,
+        vip.map(|v| v.network_id.as_str()),
+    );
     let api_endpoint = match endpoint {
         Endpoint::Vip(addr) => format!("https://[{addr}]:6443"),
         Endpoint::Fallback(url) => url.to_string(),
-    };
-    let prefix = network.and_then(|n| n.pod_subnet_prefix);
-    let (pod_cidr, server_flags) = match (cni, prefix, network) {
-        (CniPlugin::Flannel, Some(prefix), Some(n)) => (
-            Some(prefix),
-            vec![
-                format!("--flannel-iface=wg-sdwan-{}", n.handle),
-                "--flannel-backend=host-gw".to_string(),
-                format!("--cluster-cidr={prefix}"),
-            ],
-        ),
-        _ => (None, Vec::new()),
     };
     let mut out: Vec<EventPayload> = vec![ClusterBootstrapped {
         cluster_id: cluster_id.to_string(),
@@ -151,41 +144,121 @@ fn create_cluster(
     out
 }
 
-/// Why a join is refused, or the cluster it goes to.
+/// What the platform stamps on a cluster its bootstrap server creates.
+pub struct Stamp<'a> {
+    /// CNI: the instance's explicit choice, else by its node's RAM.
+    pub cni: CniPlugin,
+    /// The SD-WAN network the cluster lives on.
+    pub network: Option<&'a Network>,
+    /// The network's `pod_subnet_prefix`, whatever the CNI.
+    pub prefix: Option<IpNet>,
+    /// The pod CIDR the cluster uses (flannel on an opted-in network).
+    pub pod_cidr: Option<IpNet>,
+    /// k3s server flags: flannel over `wg-sdwan-<handle>` in host-gw mode
+    /// with `--cluster-cidr=<prefix>`.
+    pub server_flags: Vec<String>,
+}
+
+/// The stamp for a cluster bootstrapped by `instance_id` on `network_id`
+/// (default: the instance's first peer's network). The intake shows it to
+/// a bootstrap server before its first start, so k3s starts with its final
+/// pod CIDR.
+pub fn stamp<'a>(
+    state: &'a FleetState,
+    account: &AccountId,
+    instance_id: &str,
+    network_id: Option<&str>,
+) -> Stamp<'a> {
+    let instance = state.instance(account, instance_id);
+    let memory = instance
+        .and_then(|i| state.account(account)?.nodes.get(&i.node_id))
+        .map_or(0, |n| n.memory_mb);
+    let cni = cni_for(memory, instance.and_then(|i| i.cni_plugin));
+    let network = match network_id {
+        Some(id) => state.network(account, id),
+        None => super::sdwan::first_peer(state, account, instance_id)
+            .and_then(|p| state.network(account, &p.network_id)),
+    };
+    let prefix = network.and_then(|n| n.pod_subnet_prefix);
+    let (pod_cidr, server_flags) = match (cni, prefix, network) {
+        (CniPlugin::Flannel, Some(prefix), Some(n)) => (
+            Some(prefix),
+            vec![
+                format!("--flannel-iface=wg-sdwan-{}", n.handle),
+                "--flannel-backend=host-gw".to_string(),
+                format!("--cluster-cidr={prefix}"),
+            ],
+        ),
+        _ => (None, Vec::new()),
+    };
+    Stamp {
+        cni,
+        network,
+        prefix,
+        pod_cidr,
+        server_flags,
+    }
+}
+
+/// Why a join is refused, or the cluster it goes to. An instance is a node
+/// of one live cluster at a time: asking to join another one is refused
+/// (the runbook's way to move a worker is terminate + reprovision), while
+/// asking again for its own cluster (a rotated token) is fine.
 pub fn join_target<'a>(
     state: &'a FleetState,
     account: &AccountId,
     instance: Option<&Instance>,
     target: Option<&str>,
 ) -> Result<&'a powernode_projections::fleet::Cluster, String> {
-    match instance.map(|i| i.status) {
-        None => return Err("unknown_instance: the instance is not in this account".into()),
-        Some(InstanceStatus::Terminated) => {
-            return Err("instance_terminated: a terminated instance cannot join".into())
-        }
-        _ => {}
+    let Some(instance) = instance else {
+        return Err("unknown_instance: the instance is not in this account".into());
+    };
+    if instance.status == InstanceStatus::Terminated {
+        return Err("instance_terminated: a terminated instance cannot join".into());
     }
-    let Some(target) = target.filter(|t| !t.is_empty()) else {
-        return state.most_recent_active_cluster(account).ok_or_else(|| {
+    let cluster = match target.filter(|t| !t.is_empty()) {
+        None => state.most_recent_active_cluster(account).ok_or_else(|| {
             "no_active_cluster: target_cluster_id is empty and the account has no active cluster"
                 .to_string()
-        });
-    };
-    match state.find_cluster(target) {
-        None => Err(format!("cluster_not_found: no cluster {target}")),
-        Some((owner, _)) if owner != account => Err(format!(
-            "wrong_account: cluster {target} is not in this instance's account"
-        )),
-        Some((_, c)) => match c.status {
-            ClusterStatus::Active => Ok(c),
-            ClusterStatus::Bootstrapping => Err(format!(
-                "cluster_not_active: cluster {target} is still bootstrapping"
-            )),
-            ClusterStatus::Decommissioned => Err(format!(
-                "cluster_decommissioned: cluster {target} was decommissioned"
-            )),
+        })?,
+        Some(target) => match state.find_cluster(target) {
+            None => return Err(format!("cluster_not_found: no cluster {target}")),
+            Some((owner, _)) if owner != account => {
+                return Err(format!(
+                    "wrong_account: cluster {target} is not in this instance's account"
+                ))
+            }
+            Some((_, c)) => match c.status {
+                ClusterStatus::Active => c,
+                ClusterStatus::Bootstrapping => {
+                    return Err(format!(
+                        "cluster_not_active: cluster {target} is still bootstrapping"
+                    ))
+                }
+                ClusterStatus::Decommissioned => {
+                    return Err(format!(
+                        "cluster_decommissioned: cluster {target} was decommissioned"
+                    ))
+                }
+            },
         },
+    };
+    let live = |id: &str| {
+        state
+            .cluster(account, id)
+            .is_some_and(|c| c.status != ClusterStatus::Decommissioned)
+    };
+    if let Some(current) = instance
+        .cluster_id
+        .as_deref()
+        .filter(|id| *id != cluster.id && live(id))
+    {
+        return Err(format!(
+            "already_in_cluster: instance {} is a node of cluster {current}, not {}; to move it, terminate and reprovision it (or decommission {current})",
+            instance.id, cluster.id
+        ));
     }
+    Ok(cluster)
 }
 
 fn decide_join(

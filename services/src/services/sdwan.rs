@@ -3,8 +3,7 @@
 //! VIP's release when its cluster is decommissioned.
 
 use super::emit;
-use crate::log::SharedLog;
-use crate::runtime::{ReactError, Reactor};
+use crate::runtime::{Outbox, ReactError, Reactor};
 use async_trait::async_trait;
 use powernode_events::ids::cluster_id_for_bootstrap;
 use powernode_events::payloads::k3s::{ClusterDecommissioned, NodeRegistered, NodeRole};
@@ -15,10 +14,17 @@ use powernode_events::payloads::sdwan::{
 use powernode_events::{AccountId, Envelope, EventPayload};
 use powernode_projections::fleet::{Peer, VipStatus};
 use powernode_projections::FleetState;
+use std::collections::BTreeMap;
 use std::net::Ipv6Addr;
 
 /// The sdwan reactor.
-pub struct Sdwan;
+#[derive(Default)]
+pub struct Sdwan {
+    /// VIPs allocated by this reactor that the projection has not folded
+    /// yet (decisions are appended after the batch): virtual IP id →
+    /// (network id, address). Pruned as the projection catches up.
+    in_flight: BTreeMap<String, (String, Ipv6Addr)>,
+}
 
 #[async_trait]
 impl Reactor<FleetState> for Sdwan {
@@ -27,16 +33,31 @@ impl Reactor<FleetState> for Sdwan {
         state: &FleetState,
         _seq: u64,
         event: &Envelope,
-        log: &SharedLog,
+        out: &mut Outbox,
     ) -> Result<(), ReactError> {
+        self.in_flight.retain(|id, _| {
+            state
+                .account(&event.account_id)
+                .is_none_or(|a| !a.virtual_ips.contains_key(id))
+        });
         let decision = match &event.payload {
-            EventPayload::HandshakeBootstrap(p) => allocate(state, event, &p.instance_id),
+            EventPayload::HandshakeBootstrap(p) => {
+                let d = allocate(state, event, &p.instance_id, &self.in_flight);
+                if let Some(EventPayload::VirtualIpAllocated(v)) = &d {
+                    self.in_flight
+                        .insert(v.virtual_ip_id.clone(), (v.network_id.clone(), v.vip));
+                }
+                d
+            }
             EventPayload::NodeRegistered(p) => add_candidate(state, &event.account_id, p),
+            EventPayload::PeerAttached(p) => {
+                late_candidate(state, &event.account_id, &p.instance_id)
+            }
             EventPayload::ClusterDecommissioned(p) => release(state, &event.account_id, p),
             _ => None,
         };
         if let Some(payload) = decision {
-            emit(log, event, "sdwan", payload).await?;
+            emit(out, event, "sdwan", payload);
         }
         Ok(())
     }
@@ -56,10 +77,16 @@ pub(crate) fn first_peer<'a>(
 
 /// A VIP from the bootstrap server's network, held first by its peer; or,
 /// when none can be had, the reason and the endpoint used instead.
-fn allocate(state: &FleetState, event: &Envelope, instance_id: &str) -> Option<EventPayload> {
+fn allocate(
+    state: &FleetState,
+    event: &Envelope,
+    instance_id: &str,
+    in_flight: &BTreeMap<String, (String, Ipv6Addr)>,
+) -> Option<EventPayload> {
     let account = &event.account_id;
     let cluster_id = cluster_id_for_bootstrap(event.id);
     if state.cluster_virtual_ip(account, &cluster_id).is_some()
+        || in_flight.contains_key(&vip_id(&cluster_id))
         || state.cluster(account, &cluster_id).is_some()
     {
         return None;
@@ -88,6 +115,12 @@ fn allocate(state: &FleetState, event: &Envelope, instance_id: &str) -> Option<E
         .values()
         .filter(|v| v.network_id == network.id && v.status == VipStatus::Allocated)
         .map(|v| v.vip)
+        .chain(
+            in_flight
+                .values()
+                .filter(|(net, _)| *net == network.id)
+                .map(|(_, addr)| *addr),
+        )
         .collect();
     let base = u128::from(network.vip_range.network());
     let size = 1u128 << (128 - u32::from(network.vip_range.prefix_len()));
@@ -96,7 +129,7 @@ fn allocate(state: &FleetState, event: &Envelope, instance_id: &str) -> Option<E
         .find(|a| !taken.contains(a));
     Some(match free {
         Some(vip) => VirtualIpAllocated {
-            virtual_ip_id: format!("vip-{}", &cluster_id["cluster-".len()..]),
+            virtual_ip_id: vip_id(&cluster_id),
             network_id: network.id.clone(),
             vip,
             purpose: VipPurpose::K3sApiEndpoint,
@@ -116,6 +149,11 @@ fn allocate(state: &FleetState, event: &Envelope, instance_id: &str) -> Option<E
         }
         .into(),
     })
+}
+
+/// The id of a cluster's API-endpoint VIP.
+fn vip_id(cluster_id: &str) -> String {
+    format!("vip-{}", cluster_id.trim_start_matches("cluster-"))
 }
 
 /// A control-plane server that joined becomes a failover candidate of its
@@ -144,6 +182,32 @@ fn add_candidate(
             peer_id: peer.id.clone(),
         }
         .into(),
+    )
+}
+
+/// A control-plane server attached to its cluster's VIP network only after
+/// it joined becomes a failover candidate now (the join found no peer).
+fn late_candidate(
+    state: &FleetState,
+    account: &AccountId,
+    instance_id: &str,
+) -> Option<EventPayload> {
+    let cluster_id = state.instance(account, instance_id)?.cluster_id.clone()?;
+    let control_plane = state
+        .cluster_nodes(account, &cluster_id)
+        .iter()
+        .any(|n| n.instance_id == instance_id && n.role == NodeRole::ControlPlane);
+    if !control_plane {
+        return None;
+    }
+    add_candidate(
+        state,
+        account,
+        &NodeRegistered {
+            cluster_id,
+            instance_id: instance_id.to_string(),
+            role: NodeRole::ControlPlane,
+        },
     )
 }
 

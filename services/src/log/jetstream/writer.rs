@@ -18,9 +18,10 @@
 //! * `Nats-Expected-Last-Subject-Sequence(-Subject)` is allowed and checked
 //!   against the stream as it was *before the batch*; one failing guard
 //!   refuses the whole batch (10071). Because of the "before the batch" rule,
-//!   two guarded appends to one aggregate in one batch would both pass, so a
-//!   guarded append never joins a batch that already touches its aggregate
-//!   (it starts the next batch instead), and neither does a repeated event id.
+//!   two guarded appends to one aggregate in one batch would both pass; and
+//!   under contention guards do fail, turning the batch they are in into
+//!   one-by-one publishes. So a guarded append travels alone (a single
+//!   publish), and a repeated event id starts the next batch.
 //!
 //! A refused batch falls back to publishing its messages one by one, so
 //! every caller gets its own precise answer (stored, duplicate, conflict)
@@ -93,8 +94,6 @@ pub(crate) struct PendingAppend {
     pub payload: Bytes,
     /// The event id (also the `Nats-Msg-Id`).
     pub event_id: String,
-    /// The aggregate's filter subject (`pn.evt.<acct>.<type>.<id>.>`).
-    pub aggregate_key: String,
     /// True when the append carries an expected-last-sequence guard.
     pub guarded: bool,
     /// Where the answer goes.
@@ -258,7 +257,6 @@ async fn run(
 struct BatchBuilder {
     items: Vec<PendingAppend>,
     ids: HashSet<String>,
-    aggregates: HashSet<String>,
 }
 
 impl BatchBuilder {
@@ -266,7 +264,6 @@ impl BatchBuilder {
         let mut b = Self {
             items: Vec::new(),
             ids: HashSet::new(),
-            aggregates: HashSet::new(),
         };
         b.push(first);
         b
@@ -279,15 +276,18 @@ impl BatchBuilder {
     /// A repeated id would make the server refuse the batch; a guard on an
     /// aggregate the batch already writes would be checked against the
     /// state before the batch and could pass wrongly.
+    /// Whether `p` may join this batch. A guarded append travels alone: a
+    /// guard that fails refuses the whole atomic batch, and under contention
+    /// (several operators attaching peers to one network) guards do fail,
+    /// which would turn every batch they join into one-by-one publishes.
     fn accepts(&self, p: &PendingAppend) -> bool {
         let repeated_id = self.ids.contains(&p.event_id);
-        let guard_on_touched_aggregate = p.guarded && self.aggregates.contains(&p.aggregate_key);
-        !repeated_id && !guard_on_touched_aggregate
+        let has_guarded = self.items.iter().any(|i| i.guarded);
+        !repeated_id && !p.guarded && !has_guarded
     }
 
     fn push(&mut self, p: PendingAppend) {
         self.ids.insert(p.event_id.clone());
-        self.aggregates.insert(p.aggregate_key.clone());
         self.items.push(p);
     }
 }

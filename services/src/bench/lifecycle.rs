@@ -1,0 +1,379 @@
+//! `powernode bench lifecycle`: C clusters, each with one server and W
+//! workers, through the whole handshake — operator actions over HTTP,
+//! simulated agents in this process talking to the intake over NATS, every
+//! service consuming the JetStream log — then the API's list latency with
+//! all clusters in place, and the raw JetStream ceiling for the same events.
+
+use super::ceiling;
+use crate::cli::client;
+use crate::cli::{start_node_with, NodeExtras};
+use crate::log::jetstream::{JetStreamConfig, JetStreamLog};
+use crate::log::{Filter, SharedLog};
+use crate::services::ServiceName;
+use anyhow::{bail, Context};
+use async_trait::async_trait;
+use futures::{StreamExt, TryStreamExt};
+use powernode_agent::agent::{Agent, Step};
+use powernode_agent::identity::Identity;
+use powernode_agent::link::{AgentLink, LinkError, NatsLink};
+use powernode_agent::protocol::{
+    EnrollReply, EnrollRequest, Heartbeat, HeartbeatReply, Submission, SubmitReply,
+};
+use powernode_agent::runtime::simulated::SimulatedRuntime;
+use powernode_agent::state::{Phase, StateStore};
+use serde_json::{json, Value};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Arguments of `powernode bench lifecycle`.
+#[derive(Debug, clap::Args)]
+pub struct LifecycleArgs {
+    /// NATS URL of a scratch JetStream server (the bench creates and deletes
+    /// its own stream; it refuses to run where `pn.evt.>` is already taken).
+    #[arg(long, env = "POWERNODE_NATS_URL")]
+    pub nats: String,
+    /// Clusters.
+    #[arg(long, default_value_t = 1000)]
+    pub clusters: usize,
+    /// Workers per cluster (each cluster also has one server).
+    #[arg(long, default_value_t = 5)]
+    pub workers: usize,
+    /// Clusters brought up at the same time.
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
+    /// `kubernetes_list_clusters` calls for the latency figure.
+    #[arg(long, default_value_t = 200)]
+    pub list_calls: usize,
+    /// Print one JSON object (otherwise a readable summary).
+    #[arg(long)]
+    pub json: bool,
+}
+
+const BENCH_STREAM: &str = "PN_BENCH_LIFECYCLE";
+const VERSION: &str = "v1.30.5+k3s1";
+
+/// Times join requests: submit of `join_request` → token in hand.
+struct TimingLink {
+    inner: NatsLink,
+    joins_ms: Mutex<Vec<f64>>,
+}
+
+#[async_trait]
+impl AgentLink for TimingLink {
+    async fn enroll(&self, req: EnrollRequest) -> Result<EnrollReply, LinkError> {
+        self.inner.enroll(req).await
+    }
+
+    async fn heartbeat(&self, hb: Heartbeat) -> Result<HeartbeatReply, LinkError> {
+        self.inner.heartbeat(hb).await
+    }
+
+    async fn submit(&self, s: Submission) -> Result<SubmitReply, LinkError> {
+        let start = Instant::now();
+        let reply = self.inner.submit(s).await?;
+        if matches!(reply, SubmitReply::JoinGranted { .. }) {
+            let ms = start.elapsed().as_secs_f64() * 1000.0;
+            self.joins_ms.lock().expect("joins lock").push(ms);
+        }
+        Ok(reply)
+    }
+}
+
+/// The operator side: HTTP calls with one token.
+#[derive(Clone)]
+struct Operator {
+    api: String,
+    token: String,
+}
+
+impl Operator {
+    async fn call(&self, action: &str, args: Value) -> anyhow::Result<Value> {
+        let body = serde_json::to_vec(&args)?;
+        let path = format!("/v1/actions/{action}");
+        let answer = client::request(&self.api, "POST", &path, Some(&self.token), &body).await?;
+        if answer.status != 200 {
+            bail!("{action}: HTTP {}: {}", answer.status, answer.body);
+        }
+        Ok(answer.body["data"].clone())
+    }
+
+    /// Node + instance + peer; answers the instance's enrollment credential.
+    async fn instance(&self, hostname: &str, template: &str, net: &str) -> anyhow::Result<String> {
+        let node = self
+            .call(
+                "system_create_node",
+                json!({"hostname": hostname, "node_template_id": template, "memory_mb": 2048}),
+            )
+            .await?;
+        let node_id = node["node"]["id"].as_str().context("node id")?;
+        let inst = self
+            .call("system_provision_instance", json!({ "node_id": node_id }))
+            .await?;
+        let id = inst["id"].as_str().context("instance id")?;
+        self.call(
+            "system_sdwan_attach_peer",
+            json!({"network_id": net, "node_instance_id": id}),
+        )
+        .await?;
+        Ok(inst["enrollment_credential"]
+            .as_str()
+            .context("credential")?
+            .to_string())
+    }
+}
+
+/// Runs one simulated agent until its node is ready.
+async fn agent_until_ready(
+    link: Arc<TimingLink>,
+    credential: String,
+    hostname: &str,
+) -> anyhow::Result<String> {
+    let mut agent = Agent::start(
+        Identity::ephemeral(),
+        link,
+        Box::new(SimulatedRuntime::new(hostname.to_string(), VERSION.into())),
+        StateStore::memory(),
+        Some(credential),
+    )
+    .await?;
+    for _ in 0..2000 {
+        match agent.reconcile().await? {
+            Step::Advanced(Phase::Ready) => {
+                return agent
+                    .state()
+                    .cluster_id
+                    .clone()
+                    .context("ready without a cluster")
+            }
+            Step::Advanced(_) => {}
+            Step::Idle | Step::Refused(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            Step::Terminated => bail!("{hostname}: terminated"),
+        }
+    }
+    bail!("{hostname}: not ready after 2000 reconciles")
+}
+
+async fn one_cluster(
+    op: Operator,
+    link: Arc<TimingLink>,
+    i: usize,
+    workers: usize,
+) -> anyhow::Result<()> {
+    let net = op
+        .call(
+            "system_sdwan_create_network",
+            json!({"name": format!("bench-net-{i}")}),
+        )
+        .await?;
+    let net = net["network"]["id"]
+        .as_str()
+        .context("network id")?
+        .to_string();
+    let tmpl = |name: String| {
+        let op = op.clone();
+        async move {
+            let t = op
+                .call("system_create_template", json!({ "name": name }))
+                .await?;
+            anyhow::Ok(
+                t["template"]["id"]
+                    .as_str()
+                    .context("template id")?
+                    .to_string(),
+            )
+        }
+    };
+    let (server_t, worker_t) = tokio::try_join!(
+        tmpl(format!("bench-{i}-server")),
+        tmpl(format!("bench-{i}-worker"))
+    )?;
+    let hostname = format!("bench-{i}-server");
+    let credential = op.instance(&hostname, &server_t, &net).await?;
+    op.call(
+        "system_assign_module_to_template",
+        json!({"template_id": server_t, "module_name": "k3s-server"}),
+    )
+    .await?;
+    let cluster = agent_until_ready(link.clone(), credential, &hostname).await?;
+    // Workers join an active cluster; activation follows the server's ready.
+    for _ in 0..2000 {
+        let c = op
+            .call("kubernetes_get_cluster", json!({ "id": cluster }))
+            .await?;
+        if c["cluster"]["status"] == "active" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    op.call(
+        "system_assign_module_to_template",
+        json!({"template_id": worker_t, "module_name": "k3s-agent", "config": {"target_cluster_id": cluster}}),
+    )
+    .await?;
+    futures::stream::iter(0..workers)
+        .map(|w| {
+            let (op, link, worker_t, net) =
+                (op.clone(), link.clone(), worker_t.clone(), net.clone());
+            async move {
+                let hostname = format!("bench-{i}-worker-{w}");
+                let credential = op.instance(&hostname, &worker_t, &net).await?;
+                agent_until_ready(link, credential, &hostname).await
+            }
+        })
+        .buffer_unordered(workers.max(1))
+        .try_collect::<Vec<_>>()
+        .await?;
+    Ok(())
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    (sorted[idx] * 100.0).round() / 100.0
+}
+
+/// Runs the benchmark and prints its figures.
+pub async fn run(args: LifecycleArgs) -> anyhow::Result<()> {
+    if args.clusters == 0 || args.concurrency == 0 {
+        bail!("--clusters and --concurrency must be at least 1");
+    }
+    let progress = |msg: &str| eprintln!("bench: {msg}");
+    ceiling::delete_stream(&args.nats, BENCH_STREAM).await?;
+    let mut config = JetStreamConfig::new(&args.nats);
+    config.stream = BENCH_STREAM.to_string();
+    let log: SharedLog = Arc::new(JetStreamLog::connect(config).await?);
+    let dir = tempfile::tempdir()?;
+    let node = start_node_with(
+        log.clone(),
+        dir.path(),
+        &ServiceName::ALL,
+        "127.0.0.1:0".parse()?,
+        "bench",
+        NodeExtras::default(),
+    )
+    .await?;
+    let api = node.api_addr.context("the API runs here")?.to_string();
+    let admin = std::fs::read_to_string(node.admin_token_file.as_ref().context("admin token")?)?
+        .trim()
+        .to_string();
+    let admin = Operator {
+        api: api.clone(),
+        token: admin,
+    };
+    let account = admin
+        .call("system_create_account", json!({"name": "bench"}))
+        .await?;
+    let account_id = account["account"]["id"].as_str().context("account id")?;
+    let token = admin
+        .call(
+            "system_create_operator_token",
+            json!({"account_id": account_id, "permissions": ["system.kubernetes_provision"]}),
+        )
+        .await?;
+    let op = Operator {
+        api,
+        token: token["token"].as_str().context("token")?.to_string(),
+    };
+    let link = Arc::new(TimingLink {
+        inner: NatsLink::connect(&args.nats).await?,
+        joins_ms: Mutex::default(),
+    });
+
+    let first_seq = log.last_seq().await? + 1;
+    progress(&format!(
+        "bringing up {} clusters × (1 server + {} workers), {} at a time…",
+        args.clusters, args.workers, args.concurrency
+    ));
+    let start = Instant::now();
+    let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    futures::stream::iter(0..args.clusters)
+        .map(|i| {
+            let (op, link, done) = (op.clone(), link.clone(), done.clone());
+            let workers = args.workers;
+            let total = args.clusters;
+            async move {
+                one_cluster(op, link, i, workers)
+                    .await
+                    .with_context(|| format!("cluster {i}"))?;
+                let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                if n % 100 == 0 || n == total {
+                    eprintln!("bench: {n}/{total} clusters ready");
+                }
+                anyhow::Ok(())
+            }
+        })
+        .buffer_unordered(args.concurrency)
+        .try_collect::<Vec<_>>()
+        .await?;
+    let seconds = start.elapsed().as_secs_f64();
+    let last_seq = log.last_seq().await?;
+    let events = last_seq + 1 - first_seq;
+
+    progress("checking every cluster is active with all its nodes…");
+    let listed = op.call("kubernetes_list_clusters", json!({})).await?;
+    let clusters = listed["clusters"].as_array().context("clusters")?;
+    let active = clusters.iter().filter(|c| c["status"] == "active").count();
+    let nodes: u64 = clusters
+        .iter()
+        .map(|c| c["node_count"].as_u64().unwrap_or(0))
+        .sum();
+    if active != args.clusters || nodes != (args.clusters * (1 + args.workers)) as u64 {
+        bail!(
+            "expected {} active clusters with {} nodes, found {active} active with {nodes} nodes",
+            args.clusters,
+            args.clusters * (1 + args.workers)
+        );
+    }
+
+    progress(&format!("{} × kubernetes_list_clusters…", args.list_calls));
+    let mut list_ms = Vec::with_capacity(args.list_calls);
+    for _ in 0..args.list_calls {
+        let t = Instant::now();
+        op.call("kubernetes_list_clusters", json!({})).await?;
+        list_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    list_ms.sort_by(f64::total_cmp);
+    let mut joins = link.joins_ms.lock().expect("joins lock").clone();
+    joins.sort_by(f64::total_cmp);
+
+    progress("measuring the raw JetStream ceiling for the same events…");
+    let mut payloads = Vec::with_capacity(events as usize);
+    let mut from = first_seq;
+    while from <= last_seq {
+        let batch = log.read(from, 10_000, &Filter::all()).await?;
+        let Some(last) = batch.last() else { break };
+        from = last.seq + 1;
+        payloads.extend(batch.into_iter().map(|r| r.bytes.to_vec()));
+    }
+    let raw = ceiling::measure(&args.nats, &payloads).await?;
+    node.stop().await?;
+    ceiling::delete_stream(&args.nats, BENCH_STREAM).await?;
+
+    let events_per_s = events as f64 / seconds;
+    let out = json!({
+        "bench": "lifecycle",
+        "clusters": args.clusters,
+        "workers_per_cluster": args.workers,
+        "nodes": args.clusters * (1 + args.workers),
+        "concurrency": args.concurrency,
+        "seconds": (seconds * 100.0).round() / 100.0,
+        "events": events,
+        "events_per_s": events_per_s.round(),
+        "raw_publish_per_s": raw.publish_per_s.round(),
+        "events_ratio": (events_per_s / raw.publish_per_s * 1000.0).round() / 1000.0,
+        "joins": joins.len(),
+        "join_p50_ms": percentile(&joins, 0.50),
+        "join_p99_ms": percentile(&joins, 0.99),
+        "api_list_clusters_p50_ms": percentile(&list_ms, 0.50),
+        "api_list_clusters_p99_ms": percentile(&list_ms, 0.99),
+        "peak_rss_mib": (super::peak_rss_mib() * 10.0).round() / 10.0,
+    });
+    if args.json {
+        println!("{out}");
+    } else {
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    }
+    Ok(())
+}

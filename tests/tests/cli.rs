@@ -1,0 +1,338 @@
+//! The friendly CLI and `powernode demo`, through the real binary: the demo
+//! plays its tour and exits 0; `clusters list -o json` is JSON;
+//! `clusters decommission` refuses without a terminal and without --yes,
+//! and is idempotent with --yes.
+
+use anyhow::{bail, Context};
+use powernode_tests::http::action;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Builds (if needed) and returns the path of the `powernode` binary.
+fn powernode_bin() -> anyhow::Result<PathBuf> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "powernode-services",
+            "--bin",
+            "powernode",
+        ])
+        .status()
+        .context("cannot run cargo build")?;
+    if !status.success() {
+        bail!("cargo build of powernode failed");
+    }
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    Ok(target.join("debug/powernode"))
+}
+
+/// The binary with a clean client environment and stdin closed (no TTY).
+fn powernode(bin: &Path) -> Command {
+    let mut c = Command::new(bin);
+    for var in [
+        "POWERNODE_URL",
+        "POWERNODE_TOKEN",
+        "POWERNODE_DATA_DIR",
+        "POWERNODE_LISTEN",
+        "RUST_LOG",
+    ] {
+        c.env_remove(var);
+    }
+    c.stdin(Stdio::null());
+    c
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn demo_plays_the_tour_and_exits_zero() -> anyhow::Result<()> {
+    let bin = powernode_bin()?;
+    let out = powernode(&bin)
+        .args(["demo", "--timeout-secs", "90"])
+        .output()?;
+    let stdout = text(&out.stdout);
+    let stderr = text(&out.stderr);
+    assert!(
+        out.status.success(),
+        "demo failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    for expected in [
+        "[1] Setup",
+        "Tutorial step 2",
+        "system.k3s.cluster.bootstrapped",
+        "is active; its api_endpoint is the VIP https://[",
+        "joined",
+        "Runbook Phase 2",
+        "Runbook Phase 4",
+        "failover_candidates: inst-",
+        "system.k3s.handshake.join_rejected",
+        "reason: cluster_not_found",
+        "system.k3s.cluster.decommissioned",
+        "decommissioned",
+        "already_decommissioned",
+        "powernode clusters list",
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "missing {expected:?} in\n{stdout}"
+        );
+    }
+    // The temporary data dir is gone.
+    let deleted = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("Deleting "))
+        .and_then(|l| l.strip_suffix('.'))
+        .context("the demo did not say which directory it deleted")?;
+    assert!(!Path::new(deleted).exists(), "{deleted} still exists");
+    Ok(())
+}
+
+/// `powernode up` with simulated agents, and an operator with one active cluster.
+struct Platform {
+    _dir: tempfile::TempDir,
+    _up: Running,
+    port: u16,
+    url: String,
+    token: String,
+    cluster: String,
+}
+
+async fn ok(port: u16, token: &str, name: &str, args: Value) -> anyhow::Result<Value> {
+    let a = action(port, Some(token), name, &args).await?;
+    if a.status != 200 {
+        bail!("{name} answered {}: {}", a.status, a.body);
+    }
+    Ok(a.body["data"].clone())
+}
+
+async fn platform(bin: &Path) -> anyhow::Result<Platform> {
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("data");
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let up = Running(
+        powernode(bin)
+            .args([
+                "up",
+                "--simulate-agents",
+                "--heartbeat-ms",
+                "200",
+                "--data-dir",
+                data.to_str().unwrap(),
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?,
+    );
+    let token_file = data.join("admin.token");
+    let start = Instant::now();
+    let admin = loop {
+        if let Ok(t) = std::fs::read_to_string(&token_file) {
+            let t = t.trim().to_string();
+            if !t.is_empty()
+                && action(port, Some(&t), "recent_events", &json!({}))
+                    .await
+                    .is_ok()
+            {
+                break t;
+            }
+        }
+        if start.elapsed() > Duration::from_secs(30) {
+            bail!("powernode up did not answer within 30s");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let account = ok(
+        port,
+        &admin,
+        "system_create_account",
+        json!({"name": "cli"}),
+    )
+    .await?;
+    let token = ok(
+        port,
+        &admin,
+        "system_create_operator_token",
+        json!({
+            "account_id": account["account"]["id"],
+            "permissions": ["system.kubernetes_provision", "system.kubernetes_decommission", "system.kubernetes_kubeconfig"],
+        }),
+    )
+    .await?["token"]
+        .as_str()
+        .context("no token")?
+        .to_string();
+    let t = &token;
+    let net = ok(port, t, "system_sdwan_create_network", json!({"name": "n"})).await?;
+    let tmpl = ok(port, t, "system_create_template", json!({"name": "srv"})).await?;
+    let node = ok(
+        port,
+        t,
+        "system_create_node",
+        json!({"hostname": "srv-1", "node_template_id": tmpl["template"]["id"], "memory_mb": 2048}),
+    )
+    .await?;
+    let inst = ok(
+        port,
+        t,
+        "system_provision_instance",
+        json!({"node_id": node["node"]["id"]}),
+    )
+    .await?;
+    ok(
+        port,
+        t,
+        "system_sdwan_attach_peer",
+        json!({"network_id": net["network"]["id"], "node_instance_id": inst["id"]}),
+    )
+    .await?;
+    ok(
+        port,
+        t,
+        "system_assign_module_to_template",
+        json!({"template_id": tmpl["template"]["id"], "module_name": "k3s-server"}),
+    )
+    .await?;
+    let start = Instant::now();
+    let cluster = loop {
+        let list = ok(port, t, "kubernetes_list_clusters", json!({})).await?;
+        if let Some(c) = list["clusters"]
+            .as_array()
+            .and_then(|a| a.iter().find(|c| c["status"] == "active"))
+        {
+            break c["id"].as_str().context("no cluster id")?.to_string();
+        }
+        if start.elapsed() > Duration::from_secs(60) {
+            bail!("no active cluster within 60s: {list}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    Ok(Platform {
+        _dir: dir,
+        _up: up,
+        port,
+        url,
+        token,
+        cluster,
+    })
+}
+
+impl Platform {
+    fn cli(&self, bin: &Path, args: &[&str]) -> anyhow::Result<Output> {
+        Ok(powernode(bin)
+            .env("POWERNODE_URL", &self.url)
+            .env("POWERNODE_TOKEN", &self.token)
+            .args(args)
+            .output()?)
+    }
+
+    async fn status(&self) -> anyhow::Result<Value> {
+        let c = ok(
+            self.port,
+            &self.token,
+            "kubernetes_get_cluster",
+            json!({"id": self.cluster}),
+        )
+        .await?;
+        Ok(c["cluster"]["status"].clone())
+    }
+}
+
+#[tokio::test]
+async fn clusters_commands_list_as_json_and_decommission_safely() -> anyhow::Result<()> {
+    let bin = powernode_bin()?;
+    let p = platform(&bin).await?;
+    let id = p.cluster.as_str();
+
+    // -o json: the action's data, parseable.
+    let out = p.cli(&bin, &["clusters", "list", "-o", "json"])?;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let data: Value = serde_json::from_slice(&out.stdout)
+        .with_context(|| format!("not JSON: {}", text(&out.stdout)))?;
+    assert_eq!(data["clusters"][0]["id"], id, "{data}");
+
+    // The table.
+    let out = p.cli(&bin, &["clusters", "list"])?;
+    let table = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(table.starts_with("ID "), "{table}");
+    for col in ["NAME", "STATUS", "ENDPOINT", "NODES", "CNI", "VERSION"] {
+        assert!(table.lines().next().unwrap().contains(col), "{table}");
+    }
+    assert!(table.contains(id) && table.contains("active"), "{table}");
+
+    // Errors: `powernode: error: <code> (<status>): <message>`, non-zero.
+    let out = p.cli(&bin, &["clusters", "get", "cluster-nope"])?;
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("powernode: error: not_found (404): "),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // No TTY, no --yes: refused, nothing changed.
+    let out = p.cli(&bin, &["clusters", "decommission", id])?;
+    assert!(!out.status.success(), "{}", text(&out.stdout));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("not a terminal") && stderr.contains("--yes"),
+        "{stderr}"
+    );
+    assert_eq!(p.status().await?, "active");
+
+    // --yes: decommissioned; again: nothing to do, still exit 0.
+    let out = p.cli(&bin, &["clusters", "decommission", id, "--yes"])?;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("decommissioned"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_eq!(p.status().await?, "decommissioned");
+    let out = p.cli(&bin, &["clusters", "decommission", id, "--yes"])?;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("already decommissioned; nothing to do"),
+        "{}",
+        text(&out.stdout)
+    );
+    // Without --yes too: nothing to confirm when nothing changes.
+    let out = p.cli(&bin, &["clusters", "decommission", id])?;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    // --all lists it; the default hides it.
+    let out = p.cli(&bin, &["clusters", "list", "--all"])?;
+    assert!(text(&out.stdout).contains("decommissioned"));
+    let out = p.cli(&bin, &["clusters", "list", "-o", "json"])?;
+    let data: Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(data["clusters"], json!([]));
+    Ok(())
+}
