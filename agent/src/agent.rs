@@ -80,6 +80,10 @@ pub struct Agent {
     /// a wrong cluster does not flood the log.
     retry_at: Option<std::time::Instant>,
     refusals: u32,
+    /// Whether this process has made sure the runtime is installed (after
+    /// a restart the state says `installed`, but a fresh driver — the
+    /// simulated one, or a node whose k3s was removed — may not be).
+    runtime_checked: bool,
 }
 
 /// First wait after a refused bootstrap or join; doubles up to [`RETRY_MAX`].
@@ -122,6 +126,7 @@ impl Agent {
             bootstrap_flags: Vec::new(),
             retry_at: None,
             refusals: 0,
+            runtime_checked: false,
         })
     }
 
@@ -161,17 +166,17 @@ impl Agent {
             (Phase::Bootstrapped | Phase::Joined, Some(_)) => self.ready().await,
         };
         match &step {
+            // A driver failure while joining waits like a refusal.
+            Err(AgentError::Runtime(_)) if self.state.phase == Phase::Installed => {
+                self.back_off();
+            }
             // A refused `ready` (bad token, cluster gone) goes back to
             // joining at once; a refused bootstrap or join waits.
             Ok(Step::Refused(reason))
                 if self.state.phase == Phase::Installed && !reason.starts_with("bad_token") =>
             {
                 self.state.last_rejection = Some(reason.clone());
-                let wait = RETRY_BASE
-                    .saturating_mul(1 << self.refusals.min(8))
-                    .min(RETRY_MAX);
-                self.refusals += 1;
-                self.retry_at = Some(std::time::Instant::now() + wait);
+                self.back_off();
             }
             Ok(Step::Refused(reason)) => self.state.last_rejection = Some(reason.clone()),
             Ok(Step::Advanced(_)) => {
@@ -268,6 +273,15 @@ impl Agent {
         Ok(())
     }
 
+    /// Waits before the next attempt of a refused or failed step.
+    fn back_off(&mut self) {
+        let wait = RETRY_BASE
+            .saturating_mul(1 << self.refusals.min(8))
+            .min(RETRY_MAX);
+        self.refusals += 1;
+        self.retry_at = Some(std::time::Instant::now() + wait);
+    }
+
     fn forget_cluster(&mut self) {
         self.state.cluster_id = None;
         self.state.api_endpoint = None;
@@ -290,11 +304,9 @@ impl Agent {
         if let SubmitReply::Rejected { reason } = reply {
             return Ok(Step::Refused(reason));
         }
-        let role = match plan.module {
-            K3sModule::K3sServer => Role::Server,
-            K3sModule::K3sAgent => Role::Agent,
-        };
+        let role = role_of(plan.module);
         self.with_runtime(move |rt| rt.install(role)).await?;
+        self.runtime_checked = true;
         self.state.phase = Phase::Installed;
         Ok(Step::Advanced(Phase::Installed))
     }
@@ -496,5 +508,12 @@ impl Agent {
                 secrets,
             })
             .await?)
+    }
+}
+
+fn role_of(module: K3sModule) -> Role {
+    match module {
+        K3sModule::K3sServer => Role::Server,
+        K3sModule::K3sAgent => Role::Agent,
     }
 }

@@ -33,6 +33,9 @@ pub trait AgentLink: Send + Sync {
     async fn submit(&self, s: Submission) -> Result<SubmitReply, LinkError>;
 }
 
+/// How long an agent waits for the intake's answer.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// The intake over NATS request/reply.
 pub struct NatsLink {
     client: async_nats::Client,
@@ -45,6 +48,8 @@ impl NatsLink {
         let client = async_nats::ConnectOptions::new()
             .connection_timeout(Duration::from_secs(5))
             .name("powernode-agent")
+            // The intake may wait up to 20 s for a decision before answering.
+            .request_timeout(Some(REQUEST_TIMEOUT))
             .connect(url)
             .await
             .map_err(|e| LinkError::Unavailable(format!("cannot connect to {url}: {e}")))?;
@@ -55,7 +60,7 @@ impl NatsLink {
     pub fn new(client: async_nats::Client) -> Self {
         Self {
             client,
-            timeout: Duration::from_secs(30),
+            timeout: REQUEST_TIMEOUT + Duration::from_secs(5),
         }
     }
 

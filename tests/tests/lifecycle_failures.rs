@@ -53,16 +53,22 @@ async fn in_process_agent(
     Ok((instance, agent))
 }
 
-/// Reconciles until the agent reaches `phase` (at most 10 steps).
+/// Reconciles until the agent reaches `phase`, a heartbeat apart while it
+/// has nothing to do (a refused step waits out its backoff); at most [`WAIT`].
 async fn step_until(agent: &mut Agent, phase: Phase) -> anyhow::Result<Vec<Step>> {
+    let start = std::time::Instant::now();
     let mut steps = Vec::new();
     while agent.state().phase != phase {
         ensure!(
-            steps.len() < 10,
-            "agent did not reach {phase:?}; steps {steps:?}, state {:?}",
+            start.elapsed() < WAIT,
+            "agent did not reach {phase:?} within {WAIT:?}; steps {steps:?}, state {:?}",
             agent.state()
         );
-        steps.push(agent.reconcile().await?);
+        let step = agent.reconcile().await?;
+        if !matches!(step, Step::Advanced(_)) {
+            tokio::time::sleep(std::time::Duration::from_millis(HEARTBEAT_MS)).await;
+        }
+        steps.push(step);
     }
     Ok(steps)
 }
@@ -82,6 +88,12 @@ async fn rejections(op: &Operator, instance: &str) -> anyhow::Result<Vec<String>
         .collect())
 }
 
+/// Fails today at its last step (agent bug): after the restart the agent
+/// resumes in phase `installed`, but the simulated runtime of the new
+/// process has installed nothing, so every join it is granted ends in
+/// "k3s-agent is not installed (simulated)" — and, a runtime error not
+/// being a refusal, without backoff: a join request, token and node
+/// registration appended every heartbeat.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_target_is_refused_and_retried_until_fixed_and_restarted() -> anyhow::Result<()> {
     let p = Platform::start().await?;
@@ -144,10 +156,15 @@ async fn wrong_target_is_refused_and_retried_until_fixed_and_restarted() -> anyh
     ensure!(instance["k3s_phase"] == "join_rejected", "{instance}");
 
     // …and joins prod once restarted.
+    let before_restart = p.instance_events(JOIN_REQUEST, &id).await?.len();
     worker.agent.restart(&p.nats_url(), None)?;
-    p.wait_node_ready(&prod, &id)
-        .await
-        .with_context(|| format!("worker log:\n{}", worker.agent.log_tail(20)))?;
+    if let Err(e) = p.wait_node_ready(&prod, &id).await {
+        let since = p.instance_events(JOIN_REQUEST, &id).await?.len() - before_restart;
+        return Err(e.context(format!(
+            "{since} join requests since the restart; worker log:\n{}",
+            worker.agent.log_tail(3)
+        )));
+    }
     let issued = p
         .instance_events("system.k3s.handshake.join_token_issued", &id)
         .await?;
@@ -186,6 +203,35 @@ async fn target_in_another_account_is_wrong_account() -> anyhow::Result<()> {
     ensure!(
         other.nodes(&theirs).await?.len() == 1,
         "nothing joined the other account's cluster"
+    );
+    // Nor can this account's operator see or touch it.
+    ensure!(
+        p.clusters(true).await?.is_empty(),
+        "another account's cluster is listed"
+    );
+    for (action, args) in [
+        ("kubernetes_get_cluster", json!({"id": theirs})),
+        ("kubernetes_list_nodes", json!({"cluster_id": theirs})),
+        ("kubernetes_get_kubeconfig", json!({"cluster_id": theirs})),
+        (
+            "kubernetes_rotate_join_token",
+            json!({"cluster_id": theirs}),
+        ),
+        (
+            "kubernetes_decommission_cluster",
+            json!({"cluster_id": theirs}),
+        ),
+        ("system_sdwan_get_virtual_ip", json!({"cluster_id": theirs})),
+    ] {
+        let r = p.action(action, args).await;
+        ensure!(
+            matches!(&r, Err(e) if e.status == 404),
+            "{action} on another account's cluster: {r:?}"
+        );
+    }
+    ensure!(
+        other.cluster(&theirs).await?["status"] == "active",
+        "the other account's cluster is untouched"
     );
     Ok(())
 }

@@ -44,6 +44,9 @@ pub struct LifecycleArgs {
     /// `kubernetes_list_clusters` calls for the latency figure.
     #[arg(long, default_value_t = 200)]
     pub list_calls: usize,
+    /// How the log groups concurrent appends (see `powernode up --help`).
+    #[arg(long, value_enum, default_value = "atomic")]
+    pub group_commit: crate::log::jetstream::GroupCommit,
     /// Print one JSON object (otherwise a readable summary).
     #[arg(long)]
     pub json: bool,
@@ -243,6 +246,7 @@ pub async fn run(args: LifecycleArgs) -> anyhow::Result<()> {
     ceiling::delete_stream(&args.nats, BENCH_STREAM).await?;
     let mut config = JetStreamConfig::new(&args.nats);
     config.stream = BENCH_STREAM.to_string();
+    config.group_commit = args.group_commit;
     let log: SharedLog = Arc::new(JetStreamLog::connect(config).await?);
     let dir = tempfile::tempdir()?;
     let node = start_node_with(
@@ -358,6 +362,7 @@ pub async fn run(args: LifecycleArgs) -> anyhow::Result<()> {
         "workers_per_cluster": args.workers,
         "nodes": args.clusters * (1 + args.workers),
         "concurrency": args.concurrency,
+        "group_commit": format!("{:?}", args.group_commit).to_lowercase(),
         "seconds": (seconds * 100.0).round() / 100.0,
         "events": events,
         "events_per_s": events_per_s.round(),

@@ -291,7 +291,15 @@ impl Intake {
             self.append(&rejection).await?;
             return Ok(SubmitReply::Rejected { reason });
         }
-        let secrets = validate::bootstrap_secrets(event, secrets)?;
+        let secrets = match validate::bootstrap_secrets(event, secrets) {
+            Ok(s) => s,
+            Err(refused) => {
+                let reason = format!("{}: {}", refused.code, refused.message);
+                self.record_rejection(account, instance_id, Some(event), &reason)
+                    .await;
+                return Err(refused);
+            }
+        };
         self.put_secret(
             SecretKey::join_token(account, &cluster_id),
             secrets.node_token.as_bytes(),
@@ -329,13 +337,21 @@ impl Intake {
     async fn join(&self, event: &Envelope, instance_id: &str) -> Result<SubmitReply, Refusal> {
         let account = &event.account_id;
         let t0 = std::time::Instant::now();
-        let asked_at = self.append(event).await?;
+        let appended = self
+            .log
+            .append(event, Expect::Any)
+            .await
+            .map_err(unavailable)?;
+        self.caught_up(appended.seq).await?;
+        let (asked_at, replayed) = (appended.seq, appended.duplicate);
         let t_appended = t0.elapsed();
         let verdict = self
             .fleet
             .wait_until(self.decision_timeout, |fleet| {
                 let i = fleet.instance(account, instance_id)?;
-                if i.phase_seq <= asked_at {
+                // A replayed request was decided long ago (the instance may
+                // even be ready by now): answer from the current state.
+                if i.phase_seq <= asked_at && !replayed {
                     return None;
                 }
                 match i.k3s_phase? {
@@ -343,7 +359,7 @@ impl Intake {
                         .last_join_rejection
                         .clone()
                         .unwrap_or_else(|| "rejected".into()))),
-                    K3sPhase::JoinTokenIssued => {
+                    K3sPhase::JoinTokenIssued | K3sPhase::Ready => {
                         let c = fleet.cluster(account, i.cluster_id.as_deref()?)?;
                         let vip = fleet
                             .cluster_virtual_ip(account, &c.id)

@@ -15,8 +15,6 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::net::Ipv6Addr;
 
-/// Host ids below this are reserved in every overlay.
-const FIRST_PEER_HOST: u128 = 5;
 /// VIPs come from `<overlay>::100/120`.
 const VIP_RANGE_HOST: u128 = 0x100;
 const VIP_RANGE_LEN: u8 = 120;
@@ -165,6 +163,29 @@ pub async fn create_network(ctx: &ActionContext<'_>, a: CreateNetwork) -> Result
     Ok(json!({ "network": fleet.network(&ctx.operator.account, &id) }))
 }
 
+/// The id of an instance's peer on a network (and of the attaching event).
+fn peer_uuid(network_id: &str, instance_id: &str) -> uuid::Uuid {
+    uuid::Uuid::new_v5(
+        &uuid::Uuid::NAMESPACE_OID,
+        format!("powernode/peer/{network_id}/{instance_id}").as_bytes(),
+    )
+}
+
+/// A /64 host id for the instance: 64 bits of a hash of (network,
+/// instance) with the top bit set, so it never falls among the reserved low
+/// ids or the VIP range `::100/120`; re-hashed in the (2^-63) case it is
+/// taken.
+fn peer_host(network_id: &str, instance_id: &str, used: &[u128]) -> u128 {
+    (0u32..)
+        .map(|salt| {
+            let h = Sha256::digest(format!("{network_id}/{instance_id}/{salt}").as_bytes());
+            let id = u64::from_be_bytes(h[..8].try_into().expect("8 bytes")) | (1 << 63);
+            u128::from(id)
+        })
+        .find(|h| !used.contains(h))
+        .expect("a free host id exists")
+}
+
 /// `system_sdwan_attach_peer({network_id, node_instance_id, lan_subnets?})`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -225,23 +246,32 @@ pub async fn attach_peer(ctx: &ActionContext<'_>, a: AttachPeer) -> Result<Value
                 .iter()
                 .map(|p| u128::from(p.overlay_ip) - base)
                 .collect();
-            let vip = VIP_RANGE_HOST..VIP_RANGE_HOST + (1 << (128 - VIP_RANGE_LEN));
-            let host = (FIRST_PEER_HOST..u64::MAX as u128)
-                .find(|h| !used.contains(h) && !vip.contains(h))
-                .expect("a /64 has free host ids");
-            Envelope::new(
+            let host = peer_host(&a.network_id, &a.node_instance_id, &used);
+            let mut event = Envelope::new(
                 account.clone(),
                 ctx.actor(),
                 PeerAttached {
                     network_id: a.network_id.clone(),
-                    peer_id: new_id("peer"),
+                    peer_id: format!(
+                        "peer-{}",
+                        peer_uuid(&a.network_id, &a.node_instance_id).simple()
+                    ),
                     instance_id: a.node_instance_id.clone(),
                     overlay_ip: Ipv6Addr::from(base | host),
                     lan_subnets: lans.clone(),
                 },
-            )
+            );
+            // The same instance attached twice at once is one event.
+            event.id = peer_uuid(&a.network_id, &a.node_instance_id);
+            event
         };
-        let expect = guard.map_or(Expect::NoEvents, Expect::LastSeq);
+        // The address is derived from the instance, so concurrent attaches of
+        // different instances do not contend; only LAN subnets (checked
+        // against the network's other peers) need the network's guard.
+        let expect = match (lans.is_empty(), guard) {
+            (true, _) => Expect::Any,
+            (false, g) => g.map_or(Expect::NoEvents, Expect::LastSeq),
+        };
         match ctx.append_guarded(&event, expect).await {
             Ok(_) => {
                 let fleet = ctx.fleet().await;
