@@ -191,6 +191,15 @@ impl fmt::Display for Actor {
     }
 }
 
+/// The id of the cluster a bootstrap report creates: derived from the
+/// report's event id, so every service (and a replay) names it the same way.
+pub fn cluster_id_for_bootstrap(bootstrap_event_id: uuid::Uuid) -> String {
+    format!(
+        "cluster-{}",
+        uuid::Uuid::new_v5(&bootstrap_event_id, b"k3s-cluster").simple()
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -202,13 +211,4 @@ mod tests {
             assert!(AccountId::new(bad).is_err(), "{bad:?} accepted");
         }
     }
-}
-
-/// The id of the cluster a bootstrap report creates: derived from the
-/// report's event id, so every service (and a replay) names it the same way.
-pub fn cluster_id_for_bootstrap(bootstrap_event_id: uuid::Uuid) -> String {
-    format!(
-        "cluster-{}",
-        uuid::Uuid::new_v5(&bootstrap_event_id, b"k3s-cluster").simple()
-    )
 }

@@ -572,34 +572,38 @@ pub fn system_account() -> AccountId {
 }
 
 /// Saves the checkpoint, then acknowledges the cursor up to it.
-async fn checkpoint<S: Projection + Send + Sync>(
+async fn checkpoint<S: Projection + Send + Sync + 'static>(
     shared: &Shared<S>,
-    store: &CheckpointStore,
+    store: &Arc<CheckpointStore>,
     name: &str,
     applied: u64,
     cursor: &mut dyn DurableCursor,
 ) -> Result<(), RuntimeError> {
-    let snapshot = shared
-        .state
-        .read()
-        .await
-        .snapshot()
-        .map_err(|e| RuntimeError::Checkpoint {
-            name: name.to_string(),
-            reason: e.to_string(),
-        })?;
-    store
-        .save(
-            name,
-            &Checkpoint {
-                seq: applied,
-                snapshot,
-            },
-        )
-        .map_err(|e| RuntimeError::Checkpoint {
-            name: name.to_string(),
-            reason: e.to_string(),
-        })?;
+    // Encoding a large projection and writing it are blocking work: off the
+    // async workers, so the API and the intake keep answering meanwhile.
+    let (state, store, cp_name) = (shared.state.clone(), store.clone(), name.to_string());
+    let saved = tokio::task::spawn_blocking(move || {
+        let snapshot = state
+            .blocking_read()
+            .snapshot()
+            .map_err(|e| e.to_string())?;
+        store
+            .save(
+                &cp_name,
+                &Checkpoint {
+                    seq: applied,
+                    snapshot,
+                },
+            )
+            .map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| e.to_string())
+    .and_then(|r| r);
+    saved.map_err(|reason| RuntimeError::Checkpoint {
+        name: name.to_string(),
+        reason,
+    })?;
     if let Err(e) = cursor.ack_through(applied).await {
         // Not fatal: the checkpoint is authoritative and redeliveries are skipped.
         warn!(error = %e, applied, "ack failed after checkpoint");
