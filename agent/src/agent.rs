@@ -153,6 +153,14 @@ impl Agent {
         if self.retry_at.is_some_and(|t| std::time::Instant::now() < t) {
             return Ok(Step::Idle);
         }
+        if !self.runtime_checked {
+            let resumed = self.state.phase >= Phase::Installed && self.state.phase != Phase::Ready;
+            if let (true, Some(plan)) = (resumed, &self.state.plan) {
+                let role = role_of(plan.module);
+                self.with_runtime(move |rt| rt.install(role)).await?;
+            }
+            self.runtime_checked = true;
+        }
         let step = match (self.state.phase, self.state.plan.clone()) {
             (_, None) | (Phase::New, _) | (Phase::Ready, _) => Ok(Step::Idle),
             (Phase::Enrolled, Some(plan)) => self.install(&plan).await,
