@@ -23,6 +23,21 @@ use powernode_projections::FleetState;
 use serde_json::json;
 use std::time::Duration;
 
+/// An action's answer: a JSON value, or (for large reads) the `data`
+/// object already serialized, which spares building a `Value` tree.
+pub enum Answer {
+    /// Serialized under `data`.
+    Json(serde_json::Value),
+    /// Serialized JSON text placed under `data` as it is.
+    Raw(String),
+}
+
+impl From<serde_json::Value> for Answer {
+    fn from(v: serde_json::Value) -> Self {
+        Self::Json(v)
+    }
+}
+
 /// What the handlers share.
 #[derive(Clone)]
 pub struct ApiState {
@@ -77,7 +92,18 @@ async fn action(
     body: axum::body::Bytes,
 ) -> Response {
     match actions::dispatch(&st, &headers, &name, &body).await {
-        Ok(data) => Json(json!({ "data": data })).into_response(),
+        Ok(Answer::Json(data)) => Json(json!({ "data": data })).into_response(),
+        Ok(Answer::Raw(data)) => {
+            let mut body = String::with_capacity(data.len() + 10);
+            body.push_str("{\"data\":");
+            body.push_str(&data);
+            body.push('}');
+            (
+                [(axum::http::header::CONTENT_TYPE, "application/json")],
+                body,
+            )
+                .into_response()
+        }
         Err(e) => e.into_response(),
     }
 }

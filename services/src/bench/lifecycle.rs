@@ -50,6 +50,10 @@ pub struct LifecycleArgs {
     /// Print one JSON object (otherwise a readable summary).
     #[arg(long)]
     pub json: bool,
+    /// Keep the platform up this many seconds after measuring (printing
+    /// its API address and operator token), to poke at it by hand.
+    #[arg(long, default_value_t = 0)]
+    pub hold_secs: u64,
 }
 
 const BENCH_STREAM: &str = "PN_BENCH_LIFECYCLE";
@@ -352,6 +356,13 @@ pub async fn run(args: LifecycleArgs) -> anyhow::Result<()> {
         payloads.extend(batch.into_iter().map(|r| r.bytes.to_vec()));
     }
     let raw = ceiling::measure(&args.nats, &payloads).await?;
+    if args.hold_secs > 0 {
+        progress(&format!(
+            "holding for {} s: POWERNODE_URL=http://{} POWERNODE_TOKEN={}",
+            args.hold_secs, op.api, op.token
+        ));
+        tokio::time::sleep(Duration::from_secs(args.hold_secs)).await;
+    }
     node.stop().await?;
     ceiling::delete_stream(&args.nats, BENCH_STREAM).await?;
 

@@ -16,14 +16,29 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 /// A cluster as operators see it: the runbook's fields plus the details.
-fn cluster_json(fleet: &FleetState, account: &AccountId, c: &Cluster) -> Value {
-    let mut v = json!(c);
-    v["node_count"] = json!(fleet.node_count(account, &c.id));
-    v["version"] = json!(c.k3s_version);
-    v
+#[derive(serde::Serialize)]
+struct ClusterView<'a> {
+    #[serde(flatten)]
+    cluster: &'a Cluster,
+    node_count: usize,
+    version: Option<&'a str>,
 }
 
-/// `kubernetes_list_clusters({include_decommissioned?})` → `{clusters: [...]}`, oldest first.
+fn view<'a>(fleet: &FleetState, account: &AccountId, c: &'a Cluster) -> ClusterView<'a> {
+    ClusterView {
+        cluster: c,
+        node_count: fleet.node_count(account, &c.id),
+        version: c.k3s_version.as_deref(),
+    }
+}
+
+fn cluster_json(fleet: &FleetState, account: &AccountId, c: &Cluster) -> Value {
+    json!(view(fleet, account, c))
+}
+
+/// `kubernetes_list_clusters({include_decommissioned?})` → `{clusters: [...]}`,
+/// oldest first, serialized straight to text (a thousand clusters are
+/// common; building a `Value` tree for them costs more than the rest).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListClusters {
@@ -31,15 +46,21 @@ pub struct ListClusters {
     include_decommissioned: bool,
 }
 
-pub async fn list_clusters(ctx: &ActionContext<'_>, a: ListClusters) -> Result<Value, ApiError> {
+pub async fn list_clusters(ctx: &ActionContext<'_>, a: ListClusters) -> Result<String, ApiError> {
+    #[derive(serde::Serialize)]
+    struct Clusters<'a> {
+        clusters: Vec<ClusterView<'a>>,
+    }
     let fleet = ctx.fleet().await;
     let account = &ctx.operator.account;
-    let clusters: Vec<Value> = fleet
-        .clusters(account, a.include_decommissioned)
-        .into_iter()
-        .map(|c| cluster_json(&fleet, account, c))
-        .collect();
-    Ok(json!({ "clusters": clusters }))
+    let all = fleet.clusters(account, a.include_decommissioned);
+    let out = Clusters {
+        clusters: all.into_iter().map(|c| view(&fleet, account, c)).collect(),
+    };
+    let mut buf = Vec::with_capacity(64 + out.clusters.len() * 640);
+    serde_json::to_writer(&mut buf, &out)
+        .map_err(|e| ApiError::unavailable(format!("cannot serialize the clusters: {e}")))?;
+    Ok(String::from_utf8(buf).expect("serde_json writes UTF-8"))
 }
 
 /// `kubernetes_get_cluster({id})` → `{cluster: {...}}`.

@@ -154,7 +154,7 @@ pub async fn dispatch(
     headers: &HeaderMap,
     name: &str,
     body: &[u8],
-) -> Result<Value, ApiError> {
+) -> Result<super::Answer, ApiError> {
     if !ACTIONS.contains(&name) {
         return Err(ApiError::new(
             axum::http::StatusCode::NOT_FOUND,
@@ -183,7 +183,12 @@ pub async fn dispatch(
     }
     let operator = authenticate(headers, &*api.fleet.state.read().await)?;
     let ctx = ActionContext { api, operator };
-    match name {
+    if name == "kubernetes_list_clusters" {
+        return clusters::list_clusters(&ctx, args(value)?)
+            .await
+            .map(super::Answer::Raw);
+    }
+    let answer = match name {
         "system_create_account" => accounts::create_account(&ctx, args(value)?).await,
         "system_create_operator_token" => accounts::create_operator_token(&ctx, args(value)?).await,
         "system_create_template" => templates::create_template(&ctx, args(value)?).await,
@@ -194,7 +199,6 @@ pub async fn dispatch(
         "recent_events" => events::recent_events(&ctx, args(value)?).await,
         "system_sdwan_create_network" => sdwan::create_network(&ctx, args(value)?).await,
         "system_sdwan_attach_peer" => sdwan::attach_peer(&ctx, args(value)?).await,
-        "kubernetes_list_clusters" => clusters::list_clusters(&ctx, args(value)?).await,
         "kubernetes_get_cluster" => clusters::get_cluster(&ctx, args(value)?).await,
         "kubernetes_list_nodes" => clusters::list_nodes(&ctx, args(value)?).await,
         "kubernetes_get_kubeconfig" => kubeconfig::get_kubeconfig(&ctx, args(value)?).await,
@@ -209,7 +213,8 @@ pub async fn dispatch(
             instances::set_instance_status(&ctx, args(value)?, true).await
         }
         other => unreachable!("{other} is in ACTIONS but not dispatched"),
-    }
+    };
+    answer.map(super::Answer::Json)
 }
 
 /// A fresh id with a readable prefix, e.g. `tmpl-0190…`.
