@@ -237,6 +237,14 @@ pub async fn run_node(
     checkpoint_name: &str,
     extras: NodeExtras,
 ) -> anyhow::Result<()> {
+    // Take over Ctrl-C / SIGTERM before starting anything, so a signal that
+    // arrives during start-up stops cleanly instead of killing the process.
+    let signalled = CancellationToken::new();
+    let on_signal = signalled.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        on_signal.cancel();
+    });
     let log = open_log(args).await?;
     let node = start_node_with(
         log,
@@ -249,7 +257,7 @@ pub async fn run_node(
     .await?;
     let stop = node.shutdown.clone();
     tokio::spawn(async move {
-        wait_for_signal().await;
+        signalled.cancelled().await;
         info!("shutting down");
         stop.cancel();
     });
