@@ -11,6 +11,7 @@
 //! The integration tests themselves live in `tests/tests/`.
 
 pub mod api_support;
+pub mod bins;
 pub mod conformance;
 pub mod http;
 pub mod jetstream_support;

@@ -1,34 +1,12 @@
 //! The `powernode` binary as a user runs it: `up` on the embedded default,
 //! `up --nats`, `serve <service>`, Ctrl-C, and an unreachable log.
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use powernode_tests::nats::NatsServer;
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Builds (if needed) and returns the path of the `powernode` binary.
-fn powernode_bin() -> anyhow::Result<PathBuf> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .args([
-            "build",
-            "--quiet",
-            "-p",
-            "powernode-services",
-            "--bin",
-            "powernode",
-        ])
-        .status()
-        .context("cannot run cargo build")?;
-    if !status.success() {
-        bail!("cargo build of powernode failed");
-    }
-    let target = std::env::var("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    Ok(target.join("debug/powernode"))
-}
+use powernode_tests::bins::powernode_bin;
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

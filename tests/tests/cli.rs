@@ -6,32 +6,11 @@
 use anyhow::{bail, Context};
 use powernode_tests::http::action;
 use serde_json::{json, Value};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// Builds (if needed) and returns the path of the `powernode` binary.
-fn powernode_bin() -> anyhow::Result<PathBuf> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .args([
-            "build",
-            "--quiet",
-            "-p",
-            "powernode-services",
-            "--bin",
-            "powernode",
-        ])
-        .status()
-        .context("cannot run cargo build")?;
-    if !status.success() {
-        bail!("cargo build of powernode failed");
-    }
-    let target = std::env::var("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    Ok(target.join("debug/powernode"))
-}
+use powernode_tests::bins::powernode_bin;
 
 /// The binary with a clean client environment and stdin closed (no TTY).
 fn powernode(bin: &Path) -> Command {
