@@ -152,8 +152,15 @@ async fn wrong_target_is_refused_and_retried_until_fixed_and_restarted() -> anyh
         targets.iter().all(|t| *t == missing),
         "a running agent applies a new target_cluster_id only after a restart: {targets:?}"
     );
-    let instance = p.instance(&id).await?;
-    ensure!(instance["k3s_phase"] == "join_rejected", "{instance}");
+    // The last request's refusal follows it (the provisioner decides it).
+    wait_until(WAIT, "the last join request refused", || async {
+        match p.instance(&id).await {
+            Ok(i) if i["k3s_phase"] == "join_rejected" => Ok(()),
+            Ok(i) => Err(i.to_string()),
+            Err(e) => Err(e.to_string()),
+        }
+    })
+    .await?;
 
     // …and joins prod once restarted.
     let before_restart = p.instance_events(JOIN_REQUEST, &id).await?.len();
