@@ -52,24 +52,9 @@ pub const OPERATOR_PERMISSIONS: &[&str] = &[
     "system.kubernetes_kubeconfig",
 ];
 
-/// An action the API refused (or could not be asked: `status` 0).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ActionError {
-    /// HTTP status (0 when the request did not get an answer).
-    pub status: u16,
-    /// `error.code`.
-    pub code: String,
-    /// `error.message`.
-    pub message: String,
-}
-
-impl std::fmt::Display for ActionError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}: {}", self.status, self.code, self.message)
-    }
-}
-
-impl std::error::Error for ActionError {}
+/// An action the API refused (or could not be asked: `status` 0); the
+/// CLI client's error type.
+pub use powernode_services::cli::client::ActionError;
 
 /// Polls `check` every 100 ms until it answers `Ok`, or fails after
 /// `timeout` with `expected` and the last `Err` (what was seen instead).
