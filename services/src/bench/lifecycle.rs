@@ -47,6 +47,9 @@ pub struct LifecycleArgs {
     /// How the log groups concurrent appends (see `powernode up --help`).
     #[arg(long, value_enum, default_value = "atomic")]
     pub group_commit: crate::log::jetstream::GroupCommit,
+    /// Atomic batches (or lone publishes) awaiting their ack at once.
+    #[arg(long, default_value_t = crate::log::jetstream::DEFAULT_MAX_IN_FLIGHT)]
+    pub max_in_flight: usize,
     /// Print one JSON object (otherwise a readable summary).
     #[arg(long)]
     pub json: bool,
@@ -86,22 +89,25 @@ impl AgentLink for TimingLink {
     }
 }
 
-/// The operator side: HTTP calls with one token.
+/// The operator side: HTTP calls with one token, on kept-alive connections
+/// (as any real API client does).
 #[derive(Clone)]
 struct Operator {
-    api: String,
-    token: String,
+    api: client::Api,
 }
 
 impl Operator {
-    async fn call(&self, action: &str, args: Value) -> anyhow::Result<Value> {
-        let body = serde_json::to_vec(&args)?;
-        let path = format!("/v1/actions/{action}");
-        let answer = client::request(&self.api, "POST", &path, Some(&self.token), &body).await?;
-        if answer.status != 200 {
-            bail!("{action}: HTTP {}: {}", answer.status, answer.body);
+    fn new(url: &str, token: &str) -> Self {
+        Self {
+            api: client::Api::new(url, token),
         }
-        Ok(answer.body["data"].clone())
+    }
+
+    async fn call(&self, action: &str, args: Value) -> anyhow::Result<Value> {
+        self.api
+            .call(action, &args)
+            .await
+            .with_context(|| action.to_string())
     }
 
     /// Node + instance + peer; answers the instance's enrollment credential.
@@ -203,6 +209,8 @@ async fn one_cluster(
     .await?;
     let cluster = agent_until_ready(link.clone(), credential, &hostname).await?;
     // Workers join an active cluster; activation follows the server's ready.
+    // Polled as an operator would, backing off from 5 ms to 40 ms.
+    let mut pause = Duration::from_millis(5);
     for _ in 0..2000 {
         let c = op
             .call("kubernetes_get_cluster", json!({ "id": cluster }))
@@ -210,7 +218,8 @@ async fn one_cluster(
         if c["cluster"]["status"] == "active" {
             break;
         }
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(40));
     }
     op.call(
         "system_assign_module_to_template",
@@ -251,7 +260,9 @@ pub async fn run(args: LifecycleArgs) -> anyhow::Result<()> {
     let mut config = JetStreamConfig::new(&args.nats);
     config.stream = BENCH_STREAM.to_string();
     config.group_commit = args.group_commit;
-    let log: SharedLog = Arc::new(JetStreamLog::connect(config).await?);
+    config.max_in_flight = args.max_in_flight.max(1);
+    let js_log = Arc::new(JetStreamLog::connect(config).await?);
+    let log: SharedLog = js_log.clone();
     let dir = tempfile::tempdir()?;
     let node = start_node_with(
         log.clone(),
@@ -266,10 +277,7 @@ pub async fn run(args: LifecycleArgs) -> anyhow::Result<()> {
     let admin = std::fs::read_to_string(node.admin_token_file.as_ref().context("admin token")?)?
         .trim()
         .to_string();
-    let admin = Operator {
-        api: api.clone(),
-        token: admin,
-    };
+    let admin = Operator::new(&api, &admin);
     let account = admin
         .call("system_create_account", json!({"name": "bench"}))
         .await?;
@@ -280,10 +288,8 @@ pub async fn run(args: LifecycleArgs) -> anyhow::Result<()> {
             json!({"account_id": account_id, "permissions": ["system.kubernetes_provision"]}),
         )
         .await?;
-    let op = Operator {
-        api,
-        token: token["token"].as_str().context("token")?.to_string(),
-    };
+    let op_token = token["token"].as_str().context("token")?.to_string();
+    let op = Operator::new(&api, &op_token);
     let link = Arc::new(TimingLink {
         inner: NatsLink::connect(&args.nats).await?,
         joins_ms: Mutex::default(),
@@ -359,7 +365,7 @@ pub async fn run(args: LifecycleArgs) -> anyhow::Result<()> {
     if args.hold_secs > 0 {
         progress(&format!(
             "holding for {} s: POWERNODE_URL=http://{} POWERNODE_TOKEN={}",
-            args.hold_secs, op.api, op.token
+            args.hold_secs, api, op_token
         ));
         tokio::time::sleep(Duration::from_secs(args.hold_secs)).await;
     }
@@ -367,6 +373,7 @@ pub async fn run(args: LifecycleArgs) -> anyhow::Result<()> {
     ceiling::delete_stream(&args.nats, BENCH_STREAM).await?;
 
     let events_per_s = events as f64 / seconds;
+    let writer = js_log.writer_stats();
     let out = json!({
         "bench": "lifecycle",
         "clusters": args.clusters,
@@ -374,6 +381,7 @@ pub async fn run(args: LifecycleArgs) -> anyhow::Result<()> {
         "nodes": args.clusters * (1 + args.workers),
         "concurrency": args.concurrency,
         "group_commit": format!("{:?}", args.group_commit).to_lowercase(),
+        "max_in_flight": args.max_in_flight,
         "seconds": (seconds * 100.0).round() / 100.0,
         "events": events,
         "events_per_s": events_per_s.round(),
@@ -385,6 +393,12 @@ pub async fn run(args: LifecycleArgs) -> anyhow::Result<()> {
         "api_list_clusters_p50_ms": percentile(&list_ms, 0.50),
         "api_list_clusters_p99_ms": percentile(&list_ms, 0.99),
         "peak_rss_mib": (super::peak_rss_mib() * 10.0).round() / 10.0,
+        "writer": {
+            "atomic_batches": writer.atomic_batches,
+            "batched_appends": writer.batched_appends,
+            "single_publishes": writer.single_publishes,
+            "refused_batches": writer.refused_batches,
+        },
     });
     if args.json {
         println!("{out}");

@@ -1,11 +1,15 @@
 //! A small HTTP/1.1 client for the CLI (`powernode call`, the friendly
-//! subcommands, `powernode demo`) and tests: one request per connection,
-//! plain HTTP (put a TLS proxy in front of a remote API), JSON in and out.
+//! subcommands, `powernode demo`), benchmarks and tests: plain HTTP (put a
+//! TLS proxy in front of a remote API), JSON in and out. [`Api`] keeps its
+//! connections open between calls (HTTP keep-alive); [`request`] is one
+//! request on a connection of its own.
 
 use anyhow::{bail, Context};
 use serde_json::Value;
 use std::path::Path;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use std::sync::{Arc, Mutex};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
 
 /// Where the API is and who we are: global options of every client command.
 #[derive(Debug, Clone, clap::Args)]
@@ -78,12 +82,17 @@ impl ActionError {
     }
 }
 
-/// A connection to the operator API with one token.
+/// A connection to the operator API with one token. Clones share their
+/// idle connections.
 #[derive(Debug, Clone)]
 pub struct Api {
     url: String,
     token: String,
+    idle: Arc<Mutex<Vec<BufReader<TcpStream>>>>,
 }
+
+/// Idle connections an [`Api`] keeps for reuse.
+const MAX_IDLE: usize = 64;
 
 impl Api {
     /// A client for `url` (`http://host:port` or `host:port`) with `token`.
@@ -91,6 +100,43 @@ impl Api {
         Self {
             url: url.to_string(),
             token: token.to_string(),
+            idle: Arc::default(),
+        }
+    }
+
+    /// One request on a kept-alive connection (a new one when none is idle).
+    /// A reused connection the server has closed meanwhile answers nothing
+    /// at all: the request was never read, so it is sent again on a new one.
+    async fn send(&self, method: &str, path: &str, body: &[u8]) -> anyhow::Result<Answer> {
+        let addr = host_port(&self.url)?;
+        let reused = self.idle.lock().expect("idle connections lock").pop();
+        if let Some(mut conn) = reused {
+            match exchange(&mut conn, addr, method, path, Some(&self.token), body, true).await {
+                Ok((answer, keep)) => {
+                    self.keep(conn, keep);
+                    return Ok(answer);
+                }
+                Err(Exchange::NothingRead) => {}
+                Err(Exchange::Failed(e)) => return Err(e),
+            }
+        }
+        let mut conn = BufReader::new(connect(addr).await?);
+        match exchange(&mut conn, addr, method, path, Some(&self.token), body, true).await {
+            Ok((answer, keep)) => {
+                self.keep(conn, keep);
+                Ok(answer)
+            }
+            Err(Exchange::NothingRead) => {
+                bail!("the powernode API at http://{addr} closed the connection without answering")
+            }
+            Err(Exchange::Failed(e)) => Err(e),
+        }
+    }
+
+    fn keep(&self, conn: BufReader<TcpStream>, keep: bool) {
+        let mut idle = self.idle.lock().expect("idle connections lock");
+        if keep && idle.len() < MAX_IDLE {
+            idle.push(conn);
         }
     }
 
@@ -99,22 +145,20 @@ impl Api {
         &self.url
     }
 
-    /// The same API with another token.
+    /// The same API with another token (sharing the idle connections).
     pub fn with_token(&self, token: &str) -> Self {
-        Self::new(&self.url, token)
+        Self {
+            token: token.to_string(),
+            ..self.clone()
+        }
     }
 
     /// Runs `action` with a raw JSON body; answers its `data`, or an
     /// [`ActionError`] (inside the `anyhow::Error`) when refused.
     pub async fn call_raw(&self, action: &str, body: &[u8]) -> anyhow::Result<Value> {
-        let answer = request(
-            &self.url,
-            "POST",
-            &format!("/v1/actions/{action}"),
-            Some(&self.token),
-            body,
-        )
-        .await?;
+        let answer = self
+            .send("POST", &format!("/v1/actions/{action}"), body)
+            .await?;
         if answer.status == 200 {
             return Ok(answer.body.get("data").cloned().unwrap_or(Value::Null));
         }
@@ -145,7 +189,8 @@ pub struct Answer {
     pub body: Value,
 }
 
-/// Sends one request to `host:port` (an `http://host:port` URL is accepted too).
+/// Sends one request to `host:port` (an `http://host:port` URL is accepted
+/// too) on a connection of its own.
 pub async fn request(
     addr: &str,
     method: &str,
@@ -153,43 +198,126 @@ pub async fn request(
     token: Option<&str>,
     body: &[u8],
 ) -> anyhow::Result<Answer> {
-    let addr = addr.trim_start_matches("http://").trim_end_matches('/');
-    if addr.starts_with("https://") {
+    let addr = host_port(addr)?;
+    let mut conn = BufReader::new(connect(addr).await?);
+    match exchange(&mut conn, addr, method, path, token, body, false).await {
+        Ok((answer, _)) => Ok(answer),
+        Err(Exchange::NothingRead) => {
+            bail!("the powernode API at http://{addr} closed the connection without answering")
+        }
+        Err(Exchange::Failed(e)) => Err(e),
+    }
+}
+
+fn host_port(url: &str) -> anyhow::Result<&str> {
+    if url.starts_with("https://") {
         bail!("https is not supported by the built-in client; use http:// or a local TLS proxy");
     }
-    let mut s = tokio::net::TcpStream::connect(addr)
+    Ok(url.trim_start_matches("http://").trim_end_matches('/'))
+}
+
+async fn connect(addr: &str) -> anyhow::Result<TcpStream> {
+    let s = TcpStream::connect(addr)
         .await
         .with_context(|| format!("cannot reach the powernode API at http://{addr}"))?;
+    s.set_nodelay(true)?;
+    Ok(s)
+}
+
+/// How one request/answer exchange failed.
+enum Exchange {
+    /// The connection ended before any byte of an answer.
+    NothingRead,
+    /// Anything else.
+    Failed(anyhow::Error),
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Exchange {
+    fn from(e: E) -> Self {
+        Self::Failed(e.into())
+    }
+}
+
+/// Writes one request and reads its answer (by `Content-Length`, or to the
+/// end of the stream). Answers whether the connection may be reused.
+async fn exchange(
+    conn: &mut BufReader<TcpStream>,
+    addr: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &[u8],
+    keep_alive: bool,
+) -> Result<(Answer, bool), Exchange> {
     let auth = token
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
         .unwrap_or_default();
+    let connection = if keep_alive { "keep-alive" } else { "close" };
     let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\n{auth}Content-Length: {}\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: {connection}\r\nContent-Type: application/json\r\n{auth}Content-Length: {}\r\n\r\n",
         body.len()
     );
-    s.write_all(head.as_bytes()).await?;
-    s.write_all(body).await?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).await?;
-    let text = String::from_utf8(raw).context("answer is not UTF-8")?;
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .context("malformed HTTP answer")?;
-    let status: u16 = head
+    let mut out = Vec::with_capacity(head.len() + body.len());
+    out.extend_from_slice(head.as_bytes());
+    out.extend_from_slice(body);
+    if conn.get_mut().write_all(&out).await.is_err() {
+        return Err(Exchange::NothingRead);
+    }
+    let mut status_line = String::new();
+    match conn.read_line(&mut status_line).await {
+        Ok(0) | Err(_) => return Err(Exchange::NothingRead),
+        Ok(_) => {}
+    }
+    let status: u16 = status_line
         .split_whitespace()
         .nth(1)
         .and_then(|s| s.parse().ok())
         .context("malformed HTTP status line")?;
-    if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        bail!("chunked answers are not supported by the built-in client");
+    let mut length: Option<usize> = None;
+    let mut reusable = keep_alive;
+    loop {
+        let mut line = String::new();
+        if conn.read_line(&mut line).await? == 0 {
+            return Err(anyhow::anyhow!("malformed HTTP answer: headers cut short").into());
+        }
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        let (name, value) = (name.trim().to_ascii_lowercase(), value.trim());
+        match name.as_str() {
+            "content-length" => {
+                length = Some(value.parse().context("malformed Content-Length")?);
+            }
+            "transfer-encoding" if value.eq_ignore_ascii_case("chunked") => {
+                return Err(anyhow::anyhow!(
+                    "chunked answers are not supported by the built-in client"
+                )
+                .into());
+            }
+            "connection" if value.eq_ignore_ascii_case("close") => reusable = false,
+            _ => {}
+        }
     }
-    let body = if body.trim().is_empty() {
+    let mut raw = Vec::new();
+    match length {
+        Some(n) => {
+            raw.resize(n, 0);
+            conn.read_exact(&mut raw).await?;
+        }
+        None => {
+            conn.read_to_end(&mut raw).await?;
+            reusable = false;
+        }
+    }
+    let text = String::from_utf8(raw).context("answer is not UTF-8")?;
+    let body = if text.trim().is_empty() {
         Value::Null
     } else {
-        serde_json::from_str(body).with_context(|| format!("answer is not JSON: {body}"))?
+        serde_json::from_str(&text).with_context(|| format!("answer is not JSON: {text}"))?
     };
-    Ok(Answer { status, body })
+    Ok((Answer { status, body }, reusable))
 }

@@ -11,6 +11,9 @@
 //! is pre-verified in parallel with ed25519 batch verification
 //! ([`preverify`]); admission then uses a verdict only when it was reached
 //! with the very key admission would use, and verifies inline otherwise.
+//! Every service of a process admits the same records: a signature that
+//! verified once is remembered ([`Verified`], by a digest of key and bytes)
+//! so the other services of the process do not verify it again.
 
 use crate::log::Record;
 use ed25519_dalek::{Verifier, VerifyingKey};
@@ -18,7 +21,47 @@ use powernode_events::payloads::fleet::AgentEnrolled;
 use powernode_events::signing::{split_signed, verify_batch_encoded};
 use powernode_events::{Envelope, EventPayload};
 use powernode_projections::Projection;
-use std::collections::HashMap;
+use sha2::{Digest, Sha256};
+use std::collections::{HashMap, HashSet};
+use std::sync::{LazyLock, Mutex};
+
+/// Signatures that verified in this process, by a digest of the key and the
+/// record's bytes: a pure function's memo, so sharing it is safe. Two
+/// generations of at most [`Verified::GENERATION`] entries each bound it.
+#[derive(Default)]
+struct Verified {
+    current: HashSet<[u8; 32]>,
+    previous: HashSet<[u8; 32]>,
+}
+
+impl Verified {
+    const GENERATION: usize = 100_000;
+
+    fn digest(key: &[u8; 32], bytes: &[u8]) -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update(key);
+        h.update(bytes);
+        h.finalize().into()
+    }
+
+    fn contains(&self, d: &[u8; 32]) -> bool {
+        self.current.contains(d) || self.previous.contains(d)
+    }
+
+    fn insert(&mut self, d: [u8; 32]) {
+        if self.current.len() >= Self::GENERATION {
+            self.previous = std::mem::take(&mut self.current);
+        }
+        self.current.insert(d);
+    }
+}
+
+static VERIFIED: LazyLock<Mutex<Verified>> = LazyLock::new(Mutex::default);
+
+fn verified() -> std::sync::MutexGuard<'static, Verified> {
+    // The set holds plain digests: a panic elsewhere cannot leave it inconsistent.
+    VERIFIED.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// Why a record was not admitted, with what could be read of it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,9 +162,18 @@ pub fn admit_decoded<S: Projection>(
     let ok = match verdict {
         Some(v) if v.key == key => v.ok,
         _ => {
-            let key = VerifyingKey::from_bytes(&key)
-                .map_err(|e| refuse(format!("invalid public key: {e}")))?;
-            verify_one(&record.bytes, &envelope, &key)
+            let digest = Verified::digest(&key, &record.bytes);
+            if verified().contains(&digest) {
+                true
+            } else {
+                let vk = VerifyingKey::from_bytes(&key)
+                    .map_err(|e| refuse(format!("invalid public key: {e}")))?;
+                let ok = verify_one(&record.bytes, &envelope, &vk);
+                if ok {
+                    verified().insert(digest);
+                }
+                ok
+            }
         }
     };
     if !ok {
@@ -166,6 +218,8 @@ pub fn preverify(
     lookup: impl Fn(&str) -> Option<[u8; 32]>,
 ) -> Vec<Option<Verdict>> {
     let mut jobs: Vec<(usize, &[u8], [u8; 32], VerifyingKey)> = Vec::new();
+    let mut digests: Vec<[u8; 32]> = Vec::new();
+    let mut verdicts = vec![None; records.len()];
     for (i, (record, envelope)) in records.iter().zip(decoded).enumerate() {
         let Ok(envelope) = envelope else { continue };
         let Some(instance) = envelope.actor.agent_instance() else {
@@ -188,15 +242,20 @@ pub fn preverify(
                 .or_else(|| lookup(instance))
         };
         let Some(key) = key else { continue };
+        let digest = Verified::digest(&key, &record.bytes);
+        if verified().contains(&digest) {
+            verdicts[i] = Some(Verdict { key, ok: true });
+            continue;
+        }
         let decompressed = *hints
             .decompressed
             .entry(key)
             .or_insert_with(|| VerifyingKey::from_bytes(&key).ok());
         if let Some(vk) = decompressed {
             jobs.push((i, &record.bytes, key, vk));
+            digests.push(digest);
         }
     }
-    let mut verdicts = vec![None; records.len()];
     if jobs.is_empty() {
         return verdicts;
     }
@@ -219,7 +278,13 @@ pub fn preverify(
                 .collect()
         })
     };
+    let job_of: HashMap<usize, usize> =
+        jobs.iter().enumerate().map(|(j, job)| (job.0, j)).collect();
+    let mut memo = verified();
     for (i, v) in results.into_iter().flatten() {
+        if v.ok {
+            memo.insert(digests[job_of[&i]]);
+        }
         verdicts[i] = Some(v);
     }
     verdicts

@@ -11,6 +11,12 @@
 //! reset) so that whatever a previous process had been handed but not
 //! acknowledged is delivered again, in order, instead of after `ack_wait`
 //! behind newer records.
+//!
+//! Records arrive through one long-lived pull ([`pull::Stream`]): the server
+//! always holds a request from us, so a stored record is on its way at once
+//! (no fetch round trip per batch, no subscription per fetch), and the
+//! client re-pulls when half of the request is used up. `next_batch` waits
+//! for the first record and takes whatever else has already arrived.
 
 use super::{nats_time, unavailable};
 use crate::log::{DurableCursor, Filter, LogError, Record};
@@ -20,7 +26,7 @@ use async_nats::jetstream::{self, stream::Stream};
 use async_trait::async_trait;
 use futures::StreamExt;
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tracing::{debug, info, warn};
 
 /// How many delivered-but-unacknowledged records a cursor may have.
@@ -108,6 +114,8 @@ pub(crate) async fn open(
         consumer,
         filter,
         held: BTreeMap::new(),
+        live: None,
+        returned_through: 0,
     })
 }
 
@@ -185,7 +193,20 @@ pub struct JetStreamCursor {
     consumer: PullConsumer,
     filter: Filter,
     held: BTreeMap<u64, Held>,
+    /// The long-lived pull, opened on first use and after an error.
+    live: Option<pull::Stream>,
+    /// The newest sequence handed to the caller: a record delivered again
+    /// (the server lost its delivery state in a restart, or an old pull
+    /// request delivered late) is kept for acking but not handed out twice.
+    returned_through: u64,
 }
+
+/// How long one pull request of the live stream stays open on the server.
+const PULL_EXPIRES: Duration = Duration::from_secs(30);
+/// Idle heartbeat of the live stream: a silent server is noticed after two.
+const PULL_HEARTBEAT: Duration = Duration::from_secs(5);
+/// Most records one pull request asks for.
+const PULL_BATCH: usize = 1000;
 
 impl JetStreamCursor {
     /// Keeps the ack handle and turns the message into a record if it
@@ -199,6 +220,14 @@ impl JetStreamCursor {
         };
         let (msg, acker) = msg.split();
         let subject = msg.subject.to_string();
+        if seq <= self.returned_through {
+            // Delivered again: the newest ack handle is the one that counts.
+            if let Some(h) = self.held.get_mut(&seq) {
+                h.acker = acker;
+            }
+            return Ok(None);
+        }
+        self.returned_through = seq;
         let returned = self.filter.matches_subject(&subject);
         self.held.insert(seq, Held { acker, returned });
         Ok(returned.then(|| Record {
@@ -209,74 +238,87 @@ impl JetStreamCursor {
         }))
     }
 
-    /// Appends to `out` what a pull returns; true if the pull delivered anything.
-    async fn drain(
+    /// The live pull, opened if needed.
+    async fn live(&mut self) -> Result<&mut pull::Stream, LogError> {
+        if self.live.is_none() {
+            let stream = self
+                .consumer
+                .stream()
+                .max_messages_per_batch(PULL_BATCH)
+                .expires(PULL_EXPIRES)
+                .heartbeat(PULL_HEARTBEAT)
+                .messages()
+                .await
+                .map_err(|e| unavailable("pulling from durable cursor", e))?;
+            self.live = Some(stream);
+        }
+        Ok(self.live.as_mut().expect("just opened"))
+    }
+
+    /// Takes one item of the live pull: `Ok(true)` when it was a record
+    /// (kept, and returned in `out` if it passes the filter).
+    fn take_item(
         &mut self,
-        batch: Result<pull::Batch, pull::BatchError>,
+        item: Option<Result<jetstream::Message, pull::MessagesError>>,
         out: &mut Vec<Record>,
     ) -> Result<bool, LogError> {
-        let mut batch = batch.map_err(|e| unavailable("pulling from durable cursor", e))?;
-        let mut any = false;
-        while let Some(m) = batch.next().await {
-            match m {
-                Ok(m) => {
-                    any = true;
-                    if let Some(r) = self.take(m)? {
-                        out.push(r);
-                    }
+        use async_nats::jetstream::consumer::pull::MessagesErrorKind;
+        match item {
+            Some(Ok(m)) => {
+                if let Some(r) = self.take(m)? {
+                    out.push(r);
                 }
-                Err(e) => {
-                    // A status the pull cannot continue after; what arrived stays valid.
-                    debug!(error = %e, "pull ended");
-                    break;
-                }
+                Ok(true)
+            }
+            Some(Err(e)) if e.kind() == MessagesErrorKind::MissingHeartbeat => {
+                // The client re-pulls by itself; say so and keep waiting.
+                debug!(error = %e, "durable cursor missed a heartbeat");
+                Ok(false)
+            }
+            Some(Err(e)) => {
+                self.live = None;
+                Err(unavailable("pulling from durable cursor", e))
+            }
+            None => {
+                self.live = None;
+                Err(unavailable("pulling from durable cursor", "the pull ended"))
             }
         }
-        Ok(any)
     }
 }
 
 #[async_trait]
 impl DurableCursor for JetStreamCursor {
     async fn next_batch(&mut self, max: usize, wait: Duration) -> Result<Vec<Record>, LogError> {
+        use futures::FutureExt;
         let mut out = Vec::new();
         if max == 0 {
             return Ok(out);
         }
-        let deadline = Instant::now() + wait;
-        loop {
-            // What is there now, without waiting.
-            let now = self.consumer.fetch().max_messages(max).messages().await;
-            self.drain(now, &mut out).await?;
-            if !out.is_empty() {
+        let deadline = tokio::time::Instant::now() + wait;
+        // Wait for the first record (records the filter drops do not count)…
+        while out.is_empty() {
+            let live = self.live().await?;
+            let Ok(item) = tokio::time::timeout_at(deadline, live.next()).await else {
                 return Ok(out);
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left < Duration::from_millis(5) {
-                return Ok(out);
-            }
-            // Wait for one record at most `left`; a batch of one leaves no
-            // pull request behind that could deliver into the void.
-            let one = self
-                .consumer
-                .batch()
-                .max_messages(1)
-                .expires(left)
-                .messages()
-                .await;
-            if self.drain(one, &mut out).await? && out.len() < max {
-                let more = self
-                    .consumer
-                    .fetch()
-                    .max_messages(max - out.len())
-                    .messages()
-                    .await;
-                self.drain(more, &mut out).await?;
-            }
-            if !out.is_empty() || Instant::now() >= deadline {
-                return Ok(out);
+            };
+            self.take_item(item, &mut out)?;
+        }
+        // …then take what has arrived already, without waiting.
+        while out.len() < max {
+            let Some(live) = self.live.as_mut() else {
+                break;
+            };
+            let Some(item) = live.next().now_or_never() else {
+                break;
+            };
+            if let Err(e) = self.take_item(item, &mut out) {
+                // What was taken stays valid; the error shows on the next call.
+                debug!(error = %e, "live pull failed after a batch");
+                break;
             }
         }
+        Ok(out)
     }
 
     async fn ack_through(&mut self, seq: u64) -> Result<(), LogError> {
