@@ -232,14 +232,16 @@ impl Agent {
     async fn heartbeat(&self) -> Result<HeartbeatReply, AgentError> {
         let instance_id = self.instance_id().to_string();
         let sent_at_ms = chrono::Utc::now().timestamp_millis();
-        let signature = self
-            .identity
-            .sign_bytes(&Heartbeat::signing_bytes(&instance_id, sent_at_ms));
+        let held_vips = Vec::new();
+        let signature =
+            self.identity
+                .sign_bytes(&Heartbeat::signing_bytes(&instance_id, sent_at_ms, &held_vips));
         Ok(self
             .link
             .heartbeat(Heartbeat {
                 instance_id,
                 sent_at_ms,
+                held_vips,
                 signature,
             })
             .await?)

@@ -27,6 +27,15 @@ pub mod subjects {
     pub const SUBMIT: &str = "pn.agent.submit";
     /// Queue group of the intake responders.
     pub const QUEUE: &str = "pn-intake";
+    /// Prefix of the per-instance nudge subjects.
+    pub const NUDGE_PREFIX: &str = "pn.agent.nudge";
+
+    /// The subject an instance's agent listens on for nudges: an empty
+    /// message that means "heartbeat now" (sent to the old and the new
+    /// holder after a VIP promotion, so neither waits for its interval).
+    pub fn nudge(instance_id: &str) -> String {
+        format!("{NUDGE_PREFIX}.{instance_id}")
+    }
 }
 
 /// Enrollment: registers the agent's public key for its instance.
@@ -66,15 +75,55 @@ pub struct Heartbeat {
     pub instance_id: String,
     /// When it was sent (ms since the Unix epoch); stale beats are refused.
     pub sent_at_ms: i64,
+    /// The virtual IPs the agent holds right now, with the fencing
+    /// generation it holds each at (covered by the signature).
+    #[serde(default)]
+    pub held_vips: Vec<HeldVip>,
     /// Hex of the ed25519 signature.
     pub signature: String,
 }
 
 impl Heartbeat {
-    /// The bytes the signature covers.
-    pub fn signing_bytes(instance_id: &str, sent_at_ms: i64) -> Vec<u8> {
-        format!("powernode-heartbeat\n{instance_id}\n{sent_at_ms}").into_bytes()
+    /// The bytes the signature covers: instance, time and every held VIP
+    /// (sorted, so the order an agent lists them in does not matter).
+    pub fn signing_bytes(instance_id: &str, sent_at_ms: i64, held: &[HeldVip]) -> Vec<u8> {
+        let mut text = format!("powernode-heartbeat\n{instance_id}\n{sent_at_ms}");
+        let mut held: Vec<String> = held
+            .iter()
+            .map(|h| format!("{} {} {}", h.virtual_ip_id, h.vip, h.generation))
+            .collect();
+        held.sort();
+        for h in held {
+            text.push('\n');
+            text.push_str(&h);
+        }
+        text.into_bytes()
     }
+}
+
+/// A virtual IP an agent holds, at a fencing generation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldVip {
+    /// Virtual IP id.
+    pub virtual_ip_id: String,
+    /// The address.
+    pub vip: String,
+    /// The generation it holds the address at.
+    pub generation: u64,
+}
+
+/// What the platform expects of the instance for one virtual IP it is a
+/// member of (holder or failover candidate).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VipDuty {
+    /// Virtual IP id.
+    pub virtual_ip_id: String,
+    /// The address.
+    pub vip: String,
+    /// The newest generation the platform knows for it.
+    pub generation: u64,
+    /// Whether this instance is the holder at that generation.
+    pub hold: bool,
 }
 
 /// One k3s module assigned to the instance's template.
@@ -102,6 +151,12 @@ pub struct HeartbeatReply {
     /// bootstrap server starts k3s with its final pod CIDR.
     #[serde(default)]
     pub bootstrap_server_flags: Vec<String>,
+    /// Every virtual IP the instance is a member of, at its newest
+    /// generation, and whether to hold it. An agent holds a VIP only for
+    /// the newest generation it has seen, and releases one that is not
+    /// listed or that a newer generation gives to another instance.
+    #[serde(default)]
+    pub vips: Vec<VipDuty>,
 }
 
 /// Secrets a bootstrap server hands over with its report.

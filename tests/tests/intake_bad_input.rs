@@ -235,7 +235,7 @@ async fn using_another_instances_identity_is_bad_signature() -> anyhow::Result<(
         let hb = json!({
             "instance_id": b.instance_id,
             "sent_at_ms": sent_at_ms,
-            "signature": a.identity.sign_bytes(&powernode_agent::protocol::Heartbeat::signing_bytes(&b.instance_id, sent_at_ms)),
+            "signature": a.identity.sign_bytes(&powernode_agent::protocol::Heartbeat::signing_bytes(&b.instance_id, sent_at_ms, &[])),
         });
         let r = request(&a.client, subjects::HEARTBEAT, serde_json::to_vec(&hb)?).await?;
         ensure!(error_code(&r) == Ok("bad_signature"), "{r}");
@@ -486,7 +486,7 @@ async fn bad_heartbeats_are_refused() -> anyhow::Result<()> {
         json!({
             "instance_id": instance,
             "sent_at_ms": sent_at_ms,
-            "signature": a.identity.sign_bytes(&powernode_agent::protocol::Heartbeat::signing_bytes(instance, sent_at_ms)),
+            "signature": a.identity.sign_bytes(&powernode_agent::protocol::Heartbeat::signing_bytes(instance, sent_at_ms, &[])),
         })
     };
     let now = chrono::Utc::now().timestamp_millis();

@@ -189,7 +189,7 @@ impl Intake {
                 })?;
             validate::verify_detached(
                 &key,
-                &Heartbeat::signing_bytes(&hb.instance_id, hb.sent_at_ms),
+                &Heartbeat::signing_bytes(&hb.instance_id, hb.sent_at_ms, &hb.held_vips),
                 &hb.signature,
             )?;
         }
@@ -230,6 +230,7 @@ impl Intake {
             assignments,
             cluster_id: instance.cluster_id.clone(),
             bootstrap_server_flags,
+            vips: Vec::new(),
         })
     }
 
