@@ -3,12 +3,17 @@
 //! (a `k3s-server` without `target_cluster_id`) or join, then `ready`.
 //! A refused step is retried on the next reconcile; `bad token` drops the
 //! cached token and asks to join again.
+//!
+//! Every heartbeat also reports the virtual IPs the agent holds, and every
+//! reply's VIP duties are applied at once, whatever the handshake phase
+//! ([`crate::vips`] has the fencing rule). A nudge from the platform runs
+//! a reconcile without waiting for the interval.
 
 use crate::identity::{Identity, IdentityError};
 use crate::link::{AgentLink, LinkError};
 use crate::protocol::{
-    fingerprint, Assignment, BootstrapSecrets, EnrollRequest, Heartbeat, HeartbeatReply,
-    Submission, SubmitReply,
+    fingerprint, Assignment, BootstrapSecrets, EnrollRequest, HeartbeatReply, HeldVip, Submission,
+    SubmitReply,
 };
 use crate::runtime::{AgentPlan, Role, Runtime, RuntimeError, ServerPlan};
 use crate::state::{AgentState, Phase, Plan, StateStore};
@@ -16,10 +21,13 @@ use powernode_events::payloads::k3s::{
     HandshakeBootstrap, HandshakeJoinRequest, HandshakeReady, K3sModule, RuntimeInstalling,
 };
 use powernode_events::{AccountId, Actor, Envelope, EventPayload};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
+
+mod fencing;
 
 /// Why a reconcile step failed.
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +92,13 @@ pub struct Agent {
     /// a restart the state says `installed`, but a fresh driver — the
     /// simulated one, or a node whose k3s was removed — may not be).
     runtime_checked: bool,
+    /// The virtual IPs (ids) this process has put on the node through its
+    /// driver: after a restart the state says what was held, and a
+    /// confirmed hold is applied through the (fresh) driver again.
+    vips_applied: BTreeSet<String>,
+    /// Whether the last reconcile changed what is held (the change is then
+    /// reported by an immediate heartbeat).
+    vips_changed: bool,
 }
 
 /// First wait after a refused bootstrap or join; doubles up to [`RETRY_MAX`].
@@ -127,6 +142,8 @@ impl Agent {
             retry_at: None,
             refusals: 0,
             runtime_checked: false,
+            vips_applied: BTreeSet::new(),
+            vips_changed: false,
         })
     }
 
@@ -140,9 +157,17 @@ impl Agent {
         self.state.instance_id.as_deref().unwrap_or_default()
     }
 
-    /// Heartbeats and takes one handshake step.
+    /// The virtual IPs the agent holds, at their generations: what the next
+    /// heartbeat reports.
+    pub fn held_vips(&self) -> Vec<HeldVip> {
+        crate::vips::held(&self.state.vips)
+    }
+
+    /// Heartbeats, applies the reply's VIP duties, and takes one handshake
+    /// step.
     pub async fn reconcile(&mut self) -> Result<Step, AgentError> {
         let hb = self.heartbeat().await?;
+        self.apply_vip_duties(&hb.vips).await?;
         if hb.status == "terminated" {
             return Ok(Step::Terminated);
         }
@@ -199,11 +224,14 @@ impl Agent {
     }
 
     /// Reconciles until `shutdown` or termination: immediately again after
-    /// progress, after `interval` otherwise (a refused join waits for the
-    /// next reconcile).
+    /// progress or a change of the VIPs held (so the platform hears of it),
+    /// after `interval` or at the next nudge otherwise (a burst of nudges is
+    /// one reconcile; a refused join still waits for its back-off).
     pub async fn run(mut self, interval: Duration, shutdown: CancellationToken) {
+        let mut nudges = self.link.nudges(self.instance_id()).await;
+        let mut reported_change = false;
         loop {
-            let wait = match self.reconcile().await {
+            let mut wait = match self.reconcile().await {
                 Ok(Step::Advanced(phase)) => {
                     info!(instance = %self.instance_id(), ?phase, "advanced");
                     Duration::ZERO
@@ -222,29 +250,22 @@ impl Agent {
                     interval
                 }
             };
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep(wait) => {}
+            // Report a changed holding at once — but not twice in a row, so
+            // replies that keep contradicting each other cannot spin.
+            let changed = std::mem::take(&mut self.vips_changed);
+            if changed && !reported_change {
+                wait = Duration::ZERO;
+            }
+            reported_change = changed && wait.is_zero();
+            if !fencing::wait(wait, &mut nudges, &shutdown).await {
+                return;
             }
         }
     }
 
     async fn heartbeat(&self) -> Result<HeartbeatReply, AgentError> {
-        let instance_id = self.instance_id().to_string();
-        let sent_at_ms = chrono::Utc::now().timestamp_millis();
-        let held_vips = Vec::new();
-        let signature =
-            self.identity
-                .sign_bytes(&Heartbeat::signing_bytes(&instance_id, sent_at_ms, &held_vips));
-        Ok(self
-            .link
-            .heartbeat(Heartbeat {
-                instance_id,
-                sent_at_ms,
-                held_vips,
-                signature,
-            })
-            .await?)
+        let hb = fencing::signed_heartbeat(&self.identity, self.instance_id(), self.held_vips());
+        Ok(self.link.heartbeat(hb).await?)
     }
 
     /// Takes the plan from the assignments (a `k3s-server` assignment wins

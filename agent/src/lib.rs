@@ -6,7 +6,9 @@
 //! * [`agent`] — enrollment, heartbeat, module reconcile and the handshake;
 //! * [`state`] — what survives a restart (a restart with the same state dir
 //!   is the same instance);
-//! * [`runtime`] — the drivers that run k3s (real, or simulated).
+//! * [`vips`] — VIP fencing: which virtual IPs to hold, at which generation;
+//! * [`runtime`] — the drivers that run k3s and put VIPs on the node (real,
+//!   or simulated).
 //!
 //! The agent must stay lean: it never links the services or projections.
 
@@ -16,3 +18,4 @@ pub mod link;
 pub mod protocol;
 pub mod runtime;
 pub mod state;
+pub mod vips;

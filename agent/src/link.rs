@@ -1,12 +1,17 @@
 //! How an agent reaches the platform's intake: over NATS request/reply
 //! ([`NatsLink`]), or by a direct call for agents running inside the
 //! platform's process (the simulator implements [`AgentLink`] itself).
+//! A link may also carry nudges: "heartbeat now" signals the platform sends
+//! an instance (e.g. after a VIP promotion), so it need not wait for its
+//! interval.
 
 use crate::protocol::{
     subjects, EnrollReply, EnrollRequest, ErrorBody, Heartbeat, HeartbeatReply, Reply, Submission,
     SubmitReply,
 };
 use async_trait::async_trait;
+use futures::stream::BoxStream;
+use futures::StreamExt;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::time::Duration;
@@ -22,7 +27,7 @@ pub enum LinkError {
     Unavailable(String),
 }
 
-/// The three requests an agent makes.
+/// The three requests an agent makes, and the nudges it listens to.
 #[async_trait]
 pub trait AgentLink: Send + Sync {
     /// Registers the agent's key with its one-time credential.
@@ -31,6 +36,12 @@ pub trait AgentLink: Send + Sync {
     async fn heartbeat(&self, hb: Heartbeat) -> Result<HeartbeatReply, LinkError>;
     /// One signed handshake event; answers the platform's decision.
     async fn submit(&self, s: Submission) -> Result<SubmitReply, LinkError>;
+    /// The nudges sent to `instance_id` (one item each), or `None` when
+    /// this link carries none (the agent then beats on its interval only).
+    async fn nudges(&self, instance_id: &str) -> Option<BoxStream<'static, ()>> {
+        let _ = instance_id;
+        None
+    }
 }
 
 /// How long an agent waits for the intake's answer.
@@ -98,5 +109,18 @@ impl AgentLink for NatsLink {
 
     async fn submit(&self, s: Submission) -> Result<SubmitReply, LinkError> {
         self.request(subjects::SUBMIT, &s).await
+    }
+
+    /// Subscribes to [`subjects::nudge`] for the instance (core NATS; the
+    /// subscription survives reconnects).
+    async fn nudges(&self, instance_id: &str) -> Option<BoxStream<'static, ()>> {
+        let subject = subjects::nudge(instance_id);
+        match self.client.subscribe(subject.clone()).await {
+            Ok(subscriber) => Some(subscriber.map(|_| ()).boxed()),
+            Err(e) => {
+                tracing::warn!(%subject, error = %e, "cannot subscribe to nudges; heartbeats on the interval only");
+                None
+            }
+        }
     }
 }

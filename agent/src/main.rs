@@ -53,6 +53,10 @@ struct RunArgs {
     /// Node name reported by the simulated runtime (default: the platform's hostname).
     #[arg(long)]
     node_name: Option<String>,
+    /// The network interface a held virtual IP is put on (k3s runtime):
+    /// the SD-WAN's WireGuard interface.
+    #[arg(long, env = "POWERNODE_VIP_INTERFACE", default_value = powernode_agent::runtime::k3s::DEFAULT_VIP_INTERFACE)]
+    vip_interface: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -99,7 +103,9 @@ async fn main() -> anyhow::Result<()> {
         .unwrap_or_else(|| "simulated-node".into());
     let make_runtime = || -> Box<dyn Runtime> {
         match args.runtime {
-            RuntimeKind::K3s => Box::new(K3sRuntime::system()),
+            RuntimeKind::K3s => {
+                Box::new(K3sRuntime::system().with_vip_interface(args.vip_interface.clone()))
+            }
             RuntimeKind::Simulated => Box::new(SimulatedRuntime::new(
                 node_name.clone(),
                 "v1.30.5+k3s1".into(),

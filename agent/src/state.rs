@@ -1,10 +1,12 @@
 //! What the agent remembers across restarts (`<state-dir>/state.json`,
 //! mode 0600 because it holds the join token): who it is, what it runs,
-//! and how far the handshake got. A restart with the same state dir is the
-//! same instance and resumes where it stopped.
+//! how far the handshake got, and which virtual IPs it holds at which
+//! fencing generation. A restart with the same state dir is the same
+//! instance and resumes where it stopped.
 
 use powernode_events::payloads::k3s::K3sModule;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -62,6 +64,23 @@ pub struct AgentState {
     pub token_fingerprint: Option<String>,
     /// The last refusal the platform gave, until the next step succeeds.
     pub last_rejection: Option<String>,
+    /// Per virtual IP id: the newest fencing generation seen and what is
+    /// held (absent in state files written before VIP failover).
+    #[serde(default)]
+    pub vips: BTreeMap<String, VipState>,
+}
+
+/// What the agent knows of one virtual IP it is (or was) a member of.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VipState {
+    /// The address (as the platform names it, e.g. `fd00:abcd:1::100`).
+    pub vip: String,
+    /// The newest generation any heartbeat reply named; a reply with an
+    /// older one is stale and ignored.
+    pub seen_generation: u64,
+    /// The generation the agent holds the address at, if it holds it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_generation: Option<u64>,
 }
 
 impl std::fmt::Debug for AgentState {
@@ -75,6 +94,7 @@ impl std::fmt::Debug for AgentState {
             .field("api_endpoint", &self.api_endpoint)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("last_rejection", &self.last_rejection)
+            .field("vips", &self.vips)
             .finish()
     }
 }

@@ -150,6 +150,8 @@ pub fn example_payloads() -> Vec<EventPayload> {
             to_peer_id: "peer-02".into(),
             generation: 2,
             reason: "approved_failover".into(),
+            to_instance_id: Some("inst-02".into()),
+            approval_id: Some("appr-01".into()),
         }
         .into(),
         VirtualIpReleased {
@@ -177,6 +179,13 @@ pub fn example_payloads() -> Vec<EventPayload> {
             candidate_peer_id: "peer-02".into(),
             score: 0.92,
             approval_id: "appr-01".into(),
+            generation: 1,
+            candidates: vec![FailoverCandidate {
+                peer_id: "peer-02".into(),
+                instance_id: "inst-02".into(),
+                score: 0.92,
+                reasons: vec!["ready".into(), "heartbeat 0.4 s ago".into()],
+            }],
         }
         .into(),
         ModuleAssigned {
@@ -311,6 +320,32 @@ pub fn example_payloads() -> Vec<EventPayload> {
             rejected_event_id: None,
             reason: "signature does not verify against the enrolled key".into(),
             observed_by: "provisioner".into(),
+        }
+        .into(),
+        VirtualIpApplied {
+            virtual_ip_id: VIP.into(),
+            instance_id: "inst-02".into(),
+            peer_id: "peer-02".into(),
+            generation: 2,
+            held: true,
+        }
+        .into(),
+        FailoverNoCandidate {
+            virtual_ip_id: VIP.into(),
+            holder_peer_id: "peer-01".into(),
+            reason: "single-server cluster: no other ready k3s-server".into(),
+        }
+        .into(),
+        FailoverSuppressed {
+            virtual_ip_id: VIP.into(),
+            holder_peer_id: "peer-02".into(),
+            candidate_peer_id: Some("peer-01".into()),
+            reason: "cooldown: last promotion 12 s ago (min 30 s)".into(),
+        }
+        .into(),
+        ApprovalSuperseded {
+            approval_id: "appr-01".into(),
+            reason: "the holder was heard again".into(),
         }
         .into(),
     ]

@@ -130,6 +130,9 @@ define_events! {
     VipHolderSilent = "sdwan.vip_holder_silent", v = 1, VirtualIp(virtual_ip_id);
     VipHolderRecovered = "sdwan.vip_holder_recovered", v = 1, VirtualIp(virtual_ip_id);
     FailoverProposed = "system.sdwan.failover.proposed", v = 1, VirtualIp(virtual_ip_id);
+    FailoverNoCandidate = "system.sdwan.failover.no_candidate", v = 1, VirtualIp(virtual_ip_id);
+    FailoverSuppressed = "system.sdwan.failover.suppressed", v = 1, VirtualIp(virtual_ip_id);
+    VirtualIpApplied = "system.sdwan.virtual_ip.applied", v = 1, VirtualIp(virtual_ip_id);
     // k3s
     ModuleAssigned = "system.k3s.module.assigned", v = 1, Template(template_id);
     RuntimeInstalling = "system.k3s.runtime.installing", v = 1, Instance(instance_id);
@@ -151,6 +154,7 @@ define_events! {
     ApprovalGranted = "system.approval.granted", v = 1, Approval(approval_id);
     ApprovalRejected = "system.approval.rejected", v = 1, Approval(approval_id);
     ApprovalExpired = "system.approval.expired", v = 1, Approval(approval_id);
+    ApprovalSuperseded = "system.approval.superseded", v = 1, Approval(approval_id);
     // the log
     RecordRejected = "system.log.record_rejected", v = 1, Log(rejected_seq);
 }

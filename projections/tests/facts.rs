@@ -68,6 +68,8 @@ fn failover_facts_move_the_holder_under_the_newest_generation_only() {
             to_peer_id: "peer-2".into(),
             generation: 2,
             reason: "approved_failover".into(),
+            to_instance_id: None,
+            approval_id: None,
         },
     )
     .push(
@@ -78,6 +80,8 @@ fn failover_facts_move_the_holder_under_the_newest_generation_only() {
             to_peer_id: "peer-3".into(),
             generation: 2,
             reason: "forced".into(),
+            to_instance_id: None,
+            approval_id: None,
         },
     );
     let state = s.fold();

@@ -14,6 +14,7 @@ pub mod api;
 pub mod bench;
 pub mod cli;
 pub mod intake;
+pub mod liveness;
 pub mod log;
 pub mod runtime;
 pub mod secrets;

@@ -9,6 +9,9 @@
 //! Starting is idempotent without being disruptive: once a unit has been
 //! restarted with some configuration, a stamp records it, and a later call
 //! with the same configuration while the unit is active restarts nothing.
+//!
+//! A held virtual IP is a `/128` on the SD-WAN WireGuard interface
+//! (`ip -6 addr replace` / `ip -6 addr del`, see [`vip`]).
 
 use super::runner::{redact, CommandRunner, SystemRunner};
 use super::{AgentPlan, BootstrapArtifacts, Role, Runtime, RuntimeError, ServerPlan};
@@ -17,8 +20,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 mod config;
+pub mod vip;
 use config::{invalid, server_config, server_drop_in, systemd_env, ExtraFlags};
 pub(crate) use config::{validate_agent_plan, validate_server_plan};
+pub use vip::DEFAULT_VIP_INTERFACE;
 
 /// The k3s version installed unless told otherwise.
 pub const DEFAULT_VERSION: &str = "v1.30.5+k3s1";
@@ -84,6 +89,8 @@ pub struct K3sRuntime {
     version: String,
     node_name: String,
     artifact_timeout: Duration,
+    /// The interface virtual IPs are put on.
+    vip_interface: String,
     /// Tokens seen in plans, scrubbed from every command error.
     secrets: Vec<String>,
 }
@@ -95,6 +102,7 @@ impl std::fmt::Debug for K3sRuntime {
             .field("version", &self.version)
             .field("node_name", &self.node_name)
             .field("artifact_timeout", &self.artifact_timeout)
+            .field("vip_interface", &self.vip_interface)
             .finish_non_exhaustive()
     }
 }
@@ -118,6 +126,7 @@ impl K3sRuntime {
             version,
             node_name,
             artifact_timeout: Self::DEFAULT_ARTIFACT_TIMEOUT,
+            vip_interface: DEFAULT_VIP_INTERFACE.to_owned(),
             secrets: Vec::new(),
         }
     }
@@ -138,6 +147,18 @@ impl K3sRuntime {
     pub fn with_artifact_timeout(mut self, timeout: Duration) -> Self {
         self.artifact_timeout = timeout;
         self
+    }
+
+    /// Puts virtual IPs on `interface` (default [`DEFAULT_VIP_INTERFACE`]:
+    /// the SD-WAN's WireGuard interface).
+    pub fn with_vip_interface(mut self, interface: impl Into<String>) -> Self {
+        self.vip_interface = interface.into();
+        self
+    }
+
+    /// The interface virtual IPs are put on.
+    pub fn vip_interface(&self) -> &str {
+        &self.vip_interface
     }
 
     /// The root directory everything is written under.
@@ -346,6 +367,14 @@ impl Runtime for K3sRuntime {
         );
         write_file(&self.path(AGENT_DROP_IN), &drop_in, 0o600)?;
         self.apply("k3s-agent", AGENT_APPLIED, &[&drop_in])
+    }
+
+    fn hold_vip(&mut self, vip: &str, generation: u64) -> Result<(), RuntimeError> {
+        self.add_vip(vip, generation)
+    }
+
+    fn release_vip(&mut self, vip: &str) -> Result<(), RuntimeError> {
+        self.del_vip(vip)
     }
 }
 

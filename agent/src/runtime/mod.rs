@@ -1,16 +1,18 @@
 //! Runtime drivers: what actually installs and starts k3s on the node.
 //!
 //! The agent's reconcile loop decides *what* to run (bootstrap a cluster,
-//! join one as a server or as a worker) from its module assignment and the
-//! platform's answers; a [`Runtime`] does it. Two drivers:
+//! join one as a server or as a worker, hold a virtual IP) from its module
+//! assignment and the platform's answers; a [`Runtime`] does it. Two drivers:
 //!
 //! * [`k3s::K3sRuntime`] — the real one: writes `/etc/rancher/k3s/config.yaml`
 //!   and the systemd drop-ins, runs the installer and `systemctl`, reads the
 //!   kubeconfig and node token k3s generates. Every path is under a root
 //!   directory and every command goes through a [`runner::CommandRunner`], so
-//!   it is tested against a temp root with a recording runner.
+//!   it is tested against a temp root with a recording runner. A held VIP is
+//!   an `ip -6 addr` on the SD-WAN interface.
 //! * [`simulated::SimulatedRuntime`] — no k3s; produces realistic artefacts
-//!   (a kubeconfig, a `K10…::server:…` token) for demos, tests and the rig.
+//!   (a kubeconfig, a `K10…::server:…` token) for demos, tests and the rig,
+//!   and keeps the VIPs it holds in memory.
 
 pub mod k3s;
 pub mod runner;
@@ -113,6 +115,12 @@ pub trait Runtime: Send {
     /// Writes the `k3s-agent` drop-in with `K3S_URL` / `K3S_TOKEN` and
     /// (re)starts `k3s-agent`.
     fn start_agent(&mut self, plan: &AgentPlan) -> Result<(), RuntimeError>;
+    /// Puts the virtual IP `vip` on the node, held at fencing `generation`
+    /// (holding it again, at any generation, is not an error).
+    fn hold_vip(&mut self, vip: &str, generation: u64) -> Result<(), RuntimeError>;
+    /// Takes the virtual IP `vip` off the node (releasing one that is not
+    /// there is not an error).
+    fn release_vip(&mut self, vip: &str) -> Result<(), RuntimeError>;
 }
 
 /// Which driver to build (`--runtime`).

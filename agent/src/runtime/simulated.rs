@@ -1,7 +1,9 @@
 //! The simulated driver: no k3s, no commands, no files. It keeps what it
 //! was asked to do in memory and, once a cluster has been "created", hands
 //! back artefacts shaped like the real ones (a k3s kubeconfig, a
-//! `K10<ca hash>::server:<password>` node token).
+//! `K10<ca hash>::server:<password>` node token). The virtual IPs it holds
+//! are a map in memory ([`HeldAddresses`]), forgotten on restart like the
+//! rest.
 //!
 //! It refuses what k3s would refuse (a plan that neither creates nor joins,
 //! a `K10…` token on the first server, starting what was not installed), so
@@ -14,6 +16,8 @@ use super::k3s::{
 use super::{AgentPlan, BootstrapArtifacts, Role, Runtime, RuntimeError, ServerPlan};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 /// A fresh bootstrap token for `k3s server --cluster-init --token <token>`:
 /// 64 random hex characters.
@@ -27,6 +31,31 @@ pub fn new_token() -> String {
     random_hex(32)
 }
 
+/// The virtual IPs a simulated node holds (address → generation): a view
+/// shared with its driver, so a test keeps it after the driver is handed
+/// to an agent. Clones of a driver share it (they are the same node).
+#[derive(Debug, Clone, Default)]
+pub struct HeldAddresses(Arc<Mutex<BTreeMap<String, u64>>>);
+
+impl HeldAddresses {
+    /// Every held address with the generation it is held at.
+    pub fn snapshot(&self) -> BTreeMap<String, u64> {
+        self.lock().clone()
+    }
+
+    /// The generation `vip` is held at, if it is held.
+    pub fn generation(&self, vip: &str) -> Option<u64> {
+        self.lock().get(vip).copied()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, u64>> {
+        // A poisoned lock only means a panic elsewhere; the map is intact.
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
 /// A k3s stand-in that runs nothing.
 #[derive(Debug, Clone)]
 pub struct SimulatedRuntime {
@@ -36,6 +65,7 @@ pub struct SimulatedRuntime {
     server: Option<ServerPlan>,
     agent: Option<AgentPlan>,
     artifacts: Option<BootstrapArtifacts>,
+    vips: HeldAddresses,
 }
 
 impl SimulatedRuntime {
@@ -48,7 +78,13 @@ impl SimulatedRuntime {
             server: None,
             agent: None,
             artifacts: None,
+            vips: HeldAddresses::default(),
         }
+    }
+
+    /// The virtual IPs this node holds (a shared view that stays current).
+    pub fn held_addresses(&self) -> HeldAddresses {
+        self.vips.clone()
     }
 
     /// Whether k3s was installed for `role`.
@@ -147,6 +183,21 @@ impl Runtime for SimulatedRuntime {
         self.require_installed(Role::Agent, "k3s-agent")?;
         validate_agent_plan(plan)?;
         self.agent = Some(plan.clone());
+        Ok(())
+    }
+
+    fn hold_vip(&mut self, vip: &str, generation: u64) -> Result<(), RuntimeError> {
+        if vip.trim().is_empty() {
+            return Err(RuntimeError::Unexpected(
+                "an empty virtual IP cannot be held (simulated)".into(),
+            ));
+        }
+        self.vips.lock().insert(vip.to_owned(), generation);
+        Ok(())
+    }
+
+    fn release_vip(&mut self, vip: &str) -> Result<(), RuntimeError> {
+        self.vips.lock().remove(vip);
         Ok(())
     }
 }

@@ -41,3 +41,14 @@ payload! {
         pub approval_id: String,
     }
 }
+
+payload! {
+    /// A request can no longer be approved: what it was about changed
+    /// (the silent holder recovered, another promotion landed).
+    pub struct ApprovalSuperseded {
+        /// Approval id.
+        pub approval_id: String,
+        /// What changed.
+        pub reason: String,
+    }
+}

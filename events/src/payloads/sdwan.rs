@@ -134,6 +134,12 @@ payload! {
         pub generation: u64,
         /// Why (`approved_failover`, `auto_failover`, `drain`, `forced`).
         pub reason: String,
+        /// The new holder's instance.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub to_instance_id: Option<String>,
+        /// The approval that allowed it, for an approved failover.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub approval_id: Option<String>,
     }
 }
 
@@ -188,5 +194,69 @@ payload! {
         pub score: f64,
         /// The approval it waits for.
         pub approval_id: String,
+        /// The generation the promotion would replace (the promotion lands
+        /// only while the VIP is still at it).
+        #[serde(default)]
+        pub generation: u64,
+        /// Every candidate, best first, with its score and the reasons.
+        #[serde(default)]
+        pub candidates: Vec<FailoverCandidate>,
+    }
+}
+
+payload! {
+    /// One failover candidate: a ready `k3s-server` member of the cluster.
+    pub struct FailoverCandidate {
+        /// The candidate's SD-WAN peer.
+        pub peer_id: String,
+        /// Its instance.
+        pub instance_id: String,
+        /// Score in [0, 1]; higher is better.
+        pub score: f64,
+        /// What the score is made of, e.g. `ready`, `heartbeat 0.4 s ago`.
+        pub reasons: Vec<String>,
+    }
+}
+
+payload! {
+    /// An agent's holding of a virtual IP changed (reported in its
+    /// heartbeats; recorded once per change, not per beat).
+    pub struct VirtualIpApplied {
+        /// Virtual IP id.
+        pub virtual_ip_id: String,
+        /// The reporting instance.
+        pub instance_id: String,
+        /// Its SD-WAN peer.
+        pub peer_id: String,
+        /// The generation it holds (when `held`) or last held.
+        pub generation: u64,
+        /// True when it now holds the address, false when it released it.
+        pub held: bool,
+    }
+}
+
+payload! {
+    /// A silent holder cannot be replaced: no candidate.
+    pub struct FailoverNoCandidate {
+        /// Virtual IP id.
+        pub virtual_ip_id: String,
+        /// The silent (or draining) holder.
+        pub holder_peer_id: String,
+        /// Why there is none, e.g. `single-server cluster`.
+        pub reason: String,
+    }
+}
+
+payload! {
+    /// A promotion was held back by flap damping.
+    pub struct FailoverSuppressed {
+        /// Virtual IP id.
+        pub virtual_ip_id: String,
+        /// The current holder.
+        pub holder_peer_id: String,
+        /// The candidate that would have been promoted.
+        pub candidate_peer_id: Option<String>,
+        /// Why, e.g. `cooldown: last promotion 12 s ago (min 30 s)`.
+        pub reason: String,
     }
 }

@@ -3,7 +3,7 @@
 use super::AccountState;
 use chrono::{DateTime, Utc};
 use powernode_events::payloads::approvals::{
-    ApprovalExpired, ApprovalGranted, ApprovalRejected, ApprovalRequested,
+    ApprovalExpired, ApprovalGranted, ApprovalRejected, ApprovalRequested, ApprovalSuperseded,
 };
 use powernode_events::Actor;
 use serde::{Deserialize, Serialize};
@@ -20,6 +20,8 @@ pub enum ApprovalStatus {
     Rejected,
     /// Nobody decided in time.
     Expired,
+    /// What it was about changed before anyone decided.
+    Superseded,
 }
 
 /// An action waiting for (or decided by) an operator.
@@ -122,6 +124,7 @@ pub(super) fn rejected(account: &mut AccountState, seq: u64, actor: &Actor, p: &
         ApprovalStatus::Rejected,
         Some(&p.reason),
     );
+    super::sdwan::proposal_closed(account, &p.approval_id);
 }
 
 /// `system.approval.expired`.
@@ -134,4 +137,23 @@ pub(super) fn expired(account: &mut AccountState, seq: u64, actor: &Actor, p: &A
         ApprovalStatus::Expired,
         None,
     );
+    super::sdwan::proposal_closed(account, &p.approval_id);
+}
+
+/// `system.approval.superseded`.
+pub(super) fn superseded(
+    account: &mut AccountState,
+    seq: u64,
+    actor: &Actor,
+    p: &ApprovalSuperseded,
+) {
+    decide(
+        account,
+        seq,
+        actor,
+        &p.approval_id,
+        ApprovalStatus::Superseded,
+        Some(&p.reason),
+    );
+    super::sdwan::proposal_closed(account, &p.approval_id);
 }

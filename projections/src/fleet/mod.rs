@@ -23,7 +23,7 @@ pub use clusters::{Cluster, ClusterStatus, K8sNode, K8sNodeStatus, FLAVOR_K3S};
 pub use instances::{
     BootstrapReport, Instance, InstanceStatus, K3sPhase, ModuleAssignment, Node, Template,
 };
-pub use sdwan::{Network, Peer, VipStatus, VirtualIp};
+pub use sdwan::{Network, Peer, Promotion, Proposal, VipStatus, VirtualIp, PROMOTIONS_KEPT};
 
 use crate::snapshot::{self, SnapshotError, SnapshotFormat};
 use crate::Projection;
@@ -37,7 +37,7 @@ use std::collections::BTreeMap;
 const FORMAT: SnapshotFormat = SnapshotFormat {
     projection: "fleet",
     magic: *b"PNfl",
-    version: 2,
+    version: 3,
 };
 
 /// Everything one account owns. All maps are keyed by object id.
@@ -206,7 +206,13 @@ impl FleetState {
             EventPayload::VirtualIpCandidateAdded(p) => {
                 self.update(acct, |a| sdwan::vip_candidate_added(a, p))
             }
-            EventPayload::VirtualIpPromoted(p) => self.update(acct, |a| sdwan::vip_promoted(a, p)),
+            EventPayload::VirtualIpPromoted(p) => {
+                self.update(acct, |a| sdwan::vip_promoted(a, event.occurred_at, p))
+            }
+            EventPayload::VirtualIpApplied(p) => self.update(acct, |a| sdwan::vip_applied(a, p)),
+            EventPayload::FailoverProposed(p) => {
+                self.update(acct, |a| sdwan::failover_proposed(a, seq, p))
+            }
             EventPayload::VirtualIpReleased(p) => {
                 self.update(acct, |a| sdwan::vip_released_event(a, p))
             }
@@ -229,13 +235,17 @@ impl FleetState {
             EventPayload::ApprovalExpired(p) => {
                 self.update(acct, |a| approvals::expired(a, seq, &event.actor, p))
             }
+            EventPayload::ApprovalSuperseded(p) => {
+                self.update(acct, |a| approvals::superseded(a, seq, &event.actor, p))
+            }
             // Facts the fleet state does not keep:
             // * the endpoint fallback is already in `cluster.bootstrapped`'s `api_endpoint`;
-            // * proposals belong to the failover service (the approval is kept here);
             // * the ignored-prefix warning and kubeconfig audit are read from the log;
+            // * failover outcomes without a promotion are read from the log;
             // * rejected records are about the log, not the fleet.
             EventPayload::VirtualIpAllocationFailed(_)
-            | EventPayload::FailoverProposed(_)
+            | EventPayload::FailoverNoCandidate(_)
+            | EventPayload::FailoverSuppressed(_)
             | EventPayload::PodSubnetPrefixIgnored(_)
             | EventPayload::KubeconfigRetrieved(_)
             | EventPayload::RecordRejected(_)

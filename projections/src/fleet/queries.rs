@@ -3,7 +3,7 @@
 
 use super::{
     AccountState, Approval, Cluster, ClusterStatus, FleetState, Instance, InstanceStatus, K8sNode,
-    Network, OperatorToken, Peer, Template, VirtualIp,
+    Network, OperatorToken, Peer, Template, VipStatus, VirtualIp,
 };
 use powernode_events::AccountId;
 
@@ -128,6 +128,50 @@ impl FleetState {
                 .filter(|p| p.instance_id == instance_id)
                 .collect()
         })
+    }
+
+    /// The allocated virtual IPs an instance is a member of (holder or
+    /// failover candidate), each with the instance's peer on it and whether
+    /// that peer is the holder.
+    pub fn vip_memberships<'a>(
+        &'a self,
+        account: &AccountId,
+        instance_id: &str,
+    ) -> Vec<(&'a VirtualIp, &'a Peer, bool)> {
+        let Some(acct) = self.account(account) else {
+            return Vec::new();
+        };
+        let Some(cluster_id) = acct
+            .instances
+            .get(instance_id)
+            .and_then(|i| i.cluster_id.as_deref())
+        else {
+            return Vec::new();
+        };
+        let Some(vip) = self.cluster_virtual_ip(account, cluster_id) else {
+            return Vec::new();
+        };
+        if vip.status != VipStatus::Allocated {
+            return Vec::new();
+        }
+        let peer_of = |peer_id: &str| {
+            acct.peers
+                .get(peer_id)
+                .filter(|p| p.instance_id == instance_id)
+        };
+        if let Some(peer) = peer_of(&vip.holder_peer_id) {
+            return vec![(vip, peer, true)];
+        }
+        vip.failover_candidates()
+            .find_map(peer_of)
+            .map(|peer| vec![(vip, peer, false)])
+            .unwrap_or_default()
+    }
+
+    /// A virtual IP by id alone, with its account.
+    pub fn find_virtual_ip(&self, virtual_ip_id: &str) -> Option<(&AccountId, &VirtualIp)> {
+        self.accounts()
+            .find_map(|(id, a)| a.virtual_ips.get(virtual_ip_id).map(|v| (id, v)))
     }
 
     /// One SD-WAN network of the account.

@@ -1,14 +1,19 @@
 //! SD-WAN networks, peers and virtual IPs.
 
 use super::AccountState;
+use chrono::{DateTime, Utc};
 use ipnet::{IpNet, Ipv6Net};
 use powernode_events::payloads::sdwan::{
-    NetworkCreated, PeerAttached, PodSubnetPrefixSet, RoutingMode, VipHolderRecovered,
-    VipHolderSilent, VipPurpose, VirtualIpAllocated, VirtualIpCandidateAdded, VirtualIpPromoted,
-    VirtualIpReleased,
+    FailoverCandidate, FailoverProposed, NetworkCreated, PeerAttached, PodSubnetPrefixSet,
+    RoutingMode, VipHolderRecovered, VipHolderSilent, VipPurpose, VirtualIpAllocated,
+    VirtualIpApplied, VirtualIpCandidateAdded, VirtualIpPromoted, VirtualIpReleased,
 };
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::net::Ipv6Addr;
+
+/// Promotions of one VIP remembered for flap damping.
+pub const PROMOTIONS_KEPT: usize = 16;
 
 /// An SD-WAN network.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,11 +89,62 @@ pub struct VirtualIp {
     pub status: VipStatus,
     /// True while the sensor reports the current holder silent.
     pub holder_silent: bool,
+    /// When the current silence episode began (the holder's last heartbeat).
+    #[serde(default)]
+    pub silent_since: Option<String>,
+    /// Silence episodes so far (every `vip_holder_silent` starts one).
+    #[serde(default)]
+    pub silence_episodes: u64,
     /// Why it was released, once released.
     pub release_reason: Option<String>,
     /// Sequence of the allocating event.
     pub allocated_seq: u64,
+    /// The generation each member's agent reports holding the address at
+    /// (by peer id); a member that holds nothing is absent. Two entries at
+    /// once is a split the fencing resolves.
+    #[serde(default)]
+    pub applied: BTreeMap<String, u64>,
+    /// The latest promotions, oldest first, at most [`PROMOTIONS_KEPT`].
+    #[serde(default)]
+    pub promotions: Vec<Promotion>,
+    /// The proposal waiting for approval, if any.
+    #[serde(default)]
+    pub pending_proposal: Option<Proposal>,
 }
+
+/// One promotion of a VIP (for flap damping and history).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Promotion {
+    /// When (the event's time).
+    pub at: DateTime<Utc>,
+    /// The generation it started.
+    pub generation: u64,
+    /// The holder before.
+    pub from_peer_id: Option<String>,
+    /// The holder after.
+    pub to_peer_id: String,
+    /// Why (`approved_failover`, `auto_failover`, `drain`, `forced`).
+    pub reason: String,
+}
+
+/// A failover proposal waiting for an operator.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Proposal {
+    /// The approval it waits for.
+    pub approval_id: String,
+    /// The holder it would replace.
+    pub holder_peer_id: String,
+    /// The generation it would replace.
+    pub generation: u64,
+    /// The candidate it would promote.
+    pub candidate_peer_id: String,
+    /// Every candidate, best first.
+    pub candidates: Vec<FailoverCandidate>,
+    /// Sequence of the proposal.
+    pub proposed_seq: u64,
+}
+
+impl Eq for Proposal {}
 
 impl VirtualIp {
     /// Failover candidates other than the current holder.
@@ -160,8 +216,13 @@ pub(super) fn vip_allocated(account: &mut AccountState, seq: u64, p: &VirtualIpA
             failover_candidate_peer_ids: Vec::new(),
             status: VipStatus::Allocated,
             holder_silent: false,
+            silent_since: None,
+            silence_episodes: 0,
             release_reason: None,
             allocated_seq: seq,
+            applied: BTreeMap::new(),
+            promotions: Vec::new(),
+            pending_proposal: None,
         });
 }
 
@@ -176,12 +237,24 @@ pub(super) fn vip_candidate_added(account: &mut AccountState, p: &VirtualIpCandi
 
 /// `system.sdwan.virtual_ip.promoted`: the newest generation wins; an older
 /// or equal generation, or a promotion of a released VIP, changes nothing.
-pub(super) fn vip_promoted(account: &mut AccountState, p: &VirtualIpPromoted) {
+pub(super) fn vip_promoted(account: &mut AccountState, at: DateTime<Utc>, p: &VirtualIpPromoted) {
     if let Some(vip) = account.virtual_ips.get_mut(&p.virtual_ip_id) {
         if vip.status == VipStatus::Allocated && p.generation > vip.generation {
             vip.holder_peer_id = p.to_peer_id.clone();
             vip.generation = p.generation;
             vip.holder_silent = false;
+            vip.silent_since = None;
+            vip.pending_proposal = None;
+            vip.promotions.push(Promotion {
+                at,
+                generation: p.generation,
+                from_peer_id: p.from_peer_id.clone(),
+                to_peer_id: p.to_peer_id.clone(),
+                reason: p.reason.clone(),
+            });
+            if vip.promotions.len() > PROMOTIONS_KEPT {
+                vip.promotions.remove(0);
+            }
         }
     }
 }
@@ -203,20 +276,72 @@ pub(super) fn vip_released_event(account: &mut AccountState, p: &VirtualIpReleas
     vip_released(account, &p.virtual_ip_id, &p.reason);
 }
 
-/// `sdwan.vip_holder_silent`: only about the current holder.
+/// `sdwan.vip_holder_silent`: only about the current holder; a repeat
+/// within one episode changes nothing.
 pub(super) fn vip_holder_silent(account: &mut AccountState, p: &VipHolderSilent) {
     if let Some(vip) = account.virtual_ips.get_mut(&p.virtual_ip_id) {
-        if vip.status == VipStatus::Allocated && vip.holder_peer_id == p.holder_peer_id {
+        if vip.status == VipStatus::Allocated
+            && vip.holder_peer_id == p.holder_peer_id
+            && !vip.holder_silent
+        {
             vip.holder_silent = true;
+            vip.silent_since = Some(p.last_seen_at.clone());
+            vip.silence_episodes += 1;
         }
     }
 }
 
-/// `sdwan.vip_holder_recovered`: only about the current holder.
+/// `sdwan.vip_holder_recovered`: only about the current holder. The
+/// proposal made for the silence is moot.
 pub(super) fn vip_holder_recovered(account: &mut AccountState, p: &VipHolderRecovered) {
     if let Some(vip) = account.virtual_ips.get_mut(&p.virtual_ip_id) {
         if vip.holder_peer_id == p.holder_peer_id {
             vip.holder_silent = false;
+            vip.silent_since = None;
+        }
+    }
+}
+
+/// `system.sdwan.virtual_ip.applied`: what a member's agent holds.
+pub(super) fn vip_applied(account: &mut AccountState, p: &VirtualIpApplied) {
+    if let Some(vip) = account.virtual_ips.get_mut(&p.virtual_ip_id) {
+        if p.held {
+            vip.applied.insert(p.peer_id.clone(), p.generation);
+        } else if vip
+            .applied
+            .get(&p.peer_id)
+            .is_some_and(|g| *g <= p.generation)
+        {
+            vip.applied.remove(&p.peer_id);
+        }
+    }
+}
+
+/// `system.sdwan.failover.proposed`: the proposal waits for its approval.
+pub(super) fn failover_proposed(account: &mut AccountState, seq: u64, p: &FailoverProposed) {
+    if let Some(vip) = account.virtual_ips.get_mut(&p.virtual_ip_id) {
+        if vip.status == VipStatus::Allocated && vip.generation == p.generation {
+            vip.pending_proposal = Some(Proposal {
+                approval_id: p.approval_id.clone(),
+                holder_peer_id: p.current_holder_peer_id.clone(),
+                generation: p.generation,
+                candidate_peer_id: p.candidate_peer_id.clone(),
+                candidates: p.candidates.clone(),
+                proposed_seq: seq,
+            });
+        }
+    }
+}
+
+/// The proposal waiting on `approval_id` is no longer waiting.
+pub(super) fn proposal_closed(account: &mut AccountState, approval_id: &str) {
+    for vip in account.virtual_ips.values_mut() {
+        if vip
+            .pending_proposal
+            .as_ref()
+            .is_some_and(|p| p.approval_id == approval_id)
+        {
+            vip.pending_proposal = None;
         }
     }
 }

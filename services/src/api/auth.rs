@@ -16,12 +16,15 @@ pub const KUBERNETES_PROVISION: &str = "system.kubernetes_provision";
 pub const KUBERNETES_DECOMMISSION: &str = "system.kubernetes_decommission";
 /// Retrieve kubeconfigs.
 pub const KUBERNETES_KUBECONFIG: &str = "system.kubernetes_kubeconfig";
+/// Approve or reject failovers, force a VIP failover, drain holders.
+pub const SDWAN_FAILOVER: &str = "system.sdwan_failover";
 /// Every permission an operator token may carry.
 pub const ALL_PERMISSIONS: &[&str] = &[
     ADMIN,
     KUBERNETES_PROVISION,
     KUBERNETES_DECOMMISSION,
     KUBERNETES_KUBECONFIG,
+    SDWAN_FAILOVER,
 ];
 
 /// The account the bootstrap admin token belongs to.

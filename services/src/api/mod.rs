@@ -50,6 +50,10 @@ pub struct ApiState {
     /// Told about every provisioned instance and its credential, when
     /// simulated agents run in this process.
     pub on_provision: Option<tokio::sync::mpsc::UnboundedSender<crate::sim::Provisioned>>,
+    /// When agents were last heard (failover dry runs score with it).
+    pub liveness: crate::liveness::SharedLiveness,
+    /// Failover tuning (scoring, damping).
+    pub failover: crate::services::failover::FailoverConfig,
 }
 
 /// The router.

@@ -65,6 +65,9 @@ pub enum Command {
         /// Heartbeat interval of simulated agents, in milliseconds.
         #[arg(long, default_value_t = 1000)]
         heartbeat_ms: u64,
+        /// Silence detection and failover.
+        #[command(flatten)]
+        failover: crate::services::failover::FailoverConfig,
     },
     /// Run one service alone.
     Serve {
@@ -77,6 +80,9 @@ pub enum Command {
         /// Address the HTTP API listens on (api service only).
         #[arg(long, env = "POWERNODE_LISTEN", default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
+        /// Silence detection and failover (sensor and failover services).
+        #[command(flatten)]
+        failover: crate::services::failover::FailoverConfig,
     },
     /// Run one action: `powernode call kubernetes_list_clusters '{}'`.
     Call(call::CallArgs),
@@ -155,10 +161,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             listen,
             simulate_agents,
             heartbeat_ms,
+            failover,
         } => {
             let extras = NodeExtras {
                 simulate_agents: simulate_agents
                     .then(|| std::time::Duration::from_millis(heartbeat_ms)),
+                failover,
             };
             node::run_node(&log, &ServiceName::ALL, listen, "up", extras).await
         }
@@ -166,15 +174,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             service,
             log,
             listen,
+            failover,
         } => {
-            node::run_node(
-                &log,
-                &[service],
-                listen,
-                service.as_str(),
-                NodeExtras::default(),
-            )
-            .await
+            let extras = NodeExtras {
+                failover,
+                ..NodeExtras::default()
+            };
+            node::run_node(&log, &[service], listen, service.as_str(), extras).await
         }
         Command::Call(args) => call::run(&cli.api, args).await,
         Command::Clusters(args) => clusters::run(&cli.api, args).await,

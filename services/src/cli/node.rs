@@ -127,6 +127,8 @@ pub struct NodeExtras {
     /// Run a simulated agent for every instance provisioned through this
     /// API, with this heartbeat interval.
     pub simulate_agents: Option<std::time::Duration>,
+    /// Silence threshold, failover policy and damping.
+    pub failover: crate::services::failover::FailoverConfig,
 }
 
 /// [`start_node`] with optional parts. The API brings the agent intake
@@ -149,6 +151,8 @@ pub async fn start_node_with(
         log: log.clone(),
         checkpoints,
         shutdown: shutdown.clone(),
+        liveness: crate::liveness::Liveness::shared(),
+        failover: extras.failover.clone(),
     };
     info!(log = %log.describe(), data_dir = %data_dir.display(), "starting {} service(s)", services.len());
 
@@ -177,7 +181,12 @@ pub async fn start_node_with(
             .await
             .context("cannot open the secret store")?;
             info!(secrets = %secrets.describe(), "secret store");
-            let intake = Intake::new(log.clone(), shared.clone(), secrets.clone());
+            let intake = Intake::new(
+                log.clone(),
+                shared.clone(),
+                secrets.clone(),
+                ctx.liveness.clone(),
+            );
             if let Some((client, _)) = nats {
                 let (intake, stop) = (intake.clone(), shutdown.clone());
                 node.tasks
@@ -197,6 +206,8 @@ pub async fn start_node_with(
                 fleet: shared.clone(),
                 secrets,
                 on_provision,
+                liveness: ctx.liveness.clone(),
+                failover: ctx.failover.clone(),
             });
             let stop = shutdown.clone();
             node.tasks.spawn(async move {

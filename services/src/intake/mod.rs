@@ -14,16 +14,19 @@
 //! hands over what the agent needs — the join token comes from the secret
 //! store, never from the log.
 
+mod heartbeat;
 mod local;
 pub mod nats;
 mod validate;
 
+pub use heartbeat::verify_heartbeat;
+
+use crate::liveness::SharedLiveness;
 use crate::log::{Expect, SharedLog};
 use crate::runtime::Shared;
 use crate::secrets::{SecretKey, SharedSecrets};
 use powernode_agent::protocol::{
-    fingerprint, Assignment, EnrollReply, EnrollRequest, ErrorBody, Heartbeat, HeartbeatReply,
-    Submission, SubmitReply,
+    fingerprint, EnrollReply, EnrollRequest, ErrorBody, Submission, SubmitReply,
 };
 use powernode_events::payloads::fleet::{AgentEnrolled, AgentSubmissionRejected};
 use powernode_events::payloads::k3s::JoinRejected;
@@ -48,33 +51,45 @@ pub(crate) fn refusal(code: &str, message: impl Into<String>) -> Refusal {
     }
 }
 
+/// (virtual IP, instance) → (generation, held) last recorded by this intake.
+type AppliedSent = HashMap<(String, String), (u64, bool)>;
+
 /// The intake.
 #[derive(Clone)]
 pub struct Intake {
     log: SharedLog,
     fleet: Shared<FleetState>,
     secrets: SharedSecrets,
-    /// Instance → last heartbeat (ms since epoch); not persisted per beat.
-    last_seen: Arc<Mutex<HashMap<String, i64>>>,
+    /// When each agent was last heard (shared with the services of this process).
+    liveness: SharedLiveness,
+    /// VIP holdings recorded lately, so a change is appended once while
+    /// the projection catches up: (virtual IP, instance) → (generation, held).
+    applied_sent: Arc<Mutex<AppliedSent>>,
     /// How long a submission waits for the platform's decision.
     pub decision_timeout: Duration,
 }
 
 impl Intake {
     /// An intake over the API's projection.
-    pub fn new(log: SharedLog, fleet: Shared<FleetState>, secrets: SharedSecrets) -> Self {
+    pub fn new(
+        log: SharedLog,
+        fleet: Shared<FleetState>,
+        secrets: SharedSecrets,
+        liveness: SharedLiveness,
+    ) -> Self {
         Self {
             log,
             fleet,
             secrets,
-            last_seen: Arc::default(),
+            liveness,
+            applied_sent: Arc::default(),
             decision_timeout: Duration::from_secs(20),
         }
     }
 
-    /// When each instance last heartbeated (ms since the Unix epoch).
-    pub fn last_seen(&self) -> HashMap<String, i64> {
-        self.last_seen.lock().expect("last_seen lock").clone()
+    /// When each agent was last heard.
+    pub fn liveness(&self) -> &SharedLiveness {
+        &self.liveness
     }
 
     /// Enrollment: the one-time credential binds the agent's key to its
@@ -155,83 +170,6 @@ impl Intake {
         };
         self.caught_up(seq).await?;
         Ok(reply)
-    }
-
-    /// A heartbeat: verified, remembered (in memory), answered with the
-    /// instance's assignments.
-    pub async fn heartbeat(&self, hb: Heartbeat) -> Result<HeartbeatReply, Refusal> {
-        let now = chrono::Utc::now().timestamp_millis();
-        if (now - hb.sent_at_ms).unsigned_abs() > MAX_SKEW.as_millis() as u64 {
-            return Err(refusal(
-                "stale_heartbeat",
-                format!(
-                    "heartbeat is {} ms away from the platform's clock (max {} ms)",
-                    now - hb.sent_at_ms,
-                    MAX_SKEW.as_millis()
-                ),
-            ));
-        }
-        let fleet = self.fleet.state.read().await;
-        let (account, instance) = fleet.find_instance(&hb.instance_id).ok_or_else(|| {
-            refusal(
-                "unknown_instance",
-                format!("no instance {}", hb.instance_id),
-            )
-        })?;
-        if instance.status != InstanceStatus::Terminated {
-            let key = fleet
-                .agent_key_in(account, &hb.instance_id)
-                .ok_or_else(|| {
-                    refusal(
-                        "not_enrolled",
-                        format!("instance {} has no enrolled key", hb.instance_id),
-                    )
-                })?;
-            validate::verify_detached(
-                &key,
-                &Heartbeat::signing_bytes(&hb.instance_id, hb.sent_at_ms, &hb.held_vips),
-                &hb.signature,
-            )?;
-        }
-        self.last_seen
-            .lock()
-            .expect("last_seen lock")
-            .insert(hb.instance_id.clone(), hb.sent_at_ms);
-        let status = match instance.status {
-            InstanceStatus::Provisioned => "provisioned",
-            InstanceStatus::Enrolled => "enrolled",
-            InstanceStatus::Drained => "drained",
-            InstanceStatus::Terminated => "terminated",
-        };
-        let assignments: Vec<Assignment> = fleet
-            .template(account, &instance.template_id)
-            .map(|t| {
-                t.module_assignments
-                    .iter()
-                    .map(|a| Assignment {
-                        assignment_id: a.assignment_id.clone(),
-                        module_name: a.module_name,
-                        target_cluster_id: a.config.target_cluster_id.clone(),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        let bootstraps = assignments.iter().any(|a: &Assignment| {
-            a.module_name == powernode_events::payloads::k3s::K3sModule::K3sServer
-                && a.target_cluster_id.as_deref().is_none_or(str::is_empty)
-        });
-        let bootstrap_server_flags = if bootstraps {
-            crate::services::provisioner::stamp(&fleet, account, &instance.id, None).server_flags
-        } else {
-            Vec::new()
-        };
-        Ok(HeartbeatReply {
-            status: status.to_string(),
-            assignments,
-            cluster_id: instance.cluster_id.clone(),
-            bootstrap_server_flags,
-            vips: Vec::new(),
-        })
     }
 
     /// One signed handshake event.

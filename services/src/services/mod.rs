@@ -4,11 +4,14 @@
 //!
 //! Every service keeps the fleet projection and adds its decisions as a
 //! [`crate::runtime::Reactor`]: [`provisioner`] (handshakes and clusters),
-//! [`sdwan`] (VIPs). The sensor and failover services keep the projection
-//! only, until silence detection and promotion land.
+//! [`sdwan`] (VIPs), [`failover`] (proposals, approvals, promotions). The
+//! [`sensor`] keeps the projection and watches VIP holders on a timer.
+//! Sensor and failover hear agents' heartbeats ([`crate::liveness`]).
 
+pub mod failover;
 pub mod provisioner;
 pub mod sdwan;
+pub mod sensor;
 
 use crate::log::SharedLog;
 use crate::runtime::{
@@ -66,6 +69,10 @@ pub struct ServiceContext {
     pub checkpoints: Arc<CheckpointStore>,
     /// Stops everything.
     pub shutdown: CancellationToken,
+    /// When agents were last heard (shared with this process's intake).
+    pub liveness: crate::liveness::SharedLiveness,
+    /// Silence threshold, failover policy and damping.
+    pub failover: failover::FailoverConfig,
 }
 
 /// Runs the consumer of one service over `shared` until shutdown.
@@ -75,6 +82,19 @@ pub async fn run_service(
     shared: Shared<FleetState>,
 ) -> Result<(), RuntimeError> {
     let config = ConsumerConfig::new(name.as_str());
+    if matches!(name, ServiceName::Sensor | ServiceName::Failover) {
+        if let Some((client, _)) = ctx.log.nats_client() {
+            let (fleet, liveness, stop) =
+                (shared.clone(), ctx.liveness.clone(), ctx.shutdown.clone());
+            tokio::spawn(async move {
+                if let Err(e) =
+                    crate::liveness::follow_heartbeats(client, fleet, liveness, stop).await
+                {
+                    tracing::warn!(error = %e, "cannot follow agent heartbeats");
+                }
+            });
+        }
+    }
     let (log, cps, stop) = (ctx.log, ctx.checkpoints, ctx.shutdown);
     match name {
         ServiceName::Provisioner => {
@@ -83,9 +103,26 @@ pub async fn run_service(
         ServiceName::Sdwan => {
             run_consumer(log, cps, config, shared, sdwan::Sdwan::default(), stop).await
         }
-        ServiceName::Api | ServiceName::Sensor | ServiceName::Failover => {
+        ServiceName::Sensor => {
+            tokio::spawn(sensor::run_detector(
+                log.clone(),
+                shared.clone(),
+                ctx.liveness,
+                ctx.failover,
+                stop.clone(),
+            ));
             run_consumer(log, cps, config, shared, ProjectOnly, stop).await
         }
+        ServiceName::Failover => {
+            tokio::spawn(failover::run_expiry(
+                log.clone(),
+                shared.clone(),
+                stop.clone(),
+            ));
+            let reactor = failover::Failover::new(log.clone(), ctx.liveness, ctx.failover);
+            run_consumer(log, cps, config, shared, reactor, stop).await
+        }
+        ServiceName::Api => run_consumer(log, cps, config, shared, ProjectOnly, stop).await,
     }
 }
 

@@ -5,6 +5,7 @@
 //! (read-your-writes).
 
 mod accounts;
+mod approvals;
 mod clusters;
 mod events;
 mod instances;
@@ -46,6 +47,10 @@ pub const ACTIONS: &[&str] = &[
     "system_list_instances",
     "system_drain_instance",
     "system_terminate_instance",
+    "system_list_approvals",
+    "system_approve",
+    "system_reject",
+    "system_sdwan_failover_virtual_ip",
 ];
 
 /// How long an action waits for the projection to apply its own events.
@@ -69,6 +74,21 @@ impl ActionContext<'_> {
     /// The event log.
     pub fn log(&self) -> &crate::log::SharedLog {
         &self.api.log
+    }
+
+    /// When agents were last heard.
+    pub fn liveness(&self) -> &crate::liveness::SharedLiveness {
+        &self.api.liveness
+    }
+
+    /// Failover tuning.
+    pub fn failover(&self) -> &crate::services::failover::FailoverConfig {
+        &self.api.failover
+    }
+
+    /// The last sequence the API's projection has applied.
+    pub fn applied(&self) -> u64 {
+        self.api.fleet.applied()
     }
 
     /// The secret store.
@@ -209,6 +229,12 @@ pub async fn dispatch(
         "system_sdwan_update_network" => sdwan::update_network(&ctx, args(value)?).await,
         "system_list_instances" => instances::list_instances(&ctx, args(value)?).await,
         "system_drain_instance" => instances::set_instance_status(&ctx, args(value)?, false).await,
+        "system_list_approvals" => approvals::list_approvals(&ctx, args(value)?).await,
+        "system_approve" => approvals::decide(&ctx, args(value)?, true).await,
+        "system_reject" => approvals::decide(&ctx, args(value)?, false).await,
+        "system_sdwan_failover_virtual_ip" => {
+            approvals::failover_virtual_ip(&ctx, args(value)?).await
+        }
         "system_terminate_instance" => {
             instances::set_instance_status(&ctx, args(value)?, true).await
         }

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 /// A VIP as operators see it: `holders` are instance ids (the tutorial's
 /// shape), with the peer-level detail beside them.
-fn vip_json(fleet: &FleetState, account: &AccountId, v: &VirtualIp) -> Value {
+pub(super) fn vip_json(fleet: &FleetState, account: &AccountId, v: &VirtualIp) -> Value {
     let instance_of = |peer_id: &str| {
         fleet
             .account(account)
@@ -41,6 +41,13 @@ fn vip_json(fleet: &FleetState, account: &AccountId, v: &VirtualIp) -> Value {
         "holder_silent": v.holder_silent,
         "failover_holder_peer_ids": v.failover_candidates().collect::<Vec<_>>(),
         "failover_candidates": candidates,
+        // What each member's agent reports holding: more than one entry is
+        // a split the fencing is resolving (the older generation releases).
+        "applied_generations": v.applied,
+        "split": v.applied.len() > 1,
+        "silent_since": v.silent_since,
+        "pending_approval": v.pending_proposal.as_ref().map(|p| p.approval_id.clone()),
+        "last_promotion": v.promotions.last(),
         "release_reason": v.release_reason,
     })
 }

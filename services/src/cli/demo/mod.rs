@@ -109,6 +109,7 @@ async fn start(args: &DemoArgs, dir: &Path) -> anyhow::Result<RunningNode> {
         "demo",
         NodeExtras {
             simulate_agents: Some(Duration::from_millis(args.heartbeat_ms.max(10))),
+            ..NodeExtras::default()
         },
     )
     .await

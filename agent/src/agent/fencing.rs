@@ -1,0 +1,120 @@
+//! The agent's side of VIP failover: apply each reply's VIP duties through
+//! the runtime driver, report what is held in every (signed) heartbeat, and
+//! wake up early when the platform nudges.
+
+use super::{Agent, AgentError};
+use crate::identity::Identity;
+use crate::protocol::{Heartbeat, HeldVip, VipDuty};
+use crate::vips::{self, VipAction};
+use futures::stream::BoxStream;
+use futures::{FutureExt, StreamExt};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+impl Agent {
+    /// Applies one reply's VIP duties ([`vips::plan`]): each hold or release
+    /// goes through the driver and is recorded only when the driver did it
+    /// (a failure is logged and retried with the next reply: a failed hold
+    /// is not reported as held, a failed release still is). The state is
+    /// saved when anything changed.
+    pub(super) async fn apply_vip_duties(&mut self, duties: &[VipDuty]) -> Result<(), AgentError> {
+        let before = self.state.vips.clone();
+        let held_before = self.held_vips();
+        let actions = vips::plan(&mut self.state.vips, duties, &self.vips_applied);
+        for action in actions {
+            let result = match &action {
+                VipAction::Hold {
+                    vip, generation, ..
+                } => {
+                    let (vip, generation) = (vip.clone(), *generation);
+                    self.with_runtime(move |rt| rt.hold_vip(&vip, generation))
+                        .await
+                }
+                VipAction::Release { vip, .. } => {
+                    let vip = vip.clone();
+                    self.with_runtime(move |rt| rt.release_vip(&vip)).await
+                }
+            };
+            match (result, &action) {
+                (Ok(()), VipAction::Hold { virtual_ip_id, .. }) => {
+                    self.vips_applied.insert(virtual_ip_id.clone());
+                    vips::record(&mut self.state.vips, &action);
+                    info!(instance = %self.instance_id(), %virtual_ip_id, "{action}");
+                }
+                (Ok(()), VipAction::Release { virtual_ip_id, .. }) => {
+                    self.vips_applied.remove(virtual_ip_id);
+                    vips::record(&mut self.state.vips, &action);
+                    info!(instance = %self.instance_id(), %virtual_ip_id, "{action}");
+                }
+                (Err(e), _) => {
+                    warn!(instance = %self.instance_id(), error = %e, "could not apply: {action}; retrying with the next heartbeat");
+                }
+            }
+        }
+        if self.held_vips() != held_before {
+            self.vips_changed = true;
+        }
+        if self.state.vips != before {
+            self.store.save(&self.state)?;
+        }
+        Ok(())
+    }
+}
+
+/// A heartbeat from `instance_id` reporting `held_vips`, signed over
+/// [`Heartbeat::signing_bytes`] now.
+pub(super) fn signed_heartbeat(
+    identity: &Identity,
+    instance_id: &str,
+    held_vips: Vec<HeldVip>,
+) -> Heartbeat {
+    let sent_at_ms = chrono::Utc::now().timestamp_millis();
+    let signature = identity.sign_bytes(&Heartbeat::signing_bytes(
+        instance_id,
+        sent_at_ms,
+        &held_vips,
+    ));
+    Heartbeat {
+        instance_id: instance_id.to_owned(),
+        sent_at_ms,
+        held_vips,
+        signature,
+    }
+}
+
+/// Waits `wait`, or until a nudge; `false` on shutdown. Nudges already
+/// queued when the wait ends are consumed too: the reconcile that follows
+/// answers them all. A nudge stream that ends leaves the interval only.
+pub(super) async fn wait(
+    wait: Duration,
+    nudges: &mut Option<BoxStream<'static, ()>>,
+    shutdown: &CancellationToken,
+) -> bool {
+    let nudged = async {
+        match nudges.as_mut() {
+            Some(stream) => stream.next().await,
+            None => std::future::pending().await,
+        }
+    };
+    let mut ended = tokio::select! {
+        _ = shutdown.cancelled() => return false,
+        _ = tokio::time::sleep(wait) => false,
+        n = nudged => n.is_none(),
+    };
+    let Some(stream) = nudges.as_mut() else {
+        return true;
+    };
+    while !ended {
+        match stream.next().now_or_never() {
+            Some(Some(())) => {}
+            Some(None) => ended = true,
+            None => break,
+        }
+    }
+    if ended {
+        warn!("the nudge subscription ended; heartbeats on the interval only");
+        *nudges = None;
+    }
+    true
+}

@@ -1,0 +1,112 @@
+//! Who is alive: when each instance's agent was last heard, from verified
+//! heartbeats. Heartbeats are not events (one per beat would flood the log);
+//! every process that needs them keeps this table in memory.
+//!
+//! Two sources fill it: the intake of this process (every heartbeat it
+//! answers), and, when the log is on NATS, a plain subscription to the
+//! heartbeat subject ([`follow_heartbeats`]) — not a queue group, so every
+//! sensor and failover replica hears every beat, wherever the intake runs.
+//! Each beat is verified against the key the instance enrolled with before
+//! it counts.
+
+use crate::runtime::Shared;
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use powernode_agent::protocol::{subjects, Heartbeat};
+use powernode_projections::FleetState;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+/// Last-heard times of agents, by instance id.
+#[derive(Debug)]
+pub struct Liveness {
+    seen: Mutex<HashMap<String, DateTime<Utc>>>,
+    started_at: DateTime<Utc>,
+}
+
+/// A liveness table shared by the parts of one process.
+pub type SharedLiveness = Arc<Liveness>;
+
+impl Default for Liveness {
+    fn default() -> Self {
+        Self {
+            seen: Mutex::default(),
+            started_at: Utc::now(),
+        }
+    }
+}
+
+impl Liveness {
+    /// An empty table; silence is counted from now for instances not heard yet.
+    pub fn shared() -> SharedLiveness {
+        Arc::new(Self::default())
+    }
+
+    /// The instance was heard at `at` (a later time wins).
+    pub fn record(&self, instance_id: &str, at: DateTime<Utc>) {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = seen.entry(instance_id.to_string()).or_insert(at);
+        if at > *entry {
+            *entry = at;
+        }
+    }
+
+    /// When the instance was last heard by this process, if ever.
+    pub fn last_seen(&self, instance_id: &str) -> Option<DateTime<Utc>> {
+        self.seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(instance_id)
+            .copied()
+    }
+
+    /// When the instance was last heard, or when this process started
+    /// listening if never: an instance is not silent before we could hear it.
+    pub fn heard_or_start(&self, instance_id: &str) -> DateTime<Utc> {
+        self.last_seen(instance_id).unwrap_or(self.started_at)
+    }
+
+    /// Every instance heard, with when (for status output and tests).
+    pub fn snapshot(&self) -> HashMap<String, DateTime<Utc>> {
+        self.seen.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// Fills `liveness` from every heartbeat published on NATS until
+/// `shutdown`, counting only beats whose signature verifies against the
+/// enrolled key in `fleet` (a forged beat cannot keep a dead holder "alive").
+pub async fn follow_heartbeats(
+    client: async_nats::Client,
+    fleet: Shared<FleetState>,
+    liveness: SharedLiveness,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let mut beats = client.subscribe(subjects::HEARTBEAT).await?;
+    info!("following agent heartbeats on {}", subjects::HEARTBEAT);
+    loop {
+        let msg = tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            m = beats.next() => match m {
+                Some(m) => m,
+                None => {
+                    warn!("heartbeat subscription ended");
+                    return Ok(());
+                }
+            },
+        };
+        let Ok(hb) = serde_json::from_slice::<Heartbeat>(&msg.payload) else {
+            debug!("ignoring a malformed heartbeat");
+            continue;
+        };
+        let verified = {
+            let state = fleet.state.read().await;
+            crate::intake::verify_heartbeat(&state, &hb)
+        };
+        match verified {
+            Ok(()) => liveness.record(&hb.instance_id, Utc::now()),
+            Err(e) => debug!(instance = %hb.instance_id, code = %e.code, "heartbeat not counted"),
+        }
+    }
+}
