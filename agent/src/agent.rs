@@ -99,6 +99,9 @@ pub struct Agent {
     /// Whether the last reconcile changed what is held (the change is then
     /// reported by an immediate heartbeat).
     vips_changed: bool,
+    /// The log sequence the last nudge named: the next heartbeat asks for
+    /// an answer that includes it.
+    after_seq: Option<u64>,
 }
 
 /// First wait after a refused bootstrap or join; doubles up to [`RETRY_MAX`].
@@ -144,6 +147,7 @@ impl Agent {
             runtime_checked: false,
             vips_applied: BTreeSet::new(),
             vips_changed: false,
+            after_seq: None,
         })
     }
 
@@ -257,14 +261,20 @@ impl Agent {
                 wait = Duration::ZERO;
             }
             reported_change = changed && wait.is_zero();
-            if !fencing::wait(wait, &mut nudges, &shutdown).await {
-                return;
+            match fencing::wait(wait, &mut nudges, &shutdown).await {
+                None => return,
+                Some(seq) => self.after_seq = (seq > 0).then_some(seq),
             }
         }
     }
 
     async fn heartbeat(&self) -> Result<HeartbeatReply, AgentError> {
-        let hb = fencing::signed_heartbeat(&self.identity, self.instance_id(), self.held_vips());
+        let hb = fencing::signed_heartbeat(
+            &self.identity,
+            self.instance_id(),
+            self.held_vips(),
+            self.after_seq,
+        );
         Ok(self.link.heartbeat(hb).await?)
     }
 

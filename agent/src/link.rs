@@ -38,7 +38,7 @@ pub trait AgentLink: Send + Sync {
     async fn submit(&self, s: Submission) -> Result<SubmitReply, LinkError>;
     /// The nudges sent to `instance_id` (one item each), or `None` when
     /// this link carries none (the agent then beats on its interval only).
-    async fn nudges(&self, instance_id: &str) -> Option<BoxStream<'static, ()>> {
+    async fn nudges(&self, instance_id: &str) -> Option<BoxStream<'static, u64>> {
         let _ = instance_id;
         None
     }
@@ -113,10 +113,19 @@ impl AgentLink for NatsLink {
 
     /// Subscribes to [`subjects::nudge`] for the instance (core NATS; the
     /// subscription survives reconnects).
-    async fn nudges(&self, instance_id: &str) -> Option<BoxStream<'static, ()>> {
+    async fn nudges(&self, instance_id: &str) -> Option<BoxStream<'static, u64>> {
         let subject = subjects::nudge(instance_id);
         match self.client.subscribe(subject.clone()).await {
-            Ok(subscriber) => Some(subscriber.map(|_| ()).boxed()),
+            Ok(subscriber) => Some(
+                subscriber
+                    .map(|m| {
+                        std::str::from_utf8(&m.payload)
+                            .ok()
+                            .and_then(|s| s.trim().parse().ok())
+                            .unwrap_or(0)
+                    })
+                    .boxed(),
+            ),
             Err(e) => {
                 tracing::warn!(%subject, error = %e, "cannot subscribe to nudges; heartbeats on the interval only");
                 None

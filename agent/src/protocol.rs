@@ -30,9 +30,11 @@ pub mod subjects {
     /// Prefix of the per-instance nudge subjects.
     pub const NUDGE_PREFIX: &str = "pn.agent.nudge";
 
-    /// The subject an instance's agent listens on for nudges: an empty
-    /// message that means "heartbeat now" (sent to the old and the new
-    /// holder after a VIP promotion, so neither waits for its interval).
+    /// The subject an instance's agent listens on for nudges: "heartbeat
+    /// now" (sent to the old and the new holder after a VIP promotion, so
+    /// neither waits for its interval). The payload is the log sequence of
+    /// the change, in decimal: the agent passes it back as
+    /// [`super::Heartbeat::after_seq`] so the answer reflects the change.
     pub fn nudge(instance_id: &str) -> String {
         format!("{NUDGE_PREFIX}.{instance_id}")
     }
@@ -79,6 +81,10 @@ pub struct Heartbeat {
     /// generation it holds each at (covered by the signature).
     #[serde(default)]
     pub held_vips: Vec<HeldVip>,
+    /// Answer only once the platform's view includes this log sequence
+    /// (from a nudge; a hint, waited for briefly, not signed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after_seq: Option<u64>,
     /// Hex of the ed25519 signature.
     pub signature: String,
 }

@@ -31,7 +31,7 @@ struct FakeLink {
     reply: Mutex<Vec<VipDuty>>,
     status: Mutex<Option<String>>,
     beats: Mutex<Vec<Heartbeat>>,
-    nudges: Mutex<Option<mpsc::UnboundedReceiver<()>>>,
+    nudges: Mutex<Option<mpsc::UnboundedReceiver<u64>>>,
 }
 
 impl FakeLink {
@@ -80,7 +80,7 @@ impl AgentLink for FakeLink {
         })
     }
 
-    async fn nudges(&self, instance_id: &str) -> Option<BoxStream<'static, ()>> {
+    async fn nudges(&self, instance_id: &str) -> Option<BoxStream<'static, u64>> {
         assert_eq!(instance_id, INSTANCE);
         let rx = self.nudges.lock().unwrap().take()?;
         Some(rx.boxed())
@@ -387,13 +387,13 @@ async fn a_burst_of_nudges_is_one_reconcile_before_the_interval() {
 
     until_beats(&link, 1).await;
     for _ in 0..3 {
-        tx.unbounded_send(()).unwrap();
+        tx.unbounded_send(7).unwrap();
     }
     until_beats(&link, 2).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(link.beats().len(), 2, "three nudges at once, one reconcile");
 
-    tx.unbounded_send(()).unwrap();
+    tx.unbounded_send(9).unwrap();
     until_beats(&link, 3).await;
     shutdown.cancel();
     task.await.unwrap();

@@ -68,6 +68,7 @@ pub(super) fn signed_heartbeat(
     identity: &Identity,
     instance_id: &str,
     held_vips: Vec<HeldVip>,
+    after_seq: Option<u64>,
 ) -> Heartbeat {
     let sent_at_ms = chrono::Utc::now().timestamp_millis();
     let signature = identity.sign_bytes(&Heartbeat::signing_bytes(
@@ -79,18 +80,21 @@ pub(super) fn signed_heartbeat(
         instance_id: instance_id.to_owned(),
         sent_at_ms,
         held_vips,
+        after_seq,
         signature,
     }
 }
 
-/// Waits `wait`, or until a nudge; `false` on shutdown. Nudges already
-/// queued when the wait ends are consumed too: the reconcile that follows
-/// answers them all. A nudge stream that ends leaves the interval only.
+/// Waits `wait`, or until a nudge; `None` on shutdown, else the highest log
+/// sequence the nudges named (0 without nudges). Nudges already queued when
+/// the wait ends are consumed too: the reconcile that follows answers them
+/// all. A nudge stream that ends leaves the interval only.
 pub(super) async fn wait(
     wait: Duration,
-    nudges: &mut Option<BoxStream<'static, ()>>,
+    nudges: &mut Option<BoxStream<'static, u64>>,
     shutdown: &CancellationToken,
-) -> bool {
+) -> Option<u64> {
+    let mut seq = 0;
     let nudged = async {
         match nudges.as_mut() {
             Some(stream) => stream.next().await,
@@ -98,16 +102,19 @@ pub(super) async fn wait(
         }
     };
     let mut ended = tokio::select! {
-        _ = shutdown.cancelled() => return false,
+        _ = shutdown.cancelled() => return None,
         _ = tokio::time::sleep(wait) => false,
-        n = nudged => n.is_none(),
+        n = nudged => match n {
+            Some(s) => { seq = seq.max(s); false }
+            None => true,
+        },
     };
     let Some(stream) = nudges.as_mut() else {
-        return true;
+        return Some(seq);
     };
     while !ended {
         match stream.next().now_or_never() {
-            Some(Some(())) => {}
+            Some(Some(s)) => seq = seq.max(s),
             Some(None) => ended = true,
             None => break,
         }
@@ -116,5 +123,5 @@ pub(super) async fn wait(
         warn!("the nudge subscription ended; heartbeats on the interval only");
         *nudges = None;
     }
-    true
+    Some(seq)
 }

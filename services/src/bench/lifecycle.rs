@@ -92,18 +92,18 @@ impl AgentLink for TimingLink {
 /// The operator side: HTTP calls with one token, on kept-alive connections
 /// (as any real API client does).
 #[derive(Clone)]
-struct Operator {
+pub(super) struct Operator {
     api: client::Api,
 }
 
 impl Operator {
-    fn new(url: &str, token: &str) -> Self {
+    pub(super) fn new(url: &str, token: &str) -> Self {
         Self {
             api: client::Api::new(url, token),
         }
     }
 
-    async fn call(&self, action: &str, args: Value) -> anyhow::Result<Value> {
+    pub(super) async fn call(&self, action: &str, args: Value) -> anyhow::Result<Value> {
         self.api
             .call(action, &args)
             .await
@@ -111,7 +111,12 @@ impl Operator {
     }
 
     /// Node + instance + peer; answers the instance's enrollment credential.
-    async fn instance(&self, hostname: &str, template: &str, net: &str) -> anyhow::Result<String> {
+    pub(super) async fn instance(
+        &self,
+        hostname: &str,
+        template: &str,
+        net: &str,
+    ) -> anyhow::Result<String> {
         let node = self
             .call(
                 "system_create_node",
@@ -242,7 +247,7 @@ async fn one_cluster(
     Ok(())
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub(super) fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }

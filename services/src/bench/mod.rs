@@ -2,6 +2,7 @@
 //! JetStream ceiling measured in the same run.
 
 mod ceiling;
+mod failover;
 mod lifecycle;
 mod log_bench;
 pub mod workload;
@@ -19,6 +20,10 @@ pub enum BenchCommand {
     /// simulated agents over NATS; join latency, API list latency, events/s
     /// against the raw JetStream ceiling.
     Lifecycle(lifecycle::LifecycleArgs),
+    /// V clusters × 3 servers with simulated agents over NATS; holders
+    /// killed in waves, proposals approved, the rest drained: detection,
+    /// proposal, promotion and drain latencies, split-brain count.
+    Failover(failover::FailoverArgs),
 }
 
 /// Runs a benchmark.
@@ -26,6 +31,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Log(args) => log_bench::run(args).await,
         BenchCommand::Lifecycle(args) => lifecycle::run(args).await,
+        BenchCommand::Failover(args) => failover::run(args).await,
     }
 }
 

@@ -1,5 +1,6 @@
 //! The `powernode` command line. The binary only parses and calls [`run`].
 
+pub mod approvals;
 mod call;
 pub mod client;
 pub mod clusters;
@@ -83,6 +84,10 @@ pub enum Command {
         /// Silence detection and failover (sensor and failover services).
         #[command(flatten)]
         failover: crate::services::failover::FailoverConfig,
+        /// Name of this replica, when several run the same service: each
+        /// gets its own durable cursor and checkpoint (`<service>-<replica>`).
+        #[arg(long, env = "POWERNODE_REPLICA")]
+        replica: Option<String>,
     },
     /// Run one action: `powernode call kubernetes_list_clusters '{}'`.
     Call(call::CallArgs),
@@ -94,6 +99,8 @@ pub enum Command {
     Networks(fleet::NetworksArgs),
     /// SD-WAN virtual IPs (a cluster's API endpoint).
     Vip(fleet::VipArgs),
+    /// Failover proposals waiting for an operator: list, approve, reject.
+    Approvals(approvals::ApprovalsArgs),
     /// The account's event log.
     Events(events::EventsArgs),
     /// A guided tour: a throwaway platform with simulated agents, two K3s
@@ -167,6 +174,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 simulate_agents: simulate_agents
                     .then(|| std::time::Duration::from_millis(heartbeat_ms)),
                 failover,
+                replica: None,
             };
             node::run_node(&log, &ServiceName::ALL, listen, "up", extras).await
         }
@@ -175,18 +183,25 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             log,
             listen,
             failover,
+            replica,
         } => {
+            let checkpoint_name = match &replica {
+                Some(r) => format!("{}-{r}", service.as_str()),
+                None => service.as_str().to_string(),
+            };
             let extras = NodeExtras {
                 failover,
+                replica,
                 ..NodeExtras::default()
             };
-            node::run_node(&log, &[service], listen, service.as_str(), extras).await
+            node::run_node(&log, &[service], listen, &checkpoint_name, extras).await
         }
         Command::Call(args) => call::run(&cli.api, args).await,
         Command::Clusters(args) => clusters::run(&cli.api, args).await,
         Command::Instances(args) => fleet::run_instances(&cli.api, args).await,
         Command::Networks(args) => fleet::run_networks(&cli.api, args).await,
         Command::Vip(args) => fleet::run_vip(&cli.api, args).await,
+        Command::Approvals(args) => approvals::run(&cli.api, args).await,
         Command::Events(args) => events::run(&cli.api, args).await,
         Command::Demo(args) => demo::run(args).await,
         Command::Bench(b) => crate::bench::run(b).await,

@@ -129,6 +129,8 @@ pub struct NodeExtras {
     pub simulate_agents: Option<std::time::Duration>,
     /// Silence threshold, failover policy and damping.
     pub failover: crate::services::failover::FailoverConfig,
+    /// Replica name (see [`ServiceContext::replica`]).
+    pub replica: Option<String>,
 }
 
 /// [`start_node`] with optional parts. The API brings the agent intake
@@ -153,6 +155,7 @@ pub async fn start_node_with(
         shutdown: shutdown.clone(),
         liveness: crate::liveness::Liveness::shared(),
         failover: extras.failover.clone(),
+        replica: extras.replica.clone(),
     };
     info!(log = %log.describe(), data_dir = %data_dir.display(), "starting {} service(s)", services.len());
 
@@ -163,8 +166,12 @@ pub async fn start_node_with(
         tasks: JoinSet::new(),
     };
     let mut api = None;
+    let mut hears_beats: Option<Shared<_>> = None;
     for &name in services {
         let shared = Shared::default();
+        if matches!(name, ServiceName::Sensor | ServiceName::Failover) && hears_beats.is_none() {
+            hears_beats = Some(shared.clone());
+        }
         if name == ServiceName::Api {
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
@@ -223,6 +230,15 @@ pub async fn start_node_with(
             run_service(name, ctx, shared)
                 .await
                 .map_err(anyhow::Error::from)
+        });
+    }
+    // Sensor and failover need agents' heartbeats. The intake of this
+    // process records every beat it answers; without one here, follow the
+    // heartbeat subject on NATS (verifying each beat) — once per process.
+    if let (Some(fleet), None, Some((client, _))) = (hears_beats, &api, log.nats_client()) {
+        let (liveness, stop) = (ctx.liveness.clone(), shutdown.clone());
+        node.tasks.spawn(async move {
+            crate::liveness::follow_heartbeats(client, fleet, liveness, stop).await
         });
     }
     if let Some(shared) = api {

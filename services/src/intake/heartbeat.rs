@@ -20,6 +20,9 @@ use powernode_projections::FleetState;
 use tracing::warn;
 use uuid::Uuid;
 
+/// Longest a heartbeat waits for the sequence its nudge named.
+const AFTER_SEQ_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// Namespace of the ids of `virtual_ip.applied` events.
 const APPLIED_NAMESPACE: Uuid = Uuid::from_u128(0x7e1d_a991_0000_4000_8000_6170_706c_6965);
 
@@ -70,6 +73,13 @@ impl Intake {
     /// A heartbeat: verified, remembered (in memory), answered with the
     /// instance's assignments and VIP duties.
     pub async fn heartbeat(&self, hb: Heartbeat) -> Result<HeartbeatReply, Refusal> {
+        if let Some(seq) = hb.after_seq {
+            // Nudged about a change at `seq`: answer once the view has it
+            // (briefly: the hint is unsigned, so never wait long for it).
+            if seq > self.fleet.applied() {
+                self.fleet.wait_for(seq, AFTER_SEQ_WAIT).await;
+            }
+        }
         let fleet = self.fleet.state.read().await;
         let (account, instance) = fleet.find_instance(&hb.instance_id).ok_or_else(|| {
             refusal(

@@ -73,6 +73,10 @@ pub struct ServiceContext {
     pub liveness: crate::liveness::SharedLiveness,
     /// Silence threshold, failover policy and damping.
     pub failover: failover::FailoverConfig,
+    /// Replica name: several replicas of one service each need their own
+    /// durable cursor and checkpoint (`<service>-<replica>`), or they would
+    /// split the log between them. `None`: the service name alone.
+    pub replica: Option<String>,
 }
 
 /// Runs the consumer of one service over `shared` until shutdown.
@@ -81,20 +85,10 @@ pub async fn run_service(
     ctx: ServiceContext,
     shared: Shared<FleetState>,
 ) -> Result<(), RuntimeError> {
-    let config = ConsumerConfig::new(name.as_str());
-    if matches!(name, ServiceName::Sensor | ServiceName::Failover) {
-        if let Some((client, _)) = ctx.log.nats_client() {
-            let (fleet, liveness, stop) =
-                (shared.clone(), ctx.liveness.clone(), ctx.shutdown.clone());
-            tokio::spawn(async move {
-                if let Err(e) =
-                    crate::liveness::follow_heartbeats(client, fleet, liveness, stop).await
-                {
-                    tracing::warn!(error = %e, "cannot follow agent heartbeats");
-                }
-            });
-        }
-    }
+    let config = ConsumerConfig::new(match &ctx.replica {
+        Some(r) => format!("{}-{r}", name.as_str()),
+        None => name.as_str().to_string(),
+    });
     let (log, cps, stop) = (ctx.log, ctx.checkpoints, ctx.shutdown);
     match name {
         ServiceName::Provisioner => {

@@ -355,7 +355,7 @@ pub async fn failover_virtual_ip(
             let nats = ctx.log().nats_client().map(|(c, _)| c);
             let mut targets = vec![target.instance_id.as_str()];
             targets.extend(old.as_deref());
-            nudge(nats.as_ref(), &targets).await;
+            nudge(nats.as_ref(), &targets, seq).await;
         }
         promote::Promoted::Moot(why) => {
             return Err(ApiError::new(

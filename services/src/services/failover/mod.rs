@@ -212,12 +212,13 @@ fn decision(cause: &Envelope, tag: &str, payload: impl Into<EventPayload>) -> En
     event
 }
 
-/// Tells the agents of `instances` to heartbeat now (best effort).
-pub async fn nudge(nats: Option<&async_nats::Client>, instances: &[&str]) {
+/// Tells the agents of `instances` to heartbeat now, asking for an answer
+/// that includes log sequence `seq` (best effort).
+pub async fn nudge(nats: Option<&async_nats::Client>, instances: &[&str], seq: u64) {
     let Some(client) = nats else { return };
     for instance in instances {
         let subject = powernode_agent::protocol::subjects::nudge(instance);
-        if let Err(e) = client.publish(subject, bytes::Bytes::new()).await {
+        if let Err(e) = client.publish(subject, seq.to_string().into()).await {
             warn!(error = %e, %instance, "could not nudge an agent");
         }
     }
@@ -245,11 +246,11 @@ impl Failover {
         to: &powernode_events::payloads::sdwan::FailoverCandidate,
     ) -> Result<(), ReactError> {
         match promote::promote(self.log.as_ref(), seq, &promotion).await? {
-            Promoted::Landed(_) => {
+            Promoted::Landed(seq) => {
                 let old = Self::holder_instance(state, &promotion.account_id, vip);
                 let mut targets = vec![to.instance_id.as_str()];
                 targets.extend(old);
-                nudge(self.nats.as_ref(), &targets).await;
+                nudge(self.nats.as_ref(), &targets, seq).await;
             }
             Promoted::Moot(why) => info!(vip = %vip.id, %why, "promotion not needed"),
         }

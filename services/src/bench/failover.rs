@@ -1,0 +1,501 @@
+//! `powernode bench failover`: V clusters of 3 servers each, every agent a
+//! simulated agent in this process talking to the intake over NATS; the VIP
+//! holders are killed in waves (their agents stop heartbeating), every
+//! proposal is approved, and the remaining VIPs are migrated by draining
+//! their holders. All figures come from the log's own timestamps:
+//!
+//! * `detect_*`: holder's last heartbeat + threshold → `vip_holder_silent` stored;
+//! * `propose_p99_ms`: silence stored → proposal stored;
+//! * `promote_p99_ms`: approve request sent → the new holder's agent reported
+//!   the new generation (`virtual_ip.applied`, held) stored;
+//! * `drain_migrate_p99_ms`: drain request sent → new holder applied;
+//! * `split_brain_observed`: moments two agents held one VIP at the same
+//!   generation, replayed from the `applied` events.
+
+use super::ceiling;
+use super::lifecycle::{percentile, Operator};
+use crate::cli::{start_node_with, NodeExtras};
+use crate::log::jetstream::{JetStreamConfig, JetStreamLog};
+use crate::log::{Filter, SharedLog};
+use crate::services::failover::{FailoverConfig, FailoverPolicy};
+use crate::services::ServiceName;
+use anyhow::{bail, Context};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use futures::{StreamExt, TryStreamExt};
+use powernode_agent::agent::Agent;
+use powernode_agent::identity::Identity;
+use powernode_agent::link::{AgentLink, LinkError, NatsLink};
+use powernode_agent::protocol::{
+    EnrollReply, EnrollRequest, Heartbeat, HeartbeatReply, Submission, SubmitReply,
+};
+use powernode_agent::runtime::simulated::SimulatedRuntime;
+use powernode_agent::state::StateStore;
+use powernode_events::{Envelope, EventPayload};
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// Arguments of `powernode bench failover`.
+#[derive(Debug, clap::Args)]
+pub struct FailoverArgs {
+    /// NATS URL of a scratch JetStream server (the bench creates and deletes its own stream).
+    #[arg(long, env = "POWERNODE_NATS_URL")]
+    pub nats: String,
+    /// Virtual IPs (clusters of 3 servers each).
+    #[arg(long, default_value_t = 500)]
+    pub vips: usize,
+    /// Silence threshold in milliseconds.
+    #[arg(long, default_value_t = 3000)]
+    pub threshold_ms: u64,
+    /// Agents' heartbeat interval in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    pub heartbeat_ms: u64,
+    /// Waves the holders are killed in.
+    #[arg(long, default_value_t = 5)]
+    pub waves: usize,
+    /// Share of the VIPs migrated by drain instead of failover (0-1).
+    #[arg(long, default_value_t = 0.2)]
+    pub drain_share: f64,
+    /// Clusters brought up at the same time.
+    #[arg(long, default_value_t = 16)]
+    pub concurrency: usize,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+const BENCH_STREAM: &str = "PN_BENCH_FAILOVER";
+const VERSION: &str = "v1.30.5+k3s1";
+
+/// Records each instance's last successful heartbeat.
+struct BeatLink {
+    inner: NatsLink,
+    last_beat: Mutex<HashMap<String, DateTime<Utc>>>,
+}
+
+#[async_trait]
+impl AgentLink for BeatLink {
+    async fn enroll(&self, req: EnrollRequest) -> Result<EnrollReply, LinkError> {
+        self.inner.enroll(req).await
+    }
+
+    async fn heartbeat(&self, hb: Heartbeat) -> Result<HeartbeatReply, LinkError> {
+        let id = hb.instance_id.clone();
+        let sent = Utc::now();
+        let reply = self.inner.heartbeat(hb).await?;
+        self.last_beat.lock().expect("beats lock").insert(id, sent);
+        Ok(reply)
+    }
+
+    async fn submit(&self, s: Submission) -> Result<SubmitReply, LinkError> {
+        self.inner.submit(s).await
+    }
+
+    async fn nudges(&self, instance_id: &str) -> Option<futures::stream::BoxStream<'static, u64>> {
+        self.inner.nudges(instance_id).await
+    }
+}
+
+/// One running agent.
+struct Running {
+    instance_id: String,
+    stop: CancellationToken,
+}
+
+/// One cluster: its VIP and its three servers' agents.
+struct BenchCluster {
+    vip_id: String,
+    agents: Vec<Running>,
+}
+
+async fn spawn_agent(
+    link: Arc<BeatLink>,
+    credential: String,
+    hostname: String,
+    interval: Duration,
+) -> anyhow::Result<Running> {
+    let agent = Agent::start(
+        Identity::ephemeral(),
+        link,
+        Box::new(SimulatedRuntime::new(hostname, VERSION.into())),
+        StateStore::memory(),
+        Some(credential),
+    )
+    .await?;
+    let instance_id = agent.instance_id().to_string();
+    let stop = CancellationToken::new();
+    tokio::spawn(agent.run(interval, stop.clone()));
+    Ok(Running { instance_id, stop })
+}
+
+async fn wait_until<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Option<T>>>,
+{
+    let deadline = Instant::now() + timeout;
+    let mut pause = Duration::from_millis(20);
+    loop {
+        if let Some(v) = f().await? {
+            return Ok(v);
+        }
+        if Instant::now() > deadline {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(250));
+    }
+}
+
+async fn one_cluster(
+    op: &Operator,
+    link: Arc<BeatLink>,
+    i: usize,
+    interval: Duration,
+) -> anyhow::Result<BenchCluster> {
+    let net = op
+        .call(
+            "system_sdwan_create_network",
+            json!({ "name": format!("fo-net-{i}") }),
+        )
+        .await?;
+    let net = net["network"]["id"]
+        .as_str()
+        .context("network id")?
+        .to_string();
+    let boot_t = op
+        .call(
+            "system_create_template",
+            json!({ "name": format!("fo-{i}-boot") }),
+        )
+        .await?["template"]["id"]
+        .as_str()
+        .context("template id")?
+        .to_string();
+    op.call(
+        "system_assign_module_to_template",
+        json!({"template_id": boot_t, "module_name": "k3s-server"}),
+    )
+    .await?;
+    let cred = op.instance(&format!("fo-{i}-s0"), &boot_t, &net).await?;
+    let first = spawn_agent(link.clone(), cred, format!("fo-{i}-s0"), interval).await?;
+    let cluster_id = wait_until("the bootstrap", Duration::from_secs(120), || async {
+        let i = op.call("system_list_instances", json!({})).await?;
+        Ok(i["instances"]
+            .as_array()
+            .and_then(|l| l.iter().find(|x| x["id"] == first.instance_id.as_str()))
+            .and_then(|x| x["cluster_id"].as_str().map(str::to_string)))
+    })
+    .await?;
+    wait_until("activation", Duration::from_secs(120), || async {
+        let c = op
+            .call("kubernetes_get_cluster", json!({ "id": cluster_id }))
+            .await?;
+        Ok((c["cluster"]["status"] == "active").then_some(()))
+    })
+    .await?;
+    let join_t = op
+        .call(
+            "system_create_template",
+            json!({ "name": format!("fo-{i}-join") }),
+        )
+        .await?["template"]["id"]
+        .as_str()
+        .context("template id")?
+        .to_string();
+    op.call(
+        "system_assign_module_to_template",
+        json!({"template_id": join_t, "module_name": "k3s-server", "config": {"target_cluster_id": cluster_id}}),
+    )
+    .await?;
+    let mut agents = vec![first];
+    for s in 1..3 {
+        let host = format!("fo-{i}-s{s}");
+        let cred = op.instance(&host, &join_t, &net).await?;
+        agents.push(spawn_agent(link.clone(), cred, host, interval).await?);
+    }
+    // Ready: 3 nodes, the VIP applied by the holder at generation 1, two candidates.
+    let vip_id = wait_until(
+        "3 servers and an applied VIP",
+        Duration::from_secs(120),
+        || async {
+            let v = op
+                .call(
+                    "system_sdwan_get_virtual_ip",
+                    json!({ "cluster_id": cluster_id }),
+                )
+                .await?;
+            let v = &v["virtual_ip"];
+            let ready = v["failover_candidates"]
+                .as_array()
+                .is_some_and(|c| c.len() == 2)
+                && v["applied_generations"]
+                    .as_object()
+                    .is_some_and(|a| a.len() == 1);
+            Ok(ready.then(|| v["id"].as_str().unwrap_or_default().to_string()))
+        },
+    )
+    .await?;
+    Ok(BenchCluster { vip_id, agents })
+}
+
+/// Runs the benchmark and prints its figures.
+pub async fn run(args: FailoverArgs) -> anyhow::Result<()> {
+    if args.vips == 0 || args.waves == 0 {
+        bail!("--vips and --waves must be at least 1");
+    }
+    let progress = |msg: &str| eprintln!("bench: {msg}");
+    ceiling::delete_stream(&args.nats, BENCH_STREAM).await?;
+    let mut config = JetStreamConfig::new(&args.nats);
+    config.stream = BENCH_STREAM.to_string();
+    let log: SharedLog = Arc::new(JetStreamLog::connect(config).await?);
+    let dir = tempfile::tempdir()?;
+    let failover = FailoverConfig {
+        silence_threshold_ms: args.threshold_ms,
+        policy: FailoverPolicy::RequireApproval,
+        cooldown_secs: 0,
+        ..FailoverConfig::default()
+    };
+    let node = start_node_with(
+        log.clone(),
+        dir.path(),
+        &ServiceName::ALL,
+        "127.0.0.1:0".parse()?,
+        "bench",
+        NodeExtras {
+            failover,
+            ..NodeExtras::default()
+        },
+    )
+    .await?;
+    let api = node.api_addr.context("the API runs here")?.to_string();
+    let admin = std::fs::read_to_string(node.admin_token_file.as_ref().context("admin token")?)?;
+    let op = Operator::new(&api, admin.trim());
+    let link = Arc::new(BeatLink {
+        inner: NatsLink::connect(&args.nats).await?,
+        last_beat: Mutex::default(),
+    });
+    let interval = Duration::from_millis(args.heartbeat_ms.max(10));
+    progress(&format!("bringing up {} clusters × 3 servers…", args.vips));
+    let started = Instant::now();
+    let clusters: Vec<BenchCluster> = futures::stream::iter(0..args.vips)
+        .map(|i| {
+            let (op, link) = (&op, link.clone());
+            async move {
+                one_cluster(op, link, i, interval)
+                    .await
+                    .with_context(|| format!("cluster {i}"))
+            }
+        })
+        .buffer_unordered(args.concurrency.max(1))
+        .try_collect()
+        .await?;
+    progress(&format!("up in {:.1} s", started.elapsed().as_secs_f64()));
+    let first_seq = log.last_seq().await? + 1;
+
+    // Failover: kill holders in waves, approve every proposal.
+    let drained = ((args.vips as f64) * args.drain_share.clamp(0.0, 1.0)).round() as usize;
+    let (drain_set, fail_set) = clusters.split_at(drained);
+    let mut approve_sent: HashMap<String, DateTime<Utc>> = HashMap::new();
+    let mut killed_at_beat: HashMap<String, DateTime<Utc>> = HashMap::new();
+    let wave_size = fail_set.len().div_ceil(args.waves).max(1);
+    for (w, wave) in fail_set.chunks(wave_size).enumerate() {
+        progress(&format!("wave {}: killing {} holders", w + 1, wave.len()));
+        for c in wave {
+            c.agents[0].stop.cancel();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        {
+            let beats = link.last_beat.lock().expect("beats lock");
+            for c in wave {
+                if let Some(t) = beats.get(&c.agents[0].instance_id) {
+                    killed_at_beat.insert(c.vip_id.clone(), *t);
+                }
+            }
+        }
+        let wave_vips: HashSet<&str> = wave.iter().map(|c| c.vip_id.as_str()).collect();
+        let approvals = wait_until(
+            "proposals for the wave",
+            Duration::from_secs(120),
+            || async {
+                let list = op.call("system_list_approvals", json!({})).await?;
+                let mine: Vec<(String, String)> = list["approvals"]
+                    .as_array()
+                    .map(|l| {
+                        l.iter()
+                            .filter(|a| {
+                                a["virtual_ip_id"]
+                                    .as_str()
+                                    .is_some_and(|v| wave_vips.contains(v))
+                            })
+                            .map(|a| {
+                                (
+                                    a["id"].as_str().unwrap_or_default().to_string(),
+                                    a["virtual_ip_id"].as_str().unwrap_or_default().to_string(),
+                                )
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                Ok((mine.len() == wave.len()).then_some(mine))
+            },
+        )
+        .await?;
+        futures::stream::iter(approvals)
+            .map(|(id, vip)| {
+                let op = &op;
+                async move {
+                    let at = Utc::now();
+                    op.call("system_approve", json!({ "approval_id": id }))
+                        .await?;
+                    anyhow::Ok((vip, at))
+                }
+            })
+            .buffer_unordered(32)
+            .try_for_each(|(vip, at)| {
+                approve_sent.insert(vip, at);
+                futures::future::ready(Ok(()))
+            })
+            .await?;
+    }
+    // Drain the rest.
+    let mut drain_sent: HashMap<String, DateTime<Utc>> = HashMap::new();
+    progress(&format!("draining {} holders", drain_set.len()));
+    for c in drain_set {
+        let at = Utc::now();
+        op.call(
+            "system_drain_instance",
+            json!({ "id": c.agents[0].instance_id }),
+        )
+        .await?;
+        drain_sent.insert(c.vip_id.clone(), at);
+    }
+    // Wait until every VIP is applied at generation 2 by its new holder.
+    let all: Vec<&BenchCluster> = clusters.iter().collect();
+    wait_until(
+        "every VIP at generation 2, applied",
+        Duration::from_secs(180),
+        || async {
+            let mut done = 0;
+            for c in &all {
+                let v = op
+                    .call("system_sdwan_get_virtual_ip", json!({ "id": c.vip_id }))
+                    .await?;
+                let v = &v["virtual_ip"];
+                let holder = v["holder_peer_id"].as_str().unwrap_or_default();
+                if v["generation"] == 2 && v["applied_generations"][holder] == 2 {
+                    done += 1;
+                }
+            }
+            Ok((done == all.len()).then_some(()))
+        },
+    )
+    .await?;
+    let seconds = started.elapsed().as_secs_f64();
+
+    // Figures from the log.
+    progress("reading the log…");
+    let last_seq = log.last_seq().await?;
+    let mut records = Vec::new();
+    let mut from = first_seq;
+    while from <= last_seq {
+        let batch = log.read(from, 10_000, &Filter::all()).await?;
+        let Some(last) = batch.last().map(|r| r.seq) else {
+            break;
+        };
+        from = last + 1;
+        records.extend(batch);
+    }
+    let threshold = chrono::Duration::milliseconds(args.threshold_ms as i64);
+    let (mut detect, mut propose, mut promote, mut drain) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut silent_at: HashMap<String, DateTime<Utc>> = HashMap::new();
+    // vip → generation → peers holding it now.
+    let mut holding: HashMap<String, BTreeMap<u64, HashSet<String>>> = HashMap::new();
+    let mut split_brain = 0u64;
+    let ms = |d: chrono::Duration| d.num_microseconds().unwrap_or(0) as f64 / 1000.0;
+    for r in &records {
+        let Ok(e) = Envelope::decode(&r.bytes) else {
+            continue;
+        };
+        match &e.payload {
+            EventPayload::VipHolderSilent(p) => {
+                if let Some(beat) = killed_at_beat.get(&p.virtual_ip_id) {
+                    detect.push(ms(r.stored_at - (*beat + threshold)));
+                }
+                silent_at.insert(p.virtual_ip_id.clone(), r.stored_at);
+            }
+            EventPayload::FailoverProposed(p) => {
+                if let Some(s) = silent_at.get(&p.virtual_ip_id) {
+                    propose.push(ms(r.stored_at - *s));
+                }
+            }
+            EventPayload::VirtualIpApplied(p) => {
+                let gens = holding.entry(p.virtual_ip_id.clone()).or_default();
+                if p.held {
+                    for peers in gens.values_mut() {
+                        peers.remove(&p.peer_id);
+                    }
+                    let peers = gens.entry(p.generation).or_default();
+                    peers.insert(p.peer_id.clone());
+                    if peers.len() > 1 {
+                        split_brain += 1;
+                    }
+                    if p.generation == 2 {
+                        if let Some(t) = approve_sent.get(&p.virtual_ip_id) {
+                            promote.push(ms(r.stored_at - *t));
+                        }
+                        if let Some(t) = drain_sent.get(&p.virtual_ip_id) {
+                            drain.push(ms(r.stored_at - *t));
+                        }
+                    }
+                } else if let Some(peers) = gens.get_mut(&p.generation) {
+                    peers.remove(&p.peer_id);
+                }
+            }
+            _ => {}
+        }
+    }
+    for v in [&mut detect, &mut propose, &mut promote, &mut drain] {
+        v.sort_by(f64::total_cmp);
+    }
+    let payloads: Vec<Vec<u8>> = records.iter().map(|r| r.bytes.to_vec()).collect();
+    let raw = ceiling::measure(&args.nats, &payloads).await?;
+    for c in &clusters {
+        for a in &c.agents {
+            a.stop.cancel();
+        }
+    }
+    node.stop().await?;
+    ceiling::delete_stream(&args.nats, BENCH_STREAM).await?;
+    let out: Value = json!({
+        "bench": "failover",
+        "vips": args.vips,
+        "agents": args.vips * 3,
+        "threshold_ms": args.threshold_ms,
+        "heartbeat_ms": args.heartbeat_ms,
+        "failovers": promote.len(),
+        "drains": drain.len(),
+        "seconds": (seconds * 100.0).round() / 100.0,
+        "events": records.len(),
+        "detect_p50_ms": percentile(&detect, 0.50),
+        "detect_p99_ms": percentile(&detect, 0.99),
+        "propose_p99_ms": percentile(&propose, 0.99),
+        "promote_p50_ms": percentile(&promote, 0.50),
+        "promote_p99_ms": percentile(&promote, 0.99),
+        "drain_migrate_p50_ms": percentile(&drain, 0.50),
+        "drain_migrate_p99_ms": percentile(&drain, 0.99),
+        "split_brain_observed": split_brain,
+        "raw_publish_per_s": raw.publish_per_s.round(),
+        "peak_rss_mib": (super::peak_rss_mib() * 10.0).round() / 10.0,
+    });
+    if args.json {
+        println!("{out}");
+    } else {
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    }
+    Ok(())
+}
