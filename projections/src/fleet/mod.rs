@@ -68,6 +68,15 @@ pub struct AccountState {
     pub k8s_nodes: BTreeMap<String, BTreeMap<String, K8sNode>>,
     /// Approvals by approval id.
     pub approvals: BTreeMap<String, Approval>,
+    /// Index: instance id → the peers it is attached as.
+    #[serde(default)]
+    pub instance_peers: BTreeMap<String, Vec<String>>,
+    /// Index: cluster id → its most recently allocated virtual IP.
+    #[serde(default)]
+    pub cluster_vips: BTreeMap<String, String>,
+    /// Index: peer id → the virtual IPs its agent reports holding.
+    #[serde(default)]
+    pub peer_holdings: BTreeMap<String, std::collections::BTreeSet<String>>,
 }
 
 /// The fleet as the log describes it: every account's objects, plus the

@@ -96,11 +96,8 @@ impl FleetState {
     /// The most recently allocated virtual IP of a cluster, released or not
     /// (check [`VirtualIp::status`]).
     pub fn cluster_virtual_ip(&self, account: &AccountId, cluster_id: &str) -> Option<&VirtualIp> {
-        self.account(account)?
-            .virtual_ips
-            .values()
-            .filter(|v| v.cluster_id == cluster_id)
-            .max_by_key(|v| v.allocated_seq)
+        let acct = self.account(account)?;
+        acct.virtual_ips.get(acct.cluster_vips.get(cluster_id)?)
     }
 
     /// One template, with its module assignments.
@@ -123,10 +120,15 @@ impl FleetState {
     /// The peers an instance is attached as, in peer-id order.
     pub fn instance_peers(&self, account: &AccountId, instance_id: &str) -> Vec<&Peer> {
         self.account(account).map_or_else(Vec::new, |a| {
-            a.peers
-                .values()
-                .filter(|p| p.instance_id == instance_id)
-                .collect()
+            let mut peers: Vec<&Peer> = a
+                .instance_peers
+                .get(instance_id)
+                .into_iter()
+                .flatten()
+                .filter_map(|id| a.peers.get(id))
+                .collect();
+            peers.sort_by(|x, y| x.id.cmp(&y.id));
+            peers
         })
     }
 

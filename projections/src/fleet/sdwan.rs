@@ -187,6 +187,13 @@ pub(super) fn pod_subnet_prefix_set(account: &mut AccountState, p: &PodSubnetPre
 
 /// `system.sdwan.peer.attached` (first attachment of a peer id wins).
 pub(super) fn peer_attached(account: &mut AccountState, seq: u64, p: &PeerAttached) {
+    if !account.peers.contains_key(&p.peer_id) {
+        account
+            .instance_peers
+            .entry(p.instance_id.clone())
+            .or_default()
+            .push(p.peer_id.clone());
+    }
     account
         .peers
         .entry(p.peer_id.clone())
@@ -202,6 +209,11 @@ pub(super) fn peer_attached(account: &mut AccountState, seq: u64, p: &PeerAttach
 
 /// `system.sdwan.virtual_ip.allocated`: generation 1, held by the primary.
 pub(super) fn vip_allocated(account: &mut AccountState, seq: u64, p: &VirtualIpAllocated) {
+    if !account.virtual_ips.contains_key(&p.virtual_ip_id) {
+        account
+            .cluster_vips
+            .insert(p.cluster_id.clone(), p.virtual_ip_id.clone());
+    }
     account
         .virtual_ips
         .entry(p.virtual_ip_id.clone())
@@ -307,12 +319,23 @@ pub(super) fn vip_applied(account: &mut AccountState, p: &VirtualIpApplied) {
     if let Some(vip) = account.virtual_ips.get_mut(&p.virtual_ip_id) {
         if p.held {
             vip.applied.insert(p.peer_id.clone(), p.generation);
+            account
+                .peer_holdings
+                .entry(p.peer_id.clone())
+                .or_default()
+                .insert(p.virtual_ip_id.clone());
         } else if vip
             .applied
             .get(&p.peer_id)
             .is_some_and(|g| *g <= p.generation)
         {
             vip.applied.remove(&p.peer_id);
+            if let Some(set) = account.peer_holdings.get_mut(&p.peer_id) {
+                set.remove(&p.virtual_ip_id);
+                if set.is_empty() {
+                    account.peer_holdings.remove(&p.peer_id);
+                }
+            }
         }
     }
 }

@@ -165,10 +165,11 @@ impl Intake {
             return Vec::new();
         };
         let peers: Vec<&str> = acct
-            .peers
-            .values()
-            .filter(|p| p.instance_id == instance_id)
-            .map(|p| p.id.as_str())
+            .instance_peers
+            .get(instance_id)
+            .into_iter()
+            .flatten()
+            .map(String::as_str)
             .collect();
         let mut reports: Vec<(String, String, u64, bool)> = Vec::new();
         // Held now: recorded unless the log already says so.
@@ -188,8 +189,11 @@ impl Intake {
             }
         }
         // Recorded as held but no longer reported: released.
-        for vip in acct.virtual_ips.values() {
-            for peer in &peers {
+        for peer in &peers {
+            for vip_id in acct.peer_holdings.get(*peer).into_iter().flatten() {
+                let Some(vip) = acct.virtual_ips.get(vip_id) else {
+                    continue;
+                };
                 if let Some(g) = vip.applied.get(*peer) {
                     if !held.iter().any(|h| h.virtual_ip_id == vip.id) {
                         reports.push((vip.id.clone(), peer.to_string(), *g, false));
