@@ -258,6 +258,19 @@ pub(super) fn instance_terminated(account: &mut AccountState, p: &InstanceTermin
     if let Some(instance) = account.instances.get_mut(&p.instance_id) {
         instance.status = InstanceStatus::Terminated;
     }
+    // A terminated instance holds nothing any more.
+    for peer in account
+        .instance_peers
+        .get(&p.instance_id)
+        .cloned()
+        .unwrap_or_default()
+    {
+        for vip_id in account.peer_holdings.remove(&peer).unwrap_or_default() {
+            if let Some(vip) = account.virtual_ips.get_mut(&vip_id) {
+                vip.applied.remove(&peer);
+            }
+        }
+    }
 }
 
 /// Records a handshake phase on an instance; `f` adds what the phase carries.

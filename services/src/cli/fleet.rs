@@ -1,4 +1,5 @@
-//! `powernode instances …`, `powernode networks list` and `powernode vip get`.
+//! `powernode instances …`, `powernode networks list` and `powernode vip get`
+//! (`vip failover` lives in [`super::approvals`]).
 
 use super::client::ApiArgs;
 use super::confirm::{confirm, Target};
@@ -71,6 +72,10 @@ pub enum VipCommand {
     /// Show one virtual IP, its holder and failover candidates
     /// (system_sdwan_get_virtual_ip).
     Get(VipSelector),
+    /// Move a VIP to another server: `--dry-run` shows the scored
+    /// candidates; otherwise promotes the best one or `--to`
+    /// (system_sdwan_failover_virtual_ip; permission system.sdwan_failover).
+    Failover(super::approvals::FailoverArgs),
 }
 
 /// Which VIP: exactly one of `--cluster`, `--id`, `--name`.
@@ -254,11 +259,15 @@ pub async fn run_vip(api: &ApiArgs, args: VipArgs) -> anyhow::Result<()> {
             let data = ctx.api.call("system_sdwan_get_virtual_ip", &query).await?;
             ctx.show(&data, |d| render_vip(&d["virtual_ip"]));
         }
+        VipCommand::Failover(a) => super::approvals::failover(&ctx, a).await?,
     }
     Ok(())
 }
 
-/// One VIP as `Label: value` lines.
+/// One VIP as `Label: value` lines: holder (and whether it is silent),
+/// generation, what each member's agent reports holding (a split when more
+/// than one does), failover candidates, a pending approval, the last
+/// promotion.
 pub fn render_vip(v: &Value) -> String {
     let candidates: Vec<String> = v["failover_candidates"]
         .as_array()
@@ -266,6 +275,72 @@ pub fn render_vip(v: &Value) -> String {
         .flatten()
         .map(|c| format!("{} (peer {})", field(c, "instance_id"), field(c, "peer_id")))
         .collect();
+    let silent = if v["holder_silent"] == true {
+        match v.get("silent_since").filter(|s| !s.is_null()) {
+            Some(since) => format!(", SILENT since {}", cell(since)),
+            None => ", SILENT".into(),
+        }
+    } else {
+        String::new()
+    };
+    let applied: Vec<(String, String)> = v["applied_generations"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(peer, g)| (peer.clone(), cell(g)))
+        .collect();
+    let generation = v["generation"].as_u64();
+    let holder = v["holder_peer_id"].as_str().unwrap_or_default();
+    let applied_text = if applied.is_empty() {
+        "no agent reports holding it".to_string()
+    } else {
+        let mut list: Vec<String> = applied
+            .iter()
+            .map(|(peer, g)| {
+                let stale = g
+                    .parse::<u64>()
+                    .ok()
+                    .zip(generation)
+                    .is_some_and(|(g, current)| g < current);
+                format!(
+                    "{peer} at generation {g}{}",
+                    if stale { " (stale)" } else { "" }
+                )
+            })
+            .collect();
+        if v["status"] == "allocated" && !applied.iter().any(|(peer, _)| peer == holder) {
+            list.push(format!("not yet the holder {holder}"));
+        }
+        let split = if v["split"] == true {
+            " — SPLIT: two agents report holding it at the same generation".to_string()
+        } else if applied.len() > 1 {
+            format!(
+                " — fenced: {} peers report holding it; only the newest generation serves (the older releases when its agent hears the newer one)",
+                applied.len()
+            )
+        } else {
+            String::new()
+        };
+        format!("{}{split}", list.join(", "))
+    };
+    let pending = match v.get("pending_approval").filter(|p| !p.is_null()) {
+        Some(p) => format!(
+            "{} (powernode approvals list; approve or reject it)",
+            cell(p)
+        ),
+        None => "-".into(),
+    };
+    let last_promotion = match v.get("last_promotion").filter(|p| !p.is_null()) {
+        Some(p) => format!(
+            "generation {}: {} -> {} ({}) at {}",
+            field(p, "generation"),
+            field(p, "from_peer_id"),
+            field(p, "to_peer_id"),
+            field(p, "reason"),
+            field(p, "at")
+        ),
+        None => "-".into(),
+    };
     key_values(&[
         ("ID", field(v, "id")),
         ("VIP", field(v, "vip")),
@@ -278,24 +353,79 @@ pub fn render_vip(v: &Value) -> String {
         (
             "Holder",
             format!(
-                "{} (peer {}{})",
+                "{} (peer {}{silent})",
                 field(v, "holders"),
                 field(v, "holder_peer_id"),
-                if v["holder_silent"] == true {
-                    ", silent"
-                } else {
-                    ""
-                }
             ),
         ),
+        ("Applied", applied_text),
         (
             "Failover candidates",
             if candidates.is_empty() {
                 "none (a single server: failover has nowhere to go)".into()
             } else {
-                candidates.join(", ")
+                format!(
+                    "{} (scores: powernode vip failover {} --dry-run)",
+                    candidates.join(", "),
+                    field(v, "id")
+                )
             },
         ),
+        ("Pending approval", pending),
+        ("Last promotion", last_promotion),
         ("Release reason", field(v, "release_reason")),
     ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_vip_shows_its_failover_state() {
+        let v = json!({
+            "id": "vip-1", "vip": "fd00::100", "status": "allocated", "generation": 4,
+            "holders": ["inst-b"], "holder_peer_id": "peer-b", "holder_silent": true,
+            "silent_since": "2024-05-01T10:00:00Z",
+            "applied_generations": {"peer-a": 3, "peer-b": 4}, "split": false,
+            "failover_candidates": [{"peer_id": "peer-a", "instance_id": "inst-a"}],
+            "pending_approval": "appr-1",
+            "last_promotion": {"generation": 4, "from_peer_id": "peer-a",
+                               "to_peer_id": "peer-b", "reason": "forced", "at": "t"},
+        });
+        let text = render_vip(&v);
+        for expected in [
+            "Generation:           4\n",
+            "Holder:               inst-b (peer peer-b, SILENT since 2024-05-01T10:00:00Z)\n",
+            "Applied:              peer-a at generation 3 (stale), peer-b at generation 4 — fenced: 2 peers",
+            "Failover candidates:  inst-a (peer peer-a) (scores: powernode vip failover vip-1 --dry-run)\n",
+            "Pending approval:     appr-1 (",
+            "Last promotion:       generation 4: peer-a -> peer-b (forced) at t\n",
+        ] {
+            assert!(text.contains(expected), "missing {expected:?} in\n{text}");
+        }
+        let quiet = render_vip(&json!({
+            "status": "allocated", "generation": 1,
+            "holders": ["inst-a"], "holder_peer_id": "peer-a", "holder_silent": false,
+            "applied_generations": {"peer-a": 1}, "split": false,
+        }));
+        assert!(quiet.contains("(peer peer-a)\n"), "{quiet}");
+        assert!(quiet.contains("peer-a at generation 1\n"), "{quiet}");
+        assert!(
+            !quiet.contains("SPLIT") && !quiet.contains("not yet"),
+            "{quiet}"
+        );
+        // Promoted, the old holder's agent gone: its holding is stale and
+        // the new holder has not reported yet.
+        let moved = render_vip(&json!({
+            "status": "allocated", "generation": 2, "holder_peer_id": "peer-b",
+            "applied_generations": {"peer-a": 1},
+        }));
+        assert!(
+            moved.contains(
+                "Applied:              peer-a at generation 1 (stale), not yet the holder peer-b\n"
+            ),
+            "{moved}"
+        );
+    }
 }

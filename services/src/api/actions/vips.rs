@@ -26,6 +26,15 @@ pub(super) fn vip_json(fleet: &FleetState, account: &AccountId, v: &VirtualIp) -
         .failover_candidates()
         .map(|p| json!({ "peer_id": p, "instance_id": instance_of(p) }))
         .collect();
+    let mut gens: Vec<u64> = v.applied.values().copied().collect();
+    gens.sort_unstable();
+    let split = gens.windows(2).any(|w| w[0] == w[1]);
+    let stale: Vec<&String> = v
+        .applied
+        .iter()
+        .filter(|(_, g)| **g < v.generation)
+        .map(|(p, _)| p)
+        .collect();
     json!({
         "id": v.id,
         "name": v.purpose,
@@ -44,7 +53,11 @@ pub(super) fn vip_json(fleet: &FleetState, account: &AccountId, v: &VirtualIp) -
         // What each member's agent reports holding: more than one entry is
         // a split the fencing is resolving (the older generation releases).
         "applied_generations": v.applied,
-        "split": v.applied.len() > 1,
+        // Two agents at one generation: a true split (fencing never lets
+        // it happen). An older generation still reported is stale: that
+        // agent has not been heard releasing yet (e.g. it is down).
+        "split": split,
+        "stale_holders": stale,
         "silent_since": v.silent_since,
         "pending_approval": v.pending_proposal.as_ref().map(|p| p.approval_id.clone()),
         "last_promotion": v.promotions.last(),
