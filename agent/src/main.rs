@@ -47,8 +47,9 @@ struct RunArgs {
         default_value = "/var/lib/powernode-agent"
     )]
     state_dir: PathBuf,
-    /// Heartbeat / reconcile interval in milliseconds.
-    #[arg(long, default_value_t = 5000)]
+    /// Heartbeat / reconcile interval in milliseconds (keep it well under
+    /// the platform's silence threshold, 3000 ms by default).
+    #[arg(long, default_value_t = 1000)]
     heartbeat_ms: u64,
     /// Node name reported by the simulated runtime (default: the platform's hostname).
     #[arg(long)]

@@ -5,7 +5,9 @@
 //! Two sources fill it: the intake of this process (every heartbeat it
 //! answers), and, when the log is on NATS, a plain subscription to the
 //! heartbeat subject ([`follow_heartbeats`]) — not a queue group, so every
-//! sensor and failover replica hears every beat, wherever the intake runs.
+//! sensor and failover replica hears every beat, wherever the intake runs
+//! (intakes share the beats through a queue group, so the local one hears
+//! only its share when several API replicas run).
 //! Each beat is verified against the key the instance enrolled with before
 //! it counts.
 
@@ -23,6 +25,10 @@ use tracing::{debug, info, warn};
 #[derive(Debug)]
 pub struct Liveness {
     seen: Mutex<HashMap<String, DateTime<Utc>>>,
+    /// The agent's own send time of the newest beat verified here, per
+    /// instance: a beat both the intake and the follower of one process
+    /// receive is verified once.
+    beats: Mutex<HashMap<String, i64>>,
     started_at: DateTime<Utc>,
 }
 
@@ -33,6 +39,7 @@ impl Default for Liveness {
     fn default() -> Self {
         Self {
             seen: Mutex::default(),
+            beats: Mutex::default(),
             started_at: Utc::now(),
         }
     }
@@ -51,6 +58,26 @@ impl Liveness {
         if at > *entry {
             *entry = at;
         }
+    }
+
+    /// A verified heartbeat the agent sent at `sent_at_ms` arrived now.
+    pub fn record_beat(&self, instance_id: &str, sent_at_ms: i64) {
+        {
+            let mut beats = self.beats.lock().unwrap_or_else(|e| e.into_inner());
+            let entry = beats.entry(instance_id.to_string()).or_insert(sent_at_ms);
+            *entry = (*entry).max(sent_at_ms);
+        }
+        self.record(instance_id, Utc::now());
+    }
+
+    /// Whether the beat the agent sent at `sent_at_ms` (or a later one) was
+    /// verified here already.
+    pub fn has_beat(&self, instance_id: &str, sent_at_ms: i64) -> bool {
+        self.beats
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(instance_id)
+            .is_some_and(|t| *t >= sent_at_ms)
     }
 
     /// When the instance was last heard by this process, if ever.
@@ -100,12 +127,15 @@ pub async fn follow_heartbeats(
             debug!("ignoring a malformed heartbeat");
             continue;
         };
+        if liveness.has_beat(&hb.instance_id, hb.sent_at_ms) {
+            continue; // the intake of this process verified it already
+        }
         let verified = {
             let state = fleet.state.read().await;
             crate::intake::verify_heartbeat(&state, &hb)
         };
         match verified {
-            Ok(()) => liveness.record(&hb.instance_id, Utc::now()),
+            Ok(()) => liveness.record_beat(&hb.instance_id, hb.sent_at_ms),
             Err(e) => debug!(instance = %hb.instance_id, code = %e.code, "heartbeat not counted"),
         }
     }

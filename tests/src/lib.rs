@@ -6,13 +6,17 @@
 //! * [`jetstream_support`] — helpers shared by the JetStream tests;
 //! * [`http`] — a minimal HTTP client for API tests;
 //! * [`api_support`] — a running API node for action tests;
-//! * [`lifecycle_support`] — the whole platform and real agents, for the K3s lifecycle tests.
+//! * [`lifecycle_support`] — the whole platform and real agents, for the K3s lifecycle tests;
+//! * [`failover_support`] — HA clusters, events, approvals and forged beats for the VIP failover tests;
+//! * [`failover_replica`] — a second service replica as a `powernode serve` process, and its durable cursor.
 //!
 //! The integration tests themselves live in `tests/tests/`.
 
 pub mod api_support;
 pub mod bins;
 pub mod conformance;
+pub mod failover_replica;
+pub mod failover_support;
 pub mod http;
 pub mod jetstream_support;
 pub mod lifecycle_support;

@@ -533,6 +533,9 @@ pub struct Platform {
     pub port: u16,
     /// The admin token.
     pub admin: String,
+    /// Heartbeat interval of the agents started from now on (milliseconds;
+    /// `None`: the agent binary's default).
+    pub agent_heartbeat_ms: Option<u64>,
     node: Option<RunningNode>,
     nats: NatsServer,
     dir: tempfile::TempDir,
@@ -557,6 +560,12 @@ impl Drop for Platform {
 impl Platform {
     /// nats-server, JetStream log, every service, an operator.
     pub async fn start() -> anyhow::Result<Self> {
+        Self::start_with(NodeExtras::default()).await
+    }
+
+    /// [`start`](Self::start) with the node's optional parts (e.g. a
+    /// failover configuration).
+    pub async fn start_with(extras: NodeExtras) -> anyhow::Result<Self> {
         let nats = NatsServer::start()?;
         let log: SharedLog =
             Arc::new(JetStreamLog::connect(JetStreamConfig::new(nats.url())).await?);
@@ -567,7 +576,7 @@ impl Platform {
             &ServiceName::ALL,
             "127.0.0.1:0".parse()?,
             "it",
-            NodeExtras::default(),
+            extras,
         )
         .await?;
         let port = node.api_addr.context("the API runs here")?.port();
@@ -584,6 +593,7 @@ impl Platform {
             log,
             port,
             admin,
+            agent_heartbeat_ms: Some(HEARTBEAT_MS),
             node: Some(node),
             nats,
             dir,
@@ -599,6 +609,15 @@ impl Platform {
 
     /// A fresh account and an operator token for it.
     pub async fn operator(&self, name: &str) -> anyhow::Result<Operator> {
+        self.operator_with(name, OPERATOR_PERMISSIONS).await
+    }
+
+    /// A fresh account and an operator token for it with `permissions`.
+    pub async fn operator_with(
+        &self,
+        name: &str,
+        permissions: &[&str],
+    ) -> anyhow::Result<Operator> {
         let a = call(
             self.port,
             &self.admin,
@@ -612,7 +631,7 @@ impl Platform {
             self.port,
             &self.admin,
             "system_create_operator_token",
-            &json!({ "account_id": account_id, "permissions": OPERATOR_PERMISSIONS }),
+            &json!({ "account_id": account_id, "permissions": permissions }),
         )
         .await
         .map_err(|e| anyhow!("system_create_operator_token: {e}"))?;
@@ -628,11 +647,22 @@ impl Platform {
         self.dir.path().join("agents").join(name)
     }
 
+    /// A path `name` in the platform's temporary dir (not created), e.g.
+    /// the data dir of another process.
+    pub fn scratch_path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
     /// Runs a real `powernode-agent --runtime simulated` enrolling with
     /// `credential`, keeping its identity and state in `state_dir`, its log
     /// in `<state_dir>.log` (appended across restarts).
     pub fn spawn_agent(&self, credential: &str, state_dir: &Path) -> anyhow::Result<AgentProcess> {
-        AgentProcess::spawn(&self.nats_url(), Some(credential), state_dir)
+        AgentProcess::spawn_with(
+            &self.nats_url(),
+            Some(credential),
+            state_dir,
+            self.agent_heartbeat_ms,
+        )
     }
 
     /// A template assigning `module` (with `target`), a node of
@@ -819,6 +849,9 @@ pub struct AgentProcess {
     pub state_dir: PathBuf,
     /// Its log file.
     pub log: PathBuf,
+    /// Its heartbeat interval (milliseconds; `None`: the binary's
+    /// default), kept across restarts.
+    pub heartbeat_ms: Option<u64>,
 }
 
 impl AgentProcess {
@@ -829,6 +862,17 @@ impl AgentProcess {
         credential: Option<&str>,
         state_dir: &Path,
     ) -> anyhow::Result<Self> {
+        Self::spawn_with(nats_url, credential, state_dir, Some(HEARTBEAT_MS))
+    }
+
+    /// [`spawn`](Self::spawn) with a heartbeat interval of `heartbeat_ms`
+    /// (`None`: no `--heartbeat-ms`, the binary's default).
+    pub fn spawn_with(
+        nats_url: &str,
+        credential: Option<&str>,
+        state_dir: &Path,
+        heartbeat_ms: Option<u64>,
+    ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(state_dir)?;
         let log = state_dir.with_extension("log");
         let out = std::fs::OpenOptions::new()
@@ -838,7 +882,6 @@ impl AgentProcess {
         let mut cmd = Command::new(agent_bin()?);
         cmd.args(["--nats", nats_url, "--runtime", "simulated", "--state-dir"])
             .arg(state_dir)
-            .args(["--heartbeat-ms", &HEARTBEAT_MS.to_string()])
             .env("RUST_LOG", "info")
             .env_remove("POWERNODE_ENROLL")
             .stdin(Stdio::null())
@@ -847,11 +890,15 @@ impl AgentProcess {
         if let Some(c) = credential {
             cmd.args(["--enroll", c]);
         }
+        if let Some(ms) = heartbeat_ms {
+            cmd.args(["--heartbeat-ms", &ms.to_string()]);
+        }
         let child = cmd.spawn().context("cannot start powernode-agent")?;
         Ok(Self {
             child: Some(child),
             state_dir: state_dir.to_path_buf(),
             log,
+            heartbeat_ms,
         })
     }
 
@@ -859,7 +906,7 @@ impl AgentProcess {
     /// again or not (an enrolled agent does not need it).
     pub fn restart(&mut self, nats_url: &str, credential: Option<&str>) -> anyhow::Result<()> {
         self.kill();
-        let again = Self::spawn(nats_url, credential, &self.state_dir)?;
+        let again = Self::spawn_with(nats_url, credential, &self.state_dir, self.heartbeat_ms)?;
         *self = again;
         Ok(())
     }
@@ -933,16 +980,7 @@ pub fn agent_bin() -> anyhow::Result<PathBuf> {
         if let Some(path) = std::env::var_os("POWERNODE_AGENT_BIN") {
             return Ok(PathBuf::from(path));
         }
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "powernode-agent",
-                "--bin",
-                "powernode-agent",
-            ])
+        let status = crate::bins::cargo_build("powernode-agent", "powernode-agent")
             .status()
             .map_err(|e| format!("cannot run cargo build: {e}"))?;
         if !status.success() {

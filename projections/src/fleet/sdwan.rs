@@ -252,6 +252,13 @@ pub(super) fn vip_candidate_added(account: &mut AccountState, p: &VirtualIpCandi
 pub(super) fn vip_promoted(account: &mut AccountState, at: DateTime<Utc>, p: &VirtualIpPromoted) {
     if let Some(vip) = account.virtual_ips.get_mut(&p.virtual_ip_id) {
         if vip.status == VipStatus::Allocated && p.generation > vip.generation {
+            // The holder it replaces stays a member: a candidate for the
+            // next failover once it is ready and heard again.
+            if let Some(from) = &p.from_peer_id {
+                if !vip.failover_candidate_peer_ids.contains(from) {
+                    vip.failover_candidate_peer_ids.push(from.clone());
+                }
+            }
             vip.holder_peer_id = p.to_peer_id.clone();
             vip.generation = p.generation;
             vip.holder_silent = false;

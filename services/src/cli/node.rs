@@ -232,10 +232,11 @@ pub async fn start_node_with(
                 .map_err(anyhow::Error::from)
         });
     }
-    // Sensor and failover need agents' heartbeats. The intake of this
-    // process records every beat it answers; without one here, follow the
-    // heartbeat subject on NATS (verifying each beat) — once per process.
-    if let (Some(fleet), None, Some((client, _))) = (hears_beats, &api, log.nats_client()) {
+    // Sensor and failover need every agent's heartbeats. The intake of this
+    // process records the beats it answers, but intakes share beats through
+    // a queue group: with NATS, also follow the heartbeat subject (once per
+    // process; a beat the local intake verified is not verified again).
+    if let (Some(fleet), Some((client, _))) = (hears_beats, log.nats_client()) {
         let (liveness, stop) = (ctx.liveness.clone(), shutdown.clone());
         node.tasks.spawn(async move {
             crate::liveness::follow_heartbeats(client, fleet, liveness, stop).await

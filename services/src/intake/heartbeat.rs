@@ -90,7 +90,7 @@ impl Intake {
         let terminated = instance.status == InstanceStatus::Terminated;
         if !terminated {
             verify_heartbeat(&fleet, &hb)?;
-            self.liveness.record(&hb.instance_id, chrono::Utc::now());
+            self.liveness.record_beat(&hb.instance_id, hb.sent_at_ms);
         }
         let status = match instance.status {
             InstanceStatus::Provisioned => "provisioned",
