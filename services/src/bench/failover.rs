@@ -59,6 +59,10 @@ pub struct FailoverArgs {
     /// Share of the VIPs migrated by drain instead of failover (0-1).
     #[arg(long, default_value_t = 0.2)]
     pub drain_share: f64,
+    /// Approvals sent at the same time (each is an operator's HTTP call;
+    /// `promote_*` counts from the moment a call is sent).
+    #[arg(long, default_value_t = 32)]
+    pub approve_concurrency: usize,
     /// Clusters brought up at the same time.
     #[arg(long, default_value_t = 16)]
     pub concurrency: usize,
@@ -354,7 +358,7 @@ pub async fn run(args: FailoverArgs) -> anyhow::Result<()> {
                     anyhow::Ok((vip, at))
                 }
             })
-            .buffer_unordered(32)
+            .buffer_unordered(args.approve_concurrency.max(1))
             .try_for_each(|(vip, at)| {
                 approve_sent.insert(vip, at);
                 futures::future::ready(Ok(()))
@@ -476,6 +480,7 @@ pub async fn run(args: FailoverArgs) -> anyhow::Result<()> {
         "vips": args.vips,
         "agents": args.vips * 3,
         "threshold_ms": args.threshold_ms,
+        "approve_concurrency": args.approve_concurrency,
         "heartbeat_ms": args.heartbeat_ms,
         "failovers": promote.len(),
         "drains": drain.len(),
