@@ -6,9 +6,11 @@
 //!
 //! * `detect_*`: holder's last heartbeat + threshold → `vip_holder_silent` stored;
 //! * `propose_p99_ms`: silence stored → proposal stored;
-//! * `promote_p99_ms`: approve request sent → the new holder's agent reported
-//!   the new generation (`virtual_ip.applied`, held) stored;
-//! * `drain_migrate_p99_ms`: drain request sent → new holder applied;
+//! * `promote_p99_ms`: approve request sent → the new holder's agent holds
+//!   the new generation (seen in the heartbeat it sends right after);
+//!   `promote_recorded_p99_ms` to the `virtual_ip.applied` event stored;
+//! * `drain_migrate_p99_ms`: drain request sent → new holder holds it (and
+//!   `drain_recorded_p99_ms` to the event stored);
 //! * `split_brain_observed`: moments two agents held one VIP at the same
 //!   generation, replayed from the `applied` events.
 
@@ -74,10 +76,13 @@ pub struct FailoverArgs {
 const BENCH_STREAM: &str = "PN_BENCH_FAILOVER";
 const VERSION: &str = "v1.30.5+k3s1";
 
-/// Records each instance's last successful heartbeat.
+/// Records each instance's last successful heartbeat, and when an agent
+/// first reported holding a VIP at generation 2 or later (it applied it
+/// just before sending that heartbeat).
 struct BeatLink {
     inner: NatsLink,
     last_beat: Mutex<HashMap<String, DateTime<Utc>>>,
+    applied_at: Mutex<HashMap<String, DateTime<Utc>>>,
 }
 
 #[async_trait]
@@ -89,6 +94,12 @@ impl AgentLink for BeatLink {
     async fn heartbeat(&self, hb: Heartbeat) -> Result<HeartbeatReply, LinkError> {
         let id = hb.instance_id.clone();
         let sent = Utc::now();
+        {
+            let mut applied = self.applied_at.lock().expect("applied lock");
+            for h in hb.held_vips.iter().filter(|h| h.generation >= 2) {
+                applied.entry(h.virtual_ip_id.clone()).or_insert(sent);
+            }
+        }
         let reply = self.inner.heartbeat(hb).await?;
         self.last_beat.lock().expect("beats lock").insert(id, sent);
         Ok(reply)
@@ -281,6 +292,7 @@ pub async fn run(args: FailoverArgs) -> anyhow::Result<()> {
     let link = Arc::new(BeatLink {
         inner: NatsLink::connect(&args.nats).await?,
         last_beat: Mutex::default(),
+        applied_at: Mutex::default(),
     });
     let interval = Duration::from_millis(args.heartbeat_ms.max(10));
     progress(&format!("bringing up {} clusters × 3 servers…", args.vips));
@@ -414,13 +426,23 @@ pub async fn run(args: FailoverArgs) -> anyhow::Result<()> {
         records.extend(batch);
     }
     let threshold = chrono::Duration::milliseconds(args.threshold_ms as i64);
-    let (mut detect, mut propose, mut promote, mut drain) =
+    let (mut detect, mut propose, mut promote_logged, mut drain_logged) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let ms = |d: chrono::Duration| d.num_microseconds().unwrap_or(0) as f64 / 1000.0;
+    // Agent side: request sent → the new holder's agent holds generation 2.
+    let (mut promote, mut drain) = (Vec::new(), Vec::new());
+    for (vip, at) in link.applied_at.lock().expect("applied lock").iter() {
+        if let Some(t) = approve_sent.get(vip) {
+            promote.push(ms(*at - *t));
+        }
+        if let Some(t) = drain_sent.get(vip) {
+            drain.push(ms(*at - *t));
+        }
+    }
     let mut silent_at: HashMap<String, DateTime<Utc>> = HashMap::new();
     // vip → generation → peers holding it now.
     let mut holding: HashMap<String, BTreeMap<u64, HashSet<String>>> = HashMap::new();
     let mut split_brain = 0u64;
-    let ms = |d: chrono::Duration| d.num_microseconds().unwrap_or(0) as f64 / 1000.0;
     for r in &records {
         let Ok(e) = Envelope::decode(&r.bytes) else {
             continue;
@@ -450,10 +472,10 @@ pub async fn run(args: FailoverArgs) -> anyhow::Result<()> {
                     }
                     if p.generation == 2 {
                         if let Some(t) = approve_sent.get(&p.virtual_ip_id) {
-                            promote.push(ms(r.stored_at - *t));
+                            promote_logged.push(ms(r.stored_at - *t));
                         }
                         if let Some(t) = drain_sent.get(&p.virtual_ip_id) {
-                            drain.push(ms(r.stored_at - *t));
+                            drain_logged.push(ms(r.stored_at - *t));
                         }
                     }
                 } else if let Some(peers) = gens.get_mut(&p.generation) {
@@ -463,7 +485,14 @@ pub async fn run(args: FailoverArgs) -> anyhow::Result<()> {
             _ => {}
         }
     }
-    for v in [&mut detect, &mut propose, &mut promote, &mut drain] {
+    for v in [
+        &mut detect,
+        &mut propose,
+        &mut promote,
+        &mut drain,
+        &mut promote_logged,
+        &mut drain_logged,
+    ] {
         v.sort_by(f64::total_cmp);
     }
     let payloads: Vec<Vec<u8>> = records.iter().map(|r| r.bytes.to_vec()).collect();
@@ -493,6 +522,8 @@ pub async fn run(args: FailoverArgs) -> anyhow::Result<()> {
         "promote_p99_ms": percentile(&promote, 0.99),
         "drain_migrate_p50_ms": percentile(&drain, 0.50),
         "drain_migrate_p99_ms": percentile(&drain, 0.99),
+        "promote_recorded_p99_ms": percentile(&promote_logged, 0.99),
+        "drain_recorded_p99_ms": percentile(&drain_logged, 0.99),
         "split_brain_observed": split_brain,
         "raw_publish_per_s": raw.publish_per_s.round(),
         "peak_rss_mib": (super::peak_rss_mib() * 10.0).round() / 10.0,
