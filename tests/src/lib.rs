@@ -14,6 +14,7 @@
 
 pub mod api_support;
 pub mod bins;
+pub mod cli_support;
 pub mod conformance;
 pub mod failover_replica;
 pub mod failover_support;

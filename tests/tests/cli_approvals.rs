@@ -19,45 +19,10 @@ use powernode_tests::bins::powernode_bin;
 use powernode_tests::http::action;
 use serde_json::{json, Value};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// The binary with a clean client environment and stdin closed (no TTY).
-fn powernode(bin: &Path) -> Command {
-    let mut c = Command::new(bin);
-    for var in [
-        "POWERNODE_URL",
-        "POWERNODE_TOKEN",
-        "POWERNODE_DATA_DIR",
-        "POWERNODE_LISTEN",
-        "RUST_LOG",
-    ] {
-        c.env_remove(var);
-    }
-    c.stdin(Stdio::null());
-    c
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
+use powernode_tests::cli_support::{free_port, powernode, text, Running};
 
 async fn ok(port: u16, token: &str, name: &str, args: Value) -> anyhow::Result<Value> {
     let a = action(port, Some(token), name, &args).await?;
