@@ -12,6 +12,7 @@
 //!
 //! The integration tests themselves live in `tests/tests/`.
 
+pub mod agent_process;
 pub mod api_support;
 pub mod bins;
 pub mod cli_support;
@@ -21,4 +22,5 @@ pub mod failover_support;
 pub mod http;
 pub mod jetstream_support;
 pub mod lifecycle_support;
+pub mod manual_agent;
 pub mod nats;
