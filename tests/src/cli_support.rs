@@ -1,8 +1,12 @@
 //! Running the `powernode` binary in CLI tests: a clean client
 //! environment, a free port, a child killed on drop.
 
+use crate::http::action;
+use anyhow::bail;
+use serde_json::{json, Value};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 /// The binary with a clean client environment and stdin closed (no TTY).
 pub fn powernode(bin: &Path) -> Command {
@@ -42,4 +46,36 @@ impl Drop for Running {
 /// Output bytes as text.
 pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
+}
+
+/// Runs action `name`; its `data`, or an error naming the status and body.
+pub async fn ok(port: u16, token: &str, name: &str, args: Value) -> anyhow::Result<Value> {
+    let a = action(port, Some(token), name, &args).await?;
+    if a.status != 200 {
+        bail!("{name} answered {}: {}", a.status, a.body);
+    }
+    Ok(a.body["data"].clone())
+}
+
+/// Waits until the `powernode up` on `port` wrote its admin token into
+/// `data_dir` and answers with it; the token.
+pub async fn admin_token(port: u16, data_dir: &Path) -> anyhow::Result<String> {
+    let token_file = data_dir.join("admin.token");
+    let start = Instant::now();
+    loop {
+        if let Ok(t) = std::fs::read_to_string(&token_file) {
+            let t = t.trim().to_string();
+            if !t.is_empty()
+                && action(port, Some(&t), "recent_events", &json!({}))
+                    .await
+                    .is_ok()
+            {
+                return Ok(t);
+            }
+        }
+        if start.elapsed() > Duration::from_secs(30) {
+            bail!("powernode up did not answer within 30s");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

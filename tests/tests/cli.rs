@@ -4,7 +4,6 @@
 //! and is idempotent with --yes.
 
 use anyhow::{bail, Context};
-use powernode_tests::http::action;
 use serde_json::{json, Value};
 use std::path::Path;
 use std::process::{Output, Stdio};
@@ -12,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use powernode_tests::bins::powernode_bin;
 
-use powernode_tests::cli_support::{free_port, powernode, text, Running};
+use powernode_tests::cli_support::{admin_token, free_port, ok, powernode, text, Running};
 
 #[test]
 fn demo_plays_the_tour_and_exits_zero() -> anyhow::Result<()> {
@@ -67,14 +66,6 @@ struct Platform {
     cluster: String,
 }
 
-async fn ok(port: u16, token: &str, name: &str, args: Value) -> anyhow::Result<Value> {
-    let a = action(port, Some(token), name, &args).await?;
-    if a.status != 200 {
-        bail!("{name} answered {}: {}", a.status, a.body);
-    }
-    Ok(a.body["data"].clone())
-}
-
 async fn platform(bin: &Path) -> anyhow::Result<Platform> {
     let dir = tempfile::tempdir()?;
     let data = dir.path().join("data");
@@ -96,24 +87,7 @@ async fn platform(bin: &Path) -> anyhow::Result<Platform> {
             .stderr(Stdio::null())
             .spawn()?,
     );
-    let token_file = data.join("admin.token");
-    let start = Instant::now();
-    let admin = loop {
-        if let Ok(t) = std::fs::read_to_string(&token_file) {
-            let t = t.trim().to_string();
-            if !t.is_empty()
-                && action(port, Some(&t), "recent_events", &json!({}))
-                    .await
-                    .is_ok()
-            {
-                break t;
-            }
-        }
-        if start.elapsed() > Duration::from_secs(30) {
-            bail!("powernode up did not answer within 30s");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let admin = admin_token(port, &data).await?;
     let account = ok(
         port,
         &admin,

@@ -22,15 +22,7 @@ use std::path::Path;
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
-use powernode_tests::cli_support::{free_port, powernode, text, Running};
-
-async fn ok(port: u16, token: &str, name: &str, args: Value) -> anyhow::Result<Value> {
-    let a = action(port, Some(token), name, &args).await?;
-    if a.status != 200 {
-        bail!("{name} answered {}: {}", a.status, a.body);
-    }
-    Ok(a.body["data"].clone())
-}
+use powernode_tests::cli_support::{admin_token, free_port, ok, powernode, text, Running};
 
 /// `powernode up` with simulated agents, an account, and two operator
 /// tokens: one that may fail over (`token`), one that may not (`weak`).
@@ -65,24 +57,7 @@ async fn platform(bin: &Path, extra: &[&str]) -> anyhow::Result<Platform> {
             .stderr(Stdio::null())
             .spawn()?,
     );
-    let token_file = data.join("admin.token");
-    let start = Instant::now();
-    let admin = loop {
-        if let Ok(t) = std::fs::read_to_string(&token_file) {
-            let t = t.trim().to_string();
-            if !t.is_empty()
-                && action(port, Some(&t), "recent_events", &json!({}))
-                    .await
-                    .is_ok()
-            {
-                break t;
-            }
-        }
-        if start.elapsed() > Duration::from_secs(30) {
-            bail!("powernode up did not answer within 30s");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let admin = admin_token(port, &data).await?;
     let account = ok(
         port,
         &admin,

@@ -18,7 +18,7 @@ use super::ceiling;
 use super::lifecycle::{percentile, Operator};
 use crate::cli::{start_node_with, NodeExtras};
 use crate::log::jetstream::{JetStreamConfig, JetStreamLog};
-use crate::log::{Filter, SharedLog};
+use crate::log::SharedLog;
 use crate::services::failover::{FailoverConfig, FailoverPolicy};
 use crate::services::ServiceName;
 use anyhow::{bail, Context};
@@ -171,30 +171,10 @@ async fn one_cluster(
     i: usize,
     interval: Duration,
 ) -> anyhow::Result<BenchCluster> {
-    let net = op
-        .call(
-            "system_sdwan_create_network",
-            json!({ "name": format!("fo-net-{i}") }),
-        )
-        .await?;
-    let net = net["network"]["id"]
-        .as_str()
-        .context("network id")?
-        .to_string();
+    let net = op.network(&format!("fo-net-{i}")).await?;
     let boot_t = op
-        .call(
-            "system_create_template",
-            json!({ "name": format!("fo-{i}-boot") }),
-        )
-        .await?["template"]["id"]
-        .as_str()
-        .context("template id")?
-        .to_string();
-    op.call(
-        "system_assign_module_to_template",
-        json!({"template_id": boot_t, "module_name": "k3s-server"}),
-    )
-    .await?;
+        .template_with(&format!("fo-{i}-boot"), "k3s-server", None)
+        .await?;
     let cred = op.instance(&format!("fo-{i}-s0"), &boot_t, &net).await?;
     let first = spawn_agent(link.clone(), cred, format!("fo-{i}-s0"), interval).await?;
     let cluster_id = wait_until("the bootstrap", Duration::from_secs(120), || async {
@@ -213,19 +193,8 @@ async fn one_cluster(
     })
     .await?;
     let join_t = op
-        .call(
-            "system_create_template",
-            json!({ "name": format!("fo-{i}-join") }),
-        )
-        .await?["template"]["id"]
-        .as_str()
-        .context("template id")?
-        .to_string();
-    op.call(
-        "system_assign_module_to_template",
-        json!({"template_id": join_t, "module_name": "k3s-server", "config": {"target_cluster_id": cluster_id}}),
-    )
-    .await?;
+        .template_with(&format!("fo-{i}-join"), "k3s-server", Some(&cluster_id))
+        .await?;
     let mut agents = vec![first];
     for s in 1..3 {
         let host = format!("fo-{i}-s{s}");
@@ -415,16 +384,7 @@ pub async fn run(args: FailoverArgs) -> anyhow::Result<()> {
     // Figures from the log.
     progress("reading the log…");
     let last_seq = log.last_seq().await?;
-    let mut records = Vec::new();
-    let mut from = first_seq;
-    while from <= last_seq {
-        let batch = log.read(from, 10_000, &Filter::all()).await?;
-        let Some(last) = batch.last().map(|r| r.seq) else {
-            break;
-        };
-        from = last + 1;
-        records.extend(batch);
-    }
+    let records = super::read_range(&log, first_seq, last_seq).await?;
     let threshold = chrono::Duration::milliseconds(args.threshold_ms as i64);
     let (mut detect, mut propose, mut promote_logged, mut drain_logged) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
@@ -528,10 +488,5 @@ pub async fn run(args: FailoverArgs) -> anyhow::Result<()> {
         "raw_publish_per_s": raw.publish_per_s.round(),
         "peak_rss_mib": (super::peak_rss_mib() * 10.0).round() / 10.0,
     });
-    if args.json {
-        println!("{out}");
-    } else {
-        println!("{}", serde_json::to_string_pretty(&out)?);
-    }
-    Ok(())
+    super::print_figures(&out, args.json)
 }

@@ -8,7 +8,7 @@ use super::ceiling;
 use crate::cli::client;
 use crate::cli::{start_node_with, NodeExtras};
 use crate::log::jetstream::{JetStreamConfig, JetStreamLog};
-use crate::log::{Filter, SharedLog};
+use crate::log::SharedLog;
 use crate::services::ServiceName;
 use anyhow::{bail, Context};
 use async_trait::async_trait;
@@ -108,6 +108,41 @@ impl Operator {
             .call(action, &args)
             .await
             .with_context(|| action.to_string())
+    }
+
+    /// A new SD-WAN network; its id.
+    pub(super) async fn network(&self, name: &str) -> anyhow::Result<String> {
+        let net = self
+            .call("system_sdwan_create_network", json!({ "name": name }))
+            .await?;
+        Ok(net["network"]["id"]
+            .as_str()
+            .context("network id")?
+            .to_string())
+    }
+
+    /// A new template with `module` assigned (joining `target` when
+    /// given); its id.
+    pub(super) async fn template_with(
+        &self,
+        name: &str,
+        module: &str,
+        target: Option<&str>,
+    ) -> anyhow::Result<String> {
+        let t = self
+            .call("system_create_template", json!({ "name": name }))
+            .await?;
+        let id = t["template"]["id"]
+            .as_str()
+            .context("template id")?
+            .to_string();
+        let mut assign = json!({"template_id": id, "module_name": module});
+        if let Some(target) = target {
+            assign["config"] = json!({ "target_cluster_id": target });
+        }
+        self.call("system_assign_module_to_template", assign)
+            .await?;
+        Ok(id)
     }
 
     /// Node + instance + peer; answers the instance's enrollment credential.
@@ -358,14 +393,11 @@ pub async fn run(args: LifecycleArgs) -> anyhow::Result<()> {
     joins.sort_by(f64::total_cmp);
 
     progress("measuring the raw JetStream ceiling for the same events…");
-    let mut payloads = Vec::with_capacity(events as usize);
-    let mut from = first_seq;
-    while from <= last_seq {
-        let batch = log.read(from, 10_000, &Filter::all()).await?;
-        let Some(last) = batch.last() else { break };
-        from = last.seq + 1;
-        payloads.extend(batch.into_iter().map(|r| r.bytes.to_vec()));
-    }
+    let payloads: Vec<Vec<u8>> = super::read_range(&log, first_seq, last_seq)
+        .await?
+        .into_iter()
+        .map(|r| r.bytes.to_vec())
+        .collect();
     let raw = ceiling::measure(&args.nats, &payloads).await?;
     if args.hold_secs > 0 {
         progress(&format!(
@@ -405,10 +437,5 @@ pub async fn run(args: LifecycleArgs) -> anyhow::Result<()> {
             "refused_batches": writer.refused_batches,
         },
     });
-    if args.json {
-        println!("{out}");
-    } else {
-        println!("{}", serde_json::to_string_pretty(&out)?);
-    }
-    Ok(())
+    super::print_figures(&out, args.json)
 }

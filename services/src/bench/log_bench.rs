@@ -119,12 +119,7 @@ pub async fn run(args: LogBenchArgs) -> anyhow::Result<()> {
         "verify_per_s": verify_per_s.round(),
         "peak_rss_mib": (super::peak_rss_mib() * 10.0).round() / 10.0,
     });
-    if args.json {
-        println!("{out}");
-    } else {
-        println!("{}", serde_json::to_string_pretty(&out)?);
-    }
-    Ok(())
+    super::print_figures(&out, args.json)
 }
 
 fn secs(s: f64) -> f64 {

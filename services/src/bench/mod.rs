@@ -35,6 +35,35 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     }
 }
 
+/// Every record of `log` from `from` through `through`, in order.
+pub(crate) async fn read_range(
+    log: &crate::log::SharedLog,
+    from: u64,
+    through: u64,
+) -> Result<Vec<crate::log::Record>, crate::log::LogError> {
+    let mut records = Vec::new();
+    let mut next = from;
+    while next <= through {
+        let batch = log.read(next, 10_000, &crate::log::Filter::all()).await?;
+        let Some(last) = batch.last().map(|r| r.seq) else {
+            break;
+        };
+        next = last + 1;
+        records.extend(batch.into_iter().filter(|r| r.seq <= through));
+    }
+    Ok(records)
+}
+
+/// Prints a benchmark's figures: one JSON line, or pretty JSON.
+pub(crate) fn print_figures(out: &serde_json::Value, one_line: bool) -> anyhow::Result<()> {
+    if one_line {
+        println!("{out}");
+    } else {
+        println!("{}", serde_json::to_string_pretty(out)?);
+    }
+    Ok(())
+}
+
 /// Peak resident set size of this process in MiB (Linux `VmHWM`; 0 elsewhere).
 pub fn peak_rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")

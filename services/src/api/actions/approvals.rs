@@ -6,7 +6,7 @@ use crate::api::auth::SDWAN_FAILOVER;
 use crate::api::error::ApiError;
 use crate::log::Expect;
 use crate::services::failover::candidates::{self, Scored};
-use crate::services::failover::{nudge, promote, promotion_event};
+use crate::services::failover::{nudge, promote, promotion};
 use axum::http::StatusCode;
 use powernode_events::payloads::approvals::{ApprovalGranted, ApprovalRejected};
 use powernode_events::{AccountId, AggregateRef, AggregateType, Envelope};
@@ -14,6 +14,10 @@ use powernode_projections::fleet::{Approval, ApprovalStatus, ClusterStatus, VipS
 use powernode_projections::FleetState;
 use serde::Deserialize;
 use serde_json::{json, Value};
+
+/// Namespace of forced promotions' event ids.
+const FORCED_NAMESPACE: uuid::Uuid =
+    uuid::Uuid::from_u128(0xf0ce_d0a1_0000_4000_8000_666f_7263_6564);
 
 fn candidates_json(scored: &[Scored]) -> Vec<Value> {
     scored
@@ -331,17 +335,19 @@ pub async fn failover_virtual_ip(
             )
         })?,
     };
-    // The forcing request is the cause; its id makes a retry a duplicate.
-    let cause = Envelope::new(
+    // The operator's request is the fact itself (no cause in the log). Its id
+    // is derived from the VIP, the generation it starts and the target, so
+    // a retried request is a duplicate, not a second promotion.
+    let mut event = Envelope::new(
         account.clone(),
         ctx.actor(),
-        powernode_events::payloads::approvals::ApprovalGranted {
-            approval_id: format!("forced/{}", vip.id),
-        },
+        promotion(&vip, &target, "forced", None),
     );
-    let event = promotion_event(&cause, "api", &vip, &target, "forced", None);
-    let mut event = event;
-    event.actor = ctx.actor();
+    event.id = uuid::Uuid::new_v5(
+        &FORCED_NAMESPACE,
+        format!("{}/{}/{}", vip.id, vip.generation + 1, target.peer_id).as_bytes(),
+    );
+    event.correlation_id = event.id;
     match promote::promote(ctx.log().as_ref(), seen_seq, &event).await? {
         promote::Promoted::Landed(seq) => {
             ctx.wait_for(seq).await?;

@@ -171,7 +171,26 @@ impl Failover {
     }
 }
 
-/// The event making `vip` move to `to` (generation + 1), caused by `cause`.
+/// The promotion moving `vip` to `to` under the next generation.
+pub fn promotion(
+    vip: &VirtualIp,
+    to: &powernode_events::payloads::sdwan::FailoverCandidate,
+    reason: &str,
+    approval_id: Option<&str>,
+) -> VirtualIpPromoted {
+    VirtualIpPromoted {
+        virtual_ip_id: vip.id.clone(),
+        from_peer_id: Some(vip.holder_peer_id.clone()),
+        to_peer_id: to.peer_id.clone(),
+        generation: vip.generation + 1,
+        reason: reason.to_string(),
+        to_instance_id: Some(to.instance_id.clone()),
+        approval_id: approval_id.map(str::to_string),
+    }
+}
+
+/// The event making `vip` move to `to` (generation + 1), caused by `cause`;
+/// its id is derived from the cause, so deciding it again is a duplicate.
 pub fn promotion_event(
     cause: &Envelope,
     service: &str,
@@ -183,15 +202,7 @@ pub fn promotion_event(
     let mut event = Envelope::new(
         cause.account_id.clone(),
         Actor::service(service),
-        VirtualIpPromoted {
-            virtual_ip_id: vip.id.clone(),
-            from_peer_id: Some(vip.holder_peer_id.clone()),
-            to_peer_id: to.peer_id.clone(),
-            generation: vip.generation + 1,
-            reason: reason.to_string(),
-            to_instance_id: Some(to.instance_id.clone()),
-            approval_id: approval_id.map(str::to_string),
-        },
+        promotion(vip, to, reason, approval_id),
     )
     .caused_by(cause);
     event.id = derived_event_id(
