@@ -11,8 +11,10 @@
 //! Nothing here holds state that cannot be rebuilt from the log.
 
 pub mod api;
+pub mod archive;
 pub mod bench;
 pub mod cli;
+pub mod inspect;
 pub mod intake;
 pub mod liveness;
 pub mod log;

@@ -34,6 +34,12 @@ pub enum EventsCommand {
         #[arg(long, short = 'f')]
         follow: bool,
     },
+    /// Write events to a portable file (length-prefixed CBOR).
+    Export(super::export::ExportArgs),
+    /// Load an export into an empty log (embedded or JetStream).
+    Import(super::export::ImportArgs),
+    /// The history of a cluster, VIP, instance or approval as a causal chain.
+    Explain(super::explain::ExplainArgs),
 }
 
 /// The most `recent_events` answers at once.
@@ -43,12 +49,17 @@ const POLL_LIMIT: usize = 100;
 
 /// Runs `powernode events …`.
 pub async fn run(api: &ApiArgs, args: EventsArgs) -> anyhow::Result<()> {
+    let (kind_prefix, limit, follow) = match args.command {
+        EventsCommand::Tail {
+            kind_prefix,
+            limit,
+            follow,
+        } => (kind_prefix, limit, follow),
+        EventsCommand::Export(a) => return super::export::export(api, a).await,
+        EventsCommand::Import(a) => return super::export::import(a).await,
+        EventsCommand::Explain(a) => return super::explain::run(api, a).await,
+    };
     let ctx = Ctx::new(api, &args.opts)?;
-    let EventsCommand::Tail {
-        kind_prefix,
-        limit,
-        follow,
-    } = args.command;
     let prefix = kind_prefix.unwrap_or_default();
     let data = ctx
         .api

@@ -7,9 +7,12 @@ pub mod clusters;
 mod confirm;
 pub mod demo;
 pub mod events;
+pub mod explain;
+pub mod export;
 pub mod fleet;
 mod node;
 pub mod output;
+pub mod replay;
 
 pub use node::{open_log, start_node, start_node_with, LogArgs, NodeExtras, RunningNode};
 
@@ -101,8 +104,11 @@ pub enum Command {
     Vip(fleet::VipArgs),
     /// Failover proposals waiting for an operator: list, approve, reject.
     Approvals(approvals::ApprovalsArgs),
-    /// The account's event log.
+    /// The event log: tail, export, import, explain.
     Events(events::EventsArgs),
+    /// Rebuild the fleet state from the log up to a point and print it
+    /// (`--hash` for a digest, `--diff A B` for what changed between two points).
+    Replay(replay::ReplayArgs),
     /// A guided tour: a throwaway platform with simulated agents, two K3s
     /// clusters built step by step through the API, narrated.
     Demo(demo::DemoArgs),
@@ -203,6 +209,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Vip(args) => fleet::run_vip(&cli.api, args).await,
         Command::Approvals(args) => approvals::run(&cli.api, args).await,
         Command::Events(args) => events::run(&cli.api, args).await,
+        Command::Replay(args) => replay::run(args).await,
         Command::Demo(args) => demo::run(args).await,
         Command::Bench(b) => crate::bench::run(b).await,
     }
