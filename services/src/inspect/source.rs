@@ -11,7 +11,7 @@ use anyhow::{bail, Context};
 use chrono::{DateTime, Utc};
 use futures::stream::BoxStream;
 use futures::StreamExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Records in sequence order; ends at the bound (or the source's end).
@@ -29,11 +29,6 @@ pub struct SourceArgs {
     /// JetStream stream name (with --nats).
     #[arg(long, env = "POWERNODE_STREAM", default_value = DEFAULT_STREAM)]
     pub stream: String,
-    /// Without --file or --nats: the embedded log in this data dir (of a
-    /// node that is not running; export a running one through the API
-    /// with `powernode events export`).
-    #[arg(long, env = "POWERNODE_DATA_DIR", default_value = "./.powernode")]
-    pub data_dir: PathBuf,
 }
 
 /// The last record a read includes.
@@ -81,8 +76,11 @@ pub enum Source {
 }
 
 impl Source {
-    /// Opens what `args` name.
-    pub async fn open(args: &SourceArgs) -> anyhow::Result<Self> {
+    /// Opens what `args` name; without --file or --nats, the embedded log
+    /// in `data_dir` (of a node that is not running: export a running one
+    /// through the API with `powernode events export`). `--data-dir` is not
+    /// part of [`SourceArgs`] because the command groups already take it.
+    pub async fn open(args: &SourceArgs, data_dir: &Path) -> anyhow::Result<Self> {
         if let Some(file) = &args.file {
             if !file.is_file() {
                 bail!("{}: no such export file", file.display());
@@ -97,7 +95,7 @@ impl Source {
                 .with_context(|| format!("cannot open stream {} at {url}", args.stream))?;
             return Ok(Self::Log(Arc::new(log)));
         }
-        let dir = args.data_dir.join("log");
+        let dir = data_dir.join("log");
         if !dir.is_dir() {
             bail!(
                 "no embedded log at {} (pass --file FILE, --nats URL or --data-dir DIR)",
