@@ -8,6 +8,8 @@ pub mod actions;
 pub mod auth;
 pub mod bootstrap;
 pub mod error;
+pub mod export;
+pub mod sse;
 
 use error::ApiError;
 
@@ -61,6 +63,8 @@ pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/v1/actions/{name}", post(action))
+        .route(export::PATH, get(export::export))
+        .route(sse::PATH, get(sse::stream))
         .with_state(state)
 }
 

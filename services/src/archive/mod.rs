@@ -1,11 +1,54 @@
 //! The portable export format of the event log (`powernode events export`,
-//! `powernode events import`, `powernode replay --file`).
+//! `powernode events import`, `powernode replay --file`): a file that carries
+//! log records from one log to another, byte for byte, and refuses to be read
+//! when any of it is damaged.
 //!
-//! STUB: the format is being written; the signatures below are fixed.
+//! ```text
+//! file    = header frame* trailer EOF
+//! header  = magic "\x89PNX\r\n\x1a\n" | version u16 | length u32 | CBOR map | crc32 u32
+//! frame   = tag u8 | length u32 | CBOR map (length bytes) | crc32 u32
+//! record  = tag 'R', {"seq": u64, "subject": text, "stored_at": i64 ns, "bytes": bstr}
+//! trailer = tag 'T', {"records": u64, "first_seq": u64, "last_seq": u64, "crc": u32}
+//! ```
+//!
+//! Integers are big-endian. A frame's crc32 covers its tag, length and
+//! body, so a flipped byte anywhere is caught; the trailer counts the
+//! records and carries a crc32 over every record frame, so a file cut at a
+//! record boundary (or missing a record) is caught too. A version this
+//! build does not know is refused before anything else is read. Every
+//! error names the byte offset where reading broke ([`ArchiveError`]).
+//!
+//! Records keep the log's canonical CBOR bytes exactly (agent signatures
+//! cover them). Secrets are never in an export because they are never in
+//! the log (events carry fingerprints only).
+//!
+//! * `format` — frames and their CBOR bodies;
+//! * [`Reader`] / [`Writer`] — the file, record by record;
+//! * [`select`] — which records an export holds (`--since`, `--until`,
+//!   `--kind-prefix`, account), read from any [`crate::inspect::Source`];
+//! * [`download`] — an export streamed from a running node's API
+//!   (`GET /v1/events/export`).
 
-use crate::log::Record;
-use std::io::{BufReader, Read, Write};
-use std::path::Path;
+pub mod download;
+mod format;
+mod reader;
+pub mod select;
+mod writer;
+
+pub use reader::{verify, Reader, Summary};
+pub use writer::Writer;
+
+use chrono::{DateTime, Utc};
+
+/// The format version this build writes (and the only one it reads).
+pub const FORMAT_VERSION: u16 = 1;
+
+/// The first eight bytes of every export (a non-ASCII first byte and a
+/// CR LF / EOF sequence, like PNG's, so text-mode transfers are caught).
+pub const MAGIC: [u8; 8] = *b"\x89PNX\r\n\x1a\n";
+
+/// The usual file extension.
+pub const EXTENSION: &str = "pnx";
 
 /// Why an export could not be read or written; `offset` is the byte offset
 /// in the file where reading broke.
@@ -20,67 +63,50 @@ pub struct ArchiveError {
     pub message: String,
 }
 
+impl ArchiveError {
+    /// An error at `offset` (no path yet).
+    pub(crate) fn at(offset: u64, message: impl Into<String>) -> Self {
+        Self {
+            path: String::new(),
+            offset,
+            message: message.into(),
+        }
+    }
+
+    /// The same error naming `path`.
+    pub(crate) fn in_file(mut self, path: &std::path::Path) -> Self {
+        self.path = format!("{}: ", path.display());
+        self
+    }
+}
+
 /// The header of an export file.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Header {
     /// Format version of the file.
     pub version: u16,
+    /// When the export was written.
+    pub created_at: Option<DateTime<Utc>>,
+    /// The log it was read from (`jetstream nats://… stream PN_EVENTS`).
+    pub source: String,
+    /// Only this account's events, when the export is scoped to one.
+    pub account: Option<String>,
+    /// Only kinds starting with this, when filtered.
+    pub kind_prefix: Option<String>,
+    /// `--since` as given (sequence or time), when given.
+    pub since: Option<String>,
+    /// `--until` as given, when given.
+    pub until: Option<String>,
 }
 
-/// Reads an export record by record.
-pub struct Reader<R: Read> {
-    inner: R,
-    header: Header,
-}
-
-impl Reader<BufReader<std::fs::File>> {
-    /// Opens `path` and checks its header.
-    pub fn open(path: &Path) -> Result<Self, ArchiveError> {
-        let _ = path;
-        todo!("archive format")
+impl Header {
+    /// True when the export was written with a filter (account, kind
+    /// prefix, or a start): its records need not start at sequence 1 or be
+    /// contiguous.
+    pub fn is_filtered(&self) -> bool {
+        self.account.is_some() || self.kind_prefix.is_some() || self.since.is_some()
     }
 }
 
-impl<R: Read> Reader<R> {
-    /// Checks the header of `inner`.
-    pub fn new(inner: R) -> Result<Self, ArchiveError> {
-        let _ = &inner;
-        todo!("archive format")
-    }
-
-    /// The file's header.
-    pub fn header(&self) -> &Header {
-        &self.header
-    }
-}
-
-impl<R: Read> Iterator for Reader<R> {
-    type Item = Result<Record, ArchiveError>;
-    fn next(&mut self) -> Option<Self::Item> {
-        let _ = &mut self.inner;
-        todo!("archive format")
-    }
-}
-
-/// Writes an export.
-pub struct Writer<W: Write> {
-    inner: W,
-}
-
-impl<W: Write> Writer<W> {
-    /// Writes the header.
-    pub fn new(inner: W) -> Result<Self, ArchiveError> {
-        Ok(Self { inner })
-    }
-
-    /// Appends one record.
-    pub fn write(&mut self, record: &Record) -> Result<(), ArchiveError> {
-        let _ = record;
-        todo!("archive format")
-    }
-
-    /// Writes the trailer and hands back the writer.
-    pub fn finish(self) -> Result<W, ArchiveError> {
-        Ok(self.inner)
-    }
-}
+#[cfg(test)]
+mod tests;

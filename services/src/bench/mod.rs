@@ -5,6 +5,8 @@ mod ceiling;
 mod failover;
 mod lifecycle;
 mod log_bench;
+mod recent_events;
+mod replay;
 pub mod workload;
 
 use clap::Subcommand;
@@ -24,6 +26,14 @@ pub enum BenchCommand {
     /// killed in waves, proposals approved, the rest drained: detection,
     /// proposal, promotion and drain latencies, split-brain count.
     Failover(failover::FailoverArgs),
+    /// `recent_events` p50/p99 on a stream of a million events (common,
+    /// rare and absent kind prefixes, no prefix, a `since` read), through
+    /// the action over HTTP.
+    RecentEvents(recent_events::RecentEventsArgs),
+    /// The fleet rebuilt from an export file (no network), every signature
+    /// verified, then again with --trust-signatures: events/s and peak RSS
+    /// of each (`--generate N` writes a synthetic export first).
+    Replay(replay::ReplayBenchArgs),
 }
 
 /// Runs a benchmark.
@@ -32,6 +42,8 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Log(args) => log_bench::run(args).await,
         BenchCommand::Lifecycle(args) => lifecycle::run(args).await,
         BenchCommand::Failover(args) => failover::run(args).await,
+        BenchCommand::RecentEvents(args) => recent_events::run(args).await,
+        BenchCommand::Replay(args) => replay::run(args).await,
     }
 }
 

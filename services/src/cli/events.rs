@@ -1,11 +1,15 @@
-//! `powernode events tail`: the account's newest events (recent_events),
-//! optionally following new ones; and the one-line event summaries the
-//! demo prints too.
+//! `powernode events …`: `tail` (in [`tail`]: the newest events or those
+//! since a point, then with `--follow` the live stream), the dispatch to
+//! export, import and explain, and the event tables and one-line
+//! summaries the demo prints too.
+
+mod tail;
+
+pub use tail::TailArgs;
 
 use super::client::{Api, ApiArgs};
-use super::output::{cell, emit, line, ClientOpts, Ctx, Table};
+use super::output::{cell, ClientOpts, Table};
 use serde_json::{json, Value};
-use std::time::Duration;
 
 /// `powernode events`.
 #[derive(Debug, clap::Args)]
@@ -21,19 +25,9 @@ pub struct EventsArgs {
 /// Subcommands of `powernode events`.
 #[derive(Debug, clap::Subcommand)]
 pub enum EventsCommand {
-    /// Print the newest events, oldest first (recent_events).
-    Tail {
-        /// Only kinds starting with this, e.g. `system.k3s.handshake`.
-        #[arg(long, value_name = "P")]
-        kind_prefix: Option<String>,
-        /// How many (1-1000).
-        #[arg(long, short = 'n', default_value_t = 20)]
-        limit: usize,
-        /// Keep polling every second and print new events as they come
-        /// (with -o json: one JSON object per line).
-        #[arg(long, short = 'f')]
-        follow: bool,
-    },
+    /// Print the newest events (or those since a point), oldest first;
+    /// with --follow, keep printing new ones as they are appended.
+    Tail(tail::TailArgs),
     /// Write events to a portable file (length-prefixed CBOR).
     Export(super::export::ExportArgs),
     /// Load an export into an empty log (embedded or JetStream).
@@ -44,73 +38,16 @@ pub enum EventsCommand {
 
 /// The most `recent_events` answers at once.
 const MAX_LIMIT: usize = 1000;
-/// What `--follow` asks for each second (widened when that is not enough).
-const POLL_LIMIT: usize = 100;
 
 /// Runs `powernode events …`.
 pub async fn run(api: &ApiArgs, args: EventsArgs) -> anyhow::Result<()> {
-    let (kind_prefix, limit, follow) = match args.command {
-        EventsCommand::Tail {
-            kind_prefix,
-            limit,
-            follow,
-        } => (kind_prefix, limit, follow),
+    let tail = match args.command {
+        EventsCommand::Tail(a) => a,
         EventsCommand::Export(a) => return super::export::export(api, a).await,
         EventsCommand::Import(a) => return super::export::import(a).await,
-        EventsCommand::Explain(a) => return super::explain::run(api, a).await,
+        EventsCommand::Explain(a) => return super::explain::run(api, &args.opts, a).await,
     };
-    let ctx = Ctx::new(api, &args.opts)?;
-    let prefix = kind_prefix.unwrap_or_default();
-    let data = ctx
-        .api
-        .call(
-            "recent_events",
-            &json!({ "kind_prefix": prefix, "limit": limit }),
-        )
-        .await?;
-    let events = data["events"].as_array().cloned().unwrap_or_default();
-    let mut last = events.iter().map(seq).max().unwrap_or(0);
-    if !follow {
-        ctx.show(&data, |d| {
-            render(d["events"].as_array().map_or(&[][..], |v| v), 0)
-        });
-        return Ok(());
-    }
-    print_follow(&ctx, &events, true);
-    loop {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let (new, truncated) = since(&ctx.api, &prefix, last).await?;
-        if truncated {
-            eprintln!(
-                "powernode: more than {MAX_LIMIT} events arrived within a second; some were skipped"
-            );
-        }
-        if let Some(max) = new.iter().map(seq).max() {
-            last = max;
-        }
-        print_follow(&ctx, &new, false);
-    }
-}
-
-fn print_follow(ctx: &Ctx, events: &[Value], header: bool) {
-    if ctx.json() {
-        for e in events {
-            line(&e.to_string());
-        }
-        return;
-    }
-    let text = render(events, 0);
-    let body = if header || events.is_empty() {
-        text
-    } else {
-        // Only the header line differs between polls; drop it after the first.
-        text.split_once('\n')
-            .map(|(_, rest)| rest.to_string())
-            .unwrap_or_default()
-    };
-    if !events.is_empty() || header {
-        emit(&body);
-    }
+    tail::run(api, &args.opts, tail).await
 }
 
 /// The event's log sequence (0 when absent).
@@ -118,46 +55,86 @@ pub fn seq(e: &Value) -> u64 {
     e["seq"].as_u64().unwrap_or(0)
 }
 
-/// Events with a sequence above `after`, oldest first, and whether some
-/// may be missing (more than the API answers at once arrived).
+/// Events with a sequence above `after`, oldest first, page by page
+/// (`recent_events` with `since`), and whether some may be missing
+/// (never: the pages carry on until the end).
 pub async fn since(api: &Api, kind_prefix: &str, after: u64) -> anyhow::Result<(Vec<Value>, bool)> {
-    for limit in [POLL_LIMIT, MAX_LIMIT] {
+    let mut out = Vec::new();
+    let mut from = after + 1;
+    loop {
         let data = api
             .call(
                 "recent_events",
-                &json!({ "kind_prefix": kind_prefix, "limit": limit }),
+                &json!({ "kind_prefix": kind_prefix, "since": from, "limit": MAX_LIMIT }),
             )
             .await?;
-        let events = data["events"].as_array().cloned().unwrap_or_default();
-        let complete = events.len() < limit || events.first().is_some_and(|e| seq(e) <= after);
-        let new: Vec<Value> = events.into_iter().filter(|e| seq(e) > after).collect();
-        if complete {
-            return Ok((new, false));
-        }
-        if limit == MAX_LIMIT {
-            return Ok((new, true));
+        out.extend(data["events"].as_array().cloned().unwrap_or_default());
+        match data["through"].as_u64() {
+            Some(through) if data["more"] == json!(true) => from = through + 1,
+            _ => return Ok((out, false)),
         }
     }
-    unreachable!("the last limit returns")
 }
 
 /// Events as a table: SEQ TIME KIND AGGREGATE SUMMARY.
 pub fn render(events: &[Value], indent: usize) -> String {
     let mut t = Table::new(&["SEQ", "TIME", "KIND", "AGGREGATE", "SUMMARY"]);
     for e in events {
-        t.row(vec![
-            cell(&e["seq"]),
-            time(e),
-            cell(&e["kind"]),
-            format!(
-                "{}/{}",
-                cell(&e["aggregate"]["type"]),
-                cell(&e["aggregate"]["id"])
-            ),
-            summary(e),
-        ]);
+        t.row(columns(e).to_vec());
     }
     t.render_indented(indent, "No events.")
+}
+
+/// The table cells of an event.
+fn columns(e: &Value) -> [String; 5] {
+    [
+        cell(&e["seq"]),
+        time(e),
+        cell(&e["kind"]),
+        format!(
+            "{}/{}",
+            cell(&e["aggregate"]["type"]),
+            cell(&e["aggregate"]["id"])
+        ),
+        summary(e),
+    ]
+}
+
+/// [`render`] with colour (when `colour`): the header bold, sequence and
+/// time dim, the kind by [`tail::kind_colour`].
+pub fn render_styled(events: &[Value], colour: bool) -> String {
+    if !colour || events.is_empty() {
+        return render(events, 0);
+    }
+    const HEADER: [&str; 5] = ["SEQ", "TIME", "KIND", "AGGREGATE", "SUMMARY"];
+    let rows: Vec<[String; 5]> = events.iter().map(columns).collect();
+    let mut widths = HEADER.map(|h| h.chars().count());
+    for r in &rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: [&str; 5], codes: [Option<&str>; 5]| {
+        let mut text = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            let padded = if i + 1 == cells.len() {
+                c.to_string()
+            } else {
+                format!("{c:<w$}  ", w = widths[i])
+            };
+            text.push_str(&tail::paint(colour, codes[i], &padded));
+        }
+        text.push('\n');
+        text
+    };
+    let mut out = line(HEADER, [Some("1"); 5]);
+    for r in &rows {
+        out.push_str(&line(
+            [&r[0], &r[1], &r[2], &r[3], &r[4]].map(String::as_str),
+            [Some("2"), Some("2"), tail::kind_colour(&r[2]), None, None],
+        ));
+    }
+    out
 }
 
 /// `occurred_at` to the second, UTC.

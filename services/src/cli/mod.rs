@@ -13,6 +13,7 @@ pub mod fleet;
 mod node;
 pub mod output;
 pub mod replay;
+pub mod sse_client;
 
 pub use node::{open_log, start_node, start_node_with, LogArgs, NodeExtras, RunningNode};
 

@@ -3,8 +3,10 @@
 //! events explain` and `powernode events export` build on these.
 
 pub mod concerns;
+pub mod explain;
 pub mod jsondiff;
 pub mod progress;
+pub mod replay;
 pub mod source;
 
 pub use concerns::concerns;

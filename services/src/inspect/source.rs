@@ -4,15 +4,19 @@
 //! [`Record`]s in sequence order, up to a [`Bound`].
 
 use crate::archive;
+use crate::cli::client::ApiArgs;
 use crate::log::embedded::EmbeddedLog;
 use crate::log::jetstream::{JetStreamConfig, JetStreamLog, DEFAULT_STREAM};
-use crate::log::{Filter, Record, SharedLog, StartAt};
+use crate::log::{Filter, Record, SharedLog};
 use anyhow::{bail, Context};
 use chrono::{DateTime, Utc};
 use futures::stream::BoxStream;
 use futures::StreamExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+/// Records read from a log per request.
+const READ_PAGE: usize = 4096;
 
 /// Records in sequence order; ends at the bound (or the source's end).
 pub type RecordStream = BoxStream<'static, anyhow::Result<Record>>;
@@ -105,11 +109,49 @@ impl Source {
         let log = EmbeddedLog::open(&dir).with_context(|| {
             format!(
                 "cannot open the embedded log at {} (if `powernode up` is running on it, \
-                 export it through the API with `powernode events export -o FILE` and use --file)",
+                 export it through the API with `powernode events export --out FILE` and use --file)",
                 dir.display()
             )
         })?;
         Ok(Self::Log(Arc::new(log)))
+    }
+
+    /// Like [`Source::open`], but without --file or --nats reads the
+    /// running node through its API when the embedded log in `data_dir` is
+    /// missing or cannot be opened (a running `powernode up` holds it): the
+    /// whole log the token may see (`GET /v1/events/export`) is downloaded
+    /// into a temporary export file, deleted when the answer is dropped.
+    pub async fn open_with_api(
+        args: &SourceArgs,
+        data_dir: &Path,
+        api: &ApiArgs,
+    ) -> anyhow::Result<OpenedSource> {
+        if args.file.is_some() || args.nats.is_some() {
+            return Ok(OpenedSource::from(Self::open(args, data_dir).await?));
+        }
+        let why = match open_embedded(data_dir) {
+            Local::Log(log) => return Ok(OpenedSource::from(Self::Log(log))),
+            Local::Unavailable(why) => why,
+        };
+        let download = tempfile::Builder::new()
+            .prefix("powernode-export-")
+            .suffix(".pnx")
+            .tempfile()
+            .context("cannot create a temporary file for the download")?
+            .into_temp_path();
+        let token = archive::download::token(api, data_dir)
+            .with_context(|| format!("{why}; and the API cannot be used"))?;
+        let query = archive::download::ExportQuery::default();
+        archive::download::download(&api.url, &token, &query, &download, |_| {})
+            .await
+            .with_context(|| {
+                format!("{why}; and exporting through the API at {} failed", api.url)
+            })?;
+        Ok(OpenedSource {
+            source: Self::File(download.to_path_buf()),
+            description: Some(format!("the API at {}", api.url)),
+            _download: Some(download),
+        })
     }
 
     /// A short description (`file x.pnlog`, `jetstream nats://…`).
@@ -139,17 +181,35 @@ impl Source {
                 if end < from.max(1) {
                     return Ok(futures::stream::empty().boxed());
                 }
-                let sub = log.subscribe(StartAt::Seq(from.max(1)), filter).await?;
-                Ok(sub
-                    .map(|r| r.map_err(anyhow::Error::from))
-                    .take_while(move |r| {
-                        let keep = match r {
-                            Ok(rec) => rec.seq <= end && !until.is_past(rec),
-                            Err(_) => true,
+                // Pages of reads, not a live subscription: a subscription
+                // would wait for a record past `end` to learn it is done
+                // (forever, at the end of the log or under a filter).
+                let log = log.clone();
+                let pages = futures::stream::unfold(Some(from.max(1)), move |next| {
+                    let (log, filter) = (log.clone(), filter.clone());
+                    async move {
+                        let next = next?;
+                        let page = match log.read(next, READ_PAGE, &filter).await {
+                            Ok(page) => page,
+                            Err(e) => return Some((vec![Err(e.into())], None)),
                         };
-                        futures::future::ready(keep)
-                    })
-                    .boxed())
+                        let mut out = Vec::with_capacity(page.len());
+                        let mut after = None;
+                        for rec in page {
+                            if rec.seq > end || until.is_past(&rec) {
+                                return Some((out, None));
+                            }
+                            after = Some(rec.seq + 1);
+                            out.push(Ok(rec));
+                        }
+                        let after = after.filter(|&n| n <= end);
+                        if out.is_empty() {
+                            return None;
+                        }
+                        Some((out, after))
+                    }
+                });
+                Ok(pages.flat_map(futures::stream::iter).boxed())
             }
             Self::File(path) => {
                 let reader = archive::Reader::open(path)?;
@@ -184,10 +244,64 @@ impl Source {
     }
 }
 
+/// What [`open_embedded`] found.
+pub enum Local {
+    /// The embedded log of a stopped node.
+    Log(SharedLog),
+    /// Why it cannot be read (missing, or held by a running node).
+    Unavailable(String),
+}
+
+/// Opens the embedded log in `data_dir` if it exists and no running node
+/// holds it.
+pub fn open_embedded(data_dir: &Path) -> Local {
+    let dir = data_dir.join("log");
+    if !dir.is_dir() {
+        return Local::Unavailable(format!("no embedded log at {}", dir.display()));
+    }
+    match EmbeddedLog::open(&dir) {
+        Ok(log) => Local::Log(Arc::new(log)),
+        Err(e) => Local::Unavailable(e.to_string()),
+    }
+}
+
+/// A source from [`Source::open_with_api`]; derefs to the [`Source`]. Keep
+/// it while reading: a download is a temporary file deleted on drop.
+pub struct OpenedSource {
+    source: Source,
+    description: Option<String>,
+    _download: Option<tempfile::TempPath>,
+}
+
+impl From<Source> for OpenedSource {
+    fn from(source: Source) -> Self {
+        Self {
+            source,
+            description: None,
+            _download: None,
+        }
+    }
+}
+
+impl OpenedSource {
+    /// A short description; for a download, the API it came from.
+    pub fn describe(&self) -> String {
+        self.description
+            .clone()
+            .unwrap_or_else(|| self.source.describe())
+    }
+}
+
+impl std::ops::Deref for OpenedSource {
+    type Target = Source;
+
+    fn deref(&self) -> &Source {
+        &self.source
+    }
+}
+
 /// Flattens chunks from a channel into a record stream.
-fn tokio_stream_from(
-    rx: tokio::sync::mpsc::Receiver<anyhow::Result<Vec<Record>>>,
-) -> RecordStream {
+fn tokio_stream_from(rx: tokio::sync::mpsc::Receiver<anyhow::Result<Vec<Record>>>) -> RecordStream {
     futures::stream::unfold(rx, |mut rx| async move {
         let item = rx.recv().await?;
         let items: Vec<anyhow::Result<Record>> = match item {

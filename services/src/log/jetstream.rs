@@ -46,7 +46,8 @@ pub use writer::{GroupCommit, WriterStats};
 use self::errors::PublishFailure;
 use self::writer::{PendingAppend, WriterConfig};
 use crate::log::{
-    Appended, DurableCursor, EventLog, Expect, Filter, LogError, Record, StartAt, Subscription,
+    Appended, DurableCursor, EventLog, Expect, Filter, LogError, RawRecord, Record, StartAt,
+    Subscription,
 };
 use async_nats::jetstream;
 use async_nats::jetstream::stream::{self, LastRawMessageErrorKind, StorageType};
@@ -413,6 +414,52 @@ impl EventLog for JetStreamLog {
                 Err(LogError::Storage(description))
             }
         }
+    }
+
+    async fn append_raw(&self, records: &[RawRecord]) -> Result<Vec<u64>, LogError> {
+        // Queued in order before any answer is awaited: the writer sends
+        // them in order, in atomic batches (no guard, ids unique: no refusal).
+        let mut answers = Vec::with_capacity(records.len());
+        for r in records {
+            let mut headers = HeaderMap::new();
+            let event_id = match r.event_id {
+                Some(id) => {
+                    let id = id.to_string();
+                    headers.insert(HEADER_MSG_ID, id.as_str());
+                    id
+                }
+                None => uuid::Uuid::new_v4().to_string(),
+            };
+            let (reply, answer) = oneshot::channel();
+            self.writer
+                .send(PendingAppend {
+                    subject: r.subject.clone(),
+                    headers,
+                    payload: r.bytes.clone(),
+                    event_id,
+                    guarded: false,
+                    reply,
+                })
+                .await
+                .map_err(|_| LogError::Closed)?;
+            answers.push(answer);
+        }
+        let mut seqs = Vec::with_capacity(answers.len());
+        for answer in answers {
+            match answer.await.map_err(|_| LogError::Closed)? {
+                Ok(stored) if stored.duplicate => {
+                    return Err(LogError::Invalid(format!(
+                        "an imported event id was already stored (seq {})",
+                        stored.seq
+                    )))
+                }
+                Ok(stored) => seqs.push(stored.seq),
+                Err(PublishFailure::Unavailable(e)) => return Err(LogError::Unavailable(e)),
+                Err(PublishFailure::Invalid(e)) => return Err(LogError::Invalid(e)),
+                Err(other) => return Err(LogError::Storage(format!("{other:?}"))),
+            }
+        }
+        Ok(seqs)
     }
 
     async fn aggregate_last_seq(

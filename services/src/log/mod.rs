@@ -88,6 +88,19 @@ impl Filter {
     }
 }
 
+/// A record to store exactly as it is ([`EventLog::append_raw`], used by
+/// `powernode events import`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawRecord {
+    /// The record's subject.
+    pub subject: String,
+    /// Its bytes, stored unchanged (agent signatures cover them).
+    pub bytes: Bytes,
+    /// The event id, when the bytes name one: indexed for later dedupe
+    /// (and sent as `Nats-Msg-Id`). Leave it out for a repeated id.
+    pub event_id: Option<uuid::Uuid>,
+}
+
 /// Optimistic-concurrency guard for an append, per aggregate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Expect {
@@ -163,6 +176,11 @@ pub trait EventLog: Send + Sync + 'static {
     /// Appends one event. Idempotent by event id: re-sending an event that is
     /// already stored answers its original sequence with `duplicate: true`.
     async fn append(&self, event: &Envelope, expect: Expect) -> Result<Appended, LogError>;
+
+    /// Stores `records` in order, exactly as given (no re-encoding), with no
+    /// guard and no dedupe; answers their sequences. For importing an export
+    /// into an empty log.
+    async fn append_raw(&self, records: &[RawRecord]) -> Result<Vec<u64>, LogError>;
 
     /// The sequence of the aggregate's last event, or `None` if it has none.
     /// Read from the authoritative copy, so it can seed an [`Expect::LastSeq`].

@@ -1,17 +1,36 @@
-//! `recent_events({kind_prefix?, limit?})`: the newest events of the
-//! operator's account, oldest first. Events never carry secrets (only
-//! fingerprints), so nothing needs redacting here.
+//! `recent_events({kind_prefix?, limit?, since?, cluster?, instance?})`:
+//! the operator's account's events, oldest first (newest last).
+//!
+//! * Without `since`: the newest `limit` events. The log is read in
+//!   windows back from its end, each window read once with the account and
+//!   kind prefix as a server-side filter (a JetStream subject filter), so
+//!   a rare kind costs a few filtered reads, never a scan of the stream.
+//! * With `since` (a sequence, an RFC 3339 time or a duration like `10m`):
+//!   the first `limit` events from there, and `more: true` when others
+//!   follow (ask again with `since: <last seq + 1>`).
+//! * `cluster` / `instance`: only events about that object (its aggregate,
+//!   or named in the payload; see [`crate::inspect::concerns`]).
+//! * `through`: the answer covers every matching event up to this log
+//!   sequence; a follower (`GET /v1/events/stream` with `Last-Event-ID:
+//!   <through>`) carries on from there with no gap and no duplicate.
+//!
+//! Events never carry secrets (only fingerprints), so nothing is redacted.
 
 use super::ActionContext;
 use crate::api::error::ApiError;
-use crate::log::{Filter, Record};
-use powernode_events::Envelope;
+use crate::api::sse::query::{Scope, Since};
+use crate::log::{EventLog, Filter, Record};
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 /// Default and largest `limit`.
 const DEFAULT_LIMIT: usize = 20;
 const MAX_LIMIT: usize = 1000;
+/// Most records one log read asks for.
+const PAGE: usize = 10_000;
+/// The first window read back from the end holds this many records at least.
+const FIRST_WINDOW: u64 = 256;
 
 /// Arguments of `recent_events`.
 #[derive(Debug, Deserialize)]
@@ -21,66 +40,223 @@ pub struct RecentEvents {
     kind_prefix: Option<String>,
     #[serde(default)]
     limit: Option<usize>,
+    /// A sequence (number or digits), an RFC 3339 time, or a duration.
+    #[serde(default)]
+    since: Option<Value>,
+    #[serde(default)]
+    cluster: Option<String>,
+    #[serde(default)]
+    instance: Option<String>,
 }
 
 pub async fn recent_events(ctx: &ActionContext<'_>, a: RecentEvents) -> Result<Value, ApiError> {
     let limit = a.limit.unwrap_or(DEFAULT_LIMIT);
     if limit == 0 || limit > MAX_LIMIT {
-        return Err(ApiError::bad_request(
-            "invalid_arguments",
-            format!("limit: must be 1-{MAX_LIMIT}"),
-        ));
+        return Err(invalid(format!(
+            "limit: must be 1-{MAX_LIMIT}, got {limit}"
+        )));
     }
-    let filter = Filter {
-        account: Some(ctx.operator.account.clone()),
-        kind_prefix: a.kind_prefix.filter(|p| !p.is_empty()),
-    };
-    let records = newest(ctx, &filter, limit).await?;
-    let mut events = Vec::with_capacity(records.len());
-    for r in records {
-        // A record that does not decode was recorded as rejected; skip it here.
-        if let Ok(e) = Envelope::decode(&r.bytes) {
-            let mut v = serde_json::to_value(&e).map_err(|e| {
-                ApiError::new(
-                    axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-                    "encode",
-                    e.to_string(),
-                )
-            })?;
-            v["seq"] = json!(r.seq);
-            events.push(v);
+    for (field, value) in [("cluster", &a.cluster), ("instance", &a.instance)] {
+        if value.as_ref().is_some_and(|v| v.trim().is_empty()) {
+            return Err(invalid(format!("{field}: must not be empty")));
         }
     }
-    Ok(json!({ "events": events }))
+    let since = a
+        .since
+        .as_ref()
+        .map(|v| Since::from_json(v, Utc::now()))
+        .transpose()
+        .map_err(|e| invalid(format!("since: {e}")))?;
+    let scope = Scope::new(
+        ctx.operator.account.clone(),
+        a.kind_prefix,
+        a.cluster,
+        a.instance,
+    );
+    let log = ctx.log().as_ref();
+    let last = log.last_seq().await?;
+    let Some(since) = since else {
+        let events = newest(log, &scope, limit, last).await?;
+        return Ok(json!({ "events": events, "through": last }));
+    };
+    let from = match since {
+        Since::Seq(s) => s.max(1),
+        Since::Time(t) => first_stored_at_or_after(log, t, last).await?,
+    };
+    let (events, more) = oldest_from(log, &scope, from, last, limit).await?;
+    let through = match (more, events.last()) {
+        (true, Some(e)) => e["seq"].as_u64().unwrap_or(last),
+        _ => last,
+    };
+    Ok(json!({ "events": events, "through": through, "more": more }))
 }
 
-/// The newest `limit` records matching `filter`, oldest first: reads a
-/// window back from the end of the log, widening it until it holds enough.
+fn invalid(message: String) -> ApiError {
+    ApiError::bad_request("invalid_arguments", message)
+}
+
+/// Matching records kept while reading: the records themselves when the
+/// subject decides, the decoded events when the payload must be looked at
+/// (`cluster` / `instance`), so only what is shown gets decoded.
+struct Kept<'a> {
+    scope: &'a Scope,
+    records: Vec<Record>,
+    events: Vec<Value>,
+}
+
+impl<'a> Kept<'a> {
+    fn new(scope: &'a Scope) -> Self {
+        Self {
+            scope,
+            records: Vec::new(),
+            events: Vec::new(),
+        }
+    }
+
+    fn by_payload(&self) -> bool {
+        self.scope.cluster.is_some() || self.scope.instance.is_some()
+    }
+
+    fn push(&mut self, r: Record) {
+        if !self.scope.filter.matches_subject(&r.subject) {
+            return;
+        }
+        if self.by_payload() {
+            self.events.extend(self.scope.event_json(&r));
+        } else {
+            self.records.push(r);
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.records.len() + self.events.len()
+    }
+
+    /// Drops all but the newest `n`.
+    fn keep_newest(&mut self, n: usize) {
+        let r = self.records.len().saturating_sub(n);
+        self.records.drain(..r);
+        let e = self.events.len().saturating_sub(n);
+        self.events.drain(..e);
+    }
+
+    fn truncate(&mut self, n: usize) {
+        self.records.truncate(n);
+        self.events.truncate(n);
+    }
+
+    fn into_events(self) -> Vec<Value> {
+        let Self {
+            scope,
+            records,
+            mut events,
+        } = self;
+        events.extend(records.iter().filter_map(|r| scope.event_json(r)));
+        events
+    }
+}
+
+/// The newest `limit` events in scope up to `last`, oldest first: windows
+/// back from the end, each four times the last, each read once.
 async fn newest(
-    ctx: &ActionContext<'_>,
-    filter: &Filter,
+    log: &dyn EventLog,
+    scope: &Scope,
     limit: usize,
-) -> Result<Vec<Record>, ApiError> {
-    let log = ctx.log();
-    let last = log.last_seq().await?;
-    let mut window = (limit as u64 * 4).max(256);
-    loop {
-        let from = last.saturating_sub(window) + 1;
-        let mut found = Vec::new();
-        let mut next = from;
-        while next <= last {
-            let page = log.read(next, 1000, filter).await?;
-            let Some(tail) = page.last() else { break };
-            next = tail.seq + 1;
-            found.extend(page.into_iter().filter(|r| r.seq <= last));
-            if found.len() > limit * 4 {
-                found.drain(..found.len() - limit);
+    last: u64,
+) -> Result<Vec<Value>, ApiError> {
+    let mut found: Vec<Value> = Vec::new();
+    let mut hi = last;
+    let mut window = (limit as u64 * 4).max(FIRST_WINDOW);
+    while hi >= 1 && found.len() < limit {
+        let lo = hi.saturating_sub(window) + 1;
+        let need = limit - found.len();
+        let mut kept = Kept::new(scope);
+        let mut next = lo;
+        while next <= hi {
+            let want = usize::try_from(hi - next + 1).map_or(PAGE, |n| n.min(PAGE));
+            let t0 = std::time::Instant::now();
+            let page = log.read(next, want, &scope.filter).await?;
+            eprintln!("XX read from {next} want {want} window {window} got {} in {:?}", page.len(), t0.elapsed());
+            let Some(tail) = page.last().map(|r| r.seq) else {
+                break;
+            };
+            next = tail + 1;
+            for r in page.into_iter().take_while(|r| r.seq <= hi) {
+                kept.push(r);
+            }
+            if kept.len() > need * 2 {
+                kept.keep_newest(need);
             }
         }
-        if found.len() >= limit || from == 1 {
-            let skip = found.len().saturating_sub(limit);
-            return Ok(found.split_off(skip));
-        }
+        kept.keep_newest(need);
+        let mut chunk = kept.into_events();
+        chunk.append(&mut found);
+        found = chunk;
+        hi = lo - 1;
         window = window.saturating_mul(4);
     }
+    Ok(found)
+}
+
+/// The first `limit` events in scope from `from` through `last`, oldest
+/// first, and whether more follow.
+async fn oldest_from(
+    log: &dyn EventLog,
+    scope: &Scope,
+    from: u64,
+    last: u64,
+    limit: usize,
+) -> Result<(Vec<Value>, bool), ApiError> {
+    let mut kept = Kept::new(scope);
+    let mut next = from;
+    while next <= last && kept.len() <= limit {
+        // Without a payload filter every record read is kept: ask for just
+        // one more than needed (to know whether more follow).
+        let want = if kept.by_payload() {
+            PAGE
+        } else {
+            limit + 1 - kept.len()
+        };
+        let want = usize::try_from(last - next + 1).map_or(want, |n| n.min(want));
+        let page = log.read(next, want, &scope.filter).await?;
+        let Some(tail) = page.last().map(|r| r.seq) else {
+            break;
+        };
+        next = tail + 1;
+        for r in page.into_iter().take_while(|r| r.seq <= last) {
+            kept.push(r);
+        }
+    }
+    let more = kept.len() > limit;
+    kept.truncate(limit);
+    Ok((kept.into_events(), more))
+}
+
+/// The sequence of the first record stored at or after `t` (`last + 1`
+/// when there is none): a binary search on stored times, one one-record
+/// read per step (about 20 for a million records).
+async fn first_stored_at_or_after(
+    log: &dyn EventLog,
+    t: DateTime<Utc>,
+    last: u64,
+) -> Result<u64, ApiError> {
+    match probe(log, last).await? {
+        Some(r) if r.stored_at >= t => {}
+        _ => return Ok(last + 1),
+    }
+    let (mut lo, mut hi) = (1, last);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        match probe(log, mid).await? {
+            Some(r) if r.stored_at >= t => hi = mid,
+            Some(r) => lo = (r.seq + 1).min(hi),
+            None => lo = mid + 1,
+        }
+    }
+    Ok(lo)
+}
+
+/// The first record at or after `seq`, whatever its account.
+async fn probe(log: &dyn EventLog, seq: u64) -> Result<Option<Record>, ApiError> {
+    Ok(log.read(seq, 1, &Filter::all()).await?.into_iter().next())
 }

@@ -17,12 +17,13 @@ mod writer;
 pub use cursor::EmbeddedCursor;
 
 use crate::log::{
-    Appended, DurableCursor, EventLog, Expect, Filter, LogError, Record, StartAt, Subscription,
+    Appended, DurableCursor, EventLog, Expect, Filter, LogError, RawRecord, Record, StartAt,
+    Subscription,
 };
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::{self, StreamExt};
-use powernode_events::subject::event_subject;
+use powernode_events::subject::{event_subject, parse_subject};
 use powernode_events::{AccountId, AggregateRef, Envelope};
 use std::collections::VecDeque;
 use std::path::Path;
@@ -169,6 +170,36 @@ impl EventLog for EmbeddedLog {
         let appended = self.submit(guard, subject, bytes).await?;
         tracing::trace!(event_id = %event.id, kind = event.kind(), seq = appended.seq, duplicate = appended.duplicate, "appended");
         Ok(appended)
+    }
+
+    async fn append_raw(&self, records: &[RawRecord]) -> Result<Vec<u64>, LogError> {
+        // Queue every request before awaiting any answer: one writer takes
+        // them in order, in as few groups (flushes) as the queue allows.
+        let mut answers = Vec::with_capacity(records.len());
+        for r in records {
+            let index = r.event_id.zip(parse_subject(&r.subject)).map(|(id, p)| {
+                let key = format!("{}.{}.{}", p.account, p.aggregate_type, p.aggregate_id);
+                (id, key)
+            });
+            let (reply, answer) = oneshot::channel();
+            let request = Request {
+                guard: Guard::Import(index),
+                subject: r.subject.clone(),
+                bytes: r.bytes.to_vec(),
+                reply,
+            };
+            self.shared
+                .tx
+                .send(request)
+                .await
+                .map_err(|_| LogError::Closed)?;
+            answers.push(answer);
+        }
+        let mut seqs = Vec::with_capacity(answers.len());
+        for answer in answers {
+            seqs.push(answer.await.map_err(|_| LogError::Closed)??.seq);
+        }
+        Ok(seqs)
     }
 
     async fn aggregate_last_seq(

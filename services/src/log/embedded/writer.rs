@@ -44,6 +44,9 @@ pub enum Guard {
     },
     /// Raw bytes from a test: no id, no aggregate.
     Raw,
+    /// An imported record: stored unchecked, indexed by its event id and
+    /// aggregate key when known.
+    Import(Option<(Uuid, String)>),
 }
 
 /// One append waiting for the writer.
@@ -183,6 +186,7 @@ impl Writer {
                     Some((*id, aggregate_key))
                 }
                 Guard::Raw => None,
+                Guard::Import(index) => index.as_ref().map(|(id, key)| (*id, key)),
             };
             let value = match encode_record(stored_at, &req.subject, &req.bytes) {
                 Ok(value) => value,

@@ -4,10 +4,12 @@
 //! a gap, a missed heartbeat or a reconnect, resuming after the last stream
 //! sequence it delivered. Two guards on top of it:
 //! * if it resets before delivering anything, async-nats recreates it with
-//!   `DeliverPolicy::All`, which would replay the whole stream: everything
+//!   `DeliverPolicy::All`, which would replay the whole stream: nothing
 //!   below the requested start (by sequence, or by stored time for
-//!   [`StartAt::Time`]) is dropped, as is anything at or below the last
-//!   sequence already handed out;
+//!   [`StartAt::Time`]) or at or below the last sequence already handed out
+//!   is ever passed on, and the first such record makes the subscription
+//!   recreate its consumer where it is (instead of reading the history
+//!   through only to drop it);
 //! * its errors (missed heartbeats, a failed pull) are logged and the stream
 //!   carries on; it never ends on a transient error.
 //!
@@ -136,7 +138,7 @@ struct Guarded {
 impl Guarded {
     /// Replaces the ordered consumer with one starting where this
     /// subscription is, retrying until the server answers.
-    async fn recreate(&mut self) {
+    async fn recreate(&mut self, why: &'static str) {
         let policy = if self.delivered_any {
             DeliverPolicy::ByStartSequence {
                 start_sequence: self.next_seq,
@@ -148,10 +150,7 @@ impl Guarded {
         loop {
             match ordered(&self.stream, &self.filter, policy).await {
                 Ok(messages) => {
-                    info!(
-                        next_seq = self.next_seq,
-                        "subscription resumed after reconnect"
-                    );
+                    info!(next_seq = self.next_seq, why, "subscription resumed");
                     self.messages = messages;
                     return;
                 }
@@ -176,7 +175,7 @@ impl Guarded {
             };
             tokio::select! {
                 changed = reconnects.changed() => match changed {
-                    Ok(()) => self.recreate().await,
+                    Ok(()) => self.recreate("after reconnect").await,
                     Err(_) => self.reconnects = None,
                 },
                 m = self.messages.next() => return m,
@@ -208,7 +207,16 @@ impl Guarded {
                 }
             };
             if seq < self.next_seq {
-                debug!(seq, expected = self.next_seq, "dropping replayed record");
+                // async-nats recreated its consumer from the stream's first
+                // record (it does when it resets before delivering
+                // anything): start again where this subscription is rather
+                // than read the whole history only to drop it.
+                debug!(
+                    seq,
+                    expected = self.next_seq,
+                    "ordered consumer replays from the start; recreating it"
+                );
+                self.recreate("after a reset from the stream's start").await;
                 continue;
             }
             if let Some(t) = self.min_time {

@@ -1,0 +1,190 @@
+//! `powernode bench replay`: rebuilding the fleet from an export file (no
+//! network), as `powernode replay --file` does.
+//!
+//! Two runs over the same file, each with its own peak RSS:
+//! * **verified** (the headline): every record admitted exactly as a live
+//!   consumer admits it, ed25519 signatures of agent events included;
+//! * **trusted** (`--trust-signatures`): the same minus the ed25519 checks,
+//!   refusals taken from the log's `system.log.record_rejected` events.
+//!
+//! Both must end in the same state (same digest), or the bench fails.
+//!
+//! `--generate N` first writes a synthetic export of N events: a fleet of
+//! `--clusters` K3s clusters built through the whole lifecycle
+//! ([`super::workload`], agent events signed), then VIP failover churn
+//! (holder silent → promoted → the agents report holding and releasing,
+//! signed) until N. Churn adds no objects, so two files with the same
+//! `--clusters` and different N hold the same fleet: the peak RSS shows
+//! whether memory follows the fleet or the number of events.
+
+mod generate;
+
+use crate::inspect::replay::{fold, state_hash, Folded};
+use crate::inspect::{Bound, Source, SourceArgs};
+use anyhow::{bail, ensure};
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// Arguments of `powernode bench replay`.
+#[derive(Debug, clap::Args)]
+pub struct ReplayBenchArgs {
+    /// The export to replay (written first with --generate).
+    #[arg(long, value_name = "FILE")]
+    pub file: PathBuf,
+    /// Write a synthetic export of N events to --file first (replacing it).
+    #[arg(long, value_name = "N")]
+    pub generate: Option<u64>,
+    /// With --generate: clusters in the fleet (3 servers and 2 workers
+    /// each, one VIP each); the events past its build-up are failover churn.
+    #[arg(long, default_value_t = 2000)]
+    pub clusters: usize,
+    /// With --generate: accounts the clusters are spread over.
+    #[arg(long, default_value_t = 16)]
+    pub accounts: usize,
+    /// Only generate the file (no replay).
+    #[arg(long, requires = "generate")]
+    pub generate_only: bool,
+    /// Print one JSON object (otherwise pretty JSON).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs the benchmark and prints its figures.
+pub async fn run(args: ReplayBenchArgs) -> anyhow::Result<()> {
+    if let Some(n) = args.generate {
+        ensure!(n > 0, "--generate needs at least one event");
+        eprintln!(
+            "bench: writing {n} events ({} clusters in {} accounts, then failover churn) to {}…",
+            args.clusters,
+            args.accounts,
+            args.file.display()
+        );
+        let (file, clusters, accounts) = (args.file.clone(), args.clusters, args.accounts);
+        let written =
+            tokio::task::spawn_blocking(move || generate::write(&file, n, clusters, accounts))
+                .await??;
+        eprintln!(
+            "bench: {} events ({} of them the fleet build-up, {} agent-signed), {:.1} MiB",
+            written.events,
+            written.fleet_events,
+            written.signed,
+            written.bytes as f64 / 1_048_576.0
+        );
+        if args.generate_only {
+            return Ok(());
+        }
+    }
+    let source_args = SourceArgs {
+        file: Some(args.file.clone()),
+        nats: None,
+        stream: String::new(),
+    };
+    let source = Source::open(&source_args, &args.file).await?;
+    let file_mib = std::fs::metadata(&args.file)?.len() as f64 / 1_048_576.0;
+
+    eprintln!("bench: replaying, every signature verified…");
+    reset_peak_rss();
+    let verified = measure(&source, false).await?;
+    eprintln!("bench: replaying again with --trust-signatures…");
+    reset_peak_rss();
+    let trusted = measure(&source, true).await?;
+    if verified.hash != trusted.hash {
+        bail!(
+            "the trusted replay ended in another state ({} vs {}): not a faithful mode",
+            trusted.hash,
+            verified.hash
+        );
+    }
+    let v = &verified;
+    let out = json!({
+        "file": args.file.display().to_string(),
+        "file_mib": round1(file_mib),
+        "events": v.folded.stats.records,
+        "applied": v.folded.stats.applied,
+        "refused": v.folded.stats.refused.len(),
+        "seconds": round3(v.seconds),
+        "events_per_s": (v.folded.stats.records as f64 / v.seconds).round(),
+        "peak_rss_mib": round1(v.peak_rss_mib),
+        "signatures": "verified",
+        "profile_s": profile(v),
+        "fleet": fleet_size(&v.folded),
+        "state_hash": format!("sha256:{}", v.hash),
+        "trusted": {
+            "signatures": "trusted (--trust-signatures: not re-verified; refusals from record_rejected events)",
+            "seconds": round3(trusted.seconds),
+            "events_per_s": (trusted.folded.stats.records as f64 / trusted.seconds).round(),
+            "peak_rss_mib": round1(trusted.peak_rss_mib),
+            "profile_s": profile(&trusted),
+            "same_state": true,
+        },
+        "cores": std::thread::available_parallelism().map_or(1, |n| n.get()),
+    });
+    super::print_figures(&out, args.json)
+}
+
+/// One timed replay.
+struct Run {
+    folded: Folded,
+    hash: String,
+    seconds: f64,
+    peak_rss_mib: f64,
+}
+
+async fn measure(source: &Source, trust: bool) -> anyhow::Result<Run> {
+    let start = Instant::now();
+    let folded = fold(source, Bound::End, trust, true).await?;
+    let seconds = start.elapsed().as_secs_f64();
+    let peak_rss_mib = super::peak_rss_mib();
+    let hash = state_hash(&folded.state);
+    Ok(Run {
+        folded,
+        hash,
+        seconds,
+        peak_rss_mib,
+    })
+}
+
+fn profile(r: &Run) -> Value {
+    let s = &r.folded.stats;
+    json!({
+        "total": round3(s.total.as_secs_f64()),
+        "decode_cpu": round3(s.decode.as_secs_f64()),
+        "verify_signatures": round3(s.verify.as_secs_f64()),
+        "admit_and_apply": round3(s.apply.as_secs_f64()),
+    })
+}
+
+/// Objects in the rebuilt fleet.
+fn fleet_size(f: &Folded) -> Value {
+    let (mut clusters, mut instances, mut vips, mut approvals) = (0, 0, 0, 0);
+    let mut accounts = 0;
+    for (_, a) in f.state.accounts() {
+        accounts += 1;
+        clusters += a.clusters.len();
+        instances += a.instances.len();
+        vips += a.virtual_ips.len();
+        approvals += a.approvals.len();
+    }
+    json!({
+        "accounts": accounts,
+        "clusters": clusters,
+        "instances": instances,
+        "virtual_ips": vips,
+        "approvals": approvals,
+    })
+}
+
+/// Resets this process's peak RSS (Linux: `5` to `/proc/self/clear_refs`),
+/// so each run reports its own; elsewhere a no-op.
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+fn round1(x: f64) -> f64 {
+    (x * 10.0).round() / 10.0
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
