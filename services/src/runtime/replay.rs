@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 /// Records per pipeline chunk.
-const CHUNK: usize = 2048;
+const CHUNK: usize = 1024;
 
 /// What a rebuild did and where its time went.
 #[derive(Debug, Clone, Default)]
@@ -195,10 +195,11 @@ where
     Ok((state, stats))
 }
 
-/// Stage 1: a task that reads chunks, decodes them on every core and
-/// pre-verifies their signatures with the enrollments seen so far (the
+/// Stage 1: a task that reads chunks, decodes up to one chunk per core at
+/// once (on the blocking pool, whose threads are reused), then pre-verifies
+/// their signatures in order with the enrollments seen so far (the
 /// projection's own keys are not needed: admission re-checks every verdict
-/// against them).
+/// against them) while the next chunks decode.
 fn spawn_prepare<E: Into<ReplayError> + Send + 'static>(
     records: futures::stream::BoxStream<'static, Result<Record, E>>,
     until: u64,
@@ -208,86 +209,77 @@ fn spawn_prepare<E: Into<ReplayError> + Send + 'static>(
     JoinHandle<()>,
 ) {
     let (tx, rx) = mpsc::channel::<Result<Prepared, ReplayError>>(2);
-    let mut chunks = records.ready_chunks(CHUNK);
-    let task = tokio::spawn(async move {
-        let mut hints = Some(KeyHints::default());
-        while let Some(chunk) = chunks.next().await {
-            let mut records = Vec::with_capacity(chunk.len());
-            for item in chunk {
-                match item {
-                    Ok(r) => records.push(r),
-                    Err(e) => {
-                        let _ = tx.send(Err(e.into())).await;
-                        return;
-                    }
-                }
-            }
-            let done = records.last().is_some_and(|r| r.seq >= until);
-            let mut h = hints.take().unwrap_or_default();
-            let prepared = tokio::task::spawn_blocking(move || {
-                let (decoded, decode) = decode_parallel(&records);
+    let cores = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(4);
+    let mut decoded = records
+        .ready_chunks(CHUNK)
+        .map(|chunk| async move {
+            let records = chunk
+                .into_iter()
+                .collect::<Result<Vec<Record>, E>>()
+                .map_err(Into::into)?;
+            tokio::task::spawn_blocking(move || {
                 let t = Instant::now();
-                let verdicts = if verify {
-                    admission::preverify(&records, &decoded, &mut h, |_| None)
-                } else {
-                    vec![None; records.len()]
-                };
-                let prepared = Prepared {
-                    records,
-                    decoded,
-                    verdicts,
-                    decode,
-                    verify: t.elapsed(),
-                };
-                (prepared, h)
+                let decoded: Vec<_> = records.iter().map(admission::decode).collect();
+                (records, decoded, t.elapsed())
             })
-            .await;
-            match prepared {
-                Ok((p, h)) => {
-                    hints = Some(h);
-                    if tx.send(Ok(p)).await.is_err() || done {
-                        return;
-                    }
-                }
+            .await
+            .map_err(|e| ReplayError::Pipeline(e.to_string()))
+        })
+        .buffered(cores);
+    let task = tokio::spawn(async move {
+        let mut hints = KeyHints::default();
+        while let Some(chunk) = decoded.next().await {
+            let (records, decoded, decode) = match chunk {
+                Ok(c) => c,
                 Err(e) => {
-                    let _ = tx.send(Err(ReplayError::Pipeline(e.to_string()))).await;
+                    let _ = tx.send(Err(e)).await;
                     return;
                 }
+            };
+            let done = records.last().is_some_and(|r| r.seq >= until);
+            let prepared = if verify {
+                let mut h = std::mem::take(&mut hints);
+                let verified = tokio::task::spawn_blocking(move || {
+                    let t = Instant::now();
+                    let verdicts = admission::preverify(&records, &decoded, &mut h, |_| None);
+                    let verify = t.elapsed();
+                    let prepared = Prepared {
+                        records,
+                        decoded,
+                        verdicts,
+                        decode,
+                        verify,
+                    };
+                    (prepared, h)
+                })
+                .await;
+                match verified {
+                    Ok((p, h)) => {
+                        hints = h;
+                        p
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(ReplayError::Pipeline(e.to_string()))).await;
+                        return;
+                    }
+                }
+            } else {
+                Prepared {
+                    verdicts: vec![None; records.len()],
+                    records,
+                    decoded,
+                    decode,
+                    verify: Duration::ZERO,
+                }
+            };
+            if tx.send(Ok(prepared)).await.is_err() || done {
+                return;
             }
         }
     });
     (rx, task)
-}
-
-/// Decodes a chunk, split over the machine's cores; the decoded envelopes
-/// in record order and the decoding time summed over threads.
-fn decode_parallel(records: &[Record]) -> (Vec<Result<Envelope, Refusal>>, Duration) {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(4);
-    let timed = |part: &[Record]| {
-        let t = Instant::now();
-        let out: Vec<_> = part.iter().map(admission::decode).collect();
-        (out, t.elapsed())
-    };
-    if threads == 1 || records.len() < 256 {
-        return timed(records);
-    }
-    let per_thread = records.len().div_ceil(threads);
-    std::thread::scope(|s| {
-        let mut parts = records.chunks(per_thread);
-        // The first part is decoded on this thread, the others beside it.
-        let first = parts.next().unwrap_or(&[]);
-        let handles: Vec<_> = parts.map(|p| s.spawn(move || timed(p))).collect();
-        let (mut decoded, mut took) = timed(first);
-        for (h, part) in handles.into_iter().zip(records.chunks(per_thread).skip(1)) {
-            // A panicking decoder is a bug; decode that part here instead.
-            let (d, t) = h.join().unwrap_or_else(|_| timed(part));
-            decoded.extend(d);
-            took += t;
-        }
-        (decoded, took)
-    })
 }
 
 /// Admits one record as a rebuild does, verifying its signature (if any)
