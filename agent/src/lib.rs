@@ -3,6 +3,7 @@
 //! * [`identity`] — the ed25519 key it enrolls with and signs every event with;
 //! * [`protocol`] and [`link`] — what it says to the platform's intake, and how
 //!   (NATS request/reply, or a direct call when it runs inside the platform);
+//! * [`nkey`] — the NATS NKey user an agent may authenticate with;
 //! * [`agent`] — enrollment, heartbeat, module reconcile and the handshake;
 //! * [`state`] — what survives a restart (a restart with the same state dir
 //!   is the same instance);
@@ -15,6 +16,7 @@
 pub mod agent;
 pub mod identity;
 pub mod link;
+pub mod nkey;
 pub mod protocol;
 pub mod runtime;
 pub mod state;

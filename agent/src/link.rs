@@ -47,6 +47,78 @@ pub trait AgentLink: Send + Sync {
 /// How long an agent waits for the intake's answer.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How often the link pings the server: a connection that went dead (the
+/// server killed, the host cut off) is noticed after two missed pongs.
+pub const PING_INTERVAL: Duration = Duration::from_secs(5);
+
+/// How an agent authenticates to NATS.
+#[derive(Clone, Default)]
+pub struct NatsAuth {
+    /// The seed (`SU…`) of the agent's NKey user; `None`: no
+    /// authentication (a server without users).
+    pub nkey_seed: Option<String>,
+    /// Prefix of the agent's reply subjects. `None` with an NKey:
+    /// `_INBOX.<the NKey's public key>`, so the server can let each agent
+    /// read only its own replies (join tokens travel in them). `None`
+    /// without one: the client's default `_INBOX`.
+    pub inbox_prefix: Option<String>,
+}
+
+impl std::fmt::Debug for NatsAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NatsAuth")
+            .field("nkey_seed", &self.nkey_seed.as_ref().map(|_| "<redacted>"))
+            .field("inbox_prefix", &self.inbox_prefix())
+            .finish()
+    }
+}
+
+impl NatsAuth {
+    /// The NKey user with its seed in `path` (whitespace trimmed).
+    pub fn from_seed_file(path: &std::path::Path) -> std::io::Result<Self> {
+        Ok(Self::from_seed(&std::fs::read_to_string(path)?))
+    }
+
+    /// The NKey user with this seed (whitespace trimmed).
+    pub fn from_seed(seed: &str) -> Self {
+        Self {
+            nkey_seed: Some(seed.trim().to_string()),
+            inbox_prefix: None,
+        }
+    }
+
+    /// The public key (`U…`) of the NKey user, if one is set and its seed
+    /// is valid.
+    pub fn public_key(&self) -> Option<String> {
+        let seed = self.nkey_seed.as_ref()?;
+        nkeys::KeyPair::from_seed(seed).ok().map(|k| k.public_key())
+    }
+
+    /// The reply-subject prefix the agent uses (see [`Self::inbox_prefix`]).
+    pub fn inbox_prefix(&self) -> Option<String> {
+        self.inbox_prefix
+            .clone()
+            .or_else(|| self.public_key().map(|k| inbox_prefix_for(&k)))
+    }
+}
+
+/// The reply-subject prefix of the agent whose NKey public key is
+/// `public_key`: `_INBOX.<public_key>`. Its permissions allow subscribing
+/// to `_INBOX.<public_key>.>` only.
+pub fn inbox_prefix_for(public_key: &str) -> String {
+    format!("_INBOX.{public_key}")
+}
+
+/// The instance a submission reports for (the signed event's actor), if
+/// the event decodes.
+fn submitter(s: &Submission) -> Option<String> {
+    let bytes = hex::decode(&s.event).ok()?;
+    match powernode_events::Envelope::decode(&bytes).ok()?.actor {
+        powernode_events::Actor::Agent { instance_id } => Some(instance_id),
+        _ => None,
+    }
+}
+
 /// The intake over NATS request/reply.
 pub struct NatsLink {
     client: async_nats::Client,
@@ -54,14 +126,35 @@ pub struct NatsLink {
 }
 
 impl NatsLink {
-    /// Connects to `url`.
+    /// Connects to `url` (several servers: comma-separated).
     pub async fn connect(url: &str) -> Result<Self, LinkError> {
-        let client = async_nats::ConnectOptions::new()
+        Self::connect_with(url, &NatsAuth::default()).await
+    }
+
+    /// Connects to `url` as `auth` says (an NKey user whose server-side
+    /// permissions confine it to its own subjects and reply inbox).
+    pub async fn connect_with(url: &str, auth: &NatsAuth) -> Result<Self, LinkError> {
+        let mut options = async_nats::ConnectOptions::new()
             .connection_timeout(Duration::from_secs(5))
             .name("powernode-agent")
+            // Notice a dead or cut-off server within seconds, not minutes.
+            .ping_interval(PING_INTERVAL)
             // The intake may wait up to 20 s for a decision before answering.
-            .request_timeout(Some(REQUEST_TIMEOUT))
-            .connect(url)
+            .request_timeout(Some(REQUEST_TIMEOUT));
+        if let Some(seed) = &auth.nkey_seed {
+            options = options.nkey(seed.clone());
+        }
+        if let Some(prefix) = auth.inbox_prefix() {
+            options = options.custom_inbox_prefix(prefix);
+        }
+        // Several servers (a cluster) may be given, comma-separated.
+        let servers: Vec<&str> = url
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect();
+        let client = options
+            .connect(servers)
             .await
             .map_err(|e| LinkError::Unavailable(format!("cannot connect to {url}: {e}")))?;
         Ok(Self::new(client))
@@ -77,11 +170,14 @@ impl NatsLink {
 
     async fn request<Q: Serialize, A: DeserializeOwned>(
         &self,
-        subject: &'static str,
+        subject: String,
         body: &Q,
     ) -> Result<A, LinkError> {
         let payload = serde_json::to_vec(body).expect("protocol messages serialize");
-        let msg = tokio::time::timeout(self.timeout, self.client.request(subject, payload.into()))
+        let msg = tokio::time::timeout(
+            self.timeout,
+            self.client.request(subject.clone(), payload.into()),
+        )
             .await
             .map_err(|_| {
                 LinkError::Unavailable(format!("{subject}: no answer in {:?}", self.timeout))
@@ -100,15 +196,24 @@ impl NatsLink {
 #[async_trait]
 impl AgentLink for NatsLink {
     async fn enroll(&self, req: EnrollRequest) -> Result<EnrollReply, LinkError> {
-        self.request(subjects::ENROLL, &req).await
+        self.request(subjects::ENROLL.to_string(), &req).await
     }
 
+    /// On the instance's own subject ([`subjects::heartbeat_of`]).
     async fn heartbeat(&self, hb: Heartbeat) -> Result<HeartbeatReply, LinkError> {
-        self.request(subjects::HEARTBEAT, &hb).await
+        self.request(subjects::heartbeat_of(&hb.instance_id), &hb)
+            .await
     }
 
+    /// On the reporting instance's own subject ([`subjects::submit_of`]);
+    /// an event that does not decode goes to the shared subject, whose
+    /// answer says what is wrong with it.
     async fn submit(&self, s: Submission) -> Result<SubmitReply, LinkError> {
-        self.request(subjects::SUBMIT, &s).await
+        let subject = match submitter(&s) {
+            Some(instance) => subjects::submit_of(&instance),
+            None => subjects::SUBMIT.to_string(),
+        };
+        self.request(subject, &s).await
     }
 
     /// Subscribes to [`subjects::nudge`] for the instance (core NATS; the

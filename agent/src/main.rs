@@ -8,7 +8,7 @@
 use clap::{Parser, Subcommand};
 use powernode_agent::agent::Agent;
 use powernode_agent::identity::Identity;
-use powernode_agent::link::NatsLink;
+use powernode_agent::link::{NatsAuth, NatsLink};
 use powernode_agent::runtime::k3s::K3sRuntime;
 use powernode_agent::runtime::simulated::SimulatedRuntime;
 use powernode_agent::runtime::{Runtime, RuntimeKind};
@@ -30,7 +30,8 @@ struct Cli {
 
 #[derive(Debug, clap::Args)]
 struct RunArgs {
-    /// NATS URL of the platform (e.g. nats://10.0.0.1:4222).
+    /// NATS URL of the platform (e.g. nats://10.0.0.1:4222; several servers
+    /// of one cluster comma-separated).
     #[arg(long, env = "POWERNODE_NATS_URL")]
     nats: Option<String>,
     /// The enrollment credential `system_provision_instance` returned
@@ -54,6 +55,16 @@ struct RunArgs {
     /// Node name reported by the simulated runtime (default: the platform's hostname).
     #[arg(long)]
     node_name: Option<String>,
+    /// The seed file of this agent's NATS NKey user (a line `SU…`), when
+    /// the platform's NATS server authenticates agents: each agent its own
+    /// user, allowed to publish only its own subjects and to read only its
+    /// own replies (`powernode-agent nkey` makes one).
+    #[arg(long, env = "POWERNODE_NATS_NKEY_FILE")]
+    nats_nkey_file: Option<PathBuf>,
+    /// Prefix of the agent's NATS reply subjects (default with an NKey:
+    /// `_INBOX.<its public key>`; without: `_INBOX`).
+    #[arg(long, env = "POWERNODE_NATS_INBOX_PREFIX")]
+    nats_inbox_prefix: Option<String>,
     /// The network interface a held virtual IP is put on (k3s runtime):
     /// the SD-WAN's WireGuard interface.
     #[arg(long, env = "POWERNODE_VIP_INTERFACE", default_value = powernode_agent::runtime::k3s::DEFAULT_VIP_INTERFACE)]
@@ -72,6 +83,13 @@ enum Command {
         )]
         key_file: PathBuf,
     },
+    /// Create a NATS NKey user (seed file, mode 0600) if missing and print
+    /// its public key (`U…`), the key the server's `authorization` names.
+    Nkey {
+        /// Where the seed lives.
+        #[arg(long, env = "POWERNODE_NATS_NKEY_FILE")]
+        seed_file: PathBuf,
+    },
 }
 
 #[tokio::main]
@@ -80,6 +98,10 @@ async fn main() -> anyhow::Result<()> {
     if let Some(Command::Identity { key_file }) = cli.command {
         let id = Identity::load_or_create(&key_file)?;
         println!("{}", id.public_key_hex());
+        return Ok(());
+    }
+    if let Some(Command::Nkey { seed_file }) = cli.command {
+        println!("{}", powernode_agent::nkey::load_or_create(&seed_file)?);
         return Ok(());
     }
     tracing_subscriber::fmt()
@@ -113,7 +135,25 @@ async fn main() -> anyhow::Result<()> {
             )),
         }
     };
-    let link = Arc::new(NatsLink::connect(&url).await?);
+    let mut auth = match &args.nats_nkey_file {
+        Some(path) => NatsAuth::from_seed_file(path).map_err(|e| {
+            anyhow::anyhow!("cannot read the NKey seed {}: {e}", path.display())
+        })?,
+        None => NatsAuth::default(),
+    };
+    auth.inbox_prefix = args.nats_inbox_prefix.clone();
+    if auth.nkey_seed.is_some() && auth.public_key().is_none() {
+        anyhow::bail!("--nats-nkey-file holds no valid NKey seed");
+    }
+    let link = loop {
+        match NatsLink::connect_with(&url, &auth).await {
+            Ok(link) => break Arc::new(link),
+            Err(e) => {
+                tracing::warn!(error = %e, "platform unavailable; retrying in 2 s");
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        }
+    };
     let agent = loop {
         match Agent::start(
             Identity::load_or_create(&key_file)?,

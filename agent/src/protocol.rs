@@ -21,10 +21,39 @@ use serde::{Deserialize, Serialize};
 pub mod subjects {
     /// [`super::EnrollRequest`] → [`super::EnrollReply`].
     pub const ENROLL: &str = "pn.agent.enroll";
-    /// [`super::Heartbeat`] → [`super::HeartbeatReply`].
+    /// [`super::Heartbeat`] → [`super::HeartbeatReply`], from any instance
+    /// (the intake still answers here; agents use [`heartbeat_of`]).
     pub const HEARTBEAT: &str = "pn.agent.heartbeat";
-    /// [`super::Submission`] → [`super::SubmitReply`].
+    /// Every instance's own heartbeat subject ([`heartbeat_of`]).
+    pub const HEARTBEAT_ANY: &str = "pn.agent.heartbeat.*";
+    /// [`super::Submission`] → [`super::SubmitReply`], from any instance
+    /// (the intake still answers here; agents use [`submit_of`]).
     pub const SUBMIT: &str = "pn.agent.submit";
+    /// Every instance's own submission subject ([`submit_of`]).
+    pub const SUBMIT_ANY: &str = "pn.agent.submit.*";
+
+    /// The subject an enrolled instance's agent heartbeats on. Per-instance
+    /// subjects let the server's permissions confine an agent to its own
+    /// (`publish: pn.agent.heartbeat.<instance>`), and the intake refuses a
+    /// beat whose instance is not the subject's (`subject_mismatch`).
+    pub fn heartbeat_of(instance_id: &str) -> String {
+        format!("{HEARTBEAT}.{instance_id}")
+    }
+
+    /// The subject an enrolled instance's agent submits handshake events
+    /// on (see [`heartbeat_of`]).
+    pub fn submit_of(instance_id: &str) -> String {
+        format!("{SUBMIT}.{instance_id}")
+    }
+
+    /// The instance a per-instance subject (`<prefix>.<instance>`) names,
+    /// or `None` for the shared subject `prefix` itself.
+    pub fn instance_of<'a>(subject: &'a str, prefix: &str) -> Option<&'a str> {
+        subject
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.strip_prefix('.'))
+            .filter(|id| !id.is_empty() && !id.contains('.'))
+    }
     /// Queue group of the intake responders.
     pub const QUEUE: &str = "pn-intake";
     /// Prefix of the per-instance nudge subjects.

@@ -110,8 +110,14 @@ pub async fn follow_heartbeats(
     liveness: SharedLiveness,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let mut beats = client.subscribe(subjects::HEARTBEAT).await?;
-    info!("following agent heartbeats on {}", subjects::HEARTBEAT);
+    let shared = client.subscribe(subjects::HEARTBEAT).await?;
+    let own = client.subscribe(subjects::HEARTBEAT_ANY).await?;
+    let mut beats = futures::stream::select(shared, own);
+    info!(
+        "following agent heartbeats on {} and {}",
+        subjects::HEARTBEAT,
+        subjects::HEARTBEAT_ANY
+    );
     loop {
         let msg = tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
@@ -127,6 +133,11 @@ pub async fn follow_heartbeats(
             debug!("ignoring a malformed heartbeat");
             continue;
         };
+        let sender = subjects::instance_of(msg.subject.as_str(), subjects::HEARTBEAT);
+        if sender.is_some_and(|s| s != hb.instance_id) {
+            debug!(instance = %hb.instance_id, subject = %msg.subject, "ignoring a heartbeat on another instance's subject");
+            continue;
+        }
         if liveness.has_beat(&hb.instance_id, hb.sent_at_ms) {
             continue; // the intake of this process verified it already
         }

@@ -181,19 +181,26 @@ async fn export_import_and_replay_give_the_same_state() -> anyhow::Result<()> {
 /// An embedded log with `n` generated events in `<dir>/log`, closed again.
 async fn generated_log(dir: &Path, n: usize) -> anyhow::Result<()> {
     let log = EmbeddedLog::open(&dir.join("log"))?;
-    for i in 0..n {
-        let account = AccountId::new(format!("acct-{i}"))?;
-        let event = Envelope::new(
-            account,
-            Actor::Operator {
-                token_id: "tok-test".into(),
-            },
-            AccountCreated {
-                account_id: format!("acct-{i}"),
-                name: format!("account number {i}"),
-            },
-        );
-        log.append(&event, Expect::Any).await?;
+    let events: Vec<Envelope> = (0..n)
+        .map(|i| {
+            Ok(Envelope::new(
+                AccountId::new(format!("acct-{i}"))?,
+                Actor::Operator {
+                    token_id: "tok-test".into(),
+                },
+                AccountCreated {
+                    account_id: format!("acct-{i}"),
+                    name: format!("account number {i}"),
+                },
+            ))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    // Appended a few hundred at a time: the writer commits them together.
+    for group in events.chunks(500) {
+        let appends = group.iter().map(|e| log.append(e, Expect::Any));
+        for appended in futures::future::join_all(appends).await {
+            appended?;
+        }
     }
     Ok(())
 }
@@ -536,5 +543,48 @@ async fn export_through_the_api_of_a_running_node_is_account_scoped() -> anyhow:
     );
     let local = export_records(&std::fs::read(&local_file)?)?;
     ensure!(local == all, "the local export differs from the API's");
+    Ok(())
+}
+
+/// Throughput of a larger round trip (`--ignored`; prints figures).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, not a check"]
+async fn large_round_trip_throughput() -> anyhow::Result<()> {
+    const N: usize = 20_000;
+    let cli = Cli::new()?;
+    let dir = tempfile::tempdir()?;
+    let source = dir.path().join("source");
+    generated_log(&source, N).await?;
+    let file = dir.path().join("big.pnx");
+    let f = file.to_str().context("path")?;
+    let s = cli
+        .json(&[
+            "events",
+            "export",
+            "--data-dir",
+            source.to_str().context("path")?,
+            "--out",
+            f,
+        ])
+        .await?;
+    println!("export: {s}");
+    let nats = NatsServer::start()?;
+    let s = cli
+        .json(&["events", "import", f, "--nats", &nats.url()])
+        .await?;
+    println!("import into JetStream: {s}");
+    ensure!(s["events"] == N, "{s}");
+    let into = dir.path().join("into");
+    let s = cli
+        .json(&[
+            "events",
+            "import",
+            f,
+            "--data-dir",
+            into.to_str().context("path")?,
+        ])
+        .await?;
+    println!("import into sled: {s}");
+    ensure!(s["events"] == N, "{s}");
     Ok(())
 }

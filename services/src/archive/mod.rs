@@ -99,14 +99,5 @@ pub struct Header {
     pub until: Option<String>,
 }
 
-impl Header {
-    /// True when the export was written with a filter (account, kind
-    /// prefix, or a start): its records need not start at sequence 1 or be
-    /// contiguous.
-    pub fn is_filtered(&self) -> bool {
-        self.account.is_some() || self.kind_prefix.is_some() || self.since.is_some()
-    }
-}
-
 #[cfg(test)]
 mod tests;

@@ -117,6 +117,9 @@ pub async fn export(api: &ApiArgs, args: ExportArgs) -> anyhow::Result<()> {
         args.account.as_deref(),
     )?;
     let to_stdout = args.out.as_os_str() == "-";
+    if to_stdout && std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        bail!("the export is binary: redirect stdout to a file or pass --out FILE");
+    }
     if !to_stdout && args.out.exists() && !args.force {
         bail!("{} exists; pass --force to replace it", args.out.display());
     }

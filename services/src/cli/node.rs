@@ -4,7 +4,7 @@
 use crate::api::{router, ApiState};
 use crate::intake::Intake;
 use crate::log::embedded::EmbeddedLog;
-use crate::log::jetstream::{GroupCommit, JetStreamConfig, JetStreamLog};
+use crate::log::jetstream::{GroupCommit, JetStreamConfig, JetStreamLog, NkeySeed};
 use crate::log::SharedLog;
 use crate::runtime::Shared;
 use crate::services::{run_service, ServiceContext, ServiceName};
@@ -43,6 +43,11 @@ pub struct LogArgs {
         default_value = "atomic"
     )]
     pub group_commit: GroupCommit,
+    /// Seed file of the NKey user to connect to NATS as (a line `SU…`;
+    /// `powernode-agent nkey --seed-file F` makes one), when the server
+    /// authenticates clients.
+    #[arg(long, env = "POWERNODE_NATS_NKEY_FILE")]
+    pub nats_nkey_file: Option<PathBuf>,
 }
 
 /// Opens the log the arguments select.
@@ -53,6 +58,12 @@ pub async fn open_log(args: &LogArgs) -> anyhow::Result<SharedLog> {
             config.stream = args.stream.clone();
             config.replicas = args.replicas;
             config.group_commit = args.group_commit;
+            if let Some(path) = &args.nats_nkey_file {
+                let seed = std::fs::read_to_string(path).with_context(|| {
+                    format!("cannot read the NKey seed file {}", path.display())
+                })?;
+                config.nkey_seed = Some(NkeySeed(seed.trim().to_string()));
+            }
             Arc::new(JetStreamLog::connect(config).await?)
         }
         None => {

@@ -66,6 +66,14 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<()> {
             [a, b] => (Bound::parse(a)?, Bound::parse(b)?),
             _ => anyhow::bail!("--diff takes two points: A B"),
         };
+        let backwards = match (a, b) {
+            (Bound::Seq(x), Bound::Seq(y)) => x >= y,
+            (Bound::Time(x), Bound::Time(y)) => x >= y,
+            _ => false,
+        };
+        if backwards {
+            anyhow::bail!("--diff A B: A must come before B");
+        }
         return run_diff(&args, &source, a, b).await;
     }
     let until = match args.until.as_deref() {

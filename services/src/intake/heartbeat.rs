@@ -73,6 +73,26 @@ impl Intake {
     /// A heartbeat: verified, remembered (in memory), answered with the
     /// instance's assignments and VIP duties.
     pub async fn heartbeat(&self, hb: Heartbeat) -> Result<HeartbeatReply, Refusal> {
+        self.heartbeat_from(None, hb).await
+    }
+
+    /// [`Self::heartbeat`] for a beat that arrived on an instance's own
+    /// subject (`pn.agent.heartbeat.<sender>`): a beat of another instance
+    /// is refused (`subject_mismatch`).
+    pub async fn heartbeat_from(
+        &self,
+        sender: Option<&str>,
+        hb: Heartbeat,
+    ) -> Result<HeartbeatReply, Refusal> {
+        if let Some(sender) = sender.filter(|s| *s != hb.instance_id) {
+            return Err(refusal(
+                "subject_mismatch",
+                format!(
+                    "a heartbeat of instance {} arrived on the subject of instance {sender}; an agent beats only on its own subject",
+                    hb.instance_id
+                ),
+            ));
+        }
         if let Some(seq) = hb.after_seq {
             // Nudged about a change at `seq`: answer once the view has it
             // (briefly: the hint is unsigned, so never wait long for it).

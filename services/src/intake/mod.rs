@@ -174,7 +174,18 @@ impl Intake {
 
     /// One signed handshake event.
     pub async fn submit(&self, s: Submission) -> Result<SubmitReply, Refusal> {
-        let event = match validate::admit(&self.fleet, &s).await {
+        self.submit_from(None, s).await
+    }
+
+    /// [`Self::submit`] for a submission that arrived on an instance's own
+    /// subject (`pn.agent.submit.<sender>`): an event about another
+    /// instance is refused (`subject_mismatch`) and recorded.
+    pub async fn submit_from(
+        &self,
+        sender: Option<&str>,
+        s: Submission,
+    ) -> Result<SubmitReply, Refusal> {
+        let event = match validate::admit(&self.fleet, &s, sender).await {
             Ok(event) => event,
             Err(rejected) => {
                 if let Some((account, instance)) = &rejected.attributed {

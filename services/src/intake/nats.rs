@@ -1,6 +1,13 @@
 //! The intake over NATS request/reply: agents on other hosts reach it on
 //! the `pn.agent.*` subjects (queue group `pn-intake`, so several API
 //! replicas share the load).
+//!
+//! An enrolled agent heartbeats and submits on its instance's own subjects
+//! (`pn.agent.heartbeat.<instance>`, `pn.agent.submit.<instance>`), so a
+//! server that authenticates agents can confine each to its own; a request
+//! whose instance is not its subject's is refused (`subject_mismatch`).
+//! The shared subjects (`pn.agent.heartbeat`, `pn.agent.submit`) are still
+//! answered, for servers without per-agent users.
 
 use super::{refusal, Intake};
 use futures::StreamExt;
@@ -17,15 +24,16 @@ pub async fn serve(
     client: async_nats::Client,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let mut enroll = client
-        .queue_subscribe(subjects::ENROLL, subjects::QUEUE.into())
+    let queue = || subjects::QUEUE.to_string();
+    let mut enroll = client.queue_subscribe(subjects::ENROLL, queue()).await?;
+    let heartbeat = client.queue_subscribe(subjects::HEARTBEAT, queue()).await?;
+    let own_heartbeat = client
+        .queue_subscribe(subjects::HEARTBEAT_ANY, queue())
         .await?;
-    let mut heartbeat = client
-        .queue_subscribe(subjects::HEARTBEAT, subjects::QUEUE.into())
-        .await?;
-    let mut submit = client
-        .queue_subscribe(subjects::SUBMIT, subjects::QUEUE.into())
-        .await?;
+    let submit = client.queue_subscribe(subjects::SUBMIT, queue()).await?;
+    let own_submit = client.queue_subscribe(subjects::SUBMIT_ANY, queue()).await?;
+    let mut heartbeat = futures::stream::select(heartbeat, own_heartbeat);
+    let mut submit = futures::stream::select(submit, own_submit);
     info!("agent intake listening on pn.agent.*");
     loop {
         tokio::select! {
@@ -36,15 +44,26 @@ pub async fn serve(
             }
             Some(msg) = heartbeat.next() => {
                 let i = intake.clone();
-                spawn_answer(client.clone(), msg, move |req| async move { i.heartbeat(req).await });
+                let sender = sender(&msg, subjects::HEARTBEAT);
+                spawn_answer(client.clone(), msg, move |req| async move {
+                    i.heartbeat_from(sender.as_deref(), req).await
+                });
             }
             Some(msg) = submit.next() => {
                 let i = intake.clone();
-                spawn_answer(client.clone(), msg, move |req| async move { i.submit(req).await });
+                let sender = sender(&msg, subjects::SUBMIT);
+                spawn_answer(client.clone(), msg, move |req| async move {
+                    i.submit_from(sender.as_deref(), req).await
+                });
             }
             else => return Ok(()),
         }
     }
+}
+
+/// The instance whose own subject (`<shared>.<instance>`) `msg` came on.
+fn sender(msg: &async_nats::Message, shared: &str) -> Option<String> {
+    subjects::instance_of(msg.subject.as_str(), shared).map(str::to_string)
 }
 
 fn spawn_answer<Q, A, F, Fut>(client: async_nats::Client, msg: async_nats::Message, f: F)

@@ -30,9 +30,12 @@ fn reported_instance(payload: &EventPayload) -> Option<&str> {
 }
 
 /// Decodes and verifies a submission; answers the event to append.
+/// `sender`: the instance whose own subject the submission arrived on, if
+/// it came on one.
 pub(super) async fn admit(
     fleet: &Shared<FleetState>,
     s: &Submission,
+    sender: Option<&str>,
 ) -> Result<Envelope, Rejected> {
     let bare = |refusal| Rejected {
         refusal,
@@ -85,6 +88,12 @@ pub(super) async fn admit(
             "instance {actor} reported about instance {claimed}; an agent reports only for its own instance"
         );
         return Err(reject(refusal("identity_mismatch", msg), event));
+    }
+    if let Some(sender) = sender.filter(|s| *s != actor) {
+        let msg = format!(
+            "an event of instance {actor} arrived on the subject of instance {sender}; an agent submits only on its own subject"
+        );
+        return Err(reject(refusal("subject_mismatch", msg), event));
     }
     if event.account_id != home {
         let msg = format!("instance {actor} is not in account {}", event.account_id);

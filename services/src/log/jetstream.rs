@@ -118,6 +118,19 @@ pub struct JetStreamConfig {
     /// (for clients outside the cluster's network, e.g. the host of a
     /// compose rig whose servers advertise container addresses).
     pub ignore_discovered_servers: bool,
+    /// Seed (`SU…`) of the NKey user to connect as, when the server
+    /// authenticates clients (the compose rig gives each service its own).
+    pub nkey_seed: Option<NkeySeed>,
+}
+
+/// The seed of an NKey user (`SU…`); never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct NkeySeed(pub String);
+
+impl std::fmt::Debug for NkeySeed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("NkeySeed(<redacted>)")
+    }
 }
 
 impl Default for JetStreamConfig {
@@ -133,6 +146,7 @@ impl Default for JetStreamConfig {
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(5),
             ignore_discovered_servers: false,
+            nkey_seed: None,
         }
     }
 }
@@ -214,6 +228,9 @@ impl JetStreamLog {
         // a black-holed address must not hang either.
         if config.ignore_discovered_servers {
             options = options.ignore_discovered_servers();
+        }
+        if let Some(seed) = &config.nkey_seed {
+            options = options.nkey(seed.0.clone());
         }
         let servers: Vec<&str> = url
             .split(',')

@@ -3,8 +3,10 @@
 //!
 //! * Without `since`: the newest `limit` events. The log is read in
 //!   windows back from its end, each window read once with the account and
-//!   kind prefix as a server-side filter (a JetStream subject filter), so
-//!   a rare kind costs a few filtered reads, never a scan of the stream.
+//!   kind prefix as a server-side filter (a JetStream subject filter) and
+//!   sized from the matches found so far, so a rare kind costs a few
+//!   filtered reads of the part of the stream that holds its newest
+//!   events, never a scan of the whole stream.
 //! * With `since` (a sequence, an RFC 3339 time or a duration like `10m`):
 //!   the first `limit` events from there, and `more: true` when others
 //!   follow (ask again with `since: <last seq + 1>`).
@@ -157,7 +159,7 @@ impl<'a> Kept<'a> {
 }
 
 /// The newest `limit` events in scope up to `last`, oldest first: windows
-/// back from the end, each four times the last, each read once.
+/// back from the end, each read once ([`next_window`] sizes them).
 async fn newest(
     log: &dyn EventLog,
     scope: &Scope,
@@ -174,9 +176,7 @@ async fn newest(
         let mut next = lo;
         while next <= hi {
             let want = usize::try_from(hi - next + 1).map_or(PAGE, |n| n.min(PAGE));
-            let t0 = std::time::Instant::now();
             let page = log.read(next, want, &scope.filter).await?;
-            eprintln!("XX read from {next} want {want} window {window} got {} in {:?}", page.len(), t0.elapsed());
             let Some(tail) = page.last().map(|r| r.seq) else {
                 break;
             };
@@ -193,9 +193,24 @@ async fn newest(
         chunk.append(&mut found);
         found = chunk;
         hi = lo - 1;
-        window = window.saturating_mul(4);
+        window = next_window(window, found.len(), limit, last - hi);
     }
     Ok(found)
+}
+
+/// The next window back: sized from the matches found so far (`found`
+/// in the last `span` records) to hold the rest with a margin, so a rare
+/// kind does not make the last window overshoot (a filtered read costs
+/// the server about the records it covers); four times the last window
+/// at most, or exactly that while nothing matched yet.
+fn next_window(window: u64, found: usize, limit: usize, span: u64) -> u64 {
+    let most = window.saturating_mul(4);
+    if found == 0 {
+        return most;
+    }
+    let per_match = span as f64 / found as f64;
+    let wanted = (limit.saturating_sub(found) as f64 * per_match * 1.25) as u64;
+    wanted.clamp(FIRST_WINDOW, most)
 }
 
 /// The first `limit` events in scope from `from` through `last`, oldest
@@ -259,4 +274,20 @@ async fn first_stored_at_or_after(
 /// The first record at or after `seq`, whatever its account.
 async fn probe(log: &dyn EventLog, seq: u64) -> Result<Option<Record>, ApiError> {
     Ok(log.read(seq, 1, &Filter::all()).await?.into_iter().next())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_grow_by_four_until_something_matches_then_by_density() {
+        assert_eq!(next_window(256, 0, 20, 256), 1024);
+        // 12 matches in the last 87 296 records, 8 more wanted: ~58 000 back, with a margin.
+        assert_eq!(next_window(65_536, 12, 20, 87_296), 72_746);
+        // Dense: never below the first window.
+        assert_eq!(next_window(256, 19, 20, 256), FIRST_WINDOW);
+        // Sparse: at most four times the last.
+        assert_eq!(next_window(1024, 1, 20, 100_000), 4096);
+    }
 }

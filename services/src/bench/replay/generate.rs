@@ -225,3 +225,41 @@ fn churn(vip: &mut Vip) -> Vec<Envelope> {
     vip.generation += 1;
     events
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inspect::replay::{fold, state_hash};
+    use crate::inspect::{Bound, Source, SourceArgs};
+
+    #[tokio::test]
+    async fn every_generated_event_is_admitted_and_churn_adds_no_objects() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sizes = Vec::new();
+        for total in [400, 900] {
+            let path = dir.path().join(format!("{total}.pnx"));
+            let w = write(&path, total, 4, 2).unwrap();
+            assert_eq!(w.events, total);
+            assert!(w.signed > total / 3, "{w:?}");
+            let args = SourceArgs {
+                file: Some(path),
+                nats: None,
+                stream: String::new(),
+            };
+            let src = Source::open(&args, dir.path()).await.unwrap();
+            let verified = fold(&src, Bound::End, false, false).await.unwrap();
+            assert_eq!(
+                verified.stats.applied, total,
+                "{:?}",
+                verified.stats.refused
+            );
+            let trusted = fold(&src, Bound::End, true, false).await.unwrap();
+            assert_eq!(state_hash(&trusted.state), state_hash(&verified.state));
+            let (clusters, instances) = verified.state.accounts().fold((0, 0), |(c, i), (_, a)| {
+                (c + a.clusters.len(), i + a.instances.len())
+            });
+            sizes.push((clusters, instances));
+        }
+        assert_eq!(sizes, vec![(4, 20), (4, 20)]);
+    }
+}

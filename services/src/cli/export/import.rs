@@ -229,9 +229,8 @@ fn report(args: &ImportArgs, summary: &Summary, target: &str, imported: u64, sta
     );
     if let (true, Some((a, b))) = (renumbered, summary.seq_range) {
         text.push_str(&format!(
-            "note: the export held seq {a}-{b} with gaps (a filtered export); they are now seq \
-             1-{imported}. {}\n",
-            renumbering!()
+            "note: the export's records (seq {a}-{b}) do not start at 1 or have gaps (a \
+             filtered export): they were given new, contiguous sequences 1-{imported}\n"
         ));
     }
     emit(&text);
