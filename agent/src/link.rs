@@ -178,11 +178,9 @@ impl NatsLink {
             self.timeout,
             self.client.request(subject.clone(), payload.into()),
         )
-            .await
-            .map_err(|_| {
-                LinkError::Unavailable(format!("{subject}: no answer in {:?}", self.timeout))
-            })?
-            .map_err(|e| LinkError::Unavailable(format!("{subject}: {e}")))?;
+        .await
+        .map_err(|_| LinkError::Unavailable(format!("{subject}: no answer in {:?}", self.timeout)))?
+        .map_err(|e| LinkError::Unavailable(format!("{subject}: {e}")))?;
         match serde_json::from_slice::<Reply<A>>(&msg.payload) {
             Ok(Reply::Ok(a)) => Ok(a),
             Ok(Reply::Error(e)) => Err(LinkError::Refused(e)),

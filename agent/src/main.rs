@@ -136,9 +136,8 @@ async fn main() -> anyhow::Result<()> {
         }
     };
     let mut auth = match &args.nats_nkey_file {
-        Some(path) => NatsAuth::from_seed_file(path).map_err(|e| {
-            anyhow::anyhow!("cannot read the NKey seed {}: {e}", path.display())
-        })?,
+        Some(path) => NatsAuth::from_seed_file(path)
+            .map_err(|e| anyhow::anyhow!("cannot read the NKey seed {}: {e}", path.display()))?,
         None => NatsAuth::default(),
     };
     auth.inbox_prefix = args.nats_inbox_prefix.clone();

@@ -567,3 +567,53 @@ async fn a_bootstrap_without_matching_secrets_is_recorded() -> anyhow::Result<()
     recorded?;
     Ok(())
 }
+
+/// An enrolled agent beats and submits on its instance's own subjects
+/// (`pn.agent.heartbeat.<instance>`, `pn.agent.submit.<instance>`: what a
+/// server with per-agent users confines it to). A request about one
+/// instance on another instance's subject is refused (`subject_mismatch`)
+/// even when it is signed correctly; a submission so refused is recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_on_another_instances_subject_are_refused() -> anyhow::Result<()> {
+    let p = Platform::start().await?;
+    let a = ManualAgent::enroll(&p, &p.op, "k3s-worker-1", Some((AGENT, None))).await?;
+    let b = ManualAgent::enroll(&p, &p.op, "k3s-worker-2", Some((AGENT, None))).await?;
+    let now = chrono::Utc::now().timestamp_millis();
+    let beat = json!({
+        "instance_id": a.instance_id,
+        "sent_at_ms": now,
+        "signature": a.identity.sign_bytes(&powernode_agent::protocol::Heartbeat::signing_bytes(&a.instance_id, now, &[])),
+    });
+    let body = serde_json::to_vec(&beat)?;
+    let own = request(
+        &a.client,
+        &subjects::heartbeat_of(&a.instance_id),
+        body.clone(),
+    )
+    .await?;
+    ensure!(own["ok"]["status"] == "enrolled", "own subject: {own}");
+    only_rejections(&p, 0, None, || async {
+        let r = request(&a.client, &subjects::heartbeat_of(&b.instance_id), body).await?;
+        ensure!(error_code(&r) == Ok("subject_mismatch"), "{r}");
+        Ok(())
+    })
+    .await?;
+    only_rejections(&p, 1, Some(&a.instance_id), || async {
+        let e = a.signed(a.join_request(None))?;
+        let s = powernode_agent::protocol::Submission {
+            event: hex::encode(e.encode()?),
+            secrets: None,
+        };
+        let r = request(
+            &a.client,
+            &subjects::submit_of(&b.instance_id),
+            serde_json::to_vec(&s)?,
+        )
+        .await?;
+        ensure!(error_code(&r) == Ok("subject_mismatch"), "{r}");
+        Ok(())
+    })
+    .await?;
+    ensure!(p.events(JOIN_REQUEST).await?.is_empty());
+    Ok(())
+}

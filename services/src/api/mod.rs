@@ -56,6 +56,9 @@ pub struct ApiState {
     pub liveness: crate::liveness::SharedLiveness,
     /// Failover tuning (scoring, damping).
     pub failover: crate::services::failover::FailoverConfig,
+    /// Cancelled when the node stops: ends open event streams so the HTTP
+    /// server's graceful shutdown does not wait for their clients.
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 /// The router.

@@ -115,7 +115,7 @@ async fn open(
     let body = futures::stream::iter(opening)
         .chain(events)
         .map(Ok)
-        .take_until(Box::pin(process_stopping()));
+        .take_until(st.shutdown.clone().cancelled_owned());
     Ok(Sse::new(body).keep_alive(KeepAlive::new().interval(KEEP_ALIVE).text("keep-alive")))
 }
 
@@ -149,28 +149,3 @@ fn last_event_id(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
     })
 }
 
-/// Resolves when the process is asked to stop (Ctrl-C, SIGTERM): an open
-/// stream must not keep the HTTP server's graceful shutdown waiting.
-async fn process_stopping() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let term = async {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                term.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
-    }
-}

@@ -11,8 +11,8 @@
 //!
 //! The cases: a common prefix (`system.k3s`), the tutorial's
 //! `system.k3s.handshake.join`, the rare kind, a kind the account never
-//! had (the worst case: every window until the start), no prefix, and a
-//! `since` read of the last 10 000 sequences.
+//! had (every window until the start), no prefix, and `since` reads of
+//! the last 10 000 records by sequence and by stored time.
 
 use super::ceiling;
 use super::workload;
@@ -27,7 +27,7 @@ use bytes::Bytes;
 use futures::stream::{FuturesUnordered, StreamExt};
 use powernode_events::payloads::fleet::OperatorTokenIssued;
 use powernode_events::payloads::k3s::KubeconfigRetrieved;
-use powernode_events::subject::event_subject;
+use powernode_events::subject::{event_subject, EVENT_SUBJECT_ROOT};
 use powernode_events::{AccountId, Actor, Envelope};
 use powernode_projections::{FleetState, Projection};
 use serde_json::{json, Value};
@@ -83,7 +83,7 @@ pub async fn run(args: RecentEventsArgs) -> anyhow::Result<()> {
             }
         }
     }
-    let (log, fill_s) = match log {
+    let (log, filled) = match log {
         Some(l) => (l, None),
         None => {
             ceiling::delete_stream(&args.nats, BENCH_STREAM).await?;
@@ -92,13 +92,25 @@ pub async fn run(args: RecentEventsArgs) -> anyhow::Result<()> {
             )?;
             progress(&format!("filling the stream with {} events…", args.events));
             let start = Instant::now();
-            fill(&l, &account, args.events).await?;
-            (l, Some(start.elapsed().as_secs_f64()))
+            let own = fill(&l, &account, args.events).await?;
+            (l, Some((start.elapsed().as_secs_f64(), own)))
         }
     };
     let last = log.last_seq().await?;
     let log: SharedLog = Arc::new(log);
 
+    // The time the record 10 000 back was stored: a `since` by time that
+    // lands mid-stream (the binary search on stored times).
+    let mid_time = log
+        .read(
+            last.saturating_sub(10_000).max(1),
+            1,
+            &crate::log::Filter::all(),
+        )
+        .await?
+        .first()
+        .map(|r| r.stored_at.to_rfc3339())
+        .context("the stream is empty")?;
     let token = crate::api::auth::new_token();
     let (url, server) = serve(log.clone(), &account, &token).await?;
     let api = Api::new(&url, &token);
@@ -124,6 +136,10 @@ pub async fn run(args: RecentEventsArgs) -> anyhow::Result<()> {
             "since_last_10k_seqs",
             json!({"since": last.saturating_sub(10_000), "kind_prefix": "system.k3s", "limit": 100}),
         ),
+        (
+            "since_time_10k_back",
+            json!({"since": mid_time, "kind_prefix": "system.k3s", "limit": 100}),
+        ),
     ];
     let mut figures = serde_json::Map::new();
     for (name, args_json) in cases {
@@ -140,8 +156,9 @@ pub async fn run(args: RecentEventsArgs) -> anyhow::Result<()> {
     let out = json!({
         "events_in_stream": last,
         "accounts": 20,
-        "measured_account_events_share": 0.05,
-        "fill_s": fill_s.map(|s| (s * 10.0).round() / 10.0),
+        "measured_account": account.as_str(),
+        "measured_account_events": filled.map(|(_, own)| own),
+        "fill_s": filled.map(|(s, _)| (s * 10.0).round() / 10.0),
         "queries_per_case": args.queries,
         "cases": figures,
         "peak_rss_mib": (super::peak_rss_mib() * 10.0).round() / 10.0,
@@ -150,8 +167,10 @@ pub async fn run(args: RecentEventsArgs) -> anyhow::Result<()> {
 }
 
 /// Publishes `n` events: the workload block again and again, a rare kind
-/// for `account` every [`RARE_EVERY`].
-async fn fill(log: &JetStreamLog, account: &AccountId, n: usize) -> anyhow::Result<()> {
+/// for `account` every [`RARE_EVERY`]. Answers how many are `account`'s.
+async fn fill(log: &JetStreamLog, account: &AccountId, n: usize) -> anyhow::Result<u64> {
+    let own_prefix = format!("{EVENT_SUBJECT_ROOT}.{}.", account.as_str());
+    let mut own = 0u64;
     let block: Vec<(String, Bytes)> = workload::build(BLOCK.min(n), 20)
         .into_iter()
         .flat_map(|s| s.events)
@@ -172,6 +191,7 @@ async fn fill(log: &JetStreamLog, account: &AccountId, n: usize) -> anyhow::Resu
         } else {
             block[i % block.len()].clone()
         };
+        own += u64::from(subject.starts_with(&own_prefix));
         if acks.len() >= WINDOW {
             acks.next().await.context("ack stream ended")??;
         }
@@ -181,7 +201,7 @@ async fn fill(log: &JetStreamLog, account: &AccountId, n: usize) -> anyhow::Resu
     while let Some(ack) = acks.next().await {
         ack?;
     }
-    Ok(())
+    Ok(own)
 }
 
 fn encoded(e: &Envelope) -> anyhow::Result<(String, Bytes)> {
@@ -220,6 +240,7 @@ async fn serve(
         on_provision: None,
         liveness: Arc::default(),
         failover: Default::default(),
+        shutdown: Default::default(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", listener.local_addr()?);

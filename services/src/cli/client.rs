@@ -145,6 +145,11 @@ impl Api {
         &self.url
     }
 
+    /// The bearer token.
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
     /// The same API with another token (sharing the idle connections).
     pub fn with_token(&self, token: &str) -> Self {
         Self {

@@ -226,6 +226,7 @@ pub async fn start_node_with(
                 on_provision,
                 liveness: ctx.liveness.clone(),
                 failover: ctx.failover.clone(),
+                shutdown: shutdown.clone(),
             });
             let stop = shutdown.clone();
             node.tasks.spawn(async move {

@@ -31,7 +31,9 @@ pub async fn serve(
         .queue_subscribe(subjects::HEARTBEAT_ANY, queue())
         .await?;
     let submit = client.queue_subscribe(subjects::SUBMIT, queue()).await?;
-    let own_submit = client.queue_subscribe(subjects::SUBMIT_ANY, queue()).await?;
+    let own_submit = client
+        .queue_subscribe(subjects::SUBMIT_ANY, queue())
+        .await?;
     let mut heartbeat = futures::stream::select(heartbeat, own_heartbeat);
     let mut submit = futures::stream::select(submit, own_submit);
     info!("agent intake listening on pn.agent.*");

@@ -11,6 +11,9 @@ use powernode_tests::lifecycle_support::wait_until;
 use serde_json::{json, Value};
 use std::time::Instant;
 
+/// Something done between the proposal and the approval.
+pub type Between = dyn Fn(&Rig) -> anyhow::Result<()> + Sync;
+
 /// Runs the scenario on cluster A.
 pub async fn run(rig: &mut Rig, clusters: &Clusters) -> anyhow::Result<Value> {
     let moved = move_vip(rig, &clusters.a, None).await?;
@@ -24,13 +27,16 @@ pub async fn run(rig: &mut Rig, clusters: &Clusters) -> anyhow::Result<Value> {
 pub async fn move_vip(
     rig: &mut Rig,
     cluster: &str,
-    between: Option<&(dyn Fn(&Rig) -> anyhow::Result<()> + Sync)>,
+    between: Option<&Between>,
 ) -> anyhow::Result<Value> {
     let vip = rig.vip(cluster).await?;
     let vip_id = vip["id"].as_str().context("vip id")?.to_string();
     let generation = vip["generation"].as_u64().context("generation")?;
     let old_instance = vip["holders"][0].as_str().context("holder")?.to_string();
-    let old_peer = vip["holder_peer_id"].as_str().context("holder peer")?.to_string();
+    let old_peer = vip["holder_peer_id"]
+        .as_str()
+        .context("holder peer")?
+        .to_string();
     let old = rig.agent_of(&old_instance)?.clone();
     ensure!(
         !vip["failover_candidates"]
@@ -38,28 +44,37 @@ pub async fn move_vip(
             .is_none_or(|c| c.is_empty()),
         "VIP {vip_id} has no failover candidate: {vip}"
     );
-    let silent_before = vip_events(rig, "sdwan.vip_holder_silent", &vip_id).await?.len();
+    let silent_before = vip_events(rig, "sdwan.vip_holder_silent", &vip_id)
+        .await?
+        .len();
 
     // The holder dies.
     let killed = Instant::now();
     rig.docker(&["kill", &old.container])?;
-    let approval = wait_until(STEP, &format!("a failover proposal for {vip_id}"), || async {
-        let list = rig
-            .call("system_list_approvals", json!({}))
-            .await
-            .map_err(|e| format!("{e:#}"))?;
-        list["approvals"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|a| a["virtual_ip_id"] == vip_id.as_str() && a["status"] == "requested")
-            .cloned()
-            .ok_or_else(|| list.to_string())
-    })
+    let approval = wait_until(
+        STEP,
+        &format!("a failover proposal for {vip_id}"),
+        || async {
+            let list = rig
+                .call("system_list_approvals", json!({}))
+                .await
+                .map_err(|e| format!("{e:#}"))?;
+            list["approvals"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|a| a["virtual_ip_id"] == vip_id.as_str() && a["status"] == "requested")
+                .cloned()
+                .ok_or_else(|| list.to_string())
+        },
+    )
     .await?;
     let proposed_ms = ms(killed);
     let approval_id = approval["id"].as_str().context("approval id")?.to_string();
-    let proposed_peer = approval["proposed_peer"].as_str().context("proposed peer")?.to_string();
+    let proposed_peer = approval["proposed_peer"]
+        .as_str()
+        .context("proposed peer")?
+        .to_string();
     let silent = vip_events(rig, "sdwan.vip_holder_silent", &vip_id).await?;
     ensure!(
         silent.len() == silent_before + 1,
@@ -104,7 +119,10 @@ pub async fn move_vip(
     )
     .await?;
     let promote_ms = ms(approved);
-    let new_instance = moved["holders"][0].as_str().context("new holder")?.to_string();
+    let new_instance = moved["holders"][0]
+        .as_str()
+        .context("new holder")?
+        .to_string();
     let new = rig.agent_of(&new_instance)?.clone();
     let held = rig.agent_state(&new.slot)?["vips"][&vip_id]["held_generation"].clone();
     ensure!(held == new_gen, "{} holds {vip_id} at {held}", new.slot);
@@ -147,13 +165,19 @@ pub async fn move_vip(
         .into_iter()
         .filter(|e| e["payload"]["generation"] == new_gen)
         .collect();
-    ensure!(promotions.len() == 1, "promotions to {new_gen}: {promotions:?}");
+    ensure!(
+        promotions.len() == 1,
+        "promotions to {new_gen}: {promotions:?}"
+    );
     let proposals: Vec<Value> = vip_events(rig, "system.sdwan.failover.proposed", &vip_id)
         .await?
         .into_iter()
         .filter(|e| e["payload"]["approval_id"] == approval_id.as_str())
         .collect();
-    ensure!(proposals.len() == 1, "proposals for {approval_id}: {proposals:?}");
+    ensure!(
+        proposals.len() == 1,
+        "proposals for {approval_id}: {proposals:?}"
+    );
     Ok(json!({
         "vip": vip_id,
         "killed": old.container,

@@ -54,7 +54,14 @@ async fn rig() -> anyhow::Result<()> {
 
     let started = Instant::now();
     let clusters = runbook::run(&mut rig).await?;
-    finish(&mut rig, &mut report, "runbook", clusters.report.clone(), started).await?;
+    finish(
+        &mut rig,
+        &mut report,
+        "runbook",
+        clusters.report.clone(),
+        started,
+    )
+    .await?;
 
     for name in SCENARIOS.into_iter().filter(|n| run(n)) {
         let started = Instant::now();
@@ -97,13 +104,16 @@ async fn finish(
     let check = match check {
         Ok(c) => c,
         Err(e) => {
-            report.insert(name.into(), json!({ "measured": measured, "error": format!("{e:#}") }));
+            report.insert(
+                name.into(),
+                json!({ "measured": measured, "error": format!("{e:#}") }),
+            );
             write_report(rig, report);
             return Err(e.context(format!("after rig scenario {name}")));
         }
     };
     measured["events_lost"] = json!(check.lost);
-    measured["no_loss_check"] = serde_json::to_value(&check)?;
+    measured["no_loss_check"] = check.to_json();
     measured["scenario_s"] = json!((started.elapsed().as_secs_f64() * 10.0).round() / 10.0);
     println!(
         "== {name}: {}",

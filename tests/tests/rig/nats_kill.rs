@@ -41,7 +41,10 @@ struct Outcome {
 /// Runs the scenario.
 pub async fn run(rig: &mut Rig, _clusters: &Clusters) -> anyhow::Result<Value> {
     let before = rig.stream_cluster().await?;
-    let leader = before["leader"].as_str().context("stream leader")?.to_string();
+    let leader = before["leader"]
+        .as_str()
+        .context("stream leader")?
+        .to_string();
     let container = format!("pn-{leader}");
     println!("stream leader {leader}: killing {container} {KILL_AT:?} into the burst");
 
@@ -87,6 +90,7 @@ pub async fn run(rig: &mut Rig, _clusters: &Clusters) -> anyhow::Result<Value> {
 
     tokio::time::sleep(KILL_AT).await;
     let killed_at = ms(start);
+    let retries_before = rig.retries();
     rig.docker(&["kill", &container])?;
     // Cluster C's bootstrap handshake while the stream elects a leader.
     rig.assign("c-server-1", "k3s-server", None).await?;
@@ -104,20 +108,24 @@ pub async fn run(rig: &mut Rig, _clusters: &Clusters) -> anyhow::Result<Value> {
     for c in clients {
         c.await?;
     }
-    let rejoined = wait_until(STEP, &format!("{leader} to rejoin the event stream"), || async {
-        let cluster = rig.stream_cluster().await.map_err(|e| format!("{e:#}"))?;
-        let replicas = cluster["replicas"].as_array().cloned().unwrap_or_default();
-        let mut names: Vec<&str> = replicas.iter().filter_map(|r| r["name"].as_str()).collect();
-        names.extend(cluster["leader"].as_str());
-        let all_current = replicas
-            .iter()
-            .all(|r| r["current"] == true && r["lag"].as_u64().unwrap_or(0) == 0);
-        if names.len() == 3 && names.contains(&leader.as_str()) && all_current {
-            Ok(cluster)
-        } else {
-            Err(cluster.to_string())
-        }
-    })
+    let rejoined = wait_until(
+        STEP,
+        &format!("{leader} to rejoin the event stream"),
+        || async {
+            let cluster = rig.stream_cluster().await.map_err(|e| format!("{e:#}"))?;
+            let replicas = cluster["replicas"].as_array().cloned().unwrap_or_default();
+            let mut names: Vec<&str> = replicas.iter().filter_map(|r| r["name"].as_str()).collect();
+            names.extend(cluster["leader"].as_str());
+            let all_current = replicas
+                .iter()
+                .all(|r| r["current"] == true && r["lag"].as_u64().unwrap_or(0) == 0);
+            if names.len() == 3 && names.contains(&leader.as_str()) && all_current {
+                Ok(cluster)
+            } else {
+                Err(cluster.to_string())
+            }
+        },
+    )
     .await?;
     let rejoin_ms = ms(restarted);
 
@@ -153,7 +161,11 @@ pub async fn run(rig: &mut Rig, _clusters: &Clusters) -> anyhow::Result<Value> {
         .unwrap_or(0);
     let mut took: Vec<u64> = outcomes.iter().map(|o| o.took_ms).collect();
     took.sort_unstable();
-    let p = |q: f64| took.get(((took.len() as f64 - 1.0) * q) as usize).copied().unwrap_or(0);
+    let p = |q: f64| {
+        took.get(((took.len() as f64 - 1.0) * q) as usize)
+            .copied()
+            .unwrap_or(0)
+    };
     let report = json!({
         "killed": container,
         "was_stream_leader": true,
@@ -170,6 +182,7 @@ pub async fn run(rig: &mut Rig, _clusters: &Clusters) -> anyhow::Result<Value> {
         "action_latency_p99_ms": p(0.99),
         "action_latency_max_ms": took.last(),
         "cluster_c_handshake_during_outage_ms": handshake_ms,
+        "test_driver_retries_during_outage": rig.retries() - retries_before,
         "cluster_c": c,
         "restart_to_rejoined_ms": rejoin_ms,
     });

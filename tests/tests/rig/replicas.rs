@@ -92,36 +92,50 @@ async fn restart_replica(rig: &Rig, container: &str, cursor: &str) -> anyhow::Re
     let since = chrono::Utc::now().to_rfc3339();
     let started = Instant::now();
     rig.docker(&["start", container])?;
-    let restored = wait_until(STEP, &format!("{container} to restore its checkpoint"), || async {
-        let logs = std::process::Command::new("docker")
-            .args(["logs", "--since", &since, container])
-            .output()
-            .map_err(|e| e.to_string())?;
-        let text = String::from_utf8_lossy(&logs.stderr).to_string()
-            + &String::from_utf8_lossy(&logs.stdout);
-        text.lines()
-            .find(|l| l.contains("restored checkpoint"))
-            .and_then(|l| l.split("applied=").nth(1))
-            .and_then(|s| s.split_whitespace().next())
-            .and_then(|s| s.parse::<u64>().ok())
-            .ok_or_else(|| "no \"restored checkpoint\" yet".to_string())
-    })
+    let restored = wait_until(
+        STEP,
+        &format!("{container} to restore its checkpoint"),
+        || async {
+            let logs = std::process::Command::new("docker")
+                .args(["logs", "--since", &since, container])
+                .output()
+                .map_err(|e| e.to_string())?;
+            let text = String::from_utf8_lossy(&logs.stderr).to_string()
+                + &String::from_utf8_lossy(&logs.stdout);
+            text.lines()
+                .find(|l| l.contains("restored checkpoint"))
+                .and_then(|l| l.split("applied=").nth(1))
+                .and_then(|s| s.split_whitespace().next())
+                .and_then(|s| s.parse::<u64>().ok())
+                .ok_or_else(|| "no \"restored checkpoint\" yet".to_string())
+        },
+    )
     .await?;
     let js = async_nats::jetstream::new(rig.nats.clone());
     let durable = durable_name(cursor);
-    let caught_up = wait_until(STEP, &format!("{durable} to acknowledge seq {before}"), || {
-        let (js, durable) = (js.clone(), durable.clone());
-        async move {
-            let mut stream = js.get_stream(DEFAULT_STREAM).await.map_err(|e| e.to_string())?;
-            let info = stream.consumer_info(&durable).await.map_err(|e| e.to_string())?;
-            let floor = info.ack_floor.stream_sequence;
-            if floor >= before {
-                Ok(floor)
-            } else {
-                Err(format!("ack floor {floor}"))
+    let caught_up = wait_until(
+        STEP,
+        &format!("{durable} to acknowledge seq {before}"),
+        || {
+            let (js, durable) = (js.clone(), durable.clone());
+            async move {
+                let stream = js
+                    .get_stream(DEFAULT_STREAM)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let info = stream
+                    .consumer_info(&durable)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let floor = info.ack_floor.stream_sequence;
+                if floor >= before {
+                    Ok(floor)
+                } else {
+                    Err(format!("ack floor {floor}"))
+                }
             }
-        }
-    })
+        },
+    )
     .await
     .context("the restarted replica did not catch up")?;
     let catch_up_ms = ms(started);

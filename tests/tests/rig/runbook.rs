@@ -75,19 +75,23 @@ pub async fn run(rig: &mut Rig) -> anyhow::Result<Clusters> {
             .await?;
         let nodes = nodes["nodes"].as_array().cloned().unwrap_or_default();
         ensure!(nodes.len() == 3, "cluster {name} has nodes {nodes:?}");
-        let vip = wait_until(STEP, &format!("{second} a failover candidate of {id}'s VIP"), || async {
-            let v = rig.vip(id).await.map_err(|e| format!("{e:#}"))?;
-            let candidate = v["failover_candidates"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|c| c["instance_id"] == second.as_str());
-            if candidate {
-                Ok(v)
-            } else {
-                Err(v.to_string())
-            }
-        })
+        let vip = wait_until(
+            STEP,
+            &format!("{second} a failover candidate of {id}'s VIP"),
+            || async {
+                let v = rig.vip(id).await.map_err(|e| format!("{e:#}"))?;
+                let candidate = v["failover_candidates"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|c| c["instance_id"] == second.as_str());
+                if candidate {
+                    Ok(v)
+                } else {
+                    Err(v.to_string())
+                }
+            },
+        )
         .await?;
         let kubeconfig = rig
             .call("kubernetes_get_kubeconfig", json!({ "cluster_id": id }))

@@ -57,7 +57,7 @@ impl Spy {
         let victim_replies = Arc::new(AtomicUsize::new(0));
         let mut tasks = Vec::new();
         for (subject, counter, only_forged) in [
-            (format!("pn.agent.>"), forged_seen.clone(), true),
+            ("pn.agent.>".to_string(), forged_seen.clone(), true),
             (
                 format!("{}.>", inbox_prefix_for(&victim_pub)),
                 victim_replies.clone(),
@@ -164,7 +164,9 @@ impl Spy {
         let refused = |what: &str, subject: &str| {
             errors.iter().any(|e| {
                 let e = e.to_lowercase();
-                e.contains("permissions violation") && e.contains(what) && e.contains(&subject.to_lowercase())
+                e.contains("permissions violation")
+                    && e.contains(what)
+                    && e.contains(&subject.to_lowercase())
             })
         };
         let subs_refused = self

@@ -13,7 +13,8 @@ use powernode_services::log::{EventLog as _, Filter};
 use powernode_tests::lifecycle_support::wait_until;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// The durable cursors of the rig's services (one per replica).
@@ -62,8 +63,6 @@ pub struct Rig {
     pub fleet: Value,
     /// The operator of the rig's account.
     pub op: Api,
-    /// The admin.
-    pub admin: Api,
     /// The operator's token (for the CLI).
     pub op_token: String,
     /// The API URL.
@@ -78,6 +77,7 @@ pub struct Rig {
     pub ledger: Vec<Acked>,
     /// The rig's state dir on the host.
     pub rig_dir: PathBuf,
+    retries: AtomicUsize,
 }
 
 impl Rig {
@@ -91,16 +91,20 @@ impl Rig {
         let fleet: Value = serde_json::from_str(
             &std::fs::read_to_string(&path).with_context(|| format!("{}", path.display()))?,
         )?;
-        let rig_dir = path.parent().context("fleet.json has no dir")?.to_path_buf();
+        let rig_dir = path
+            .parent()
+            .context("fleet.json has no dir")?
+            .to_path_buf();
         let read = |key: &str| -> anyhow::Result<String> {
-            let p = fleet[key].as_str().with_context(|| format!("fleet.{key}"))?;
+            let p = fleet[key]
+                .as_str()
+                .with_context(|| format!("fleet.{key}"))?;
             Ok(std::fs::read_to_string(p)
                 .with_context(|| p.to_string())?
                 .trim()
                 .to_string())
         };
         let op_token = read("operator_token_file")?;
-        let admin_token = read("admin_token_file")?;
         let api_url = fleet["api_url"].as_str().context("api_url")?.to_string();
         let seed = std::fs::read_to_string(rig_dir.join("keys/rig-test.nk"))?
             .trim()
@@ -139,7 +143,6 @@ impl Rig {
         }
         Ok(Some(Self {
             op: Api::new(&api_url, &op_token),
-            admin: Api::new(&api_url, &admin_token),
             op_token,
             api_url,
             log,
@@ -148,6 +151,7 @@ impl Rig {
             ledger: Vec::new(),
             rig_dir,
             fleet,
+            retries: AtomicUsize::new(0),
         }))
     }
 
@@ -183,12 +187,26 @@ impl Rig {
             .collect()
     }
 
-    /// Runs an operator action; records `acked` when it succeeds.
+    /// Runs an operator action. A clear retryable refusal (503
+    /// `unavailable`, e.g. while a NATS node is down) is retried, as a
+    /// client is told to, for up to [`STEP`]; the retries are counted.
     pub async fn call(&self, action: &str, args: Value) -> anyhow::Result<Value> {
-        self.op
-            .call(action, &args)
-            .await
-            .with_context(|| format!("{action} {args}"))
+        let started = Instant::now();
+        loop {
+            match self.op.call(action, &args).await {
+                Ok(v) => return Ok(v),
+                Err(e) if retryable(&e) && started.elapsed() < STEP => {
+                    self.retries.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                Err(e) => return Err(e.context(format!("{action} {args}"))),
+            }
+        }
+    }
+
+    /// How many retryable refusals [`Self::call`] has retried so far.
+    pub fn retries(&self) -> usize {
+        self.retries.load(Ordering::SeqCst)
     }
 
     /// Assigns `module` (and a target cluster) to the agent's template;
@@ -250,7 +268,10 @@ impl Rig {
     pub async fn cluster_of(&self, slot: &str) -> anyhow::Result<String> {
         let instance = self.agent(slot).instance_id.clone();
         wait_until(STEP, &format!("a cluster for {slot}"), || async {
-            let i = self.instance(&instance).await.map_err(|e| format!("{e:#}"))?;
+            let i = self
+                .instance(&instance)
+                .await
+                .map_err(|e| format!("{e:#}"))?;
             match i["cluster_id"].as_str() {
                 Some(c) => Ok(c.to_string()),
                 None => Err(format!("k3s phase {}", i["k3s_phase"])),
@@ -391,15 +412,19 @@ impl Rig {
             .collect();
         let last = events.last().and_then(|e| e["seq"].as_u64()).unwrap_or(0);
         // Every projection reaches `last`.
-        let api = wait_until(STEP, &format!("the API projection at seq {last}"), || async {
-            let h = self.healthz().await.map_err(|e| format!("{e:#}"))?;
-            let applied = h["applied_seq"].as_u64().unwrap_or(0);
-            if applied >= last {
-                Ok(applied)
-            } else {
-                Err(format!("applied {applied}"))
-            }
-        })
+        let api = wait_until(
+            STEP,
+            &format!("the API projection at seq {last}"),
+            || async {
+                let h = self.healthz().await.map_err(|e| format!("{e:#}"))?;
+                let applied = h["applied_seq"].as_u64().unwrap_or(0);
+                if applied >= last {
+                    Ok(applied)
+                } else {
+                    Err(format!("applied {applied}"))
+                }
+            },
+        )
         .await?;
         let js = async_nats::jetstream::new(self.nats.clone());
         let mut cursors = BTreeMap::new();
@@ -412,7 +437,7 @@ impl Rig {
                     let js = js.clone();
                     let durable = durable.clone();
                     async move {
-                        let mut stream = js
+                        let stream = js
                             .get_stream(DEFAULT_STREAM)
                             .await
                             .map_err(|e| e.to_string())?;
@@ -458,8 +483,9 @@ impl Rig {
 
     /// `GET /healthz`.
     pub async fn healthz(&self) -> anyhow::Result<Value> {
-        let a = powernode_services::cli::client::request(&self.api_url, "GET", "/healthz", None, b"")
-            .await?;
+        let a =
+            powernode_services::cli::client::request(&self.api_url, "GET", "/healthz", None, b"")
+                .await?;
         ensure!(a.status == 200, "healthz {}: {}", a.status, a.body);
         Ok(a.body)
     }
@@ -488,7 +514,7 @@ impl Rig {
 }
 
 /// What [`Rig::check_no_loss`] found.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone)]
 pub struct LossCheck {
     /// Acknowledged actions and reports recorded so far.
     pub acknowledged: usize,
@@ -520,9 +546,17 @@ pub fn ms(t: Instant) -> u64 {
     t.elapsed().as_millis() as u64
 }
 
-/// Reads a file under the rig dir, for messages.
-pub fn tail(path: &Path, lines: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
+impl LossCheck {
+    /// As JSON, for the report.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "acknowledged": self.acknowledged,
+            "lost": self.lost,
+            "duplicate_ids": self.duplicate_ids,
+            "last_seq": self.last_seq,
+            "api_applied": self.api_applied,
+            "cursors": self.cursors,
+            "checked_in_ms": self.checked_in_ms,
+        })
+    }
 }

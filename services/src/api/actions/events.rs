@@ -21,10 +21,13 @@
 use super::ActionContext;
 use crate::api::error::ApiError;
 use crate::api::sse::query::{Scope, Since};
-use crate::log::{EventLog, Filter, Record};
+use crate::log::{EventLog, Filter, Record, StartAt};
 use chrono::{DateTime, Utc};
+use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use std::time::Duration;
+use tracing::warn;
 
 /// Default and largest `limit`.
 const DEFAULT_LIMIT: usize = 20;
@@ -33,6 +36,8 @@ const MAX_LIMIT: usize = 1000;
 const PAGE: usize = 10_000;
 /// The first window read back from the end holds this many records at least.
 const FIRST_WINDOW: u64 = 256;
+/// How long the subscription that finds a `since` time may take.
+const FIRST_AT_TIME_WAIT: Duration = Duration::from_secs(5);
 
 /// Arguments of `recent_events`.
 #[derive(Debug, Deserialize)]
@@ -248,8 +253,11 @@ async fn oldest_from(
 }
 
 /// The sequence of the first record stored at or after `t` (`last + 1`
-/// when there is none): a binary search on stored times, one one-record
-/// read per step (about 20 for a million records).
+/// when there is none). The log finds it: a subscription from that time
+/// (JetStream locates the time from its blocks' time ranges; the embedded
+/// log from its index), of which only the first record is taken. Should
+/// that not answer, a binary search on stored times does (one one-record
+/// read per step, about 20 for a million records).
 async fn first_stored_at_or_after(
     log: &dyn EventLog,
     t: DateTime<Utc>,
@@ -258,6 +266,15 @@ async fn first_stored_at_or_after(
     match probe(log, last).await? {
         Some(r) if r.stored_at >= t => {}
         _ => return Ok(last + 1),
+    }
+    // The record at `last` qualifies, so the subscription has one to give at once.
+    let mut from_time = log.subscribe(StartAt::Time(t), Filter::all()).await?;
+    match tokio::time::timeout(FIRST_AT_TIME_WAIT, from_time.next()).await {
+        Ok(Some(Ok(r))) => return Ok(r.seq.min(last + 1)),
+        Ok(Some(Err(e))) => return Err(e.into()),
+        Ok(None) | Err(_) => {
+            warn!(%t, "no record from a subscription by time; searching by sequence")
+        }
     }
     let (mut lo, mut hi) = (1, last);
     while lo < hi {

@@ -13,10 +13,8 @@ use super::{render_styled, summary, time};
 use crate::cli::client::{ActionError, Api, ApiArgs};
 use crate::cli::output::{cell, emit, ClientOpts, Ctx};
 use crate::cli::sse_client::{query_string, EventStream};
-use anyhow::Context;
 use serde_json::{json, Map, Value};
 use std::io::IsTerminal;
-use std::path::Path;
 use std::time::Duration;
 
 /// The most `recent_events` answers at once.
@@ -73,7 +71,7 @@ pub async fn run(api: &ApiArgs, opts: &ClientOpts, args: TailArgs) -> anyhow::Re
         out.finish();
         return Ok(());
     }
-    let token = token(api, &opts.data_dir)?;
+    let token = ctx.api.token().to_string();
     follow(&ctx.api, &token, &args, position, &mut out).await
 }
 
@@ -188,17 +186,6 @@ fn note(text: &str) {
     }
 }
 
-/// The token the stream authenticates with: as [`ApiArgs::connect`] picks it.
-fn token(api: &ApiArgs, data_dir: &Path) -> anyhow::Result<String> {
-    if let Some(t) = &api.token {
-        return Ok(t.trim().to_string());
-    }
-    let path = data_dir.join("admin.token");
-    Ok(std::fs::read_to_string(&path)
-        .with_context(|| format!("cannot read {}", path.display()))?
-        .trim()
-        .to_string())
-}
 
 /// Colour on a terminal unless `NO_COLOR` is set (to anything non-empty)
 /// or `TERM=dumb`.

@@ -14,11 +14,15 @@
 //!   the best candidate without approval.
 //! * Approvals nobody decided expire (a timer, [`run_expiry`]).
 //!
+//! What a silence leads to is appended once ([`decide::decide_once`]:
+//! guarded, so a replica deciding differently — it heard other agents, or
+//! it replays the silence after a restart — does not add a second answer).
 //! Every promotion goes through [`promote::promote`] (generation + 1,
 //! guarded), and the old and new holders' agents are nudged so they apply
 //! it without waiting for their next heartbeat.
 
 pub mod candidates;
+pub mod decide;
 pub mod promote;
 
 use crate::liveness::SharedLiveness;
@@ -27,6 +31,7 @@ use crate::runtime::{derived_event_id, Outbox, ReactError, Reactor, Shared};
 use async_trait::async_trait;
 use candidates::{Scored, Scoring};
 use chrono::{DateTime, Utc};
+use decide::Decided;
 use powernode_events::payloads::approvals::{
     ApprovalExpired, ApprovalRequested, ApprovalSuperseded,
 };
@@ -293,30 +298,38 @@ impl Failover {
                     scored.len()
                 )
             };
-            out.push(decision(
-                event,
-                "no_candidate",
-                FailoverNoCandidate {
-                    virtual_ip_id: vip.id.clone(),
-                    holder_peer_id: vip.holder_peer_id.clone(),
-                    reason,
-                },
-            ));
+            self.decide(
+                seq,
+                decision(
+                    event,
+                    "no_candidate",
+                    FailoverNoCandidate {
+                        virtual_ip_id: vip.id.clone(),
+                        holder_peer_id: vip.holder_peer_id.clone(),
+                        reason,
+                    },
+                ),
+            )
+            .await?;
             return Ok(());
         };
         match self.config.policy {
             FailoverPolicy::Auto => {
                 if let Some(reason) = self.config.damped(vip, now) {
-                    out.push(decision(
-                        event,
-                        "suppressed",
-                        FailoverSuppressed {
-                            virtual_ip_id: vip.id.clone(),
-                            holder_peer_id: vip.holder_peer_id.clone(),
-                            candidate_peer_id: Some(best.peer_id.clone()),
-                            reason,
-                        },
-                    ));
+                    self.decide(
+                        seq,
+                        decision(
+                            event,
+                            "suppressed",
+                            FailoverSuppressed {
+                                virtual_ip_id: vip.id.clone(),
+                                holder_peer_id: vip.holder_peer_id.clone(),
+                                candidate_peer_id: Some(best.peer_id.clone()),
+                                reason,
+                            },
+                        ),
+                    )
+                    .await?;
                     return Ok(());
                 }
                 let promotion =
@@ -330,7 +343,7 @@ impl Failover {
                 );
                 let expires_at = event.occurred_at
                     + chrono::Duration::seconds(self.config.approval_ttl_secs as i64);
-                out.push(decision(
+                let proposal = decision(
                     event,
                     "proposed",
                     FailoverProposed {
@@ -342,7 +355,10 @@ impl Failover {
                         generation: vip.generation,
                         candidates: scored.iter().map(|s| s.candidate.clone()).collect(),
                     },
-                ));
+                );
+                if !self.decide(seq, proposal).await? {
+                    return Ok(());
+                }
                 out.push(decision(
                     event,
                     "approval_requested",
@@ -363,6 +379,18 @@ impl Failover {
                     },
                 ));
                 Ok(())
+            }
+        }
+    }
+
+    /// Appends a decision about a silence unless another decision about
+    /// the same silence landed first; answers whether this one stands.
+    async fn decide(&self, seq: u64, decision: Envelope) -> Result<bool, ReactError> {
+        match decide::decide_once(self.log.as_ref(), seq, &decision).await? {
+            Decided::Landed(_) => Ok(true),
+            Decided::Moot(other) => {
+                info!(vip = %decision.aggregate.id, %other, "this silence was decided already; not deciding again");
+                Ok(false)
             }
         }
     }
