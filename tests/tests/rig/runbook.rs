@@ -7,6 +7,7 @@
 use crate::security::Spy;
 use crate::support::{ms, Rig, STEP};
 use anyhow::ensure;
+use powernode_services::log::jetstream::DEFAULT_STREAM;
 use powernode_tests::lifecycle_support::wait_until;
 use serde_json::{json, Value};
 use std::time::Instant;
@@ -113,6 +114,18 @@ pub async fn run(rig: &mut Rig) -> anyhow::Result<Clusters> {
         );
     }
     let security = spy.finish(rig, "b-worker-1").await?;
+    // The log and the secret store are replicated on all three nodes.
+    let mut replication = serde_json::Map::new();
+    let secrets = format!(
+        "KV_{}",
+        powernode_services::secrets::jetstream::DEFAULT_BUCKET
+    );
+    for stream in [DEFAULT_STREAM, secrets.as_str()] {
+        let c = rig.cluster_of_stream(stream).await?;
+        let members = 1 + c["replicas"].as_array().map_or(0, Vec::len);
+        ensure!(members == 3, "{stream} has {members} replica(s): {c}");
+        replication.insert(stream.into(), json!(members));
+    }
     let list = rig.call("kubernetes_list_clusters", json!({})).await?;
     let active = list["clusters"]
         .as_array()
@@ -127,6 +140,7 @@ pub async fn run(rig: &mut Rig) -> anyhow::Result<Clusters> {
             "join_workers_and_ha_servers_ms": joined_ms,
             "clusters": clusters,
             "security": security,
+            "replicas": replication,
         }),
         a,
         b,

@@ -492,8 +492,14 @@ impl Rig {
 
     /// The event stream's cluster view: leader and replicas (name, current, lag).
     pub async fn stream_cluster(&self) -> anyhow::Result<Value> {
+        self.cluster_of_stream(DEFAULT_STREAM).await
+    }
+
+    /// A stream's cluster view (the secret store's bucket is the stream
+    /// `KV_<bucket>`): leader and replicas (name, current, lag).
+    pub async fn cluster_of_stream(&self, name: &str) -> anyhow::Result<Value> {
         let js = async_nats::jetstream::new(self.nats.clone());
-        let mut stream = js.get_stream(DEFAULT_STREAM).await?;
+        let mut stream = js.get_stream(name).await?;
         let info = stream.info().await?;
         let cluster = info.cluster.clone().unwrap_or_default();
         Ok(json!({
