@@ -1,15 +1,18 @@
 //! `powernode bench replay`: rebuilding the fleet from an export file (no
 //! network), as `powernode replay --file` does.
 //!
-//! Two runs over the same file, each with its own peak RSS:
+//! Each replay runs in a process of its own (this binary, `--one MODE`), so
+//! each has its own peak RSS and nothing carries over between runs (the
+//! consumers' process-wide memo of verified signatures would otherwise let
+//! a second verified run skip the checks):
 //! * **verified** (the headline): every record admitted exactly as a live
 //!   consumer admits it, ed25519 signatures of agent events included;
 //! * **trusted** (`--trust-signatures`): the same minus the ed25519 checks,
 //!   refusals taken from the log's `system.log.record_rejected` events.
 //!
-//! Both must end in the same state (same digest), or the bench fails. The
-//! rate at which the file alone yields its records is measured too: the
-//! ceiling any replay of it has.
+//! Every run must end in the same state (same digest), or the bench fails.
+//! The rate at which the file alone yields its records is measured too (in
+//! a process of its own as well): the ceiling any replay of it has.
 //!
 //! `--generate N` first writes a synthetic export of N events: a fleet of
 //! `--clusters` K3s clusters built through the whole lifecycle
@@ -24,12 +27,14 @@ mod generate;
 use crate::inspect::replay::{fold, state_hash, Folded};
 use crate::inspect::{Bound, Source, SourceArgs};
 use crate::log::Filter;
-use crate::runtime::replay::ReplayStats;
 use anyhow::{bail, ensure, Context};
 use futures::StreamExt;
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::time::Instant;
+
+/// The target for a replay from a file.
+const TARGET_PER_S: f64 = 500_000.0;
 
 /// Arguments of `powernode bench replay`.
 #[derive(Debug, clap::Args)]
@@ -50,161 +55,212 @@ pub struct ReplayBenchArgs {
     /// Only generate the file (no replay).
     #[arg(long, requires = "generate")]
     pub generate_only: bool,
-    /// Replays per mode; the fastest of each is reported (the machine is
-    /// shared: a run that another process slowed down says little).
+    /// Runs per mode; the fastest of each is reported (the machine is
+    /// shared: a run another process slowed down says little).
     #[arg(long, default_value_t = 1)]
     pub runs: usize,
     /// Print one JSON object (otherwise pretty JSON).
     #[arg(long)]
     pub json: bool,
+    /// Internal: do one run of this mode in this process and print its
+    /// figures (the bench starts itself once per run with it).
+    #[arg(long, value_enum, hide = true)]
+    pub one: Option<Mode>,
+}
+
+/// What one run does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// Read the records, nothing else.
+    Read,
+    /// Replay, every signature verified.
+    Verified,
+    /// Replay with --trust-signatures.
+    Trusted,
+}
+
+impl Mode {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Read => "read",
+            Self::Verified => "verified",
+            Self::Trusted => "trusted",
+        }
+    }
 }
 
 /// Runs the benchmark and prints its figures.
 pub async fn run(args: ReplayBenchArgs) -> anyhow::Result<()> {
+    if let Some(mode) = args.one {
+        let source_args = SourceArgs {
+            file: Some(args.file.clone()),
+            nats: None,
+            stream: String::new(),
+        };
+        let source = Source::open(&source_args, std::path::Path::new(".")).await?;
+        println!("{}", one(&source, mode).await?);
+        return Ok(());
+    }
     if let Some(n) = args.generate {
-        ensure!(n > 0, "--generate needs at least one event");
-        eprintln!(
-            "bench: writing {n} events ({} clusters in {} accounts, then failover churn) to {}…",
-            args.clusters,
-            args.accounts,
-            args.file.display()
-        );
-        let (file, clusters, accounts) = (args.file.clone(), args.clusters, args.accounts);
-        let written =
-            tokio::task::spawn_blocking(move || generate::write(&file, n, clusters, accounts))
-                .await??;
-        eprintln!(
-            "bench: {} events ({} of them the fleet build-up, {} agent-signed), {:.1} MiB",
-            written.events,
-            written.fleet_events,
-            written.signed,
-            written.bytes as f64 / 1_048_576.0
-        );
+        generate(&args, n).await?;
         if args.generate_only {
             return Ok(());
         }
     }
-    let source_args = SourceArgs {
-        file: Some(args.file.clone()),
-        nats: None,
-        stream: String::new(),
-    };
-    let source = Source::open(&source_args, std::path::Path::new(".")).await?;
-    let file_mib = std::fs::metadata(&args.file)?.len() as f64 / 1_048_576.0;
-
-    eprintln!("bench: reading the file alone (the ceiling)…");
-    let read_per_s = read_rate(&source).await?;
+    ensure!(
+        args.file.is_file(),
+        "{}: no such export (write one with --generate N)",
+        args.file.display()
+    );
     let load_before = load_average();
+    eprintln!("bench: reading the file alone (the ceiling)…");
+    let read = best_of(&args, Mode::Read).await?;
     eprintln!("bench: replaying, every signature verified…");
-    let verified = best_of(&source, false, args.runs).await?;
-    eprintln!("bench: replaying again with --trust-signatures…");
-    let trusted = best_of(&source, true, args.runs).await?;
-    if verified.hash != trusted.hash {
-        bail!(
-            "the trusted replay ended in another state ({} vs {}): not a faithful mode",
-            trusted.hash,
-            verified.hash
-        );
-    }
-    let v = &verified;
-    let per_s = |r: &Run| (r.stats.records as f64 / r.seconds).round();
+    let v = best_of(&args, Mode::Verified).await?;
+    eprintln!("bench: replaying with --trust-signatures…");
+    let t = best_of(&args, Mode::Trusted).await?;
+    ensure!(
+        v["state_hash"] == t["state_hash"],
+        "the trusted replay ended in another state ({} vs {}): not a faithful mode",
+        t["state_hash"],
+        v["state_hash"]
+    );
+    let per_s = |r: &Value| r["events_per_s"].as_f64().unwrap_or(0.0);
     let out = json!({
         "file": args.file.display().to_string(),
-        "file_mib": round1(file_mib),
-        "events": v.stats.records,
-        "applied": v.stats.applied,
-        "refused": v.stats.refused.len(),
-        "seconds": round3(v.seconds),
-        "runs_seconds": v.all_seconds.iter().map(|s| round3(*s)).collect::<Vec<_>>(),
-        "events_per_s": per_s(v),
-        "target_events_per_s": TARGET_PER_S,
-        "meets_target": per_s(v) >= TARGET_PER_S,
-        "peak_rss_mib": round1(v.peak_rss_mib),
+        "file_mib": round1(std::fs::metadata(&args.file)?.len() as f64 / 1_048_576.0),
+        "events": v["events"],
+        "applied": v["applied"],
+        "refused": v["refused"],
+        "seconds": v["seconds"],
+        "events_per_s": v["events_per_s"],
+        "peak_rss_mib": v["peak_rss_mib"],
         "signatures": "verified",
-        "profile_s": profile(v),
-        "fleet": v.fleet,
-        "state_hash": format!("sha256:{}", v.hash),
+        "target_events_per_s": TARGET_PER_S,
+        "meets_target": per_s(&v) >= TARGET_PER_S,
+        "runs_seconds": v["runs_seconds"],
+        "profile_s": v["profile_s"],
+        "fleet": v["fleet"],
+        "state_hash": v["state_hash"],
         "trusted": {
             "signatures": "trusted (--trust-signatures: not re-verified; refusals from record_rejected events)",
-            "seconds": round3(trusted.seconds),
-            "runs_seconds": trusted.all_seconds.iter().map(|s| round3(*s)).collect::<Vec<_>>(),
-            "events_per_s": per_s(&trusted),
-            "meets_target": per_s(&trusted) >= TARGET_PER_S,
-            "peak_rss_mib": round1(trusted.peak_rss_mib),
-            "profile_s": profile(&trusted),
+            "seconds": t["seconds"],
+            "events_per_s": t["events_per_s"],
+            "meets_target": per_s(&t) >= TARGET_PER_S,
+            "peak_rss_mib": t["peak_rss_mib"],
+            "runs_seconds": t["runs_seconds"],
+            "profile_s": t["profile_s"],
             "same_state": true,
         },
-        "read_only_per_s": read_per_s.round(),
+        "read_only": {
+            "events_per_s": read["events_per_s"],
+            "peak_rss_mib": read["peak_rss_mib"],
+        },
         "cores": std::thread::available_parallelism().map_or(1, |n| n.get()),
         "load_average_1m": { "before": load_before, "after": load_average() },
     });
     super::print_figures(&out, args.json)
 }
 
-/// The fastest of a mode's runs.
-struct Run {
-    stats: ReplayStats,
-    hash: String,
-    fleet: Value,
-    seconds: f64,
-    all_seconds: Vec<f64>,
-    peak_rss_mib: f64,
+async fn generate(args: &ReplayBenchArgs, n: u64) -> anyhow::Result<()> {
+    ensure!(n > 0, "--generate needs at least one event");
+    eprintln!(
+        "bench: writing {n} events ({} clusters in {} accounts, then failover churn) to {}…",
+        args.clusters,
+        args.accounts,
+        args.file.display()
+    );
+    let (file, clusters, accounts) = (args.file.clone(), args.clusters, args.accounts);
+    let written =
+        tokio::task::spawn_blocking(move || generate::write(&file, n, clusters, accounts))
+            .await??;
+    eprintln!(
+        "bench: {} events ({} of them the fleet build-up, {} agent-signed), {:.1} MiB",
+        written.events,
+        written.fleet_events,
+        written.signed,
+        written.bytes as f64 / 1_048_576.0
+    );
+    Ok(())
 }
 
-/// Replays `runs` times; the fastest run, with the peak RSS of all of them.
-async fn best_of(source: &Source, trust: bool, runs: usize) -> anyhow::Result<Run> {
-    reset_peak_rss();
-    let mut best: Option<Run> = None;
-    let mut all_seconds = Vec::new();
-    for _ in 0..runs.max(1) {
-        let start = Instant::now();
-        let folded = fold(source, Bound::End, trust, true).await?;
-        let seconds = start.elapsed().as_secs_f64();
-        all_seconds.push(seconds);
-        let hash = state_hash(&folded.state);
+/// Runs `mode` `--runs` times, each in a fresh process; the fastest run's
+/// figures with every run's seconds, after checking all ended alike.
+async fn best_of(args: &ReplayBenchArgs, mode: Mode) -> anyhow::Result<Value> {
+    let exe = std::env::current_exe().context("cannot find this binary to run it again")?;
+    let mut best: Option<Value> = None;
+    let mut seconds = Vec::new();
+    for _ in 0..args.runs.max(1) {
+        let out = tokio::process::Command::new(&exe)
+            .args(["bench", "replay", "--json", "--one", mode.name(), "--file"])
+            .arg(&args.file)
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .await?;
+        if !out.status.success() {
+            bail!("the {} run failed ({})", mode.name(), out.status);
+        }
+        let figures: Value = serde_json::from_slice(&out.stdout)
+            .with_context(|| format!("the {} run printed no figures", mode.name()))?;
+        let s = figures["seconds"].as_f64().unwrap_or(f64::MAX);
+        seconds.push(json!(s));
         if let Some(b) = &best {
             ensure!(
-                b.hash == hash,
-                "two replays of one file ended in different states"
+                b["state_hash"] == figures["state_hash"],
+                "two {} replays of one file ended in different states",
+                mode.name()
             );
         }
-        if best.as_ref().is_none_or(|b| seconds < b.seconds) {
-            best = Some(Run {
-                hash,
-                fleet: fleet_size(&folded),
-                stats: folded.stats,
-                seconds,
-                all_seconds: Vec::new(),
-                peak_rss_mib: 0.0,
-            });
+        if best
+            .as_ref()
+            .is_none_or(|b| s < b["seconds"].as_f64().unwrap_or(f64::MAX))
+        {
+            best = Some(figures);
         }
     }
-    let mut run = best.context("at least one run")?;
-    run.all_seconds = all_seconds;
-    run.peak_rss_mib = super::peak_rss_mib();
-    Ok(run)
+    let mut best = best.context("at least one run")?;
+    best["runs_seconds"] = Value::Array(seconds);
+    Ok(best)
 }
 
-/// Records per second the source yields with nothing done to them.
-async fn read_rate(source: &Source) -> anyhow::Result<f64> {
+/// One run in this process: its figures as JSON.
+async fn one(source: &Source, mode: Mode) -> anyhow::Result<Value> {
     let start = Instant::now();
-    let mut records = source.records(1, Bound::End, Filter::all()).await?;
-    let mut n = 0u64;
-    while let Some(r) = records.next().await {
-        r?;
-        n += 1;
+    if mode == Mode::Read {
+        let mut records = source.records(1, Bound::End, Filter::all()).await?;
+        let mut n = 0u64;
+        while let Some(r) = records.next().await {
+            r?;
+            n += 1;
+        }
+        let seconds = start.elapsed().as_secs_f64();
+        return Ok(json!({
+            "events": n,
+            "seconds": round3(seconds),
+            "events_per_s": (n as f64 / seconds).round(),
+            "peak_rss_mib": round1(super::peak_rss_mib()),
+        }));
     }
-    Ok(n as f64 / start.elapsed().as_secs_f64())
-}
-
-fn profile(r: &Run) -> Value {
-    let s = &r.stats;
-    json!({
-        "total": round3(s.total.as_secs_f64()),
-        "decode_cpu": round3(s.decode.as_secs_f64()),
-        "verify_signatures": round3(s.verify.as_secs_f64()),
-        "admit_and_apply": round3(s.apply.as_secs_f64()),
-    })
+    let folded = fold(source, Bound::End, mode == Mode::Trusted, true).await?;
+    let seconds = start.elapsed().as_secs_f64();
+    let peak_rss_mib = super::peak_rss_mib();
+    let s = &folded.stats;
+    Ok(json!({
+        "events": s.records,
+        "applied": s.applied,
+        "refused": s.refused.len(),
+        "seconds": round3(seconds),
+        "events_per_s": (s.records as f64 / seconds).round(),
+        "peak_rss_mib": round1(peak_rss_mib),
+        "profile_s": {
+            "total": round3(s.total.as_secs_f64()),
+            "decode_cpu": round3(s.decode.as_secs_f64()),
+            "verify_signatures": round3(s.verify.as_secs_f64()),
+            "admit_and_apply": round3(s.apply.as_secs_f64()),
+        },
+        "fleet": fleet_size(&folded),
+        "state_hash": format!("sha256:{}", state_hash(&folded.state)),
+    }))
 }
 
 /// Objects in the rebuilt fleet.
@@ -227,9 +283,6 @@ fn fleet_size(f: &Folded) -> Value {
     })
 }
 
-/// The target for a replay from a file.
-const TARGET_PER_S: f64 = 500_000.0;
-
 /// The machine's 1-minute load average (Linux; `null` elsewhere): the
 /// figures are only comparable on an otherwise idle machine.
 fn load_average() -> Value {
@@ -237,12 +290,6 @@ fn load_average() -> Value {
         .ok()
         .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
         .map_or(Value::Null, |l| json!(l))
-}
-
-/// Resets this process's peak RSS (Linux: `5` to `/proc/self/clear_refs`),
-/// so each run reports its own; elsewhere a no-op.
-fn reset_peak_rss() {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
 fn round1(x: f64) -> f64 {

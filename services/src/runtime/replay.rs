@@ -197,7 +197,8 @@ where
 
 /// Stage 1: a task that reads chunks, decodes up to one chunk per core at
 /// once (on the blocking pool, whose threads are reused), then pre-verifies
-/// their signatures in order with the enrollments seen so far (the
+/// their signatures in order, spread over the cores by
+/// [`admission::preverify`], with the enrollments seen so far (the
 /// projection's own keys are not needed: admission re-checks every verdict
 /// against them) while the next chunks decode.
 fn spawn_prepare<E: Into<ReplayError> + Send + 'static>(
@@ -240,30 +241,29 @@ fn spawn_prepare<E: Into<ReplayError> + Send + 'static>(
             };
             let done = records.last().is_some_and(|r| r.seq >= until);
             let prepared = if verify {
+                let t = Instant::now();
                 let mut h = std::mem::take(&mut hints);
                 let verified = tokio::task::spawn_blocking(move || {
-                    let t = Instant::now();
                     let verdicts = admission::preverify(&records, &decoded, &mut h, |_| None);
-                    let verify = t.elapsed();
-                    let prepared = Prepared {
-                        records,
-                        decoded,
-                        verdicts,
-                        decode,
-                        verify,
-                    };
-                    (prepared, h)
+                    (records, decoded, verdicts, h)
                 })
                 .await;
-                match verified {
-                    Ok((p, h)) => {
+                let (records, decoded, verdicts) = match verified {
+                    Ok((records, decoded, verdicts, h)) => {
                         hints = h;
-                        p
+                        (records, decoded, verdicts)
                     }
                     Err(e) => {
                         let _ = tx.send(Err(ReplayError::Pipeline(e.to_string()))).await;
                         return;
                     }
+                };
+                Prepared {
+                    records,
+                    decoded,
+                    verdicts,
+                    decode,
+                    verify: t.elapsed(),
                 }
             } else {
                 Prepared {

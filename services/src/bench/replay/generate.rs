@@ -236,7 +236,7 @@ mod tests {
     async fn every_generated_event_is_admitted_and_churn_adds_no_objects() {
         let dir = tempfile::tempdir().unwrap();
         let mut sizes = Vec::new();
-        for total in [400, 900] {
+        for total in [400, 2600] {
             let path = dir.path().join(format!("{total}.pnx"));
             let w = write(&path, total, 4, 2).unwrap();
             assert_eq!(w.events, total);
