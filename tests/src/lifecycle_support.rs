@@ -360,7 +360,8 @@ impl Operator {
     }
 }
 
-async fn call(port: u16, token: &str, name: &str, args: &Value) -> Result<Value, ActionError> {
+/// Calls an action on the API at `port` with `token`.
+pub async fn call(port: u16, token: &str, name: &str, args: &Value) -> Result<Value, ActionError> {
     let a = crate::http::action(port, Some(token), name, args)
         .await
         .map_err(|e| ActionError {

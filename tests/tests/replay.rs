@@ -169,6 +169,20 @@ async fn replay_of_a_lifecycle_and_failover_log_equals_the_live_projection() -> 
             ),
         "{hash_line}"
     );
+    // The live API's own digest, at the same position, is the same line.
+    let live = powernode_tests::lifecycle_support::call(
+        f.p.port,
+        &f.p.admin,
+        "system_state_hash",
+        &json!({}),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("system_state_hash: {e}"))?;
+    ensure!(
+        live["seq"].as_u64() == Some(n)
+            && hash_line.starts_with(live["hash"].as_str().unwrap_or("?")),
+        "live {live} vs replay {hash_line}"
+    );
 
     step("determinism");
     // Trusting the stored signatures ends in the same state: the forged

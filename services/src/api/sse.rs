@@ -148,4 +148,3 @@ fn last_event_id(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
         )
     })
 }
-

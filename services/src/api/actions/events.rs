@@ -308,3 +308,25 @@ mod tests {
         assert_eq!(next_window(1024, 1, 20, 100_000), 4096);
     }
 }
+
+/// Arguments of `system_state_hash` (none).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateHash {}
+
+/// `system_state_hash({})` (admin only): the digest of the API's live fleet
+/// state and the sequence it has applied through, read under one lock —
+/// `powernode replay --until <seq> --hash` of the same log must print the
+/// same digest.
+pub async fn state_hash(ctx: &ActionContext<'_>, _a: StateHash) -> Result<Value, ApiError> {
+    if !ctx.operator.is_admin() {
+        return Err(ApiError::forbidden(
+            "admin (the fleet digest covers every account)",
+        ));
+    }
+    let fleet = ctx.fleet().await;
+    let hash = crate::inspect::replay::state_hash(&fleet);
+    Ok(
+        json!({ "seq": fleet.last_seq(), "applied": fleet.applied(), "hash": format!("sha256:{hash}") }),
+    )
+}

@@ -186,7 +186,6 @@ fn note(text: &str) {
     }
 }
 
-
 /// Colour on a terminal unless `NO_COLOR` is set (to anything non-empty)
 /// or `TERM=dumb`.
 pub fn colour_allowed(is_terminal: bool) -> bool {
