@@ -9,7 +9,7 @@ use powernode_services::cli::client::{ActionError, Api};
 use powernode_services::log::jetstream::{
     durable_name, JetStreamConfig, JetStreamLog, NkeySeed, DEFAULT_STREAM,
 };
-use powernode_services::log::{EventLog as _, Filter};
+use powernode_services::log::{EventLog as _, Filter, StartAt};
 use powernode_tests::lifecycle_support::wait_until;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -461,7 +461,9 @@ impl Rig {
             .await?;
             cursors.insert(name.to_string(), floor);
         }
+        let state_hash = self.check_state_hash().await?;
         let check = LossCheck {
+            state_hash,
             acknowledged: self.ledger.len(),
             lost: lost.len(),
             duplicate_ids,
@@ -479,6 +481,45 @@ impl Rig {
             );
         }
         Ok(check)
+    }
+
+    /// The API's live fleet state is the fold of the stream: its digest
+    /// (`system_state_hash`) equals a replay of the stream to the same
+    /// sequence. Positions alone would not show a record a cursor skipped.
+    async fn check_state_hash(&self) -> anyhow::Result<String> {
+        let admin = std::fs::read_to_string(self.rig_dir.join("state/api/admin.token"))
+            .context("the API's admin token in .rig/state/api")?;
+        let live = self
+            .op
+            .with_token(admin.trim())
+            .call("system_state_hash", &json!({}))
+            .await?;
+        let seq = live["seq"].as_u64().context("system_state_hash: seq")?;
+        let records = self
+            .log
+            .subscribe(StartAt::Beginning, Filter::all())
+            .await?;
+        let options = powernode_services::runtime::replay::RebuildOptions {
+            until: seq,
+            ..Default::default()
+        };
+        let (state, _) = powernode_services::runtime::replay::rebuild_from(
+            records,
+            powernode_projections::FleetState::default(),
+            options,
+            |_| {},
+        )
+        .await?;
+        let replayed = format!(
+            "sha256:{}",
+            powernode_services::inspect::replay::state_hash(&state)
+        );
+        ensure!(
+            live["hash"].as_str() == Some(replayed.as_str()),
+            "the API's fleet state at seq {seq} ({}) differs from a replay of the stream to it ({replayed}): a record was skipped or applied twice",
+            live["hash"]
+        );
+        Ok(replayed)
     }
 
     /// `GET /healthz`.
@@ -536,6 +577,8 @@ pub struct LossCheck {
     pub cursors: BTreeMap<String, u64>,
     /// How long the check (and the catch-up it waited for) took.
     pub checked_in_ms: u64,
+    /// The API's fleet digest, equal to a replay of the stream.
+    pub state_hash: String,
 }
 
 /// Whether an action error is a clear, retryable refusal (503 `unavailable`,
@@ -563,6 +606,7 @@ impl LossCheck {
             "api_applied": self.api_applied,
             "cursors": self.cursors,
             "checked_in_ms": self.checked_in_ms,
+            "state_hash_equals_replay": self.state_hash,
         })
     }
 }
