@@ -70,6 +70,17 @@ pub struct Intake {
 }
 
 impl Intake {
+    /// Waits (at most `limit`) until the projection has applied everything
+    /// the log held when called: a replica that joins the intake's queue
+    /// group must not answer agents from an empty or stale view (it would
+    /// call enrolled agents unknown and hold up their heartbeats).
+    pub async fn caught_up_with_log(&self, limit: Duration) -> bool {
+        match self.log.last_seq().await {
+            Ok(last) => self.fleet.wait_for(last, limit).await,
+            Err(_) => false,
+        }
+    }
+
     /// An intake over the API's projection.
     pub fn new(
         log: SharedLog,

@@ -18,12 +18,23 @@ use std::future::Future;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-/// Answers agent requests on `client` until `shutdown`.
+/// How long a starting intake waits for its projection before answering.
+const CATCH_UP_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Answers agent requests on `client` until `shutdown`, once the
+/// projection has caught up with the log.
 pub async fn serve(
     intake: Intake,
     client: async_nats::Client,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    // Join the queue group only with a caught-up view of the fleet.
+    tokio::select! {
+        _ = shutdown.cancelled() => return Ok(()),
+        ok = intake.caught_up_with_log(CATCH_UP_LIMIT) => if !ok {
+            tracing::warn!("the projection did not catch up with the log within {CATCH_UP_LIMIT:?}; answering agents anyway");
+        },
+    }
     let queue = || subjects::QUEUE.to_string();
     let mut enroll = client.queue_subscribe(subjects::ENROLL, queue()).await?;
     let heartbeat = client.queue_subscribe(subjects::HEARTBEAT, queue()).await?;
