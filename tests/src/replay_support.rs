@@ -2,15 +2,13 @@
 //! test's async workers), and comparisons of what it prints with what the
 //! live API answers.
 
-use crate::bins::powernode_bin;
-use crate::cli_support::{powernode, text};
+use crate::export_support::Cli;
 use anyhow::{bail, ensure, Context as _};
 use serde_json::Value;
-use std::path::PathBuf;
 
 /// `powernode replay --nats <url> …`.
 pub struct ReplayCli {
-    bin: PathBuf,
+    cli: Cli,
     nats: String,
 }
 
@@ -18,7 +16,7 @@ impl ReplayCli {
     /// Builds the binary if needed; replays the JetStream log at `nats`.
     pub fn new(nats: &str) -> anyhow::Result<Self> {
         Ok(Self {
-            bin: powernode_bin()?,
+            cli: Cli::new()?,
             nats: nats.to_string(),
         })
     }
@@ -26,29 +24,16 @@ impl ReplayCli {
     /// Runs `powernode replay --nats <url> <args>`; its stdout, or an error
     /// with both streams when it fails.
     pub async fn run(&self, args: &[&str]) -> anyhow::Result<String> {
-        let mut cmd = powernode(&self.bin);
-        cmd.arg("replay").arg("--nats").arg(&self.nats).args(args);
-        let shown = format!("powernode replay {}", args.join(" "));
-        let out = tokio::task::spawn_blocking(move || cmd.output())
-            .await?
-            .with_context(|| format!("cannot run {shown}"))?;
-        if !out.status.success() {
-            bail!(
-                "{shown} failed ({})\nstdout:\n{}\nstderr:\n{}",
-                out.status,
-                text(&out.stdout),
-                text(&out.stderr)
-            );
-        }
-        Ok(text(&out.stdout))
+        let mut all = vec!["replay", "--nats", self.nats.as_str()];
+        all.extend(args);
+        self.cli.ok(&all).await
     }
 
     /// [`run`](Self::run) with `-o json`, parsed.
     pub async fn json(&self, args: &[&str]) -> anyhow::Result<Value> {
-        let mut all = args.to_vec();
-        all.extend(["-o", "json"]);
-        let out = self.run(&all).await?;
-        serde_json::from_str(&out).with_context(|| format!("not JSON: {out}"))
+        let mut all = vec!["replay", "--nats", self.nats.as_str()];
+        all.extend(args);
+        self.cli.json(&all).await
     }
 
     /// `--hash -o json` through `until`: `(state_hash, seq)`.
