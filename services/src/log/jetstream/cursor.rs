@@ -17,6 +17,17 @@
 //! (no fetch round trip per batch, no subscription per fetch), and the
 //! client re-pulls when half of the request is used up. `next_batch` waits
 //! for the first record and takes whatever else has already arrived.
+//!
+//! Deliveries can be lost on their way to us: a consumer leader that dies
+//! with records in flight (its successor knows they were delivered), a pull
+//! dropped after an error, a reconnect. The server then hands out later
+//! records first and the lost ones only after `ack_wait`, and with
+//! cumulative acks a later ack would acknowledge them unseen. So the cursor
+//! follows the consumer (delivery) sequence, which grows by one with every
+//! delivery: a jump, or a server that says it delivered more than we got
+//! while we sit idle, means lost deliveries, and the cursor resets the
+//! consumer to its ack floor and takes the records again in order (the
+//! ones it already returned are kept for acking, not returned twice).
 
 use super::{nats_time, unavailable};
 use crate::log::{DurableCursor, Filter, LogError, Record};
@@ -86,13 +97,19 @@ pub(crate) async fn open(
         Err(e) if consumer_missing(&e) => None,
         Err(e) => return Err(unavailable("opening durable cursor", e)),
     };
+    let mut needs_reset = false;
+    let mut delivered = None;
     let consumer = match existing {
         Some(c) if c.cached_info().config.filter_subject == subject => {
             // Hand out again, in order, what an earlier process got but never acknowledged.
             match stream.reset_consumer(&durable, None).await {
-                Ok(r) => debug!(cursor = %durable, floor = r.reset_seq, "durable cursor resumed"),
+                Ok(r) => {
+                    debug!(cursor = %durable, floor = r.reset_seq, "durable cursor resumed");
+                    delivered = Some(r.info.delivered.consumer_sequence);
+                }
                 Err(e) => {
-                    warn!(cursor = %durable, error = %e, "could not reset the cursor to its ack floor")
+                    warn!(cursor = %durable, error = %e, "could not reset the cursor to its ack floor; will retry");
+                    needs_reset = true;
                 }
             }
             c
@@ -110,12 +127,18 @@ pub(crate) async fn open(
         }
         None => create(stream, &durable, &subject, start_after).await?,
     };
+    let delivered_through = delivered.unwrap_or(consumer.cached_info().delivered.consumer_sequence);
     Ok(JetStreamCursor {
+        stream: stream.clone(),
+        durable,
         consumer,
         filter,
         held: BTreeMap::new(),
         live: None,
         returned_through: 0,
+        delivered_through,
+        needs_reset,
+        idle_check: IdleCheck::new(),
     })
 }
 
@@ -190,6 +213,10 @@ struct Held {
 
 /// A [`DurableCursor`] on a durable JetStream pull consumer.
 pub struct JetStreamCursor {
+    /// The stream, for resetting the consumer.
+    stream: Stream<()>,
+    /// The consumer's durable name.
+    durable: String,
     consumer: PullConsumer,
     filter: Filter,
     held: BTreeMap<u64, Held>,
@@ -199,6 +226,59 @@ pub struct JetStreamCursor {
     /// (the server lost its delivery state in a restart, or an old pull
     /// request delivered late) is kept for acking but not handed out twice.
     returned_through: u64,
+    /// The newest delivery (consumer) sequence received: the next delivery
+    /// must be the one after it, or deliveries were lost on the way.
+    delivered_through: u64,
+    /// Deliveries were lost: reset the consumer before taking more.
+    needs_reset: bool,
+    /// Lost deliveries noticed while no record arrives.
+    idle_check: IdleCheck,
+}
+
+/// What became of one delivery.
+enum Taken {
+    /// Kept for acking; the record if the caller should see it.
+    Kept(Option<Record>),
+    /// Deliveries before this one never reached us: it was not kept.
+    Lost { expected: u64, got: u64 },
+}
+
+/// While no record arrives, asks the server now and then how many
+/// deliveries it made: more than the cursor received, twice in a row with
+/// nothing arriving in between, means the newest ones were lost (a delivery
+/// still on its way would have arrived by the second look).
+struct IdleCheck {
+    last: tokio::time::Instant,
+    suspect: Option<u64>,
+}
+
+/// Least time between two idle checks.
+const IDLE_CHECK_EVERY: Duration = Duration::from_secs(1);
+
+impl IdleCheck {
+    fn new() -> Self {
+        Self {
+            last: tokio::time::Instant::now(),
+            suspect: None,
+        }
+    }
+
+    fn due(&self) -> bool {
+        self.last.elapsed() >= IDLE_CHECK_EVERY
+    }
+
+    /// Records what the server says it delivered; true when deliveries
+    /// are missing for the second look in a row.
+    fn lost(&mut self, server_delivered: u64, received: u64) -> bool {
+        self.last = tokio::time::Instant::now();
+        if server_delivered <= received {
+            self.suspect = None;
+            return false;
+        }
+        let again = self.suspect == Some(server_delivered);
+        self.suspect = Some(server_delivered);
+        again
+    }
 }
 
 /// How long one pull request of the live stream stays open on the server.
@@ -211,13 +291,26 @@ const PULL_BATCH: usize = 1000;
 impl JetStreamCursor {
     /// Keeps the ack handle and turns the message into a record if it
     /// passes the exact filter.
-    fn take(&mut self, msg: jetstream::Message) -> Result<Option<Record>, LogError> {
-        let (seq, stored_at) = {
+    fn take(&mut self, msg: jetstream::Message) -> Result<Taken, LogError> {
+        let (seq, delivery, stored_at) = {
             let info = msg
                 .info()
                 .map_err(|e| LogError::Storage(format!("malformed delivery metadata: {e}")))?;
-            (info.stream_sequence, nats_time(info.published))
+            (
+                info.stream_sequence,
+                info.consumer_sequence,
+                nats_time(info.published),
+            )
         };
+        if delivery > self.delivered_through.saturating_add(1) {
+            return Ok(Taken::Lost {
+                expected: self.delivered_through + 1,
+                got: delivery,
+            });
+        }
+        // The newest one counts, even if lower: a new consumer leader that
+        // lost some of its predecessor's delivery state counts from there.
+        self.delivered_through = delivery;
         let (msg, acker) = msg.split();
         let subject = msg.subject.to_string();
         if seq <= self.returned_through {
@@ -225,17 +318,65 @@ impl JetStreamCursor {
             if let Some(h) = self.held.get_mut(&seq) {
                 h.acker = acker;
             }
-            return Ok(None);
+            return Ok(Taken::Kept(None));
         }
         self.returned_through = seq;
         let returned = self.filter.matches_subject(&subject);
         self.held.insert(seq, Held { acker, returned });
-        Ok(returned.then(|| Record {
+        Ok(Taken::Kept(returned.then(|| Record {
             seq,
             subject,
             stored_at,
             bytes: msg.payload,
-        }))
+        })))
+    }
+
+    /// Resets the consumer to its ack floor after lost deliveries: the
+    /// server delivers everything after the floor again, in order.
+    async fn reset(&mut self) -> Result<(), LogError> {
+        // Drop the pull first: what is in flight to it is delivered again.
+        self.live = None;
+        let r = self
+            .stream
+            .reset_consumer(&self.durable, None)
+            .await
+            .map_err(|e| unavailable("resetting durable cursor", e))?;
+        self.delivered_through = r.info.delivered.consumer_sequence;
+        self.needs_reset = false;
+        self.idle_check = IdleCheck::new();
+        info!(
+            cursor = %self.durable,
+            floor = r.reset_seq,
+            returned_through = self.returned_through,
+            "durable cursor reset to its ack floor after lost deliveries"
+        );
+        Ok(())
+    }
+
+    /// While idle: did the server deliver records that never arrived?
+    async fn check_idle(&mut self) -> Result<(), LogError> {
+        if !self.idle_check.due() {
+            return Ok(());
+        }
+        let info = self
+            .consumer
+            .info()
+            .await
+            .map_err(|e| unavailable("reading cursor position", e))?;
+        let server_delivered = info.delivered.consumer_sequence;
+        if self
+            .idle_check
+            .lost(server_delivered, self.delivered_through)
+        {
+            warn!(
+                cursor = %self.durable,
+                server_delivered,
+                received = self.delivered_through,
+                "deliveries never arrived"
+            );
+            self.needs_reset = true;
+        }
+        Ok(())
     }
 
     /// The live pull, opened if needed.
@@ -265,8 +406,19 @@ impl JetStreamCursor {
         use async_nats::jetstream::consumer::pull::MessagesErrorKind;
         match item {
             Some(Ok(m)) => {
-                if let Some(r) = self.take(m)? {
-                    out.push(r);
+                match self.take(m)? {
+                    Taken::Kept(Some(r)) => out.push(r),
+                    Taken::Kept(None) => {}
+                    Taken::Lost { expected, got } => {
+                        warn!(
+                            cursor = %self.durable,
+                            expected,
+                            got,
+                            "deliveries lost on the way; resetting the cursor"
+                        );
+                        self.needs_reset = true;
+                        self.live = None;
+                    }
                 }
                 Ok(true)
             }
@@ -298,13 +450,20 @@ impl DurableCursor for JetStreamCursor {
         let deadline = tokio::time::Instant::now() + wait;
         // Wait for the first record (records the filter drops do not count)…
         while out.is_empty() {
+            if self.needs_reset {
+                self.reset().await?;
+            }
             let live = self.live().await?;
             let Ok(item) = tokio::time::timeout_at(deadline, live.next()).await else {
+                if let Err(e) = self.check_idle().await {
+                    debug!(error = %e, "durable cursor could not check for lost deliveries");
+                }
                 return Ok(out);
             };
             self.take_item(item, &mut out)?;
         }
-        // …then take what has arrived already, without waiting.
+        // …then take what has arrived already, without waiting (up to a
+        // lost delivery, which drops the pull).
         while out.len() < max {
             let Some(live) = self.live.as_mut() else {
                 break;
@@ -372,5 +531,18 @@ mod tests {
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
         }
         assert_eq!(durable_name("a b"), durable_name("a b"));
+    }
+
+    #[test]
+    fn idle_check_needs_the_same_shortfall_twice() {
+        let mut c = IdleCheck::new();
+        assert!(!c.lost(10, 10), "nothing missing");
+        assert!(!c.lost(12, 10), "first look: maybe still on its way");
+        assert!(c.lost(12, 10), "second look, same shortfall: lost");
+        let mut c = IdleCheck::new();
+        assert!(!c.lost(12, 10));
+        assert!(!c.lost(13, 10), "the server moved on: look again");
+        assert!(!c.lost(13, 13), "arrived");
+        assert!(!c.lost(13, 10), "a new shortfall starts over");
     }
 }
