@@ -72,6 +72,51 @@ enum PayloadSlot {
     Value(ciborium::Value),
 }
 
+/// An envelope field name, read without allocating it.
+enum Key {
+    Id,
+    Kind,
+    SchemaVersion,
+    AccountId,
+    Aggregate,
+    OccurredAt,
+    Actor,
+    CorrelationId,
+    CausationId,
+    Signature,
+    Payload,
+    Other,
+}
+
+impl<'de> serde::Deserialize<'de> for Key {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl Visitor<'_> for KeyVisitor {
+            type Value = Key;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an envelope field name")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Key, E> {
+                Ok(match v {
+                    "id" => Key::Id,
+                    "kind" => Key::Kind,
+                    "schema_version" => Key::SchemaVersion,
+                    "account_id" => Key::AccountId,
+                    "aggregate" => Key::Aggregate,
+                    "occurred_at" => Key::OccurredAt,
+                    "actor" => Key::Actor,
+                    "correlation_id" => Key::CorrelationId,
+                    "causation_id" => Key::CausationId,
+                    "signature" => Key::Signature,
+                    "payload" => Key::Payload,
+                    _ => Key::Other,
+                })
+            }
+        }
+        d.deserialize_identifier(KeyVisitor)
+    }
+}
+
 struct EnvelopeVisitor;
 
 impl<'de> Visitor<'de> for EnvelopeVisitor {
@@ -93,19 +138,19 @@ impl<'de> Visitor<'de> for EnvelopeVisitor {
         let mut causation: Option<Uuid> = None;
         let mut payload: Option<PayloadSlot> = None;
         let mut signature: Option<Signature> = None;
-        while let Some(key) = map.next_key::<String>()? {
-            match key.as_str() {
-                "id" => id = Some(map.next_value()?),
-                "kind" => kind = Some(map.next_value()?),
-                "schema_version" => version = Some(map.next_value()?),
-                "account_id" => account = Some(map.next_value()?),
-                "aggregate" => aggregate = Some(map.next_value()?),
-                "occurred_at" => occurred = Some(map.next_value()?),
-                "actor" => actor = Some(map.next_value()?),
-                "correlation_id" => correlation = Some(map.next_value()?),
-                "causation_id" => causation = map.next_value()?,
-                "signature" => signature = map.next_value()?,
-                "payload" => {
+        while let Some(key) = map.next_key::<Key>()? {
+            match key {
+                Key::Id => id = Some(map.next_value()?),
+                Key::Kind => kind = Some(map.next_value()?),
+                Key::SchemaVersion => version = Some(map.next_value()?),
+                Key::AccountId => account = Some(map.next_value()?),
+                Key::Aggregate => aggregate = Some(map.next_value()?),
+                Key::OccurredAt => occurred = Some(map.next_value()?),
+                Key::Actor => actor = Some(map.next_value()?),
+                Key::CorrelationId => correlation = Some(map.next_value()?),
+                Key::CausationId => causation = map.next_value()?,
+                Key::Signature => signature = map.next_value()?,
+                Key::Payload => {
                     let current = match (&kind, version) {
                         (Some(k), Some(v)) => {
                             let info = kind_info(k)
@@ -119,7 +164,7 @@ impl<'de> Visitor<'de> for EnvelopeVisitor {
                         None => PayloadSlot::Value(map.next_value()?),
                     });
                 }
-                _ => {
+                Key::Other => {
                     map.next_value::<IgnoredAny>()?;
                 }
             }

@@ -162,6 +162,93 @@ pub fn parse_header(version: u16, body: &[u8]) -> Result<Header, String> {
     })
 }
 
+/// Parses a record body held in `frame` at `body` (the record's event
+/// bytes share `frame`'s buffer: no copy). The layout [`record_body`]
+/// writes is read directly; anything else (another field order, indefinite
+/// lengths, a damaged body) goes through the general parser, which also
+/// words the errors.
+pub fn parse_record_in(frame: &Bytes, body: std::ops::Range<usize>) -> Result<Record, String> {
+    canonical_record(frame, body.clone()).map_or_else(|| parse_record(&frame[body]), Ok)
+}
+
+/// The head of one CBOR item: major type and argument (definite only).
+fn cbor_head(b: &[u8], at: &mut usize) -> Option<(u8, u64)> {
+    let first = *b.get(*at)?;
+    *at += 1;
+    let (major, info) = (first >> 5, first & 0x1f);
+    if info < 24 {
+        return Some((major, u64::from(info)));
+    }
+    let n = match info {
+        24 => 1,
+        25 => 2,
+        26 => 4,
+        27 => 8,
+        _ => return None,
+    };
+    let raw = b.get(*at..*at + n)?;
+    *at += n;
+    let mut v = 0u64;
+    for byte in raw {
+        v = (v << 8) | u64::from(*byte);
+    }
+    Some((major, v))
+}
+
+/// A text or byte string of major type `major` at `at`: its range.
+fn cbor_str(b: &[u8], at: &mut usize, major: u8) -> Option<std::ops::Range<usize>> {
+    let (m, len) = cbor_head(b, at)?;
+    if m != major {
+        return None;
+    }
+    let start = *at;
+    let end = start.checked_add(usize::try_from(len).ok()?)?;
+    if end > b.len() {
+        return None;
+    }
+    *at = end;
+    Some(start..end)
+}
+
+/// `{"seq", "subject", "stored_at", "bytes"}` in the order [`record_body`]
+/// writes them, read in place; `None` for anything else.
+fn canonical_record(frame: &Bytes, body: std::ops::Range<usize>) -> Option<Record> {
+    let b = frame.get(body.clone())?;
+    let mut at = 0;
+    if cbor_head(b, &mut at)? != (5, 4) {
+        return None;
+    }
+    let key = |name: &str, at: &mut usize| -> Option<()> {
+        let r = cbor_str(b, at, 3)?;
+        (&b[r] == name.as_bytes()).then_some(())
+    };
+    key("seq", &mut at)?;
+    let (0, seq) = cbor_head(b, &mut at)? else {
+        return None;
+    };
+    key("subject", &mut at)?;
+    let subject = std::str::from_utf8(&b[cbor_str(b, &mut at, 3)?])
+        .ok()?
+        .to_string();
+    key("stored_at", &mut at)?;
+    let nanos = match cbor_head(b, &mut at)? {
+        (0, n) => i64::try_from(n).ok()?,
+        (1, n) => -1 - i64::try_from(n).ok()?,
+        _ => return None,
+    };
+    key("bytes", &mut at)?;
+    let bytes = cbor_str(b, &mut at, 2)?;
+    if at != b.len() {
+        return None;
+    }
+    Some(Record {
+        seq,
+        subject,
+        stored_at: DateTime::from_timestamp_nanos(nanos),
+        bytes: frame.slice(body.start + bytes.start..body.start + bytes.end),
+    })
+}
+
 /// Parses a record body.
 pub fn parse_record(body: &[u8]) -> Result<Record, String> {
     let mut f = Fields::parse(body, "record")?;

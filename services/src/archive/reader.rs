@@ -254,6 +254,7 @@ impl<R: Read> Reader<R> {
         }
         let mut rest = vec![0u8; len as usize + FRAME_CRC];
         self.exact(&mut rest, start, &what)?;
+        let rest = bytes::Bytes::from(rest);
         let (body, crc) = rest.split_at(len as usize);
         let mut hasher = crc32fast::Hasher::new();
         hasher.update(&head);
@@ -275,7 +276,7 @@ impl<R: Read> Reader<R> {
             self.check_trailer(&t, start)?;
             return Ok(None);
         }
-        let record = format::parse_record(body)
+        let record = format::parse_record_in(&rest, 0..len as usize)
             .map_err(|e| ArchiveError::at(body_at, format!("{what}: {e}")))?;
         if self.records > 0 && record.seq <= self.last_seq {
             return Err(ArchiveError::at(

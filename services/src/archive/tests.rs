@@ -159,3 +159,66 @@ fn errors_name_the_file_and_offset() {
     std::fs::write(&path, &bytes).unwrap();
     assert_eq!(verify(&path).unwrap().records, 2);
 }
+
+/// The in-place reading of the layout the writer uses gives what the
+/// general parser gives, for small and large fields and times before 1970;
+/// another field order still parses (through the general parser).
+#[test]
+fn records_read_in_place_equal_the_general_parser() {
+    let mut cases: Vec<Record> = [0u64, 1, 23, 24, 255, 256, 70_000, u64::MAX]
+        .iter()
+        .map(|&seq| Record {
+            bytes: Bytes::from(vec![7u8; (seq % 70_001) as usize]),
+            ..record(seq % 1000)
+        })
+        .collect();
+    cases.push(Record {
+        seq: 5,
+        stored_at: Utc.timestamp_nanos(-1_234_567),
+        ..record(5)
+    });
+    cases.push(Record {
+        seq: u64::MAX,
+        ..record(3)
+    });
+    for r in cases {
+        let body = format::record_body(&r).unwrap();
+        let len = body.len();
+        let frame = Bytes::from(body);
+        let fast = format::parse_record_in(&frame, 0..len).unwrap();
+        let slow = format::parse_record(&frame).unwrap();
+        assert_eq!(fast, slow);
+        assert_eq!(fast, r);
+        // Inside a larger buffer (as in a frame with its head and crc).
+        let mut padded = vec![9u8; 5];
+        padded.extend_from_slice(&frame);
+        padded.extend_from_slice(&[1, 2, 3, 4]);
+        let padded = Bytes::from(padded);
+        assert_eq!(format::parse_record_in(&padded, 5..5 + len).unwrap(), r);
+    }
+    // Fields in another order: not the writer's layout, still a record.
+    let r = record(9);
+    let mut reordered = Vec::new();
+    ciborium::into_writer(
+        &ciborium::Value::Map(vec![
+            ("bytes".into(), ciborium::Value::Bytes(r.bytes.to_vec())),
+            (
+                "stored_at".into(),
+                r.stored_at.timestamp_nanos_opt().unwrap().into(),
+            ),
+            ("subject".into(), r.subject.clone().into()),
+            ("seq".into(), r.seq.into()),
+        ]),
+        &mut reordered,
+    )
+    .unwrap();
+    let len = reordered.len();
+    assert_eq!(
+        format::parse_record_in(&Bytes::from(reordered), 0..len).unwrap(),
+        r
+    );
+    // A body cut short is an error, not a panic.
+    let body = format::record_body(&r).unwrap();
+    let cut = Bytes::from(body[..body.len() - 3].to_vec());
+    assert!(format::parse_record_in(&cut, 0..cut.len()).is_err());
+}
