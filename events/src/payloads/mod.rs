@@ -24,6 +24,38 @@ macro_rules! payload {
 /// Serde helpers that keep addresses and prefixes as text (`"fd00::1"`,
 /// `"10.42.0.0/16"`) in every format, CBOR included, so the wire form is the
 /// one the JSON Schemas in `schemas/` describe.
+/// Floats are written in the shortest width that keeps them (`0.5` as a
+/// half): read any width, and integers, as an `f64` (a decoder that reads
+/// an `f64` only as a double would refuse the shorter forms).
+pub(crate) mod float {
+    use serde::de::{Deserializer, Error, Visitor};
+
+    struct AnyWidth;
+
+    impl Visitor<'_> for AnyWidth {
+        type Value = f64;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a number")
+        }
+        fn visit_f64<E: Error>(self, v: f64) -> Result<f64, E> {
+            Ok(v)
+        }
+        fn visit_f32<E: Error>(self, v: f32) -> Result<f64, E> {
+            Ok(f64::from(v))
+        }
+        fn visit_u64<E: Error>(self, v: u64) -> Result<f64, E> {
+            Ok(v as f64)
+        }
+        fn visit_i64<E: Error>(self, v: i64) -> Result<f64, E> {
+            Ok(v as f64)
+        }
+    }
+
+    pub fn any_width<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        d.deserialize_any(AnyWidth)
+    }
+}
+
 pub(crate) mod text {
     use serde::{Deserialize, Deserializer, Serializer};
     use std::fmt::Display;

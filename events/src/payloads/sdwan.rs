@@ -191,6 +191,7 @@ payload! {
         /// Proposed new holder.
         pub candidate_peer_id: String,
         /// Its score in [0, 1].
+        #[serde(deserialize_with = "crate::payloads::float::any_width")]
         pub score: f64,
         /// The approval it waits for.
         pub approval_id: String,
@@ -212,6 +213,7 @@ payload! {
         /// Its instance.
         pub instance_id: String,
         /// Score in [0, 1]; higher is better.
+        #[serde(deserialize_with = "crate::payloads::float::any_width")]
         pub score: f64,
         /// What the score is made of, e.g. `ready`, `heartbeat 0.4 s ago`.
         pub reasons: Vec<String>,
