@@ -11,19 +11,21 @@
 //!    moves on; otherwise fold it into the projection and let the service
 //!    [`Reactor`] decide (it may append new events);
 //! 4. every so often, and on shutdown, save the checkpoint and only then
-//!    acknowledge the cursor up to it — an ack means "durably applied".
+//!    acknowledge the cursor up to it — an ack means "durably applied"
+//!    (written beside the loop, from a copy: [`checkpointing`]).
 //!
 //! Shutdown is a [`CancellationToken`]: the loop finishes the event it holds,
 //! checkpoints and returns.
 
 pub mod admission;
+mod checkpointing;
 pub mod replay;
 
 use crate::log::{DurableCursor, Filter, LogError, Record, SharedLog};
 use async_trait::async_trait;
 use powernode_events::payloads::log::RecordRejected;
 use powernode_events::{AccountId, Actor, Envelope};
-use powernode_projections::checkpoint::{Checkpoint, CheckpointStore};
+use powernode_projections::checkpoint::CheckpointStore;
 use powernode_projections::Projection;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -252,7 +254,7 @@ pub async fn run_consumer<S, R>(
     shutdown: CancellationToken,
 ) -> Result<(), RuntimeError>
 where
-    S: Projection + Send + Sync,
+    S: Projection + Clone + Send + Sync,
     R: Reactor<S>,
 {
     let span = info_span!("consumer", name = %config.name);
@@ -274,8 +276,12 @@ where
         let Some(mut cursor) = open_cursor(&log, &config, applied, &shutdown).await? else {
             return Ok(());
         };
-        let mut last_cp = applied;
-        let mut last_cp_at = Instant::now();
+        let every = checkpointing::Every {
+            records: config.checkpoint_every,
+            interval: config.checkpoint_interval,
+        };
+        let mut checkpoints =
+            checkpointing::Checkpointer::new(shared.clone(), checkpoints, &name, every, applied);
         let mut hints = admission::KeyHints::default();
 
         // 2-4. Consume.
@@ -371,20 +377,12 @@ where
                     "decisions appended"
                 );
             }
-            if applied - last_cp >= config.checkpoint_every
-                || (applied > last_cp && last_cp_at.elapsed() >= config.checkpoint_interval)
-            {
-                checkpoint(&shared, &checkpoints, &name, applied, cursor.as_mut()).await?;
-                last_cp = applied;
-                last_cp_at = Instant::now();
-            }
+            checkpoints.after_batch(applied, cursor.as_mut()).await?;
             if shutdown.is_cancelled() {
                 break;
             }
         }
-        if applied > last_cp {
-            checkpoint(&shared, &checkpoints, &name, applied, cursor.as_mut()).await?;
-        }
+        checkpoints.finish(applied, cursor.as_mut()).await?;
         info!(applied, "stopped");
         Ok(())
     }
@@ -569,45 +567,4 @@ const REJECTION_NAMESPACE: Uuid = Uuid::from_u128(0x5c1e_7a3b_0000_4000_8000_706
 /// The account that platform-level facts without a readable account belong to.
 pub fn system_account() -> AccountId {
     AccountId::new("system").expect("literal is a valid account id")
-}
-
-/// Saves the checkpoint, then acknowledges the cursor up to it.
-async fn checkpoint<S: Projection + Send + Sync + 'static>(
-    shared: &Shared<S>,
-    store: &Arc<CheckpointStore>,
-    name: &str,
-    applied: u64,
-    cursor: &mut dyn DurableCursor,
-) -> Result<(), RuntimeError> {
-    // Encoding a large projection and writing it are blocking work: off the
-    // async workers, so the API and the intake keep answering meanwhile.
-    let (state, store, cp_name) = (shared.state.clone(), store.clone(), name.to_string());
-    let saved = tokio::task::spawn_blocking(move || {
-        let snapshot = state
-            .blocking_read()
-            .snapshot()
-            .map_err(|e| e.to_string())?;
-        store
-            .save(
-                &cp_name,
-                &Checkpoint {
-                    seq: applied,
-                    snapshot,
-                },
-            )
-            .map_err(|e| e.to_string())
-    })
-    .await
-    .map_err(|e| e.to_string())
-    .and_then(|r| r);
-    saved.map_err(|reason| RuntimeError::Checkpoint {
-        name: name.to_string(),
-        reason,
-    })?;
-    if let Err(e) = cursor.ack_through(applied).await {
-        // Not fatal: the checkpoint is authoritative and redeliveries are skipped.
-        warn!(error = %e, applied, "ack failed after checkpoint");
-    }
-    debug!(applied, "checkpointed");
-    Ok(())
 }
