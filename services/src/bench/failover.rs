@@ -285,6 +285,7 @@ pub async fn run(args: FailoverArgs) -> anyhow::Result<()> {
     let drained = ((args.vips as f64) * args.drain_share.clamp(0.0, 1.0)).round() as usize;
     let (drain_set, fail_set) = clusters.split_at(drained);
     let mut approve_sent: HashMap<String, DateTime<Utc>> = HashMap::new();
+    let mut approval_vip: HashMap<String, String> = HashMap::new();
     let mut killed_at_beat: HashMap<String, DateTime<Utc>> = HashMap::new();
     let wave_size = fail_set.len().div_ceil(args.waves).max(1);
     for (w, wave) in fail_set.chunks(wave_size).enumerate() {
@@ -329,6 +330,7 @@ pub async fn run(args: FailoverArgs) -> anyhow::Result<()> {
             },
         )
         .await?;
+        approval_vip.extend(approvals.iter().cloned());
         futures::stream::iter(approvals)
             .map(|(id, vip)| {
                 let op = &op;
@@ -400,6 +402,11 @@ pub async fn run(args: FailoverArgs) -> anyhow::Result<()> {
         }
     }
     let mut silent_at: HashMap<String, DateTime<Utc>> = HashMap::new();
+    // Where a promotion's time goes: approve sent → granted stored →
+    // promotion stored → the new holder's agent holds it.
+    let (mut to_granted, mut to_promoted, mut to_held) = (Vec::new(), Vec::new(), Vec::new());
+    let mut granted_at: HashMap<String, DateTime<Utc>> = HashMap::new();
+    let applied_at = link.applied_at.lock().expect("applied lock").clone();
     // vip → generation → peers holding it now.
     let mut holding: HashMap<String, BTreeMap<u64, HashSet<String>>> = HashMap::new();
     let mut split_brain = 0u64;
@@ -413,6 +420,21 @@ pub async fn run(args: FailoverArgs) -> anyhow::Result<()> {
                     detect.push(ms(r.stored_at - (*beat + threshold)));
                 }
                 silent_at.insert(p.virtual_ip_id.clone(), r.stored_at);
+            }
+            EventPayload::ApprovalGranted(p) => {
+                let vip = approval_vip.get(&p.approval_id);
+                if let Some((vip, sent)) = vip.and_then(|v| approve_sent.get(v).map(|t| (v, t))) {
+                    to_granted.push(ms(r.stored_at - *sent));
+                    granted_at.insert(vip.clone(), r.stored_at);
+                }
+            }
+            EventPayload::VirtualIpPromoted(p) => {
+                if let Some(g) = granted_at.get(&p.virtual_ip_id) {
+                    to_promoted.push(ms(r.stored_at - *g));
+                    if let Some(held) = applied_at.get(&p.virtual_ip_id) {
+                        to_held.push(ms(*held - r.stored_at));
+                    }
+                }
             }
             EventPayload::FailoverProposed(p) => {
                 if let Some(s) = silent_at.get(&p.virtual_ip_id) {
@@ -452,6 +474,9 @@ pub async fn run(args: FailoverArgs) -> anyhow::Result<()> {
         &mut drain,
         &mut promote_logged,
         &mut drain_logged,
+        &mut to_granted,
+        &mut to_promoted,
+        &mut to_held,
     ] {
         v.sort_by(f64::total_cmp);
     }
@@ -483,6 +508,11 @@ pub async fn run(args: FailoverArgs) -> anyhow::Result<()> {
         "drain_migrate_p50_ms": percentile(&drain, 0.50),
         "drain_migrate_p99_ms": percentile(&drain, 0.99),
         "promote_recorded_p99_ms": percentile(&promote_logged, 0.99),
+        "promote_steps_ms": {
+            "approve_to_granted_stored": [percentile(&to_granted, 0.50), percentile(&to_granted, 0.99)],
+            "granted_to_promotion_stored": [percentile(&to_promoted, 0.50), percentile(&to_promoted, 0.99)],
+            "promotion_to_agent_holding": [percentile(&to_held, 0.50), percentile(&to_held, 0.99)],
+        },
         "drain_recorded_p99_ms": percentile(&drain_logged, 0.99),
         "split_brain_observed": split_brain,
         "raw_publish_per_s": raw.publish_per_s.round(),

@@ -106,6 +106,14 @@ pub trait Reactor<S>: Send + 'static {
         event: &Envelope,
         out: &mut Outbox,
     ) -> Result<(), ReactError>;
+
+    /// After every record of a batch was handled, before its decisions are
+    /// appended and before any checkpoint past it: work the reactor put off
+    /// to run together (guarded appends of independent objects, say). On
+    /// `Retry` it is called again; what succeeded must not be redone.
+    async fn end_batch(&mut self) -> Result<(), ReactError> {
+        Ok(())
+    }
 }
 
 /// Decisions waiting to be appended.
@@ -361,6 +369,7 @@ where
                 }
             }
             drop(state);
+            end_batch(&config.name, &mut reactor, applied, &shutdown).await?;
             debug!(
                 applied,
                 process_ms = fetch_start.elapsed().as_secs_f64() * 1000.0 - fetch_ms,
@@ -489,6 +498,37 @@ where
     }
     .instrument(span)
     .await
+}
+
+/// Runs the reactor's deferred work of a batch, retrying while it asks to.
+async fn end_batch<S, R: Reactor<S>>(
+    name: &str,
+    reactor: &mut R,
+    applied: u64,
+    shutdown: &CancellationToken,
+) -> Result<(), RuntimeError> {
+    loop {
+        match reactor.end_batch().await {
+            Ok(()) => return Ok(()),
+            Err(ReactError::Retry(reason)) => {
+                warn!(%reason, "deferred reactions failed; retrying");
+                tokio::select! {
+                    // Not checkpointed past: retried after a restart.
+                    _ = shutdown.cancelled() => return Err(RuntimeError::Fatal {
+                        name: name.to_string(),
+                        reason: format!("shut down while retrying the batch through seq {applied}: {reason}"),
+                    }),
+                    _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+                }
+            }
+            Err(ReactError::Fatal(reason)) => {
+                return Err(RuntimeError::Fatal {
+                    name: name.to_string(),
+                    reason: format!("batch through seq {applied}: {reason}"),
+                })
+            }
+        }
+    }
 }
 
 /// Appends a batch's decisions: all submitted at once, in order, so the

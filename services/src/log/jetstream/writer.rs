@@ -21,8 +21,11 @@
 //!   refuses the whole batch (10071). Because of the "before the batch" rule,
 //!   two guarded appends to one aggregate in one batch would both pass; and
 //!   under contention guards do fail, turning the batch they are in into
-//!   one-by-one publishes. So a guarded append travels alone (a single
-//!   publish), and a repeated event id starts the next batch.
+//!   one-by-one publishes. So guarded appends never join an atomic batch:
+//!   queued ones go out together as pipelined single publishes (each
+//!   checked by the server against the stream as it stands, in order, so a
+//!   burst of promotions of different VIPs costs one round trip, not one
+//!   each), and a repeated event id starts the next batch.
 //!
 //! A refused batch falls back to publishing its messages one by one, so
 //! every caller gets its own precise answer (stored, duplicate, conflict)
@@ -241,19 +244,21 @@ async fn run(
             }
             tokio::task::yield_now().await;
         }
+        let guarded = batch.guarded;
         let items = batch.items;
-        let pending = if items.len() < ATOMIC_MIN || config.mode == GroupCommit::Pipelined {
-            counters
-                .singles
-                .fetch_add(items.len() as u64, Ordering::Relaxed);
-            send_singles(&js, items).await
-        } else {
-            counters.batches.fetch_add(1, Ordering::Relaxed);
-            counters
-                .batched
-                .fetch_add(items.len() as u64, Ordering::Relaxed);
-            send_batch(&js, items, counters.clone()).await
-        };
+        let pending =
+            if guarded || items.len() < ATOMIC_MIN || config.mode == GroupCommit::Pipelined {
+                counters
+                    .singles
+                    .fetch_add(items.len() as u64, Ordering::Relaxed);
+                send_singles(&js, items).await
+            } else {
+                counters.batches.fetch_add(1, Ordering::Relaxed);
+                counters
+                    .batched
+                    .fetch_add(items.len() as u64, Ordering::Relaxed);
+                send_batch(&js, items, counters.clone()).await
+            };
         in_flight.push(pending);
     }
     while in_flight.next().await.is_some() {}
@@ -264,6 +269,8 @@ async fn run(
 struct BatchBuilder {
     items: Vec<PendingAppend>,
     ids: HashSet<String>,
+    /// Guarded appends only, sent as pipelined single publishes.
+    guarded: bool,
 }
 
 impl BatchBuilder {
@@ -271,6 +278,7 @@ impl BatchBuilder {
         let mut b = Self {
             items: Vec::new(),
             ids: HashSet::new(),
+            guarded: first.guarded,
         };
         b.push(first);
         b
@@ -283,14 +291,15 @@ impl BatchBuilder {
     /// A repeated id would make the server refuse the batch; a guard on an
     /// aggregate the batch already writes would be checked against the
     /// state before the batch and could pass wrongly.
-    /// Whether `p` may join this batch. A guarded append travels alone: a
-    /// guard that fails refuses the whole atomic batch, and under contention
-    /// (several operators attaching peers to one network) guards do fail,
-    /// which would turn every batch they join into one-by-one publishes.
+    /// Whether `p` may join this batch. Guarded appends never join an
+    /// atomic batch: a guard that fails refuses the whole batch, and under
+    /// contention (several operators attaching peers to one network) guards
+    /// do fail, which would turn every batch they join into one-by-one
+    /// publishes. They go together, as pipelined single publishes, each
+    /// checked on its own.
     fn accepts(&self, p: &PendingAppend) -> bool {
         let repeated_id = self.ids.contains(&p.event_id);
-        let has_guarded = self.items.iter().any(|i| i.guarded);
-        !repeated_id && !p.guarded && !has_guarded
+        !repeated_id && p.guarded == self.guarded
     }
 
     fn push(&mut self, p: PendingAppend) {

@@ -161,6 +161,16 @@ pub struct Failover {
     liveness: SharedLiveness,
     config: FailoverConfig,
     nats: Option<async_nats::Client>,
+    /// Promotions decided in this batch, appended together at its end.
+    pending: std::sync::Mutex<Vec<PendingPromotion>>,
+}
+
+/// A promotion decided while handling the record at `seen_seq`.
+struct PendingPromotion {
+    seen_seq: u64,
+    promotion: Envelope,
+    /// The agents to nudge once it lands: the new holder, the old one.
+    nudge: Vec<String>,
 }
 
 impl Failover {
@@ -172,6 +182,7 @@ impl Failover {
             liveness,
             config,
             nats,
+            pending: std::sync::Mutex::default(),
         }
     }
 }
@@ -253,6 +264,10 @@ impl Failover {
             .map(|p| p.instance_id.as_str())
     }
 
+    /// Queues a promotion for the end of the batch: promotions of different
+    /// VIPs are appended at once (each guarded on its own VIP) instead of
+    /// one round trip after another — 80 approvals arriving together had
+    /// queued ~60 ms at the median behind each other's appends.
     async fn do_promote(
         &self,
         state: &FleetState,
@@ -261,16 +276,56 @@ impl Failover {
         vip: &VirtualIp,
         to: &powernode_events::payloads::sdwan::FailoverCandidate,
     ) -> Result<(), ReactError> {
-        match promote::promote(self.log.as_ref(), seq, &promotion).await? {
-            Promoted::Landed(seq) => {
-                let old = Self::holder_instance(state, &promotion.account_id, vip);
-                let mut targets = vec![to.instance_id.as_str()];
-                targets.extend(old);
-                nudge(self.nats.as_ref(), &targets, seq).await;
-            }
-            Promoted::Moot(why) => info!(vip = %vip.id, %why, "promotion not needed"),
-        }
+        let old = Self::holder_instance(state, &promotion.account_id, vip);
+        let mut nudge = vec![to.instance_id.clone()];
+        nudge.extend(old.map(str::to_string));
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(PendingPromotion {
+                seen_seq: seq,
+                promotion,
+                nudge,
+            });
         Ok(())
+    }
+
+    /// Appends the batch's promotions together; nudges the agents of each
+    /// one that landed. Failed ones stay queued for the retry.
+    async fn promote_pending(&mut self) -> Result<(), ReactError> {
+        let pending = std::mem::take(self.pending.get_mut().unwrap_or_else(|e| e.into_inner()));
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let log = self.log.clone();
+        let results = futures::future::join_all(
+            pending
+                .iter()
+                .map(|p| promote::promote(log.as_ref(), p.seen_seq, &p.promotion)),
+        )
+        .await;
+        let mut failed = Vec::new();
+        let mut error = None;
+        for (p, result) in pending.into_iter().zip(results) {
+            match result {
+                Ok(Promoted::Landed(seq)) => {
+                    let targets: Vec<&str> = p.nudge.iter().map(String::as_str).collect();
+                    nudge(self.nats.as_ref(), &targets, seq).await;
+                }
+                Ok(Promoted::Moot(why)) => {
+                    info!(event = %p.promotion.id, %why, "promotion not needed");
+                }
+                Err(e) => {
+                    let e = ReactError::from(e);
+                    if matches!(e, ReactError::Fatal(_)) || error.is_none() {
+                        error = Some(e);
+                    }
+                    failed.push(p);
+                }
+            }
+        }
+        *self.pending.get_mut().unwrap_or_else(|e| e.into_inner()) = failed;
+        error.map_or(Ok(()), Err)
     }
 
     async fn on_silent(
@@ -581,6 +636,10 @@ impl Reactor<FleetState> for Failover {
             }
             _ => Ok(()),
         }
+    }
+
+    async fn end_batch(&mut self) -> Result<(), ReactError> {
+        self.promote_pending().await
     }
 }
 
