@@ -453,4 +453,51 @@ async fn durable_cursor_with_kind_prefix_acks_past_skipped_records() -> anyhow::
     Ok(())
 }
 
+/// Guarded appends queued together go out together (pipelined, each
+/// checked on its own): appends guarded on different aggregates all land,
+/// once each; the same guards again all conflict, and nothing more is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guarded_appends_of_different_aggregates_land_together() -> anyhow::Result<()> {
+    let server = NatsServer::start()?;
+    let log = open(&server).await?;
+    let account = fresh_account("guards");
+    let evs: Vec<Envelope> = (0..60)
+        .map(|i| cluster_event(&account, &format!("c-{i}")))
+        .collect();
+    let results =
+        futures::future::join_all(evs.iter().map(|e| log.append(e, Expect::NoEvents))).await;
+    let mut seqs = Vec::new();
+    for r in results {
+        let a = r?;
+        ensure!(!a.duplicate, "a first append answered duplicate");
+        seqs.push(a.seq);
+    }
+    seqs.sort_unstable();
+    ensure!(
+        seqs == (1..=evs.len() as u64).collect::<Vec<_>>(),
+        "stored at {seqs:?}"
+    );
+    let retries: Vec<Envelope> = evs
+        .iter()
+        .map(|e| {
+            let mut e = e.clone();
+            e.id = Uuid::new_v4();
+            e
+        })
+        .collect();
+    let results =
+        futures::future::join_all(retries.iter().map(|e| log.append(e, Expect::NoEvents))).await;
+    for r in results {
+        match r {
+            Err(LogError::Conflict { .. }) => {}
+            other => bail!("a second event guarded on an aggregate with events answered {other:?}"),
+        }
+    }
+    ensure!(
+        log.last_seq().await? == evs.len() as u64,
+        "a refused append was stored"
+    );
+    Ok(())
+}
+
 // ------------------------------------------------------------ throughput

@@ -410,6 +410,121 @@ async fn malformed_and_forged_records_are_rejected_and_skipped(b: Backend) -> an
     Ok(())
 }
 
+/// Puts off every record it reacts to until the end of its batch; the
+/// first `failures` end-of-batch calls ask to be retried (doing nothing).
+#[derive(Clone, Default)]
+struct Deferring {
+    batch: Vec<u64>,
+    done: Arc<Mutex<Vec<u64>>>,
+    failures: Arc<Mutex<u32>>,
+}
+
+#[async_trait]
+impl Reactor<FleetState> for Deferring {
+    async fn react(
+        &mut self,
+        _: &FleetState,
+        seq: u64,
+        _: &Envelope,
+        _: &mut Outbox,
+    ) -> Result<(), ReactError> {
+        self.batch.push(seq);
+        Ok(())
+    }
+
+    async fn end_batch(&mut self) -> Result<(), ReactError> {
+        {
+            let mut left = self.failures.lock().unwrap();
+            if *left > 0 {
+                *left -= 1;
+                return Err(ReactError::Retry("told to retry".into()));
+            }
+        }
+        self.done.lock().unwrap().append(&mut self.batch);
+        Ok(())
+    }
+}
+
+/// Work a reactor puts off to the end of a batch is retried until it is
+/// done, once per record, and the consumer checkpoints past it only then.
+async fn deferred_work_is_retried_until_done(b: Backend) -> anyhow::Result<()> {
+    let (log, store, _dir) = fixture(&b)?;
+    append_templates(&log, 0..25).await?;
+    let reactor = Deferring {
+        failures: Arc::new(Mutex::new(3)),
+        ..Deferring::default()
+    };
+    let shared: Shared<FleetState> = Shared::default();
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(run_consumer(
+        log.clone(),
+        store.clone(),
+        config(),
+        shared.clone(),
+        reactor.clone(),
+        stop.clone(),
+    ));
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while reactor.done.lock().unwrap().len() < 25 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.cancel();
+    task.await??;
+    let done = reactor.done.lock().unwrap().clone();
+    ensure!(
+        done == (1..=25).collect::<Vec<_>>(),
+        "deferred work done for {done:?}"
+    );
+    ensure!(
+        *reactor.failures.lock().unwrap() == 0,
+        "retries not used up"
+    );
+    ensure!(
+        store.load("svc")?.map(|c| c.seq) == Some(25),
+        "checkpoint not at 25"
+    );
+    Ok(())
+}
+
+/// Deferred work that never succeeds: the consumer stops on shutdown with
+/// an error, and neither its checkpoint nor its cursor passes that work.
+async fn nothing_is_checkpointed_past_unfinished_deferred_work(b: Backend) -> anyhow::Result<()> {
+    let (log, store, _dir) = fixture(&b)?;
+    append_templates(&log, 0..10).await?;
+    let reactor = Deferring {
+        failures: Arc::new(Mutex::new(u32::MAX)),
+        ..Deferring::default()
+    };
+    let shared: Shared<FleetState> = Shared::default();
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(run_consumer(
+        log.clone(),
+        store.clone(),
+        config(),
+        shared.clone(),
+        reactor.clone(),
+        stop.clone(),
+    ));
+    ensure!(shared.wait_for(1, Duration::from_secs(20)).await);
+    // Several retries (250 ms apart), then stop.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    stop.cancel();
+    let result = task.await?;
+    ensure!(
+        result.is_err(),
+        "the consumer stopped cleanly with its deferred work undone"
+    );
+    ensure!(reactor.done.lock().unwrap().is_empty());
+    let cp = store.load("svc")?.map_or(0, |c| c.seq);
+    ensure!(cp == 0, "checkpoint at {cp}, past undone deferred work");
+    let acked = log.durable("svc", Filter::all(), 0).await?.acked().await?;
+    ensure!(
+        acked == 0,
+        "cursor acked {acked}, past undone deferred work"
+    );
+    Ok(())
+}
+
 macro_rules! both_backends {
     ($($check:ident),* $(,)?) => {
         mod embedded {
@@ -427,4 +542,6 @@ both_backends!(
     nothing_is_acked_past_a_failed_event,
     shutdown_finishes_the_event_in_hand,
     malformed_and_forged_records_are_rejected_and_skipped,
+    deferred_work_is_retried_until_done,
+    nothing_is_checkpointed_past_unfinished_deferred_work,
 );
