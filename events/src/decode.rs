@@ -223,14 +223,19 @@ mod tests {
     #[test]
     fn fast_path_agrees_with_the_value_path_for_every_kind() {
         for p in example_payloads() {
-            let bytes = example_envelope(p).encode().unwrap();
-            let fast = super::decode(&bytes).unwrap();
-            let slow = RawEnvelope::from_bytes(&bytes)
-                .unwrap()
-                .into_envelope()
-                .unwrap();
+            let (fast, slow) = both_paths(&example_envelope(p).encode().unwrap());
             assert_eq!(fast, slow);
         }
+    }
+
+    /// The envelope through the fast path and through the value path.
+    fn both_paths(bytes: &[u8]) -> (crate::Envelope, crate::Envelope) {
+        let fast = super::decode(bytes).unwrap();
+        let slow = RawEnvelope::from_bytes(bytes)
+            .unwrap()
+            .into_envelope()
+            .unwrap();
+        (fast, slow)
     }
 
     /// Floats are written in the shortest form that keeps them (half,
@@ -250,12 +255,7 @@ mod tests {
             let mut p: FailoverProposed = proposal.clone();
             p.score = score;
             p.candidates[0].score = score;
-            let bytes = example_envelope(p).encode().unwrap();
-            let fast = super::decode(&bytes).unwrap();
-            let slow = RawEnvelope::from_bytes(&bytes)
-                .unwrap()
-                .into_envelope()
-                .unwrap();
+            let (fast, slow) = both_paths(&example_envelope(p).encode().unwrap());
             assert_eq!(fast, slow, "score {score}");
             let EventPayload::FailoverProposed(got) = fast.payload else {
                 panic!("kind changed");

@@ -134,6 +134,32 @@ fn config() -> ConsumerConfig {
     c
 }
 
+/// A consumer running in the background on a fresh projection: the
+/// projection, its task and the token that stops it.
+type Running = (
+    Shared<FleetState>,
+    tokio::task::JoinHandle<Result<(), powernode_services::runtime::RuntimeError>>,
+    CancellationToken,
+);
+
+fn spawn_consumer<R: Reactor<FleetState>>(
+    log: &SharedLog,
+    store: &Arc<CheckpointStore>,
+    reactor: R,
+) -> Running {
+    let shared: Shared<FleetState> = Shared::default();
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(run_consumer(
+        log.clone(),
+        store.clone(),
+        config(),
+        shared.clone(),
+        reactor,
+        stop.clone(),
+    ));
+    (shared, task, stop)
+}
+
 /// Runs a consumer until it has applied `until`, then stops it.
 async fn run_until(
     log: &SharedLog,
@@ -253,16 +279,7 @@ async fn shutdown_finishes_the_event_in_hand(b: Backend) -> anyhow::Result<()> {
         slow_at: Some(5),
         ..Recorder::default()
     };
-    let shared: Shared<FleetState> = Shared::default();
-    let stop = CancellationToken::new();
-    let task = tokio::spawn(run_consumer(
-        log.clone(),
-        store.clone(),
-        config(),
-        shared.clone(),
-        rec.clone(),
-        stop.clone(),
-    ));
+    let (shared, task, stop) = spawn_consumer(&log, &store, rec.clone());
     // Wait until event 5 is in hand (4 applied), then ask to stop.
     ensure!(shared.wait_for(4, Duration::from_secs(20)).await);
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -454,16 +471,7 @@ async fn deferred_work_is_retried_until_done(b: Backend) -> anyhow::Result<()> {
         failures: Arc::new(Mutex::new(3)),
         ..Deferring::default()
     };
-    let shared: Shared<FleetState> = Shared::default();
-    let stop = CancellationToken::new();
-    let task = tokio::spawn(run_consumer(
-        log.clone(),
-        store.clone(),
-        config(),
-        shared.clone(),
-        reactor.clone(),
-        stop.clone(),
-    ));
+    let (_shared, task, stop) = spawn_consumer(&log, &store, reactor.clone());
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while reactor.done.lock().unwrap().len() < 25 && std::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -495,16 +503,7 @@ async fn nothing_is_checkpointed_past_unfinished_deferred_work(b: Backend) -> an
         failures: Arc::new(Mutex::new(u32::MAX)),
         ..Deferring::default()
     };
-    let shared: Shared<FleetState> = Shared::default();
-    let stop = CancellationToken::new();
-    let task = tokio::spawn(run_consumer(
-        log.clone(),
-        store.clone(),
-        config(),
-        shared.clone(),
-        reactor.clone(),
-        stop.clone(),
-    ));
+    let (shared, task, stop) = spawn_consumer(&log, &store, reactor.clone());
     ensure!(shared.wait_for(1, Duration::from_secs(20)).await);
     // Several retries (250 ms apart), then stop.
     tokio::time::sleep(Duration::from_millis(800)).await;
