@@ -47,6 +47,15 @@ pub trait AgentLink: Send + Sync {
 /// How long an agent waits for the intake's answer.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long an agent waits for the answer to a heartbeat. The intake
+/// answers at once (at most 500 ms after a nudge); an answer lost with a
+/// dying NATS node must not keep the agent from beating: while it waits it
+/// sends no beat, and a holder that waited [`REQUEST_TIMEOUT`] was taken
+/// for silent (found by the rig's NATS-node kill). With the default 1 s
+/// interval a lost answer now leaves at most ~2 s between beats, under the
+/// default 3 s silence threshold.
+pub const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// How often the link pings the server: a connection that went dead (the
 /// server killed, the host cut off) is noticed after two missed pongs.
 pub const PING_INTERVAL: Duration = Duration::from_secs(5);
@@ -173,13 +182,22 @@ impl NatsLink {
         subject: String,
         body: &Q,
     ) -> Result<A, LinkError> {
+        self.request_within(self.timeout, subject, body).await
+    }
+
+    async fn request_within<Q: Serialize, A: DeserializeOwned>(
+        &self,
+        timeout: Duration,
+        subject: String,
+        body: &Q,
+    ) -> Result<A, LinkError> {
         let payload = serde_json::to_vec(body).expect("protocol messages serialize");
         let msg = tokio::time::timeout(
-            self.timeout,
+            timeout,
             self.client.request(subject.clone(), payload.into()),
         )
         .await
-        .map_err(|_| LinkError::Unavailable(format!("{subject}: no answer in {:?}", self.timeout)))?
+        .map_err(|_| LinkError::Unavailable(format!("{subject}: no answer in {timeout:?}")))?
         .map_err(|e| LinkError::Unavailable(format!("{subject}: {e}")))?;
         match serde_json::from_slice::<Reply<A>>(&msg.payload) {
             Ok(Reply::Ok(a)) => Ok(a),
@@ -199,8 +217,8 @@ impl AgentLink for NatsLink {
 
     /// On the instance's own subject ([`subjects::heartbeat_of`]).
     async fn heartbeat(&self, hb: Heartbeat) -> Result<HeartbeatReply, LinkError> {
-        self.request(subjects::heartbeat_of(&hb.instance_id), &hb)
-            .await
+        let subject = subjects::heartbeat_of(&hb.instance_id);
+        self.request_within(HEARTBEAT_TIMEOUT, subject, &hb).await
     }
 
     /// On the reporting instance's own subject ([`subjects::submit_of`]);

@@ -141,6 +141,17 @@ fn is_valid_bucket_name(bucket: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
 }
 
+/// How long a put waits for a just-created bucket to be known cluster-wide.
+const NEW_BUCKET_GRACE: Duration = Duration::from_secs(3);
+
+/// The put found no stream for its subject: nothing was stored.
+fn no_stream_yet(e: &kv::PutError) -> bool {
+    use async_nats::jetstream::context::{PublishError, PublishErrorKind};
+    std::error::Error::source(e)
+        .and_then(|s| s.downcast_ref::<PublishError>())
+        .is_some_and(|p| p.kind() == PublishErrorKind::StreamNotFound)
+}
+
 /// True when the stored message is a delete or purge marker, not a value.
 fn is_marker(headers: &HeaderMap) -> bool {
     headers
@@ -151,14 +162,30 @@ fn is_marker(headers: &HeaderMap) -> bool {
 
 #[async_trait]
 impl SecretStore for JetStreamSecrets {
+    /// A bucket just created on a cluster may not be known yet to the
+    /// server this client talks to ("no stream found for given subject":
+    /// nothing was stored): such a put is tried again for a short while.
     async fn put(&self, key: &SecretKey, value: &[u8]) -> Result<(), SecretError> {
-        self.store
-            .put(key.as_str(), Bytes::copy_from_slice(value))
-            .await
-            .map(|_| ())
-            .map_err(|e| {
-                SecretError::Unavailable(format!("storing {key} in bucket {}: {e}", self.bucket))
-            })
+        let value = Bytes::copy_from_slice(value);
+        let deadline = tokio::time::Instant::now() + NEW_BUCKET_GRACE;
+        let mut attempt: u32 = 0;
+        loop {
+            match self.store.put(key.as_str(), value.clone()).await {
+                Ok(_) => return Ok(()),
+                Err(e) if no_stream_yet(&e) && tokio::time::Instant::now() < deadline => {
+                    attempt += 1;
+                    debug!(%key, attempt, bucket = %self.bucket, "bucket not known to this server yet; retrying");
+                    tokio::time::sleep(Duration::from_millis(20 * u64::from(attempt.min(10))))
+                        .await;
+                }
+                Err(e) => {
+                    return Err(SecretError::Unavailable(format!(
+                        "storing {key} in bucket {}: {e}",
+                        self.bucket
+                    )))
+                }
+            }
+        }
     }
 
     async fn get(&self, key: &SecretKey) -> Result<Option<Vec<u8>>, SecretError> {

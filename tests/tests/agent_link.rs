@@ -1,0 +1,48 @@
+//! The agent's NATS link against a real nats-server: a heartbeat whose
+//! answer never comes (the intake's server died with it) fails fast, so the
+//! agent beats again long before the silence threshold, instead of waiting
+//! for the 30 s request timeout (the rig's NATS-node kill made a live holder
+//! look silent that way).
+//!
+//! `cargo test -p powernode-tests --test agent_link`.
+
+use anyhow::ensure;
+use futures::StreamExt;
+use powernode_agent::link::{AgentLink, LinkError, NatsLink, HEARTBEAT_TIMEOUT};
+use powernode_agent::protocol::{subjects, Heartbeat};
+use powernode_tests::nats::NatsServer;
+use std::time::{Duration, Instant};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unanswered_heartbeat_fails_within_the_heartbeat_timeout() -> anyhow::Result<()> {
+    let server = NatsServer::start()?;
+    // A responder that takes the request and never answers.
+    let intake = async_nats::connect(server.url()).await?;
+    let mut requests = intake
+        .queue_subscribe(subjects::heartbeat_of("inst-1"), "pn-intake".into())
+        .await?;
+    let taken = tokio::spawn(async move { requests.next().await.is_some() });
+    intake.flush().await?;
+
+    let link = NatsLink::connect(&server.url()).await?;
+    let hb = Heartbeat {
+        instance_id: "inst-1".into(),
+        sent_at_ms: chrono::Utc::now().timestamp_millis(),
+        held_vips: Vec::new(),
+        after_seq: None,
+        signature: String::new(),
+    };
+    let started = Instant::now();
+    let result = link.heartbeat(hb).await;
+    let waited = started.elapsed();
+    ensure!(
+        matches!(result, Err(LinkError::Unavailable(_))),
+        "an unanswered heartbeat answered {result:?}"
+    );
+    ensure!(
+        waited < HEARTBEAT_TIMEOUT + Duration::from_millis(500),
+        "the agent waited {waited:?} for a lost heartbeat answer"
+    );
+    ensure!(taken.await?, "the request never reached the responder");
+    Ok(())
+}
