@@ -47,6 +47,16 @@ pub async fn move_vip(
     let silent_before = vip_events(rig, "sdwan.vip_holder_silent", &vip_id)
         .await?
         .len();
+    // A proposal of an earlier episode (a holder cut off by an earlier
+    // scenario) is not this one's.
+    let earlier: Vec<Value> = rig.call("system_list_approvals", json!({})).await?["approvals"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let earlier: std::collections::HashSet<String> = earlier
+        .iter()
+        .filter_map(|a| a["id"].as_str().map(str::to_string))
+        .collect();
 
     // The holder dies.
     let killed = Instant::now();
@@ -63,7 +73,11 @@ pub async fn move_vip(
                 .as_array()
                 .into_iter()
                 .flatten()
-                .find(|a| a["virtual_ip_id"] == vip_id.as_str() && a["status"] == "requested")
+                .find(|a| {
+                    a["virtual_ip_id"] == vip_id.as_str()
+                        && a["status"] == "requested"
+                        && !a["id"].as_str().is_some_and(|id| earlier.contains(id))
+                })
                 .cloned()
                 .ok_or_else(|| list.to_string())
         },
