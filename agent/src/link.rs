@@ -53,7 +53,9 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// sends no beat, and a holder that waited [`REQUEST_TIMEOUT`] was taken
 /// for silent (found by the rig's NATS-node kill). With the default 1 s
 /// interval a lost answer now leaves at most ~2 s between beats, under the
-/// default 3 s silence threshold.
+/// default 3 s silence threshold. After a heartbeat went unanswered the
+/// next one waits twice as long (up to [`REQUEST_TIMEOUT`]), so an intake
+/// that is slow rather than gone still gets its answers through.
 pub const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// How often the link pings the server: a connection that went dead (the
@@ -132,6 +134,8 @@ fn submitter(s: &Submission) -> Option<String> {
 pub struct NatsLink {
     client: async_nats::Client,
     timeout: Duration,
+    /// How long the next heartbeat waits for its answer (milliseconds).
+    heartbeat_wait_ms: std::sync::atomic::AtomicU64,
 }
 
 impl NatsLink {
@@ -174,6 +178,7 @@ impl NatsLink {
         Self {
             client,
             timeout: REQUEST_TIMEOUT + Duration::from_secs(5),
+            heartbeat_wait_ms: (HEARTBEAT_TIMEOUT.as_millis() as u64).into(),
         }
     }
 
@@ -218,7 +223,17 @@ impl AgentLink for NatsLink {
     /// On the instance's own subject ([`subjects::heartbeat_of`]).
     async fn heartbeat(&self, hb: Heartbeat) -> Result<HeartbeatReply, LinkError> {
         let subject = subjects::heartbeat_of(&hb.instance_id);
-        self.request_within(HEARTBEAT_TIMEOUT, subject, &hb).await
+        use std::sync::atomic::Ordering;
+        let wait = self.heartbeat_wait_ms.load(Ordering::Relaxed);
+        let result = self
+            .request_within(Duration::from_millis(wait), subject, &hb)
+            .await;
+        let next = match &result {
+            Err(LinkError::Unavailable(_)) => (wait * 2).min(REQUEST_TIMEOUT.as_millis() as u64),
+            _ => HEARTBEAT_TIMEOUT.as_millis() as u64,
+        };
+        self.heartbeat_wait_ms.store(next, Ordering::Relaxed);
+        result
     }
 
     /// On the reporting instance's own subject ([`subjects::submit_of`]);

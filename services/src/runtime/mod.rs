@@ -472,27 +472,11 @@ where
     let span = info_span!("event", seq = record.seq, event_id = %event.id, kind = event.kind());
     async {
         state.apply(record.seq, &event);
+        let what = format!("seq {}", record.seq);
         loop {
             match reactor.react(state, record.seq, &event, outbox).await {
                 Ok(()) => return Ok(()),
-                Err(ReactError::Retry(reason)) => {
-                    warn!(%reason, "reaction failed; retrying");
-                    tokio::select! {
-                        // Shutting down with the reaction unfinished: stop without
-                        // checkpointing past it, so it is retried after restart.
-                        _ = shutdown.cancelled() => return Err(RuntimeError::Fatal {
-                            name: name.to_string(),
-                            reason: format!("shut down while retrying seq {}: {reason}", record.seq),
-                        }),
-                        _ = tokio::time::sleep(Duration::from_millis(250)) => {}
-                    }
-                }
-                Err(ReactError::Fatal(reason)) => {
-                    return Err(RuntimeError::Fatal {
-                        name: name.to_string(),
-                        reason: format!("seq {}: {reason}", record.seq),
-                    })
-                }
+                Err(e) => pause_before_retry(name, &what, e, shutdown).await?,
             }
         }
     }
@@ -507,27 +491,37 @@ async fn end_batch<S, R: Reactor<S>>(
     applied: u64,
     shutdown: &CancellationToken,
 ) -> Result<(), RuntimeError> {
+    let what = format!("the batch through seq {applied}");
     loop {
         match reactor.end_batch().await {
             Ok(()) => return Ok(()),
-            Err(ReactError::Retry(reason)) => {
-                warn!(%reason, "deferred reactions failed; retrying");
-                tokio::select! {
-                    // Not checkpointed past: retried after a restart.
-                    _ = shutdown.cancelled() => return Err(RuntimeError::Fatal {
-                        name: name.to_string(),
-                        reason: format!("shut down while retrying the batch through seq {applied}: {reason}"),
-                    }),
-                    _ = tokio::time::sleep(Duration::from_millis(250)) => {}
-                }
-            }
-            Err(ReactError::Fatal(reason)) => {
-                return Err(RuntimeError::Fatal {
-                    name: name.to_string(),
-                    reason: format!("batch through seq {applied}: {reason}"),
-                })
+            Err(e) => pause_before_retry(name, &what, e, shutdown).await?,
+        }
+    }
+}
+
+/// After a failed reaction to `what`: pauses before the retry a `Retry`
+/// asks for; stops on a `Fatal` one, or when shut down meanwhile — without
+/// checkpointing past `what`, so it is tried again after a restart.
+async fn pause_before_retry(
+    name: &str,
+    what: &str,
+    error: ReactError,
+    shutdown: &CancellationToken,
+) -> Result<(), RuntimeError> {
+    let fatal = |reason: String| RuntimeError::Fatal {
+        name: name.to_string(),
+        reason,
+    };
+    match error {
+        ReactError::Retry(reason) => {
+            warn!(%reason, "reaction to {what} failed; retrying");
+            tokio::select! {
+                _ = shutdown.cancelled() => Err(fatal(format!("shut down while retrying {what}: {reason}"))),
+                _ = tokio::time::sleep(Duration::from_millis(250)) => Ok(()),
             }
         }
+        ReactError::Fatal(reason) => Err(fatal(format!("{what}: {reason}"))),
     }
 }
 

@@ -162,7 +162,7 @@ pub struct Failover {
     config: FailoverConfig,
     nats: Option<async_nats::Client>,
     /// Promotions decided in this batch, appended together at its end.
-    pending: std::sync::Mutex<Vec<PendingPromotion>>,
+    pending: Vec<PendingPromotion>,
 }
 
 /// A promotion decided while handling the record at `seen_seq`.
@@ -182,7 +182,7 @@ impl Failover {
             liveness,
             config,
             nats,
-            pending: std::sync::Mutex::default(),
+            pending: Vec::new(),
         }
     }
 }
@@ -264,36 +264,32 @@ impl Failover {
             .map(|p| p.instance_id.as_str())
     }
 
-    /// Queues a promotion for the end of the batch: promotions of different
+    /// Queues a promotion for the end of the batch ([`Self::promote_pending`]): promotions of different
     /// VIPs are appended at once (each guarded on its own VIP) instead of
     /// one round trip after another — 80 approvals arriving together had
     /// queued ~60 ms at the median behind each other's appends.
-    async fn do_promote(
-        &self,
+    fn do_promote(
+        &mut self,
         state: &FleetState,
         seq: u64,
         promotion: Envelope,
         vip: &VirtualIp,
         to: &powernode_events::payloads::sdwan::FailoverCandidate,
-    ) -> Result<(), ReactError> {
+    ) {
         let old = Self::holder_instance(state, &promotion.account_id, vip);
         let mut nudge = vec![to.instance_id.clone()];
         nudge.extend(old.map(str::to_string));
-        self.pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(PendingPromotion {
-                seen_seq: seq,
-                promotion,
-                nudge,
-            });
-        Ok(())
+        self.pending.push(PendingPromotion {
+            seen_seq: seq,
+            promotion,
+            nudge,
+        });
     }
 
     /// Appends the batch's promotions together; nudges the agents of each
     /// one that landed. Failed ones stay queued for the retry.
     async fn promote_pending(&mut self) -> Result<(), ReactError> {
-        let pending = std::mem::take(self.pending.get_mut().unwrap_or_else(|e| e.into_inner()));
+        let pending = std::mem::take(&mut self.pending);
         if pending.is_empty() {
             return Ok(());
         }
@@ -324,12 +320,12 @@ impl Failover {
                 }
             }
         }
-        *self.pending.get_mut().unwrap_or_else(|e| e.into_inner()) = failed;
+        self.pending = failed;
         error.map_or(Ok(()), Err)
     }
 
     async fn on_silent(
-        &self,
+        &mut self,
         state: &FleetState,
         seq: u64,
         event: &Envelope,
@@ -389,7 +385,10 @@ impl Failover {
                 }
                 let promotion =
                     promotion_event(event, "failover", vip, &best, "auto_failover", None);
-                self.do_promote(state, seq, promotion, vip, &best).await
+                {
+                    self.do_promote(state, seq, promotion, vip, &best);
+                    Ok(())
+                }
             }
             FailoverPolicy::RequireApproval => {
                 let approval_id = format!(
@@ -548,7 +547,10 @@ impl Reactor<FleetState> for Failover {
                             "approved_failover",
                             Some(&p.approval_id),
                         );
-                        self.do_promote(state, seq, promotion, &vip, &to).await
+                        {
+                            self.do_promote(state, seq, promotion, &vip, &to);
+                            Ok(())
+                        }
                     }
                     Some(_) => {
                         Self::supersede(
@@ -601,7 +603,7 @@ impl Reactor<FleetState> for Failover {
                     match candidates::best(&scored).cloned() {
                         Some(to) => {
                             let promotion = promotion_event(event, "failover", &vip, &to, "drain", None);
-                            self.do_promote(state, seq, promotion, &vip, &to).await?
+                            self.do_promote(state, seq, promotion, &vip, &to)
                         }
                         None => out.push(decision(
                             event,
