@@ -10,7 +10,8 @@
 //! that sequences are gap-free). Checks that drop and reopen the log take an
 //! [`Opener`] that opens the *same* log again.
 //!
-//! * `append` — read back, dedupe by event id, the per-aggregate guard;
+//! * `append` — read back, dedupe by event id (a stored id under another
+//!   record is `IdTaken`, never a duplicate), the per-aggregate guard;
 //! * `subscribe` — catch-up then live, `StartAt` positions, filters;
 //! * `durability` — durable cursors, and acknowledged appends across a reopen.
 //!
@@ -36,7 +37,10 @@ mod append;
 mod durability;
 mod subscribe;
 
-pub use append::{append_and_read_back, dedupe_resent_event, guarded_append_conflict};
+pub use append::{
+    append_and_read_back, dedupe_resent_event, duplicate_id_of_another_record_is_refused,
+    guarded_append_conflict,
+};
 pub use durability::{delete_durable_rewinds, durable_cursor_resumes, survives_reopen};
 pub use subscribe::{
     filter_by_account_and_kind_prefix, subscribe_from_seq_while_appending,
@@ -178,6 +182,9 @@ pub async fn run_all(open: &Opener) -> anyhow::Result<()> {
     guarded_append_conflict(&open().await?)
         .await
         .context("guarded_append_conflict")?;
+    duplicate_id_of_another_record_is_refused(&open().await?)
+        .await
+        .context("duplicate_id_of_another_record_is_refused")?;
     subscribe_from_seq_while_appending(&open().await?)
         .await
         .context("subscribe_from_seq_while_appending")?;

@@ -77,6 +77,9 @@ impl From<crate::log::LogError> for ApiError {
             crate::log::LogError::Conflict { .. } => {
                 Self::new(StatusCode::CONFLICT, "conflict", e.to_string())
             }
+            crate::log::LogError::IdTaken { .. } => {
+                Self::new(StatusCode::CONFLICT, "id_taken", e.to_string())
+            }
             crate::log::LogError::Invalid(_) => Self::bad_request("invalid_event", e.to_string()),
             _ if e.is_retryable() => Self::unavailable(e.to_string()),
             _ => Self::new(

@@ -6,7 +6,10 @@
 //!
 //! * **Append** — published with `Nats-Msg-Id` = event id, so a re-sent event
 //!   is answered with its original sequence (`duplicate: true`) within the
-//!   stream's duplicate window. A guard ([`Expect`]) becomes
+//!   stream's duplicate window. The server dedupes by id alone, so a
+//!   duplicate answer is checked against the stored record's subject: a
+//!   different record under the same id is [`LogError::IdTaken`].
+//!   A guard ([`Expect`]) becomes
 //!   `Nats-Expected-Last-Subject-Sequence` with
 //!   `Nats-Expected-Last-Subject-Sequence-Subject: pn.evt.<acct>.<type>.<id>.>`
 //!   so it covers every event of the aggregate. Appends go through a
@@ -316,12 +319,13 @@ impl JetStreamLog {
     /// Looks for the event `event_id` among the aggregate's events after
     /// `after`: the server checks a guard before dedupe, so a re-sent
     /// guarded event whose first send was stored comes back as a conflict.
+    /// Answers its sequence and subject.
     async fn find_stored(
         &self,
         aggregate_subject: &str,
         event_id: &str,
         after: u64,
-    ) -> Result<Option<u64>, LogError> {
+    ) -> Result<Option<(u64, String)>, LogError> {
         let mut seq = after + 1;
         for _ in 0..DUPLICATE_SCAN_LIMIT {
             let msg = self
@@ -334,7 +338,7 @@ impl JetStreamLog {
             match msg {
                 Ok(m) => {
                     if m.headers.get(HEADER_MSG_ID).map(|v| v.as_str()) == Some(event_id) {
-                        return Ok(Some(m.sequence));
+                        return Ok(Some((m.sequence, m.subject.to_string())));
                     }
                     seq = m.sequence + 1;
                 }
@@ -343,6 +347,39 @@ impl JetStreamLog {
             }
         }
         Ok(None)
+    }
+
+    /// The subject of the record at `seq` (read from the stream leader), to
+    /// check a "duplicate" answer against what is stored.
+    async fn subject_at(&self, seq: u64) -> Result<String, LogError> {
+        let m = self
+            .stream
+            .raw_message_builder()
+            .sequence(seq)
+            .send()
+            .await
+            .map_err(|e| unavailable(&format!("reading record {seq} to check a duplicate"), e))?;
+        Ok(m.subject.to_string())
+    }
+
+    /// A "duplicate" answer for `event`, checked against the record stored
+    /// under its id: the same subject (account, aggregate, kind) is the same
+    /// fact; another one means the id is taken ([`LogError::IdTaken`]).
+    fn check_duplicate(
+        event: &Envelope,
+        subject: &str,
+        seq: u64,
+        stored_subject: &str,
+    ) -> Result<Appended, LogError> {
+        if stored_subject == subject {
+            Ok(Appended {
+                seq,
+                duplicate: true,
+            })
+        } else {
+            warn!(event_id = %event.id, seq, stored = %stored_subject, refused = %subject, "append refused: the event id is taken by a different record");
+            Err(LogError::IdTaken { id: event.id, seq })
+        }
     }
 }
 
@@ -405,17 +442,20 @@ impl EventLog for JetStreamLog {
             }
         };
         match result {
+            Ok(stored) if stored.duplicate => {
+                let stored_subject = self.subject_at(stored.seq).await?;
+                Self::check_duplicate(event, &subject, stored.seq, &stored_subject)
+            }
             Ok(stored) => Ok(Appended {
                 seq: stored.seq,
-                duplicate: stored.duplicate,
+                duplicate: false,
             }),
             Err(PublishFailure::Conflict) => {
                 let after = guard.unwrap_or(0);
                 match self.find_stored(&aggregate_key, &event_id, after).await? {
-                    Some(seq) => Ok(Appended {
-                        seq,
-                        duplicate: true,
-                    }),
+                    Some((seq, stored_subject)) => {
+                        Self::check_duplicate(event, &subject, seq, &stored_subject)
+                    }
                     None => Err(LogError::Conflict {
                         aggregate: event.aggregate.to_string(),
                         expected: expect,

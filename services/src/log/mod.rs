@@ -130,7 +130,8 @@ pub enum StartAt {
 pub struct Appended {
     /// The record's sequence (the original one when `duplicate`).
     pub seq: u64,
-    /// True if an event with this id was already in the log; nothing new was stored.
+    /// True if this event (same id, same account, aggregate and kind) was
+    /// already in the log; nothing new was stored.
     pub duplicate: bool,
 }
 
@@ -155,6 +156,18 @@ pub enum LogError {
     /// The store failed in a way retrying will not fix.
     #[error("event log storage error: {0}")]
     Storage(String),
+    /// The event's id is already taken by a different record (another
+    /// kind, aggregate or account): nothing was stored. Retrying with the
+    /// same id never succeeds; the event needs an id of its own.
+    #[error(
+        "event id {id} is already taken by a different record (seq {seq}); nothing was stored"
+    )]
+    IdTaken {
+        /// The event id.
+        id: uuid::Uuid,
+        /// Sequence of the record that holds the id.
+        seq: u64,
+    },
     /// The log was shut down.
     #[error("event log closed")]
     Closed,
@@ -175,6 +188,9 @@ pub type Subscription = BoxStream<'static, Result<Record, LogError>>;
 pub trait EventLog: Send + Sync + 'static {
     /// Appends one event. Idempotent by event id: re-sending an event that is
     /// already stored answers its original sequence with `duplicate: true`.
+    /// A "duplicate" is checked against the stored record: when the record
+    /// under that id has another subject (account, aggregate or kind) the
+    /// answer is [`LogError::IdTaken`] and nothing is stored.
     async fn append(&self, event: &Envelope, expect: Expect) -> Result<Appended, LogError>;
 
     /// Stores `records` in order, exactly as given (no re-encoding), with no

@@ -547,6 +547,18 @@ async fn flush(
             match result {
                 Ok(_) => {}
                 Err(e) if e.is_retryable() => retry.push(event),
+                // A different record holds the decision's id: it can never
+                // be appended, and stopping the service over it would stop
+                // it for good (the batch is handled again after a restart).
+                Err(crate::log::LogError::IdTaken { id, seq }) => {
+                    tracing::error!(
+                        service = name,
+                        event_id = %id,
+                        kind = event.kind(),
+                        taken_at = seq,
+                        "decision not appended: its id is taken by a different record"
+                    );
+                }
                 Err(e) => {
                     return Err(RuntimeError::Fatal {
                         name: name.to_string(),

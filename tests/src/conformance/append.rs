@@ -294,3 +294,164 @@ pub async fn guarded_append_conflict(log: &SharedLog) -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// `Err(IdTaken { id, seq })` whose message names the id and the seq.
+fn is_id_taken(r: &Result<Appended, LogError>, id: Uuid, seq: u64) -> bool {
+    match r {
+        Err(e @ LogError::IdTaken { id: i, seq: s }) => {
+            let m = e.to_string();
+            *i == id && *s == seq && m.contains(&id.to_string()) && m.contains(&seq.to_string())
+        }
+        _ => false,
+    }
+}
+
+/// An event id already stored for a different record (another aggregate,
+/// kind or account) is refused with `IdTaken` naming the id and the
+/// stored record's seq, and nothing is stored: with or without a guard,
+/// and also when the two race in one group commit / batch. The same
+/// event re-sent is still a duplicate.
+pub async fn duplicate_id_of_another_record_is_refused(log: &SharedLog) -> anyhow::Result<()> {
+    let account = fresh_account("conf-idtaken");
+    let other_account = fresh_account("conf-idtaken");
+    let original = cluster_event(&account, "cluster-held");
+    let held = log.append(&original, Expect::Any).await?.seq;
+
+    let with_id = |mut e: Envelope| {
+        e.id = original.id;
+        e
+    };
+    let hijacks = [
+        (
+            "another aggregate",
+            with_id(cluster_event(&account, "cluster-other")),
+        ),
+        (
+            "another kind on the same aggregate",
+            with_id(event(
+                &account,
+                powernode_events::payloads::k3s::JoinTokenRotated {
+                    cluster_id: "cluster-held".into(),
+                    token_fingerprint: format!("sha256:{}", "0".repeat(64)),
+                },
+            )),
+        ),
+        (
+            "another account",
+            with_id(cluster_event(&other_account, "cluster-held")),
+        ),
+    ];
+    let last = log.last_seq().await?;
+    for (what, hijack) in &hijacks {
+        let on_same_aggregate =
+            hijack.aggregate == original.aggregate && hijack.account_id == original.account_id;
+        let guards = [
+            Expect::Any,
+            if on_same_aggregate {
+                Expect::LastSeq(held)
+            } else {
+                Expect::NoEvents
+            },
+            // A guard that fails: still the id's owner is named, or a conflict.
+            Expect::LastSeq(held + 1000),
+        ];
+        for expect in guards {
+            let r = log.append(hijack, expect).await;
+            let stale_guard = expect == Expect::LastSeq(held + 1000);
+            ensure!(
+                is_id_taken(&r, original.id, held) || (stale_guard && is_conflict(&r)),
+                "{what} under a stored id with {expect:?} answered {r:?}, expected IdTaken {{ id: {}, seq: {held} }}",
+                original.id
+            );
+        }
+    }
+    ensure!(
+        log.last_seq().await? == last,
+        "refused appends moved last_seq from {last} to {}",
+        log.last_seq().await?
+    );
+    let again = log.append(&original, Expect::Any).await?;
+    ensure!(
+        again
+            == Appended {
+                seq: held,
+                duplicate: true
+            },
+        "the original re-sent answered {again:?}"
+    );
+
+    // Racing in one group / batch: fresh events, hijacks of stored ids,
+    // and two different records sharing one new id.
+    let stored: Vec<Envelope> = events(&account, 20);
+    let stored_seqs = append_all(log, &stored).await?;
+    let twin_a = cluster_event(&account, "cluster-twin-a");
+    let twin_b = with_twin(cluster_event(&account, "cluster-twin-b"), twin_a.id);
+    let mut batch: Vec<(Envelope, Option<(Uuid, u64)>)> = Vec::new();
+    for (i, e) in events(&account, 200).into_iter().enumerate() {
+        batch.push((e, None));
+        if i % 10 == 0 {
+            let k = i / 10;
+            let mut hijack = cluster_event(&account, &format!("cluster-hijack-{k}"));
+            hijack.id = stored[k].id;
+            batch.push((hijack, Some((stored[k].id, stored_seqs[k]))));
+        }
+    }
+    let before = log.last_seq().await?;
+    let mut tasks = Vec::new();
+    for (e, _) in &batch {
+        let (log, e) = (log.clone(), e.clone());
+        tasks.push(tokio::spawn(
+            async move { log.append(&e, Expect::Any).await },
+        ));
+    }
+    let (la, lb) = (log.clone(), log.clone());
+    let (ta, tb) = (twin_a.clone(), twin_b.clone());
+    let twins = tokio::join!(
+        tokio::spawn(async move { la.append(&ta, Expect::Any).await }),
+        tokio::spawn(async move { lb.append(&tb, Expect::Any).await }),
+    );
+    let twins = [twins.0?, twins.1?];
+    let mut fresh = 0;
+    for ((e, taken), t) in batch.iter().zip(tasks) {
+        let r = t.await?;
+        match taken {
+            Some((id, seq)) => ensure!(
+                is_id_taken(&r, *id, *seq),
+                "a hijack of stored id {id} in a batch answered {r:?}"
+            ),
+            None => {
+                let a = r.with_context(|| format!("fresh event {} in a batch", e.id))?;
+                ensure!(!a.duplicate, "fresh event {} answered duplicate", e.id);
+                fresh += 1;
+            }
+        }
+    }
+    let winner = match (&twins[0], &twins[1]) {
+        (Ok(a), Err(LogError::IdTaken { id, seq })) if !a.duplicate && *id == twin_a.id && *seq == a.seq => &twin_a,
+        (Err(LogError::IdTaken { id, seq }), Ok(b)) if !b.duplicate && *id == twin_a.id && *seq == b.seq => &twin_b,
+        other => bail!("two records racing with one id answered {other:?}: expected one stored, the other IdTaken"),
+    };
+    let after = log.last_seq().await?;
+    ensure!(
+        after == before + fresh + 1,
+        "the batch stored {} records, expected {fresh} fresh ones and one of the twins",
+        after - before
+    );
+    let records = read_all(log, before + 1, &Filter::all()).await?;
+    let twin_subjects: Vec<&str> = records
+        .iter()
+        .filter(|r| decode(r).map(|e| e.id == twin_a.id).unwrap_or(false))
+        .map(|r| r.subject.as_str())
+        .collect();
+    let expected = event_subject(&account, &winner.aggregate, winner.kind())?;
+    ensure!(
+        twin_subjects == [expected.as_str()],
+        "the shared id is stored as {twin_subjects:?}, expected once as {expected}"
+    );
+    Ok(())
+}
+
+fn with_twin(mut e: Envelope, id: Uuid) -> Envelope {
+    e.id = id;
+    e
+}

@@ -227,6 +227,20 @@ impl Store {
         Ok(lo)
     }
 
+    /// The subject of record `seq` (to check a duplicate id against what is stored).
+    pub fn subject_at(&self, seq: u64) -> Result<String, LogError> {
+        let v = self
+            .events
+            .get(seq_key(seq))
+            .map_err(storage("reading a record"))?
+            .ok_or_else(|| {
+                LogError::Storage(format!(
+                    "embedded log: record {seq} named by the id index is missing"
+                ))
+            })?;
+        Ok(StoredRecord::decode(seq, &v)?.subject.to_string())
+    }
+
     /// The seq of the event with this id, if stored.
     pub fn seq_of_event(&self, id: &Uuid) -> Result<Option<u64>, LogError> {
         self.read_seq(&self.ids, id.as_bytes(), "reading the event id index")

@@ -2,7 +2,8 @@
 //!
 //! Every append is a [`Request`] on one channel. The writer takes everything
 //! queued (up to [`MAX_GROUP`]), decides each request in order (dedupe by
-//! event id, then the aggregate guard), writes the accepted records of the
+//! event id — a stored id under another subject is [`LogError::IdTaken`],
+//! never a duplicate — then the aggregate guard), writes the accepted records of the
 //! whole group in one sled transaction across the events, ids and aggregates
 //! trees, makes it durable with one `flush_async`, publishes the new last
 //! sequence to subscribers, and only then answers the callers. Because there
@@ -142,7 +143,8 @@ impl Writer {
         let store = &shared.store;
         let stored_at = to_nanos(Utc::now()).max(self.last_stored_nanos);
         let mut next = self.next_seq;
-        let mut new_ids: HashMap<Uuid, u64> = HashMap::new();
+        // Ids stored by this group so far: id → (seq, subject).
+        let mut new_ids: HashMap<Uuid, (u64, &str)> = HashMap::new();
         let mut new_aggregates: HashMap<&str, u64> = HashMap::new();
         let mut writes = Vec::new();
         let mut answers = Vec::with_capacity(group.len());
@@ -156,14 +158,24 @@ impl Writer {
                     expect,
                 } => {
                     let existing = match new_ids.get(id) {
-                        Some(seq) => Some(*seq),
-                        None => store.seq_of_event(id)?,
+                        Some((seq, subject)) => Some((*seq, subject.to_string())),
+                        None => match store.seq_of_event(id)? {
+                            Some(seq) => Some((seq, store.subject_at(seq)?)),
+                            None => None,
+                        },
                     };
-                    if let Some(seq) = existing {
-                        answers.push(Ok(Appended {
-                            seq,
-                            duplicate: true,
-                        }));
+                    if let Some((seq, stored_subject)) = existing {
+                        // The same id is a duplicate only for the same fact:
+                        // the subject names the account, aggregate and kind.
+                        if stored_subject == req.subject {
+                            answers.push(Ok(Appended {
+                                seq,
+                                duplicate: true,
+                            }));
+                        } else {
+                            tracing::warn!(event_id = %id, seq, stored = %stored_subject, refused = %req.subject, "append refused: the event id is taken by a different record");
+                            answers.push(Err(LogError::IdTaken { id: *id, seq }));
+                        }
                         continue;
                     }
                     let current = match new_aggregates.get(aggregate_key.as_str()) {
@@ -196,7 +208,7 @@ impl Writer {
                 }
             };
             if let Some((id, aggregate_key)) = index {
-                new_ids.insert(id, next);
+                new_ids.insert(id, (next, req.subject.as_str()));
                 new_aggregates.insert(aggregate_key, next);
             }
             writes.push(Write {
