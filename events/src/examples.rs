@@ -322,6 +322,23 @@ pub fn example_payloads() -> Vec<EventPayload> {
             observed_by: "provisioner".into(),
         }
         .into(),
+        AgentSubmissionsRejectedSummary {
+            observed_by: "intake".into(),
+            window_start: Utc
+                .with_ymd_and_hms(2026, 11, 21, 12, 0, 0)
+                .single()
+                .expect("fixed timestamp is valid"),
+            window_end: Utc
+                .with_ymd_and_hms(2026, 11, 21, 12, 1, 0)
+                .single()
+                .expect("fixed timestamp is valid"),
+            count: 2000,
+            by_reason: BTreeMap::from([
+                ("bad_signature".to_string(), 1200),
+                ("unknown_instance".to_string(), 800),
+            ]),
+        }
+        .into(),
         VirtualIpApplied {
             virtual_ip_id: VIP.into(),
             instance_id: "inst-02".into(),

@@ -157,6 +157,7 @@ define_events! {
     ApprovalSuperseded = "system.approval.superseded", v = 1, Approval(approval_id);
     // the log
     RecordRejected = "system.log.record_rejected", v = 1, Log(rejected_seq);
+    AgentSubmissionsRejectedSummary = "system.agent.submissions_rejected_summary", v = 1, Log(observed_by);
 }
 
 /// Looks up a kind in the table.

@@ -258,7 +258,8 @@ impl FleetState {
             | EventPayload::PodSubnetPrefixIgnored(_)
             | EventPayload::KubeconfigRetrieved(_)
             | EventPayload::RecordRejected(_)
-            | EventPayload::AgentSubmissionRejected(_) => {}
+            | EventPayload::AgentSubmissionRejected(_)
+            | EventPayload::AgentSubmissionsRejectedSummary(_) => {}
         }
     }
 

@@ -296,7 +296,8 @@ pub fn describe(ev: &Envelope, state: &FleetState) -> String {
         | EventPayload::JoinTokenRotated(_)
         | EventPayload::PodSubnetPrefixIgnored(_)
         | EventPayload::KubeconfigRetrieved(_)
-        | EventPayload::RecordRejected(_) => generic(ev),
+        | EventPayload::RecordRejected(_)
+        | EventPayload::AgentSubmissionsRejectedSummary(_) => generic(ev),
     }
 }
 
