@@ -1,13 +1,16 @@
 //! Nodes and instances.
 
+use super::sdwan::{conflict_backoff, GUARDED_ATTEMPTS};
 use super::{check_name, new_id, ActionContext};
-use crate::api::auth::{fingerprint, new_token, KUBERNETES_PROVISION};
+use crate::api::auth::{fingerprint, new_token, KUBERNETES_PROVISION, SDWAN_FAILOVER};
 use crate::api::error::ApiError;
+use crate::log::Expect;
+use axum::http::StatusCode;
 use powernode_events::payloads::fleet::{
     CniPlugin, InstanceDrained, InstanceProvisioned, InstanceTerminated, NodeCreated,
 };
-use powernode_events::Envelope;
-use powernode_projections::fleet::InstanceStatus;
+use powernode_events::{AggregateRef, AggregateType, Envelope};
+use powernode_projections::fleet::{InstanceStatus, VipStatus};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -164,6 +167,13 @@ pub struct InstanceId {
 }
 
 /// Drains (planned maintenance) or terminates an instance.
+///
+/// The decision is made on a projection that has applied the instance's
+/// last event and appended under that guard, so concurrent calls append one
+/// event: the others see it when they decide again and answer
+/// `changed: false`. Draining an instance that holds a VIP moves the VIP
+/// (the failover service hands it to the best candidate), so it needs
+/// `system.sdwan_failover` too.
 pub async fn set_instance_status(
     ctx: &ActionContext<'_>,
     a: InstanceId,
@@ -171,41 +181,98 @@ pub async fn set_instance_status(
 ) -> Result<Value, ApiError> {
     ctx.operator.require(KUBERNETES_PROVISION)?;
     let account = &ctx.operator.account;
-    let status = {
-        let fleet = ctx.fleet().await;
-        fleet
-            .instance(account, &a.id)
-            .ok_or_else(|| ApiError::not_found("instance", &a.id))?
-            .status
-    };
-    let already = match status {
-        InstanceStatus::Terminated => true,
-        InstanceStatus::Drained => !terminate,
-        _ => false,
-    };
-    if !already {
-        let event = if terminate {
-            Envelope::new(
-                account.clone(),
-                ctx.actor(),
-                InstanceTerminated {
-                    instance_id: a.id.clone(),
-                },
-            )
-        } else {
-            Envelope::new(
-                account.clone(),
-                ctx.actor(),
-                InstanceDrained {
-                    instance_id: a.id.clone(),
-                },
-            )
+    let aggregate = AggregateRef::new(AggregateType::Instance, a.id.clone());
+    let mut changed = false;
+    for attempt in 0..GUARDED_ATTEMPTS {
+        let last = ctx.log().aggregate_last_seq(account, &aggregate).await?;
+        ctx.wait_for(last.unwrap_or(0)).await?;
+        let event = {
+            let fleet = ctx.fleet().await;
+            let instance = fleet
+                .instance(account, &a.id)
+                .ok_or_else(|| ApiError::not_found("instance", &a.id))?;
+            let already = match instance.status {
+                InstanceStatus::Terminated => true,
+                InstanceStatus::Drained => !terminate,
+                _ => false,
+            };
+            if already {
+                None
+            } else if terminate {
+                Some(Envelope::new(
+                    account.clone(),
+                    ctx.actor(),
+                    InstanceTerminated {
+                        instance_id: a.id.clone(),
+                    },
+                ))
+            } else {
+                require_failover_for_held_vips(ctx, &fleet, &a.id)?;
+                Some(Envelope::new(
+                    account.clone(),
+                    ctx.actor(),
+                    InstanceDrained {
+                        instance_id: a.id.clone(),
+                    },
+                ))
+            }
         };
-        ctx.append(&[event]).await?;
+        let Some(event) = event else { break };
+        match ctx
+            .append_guarded(&event, last.map_or(Expect::NoEvents, Expect::LastSeq))
+            .await
+        {
+            Ok(_) => {
+                changed = true;
+                break;
+            }
+            Err(ApiError {
+                code: "conflict", ..
+            }) if attempt + 1 < GUARDED_ATTEMPTS => conflict_backoff(attempt).await,
+            Err(e) => return Err(e),
+        }
     }
     let fleet = ctx.fleet().await;
     let i = fleet
         .instance(account, &a.id)
         .expect("the instance was just seen");
-    Ok(json!({ "instance": instance_json(&fleet, account, i), "changed": !already }))
+    Ok(json!({ "instance": instance_json(&fleet, account, i), "changed": changed }))
+}
+
+/// Refuses to drain an instance holding a VIP without `system.sdwan_failover`:
+/// the drain hands the VIP to another member.
+fn require_failover_for_held_vips(
+    ctx: &ActionContext<'_>,
+    fleet: &powernode_projections::FleetState,
+    instance_id: &str,
+) -> Result<(), ApiError> {
+    if ctx.operator.require(SDWAN_FAILOVER).is_ok() {
+        return Ok(());
+    }
+    let Some(acc) = fleet.account(&ctx.operator.account) else {
+        return Ok(());
+    };
+    let held: Vec<String> = acc
+        .virtual_ips
+        .values()
+        .filter(|v| {
+            v.status == VipStatus::Allocated
+                && acc
+                    .peers
+                    .get(&v.holder_peer_id)
+                    .is_some_and(|p| p.instance_id == instance_id)
+        })
+        .map(|v| format!("{} ({})", v.id, v.vip))
+        .collect();
+    if held.is_empty() {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        format!(
+            "instance {instance_id} holds virtual IP(s) {}; draining it moves them to another member, which needs the permission {SDWAN_FAILOVER} (this token lacks it)",
+            held.join(", ")
+        ),
+    ))
 }

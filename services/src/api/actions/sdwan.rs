@@ -1,28 +1,82 @@
 //! SD-WAN networks and peers: overlay /64 and VIP range allocation, peer
 //! /128s, and the `pod_subnet_prefix` overlap rules.
+//!
+//! Every allocation from an account's address space — a network's overlay
+//! /64, interface handle and VIP range, a `pod_subnet_prefix` (at creation
+//! or by `system_sdwan_update_network`), a peer's LAN subnets — is decided
+//! on a projection that has applied the last event of the account's
+//! address-space aggregate ([`address_space`]) and appended on that
+//! aggregate under an `Expect::LastSeq` guard ([`allocate`]). Two
+//! concurrent allocations therefore never both win: the second is refused
+//! by the log, decides again on the newer state, and either takes the next
+//! free space or is refused with the clash named.
 
 use super::{check_name, new_id, ActionContext};
 use crate::api::auth::KUBERNETES_PROVISION;
 use crate::api::error::ApiError;
-use crate::log::{Expect, LogError};
+use crate::log::Expect;
 use axum::http::StatusCode;
-use ipnet::{IpNet, Ipv6Net};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use powernode_events::payloads::sdwan::{NetworkCreated, PeerAttached, RoutingMode};
 use powernode_events::{AccountId, AggregateRef, AggregateType, Envelope};
 use powernode_projections::FleetState;
+use rand::Rng;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::net::Ipv6Addr;
+use std::time::Duration;
 
 /// VIPs come from `<overlay>::100/120`.
 const VIP_RANGE_HOST: u128 = 0x100;
 const VIP_RANGE_LEN: u8 = 120;
-/// Attempts when a concurrent attach to the same network went first.
-const ATTACH_ATTEMPTS: usize = 50;
+/// Decisions made again when concurrent appends to the same aggregate went
+/// first (50 concurrent creations in one account need up to 49 each).
+pub(super) const GUARDED_ATTEMPTS: usize = 200;
+
+/// The aggregate that owns an account's address space: the account's own
+/// (`account/<account id>`). Network creations, pod prefix changes and
+/// LAN-bearing peer attachments are appended on it, under its guard.
+pub fn address_space(account: &AccountId) -> AggregateRef {
+    AggregateRef::new(AggregateType::Account, account.as_str())
+}
+
+/// A short random pause before deciding again after a conflict: 1-2 ms
+/// at first, up to 1-32 ms, so contenders spread out instead of colliding
+/// in lock-step.
+pub(super) async fn conflict_backoff(attempt: usize) {
+    let cap = 2u64 << attempt.min(4);
+    let ms = rand::thread_rng().gen_range(1..=cap);
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+}
+
+/// The IPv4 prefix an IPv4-mapped IPv6 prefix (`::ffff:a.b.c.d/96+n`)
+/// stands for, so `::ffff:10.42.0.0/112` compares as `10.42.0.0/16`.
+fn normalized(p: &IpNet) -> IpNet {
+    match p {
+        IpNet::V6(v6) if v6.prefix_len() >= 96 => match v6.network().to_ipv4_mapped() {
+            Some(v4) => IpNet::V4(
+                Ipv4Net::new(v4, v6.prefix_len() - 96).expect("a prefix length of at most 32"),
+            ),
+            None => *p,
+        },
+        _ => *p,
+    }
+}
+
+/// True when an IPv6 prefix covers the whole IPv4-mapped range `::ffff:0:0/96`
+/// (and so, through it, every IPv4 prefix).
+fn covers_mapped(p: &IpNet) -> bool {
+    let mapped = Ipv6Addr::from(0xffff_0000_0000u128);
+    matches!(p, IpNet::V6(v6) if v6.prefix_len() < 96 && v6.contains(&mapped))
+}
 
 fn overlap(a: &IpNet, b: &IpNet) -> bool {
-    a.contains(&b.network()) || b.contains(&a.network())
+    let (a, b) = (normalized(a), normalized(b));
+    a.contains(&b.network())
+        || b.contains(&a.network())
+        || (covers_mapped(&a) && matches!(b, IpNet::V4(_)))
+        || (covers_mapped(&b) && matches!(a, IpNet::V4(_)))
 }
 
 fn parse_prefix(field: &str, s: &str) -> Result<IpNet, ApiError> {
@@ -44,12 +98,43 @@ fn parse_prefix(field: &str, s: &str) -> Result<IpNet, ApiError> {
     Ok(net)
 }
 
+/// Refuses an IPv4-mapped IPv6 prefix that overlapped nothing: it is to be
+/// written as the IPv4 prefix it stands for (checked after the overlap
+/// rules, so one that clashes is answered with the clash).
+fn refuse_mapped(field: &str, net: &IpNet) -> Result<(), ApiError> {
+    let v4 = normalized(net);
+    if v4 == *net {
+        return Ok(());
+    }
+    Err(ApiError::bad_request(
+        "invalid_arguments",
+        format!("{field}: {net} is an IPv4-mapped IPv6 prefix; write it as {v4}"),
+    ))
+}
+
 fn overlap_error(prefix: &IpNet, other: &IpNet, what: String) -> ApiError {
+    let shown = |p: &IpNet| match normalized(p) {
+        n if n == *p => p.to_string(),
+        n => format!("{p} (IPv4 {n})"),
+    };
     ApiError::new(
         StatusCode::CONFLICT,
         "prefix_overlap",
-        format!("{prefix} overlaps {what} {other}"),
+        format!("{} overlaps {what} {}", shown(prefix), shown(other)),
     )
+}
+
+/// The first of `taken` that `prefix` overlaps, as a `prefix_overlap` refusal.
+fn check_clear(
+    prefix: &IpNet,
+    taken: impl IntoIterator<Item = (IpNet, String)>,
+) -> Result<(), ApiError> {
+    for (other, what) in taken {
+        if overlap(prefix, &other) {
+            return Err(overlap_error(prefix, &other, what));
+        }
+    }
+    Ok(())
 }
 
 /// Every prefix in the account a new `pod_subnet_prefix` or LAN subnet must
@@ -61,12 +146,12 @@ fn taken_prefixes(fleet: &FleetState, account: &AccountId) -> Vec<(IpNet, String
     };
     for n in acc.networks.values() {
         out.push((
-            IpNet::V6(n.overlay_prefix),
-            format!("the overlay of network {}", n.id),
-        ));
-        out.push((
             IpNet::V6(n.vip_range),
             format!("the VIP range of network {}", n.id),
+        ));
+        out.push((
+            IpNet::V6(n.overlay_prefix),
+            format!("the overlay of network {}", n.id),
         ));
         if let Some(p) = n.pod_subnet_prefix {
             out.push((p, format!("the pod_subnet_prefix of network {}", n.id)));
@@ -74,28 +159,93 @@ fn taken_prefixes(fleet: &FleetState, account: &AccountId) -> Vec<(IpNet, String
     }
     for p in acc.peers.values() {
         for lan in &p.lan_subnets {
-            out.push((*lan, format!("a LAN subnet of peer {}", p.id)));
+            out.push((
+                *lan,
+                format!("a LAN subnet of peer {} (instance {})", p.id, p.instance_id),
+            ));
         }
     }
     out
 }
 
-/// The account's ULA /48 (from a hash of the account id) and the first free /64 in it.
-fn allocate_overlay(fleet: &FleetState, account: &AccountId) -> Result<Ipv6Net, ApiError> {
+/// How an append made by [`allocate`] is guarded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Guard {
+    /// On the account's address space: the event is moved onto
+    /// [`address_space`] and appended under its last sequence.
+    AddressSpace,
+    /// No allocation from the address space: the event keeps its own
+    /// aggregate and is appended unguarded.
+    None,
+}
+
+/// Decides with `decide` on the projection and appends what it answers.
+/// Under [`Guard::AddressSpace`] the decision is made on a projection that
+/// has applied the address space's last event and appended under that
+/// guard; when another allocation went first, it is made again (after a
+/// short random pause), up to [`GUARDED_ATTEMPTS`] times. `decide`
+/// answering `None` means there is nothing to append (the answer is already
+/// in the projection). Answers the appended event's sequence.
+async fn allocate(
+    ctx: &ActionContext<'_>,
+    guard: Guard,
+    mut decide: impl FnMut(&FleetState) -> Result<Option<Envelope>, ApiError>,
+) -> Result<Option<u64>, ApiError> {
+    let account = ctx.operator.account.clone();
+    let aggregate = address_space(&account);
+    for attempt in 0..GUARDED_ATTEMPTS {
+        let expect = match guard {
+            Guard::AddressSpace => {
+                let last = ctx.log().aggregate_last_seq(&account, &aggregate).await?;
+                // Decide on a projection that has seen everything up to the guard.
+                ctx.wait_for(last.unwrap_or(0)).await?;
+                last.map_or(Expect::NoEvents, Expect::LastSeq)
+            }
+            Guard::None => Expect::Any,
+        };
+        let decided = {
+            let fleet = ctx.fleet().await;
+            decide(&fleet)?
+        };
+        let Some(mut event) = decided else {
+            return Ok(None);
+        };
+        if guard == Guard::AddressSpace {
+            event.aggregate = aggregate.clone();
+        }
+        match ctx.append_guarded(&event, expect).await {
+            Ok(seq) => return Ok(Some(seq)),
+            Err(ApiError {
+                code: "conflict", ..
+            }) => conflict_backoff(attempt).await,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(ApiError::unavailable(format!(
+        "the address space of account {account} is busy ({GUARDED_ATTEMPTS} concurrent allocations went first); retry"
+    )))
+}
+
+/// The account's ULA /48 (from a hash of the account id) and the first /64
+/// in it that no network uses and no prefix of the account overlaps.
+fn allocate_overlay(
+    account: &AccountId,
+    taken: &[(IpNet, String)],
+    handles: &[&str],
+) -> Result<Ipv6Net, ApiError> {
     let h = Sha256::digest(account.as_str().as_bytes());
     let global = u128::from_be_bytes([
         0xfd, h[0], h[1], h[2], h[3], h[4], 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
     ]);
-    let used: Vec<Ipv6Net> = fleet
-        .account(account)
-        .map(|a| a.networks.values().map(|n| n.overlay_prefix).collect())
-        .unwrap_or_default();
     (1u128..=0xffff)
         .map(|subnet| {
             Ipv6Net::new(Ipv6Addr::from(global | (subnet << 64)), 64)
                 .expect("64 is a valid prefix length")
         })
-        .find(|net| !used.contains(net))
+        .find(|net| {
+            !taken.iter().any(|(p, _)| overlap(&IpNet::V6(*net), p))
+                && !handles.contains(&handle_of(net).as_str())
+        })
         .ok_or_else(|| {
             ApiError::new(
                 StatusCode::CONFLICT,
@@ -103,6 +253,13 @@ fn allocate_overlay(fleet: &FleetState, account: &AccountId) -> Result<Ipv6Net, 
                 "the account has no free overlay /64 left",
             )
         })
+}
+
+/// The interface handle of a network (`wg-sdwan-<handle>`): its /64's
+/// subnet number in the account's /48.
+fn handle_of(overlay: &Ipv6Net) -> String {
+    let subnet = (u128::from(overlay.network()) >> 64) & 0xffff;
+    format!("n{subnet:x}")
 }
 
 /// `system_sdwan_create_network({name, pod_subnet_prefix?, routing_mode?})`.
@@ -125,42 +282,47 @@ pub async fn create_network(ctx: &ActionContext<'_>, a: CreateNetwork) -> Result
         .map(|p| parse_prefix("pod_subnet_prefix", p))
         .transpose()?;
     let id = new_id("net");
-    let event = {
-        let fleet = ctx.fleet().await;
-        let account = &ctx.operator.account;
-        let overlay = allocate_overlay(&fleet, account)?;
+    let account = ctx.operator.account.clone();
+    allocate(ctx, Guard::AddressSpace, |fleet| {
+        let taken = taken_prefixes(fleet, &account);
+        let handles: Vec<&str> = fleet
+            .account(&account)
+            .map(|acc| acc.networks.values().map(|n| n.handle.as_str()).collect())
+            .unwrap_or_default();
+        // The pod prefix first: a clash is the caller's to fix, whatever
+        // overlay the network would get.
+        if let Some(pod) = &pod {
+            check_clear(pod, taken.iter().cloned())?;
+        }
+        let reserved: Vec<(IpNet, String)> = taken
+            .iter()
+            .cloned()
+            .chain(pod.map(|p| (p, "this network's pod_subnet_prefix".to_string())))
+            .collect();
+        let overlay = allocate_overlay(&account, &reserved, &handles)?;
         let vip_base = u128::from(overlay.network()) | VIP_RANGE_HOST;
         let vip_range = Ipv6Net::new(Ipv6Addr::from(vip_base), VIP_RANGE_LEN)
             .expect("120 is a valid prefix length");
         if let Some(pod) = &pod {
-            let own = [
-                (IpNet::V6(overlay), "this network's overlay".to_string()),
-                (IpNet::V6(vip_range), "this network's VIP range".to_string()),
-            ];
-            for (other, what) in own.into_iter().chain(taken_prefixes(&fleet, account)) {
-                if overlap(pod, &other) {
-                    return Err(overlap_error(pod, &other, what));
-                }
-            }
+            refuse_mapped("pod_subnet_prefix", pod)?;
         }
-        let subnet = (u128::from(overlay.network()) >> 64) & 0xffff;
-        Envelope::new(
+        Ok(Some(Envelope::new(
             account.clone(),
             ctx.actor(),
             NetworkCreated {
                 network_id: id.clone(),
-                name: a.name,
-                handle: format!("n{subnet:x}"),
+                name: a.name.clone(),
+                handle: handle_of(&overlay),
                 overlay_prefix: overlay,
                 vip_range,
                 pod_subnet_prefix: pod,
                 routing_mode: a.routing_mode.unwrap_or(RoutingMode::Ibgp),
             },
-        )
-    };
-    ctx.append(&[event]).await?;
+        )))
+    })
+    .await?;
     let fleet = ctx.fleet().await;
-    Ok(json!({ "network": fleet.network(&ctx.operator.account, &id) }))
+    Ok(json!({ "network": fleet.network(&account, &id) }))
 }
 
 /// The id of an instance's peer on a network (and of the attaching event).
@@ -204,94 +366,100 @@ pub async fn attach_peer(ctx: &ActionContext<'_>, a: AttachPeer) -> Result<Value
         .map(|s| parse_prefix("lan_subnets", s))
         .collect::<Result<Vec<_>, _>>()?;
     let account = ctx.operator.account.clone();
-    let aggregate = AggregateRef::new(AggregateType::Network, a.network_id.clone());
-    for _ in 0..ATTACH_ATTEMPTS {
-        let guard = ctx.log().aggregate_last_seq(&account, &aggregate).await?;
-        // Decide on a projection that has seen everything up to the guard.
-        ctx.wait_for(guard.unwrap_or(0)).await?;
-        let event = {
-            let fleet = ctx.fleet().await;
-            let network = fleet
-                .network(&account, &a.network_id)
-                .ok_or_else(|| ApiError::not_found("network", &a.network_id))?;
-            match fleet.instance(&account, &a.node_instance_id) {
-                Some(i) if i.status != powernode_projections::fleet::InstanceStatus::Terminated => {
-                }
-                _ => return Err(ApiError::not_found("instance", &a.node_instance_id)),
-            }
-            let acc = fleet
-                .account(&account)
-                .expect("the network's account exists");
-            let peers: Vec<_> = acc
-                .peers
-                .values()
-                .filter(|p| p.network_id == a.network_id)
-                .collect();
-            if let Some(p) = peers.iter().find(|p| p.instance_id == a.node_instance_id) {
-                return Ok(json!({ "peer": p }));
-            }
-            for lan in &lans {
-                for n in acc.networks.values() {
-                    if let Some(pod) = n.pod_subnet_prefix.filter(|pod| overlap(lan, pod)) {
-                        return Err(overlap_error(
-                            lan,
-                            &pod,
-                            format!("the pod_subnet_prefix of network {}", n.id),
-                        ));
-                    }
-                }
-            }
-            let base = u128::from(network.overlay_prefix.network());
-            let used: Vec<u128> = peers
-                .iter()
-                .map(|p| u128::from(p.overlay_ip) - base)
-                .collect();
-            let host = peer_host(&a.network_id, &a.node_instance_id, &used);
-            let mut event = Envelope::new(
-                account.clone(),
-                ctx.actor(),
-                PeerAttached {
-                    network_id: a.network_id.clone(),
-                    peer_id: format!(
-                        "peer-{}",
-                        peer_uuid(&a.network_id, &a.node_instance_id).simple()
-                    ),
-                    instance_id: a.node_instance_id.clone(),
-                    overlay_ip: Ipv6Addr::from(base | host),
-                    lan_subnets: lans.clone(),
-                },
-            );
-            // The same instance attached twice at once is one event.
-            event.id = peer_uuid(&a.network_id, &a.node_instance_id);
-            event
-        };
-        // The address is derived from the instance, so concurrent attaches of
-        // different instances do not contend; only LAN subnets (checked
-        // against the network's other peers) need the network's guard.
-        let expect = match (lans.is_empty(), guard) {
-            (true, _) => Expect::Any,
-            (false, g) => g.map_or(Expect::NoEvents, Expect::LastSeq),
-        };
-        match ctx.append_guarded(&event, expect).await {
-            Ok(_) => {
-                let fleet = ctx.fleet().await;
-                let peer = fleet.account(&account).and_then(|acc| {
-                    acc.peers
-                        .values()
-                        .find(|p| {
-                            p.network_id == a.network_id && p.instance_id == a.node_instance_id
-                        })
-                        .cloned()
-                });
-                return Ok(json!({ "peer": peer }));
-            }
-            Err(ApiError {
-                code: "conflict", ..
-            }) => continue,
-            Err(e) => return Err(e),
+    // The /128 is derived from the instance, so attaches without LAN
+    // subnets take nothing from the account's address space and do not
+    // contend; LAN subnets are allocations, guarded like the others.
+    let guard = if lans.is_empty() {
+        Guard::None
+    } else {
+        Guard::AddressSpace
+    };
+    allocate(ctx, guard, |fleet| {
+        let network = fleet
+            .network(&account, &a.network_id)
+            .ok_or_else(|| ApiError::not_found("network", &a.network_id))?;
+        match fleet.instance(&account, &a.node_instance_id) {
+            Some(i) if i.status != powernode_projections::fleet::InstanceStatus::Terminated => {}
+            _ => return Err(ApiError::not_found("instance", &a.node_instance_id)),
         }
-    }
-    Err(LogError::Unavailable(format!("network {} is busy; retry", a.network_id)).into())
+        let acc = fleet
+            .account(&account)
+            .expect("the network's account exists");
+        let peers: Vec<_> = acc
+            .peers
+            .values()
+            .filter(|p| p.network_id == a.network_id)
+            .collect();
+        if peers.iter().any(|p| p.instance_id == a.node_instance_id) {
+            return Ok(None);
+        }
+        // A LAN subnet stays clear of this network's VIP range and overlay,
+        // of every other prefix in the account, and of the request's other
+        // LANs; the same instance's LANs on its other networks are the same
+        // LAN, so they may repeat.
+        let own = [
+            (
+                IpNet::V6(network.vip_range),
+                "this network's VIP range".to_string(),
+            ),
+            (
+                IpNet::V6(network.overlay_prefix),
+                "this network's overlay".to_string(),
+            ),
+        ];
+        let instance_lans: Vec<IpNet> = acc
+            .peers
+            .values()
+            .filter(|p| p.instance_id == a.node_instance_id)
+            .flat_map(|p| p.lan_subnets.iter().copied())
+            .collect();
+        let others: Vec<(IpNet, String)> = own
+            .into_iter()
+            .chain(taken_prefixes(fleet, &account))
+            .filter(|(p, _)| !instance_lans.contains(p))
+            .collect();
+        for (k, lan) in lans.iter().enumerate() {
+            let earlier = lans[..k]
+                .iter()
+                .map(|l| (*l, "another LAN subnet of this request".to_string()));
+            check_clear(lan, others.iter().cloned().chain(earlier))?;
+        }
+        for lan in &lans {
+            refuse_mapped("lan_subnets", lan)?;
+        }
+        let base = u128::from(network.overlay_prefix.network());
+        let used: Vec<u128> = peers
+            .iter()
+            .map(|p| u128::from(p.overlay_ip) - base)
+            .collect();
+        let host = peer_host(&a.network_id, &a.node_instance_id, &used);
+        let mut event = Envelope::new(
+            account.clone(),
+            ctx.actor(),
+            PeerAttached {
+                network_id: a.network_id.clone(),
+                peer_id: format!(
+                    "peer-{}",
+                    peer_uuid(&a.network_id, &a.node_instance_id).simple()
+                ),
+                instance_id: a.node_instance_id.clone(),
+                overlay_ip: Ipv6Addr::from(base | host),
+                lan_subnets: lans.clone(),
+            },
+        );
+        // The same instance attached twice at once is one event.
+        event.id = peer_uuid(&a.network_id, &a.node_instance_id);
+        Ok(Some(event))
+    })
+    .await?;
+    let fleet = ctx.fleet().await;
+    let peer = fleet.account(&account).and_then(|acc| {
+        acc.peers
+            .values()
+            .find(|p| p.network_id == a.network_id && p.instance_id == a.node_instance_id)
+            .cloned()
+    });
+    Ok(json!({ "peer": peer }))
 }
 
 /// `system_sdwan_update_network({network_id, pod_subnet_prefix})`: opts a
@@ -309,16 +477,12 @@ pub async fn update_network(ctx: &ActionContext<'_>, a: UpdateNetwork) -> Result
     ctx.operator.require(KUBERNETES_PROVISION)?;
     let pod = parse_prefix("pod_subnet_prefix", &a.pod_subnet_prefix)?;
     let account = ctx.operator.account.clone();
-    let aggregate = AggregateRef::new(AggregateType::Network, a.network_id.clone());
-    let guard = ctx.log().aggregate_last_seq(&account, &aggregate).await?;
-    ctx.wait_for(guard.unwrap_or(0)).await?;
-    let event = {
-        let fleet = ctx.fleet().await;
+    let appended = allocate(ctx, Guard::AddressSpace, |fleet| {
         let network = fleet
             .network(&account, &a.network_id)
             .ok_or_else(|| ApiError::not_found("network", &a.network_id))?;
         if network.pod_subnet_prefix == Some(pod) {
-            return Ok(json!({ "network": network, "changed": false }));
+            return Ok(None);
         }
         if let Some(current) = network.pod_subnet_prefix {
             let referencing: Vec<&str> = fleet
@@ -341,49 +505,31 @@ pub async fn update_network(ctx: &ActionContext<'_>, a: UpdateNetwork) -> Result
         }
         let own = [
             (
-                IpNet::V6(network.overlay_prefix),
-                "this network's overlay".to_string(),
-            ),
-            (
                 IpNet::V6(network.vip_range),
                 "this network's VIP range".to_string(),
             ),
+            (
+                IpNet::V6(network.overlay_prefix),
+                "this network's overlay".to_string(),
+            ),
         ];
-        let others = taken_prefixes(&fleet, &account)
-            .into_iter()
-            .filter(|(p, _)| {
-                Some(*p) != network.pod_subnet_prefix
-                    && *p != IpNet::V6(network.overlay_prefix)
-                    && *p != IpNet::V6(network.vip_range)
-            });
-        for (other, what) in own.into_iter().chain(others) {
-            if overlap(&pod, &other) {
-                return Err(overlap_error(&pod, &other, what));
-            }
-        }
-        Envelope::new(
+        let others = taken_prefixes(fleet, &account).into_iter().filter(|(p, _)| {
+            Some(*p) != network.pod_subnet_prefix
+                && *p != IpNet::V6(network.overlay_prefix)
+                && *p != IpNet::V6(network.vip_range)
+        });
+        check_clear(&pod, own.into_iter().chain(others))?;
+        refuse_mapped("pod_subnet_prefix", &pod)?;
+        Ok(Some(Envelope::new(
             account.clone(),
             ctx.actor(),
             powernode_events::payloads::sdwan::PodSubnetPrefixSet {
                 network_id: a.network_id.clone(),
                 pod_subnet_prefix: pod,
             },
-        )
-    };
-    let expect = guard.map_or(Expect::NoEvents, Expect::LastSeq);
-    match ctx.append_guarded(&event, expect).await {
-        Ok(_) => {}
-        Err(ApiError {
-            code: "conflict", ..
-        }) => {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "conflict",
-                format!("network {} changed meanwhile; retry", a.network_id),
-            ))
-        }
-        Err(e) => return Err(e),
-    }
+        )))
+    })
+    .await?;
     let fleet = ctx.fleet().await;
-    Ok(json!({ "network": fleet.network(&account, &a.network_id), "changed": true }))
+    Ok(json!({ "network": fleet.network(&account, &a.network_id), "changed": appended.is_some() }))
 }
