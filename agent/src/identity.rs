@@ -77,6 +77,15 @@ impl Identity {
         hex::encode(self.key.verifying_key().to_bytes())
     }
 
+    /// The same key as a NATS NKey user seed (`SU…`): the agent connects
+    /// to NATS with its identity, so the key it enrolled with is its NATS
+    /// credential (the platform's auth callout admits it).
+    pub fn nats_seed(&self) -> String {
+        nkeys::KeyPair::new_from_raw(nkeys::KeyPairType::User, self.key.to_bytes())
+            .and_then(|k| k.seed())
+            .expect("an ed25519 seed is a valid NKey seed")
+    }
+
     /// An identity that lives only in memory (in-process simulated agents).
     pub fn ephemeral() -> Self {
         Self {

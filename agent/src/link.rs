@@ -73,6 +73,11 @@ pub struct NatsAuth {
     /// read only its own replies (join tokens travel in them). `None`
     /// without one: the client's default `_INBOX`.
     pub inbox_prefix: Option<String>,
+    /// A token sent on connect: the enrollment credential, before the
+    /// agent has enrolled (the auth callout then lets it enroll only).
+    pub token: Option<String>,
+    /// CA certificate (PEM) for the server's TLS certificate; implies TLS.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for NatsAuth {
@@ -80,6 +85,7 @@ impl std::fmt::Debug for NatsAuth {
         f.debug_struct("NatsAuth")
             .field("nkey_seed", &self.nkey_seed.as_ref().map(|_| "<redacted>"))
             .field("inbox_prefix", &self.inbox_prefix())
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .finish()
     }
 }
@@ -95,6 +101,17 @@ impl NatsAuth {
         Self {
             nkey_seed: Some(seed.trim().to_string()),
             inbox_prefix: None,
+            token: None,
+            ca_file: None,
+        }
+    }
+
+    /// The agent's identity key as its NKey; `enrollment` (the one-time
+    /// credential) is sent as the token until the agent has enrolled.
+    pub fn from_identity(identity: &crate::identity::Identity, enrollment: Option<String>) -> Self {
+        Self {
+            token: enrollment,
+            ..Self::from_seed(&identity.nats_seed())
         }
     }
 
@@ -156,6 +173,14 @@ impl NatsLink {
             .request_timeout(Some(REQUEST_TIMEOUT));
         if let Some(seed) = &auth.nkey_seed {
             options = options.nkey(seed.clone());
+        }
+        if let Some(token) = &auth.token {
+            options = options.token(token.clone());
+        }
+        if let Some(ca) = &auth.ca_file {
+            options = options.add_root_certificates(ca.clone()).require_tls(true);
+        } else if url.split(',').any(|u| u.trim().starts_with("tls://")) {
+            options = options.require_tls(true);
         }
         if let Some(prefix) = auth.inbox_prefix() {
             options = options.custom_inbox_prefix(prefix);

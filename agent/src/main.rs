@@ -55,14 +55,13 @@ struct RunArgs {
     /// Node name reported by the simulated runtime (default: the platform's hostname).
     #[arg(long)]
     node_name: Option<String>,
-    /// The seed file of this agent's NATS NKey user (a line `SU…`), when
-    /// the platform's NATS server authenticates agents: each agent its own
-    /// user, allowed to publish only its own subjects and to read only its
-    /// own replies (`powernode-agent nkey` makes one).
-    #[arg(long, env = "POWERNODE_NATS_NKEY_FILE")]
-    nats_nkey_file: Option<PathBuf>,
-    /// Prefix of the agent's NATS reply subjects (default with an NKey:
-    /// `_INBOX.<its public key>`; without: `_INBOX`).
+    /// CA certificate (PEM) the NATS server's TLS certificate is checked
+    /// against; implies TLS (as does a `tls://` URL).
+    #[arg(long, env = "POWERNODE_NATS_CA")]
+    nats_ca: Option<PathBuf>,
+    /// Prefix of the agent's NATS reply subjects (default
+    /// `_INBOX.<its identity key as an NKey>`, the only inbox the
+    /// platform's auth callout lets it read).
     #[arg(long, env = "POWERNODE_NATS_INBOX_PREFIX")]
     nats_inbox_prefix: Option<String>,
     /// The network interface a held virtual IP is put on (k3s runtime):
@@ -135,15 +134,16 @@ async fn main() -> anyhow::Result<()> {
             )),
         }
     };
-    let mut auth = match &args.nats_nkey_file {
-        Some(path) => NatsAuth::from_seed_file(path)
-            .map_err(|e| anyhow::anyhow!("cannot read the NKey seed {}: {e}", path.display()))?,
-        None => NatsAuth::default(),
-    };
+    // The identity key is the agent's NATS credential; until it has
+    // enrolled, the one-time enrollment credential goes along as the token.
+    let identity = Identity::load_or_create(&key_file)?;
+    let enrolled = store.load()?.instance_id.is_some();
+    let mut auth = NatsAuth::from_identity(
+        &identity,
+        if enrolled { None } else { args.enroll.clone() },
+    );
     auth.inbox_prefix = args.nats_inbox_prefix.clone();
-    if auth.nkey_seed.is_some() && auth.public_key().is_none() {
-        anyhow::bail!("--nats-nkey-file holds no valid NKey seed");
-    }
+    auth.ca_file = args.nats_ca.clone();
     let link = loop {
         match NatsLink::connect_with(&url, &auth).await {
             Ok(link) => break Arc::new(link),

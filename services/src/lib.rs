@@ -6,7 +6,9 @@
 //! * [`services`] — the services themselves, each runnable alone or together;
 //! * [`api`] — the operator HTTP surface (health for now);
 //! * [`cli`] — the `powernode` command line (the binary in `src/bin` only calls it);
-//! * [`bench`] — `powernode bench …`.
+//! * [`bench`] — `powernode bench …`;
+//! * [`natsauth`] — who may use the platform's NATS server: the platform's
+//!   credentials, the auth callout that admits agents, `powernode nats init`.
 //!
 //! Nothing here holds state that cannot be rebuilt from the log.
 
@@ -18,6 +20,7 @@ pub mod inspect;
 pub mod intake;
 pub mod liveness;
 pub mod log;
+pub mod natsauth;
 pub mod runtime;
 pub mod secrets;
 pub mod services;

@@ -18,7 +18,7 @@ impl Watch {
     /// Subscribes to `subject` on `nats_url`; returns once subscribed.
     pub async fn start(nats_url: &str, subject: &str) -> anyhow::Result<Self> {
         use futures::StreamExt as _;
-        let client = async_nats::connect(nats_url).await?;
+        let client = crate::nats::connect(nats_url).await?;
         let mut sub = client.subscribe(subject.to_string()).await?;
         client.flush().await?;
         let seen: Arc<std::sync::Mutex<Vec<Value>>> = Arc::default();

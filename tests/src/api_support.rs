@@ -5,7 +5,7 @@ use crate::nats::NatsServer;
 use anyhow::ensure;
 use powernode_services::cli::{start_node, RunningNode};
 use powernode_services::log::embedded::EmbeddedLog;
-use powernode_services::log::jetstream::{JetStreamConfig, JetStreamLog};
+use powernode_services::log::jetstream::JetStreamLog;
 use powernode_services::log::SharedLog;
 use powernode_services::services::ServiceName;
 use serde_json::json;
@@ -68,7 +68,7 @@ impl Api {
     pub async fn jetstream() -> anyhow::Result<Self> {
         let nats = NatsServer::start()?;
         let log: SharedLog =
-            Arc::new(JetStreamLog::connect(JetStreamConfig::new(nats.url())).await?);
+            Arc::new(JetStreamLog::connect(crate::nats::log_config(nats.url())).await?);
         Self::start(log, tempfile::tempdir()?, Some(nats)).await
     }
 

@@ -45,7 +45,9 @@ impl Cli {
     /// Runs `powernode <args>`.
     pub async fn output(&self, args: &[&str]) -> anyhow::Result<Output> {
         let mut cmd = powernode(&self.bin);
-        cmd.args(args).env("RUST_LOG", "warn");
+        cmd.args(args)
+            .env("RUST_LOG", "warn")
+            .envs(crate::nats::child_env_for_args(args));
         for (k, v) in &self.env {
             cmd.env(k, v);
         }

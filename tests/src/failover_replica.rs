@@ -56,6 +56,7 @@ impl ServeProcess {
         let out = std::fs::File::create(&log)?;
         let child = Command::new(powernode_bin()?)
             .args(["serve", service, "--nats", nats_url, "--replica", replica])
+            .envs(crate::nats::child_env(nats_url))
             .args(["--listen", "127.0.0.1:0"])
             .arg("--data-dir")
             .arg(data_dir)
@@ -126,7 +127,7 @@ pub struct CursorInfo {
 /// The durable cursors on the event stream, by name.
 pub async fn durables(nats_url: &str) -> anyhow::Result<Vec<String>> {
     use futures::TryStreamExt as _;
-    let js = async_nats::jetstream::new(async_nats::connect(nats_url).await?);
+    let js = async_nats::jetstream::new(crate::nats::connect(nats_url).await?);
     let stream = js.get_stream(DEFAULT_STREAM).await?;
     let mut names: Vec<String> = stream.consumer_names().try_collect().await?;
     names.sort();
@@ -135,7 +136,7 @@ pub async fn durables(nats_url: &str) -> anyhow::Result<Vec<String>> {
 
 /// The state of the durable cursor `durable`, if it exists.
 pub async fn cursor(nats_url: &str, durable: &str) -> anyhow::Result<Option<CursorInfo>> {
-    let js = async_nats::jetstream::new(async_nats::connect(nats_url).await?);
+    let js = async_nats::jetstream::new(crate::nats::connect(nats_url).await?);
     let stream = js.get_stream(DEFAULT_STREAM).await?;
     Ok(match stream.consumer_info(durable).await {
         Ok(info) => Some(CursorInfo {

@@ -413,7 +413,7 @@ impl ForgedBeats {
         instance_id: &str,
         held: Vec<HeldVip>,
     ) -> anyhow::Result<Self> {
-        let client = async_nats::connect(nats_url).await?;
+        let client = crate::nats::connect(nats_url).await?;
         let forger = Identity::ephemeral();
         let instance_id = instance_id.to_string();
         let replies: Arc<Mutex<Vec<Value>>> = Arc::default();

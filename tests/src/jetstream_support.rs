@@ -4,7 +4,7 @@ use crate::conformance::{event, Opener};
 use crate::nats::NatsServer;
 use futures::future::BoxFuture;
 use powernode_events::Envelope;
-use powernode_services::log::jetstream::{JetStreamConfig, JetStreamLog};
+use powernode_services::log::jetstream::JetStreamLog;
 use powernode_services::log::{EventLog, Expect, Filter, LogError, SharedLog};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,7 +23,7 @@ pub fn init_tracing() {
 /// Connects a log to `url`.
 pub async fn connect(url: &str) -> anyhow::Result<JetStreamLog> {
     init_tracing();
-    Ok(JetStreamLog::connect(JetStreamConfig::new(url)).await?)
+    Ok(JetStreamLog::connect(crate::nats::log_config(url)).await?)
 }
 
 /// Opens a shared log on `server`.

@@ -22,7 +22,7 @@ use crate::nats::NatsServer;
 use anyhow::{anyhow, bail, Context as _};
 use powernode_events::Envelope;
 use powernode_services::cli::{start_node_with, NodeExtras, RunningNode};
-use powernode_services::log::jetstream::{JetStreamConfig, JetStreamLog};
+use powernode_services::log::jetstream::JetStreamLog;
 use powernode_services::log::{Filter, Record, SharedLog};
 use powernode_services::services::ServiceName;
 use serde_json::{json, Value};
@@ -451,7 +451,7 @@ impl Platform {
     pub async fn start_with(extras: NodeExtras) -> anyhow::Result<Self> {
         let nats = NatsServer::start()?;
         let log: SharedLog =
-            Arc::new(JetStreamLog::connect(JetStreamConfig::new(nats.url())).await?);
+            Arc::new(JetStreamLog::connect(crate::nats::log_config(nats.url())).await?);
         let dir = tempfile::Builder::new().prefix("pn-lifecycle-").tempdir()?;
         let node = start_node_with(
             log.clone(),

@@ -62,7 +62,7 @@ impl ManualAgent {
             op.assign(&template, m, target).await?;
         }
         let (instance_id, credential) = op.provision(hostname, &template, 2048).await?;
-        let client = async_nats::connect(p.nats_url()).await?;
+        let client = crate::nats::connect(p.nats_url()).await?;
         let identity = Identity::ephemeral();
         let reply = request(
             &client,

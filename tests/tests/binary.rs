@@ -29,6 +29,7 @@ fn spawn(args: &[&str]) -> anyhow::Result<Running> {
     Ok(Running(
         Command::new(powernode_bin()?)
             .args(args)
+            .envs(powernode_tests::nats::child_env_for_args(args))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()?,

@@ -34,7 +34,7 @@ fn yaml_value<'a>(text: &'a str, key: &str) -> anyhow::Result<&'a str> {
 }
 
 async fn jetstream(url: &str, stream: &str) -> anyhow::Result<SharedLog> {
-    let mut config = JetStreamConfig::new(url);
+    let mut config = powernode_tests::nats::log_config(url);
     config.stream = stream.to_string();
     Ok(Arc::new(JetStreamLog::connect(config).await?))
 }

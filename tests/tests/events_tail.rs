@@ -35,7 +35,7 @@ impl Rig {
         let nats = NatsServer::start_with(NatsOptions { sync_always: true })?;
         let dir = tempfile::tempdir()?;
         let api = ApiProcess::start(&nats.url(), &dir.path().join("api")).await?;
-        let log = Arc::new(JetStreamLog::connect(JetStreamConfig::new(nats.url())).await?);
+        let log = Arc::new(JetStreamLog::connect(powernode_tests::nats::log_config(nats.url())).await?);
         Ok(Self {
             nats,
             api,

@@ -35,7 +35,8 @@ async fn explain(nats: &str, args: &[&str]) -> anyhow::Result<Output> {
     let mut cmd = powernode(&bin);
     cmd.args(["events", "explain"])
         .args(args)
-        .args(["--nats", nats]);
+        .args(["--nats", nats])
+        .envs(powernode_tests::nats::child_env(nats));
     Ok(tokio::task::spawn_blocking(move || cmd.output()).await??)
 }
 

@@ -61,7 +61,7 @@ where
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_requests_are_refused_without_a_trace() -> anyhow::Result<()> {
     let p = Platform::start().await?;
-    let client = async_nats::connect(p.nats_url()).await?;
+    let client = powernode_tests::nats::connect(p.nats_url()).await?;
     only_rejections(&p, 0, None, || async {
         for subject in [subjects::ENROLL, subjects::HEARTBEAT, subjects::SUBMIT] {
             for body in [&b"{not json"[..], b"", b"[]", b"{\"credential\": 7}"] {
@@ -92,7 +92,7 @@ async fn malformed_requests_are_refused_without_a_trace() -> anyhow::Result<()> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_credential_and_bad_key_are_refused() -> anyhow::Result<()> {
     let p = Platform::start().await?;
-    let client = async_nats::connect(p.nats_url()).await?;
+    let client = powernode_tests::nats::connect(p.nats_url()).await?;
     only_rejections(&p, 0, None, || async {
         let r = request(
             &client,
@@ -125,7 +125,7 @@ async fn a_used_credential_takes_no_other_key() -> anyhow::Result<()> {
     let p = Platform::start().await?;
     let template = p.template("t").await?;
     let (instance, credential) = p.provision("k3s-worker-1", &template, 2048).await?;
-    let client = async_nats::connect(p.nats_url()).await?;
+    let client = powernode_tests::nats::connect(p.nats_url()).await?;
     let first = Identity::ephemeral();
     let enroll = |key: String| {
         let (client, credential) = (&client, credential.clone());

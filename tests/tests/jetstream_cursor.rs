@@ -25,7 +25,7 @@ const RECOVER_WITHIN: Duration = Duration::from_secs(15);
 /// Takes `n` records of cursor `name` without acknowledging them, as a
 /// delivery lost in flight would.
 async fn steal(url: &str, name: &str, n: usize) -> anyhow::Result<Vec<u64>> {
-    let client = async_nats::connect(url).await?;
+    let client = powernode_tests::nats::connect(url).await?;
     let js = jetstream::new(client);
     let consumer = js
         .get_stream(DEFAULT_STREAM)

@@ -69,7 +69,7 @@ async fn conformance_on_a_three_node_cluster() -> anyhow::Result<()> {
             init_tracing();
             let config = JetStreamConfig {
                 replicas: 3,
-                ..JetStreamConfig::new(url)
+                ..powernode_tests::nats::log_config(url)
             };
             Ok(Arc::new(JetStreamLog::connect(config).await?) as SharedLog)
         }) as BoxFuture<'static, anyhow::Result<SharedLog>>
@@ -258,7 +258,7 @@ async fn malformed_raw_message_is_returned_as_a_record() -> anyhow::Result<()> {
         .await?
         .seq;
 
-    let client = async_nats::connect(server.url()).await?;
+    let client = powernode_tests::nats::connect(server.url()).await?;
     let js = jetstream::new(client);
     let subject = format!("pn.evt.{account}.cluster.c-raw.system.k3s.cluster.activated");
     let garbage = bytes::Bytes::from_static(b"\xff\x00 definitely not CBOR");
@@ -326,7 +326,7 @@ async fn connecting_to_a_dead_port_fails_fast() -> anyhow::Result<()> {
     let url = format!("nats://127.0.0.1:{port}");
     let config = JetStreamConfig {
         connect_timeout: Duration::from_secs(2),
-        ..JetStreamConfig::new(url.clone())
+        ..powernode_tests::nats::log_config(url.clone())
     };
     let started = Instant::now();
     let err = JetStreamLog::connect(config)
@@ -360,7 +360,7 @@ async fn stream_is_created_idempotently_and_updated() -> anyhow::Result<()> {
         "second connect changed the stream"
     );
 
-    let js = jetstream::new(async_nats::connect(server.url()).await?);
+    let js = jetstream::new(powernode_tests::nats::connect(server.url()).await?);
     let info = js.get_stream(DEFAULT_STREAM).await?.cached_info().clone();
     let c = &info.config;
     ensure!(c.subjects == ["pn.evt.>"], "subjects {:?}", c.subjects);
@@ -381,7 +381,7 @@ async fn stream_is_created_idempotently_and_updated() -> anyhow::Result<()> {
 
     let config = JetStreamConfig {
         duplicate_window: Duration::from_secs(7200),
-        ..JetStreamConfig::new(server.url())
+        ..powernode_tests::nats::log_config(server.url())
     };
     let updated = JetStreamLog::connect(config).await?;
     let info = js.get_stream(DEFAULT_STREAM).await?.cached_info().clone();

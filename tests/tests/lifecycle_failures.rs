@@ -12,7 +12,7 @@
 use anyhow::{ensure, Context as _};
 use powernode_agent::agent::{Agent, Step};
 use powernode_agent::identity::Identity;
-use powernode_agent::link::NatsLink;
+use powernode_agent::link::{NatsAuth, NatsLink};
 use powernode_agent::runtime::simulated::SimulatedRuntime;
 use powernode_agent::state::{Phase, StateStore};
 use powernode_tests::lifecycle_support::*;
@@ -37,9 +37,13 @@ async fn in_process_agent(
         op.attach(n, &instance).await?;
     }
     op.assign(&template, module, target).await?;
-    let link = Arc::new(NatsLink::connect(&p.nats_url()).await?);
+    // The agent's identity is its NATS credential; the enrollment
+    // credential admits it the first time (the platform's auth callout).
+    let identity = Identity::ephemeral();
+    let auth = NatsAuth::from_identity(&identity, Some(credential.clone()));
+    let link = Arc::new(NatsLink::connect_with(&p.nats_url(), &auth).await?);
     let agent = Agent::start(
-        Identity::ephemeral(),
+        identity,
         link,
         Box::new(SimulatedRuntime::new(hostname.into(), K3S_VERSION.into())),
         StateStore::memory(),

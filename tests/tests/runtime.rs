@@ -41,7 +41,7 @@ impl Backend {
 
     async fn jetstream() -> anyhow::Result<Self> {
         let server = NatsServer::start()?;
-        let log = JetStreamLog::connect(JetStreamConfig::new(server.url())).await?;
+        let log = JetStreamLog::connect(powernode_tests::nats::log_config(server.url())).await?;
         Ok(Self::JetStream(Arc::new(log), server))
     }
 

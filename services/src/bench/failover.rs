@@ -46,6 +46,9 @@ pub struct FailoverArgs {
     /// NATS URL of a scratch JetStream server (the bench creates and deletes its own stream).
     #[arg(long, env = "POWERNODE_NATS_URL")]
     pub nats: String,
+    /// NATS credentials and TLS.
+    #[command(flatten)]
+    pub nats_auth: crate::natsauth::connect::NatsClientArgs,
     /// Virtual IPs (clusters of 3 servers each).
     #[arg(long, default_value_t = 500)]
     pub vips: usize,
@@ -234,6 +237,7 @@ pub async fn run(args: FailoverArgs) -> anyhow::Result<()> {
     let progress = |msg: &str| eprintln!("bench: {msg}");
     ceiling::delete_stream(&args.nats, BENCH_STREAM).await?;
     let mut config = JetStreamConfig::new(&args.nats);
+    config.auth = args.nats_auth.client_auth()?;
     config.stream = BENCH_STREAM.to_string();
     let log: SharedLog = Arc::new(JetStreamLog::connect(config).await?);
     let dir = tempfile::tempdir()?;
@@ -259,7 +263,16 @@ pub async fn run(args: FailoverArgs) -> anyhow::Result<()> {
     let admin = std::fs::read_to_string(node.admin_token_file.as_ref().context("admin token")?)?;
     let op = Operator::new(&api, admin.trim());
     let link = Arc::new(BeatLink {
-        inner: NatsLink::connect(&args.nats).await?,
+        // One connection stands in for every simulated agent: the
+        // platform's own user (an agent's grant covers its own subjects only).
+        inner: NatsLink::connect_with(
+            &args.nats,
+            &match args.nats_auth.client_auth()?.creds {
+                Some(c) => powernode_agent::link::NatsAuth::from_seed(&c.user_seed),
+                None => powernode_agent::link::NatsAuth::default(),
+            },
+        )
+        .await?,
         last_beat: Mutex::default(),
         applied_at: Mutex::default(),
     });

@@ -32,6 +32,9 @@ pub struct LifecycleArgs {
     /// its own stream; it refuses to run where `pn.evt.>` is already taken).
     #[arg(long, env = "POWERNODE_NATS_URL")]
     pub nats: String,
+    /// NATS credentials and TLS.
+    #[command(flatten)]
+    pub nats_auth: crate::natsauth::connect::NatsClientArgs,
     /// Clusters.
     #[arg(long, default_value_t = 1000)]
     pub clusters: usize,
@@ -300,6 +303,7 @@ pub async fn run(args: LifecycleArgs) -> anyhow::Result<()> {
     let progress = |msg: &str| eprintln!("bench: {msg}");
     ceiling::delete_stream(&args.nats, BENCH_STREAM).await?;
     let mut config = JetStreamConfig::new(&args.nats);
+    config.auth = args.nats_auth.client_auth()?;
     config.stream = BENCH_STREAM.to_string();
     config.group_commit = args.group_commit;
     config.max_in_flight = args.max_in_flight.max(1);
@@ -333,7 +337,16 @@ pub async fn run(args: LifecycleArgs) -> anyhow::Result<()> {
     let op_token = token["token"].as_str().context("token")?.to_string();
     let op = Operator::new(&api, &op_token);
     let link = Arc::new(TimingLink {
-        inner: NatsLink::connect(&args.nats).await?,
+        // One connection stands in for every simulated agent: the
+        // platform's own user (an agent's grant covers its own subjects only).
+        inner: NatsLink::connect_with(
+            &args.nats,
+            &match args.nats_auth.client_auth()?.creds {
+                Some(c) => powernode_agent::link::NatsAuth::from_seed(&c.user_seed),
+                None => powernode_agent::link::NatsAuth::default(),
+            },
+        )
+        .await?,
         joins_ms: Mutex::default(),
     });
 

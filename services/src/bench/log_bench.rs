@@ -31,6 +31,9 @@ pub struct LogBenchArgs {
     /// its own streams; it refuses to run where `pn.evt.>` is already taken).
     #[arg(long, env = "POWERNODE_NATS_URL")]
     pub nats: String,
+    /// NATS credentials and TLS.
+    #[command(flatten)]
+    pub nats_auth: crate::natsauth::connect::NatsClientArgs,
     /// Number of events.
     #[arg(long, default_value_t = 200_000)]
     pub events: usize,
@@ -70,6 +73,7 @@ pub async fn run(args: LogBenchArgs) -> anyhow::Result<()> {
 
     progress("appending through the log while a projection applies…");
     let mut config = JetStreamConfig::new(&args.nats);
+    config.auth = args.nats_auth.client_auth()?;
     config.stream = BENCH_STREAM.to_string();
     config.group_commit = args.group_commit;
     ceiling::delete_stream(&args.nats, BENCH_STREAM).await?;

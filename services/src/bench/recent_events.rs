@@ -42,6 +42,9 @@ pub struct RecentEventsArgs {
     /// already taken).
     #[arg(long, env = "POWERNODE_NATS_URL")]
     pub nats: String,
+    /// NATS credentials and TLS.
+    #[command(flatten)]
+    pub nats_auth: crate::natsauth::connect::NatsClientArgs,
     /// Events in the stream.
     #[arg(long, default_value_t = 1_000_000)]
     pub events: usize,
@@ -73,6 +76,7 @@ pub async fn run(args: RecentEventsArgs) -> anyhow::Result<()> {
     let progress = |msg: &str| eprintln!("bench: {msg}");
     let account = AccountId::new("acct-0").expect("literal is a valid account id");
     let mut config = JetStreamConfig::new(&args.nats);
+    config.auth = args.nats_auth.client_auth()?;
     config.stream = BENCH_STREAM.to_string();
     let mut log = None;
     if args.keep {
@@ -226,13 +230,17 @@ async fn serve(
             token_id: "tok-bench".into(),
             permissions: vec![],
             fingerprint: fingerprint(token),
+            expires_at: None,
         },
     );
     fleet.apply(1, &issued);
     let shared: Shared<FleetState> = Shared::default();
     *shared.state.write().await = fleet;
     let secrets_dir = tempfile::tempdir()?;
-    let secrets = crate::secrets::embedded::EmbeddedSecrets::open(secrets_dir.path())?;
+    let secrets = crate::secrets::embedded::EmbeddedSecrets::open(
+        &secrets_dir.path().join("store"),
+        &secrets_dir.path().join("secrets.key"),
+    )?;
     let app = router(ApiState {
         log,
         fleet: shared,

@@ -95,6 +95,7 @@ pub async fn run(args: ReplayBenchArgs) -> anyhow::Result<()> {
         let source_args = SourceArgs {
             file: Some(args.file.clone()),
             nats: None,
+            nats_auth: Default::default(),
             stream: String::new(),
         };
         let source = Source::open(&source_args, std::path::Path::new(".")).await?;

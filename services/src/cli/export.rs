@@ -94,6 +94,9 @@ pub struct ImportArgs {
     /// missing) instead of the embedded log in --data-dir.
     #[arg(long, value_name = "URL")]
     pub nats: Option<String>,
+    /// NATS credentials and TLS.
+    #[command(flatten)]
+    pub nats_auth: crate::natsauth::connect::NatsClientArgs,
     /// JetStream stream name (with --nats).
     #[arg(long, env = "POWERNODE_STREAM", default_value = DEFAULT_STREAM)]
     pub stream: String,

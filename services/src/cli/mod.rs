@@ -10,6 +10,7 @@ pub mod events;
 pub mod explain;
 pub mod export;
 pub mod fleet;
+pub mod nats;
 mod node;
 pub mod output;
 pub mod replay;
@@ -116,6 +117,9 @@ pub enum Command {
     /// Benchmarks.
     #[command(subcommand)]
     Bench(crate::bench::BenchCommand),
+    /// The platform's NATS server: `nats init` writes its config and credentials.
+    #[command(subcommand)]
+    Nats(nats::NatsCommand),
 }
 
 /// Replaces the diagnostics filter set up by [`init_tracing`].
@@ -182,6 +186,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     .then(|| std::time::Duration::from_millis(heartbeat_ms)),
                 failover,
                 replica: None,
+                nats_creds: None,
+                secrets_key_file: None,
             };
             node::run_node(&log, &ServiceName::ALL, listen, "up", extras).await
         }
@@ -213,5 +219,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Replay(args) => replay::run(args).await,
         Command::Demo(args) => demo::run(args).await,
         Command::Bench(b) => crate::bench::run(b).await,
+        Command::Nats(n) => nats::run(n),
     }
 }

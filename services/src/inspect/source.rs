@@ -30,6 +30,9 @@ pub struct SourceArgs {
     /// Read the JetStream stream of this NATS server.
     #[arg(long, value_name = "URL")]
     pub nats: Option<String>,
+    /// NATS credentials and TLS.
+    #[command(flatten)]
+    pub nats_auth: crate::natsauth::connect::NatsClientArgs,
     /// JetStream stream name (with --nats).
     #[arg(long, env = "POWERNODE_STREAM", default_value = DEFAULT_STREAM)]
     pub stream: String,
@@ -94,6 +97,7 @@ impl Source {
         if let Some(url) = &args.nats {
             let mut config = JetStreamConfig::new(url);
             config.stream = args.stream.clone();
+            config.auth = args.nats_auth.client_auth()?;
             let log = JetStreamLog::connect(config)
                 .await
                 .with_context(|| format!("cannot open stream {} at {url}", args.stream))?;

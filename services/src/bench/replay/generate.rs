@@ -244,6 +244,7 @@ mod tests {
             let args = SourceArgs {
                 file: Some(path),
                 nats: None,
+                nats_auth: Default::default(),
                 stream: String::new(),
             };
             let src = Source::open(&args, dir.path()).await.unwrap();

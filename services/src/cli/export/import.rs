@@ -99,6 +99,7 @@ async fn open_target(args: &ImportArgs) -> anyhow::Result<SharedLog> {
         Some(url) => {
             let mut config = JetStreamConfig::new(url);
             config.stream = args.stream.clone();
+            config.auth = args.nats_auth.client_auth()?;
             config.replicas = args.replicas;
             Arc::new(
                 JetStreamLog::connect(config)

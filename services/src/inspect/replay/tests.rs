@@ -95,6 +95,7 @@ async fn source(dir: &tempfile::TempDir) -> Source {
     let args = SourceArgs {
         file: Some(path),
         nats: None,
+        nats_auth: Default::default(),
         stream: String::new(),
     };
     Source::open(&args, dir.path()).await.unwrap()
