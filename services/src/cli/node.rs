@@ -4,7 +4,9 @@
 use crate::api::{router, ApiState};
 use crate::intake::Intake;
 use crate::log::embedded::EmbeddedLog;
-use crate::log::jetstream::{GroupCommit, JetStreamConfig, JetStreamLog, NkeySeed};
+use crate::log::jetstream::{GroupCommit, JetStreamConfig, JetStreamLog};
+use crate::natsauth::connect::ClientAuth;
+use crate::natsauth::PlatformCreds;
 use crate::log::SharedLog;
 use crate::runtime::Shared;
 use crate::services::{run_service, ServiceContext, ServiceName};
@@ -43,11 +45,21 @@ pub struct LogArgs {
         default_value = "atomic"
     )]
     pub group_commit: GroupCommit,
-    /// Seed file of the NKey user to connect to NATS as (a line `SU…`;
-    /// `powernode-agent nkey --seed-file F` makes one), when the server
-    /// authenticates clients.
-    #[arg(long, env = "POWERNODE_NATS_NKEY_FILE")]
-    pub nats_nkey_file: Option<PathBuf>,
+    /// NATS credentials and TLS.
+    #[command(flatten)]
+    pub nats_auth: crate::natsauth::connect::NatsClientArgs,
+    /// The key secrets are sealed with at rest (32 bytes, mode 0600,
+    /// created when absent; never inside --data-dir). Default:
+    /// `$XDG_CONFIG_HOME/powernode/secrets.key` or `~/.config/powernode/secrets.key`.
+    #[arg(long, env = crate::secrets::seal::ENV_KEY_FILE)]
+    pub secrets_key_file: Option<PathBuf>,
+}
+
+impl LogArgs {
+    /// The NATS credentials and TLS settings these arguments name.
+    pub fn client_auth(&self) -> anyhow::Result<ClientAuth> {
+        self.nats_auth.client_auth()
+    }
 }
 
 /// Opens the log the arguments select.
@@ -58,12 +70,7 @@ pub async fn open_log(args: &LogArgs) -> anyhow::Result<SharedLog> {
             config.stream = args.stream.clone();
             config.replicas = args.replicas;
             config.group_commit = args.group_commit;
-            if let Some(path) = &args.nats_nkey_file {
-                let seed = std::fs::read_to_string(path).with_context(|| {
-                    format!("cannot read the NKey seed file {}", path.display())
-                })?;
-                config.nkey_seed = Some(NkeySeed(seed.trim().to_string()));
-            }
+            config.auth = args.client_auth()?;
             Arc::new(JetStreamLog::connect(config).await?)
         }
         None => {
@@ -142,6 +149,11 @@ pub struct NodeExtras {
     pub failover: crate::services::failover::FailoverConfig,
     /// Replica name (see [`ServiceContext::replica`]).
     pub replica: Option<String>,
+    /// The platform's NATS credentials: with the auth-callout issuer key in
+    /// them, the API admits agents to NATS ([`crate::natsauth::callout`]).
+    pub nats_creds: Option<PlatformCreds>,
+    /// The secrets key file (`None`: [`crate::secrets::seal::resolve_key_file`]).
+    pub secrets_key_file: Option<PathBuf>,
 }
 
 /// [`start_node`] with optional parts. The API brings the agent intake
@@ -195,6 +207,7 @@ pub async fn start_node_with(
                 nats.as_ref().map(|(c, _)| c),
                 data_dir,
                 nats.as_ref().map_or(1, |(_, r)| *r),
+                extras.secrets_key_file.as_deref(),
             )
             .await
             .context("cannot open the secret store")?;
@@ -206,6 +219,16 @@ pub async fn start_node_with(
                 ctx.liveness.clone(),
             );
             if let Some((client, _)) = nats {
+                let creds = extras.nats_creds.clone().or_else(|| log.nats_creds());
+                match creds.as_ref().and_then(PlatformCreds::issuer) {
+                    Some(issuer) => {
+                        let (fleet, client, stop) = (shared.clone(), client.clone(), shutdown.clone());
+                        node.tasks.spawn(async move {
+                            crate::natsauth::callout::serve(issuer, fleet, client, stop).await
+                        });
+                    }
+                    None => info!("no auth-callout key in the NATS credentials: this API admits no agents to NATS (another API replica, or static server users, must)"),
+                }
                 let (intake, stop) = (intake.clone(), shutdown.clone());
                 node.tasks
                     .spawn(async move { crate::intake::nats::serve(intake, client, stop).await });
@@ -285,6 +308,13 @@ pub async fn run_node(
         wait_for_signal().await;
         on_signal.cancel();
     });
+    let mut extras = extras;
+    if extras.secrets_key_file.is_none() {
+        extras.secrets_key_file = args.secrets_key_file.clone();
+    }
+    if extras.nats_creds.is_none() {
+        extras.nats_creds = args.client_auth()?.creds;
+    }
     let log = open_log(args).await?;
     let node = start_node_with(
         log,

@@ -121,19 +121,9 @@ pub struct JetStreamConfig {
     /// (for clients outside the cluster's network, e.g. the host of a
     /// compose rig whose servers advertise container addresses).
     pub ignore_discovered_servers: bool,
-    /// Seed (`SU…`) of the NKey user to connect as, when the server
-    /// authenticates clients (the compose rig gives each service its own).
-    pub nkey_seed: Option<NkeySeed>,
-}
-
-/// The seed of an NKey user (`SU…`); never printed.
-#[derive(Clone, PartialEq, Eq)]
-pub struct NkeySeed(pub String);
-
-impl std::fmt::Debug for NkeySeed {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("NkeySeed(<redacted>)")
-    }
+    /// Credentials and TLS (`--nats-creds`, `--nats-ca`), and whether a
+    /// server that admits anonymous JetStream clients is tolerated.
+    pub auth: crate::natsauth::connect::ClientAuth,
 }
 
 impl Default for JetStreamConfig {
@@ -149,7 +139,7 @@ impl Default for JetStreamConfig {
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(5),
             ignore_discovered_servers: false,
-            nkey_seed: None,
+            auth: Default::default(),
         }
     }
 }
@@ -232,9 +222,10 @@ impl JetStreamLog {
         if config.ignore_discovered_servers {
             options = options.ignore_discovered_servers();
         }
-        if let Some(seed) = &config.nkey_seed {
-            options = options.nkey(seed.0.clone());
-        }
+        options = config.auth.apply(options, &url);
+        crate::natsauth::connect::refuse_anonymous_jetstream(&url, &config.auth)
+            .await
+            .map_err(LogError::Unavailable)?;
         let servers: Vec<&str> = url
             .split(',')
             .map(str::trim)
@@ -387,6 +378,10 @@ impl JetStreamLog {
 impl EventLog for JetStreamLog {
     fn nats_client(&self) -> Option<(async_nats::Client, usize)> {
         Some((self.client.clone(), self.config.replicas))
+    }
+
+    fn nats_creds(&self) -> Option<crate::natsauth::PlatformCreds> {
+        self.config.auth.creds.clone()
     }
 
     async fn append(&self, event: &Envelope, expect: Expect) -> Result<Appended, LogError> {

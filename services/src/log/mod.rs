@@ -239,6 +239,12 @@ pub trait EventLog: Send + Sync + 'static {
     fn nats_client(&self) -> Option<(async_nats::Client, usize)> {
         None
     }
+
+    /// The platform credentials the log connected with, when on NATS (the
+    /// API's auth callout signs agents' grants with their issuer key).
+    fn nats_creds(&self) -> Option<crate::natsauth::PlatformCreds> {
+        None
+    }
 }
 
 /// A named, persistent position in the log for one consumer.
