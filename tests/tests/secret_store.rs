@@ -11,11 +11,19 @@ use powernode_events::AccountId;
 use powernode_services::secrets::embedded::EmbeddedSecrets;
 use powernode_services::secrets::jetstream::{JetStreamSecrets, DEFAULT_BUCKET};
 use powernode_services::secrets::{
-    fingerprint, open_for, SecretError, SecretKey, SecretStore, SharedSecrets,
+    fingerprint, open_for, Created, SecretError, SecretKey, SecretStore, SharedSecrets,
 };
 use powernode_tests::jetstream_support::init_tracing;
 use powernode_tests::nats::{NatsCluster, NatsServer};
 use std::sync::Arc;
+
+/// The key file every store of this test process seals with (outside
+/// every store's directory).
+fn test_key() -> std::path::PathBuf {
+    static KEYS: std::sync::LazyLock<tempfile::TempDir> =
+        std::sync::LazyLock::new(|| tempfile::tempdir().expect("a temp dir for the key file"));
+    KEYS.path().join("secrets.key")
+}
 
 /// A kubeconfig-like value that must never show up in Debug or errors.
 const SECRET: &[u8] = b"pn-test-secret-VALUE-8c1f0d2e";
@@ -36,7 +44,9 @@ fn embedded() -> anyhow::Result<Backend> {
     Ok(Backend {
         open: Box::new(move || {
             let path = path.clone();
-            Box::pin(async move { Ok(Arc::new(EmbeddedSecrets::open(&path)?) as SharedSecrets) })
+            Box::pin(async move {
+                Ok(Arc::new(EmbeddedSecrets::open(&path, &test_key())?) as SharedSecrets)
+            })
         }),
         _keep: Box::new(dir),
     })
@@ -50,9 +60,9 @@ fn jetstream() -> anyhow::Result<Backend> {
         open: Box::new(move || {
             let url = url.clone();
             Box::pin(async move {
-                let client = async_nats::connect(url.as_str()).await?;
+                let client = powernode_tests::nats::connect(url.as_str()).await?;
                 Ok(
-                    Arc::new(JetStreamSecrets::open(client, DEFAULT_BUCKET, 1).await?)
+                    Arc::new(JetStreamSecrets::open(client, DEFAULT_BUCKET, 1, &test_key()).await?)
                         as SharedSecrets,
                 )
             })
@@ -201,6 +211,93 @@ async fn debug_and_errors_hide_values(b: &Backend) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Write-once: `create` stores only where there is nothing, tells a retry
+/// (same value) from a clash (another value), and of concurrent creates
+/// exactly one stores.
+async fn create_is_write_once(b: &Backend) -> anyhow::Result<()> {
+    let store = (b.open)().await?;
+    let k = key("cluster-once");
+    ensure!(store.create(&k, b"first").await? == Created::Created);
+    ensure!(store.create(&k, b"first").await? == Created::AlreadyEqual);
+    ensure!(store.create(&k, b"other").await? == Created::ExistsDifferent);
+    ensure!(
+        store.get(&k).await?.as_deref() == Some(&b"first"[..]),
+        "overwritten"
+    );
+    store.delete(&k).await?;
+    ensure!(
+        store.create(&k, b"again").await? == Created::Created,
+        "create after delete"
+    );
+
+    let race = key("cluster-race");
+    let outcomes = futures::future::join_all((0..20).map(|i| {
+        let store = store.clone();
+        let race = race.clone();
+        async move { (i, store.create(&race, format!("v{i}").as_bytes()).await) }
+    }))
+    .await;
+    let mut winners = Vec::new();
+    for (i, o) in outcomes {
+        match o? {
+            Created::Created => winners.push(i),
+            Created::ExistsDifferent => {}
+            Created::AlreadyEqual => anyhow::bail!("create {i}: equal to a different value"),
+        }
+    }
+    ensure!(winners.len() == 1, "winners {winners:?}");
+    let stored = store.get(&race).await?;
+    ensure!(
+        stored == Some(format!("v{}", winners[0]).into_bytes()),
+        "{stored:?}"
+    );
+    Ok(())
+}
+
+/// `update` writes only over the version it was given: a stale version is
+/// a conflict that writes nothing, and of concurrent updates from one
+/// version exactly one wins.
+async fn update_needs_the_version_read(b: &Backend) -> anyhow::Result<()> {
+    let store = (b.open)().await?;
+    let k = key("cluster-cas");
+    ensure!(store.get_versioned(&k).await?.is_none());
+    store.put(&k, b"a").await?;
+    let (value, v1) = store.get_versioned(&k).await?.context("no value")?;
+    ensure!(value == b"a");
+    let v2 = store.update(&k, b"b", &v1).await?;
+    let stale = store.update(&k, b"c", &v1).await;
+    ensure!(matches!(stale, Err(SecretError::Conflict(_))), "{stale:?}");
+    ensure!(store.get(&k).await?.as_deref() == Some(&b"b"[..]));
+    let (_, now) = store.get_versioned(&k).await?.context("no value")?;
+    ensure!(now == v2, "the version read is the one update returned");
+
+    let outcomes = futures::future::join_all((0..20).map(|i| {
+        let (store, k, v2) = (store.clone(), k.clone(), v2.clone());
+        async move { (i, store.update(&k, format!("u{i}").as_bytes(), &v2).await) }
+    }))
+    .await;
+    let mut winners = Vec::new();
+    for (i, o) in outcomes {
+        match o {
+            Ok(_) => winners.push(i),
+            Err(SecretError::Conflict(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    ensure!(winners.len() == 1, "winners {winners:?}");
+    ensure!(store.get(&k).await? == Some(format!("u{}", winners[0]).into_bytes()));
+    // A deleted key is at no version: an update over it is a conflict.
+    let (_, last) = store.get_versioned(&k).await?.context("no value")?;
+    store.delete(&k).await?;
+    let gone = store.update(&k, b"back", &last).await;
+    ensure!(matches!(gone, Err(SecretError::Conflict(_))), "{gone:?}");
+    ensure!(
+        store.get(&k).await?.is_none(),
+        "an update brought a deleted key back"
+    );
+    Ok(())
+}
+
 macro_rules! checks {
     ($backend:ident: $($name:ident),* $(,)?) => {
         mod $backend {
@@ -217,6 +314,8 @@ macro_rules! checks {
 
 checks!(embedded:
     put_get_replace_delete,
+    create_is_write_once,
+    update_needs_the_version_read,
     missing_key_is_none,
     invalid_keys_are_refused,
     survives_reopen,
@@ -225,6 +324,8 @@ checks!(embedded:
 
 checks!(jetstream:
     put_get_replace_delete,
+    create_is_write_once,
+    update_needs_the_version_read,
     missing_key_is_none,
     invalid_keys_are_refused,
     survives_reopen,
@@ -239,14 +340,14 @@ async fn embedded_store_dir_is_private() -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt as _;
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("node").join("secrets");
-    let store = EmbeddedSecrets::open(&path)?;
+    let store = EmbeddedSecrets::open(&path, &test_key())?;
     let mode = std::fs::metadata(&path)?.permissions().mode() & 0o777;
     ensure!(mode == 0o700, "mode {mode:o}");
     ensure!(store.describe().contains(&path.display().to_string()));
     drop(store);
     // An existing, too open directory is tightened.
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
-    let _store = EmbeddedSecrets::open(&path)?;
+    let _store = EmbeddedSecrets::open(&path, &test_key())?;
     let mode = std::fs::metadata(&path)?.permissions().mode() & 0o777;
     ensure!(mode == 0o700, "mode {mode:o} after reopening");
     Ok(())
@@ -255,7 +356,7 @@ async fn embedded_store_dir_is_private() -> anyhow::Result<()> {
 #[tokio::test]
 async fn embedded_debug_hides_values() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let store = EmbeddedSecrets::open(dir.path())?;
+    let store = EmbeddedSecrets::open(dir.path(), &test_key())?;
     store.put(&key("c"), SECRET).await?;
     let text = format!("{store:?}");
     ensure!(!text.contains(std::str::from_utf8(SECRET)?), "{text}");
@@ -265,10 +366,10 @@ async fn embedded_debug_hides_values() -> anyhow::Result<()> {
 #[tokio::test]
 async fn embedded_store_is_locked_by_its_process() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let _store = EmbeddedSecrets::open(dir.path())?;
+    let _store = EmbeddedSecrets::open(dir.path(), &test_key())?;
     // A second open while the first is held fails (after the lock grace)
     // rather than sharing the database.
-    let e = EmbeddedSecrets::open(dir.path()).unwrap_err();
+    let e = EmbeddedSecrets::open(dir.path(), &test_key()).unwrap_err();
     ensure!(matches!(e, SecretError::Storage(_)), "{e:?}");
     Ok(())
 }
@@ -277,16 +378,16 @@ async fn embedded_store_is_locked_by_its_process() -> anyhow::Result<()> {
 async fn jetstream_bucket_settings_and_concurrent_create() -> anyhow::Result<()> {
     init_tracing();
     let server = NatsServer::start()?;
-    let connect = || async_nats::connect(server.url());
+    let connect = || powernode_tests::nats::connect(server.url());
     // Two nodes starting at once both create-or-open the bucket.
     let (a, b) = tokio::join!(
         async {
-            JetStreamSecrets::open(connect().await?, DEFAULT_BUCKET, 1)
+            JetStreamSecrets::open(connect().await?, DEFAULT_BUCKET, 1, &test_key())
                 .await
                 .map_err(anyhow::Error::from)
         },
         async {
-            JetStreamSecrets::open(connect().await?, DEFAULT_BUCKET, 1)
+            JetStreamSecrets::open(connect().await?, DEFAULT_BUCKET, 1, &test_key())
                 .await
                 .map_err(anyhow::Error::from)
         },
@@ -297,14 +398,15 @@ async fn jetstream_bucket_settings_and_concurrent_create() -> anyhow::Result<()>
     b.delete(&key("c1")).await?;
     ensure!(a.get(&key("c1")).await?.is_none());
     // A third open of the existing bucket, and its settings.
-    let c = JetStreamSecrets::open(connect().await?, DEFAULT_BUCKET, 1).await?;
+    let c = JetStreamSecrets::open(connect().await?, DEFAULT_BUCKET, 1, &test_key()).await?;
     let mut status = c.store().status().await?;
     ensure!(status.history() == 1, "history {}", status.history());
     ensure!(status.info.config.num_replicas == 1);
     ensure!(c.describe().contains(DEFAULT_BUCKET), "{}", c.describe());
     ensure!(!format!("{c:?}").contains("from a"));
     // Another bucket name is another store.
-    let other = JetStreamSecrets::open(connect().await?, "pn_secrets_other", 1).await?;
+    let other =
+        JetStreamSecrets::open(connect().await?, "pn_secrets_other", 1, &test_key()).await?;
     c.put(&key("c2"), b"x").await?;
     ensure!(other.get(&key("c2")).await?.is_none());
     status = c.store().status().await?;
@@ -316,8 +418,13 @@ async fn jetstream_bucket_settings_and_concurrent_create() -> anyhow::Result<()>
 async fn jetstream_delete_keeps_no_old_value() -> anyhow::Result<()> {
     init_tracing();
     let server = NatsServer::start()?;
-    let store =
-        JetStreamSecrets::open(async_nats::connect(server.url()).await?, DEFAULT_BUCKET, 1).await?;
+    let store = JetStreamSecrets::open(
+        powernode_tests::nats::connect(server.url()).await?,
+        DEFAULT_BUCKET,
+        1,
+        &test_key(),
+    )
+    .await?;
     let k = key("cluster-purge");
     store.put(&k, b"first").await?;
     store.put(&k, SECRET).await?;
@@ -342,8 +449,8 @@ async fn jetstream_delete_keeps_no_old_value() -> anyhow::Result<()> {
 async fn jetstream_bad_bucket_name_is_refused() -> anyhow::Result<()> {
     init_tracing();
     let server = NatsServer::start()?;
-    let client = async_nats::connect(server.url()).await?;
-    let e = JetStreamSecrets::open(client, "bad.bucket name", 1)
+    let client = powernode_tests::nats::connect(server.url()).await?;
+    let e = JetStreamSecrets::open(client, "bad.bucket name", 1, &test_key())
         .await
         .unwrap_err();
     ensure!(matches!(e, SecretError::Storage(_)), "{e:?}");
@@ -355,7 +462,7 @@ async fn jetstream_bad_bucket_name_is_refused() -> anyhow::Result<()> {
 async fn open_for_matches_the_log_backend() -> anyhow::Result<()> {
     init_tracing();
     let dir = tempfile::tempdir()?;
-    let embedded = open_for(None, dir.path(), 1).await?;
+    let embedded = open_for(None, dir.path(), 1, Some(&test_key())).await?;
     ensure!(
         embedded.describe().contains("sled"),
         "{}",
@@ -366,8 +473,8 @@ async fn open_for_matches_the_log_backend() -> anyhow::Result<()> {
     drop(embedded);
 
     let server = NatsServer::start()?;
-    let client = async_nats::connect(server.url()).await?;
-    let kv = open_for(Some(&client), dir.path(), 1).await?;
+    let client = powernode_tests::nats::connect(server.url()).await?;
+    let kv = open_for(Some(&client), dir.path(), 1, Some(&test_key())).await?;
     ensure!(kv.describe().contains(DEFAULT_BUCKET), "{}", kv.describe());
     ensure!(
         kv.get(&key("c")).await?.is_none(),
@@ -380,8 +487,13 @@ async fn open_for_matches_the_log_backend() -> anyhow::Result<()> {
 async fn jetstream_server_down_is_unavailable_without_the_value() -> anyhow::Result<()> {
     init_tracing();
     let mut server = NatsServer::start()?;
-    let store =
-        JetStreamSecrets::open(async_nats::connect(server.url()).await?, DEFAULT_BUCKET, 1).await?;
+    let store = JetStreamSecrets::open(
+        powernode_tests::nats::connect(server.url()).await?,
+        DEFAULT_BUCKET,
+        1,
+        &test_key(),
+    )
+    .await?;
     tokio::task::block_in_place(|| server.stop());
     let e = store.put(&key("cluster-down"), SECRET).await.unwrap_err();
     ensure!(e.is_retryable(), "{e:?}");
@@ -399,11 +511,9 @@ async fn jetstream_replicated_bucket_reads_what_was_just_put() -> anyhow::Result
     // One store per node, each with its own client pinned to that node.
     let mut stores = Vec::new();
     for url in &urls {
-        let client = async_nats::ConnectOptions::new()
-            .ignore_discovered_servers()
-            .connect(url.as_str())
-            .await?;
-        stores.push(JetStreamSecrets::open(client, DEFAULT_BUCKET, 3).await?);
+        // (As the platform's user; the first connection goes to `url`.)
+        let client = powernode_tests::nats::connect(url.as_str()).await?;
+        stores.push(JetStreamSecrets::open(client, DEFAULT_BUCKET, 3, &test_key()).await?);
     }
     let status = stores[0].store().status().await?;
     ensure!(status.info.config.num_replicas == 3);

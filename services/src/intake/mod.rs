@@ -261,17 +261,60 @@ impl Intake {
                 return Err(refused);
             }
         };
-        self.put_secret(
-            SecretKey::join_token(account, &cluster_id),
-            secrets.node_token.as_bytes(),
-        )
-        .await?;
-        self.put_secret(
-            SecretKey::kubeconfig(account, &cluster_id),
-            secrets.kubeconfig.as_bytes(),
-        )
-        .await?;
-        self.append(event).await?;
+        // Write-once: a cluster's bootstrap secrets are created, never
+        // replaced (a re-sent report with other secrets is refused), and a
+        // decommissioned cluster's are never written again.
+        let decommissioned = self
+            .fleet
+            .state
+            .read()
+            .await
+            .cluster(account, &cluster_id)
+            .is_some_and(|c| {
+                c.status == powernode_projections::fleet::ClusterStatus::Decommissioned
+            });
+        let written = if decommissioned {
+            Err(refusal(
+                "cluster_decommissioned",
+                format!(
+                    "cluster {cluster_id} was decommissioned; its secrets are not written again"
+                ),
+            ))
+        } else {
+            self.put_secret(&[
+                (
+                    SecretKey::join_token(account, &cluster_id),
+                    secrets.node_token.as_bytes(),
+                ),
+                (
+                    SecretKey::kubeconfig(account, &cluster_id),
+                    secrets.kubeconfig.as_bytes(),
+                ),
+            ])
+            .await
+        };
+        let created = match written {
+            Ok(created) => created,
+            Err(refused) => {
+                if refused.code != "unavailable" {
+                    let reason = format!("{}: {}", refused.code, refused.message);
+                    self.record_rejection(account, instance_id, Some(event), &reason)
+                        .await;
+                }
+                return Err(refused);
+            }
+        };
+        // The secrets were written first, so the event never names a
+        // missing secret. If the event is not appended, the secrets this
+        // call created go again (an identical retry creates them anew).
+        let seq = match self.log.append(event, Expect::Any).await {
+            Ok(appended) => appended.seq,
+            Err(e) => {
+                self.forget_secrets(&created).await;
+                return Err(unavailable(e));
+            }
+        };
+        self.caught_up(seq).await?;
         let created = self
             .fleet
             .wait_until(self.decision_timeout, |fleet| {
@@ -424,16 +467,51 @@ impl Intake {
         }
     }
 
+    /// Creates each secret where there is none (write-once): the keys this
+    /// call created. A key holding another value refuses the lot with
+    /// `secrets_exist` — nothing is overwritten, and what this call had
+    /// created is removed again; one holding the same value (a retry) is
+    /// left as it is.
     async fn put_secret(
         &self,
-        key: Result<SecretKey, crate::secrets::SecretError>,
-        value: &[u8],
-    ) -> Result<(), Refusal> {
-        let key = key.map_err(|e| refusal("invalid_arguments", e.to_string()))?;
-        self.secrets
-            .put(&key, value)
-            .await
-            .map_err(|e| refusal("unavailable", e.to_string()))
+        secrets: &[(Result<SecretKey, crate::secrets::SecretError>, &[u8])],
+    ) -> Result<Vec<SecretKey>, Refusal> {
+        let mut created = Vec::new();
+        for (key, value) in secrets {
+            let outcome = match key {
+                Ok(key) => self.secrets.create(key, value).await.map(|o| (key, o)),
+                Err(e) => {
+                    self.forget_secrets(&created).await;
+                    return Err(refusal("invalid_arguments", e.to_string()));
+                }
+            };
+            match outcome {
+                Ok((key, crate::secrets::Created::Created)) => created.push(key.clone()),
+                Ok((_, crate::secrets::Created::AlreadyEqual)) => {}
+                Ok((key, crate::secrets::Created::ExistsDifferent)) => {
+                    self.forget_secrets(&created).await;
+                    return Err(refusal(
+                        "secrets_exist",
+                        format!("{key} already holds a different secret; a cluster's bootstrap secrets are written once"),
+                    ));
+                }
+                Err(e) => {
+                    self.forget_secrets(&created).await;
+                    return Err(refusal("unavailable", e.to_string()));
+                }
+            }
+        }
+        Ok(created)
+    }
+
+    /// Removes secrets this intake created for a bootstrap that was not
+    /// recorded (best effort: logged when it fails).
+    async fn forget_secrets(&self, created: &[SecretKey]) {
+        for key in created {
+            if let Err(e) = self.secrets.delete(key).await {
+                warn!(%key, error = %e, "could not remove a secret of an unrecorded bootstrap");
+            }
+        }
     }
 
     async fn get_secret(

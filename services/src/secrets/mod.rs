@@ -11,11 +11,20 @@
 //!
 //! [`open_for`] picks the one that matches the log.
 //!
+//! Both seal every value at rest with a key kept outside the data directory
+//! (see [`seal`]): the raw bytes in sled or in the bucket's stream never hold
+//! a secret, and a store opened with another key file cannot read them.
+//!
+//! A cluster's bootstrap secrets are write-once: [`SecretStore::create`]
+//! stores a value only where there is none. A rotation replaces a value
+//! only through [`SecretStore::update`], guarded by the [`Version`] it read.
+//!
 //! Values never appear in `Debug` output or in errors: keys and errors name
 //! the key, never the value, and the stores print only where they keep data.
 
 pub mod embedded;
 pub mod jetstream;
+pub mod seal;
 
 use async_trait::async_trait;
 use powernode_events::AccountId;
@@ -157,6 +166,18 @@ pub enum SecretError {
     /// bucket name or configuration).
     #[error("secret store error: {0}")]
     Storage(String),
+    /// The secrets key file is missing, unreadable, in the wrong place or
+    /// too widely readable.
+    #[error("secrets key file: {0}")]
+    KeyFile(String),
+    /// A stored value does not open with this key file (names the key,
+    /// never its bytes).
+    #[error("secret cannot be decrypted: {0}")]
+    Undecryptable(String),
+    /// An [`SecretStore::update`] found another version than the one it
+    /// was given (or no value): nothing was written.
+    #[error("secret changed concurrently: {0}")]
+    Conflict(String),
 }
 
 impl SecretError {
@@ -166,13 +187,64 @@ impl SecretError {
     }
 }
 
+/// What [`SecretStore::create`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Created {
+    /// There was no value; this one is stored now.
+    Created,
+    /// The same value was already stored (a retry): nothing was written.
+    AlreadyEqual,
+    /// A different value is stored: nothing was written.
+    ExistsDifferent,
+}
+
+/// The version of a stored value, as [`SecretStore::get_versioned`] read
+/// it: [`SecretStore::update`] writes only over that very version. Opaque
+/// (a KV revision, or the sealed bytes sled compares).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Version(VersionRepr);
+
+#[derive(Clone, PartialEq, Eq)]
+enum VersionRepr {
+    Revision(u64),
+    Sealed(Vec<u8>),
+}
+
+impl fmt::Debug for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            VersionRepr::Revision(r) => write!(f, "Version(revision {r})"),
+            VersionRepr::Sealed(b) => write!(f, "Version({} sealed bytes)", b.len()),
+        }
+    }
+}
+
 /// Where secrets are kept. Every call is durable when it returns `Ok`.
+/// Values are sealed at rest (see [`seal`]); a value that does not open is
+/// [`SecretError::Undecryptable`].
 #[async_trait]
 pub trait SecretStore: Send + Sync {
     /// Stores (or replaces) a secret; durable when it returns.
     async fn put(&self, key: &SecretKey, value: &[u8]) -> Result<(), SecretError>;
+    /// Stores `value` only if `key` holds nothing (atomically: of two
+    /// concurrent creates, one stores and the other sees its value).
+    async fn create(&self, key: &SecretKey, value: &[u8]) -> Result<Created, SecretError>;
     /// The secret stored under `key`, or `None` if there is none.
     async fn get(&self, key: &SecretKey) -> Result<Option<Vec<u8>>, SecretError>;
+    /// The secret and its version, or `None` if there is none.
+    async fn get_versioned(
+        &self,
+        key: &SecretKey,
+    ) -> Result<Option<(Vec<u8>, Version)>, SecretError>;
+    /// Replaces the value of `key` only if it is still at `expected`;
+    /// otherwise nothing is written and the answer is
+    /// [`SecretError::Conflict`]. The new version on success.
+    async fn update(
+        &self,
+        key: &SecretKey,
+        value: &[u8],
+        expected: &Version,
+    ) -> Result<Version, SecretError>;
     /// Removes the secret (no error if there is none); durable when it
     /// returns, and the old value is not kept.
     async fn delete(&self, key: &SecretKey) -> Result<(), SecretError>;
@@ -183,19 +255,30 @@ pub trait SecretStore: Send + Sync {
 /// Opens the secret store that matches the log: the KV bucket
 /// [`jetstream::DEFAULT_BUCKET`] with `replicas` on `nats` when the log runs
 /// on JetStream (pass `JetStreamLog::client()`), else a sled store in
-/// `<data_dir>/secrets`.
+/// `<data_dir>/secrets`. Values are sealed with the key in `key_file`
+/// (`None`: [`seal::resolve_key_file`]), created when absent and refused
+/// when it lies inside `data_dir`.
 pub async fn open_for(
     nats: Option<&async_nats::Client>,
     data_dir: &Path,
     replicas: usize,
+    key_file: Option<&Path>,
 ) -> Result<SharedSecrets, SecretError> {
+    let key_file = seal::resolve_key_file(key_file)?;
+    let key = seal::SealingKey::load_or_create(&key_file, Some(data_dir))?;
     match nats {
         Some(client) => Ok(Arc::new(
-            jetstream::JetStreamSecrets::open(client.clone(), jetstream::DEFAULT_BUCKET, replicas)
-                .await?,
+            jetstream::JetStreamSecrets::open_with_key(
+                client.clone(),
+                jetstream::DEFAULT_BUCKET,
+                replicas,
+                key,
+            )
+            .await?,
         )),
-        None => Ok(Arc::new(embedded::EmbeddedSecrets::open(
+        None => Ok(Arc::new(embedded::EmbeddedSecrets::open_with_key(
             &data_dir.join(embedded::DEFAULT_DIR),
+            key,
         )?)),
     }
 }

@@ -98,9 +98,33 @@ pub async fn list_nodes(ctx: &ActionContext<'_>, a: ListNodes) -> Result<Value, 
     Ok(json!({ "nodes": fleet.cluster_nodes(account, &a.cluster_id) }))
 }
 
+/// Deletes a cluster's join token and kubeconfig (none there is fine).
+async fn delete_cluster_secrets(
+    ctx: &ActionContext<'_>,
+    account: &AccountId,
+    cluster_id: &str,
+) -> Result<(), ApiError> {
+    for key in [
+        SecretKey::join_token(account, cluster_id),
+        SecretKey::kubeconfig(account, cluster_id),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        ctx.secrets().delete(&key).await.map_err(|e| {
+            tracing::warn!(%key, error = %e, "could not delete a decommissioned cluster's secret");
+            ApiError::unavailable(e.to_string())
+        })?;
+    }
+    Ok(())
+}
+
 /// `kubernetes_decommission_cluster({cluster_id})`: the cluster's node rows
-/// go, its VIP is released, its instances are kept (not terminated). A
-/// second call is refused with `already_decommissioned` and changes nothing.
+/// go, its VIP is released, its instances are kept (not terminated), and —
+/// once the decommission event is appended — its join token and kubeconfig
+/// are deleted from the secret store. A second call is refused with
+/// `already_decommissioned` and changes nothing in the log (it deletes the
+/// secrets again, so a deletion that failed the first time is retried).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Decommission {
@@ -119,12 +143,14 @@ pub async fn decommission(ctx: &ActionContext<'_>, a: Decommission) -> Result<Va
             .cluster(&account, &a.cluster_id)
             .ok_or_else(|| ApiError::not_found("cluster", &a.cluster_id))?;
         if c.status == ClusterStatus::Decommissioned {
+            drop(fleet);
+            delete_cluster_secrets(ctx, &account, &a.cluster_id).await?;
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
                 "already_decommissioned",
                 format!(
                     "cluster {} is already decommissioned; nothing changed",
-                    c.id
+                    a.cluster_id
                 ),
             ));
         }
@@ -148,18 +174,16 @@ pub async fn decommission(ctx: &ActionContext<'_>, a: Decommission) -> Result<Va
         (event, nodes)
     };
     let expect = guard.map_or(Expect::NoEvents, Expect::LastSeq);
-    ctx.append_guarded(&event, expect).await?;
-    for key in [
-        SecretKey::join_token(&account, &a.cluster_id),
-        SecretKey::kubeconfig(&account, &a.cluster_id),
-    ]
-    .into_iter()
-    .flatten()
-    {
-        if let Err(e) = ctx.secrets().delete(&key).await {
-            tracing::warn!(key = key.as_str(), error = %e, "could not delete a decommissioned cluster's secret");
-        }
-    }
+    let seq = ctx.append_guarded(&event, expect).await?;
+    delete_cluster_secrets(ctx, &account, &a.cluster_id)
+        .await
+        .map_err(|e| {
+            ApiError::unavailable(format!(
+                "cluster {} was decommissioned (seq {seq}) but its secrets are not deleted yet: {}; \
+                 call again to finish",
+                a.cluster_id, e.message
+            ))
+        })?;
     let fleet = ctx.fleet().await;
     let c = fleet
         .cluster(&account, &a.cluster_id)
