@@ -137,6 +137,7 @@ fn refused(a: &Answer, status: u16, code: &str, names: &[&str]) -> anyhow::Resul
 /// /64s, handles and VIP ranges (the log and the API agree).
 async fn concurrent_creates_allocate_distinct_space(api: Api) -> anyhow::Result<()> {
     let t = Tenant::new(&api, "race", &[PROVISION]).await?;
+    let started = std::time::Instant::now();
     let answers = futures::future::join_all((0..50).map(|i| {
         t.call(
             "system_sdwan_create_network",
@@ -144,6 +145,11 @@ async fn concurrent_creates_allocate_distinct_space(api: Api) -> anyhow::Result<
         )
     }))
     .await;
+    eprintln!(
+        "50 concurrent creates answered in {:?} ({})",
+        started.elapsed(),
+        api.log.describe()
+    );
     let (mut overlays, mut handles, mut ranges) =
         (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
     for a in answers {
@@ -182,26 +188,32 @@ async fn concurrent_creates_allocate_distinct_space(api: Api) -> anyhow::Result<
 }
 
 /// 20 concurrent creations with one pod prefix: exactly one wins, the rest
-/// are refused with `prefix_overlap` naming the prefix and the winner.
+/// are refused with `prefix_overlap` naming the prefix and the winner
+/// (five rounds at once, one prefix each, to give the race every chance).
 async fn concurrent_same_pod_prefix_one_wins(api: Api) -> anyhow::Result<()> {
     let t = Tenant::new(&api, "pods", &[PROVISION]).await?;
-    let answers = futures::future::join_all((0..20).map(|i| {
+    let prefix = |round: usize| format!("10.{}.0.0/16", 200 + round);
+    let answers = futures::future::join_all((0..100).map(|i| {
         t.call(
             "system_sdwan_create_network",
-            json!({"name": format!("p{i}"), "pod_subnet_prefix": "10.200.0.0/16"}),
+            json!({"name": format!("p{i}"), "pod_subnet_prefix": prefix(i % 5)}),
         )
     }))
     .await;
     let answers: Vec<Answer> = answers.into_iter().collect::<Result<_, _>>()?;
-    let winners: Vec<&Answer> = answers.iter().filter(|a| a.status == 200).collect();
-    ensure!(
-        winners.len() == 1,
-        "{} of 20 creates with 10.200.0.0/16 won",
-        winners.len()
-    );
-    let winner = str_of(&winners[0].body["data"]["network"]["id"]);
-    for a in answers.iter().filter(|a| a.status != 200) {
-        refused(a, 409, "prefix_overlap", &["10.200.0.0/16", &winner])?;
+    for round in 0..5 {
+        let pod = prefix(round);
+        let mine: Vec<&Answer> = answers.iter().skip(round).step_by(5).collect();
+        let winners: Vec<&&Answer> = mine.iter().filter(|a| a.status == 200).collect();
+        ensure!(
+            winners.len() == 1,
+            "{} of 20 creates with {pod} won",
+            winners.len()
+        );
+        let winner = str_of(&winners[0].body["data"]["network"]["id"]);
+        for a in mine.iter().filter(|a| a.status != 200) {
+            refused(a, 409, "prefix_overlap", &[&pod, &winner])?;
+        }
     }
     Ok(())
 }
@@ -376,6 +388,38 @@ async fn lan_subnets_stay_clear_of_every_allocation(api: Api) -> anyhow::Result<
         "prefix_overlap",
         &["192.168.10.128/25", "192.168.10.0/24", &peer],
     )?;
+    // One instance attached 10 times at once, half of them with a LAN
+    // (appended on another aggregate): one peer, one event, one answer.
+    let inst = &t.instances(1).await?[0];
+    let answers = futures::future::join_all((0..10).map(|k| {
+        let lans: Vec<&str> = if k % 2 == 0 {
+            vec!["192.168.77.0/24"]
+        } else {
+            vec![]
+        };
+        t.call(
+            "system_sdwan_attach_peer",
+            json!({"network_id": net, "node_instance_id": inst, "lan_subnets": lans}),
+        )
+    }))
+    .await;
+    let mut ids = BTreeSet::new();
+    for a in answers {
+        let a = a?;
+        ensure!(a.status == 200, "{} {:?}", a.status, a.body);
+        ids.insert(str_of(&a.body["data"]["peer"]["id"]));
+    }
+    let attached = t
+        .events(&api, "system.sdwan.peer.attached")
+        .await?
+        .into_iter()
+        .filter(|e| matches!(&e.payload, EventPayload::PeerAttached(p) if p.instance_id == *inst))
+        .count();
+    ensure!(
+        ids.len() == 1 && attached == 1,
+        "one instance attached at once: {} peers answered, {attached} events",
+        ids.len()
+    );
     // Re-attaching the same instance answers its peer, LANs and all.
     let again = attach(&i[0], vec!["192.168.10.0/24".to_string()]).await?;
     ensure!(
@@ -460,32 +504,41 @@ async fn ipv4_mapped_prefixes_are_compared_as_ipv4(api: Api) -> anyhow::Result<(
 }
 
 /// 50 concurrent drains of one instance: one `instance.drained` event, one
-/// `changed: true`, 49 `changed: false`.
+/// `changed: true`, 49 `changed: false` (four instances at once, to give
+/// the race every chance).
 async fn concurrent_drains_append_once(api: Api) -> anyhow::Result<()> {
     let t = Tenant::new(&api, "drain", &[PROVISION]).await?;
-    let i = t.instances(1).await?.remove(0);
+    let instances = t.instances(4).await?;
     let answers = futures::future::join_all(
-        (0..50).map(|_| t.call("system_drain_instance", json!({"id": i}))),
+        (0..200).map(|k| t.call("system_drain_instance", json!({"id": instances[k % 4]}))),
     )
     .await;
-    let mut changed = 0;
-    for a in answers {
-        let a = a?;
-        ensure!(a.status == 200, "{} {:?}", a.status, a.body);
-        ensure!(
-            a.body["data"]["instance"]["status"] == "drained",
-            "{:?}",
-            a.body
-        );
-        if a.body["data"]["changed"] == true {
-            changed += 1;
+    let answers: Vec<Answer> = answers.into_iter().collect::<Result<_, _>>()?;
+    let drained = t.events(&api, "system.instance.drained").await?;
+    for (n, i) in instances.iter().enumerate() {
+        let mut changed = 0;
+        for a in answers.iter().skip(n).step_by(4) {
+            ensure!(a.status == 200, "{} {:?}", a.status, a.body);
+            ensure!(
+                a.body["data"]["instance"]["status"] == "drained",
+                "{:?}",
+                a.body
+            );
+            if a.body["data"]["changed"] == true {
+                changed += 1;
+            }
         }
+        let events = drained
+            .iter()
+            .filter(
+                |e| matches!(&e.payload, EventPayload::InstanceDrained(p) if p.instance_id == *i),
+            )
+            .count();
+        ensure!(
+            events == 1 && changed == 1,
+            "50 concurrent drains of {i} appended {events} drain events and answered changed:true {changed} times"
+        );
     }
-    let drained = t.events(&api, "system.instance.drained").await?.len();
-    ensure!(
-        drained == 1 && changed == 1,
-        "50 concurrent drains appended {drained} drain events and answered changed:true {changed} times"
-    );
     Ok(())
 }
 

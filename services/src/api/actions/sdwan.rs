@@ -215,8 +215,12 @@ async fn allocate(
         }
         match ctx.append_guarded(&event, expect).await {
             Ok(seq) => return Ok(Some(seq)),
+            // Another allocation went first; or (`id_taken`) the same
+            // instance's peer was attached meanwhile on the other aggregate
+            // (with or without LANs): decide again on what is there now.
             Err(ApiError {
-                code: "conflict", ..
+                code: "conflict" | "id_taken",
+                ..
             }) => conflict_backoff(attempt).await,
             Err(e) => return Err(e),
         }
