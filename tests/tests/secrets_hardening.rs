@@ -266,6 +266,137 @@ async fn a_decommissioned_clusters_secrets_stay_deleted() -> anyhow::Result<()> 
 
 // ------------------------------------------ rotation and decommission, both backends
 
+/// Finding 4 on the embedded log and sled store, where agents reach the
+/// intake by direct call: an intake over the log of a node running every
+/// service (its provisioner decides), with a sled store of the test's own.
+/// The re-sent bootstrap (same id, other secrets, signed by the enrolled
+/// server) is refused as `secrets_exist` and recorded; nothing stored
+/// changes; an identical retry is answered with the same cluster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_a_resent_bootstrap_cannot_replace_the_clusters_secrets() -> anyhow::Result<()> {
+    use powernode_agent::identity::Identity;
+    use powernode_agent::protocol::{EnrollRequest, Submission, SubmitReply};
+    use powernode_events::{Actor, Envelope};
+    use powernode_services::intake::Intake;
+    use powernode_services::runtime::Shared;
+    use powernode_services::services::{run_service, ServiceContext};
+
+    let n = Node::start_with(false, &ServiceName::ALL).await?;
+    let (account, token) = n.operator("boot").await?;
+    let op = Operator {
+        port: n.port,
+        token,
+        account_id: account.to_string(),
+    };
+    let template = op.template("srv-template").await?;
+    op.assign(&template, SERVER, None).await?;
+    let (instance_id, credential) = op.provision("k3s-server-1", &template, 2048).await?;
+
+    // The intake's own projection and store.
+    let own = tempfile::tempdir()?;
+    let fleet = Shared::default();
+    let ctx = ServiceContext {
+        log: n.log.clone(),
+        checkpoints: Arc::new(powernode_projections::checkpoint::CheckpointStore::open(
+            &own.path().join("checkpoints"),
+        )?),
+        shutdown: n.node.as_ref().context("running")?.shutdown.clone(),
+        liveness: powernode_services::liveness::Liveness::shared(),
+        failover: Default::default(),
+        replica: Some("secrets-test".into()),
+    };
+    let liveness = ctx.liveness.clone();
+    tokio::spawn(run_service(ServiceName::Api, ctx, fleet.clone()));
+    let store = Arc::new(EmbeddedSecrets::open(
+        &own.path().join("secrets"),
+        &n.key_file,
+    )?);
+    let intake = Intake::new(n.log.clone(), fleet, store.clone(), liveness);
+    ensure!(intake.caught_up_with_log(WAIT).await, "the projection lags");
+
+    let identity = Identity::ephemeral();
+    intake
+        .enroll(EnrollRequest {
+            credential,
+            public_key: identity.public_key_hex(),
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("enroll: {e:?}"))?;
+    let submit = |e: &Envelope, secrets: &BootstrapSecrets| {
+        let s = Submission {
+            event: hex::encode(e.encode().expect("encodes")),
+            secrets: Some(secrets.clone()),
+        };
+        let intake = intake.clone();
+        async move { intake.submit(s).await }
+    };
+    let real = BootstrapSecrets {
+        node_token: format!("K10{}::server:{}", "ab".repeat(32), "cd".repeat(32)),
+        kubeconfig: kubeconfig("REAL-CA-0123456789abcdef"),
+    };
+    let mut report = Envelope::new(
+        account.clone(),
+        Actor::Agent {
+            instance_id: instance_id.clone(),
+        },
+        HandshakeBootstrap {
+            instance_id: instance_id.clone(),
+            k3s_version: K3S_VERSION.into(),
+            node_token_fingerprint: fingerprint(real.node_token.as_bytes()),
+            kubeconfig_fingerprint: fingerprint(real.kubeconfig.as_bytes()),
+        },
+    );
+    identity.sign(&mut report)?;
+    let cluster_id = match submit(&report, &real).await {
+        Ok(SubmitReply::ClusterCreated { cluster_id, .. }) => cluster_id,
+        other => anyhow::bail!("bootstrap: {other:?}"),
+    };
+
+    let fake = BootstrapSecrets {
+        node_token: format!("K10{}::server:{}", "ee".repeat(32), "ff".repeat(32)),
+        kubeconfig: kubeconfig("ATTACKER-CA-fedcba9876543210"),
+    };
+    let mut forged = report.clone();
+    if let EventPayload::HandshakeBootstrap(p) = &mut forged.payload {
+        p.node_token_fingerprint = fingerprint(fake.node_token.as_bytes());
+        p.kubeconfig_fingerprint = fingerprint(fake.kubeconfig.as_bytes());
+    }
+    forged.signature = None;
+    identity.sign(&mut forged)?;
+    let before = n.log.last_seq().await?;
+    match submit(&forged, &fake).await {
+        Err(refused) if refused.code == "secrets_exist" => {}
+        other => anyhow::bail!("re-sent bootstrap: {other:?}"),
+    }
+    let filter = powernode_services::log::Filter::all();
+    let added = n.log.read(before + 1, 1000, &filter).await?;
+    ensure!(
+        added.iter().any(|r| r.kind() == REJECTED)
+            && added
+                .iter()
+                .all(|r| r.kind() == REJECTED || !r.kind().starts_with("system.k3s")),
+        "the refusal is recorded, and no k3s fact: {:?}",
+        added.iter().map(|r| r.kind()).collect::<Vec<_>>()
+    );
+    let token_key = SecretKey::join_token(&account, &cluster_id)?;
+    let kube_key = SecretKey::kubeconfig(&account, &cluster_id)?;
+    ensure!(
+        store.get(&token_key).await?.as_deref() == Some(real.node_token.as_bytes()),
+        "the join token was replaced"
+    );
+    ensure!(
+        store.get(&kube_key).await?.as_deref() == Some(real.kubeconfig.as_bytes()),
+        "the kubeconfig was replaced"
+    );
+    match submit(&report, &real).await {
+        Ok(SubmitReply::ClusterCreated {
+            cluster_id: again, ..
+        }) if again == cluster_id => {}
+        other => anyhow::bail!("identical retry: {other:?}"),
+    }
+    Ok(())
+}
+
 /// A node running the API on either log backend, its secrets sealed with a
 /// key file of the test's own.
 struct Node {
@@ -276,11 +407,16 @@ struct Node {
     dir: tempfile::TempDir,
     key_file: PathBuf,
     nats: Option<NatsServer>,
+    services: Vec<ServiceName>,
     _keys: tempfile::TempDir,
 }
 
 impl Node {
     async fn start(jetstream: bool) -> anyhow::Result<Self> {
+        Self::start_with(jetstream, &[ServiceName::Api]).await
+    }
+
+    async fn start_with(jetstream: bool, services: &[ServiceName]) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let keys = tempfile::tempdir()?;
         let key_file = keys.path().join("secrets.key");
@@ -301,6 +437,7 @@ impl Node {
             dir,
             key_file,
             nats,
+            services: services.to_vec(),
             _keys: keys,
         };
         n.restart().await?;
@@ -311,7 +448,7 @@ impl Node {
         let node = start_node_with(
             self.log.clone(),
             self.dir.path(),
-            &[ServiceName::Api],
+            &self.services,
             "127.0.0.1:0".parse()?,
             "api",
             NodeExtras {
