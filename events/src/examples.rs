@@ -53,6 +53,7 @@ pub fn example_payloads() -> Vec<EventPayload> {
             token_id: "tok-01".into(),
             permissions: vec!["system.kubernetes_provision".into()],
             fingerprint: FP.into(),
+            expires_at: Some("2027-01-01T00:00:00Z".into()),
         }
         .into(),
         OperatorTokenRevoked {

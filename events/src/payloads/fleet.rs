@@ -19,6 +19,9 @@ payload! {
         pub permissions: Vec<String>,
         /// `sha256:<hex>` of the token secret.
         pub fingerprint: String,
+        /// When the token stops being accepted (RFC 3339); absent: never.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub expires_at: Option<String>,
     }
 }
 

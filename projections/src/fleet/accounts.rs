@@ -23,6 +23,9 @@ pub struct OperatorToken {
     pub issued_seq: u64,
     /// Sequence of the revoking event, if revoked.
     pub revoked_seq: Option<u64>,
+    /// When the token stops being accepted (RFC 3339), if it expires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
 }
 
 impl OperatorToken {
@@ -69,6 +72,7 @@ pub(super) fn token_issued(
             revoked: false,
             issued_seq: seq,
             revoked_seq: None,
+            expires_at: p.expires_at.clone(),
         },
     );
     state

@@ -126,6 +126,7 @@ pub fn setup(s: &mut Stream, account: &str, ids: &Ids) {
             token_id: format!("{account}-tok"),
             permissions: vec!["system.kubernetes_provision".into()],
             fingerprint: format!("sha256:{account}"),
+            expires_at: None,
         },
     )
     .push(

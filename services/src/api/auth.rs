@@ -3,7 +3,7 @@
 //! is hashed and looked up in the API's projection.
 
 use super::error::ApiError;
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
 use powernode_events::AccountId;
 use powernode_projections::FleetState;
 use rand::RngCore;
@@ -69,8 +69,19 @@ pub fn new_token() -> String {
     format!("pn_{}", hex::encode(bytes))
 }
 
-/// Authenticates the request's `Authorization: Bearer <token>`.
+/// Authenticates the request's `Authorization: Bearer <token>` at `now`:
+/// 401 `unauthorized` for a missing or unknown token, `token_revoked` for a
+/// revoked one, `token_expired` once its `expires_at` has passed.
 pub fn authenticate(headers: &HeaderMap, fleet: &FleetState) -> Result<Operator, ApiError> {
+    authenticate_at(headers, fleet, chrono::Utc::now())
+}
+
+/// [`authenticate`] at a given time.
+pub fn authenticate_at(
+    headers: &HeaderMap,
+    fleet: &FleetState,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Operator, ApiError> {
     let value = headers
         .get(axum::http::header::AUTHORIZATION)
         .ok_or_else(|| ApiError::unauthorized("missing Authorization: Bearer <token> header"))?
@@ -82,9 +93,24 @@ pub fn authenticate(headers: &HeaderMap, fleet: &FleetState) -> Result<Operator,
         .trim();
     let (account, record) = fleet
         .operator_token_by_fingerprint(&fingerprint(token))
-        .ok_or_else(|| ApiError::unauthorized("unknown or revoked token"))?;
+        .ok_or_else(|| ApiError::unauthorized("unknown token"))?;
     if record.revoked {
-        return Err(ApiError::unauthorized("unknown or revoked token"));
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "token_revoked",
+            format!("token {} was revoked", record.id),
+        ));
+    }
+    if let Some(at) = &record.expires_at {
+        // An unreadable expiry counts as expired: fail closed.
+        let expired = chrono::DateTime::parse_from_rfc3339(at).map_or(true, |t| t <= now);
+        if expired {
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "token_expired",
+                format!("token {} expired at {at}", record.id),
+            ));
+        }
     }
     Ok(Operator {
         account: account.clone(),

@@ -91,6 +91,7 @@ pub async fn ensure_admin_token(
                 token_id: format!("tok-admin-{}", &fp[7..19]),
                 permissions: vec![ADMIN.to_string()],
                 fingerprint: fp.clone(),
+                expires_at: None,
             },
         );
         e.id = derived_event_id(BOOTSTRAP_NAMESPACE, &fp);

@@ -98,10 +98,31 @@ async fn healthz(State(st): State<ApiState>) -> Response {
 
 async fn action(
     State(st): State<ApiState>,
-    Path(name): Path<String>,
+    name: Result<Path<String>, axum::extract::rejection::PathRejection>,
     headers: HeaderMap,
-    body: axum::body::Bytes,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
+    let (name, body) = match (name, body) {
+        (Ok(Path(name)), Ok(body)) => (name, body),
+        (name, body) => {
+            // Authentication first, as for every other refusal; then the
+            // same error shape as every action's (axum's own is plain text).
+            if let Err(e) = auth::authenticate(&headers, &*st.fleet.state.read().await) {
+                return e.into_response();
+            }
+            let e = match (name, body) {
+                (_, Err(r)) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                    ApiError::new(r.status(), "body_too_large", r.body_text())
+                }
+                (_, Err(r)) => ApiError::new(r.status(), "malformed_body", r.body_text()),
+                (Err(r), _) => {
+                    ApiError::new(StatusCode::NOT_FOUND, "unknown_action", r.body_text())
+                }
+                (Ok(_), Ok(_)) => unreachable!("handled above"),
+            };
+            return e.into_response();
+        }
+    };
     match actions::dispatch(&st, &headers, &name, &body).await {
         Ok(Answer::Json(data)) => Json(json!({ "data": data })).into_response(),
         Ok(Answer::Raw(data)) => {

@@ -92,12 +92,20 @@ pub fn print_json(v: &Value) {
     line(&serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string()));
 }
 
-/// A value as a table cell: strings bare, null or missing as `-`.
+/// Text from the server made safe for a terminal: every control character
+/// (an escape sequence, a carriage return or newline that would forge a
+/// table row) and every bidirectional override is shown as `\u{..}`.
+pub fn printable(text: &str) -> String {
+    crate::api::actions::escape_unsafe(text).into_owned()
+}
+
+/// A value as a table cell: strings bare (non-printable characters
+/// escaped), null or missing as `-`.
 pub fn cell(v: &Value) -> String {
     match v {
         Value::Null => "-".to_string(),
         Value::String(s) if s.is_empty() => "-".to_string(),
-        Value::String(s) => s.clone(),
+        Value::String(s) => printable(s),
         Value::Array(a) if a.is_empty() => "-".to_string(),
         Value::Array(a) => a.iter().map(cell).collect::<Vec<_>>().join(","),
         other => other.to_string(),
@@ -125,9 +133,10 @@ impl Table {
         }
     }
 
-    /// Adds a row (missing cells print as `-`).
+    /// Adds a row (missing cells print as `-`; non-printable characters
+    /// are escaped, so no cell can end its row or start another).
     pub fn row(&mut self, cells: Vec<String>) {
-        self.rows.push(cells);
+        self.rows.push(cells.iter().map(|c| printable(c)).collect());
     }
 
     /// Number of data rows.
@@ -183,6 +192,7 @@ pub fn key_values(pairs: &[(&str, String)]) -> String {
     let width = pairs.iter().map(|(k, _)| k.len() + 1).max().unwrap_or(0);
     let mut out = String::new();
     for (k, v) in pairs {
+        let v = printable(v);
         out.push_str(&format!("{:<width$}  {v}\n", format!("{k}:")));
     }
     out
@@ -203,6 +213,24 @@ mod tests {
             "ID    NAME         NODES\na     longer-name  1\nbbbb  x            -\n"
         );
         assert_eq!(Table::new(&["A"]).render("none"), "none\n");
+    }
+
+    #[test]
+    fn server_strings_cannot_forge_rows_or_escape_sequences() {
+        let forged = "web-1\n\u{1b}[2Kinst-evil  admin  ready\r\u{202e}x\u{85}";
+        let mut t = Table::new(&["ID", "HOSTNAME"]);
+        t.row(vec!["inst-1".into(), forged.into()]);
+        let text = t.render("none");
+        assert_eq!(text.lines().count(), 2, "{text}");
+        assert!(
+            !text.chars().any(|c| c != '\n' && c.is_control()),
+            "{text:?}"
+        );
+        assert!(text.contains("web-1\\u{a}\\u{1b}[2Kinst-evil"), "{text}");
+        assert!(text.contains("\\u{202e}"), "{text}");
+        assert_eq!(cell(&json!("a\u{7f}b")), "a\\u{7f}b");
+        let kv = key_values(&[("Name", "x\ny".to_string())]);
+        assert_eq!(kv.lines().count(), 1, "{kv}");
     }
 
     #[test]

@@ -27,6 +27,8 @@ use std::time::Duration;
 pub const ACTIONS: &[&str] = &[
     "system_create_account",
     "system_create_operator_token",
+    "system_revoke_operator_token",
+    "system_list_operator_tokens",
     "system_create_template",
     "system_get_template",
     "system_assign_module_to_template",
@@ -169,40 +171,38 @@ fn args<T: DeserializeOwned>(value: Value) -> Result<T, ApiError> {
     })
 }
 
-/// Runs action `name` with the raw request body.
+/// Runs action `name` with the raw request body. The order is fixed:
+/// authentication (401) first, so an anonymous caller learns nothing about
+/// actions or argument rules; then the action's name (404), the body's JSON
+/// (400 `malformed_json`, duplicate keys included), characters (400
+/// `invalid_arguments` for control characters anywhere), and last the
+/// action's own arguments.
 pub async fn dispatch(
     api: &ApiState,
     headers: &HeaderMap,
     name: &str,
     body: &[u8],
 ) -> Result<super::Answer, ApiError> {
+    let operator = authenticate(headers, &*api.fleet.state.read().await)?;
     if !ACTIONS.contains(&name) {
         return Err(ApiError::new(
             axum::http::StatusCode::NOT_FOUND,
             "unknown_action",
             format!(
-                "unknown action {name:?}; known actions: {}",
+                "unknown action {:?}; known actions: {}",
+                escape_unsafe(name),
                 ACTIONS.join(", ")
             ),
         ));
     }
-    let value: Value = if body.iter().all(u8::is_ascii_whitespace) {
-        Value::Object(Default::default())
-    } else {
-        serde_json::from_slice(body).map_err(|e| {
-            ApiError::bad_request(
-                "malformed_json",
-                format!("request body is not valid JSON: {e}"),
-            )
-        })?
-    };
+    let value = parse_body(body)?;
     if !value.is_object() {
         return Err(ApiError::bad_request(
             "invalid_arguments",
             "arguments must be a JSON object",
         ));
     }
-    let operator = authenticate(headers, &*api.fleet.state.read().await)?;
+    check_characters("", &value)?;
     let ctx = ActionContext { api, operator };
     if name == "kubernetes_list_clusters" {
         return clusters::list_clusters(&ctx, args(value)?)
@@ -212,6 +212,8 @@ pub async fn dispatch(
     let answer = match name {
         "system_create_account" => accounts::create_account(&ctx, args(value)?).await,
         "system_create_operator_token" => accounts::create_operator_token(&ctx, args(value)?).await,
+        "system_revoke_operator_token" => accounts::revoke_operator_token(&ctx, args(value)?).await,
+        "system_list_operator_tokens" => accounts::list_operator_tokens(&ctx, args(value)?).await,
         "system_create_template" => templates::create_template(&ctx, args(value)?).await,
         "system_get_template" => templates::get_template(&ctx, args(value)?).await,
         "system_assign_module_to_template" => templates::assign_module(&ctx, args(value)?).await,
@@ -256,15 +258,193 @@ pub fn account_arg(id: &str) -> Result<powernode_events::AccountId, ApiError> {
         .map_err(|e| ApiError::bad_request("invalid_arguments", e.to_string()))
 }
 
-/// Refuses an empty or overlong name.
+/// Refuses an empty or overlong name, or one with a control character.
 pub fn check_name(field: &str, name: &str) -> Result<(), ApiError> {
-    if name.trim().is_empty() || name.len() > 128 {
+    if name.trim().is_empty() || name.chars().count() > 128 {
         return Err(ApiError::bad_request(
             "invalid_arguments",
             format!("{field} must be 1-128 characters"),
         ));
     }
-    Ok(())
+    check_text(field, name)
+}
+
+/// True for a character no name or argument may hold: C0 and C1 controls,
+/// DEL, and the bidirectional overrides, embeddings and isolates (U+202A–
+/// U+202E, U+2066–U+2069) that make text display differently from what it
+/// is; also the implicit direction marks and the line and paragraph
+/// separators, which do the same in a terminal.
+pub fn is_unsafe_char(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{202A}'..='\u{202E}'
+                | '\u{2066}'..='\u{2069}'
+                | '\u{200E}'
+                | '\u{200F}'
+                | '\u{061C}'
+                | '\u{2028}'
+                | '\u{2029}'
+        )
+}
+
+/// `s` with every [`is_unsafe_char`] written as `\u{..}`, for printing text
+/// from elsewhere (a server, an agent) on a terminal.
+pub fn escape_unsafe(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(is_unsafe_char) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if is_unsafe_char(c) {
+            out.push_str(&format!("\\u{{{:x}}}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// Refuses `text` when it holds an [`is_unsafe_char`], naming `field`.
+pub fn check_text(field: &str, text: &str) -> Result<(), ApiError> {
+    match text.chars().find(|c| is_unsafe_char(*c)) {
+        None => Ok(()),
+        Some(c) => Err(ApiError::bad_request(
+            "invalid_arguments",
+            format!(
+                "{}: control character U+{:04X} is not allowed",
+                if field.is_empty() { "." } else { field },
+                c as u32
+            ),
+        )),
+    }
+}
+
+/// The longest string any argument may be, in bytes (names are shorter
+/// still, see [`check_name`]): no id, name, prefix or reason needs more.
+pub const MAX_ARGUMENT_TEXT: usize = 4096;
+
+/// Refuses a control character in any string or key of the arguments, and
+/// any string longer than [`MAX_ARGUMENT_TEXT`], naming its path
+/// (`config.foo`, `lan_subnets[1]`).
+fn check_characters(path: &str, value: &Value) -> Result<(), ApiError> {
+    match value {
+        Value::String(s) if s.len() > MAX_ARGUMENT_TEXT => Err(ApiError::bad_request(
+            "invalid_arguments",
+            format!(
+                "{}: {} bytes is longer than the {MAX_ARGUMENT_TEXT} an argument may be",
+                if path.is_empty() { "." } else { path },
+                s.len()
+            ),
+        )),
+        Value::String(s) => check_text(path, s),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .try_for_each(|(i, v)| check_characters(&format!("{path}[{i}]"), v)),
+        Value::Object(map) => map.iter().try_for_each(|(k, v)| {
+            let here = if path.is_empty() {
+                k.clone()
+            } else {
+                format!("{path}.{k}")
+            };
+            if k.chars().any(is_unsafe_char) || k.len() > MAX_ARGUMENT_TEXT {
+                return Err(ApiError::bad_request(
+                    "invalid_arguments",
+                    format!(
+                        "{:?}: a key with a control character or over {MAX_ARGUMENT_TEXT} bytes is not allowed",
+                        escape_unsafe(&here.chars().take(64).collect::<String>())
+                    ),
+                ));
+            }
+            check_characters(&here, v)
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// The body as JSON (an empty body is `{}`); 400 `malformed_json` when it
+/// is not JSON or an object in it repeats a key (which the last-one-wins
+/// rule of plain decoding would hide).
+pub fn parse_body(body: &[u8]) -> Result<Value, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Value::Object(Default::default()));
+    }
+    serde_json::from_slice::<Strict>(body)
+        .map(|s| s.0)
+        .map_err(|e| {
+            ApiError::bad_request(
+                "malformed_json",
+                format!("request body is not valid JSON: {e}"),
+            )
+        })
+}
+
+/// A JSON value whose objects have no repeated key.
+struct Strict(Value);
+
+impl<'de> serde::Deserialize<'de> for Strict {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(StrictVisitor).map(Strict)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> serde::de::Visitor<'de> for StrictVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_string()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        <Strict as serde::Deserialize>::deserialize(d).map(|s| s.0)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut out = Vec::new();
+        while let Some(Strict(v)) = seq.next_element()? {
+            out.push(v);
+        }
+        Ok(Value::Array(out))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut out = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if out.contains_key(&key) {
+                return Err(serde::de::Error::custom(format!(
+                    "duplicate key {:?}",
+                    escape_unsafe(&key.chars().take(64).collect::<String>())
+                )));
+            }
+            let Strict(v) = map.next_value()?;
+            out.insert(key, v);
+        }
+        Ok(Value::Object(out))
+    }
 }
 
 #[cfg(test)]
