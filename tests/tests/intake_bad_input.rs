@@ -1,8 +1,11 @@
 //! Bad agent input at the intake, straight over NATS request/reply
 //! (`pn.agent.enroll|heartbeat|submit`), against a real nats-server and
 //! every service: each refusal names its problem, is recorded as a
-//! `system.agent.submission_rejected` fact when it can be attributed to an
-//! instance, and appends nothing else.
+//! `system.agent.submission_rejected` fact when the submission was signed
+//! by the instance's enrolled key, and appends nothing else. Refusals
+//! nobody verified (unsigned, another key, an unknown or unenrolled
+//! instance) are only counted and summarised once per window (see
+//! `intake_hardening.rs`), so they leave no event here.
 //!
 //! `cargo nextest run -p powernode-tests --test intake_bad_input`
 
@@ -177,7 +180,8 @@ async fn a_used_credential_takes_no_other_key() -> anyhow::Result<()> {
 async fn a_wrong_or_missing_signature_is_refused() -> anyhow::Result<()> {
     let p = Platform::start().await?;
     let a = ManualAgent::enroll(&p, &p.op, "k3s-worker-1", Some((AGENT, None))).await?;
-    let recorded = only_rejections(&p, 2, Some(&a.instance_id), || async {
+    // Not signed by the enrolled key: counted, not recorded.
+    only_rejections(&p, 0, None, || async {
         let mut forged = a.event(None, a.join_request(None));
         Identity::ephemeral().sign(&mut forged)?;
         let r = a.submit(&forged, None).await?;
@@ -188,12 +192,6 @@ async fn a_wrong_or_missing_signature_is_refused() -> anyhow::Result<()> {
         Ok(())
     })
     .await?;
-    ensure!(
-        recorded
-            .iter()
-            .all(|e| e["payload"]["kind"] == JOIN_REQUEST && e["payload"]["event_id"].is_string()),
-        "{recorded:?}"
-    );
     ensure!(p.events(JOIN_REQUEST).await?.is_empty());
     Ok(())
 }
@@ -220,8 +218,9 @@ async fn using_another_instances_identity_is_bad_signature() -> anyhow::Result<(
     let p = Platform::start().await?;
     let a = ManualAgent::enroll(&p, &p.op, "k3s-worker-1", Some((AGENT, None))).await?;
     let b = ManualAgent::enroll(&p, &p.op, "k3s-worker-2", Some((AGENT, None))).await?;
-    // Actor B, about B, signed with A's key: checked against B's key.
-    only_rejections(&p, 1, Some(&b.instance_id), || async {
+    // Actor B, about B, signed with A's key: checked against B's key (and
+    // not verified, so not recorded).
+    only_rejections(&p, 0, None, || async {
         let mut e = a.event(Some(&b.instance_id), b.join_request(None));
         a.identity.sign(&mut e)?;
         let r = a.submit(&e, None).await?;
@@ -266,11 +265,11 @@ async fn an_event_from_an_hour_ago_is_stale() -> anyhow::Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_unknown_instance_is_recorded_under_the_system_account() -> anyhow::Result<()> {
+async fn an_unknown_instance_is_refused_and_not_recorded() -> anyhow::Result<()> {
     let p = Platform::start().await?;
     let a = ManualAgent::enroll(&p, &p.op, "k3s-worker-1", Some((AGENT, None))).await?;
     let ghost = "inst-00000000000000000000000000000000";
-    let recorded = only_rejections(&p, 1, Some(ghost), || async {
+    only_rejections(&p, 0, None, || async {
         let mut e = a.event(
             Some(ghost),
             HandshakeJoinRequest {
@@ -285,7 +284,6 @@ async fn an_unknown_instance_is_recorded_under_the_system_account() -> anyhow::R
         Ok(())
     })
     .await?;
-    ensure!(recorded[0]["account_id"] == "system", "{recorded:?}");
     Ok(())
 }
 
@@ -444,10 +442,11 @@ async fn other_refused_submissions_are_recorded() -> anyhow::Result<()> {
         Ok(())
     })
     .await?;
-    // An instance whose agent never enrolled has no key to verify with.
+    // An instance whose agent never enrolled has no key to verify with
+    // (nothing verified: not recorded).
     let template = p.template("t").await?;
     let (idle, _) = p.provision("k3s-idle-1", &template, 2048).await?;
-    only_rejections(&p, 1, Some(&idle), || async {
+    only_rejections(&p, 0, None, || async {
         let mut e = a.event(
             Some(&idle),
             powernode_events::payloads::k3s::HandshakeJoinRequest {

@@ -84,6 +84,7 @@ impl Intake {
         sender: Option<&str>,
         hb: Heartbeat,
     ) -> Result<HeartbeatReply, Refusal> {
+        super::limits::heartbeat(&hb)?;
         if let Some(sender) = sender.filter(|s| *s != hb.instance_id) {
             return Err(refusal(
                 "subject_mismatch",

@@ -5,8 +5,13 @@
 //! verified against the key the instance enrolled with, checked for
 //! freshness, and validated for its kind before the fact is appended —
 //! the agent's signed envelope as it is, so every consumer can verify it
-//! again. A refusal is itself an event (`system.agent.submission_rejected`)
-//! and an error answer naming the problem.
+//! again. Every agent-reported field is bounded (`limits`), and an agent
+//! event's id must be a fresh UUIDv7, so it can never pre-claim the id of a
+//! fact a service will record. A refusal of a submission signed by the
+//! enrolled key is itself an event (`system.agent.submission_rejected`)
+//! and an error answer naming the problem; refusals nobody can be held to
+//! (unsigned, unknown instance …) are counted and summarised, one event
+//! per window at most (`summary`).
 //!
 //! The intake runs beside the API (it reads the API's projection) and
 //! answers agents with the platform's decision: after appending a bootstrap
@@ -15,14 +20,16 @@
 //! store, never from the log.
 
 mod heartbeat;
+pub mod limits;
 mod local;
 pub mod nats;
+mod summary;
 mod validate;
 
 pub use heartbeat::verify_heartbeat;
 
 use crate::liveness::SharedLiveness;
-use crate::log::{Expect, SharedLog};
+use crate::log::{Expect, LogError, SharedLog};
 use crate::runtime::Shared;
 use crate::secrets::{SecretKey, SharedSecrets};
 use powernode_agent::protocol::{
@@ -65,6 +72,8 @@ pub struct Intake {
     /// VIP holdings recorded lately, so a change is appended once while
     /// the projection catches up: (virtual IP, instance) → (generation, held).
     applied_sent: Arc<Mutex<AppliedSent>>,
+    /// Refusals not attributable to a verified sender, counted and summarised.
+    unattributed: Arc<summary::Unattributed>,
     /// How long a submission waits for the platform's decision.
     pub decision_timeout: Duration,
 }
@@ -89,6 +98,7 @@ impl Intake {
         liveness: SharedLiveness,
     ) -> Self {
         Self {
+            unattributed: summary::Unattributed::new(log.clone()),
             log,
             fleet,
             secrets,
@@ -103,10 +113,17 @@ impl Intake {
         &self.liveness
     }
 
+    /// How long refusals of unverified submissions are counted before one
+    /// summary of them is appended (default: one minute).
+    pub fn set_rejection_window(&self, window: Duration) {
+        self.unattributed.set_window(window);
+    }
+
     /// Enrollment: the one-time credential binds the agent's key to its
     /// instance. Enrolling again with the same key answers the same; a
     /// different key on a used credential is refused.
     pub async fn enroll(&self, req: EnrollRequest) -> Result<EnrollReply, Refusal> {
+        limits::enroll(&req)?;
         powernode_events::signing::verifying_key_from_hex(&req.public_key)
             .map_err(|e| refusal("bad_key", format!("public_key: {e}")))?;
         let fp = fingerprint(req.credential.as_bytes());
@@ -171,13 +188,13 @@ impl Intake {
         let expect = guard.map_or(Expect::NoEvents, Expect::LastSeq);
         let seq = match self.log.append(&event, expect).await {
             Ok(a) => a.seq,
-            Err(crate::log::LogError::Conflict { .. }) => {
+            Err(LogError::Conflict { .. }) => {
                 return Err(refusal(
                     "conflict",
                     format!("instance {instance_id} changed while enrolling; retry"),
                 ))
             }
-            Err(e) => return Err(unavailable(e)),
+            Err(e) => return Err(log_refusal(e)),
         };
         self.caught_up(seq).await?;
         Ok(reply)
@@ -207,22 +224,48 @@ impl Intake {
                         &format!("{}: {}", rejected.refusal.code, rejected.refusal.message),
                     )
                     .await;
+                } else {
+                    tracing::debug!(code = %rejected.refusal.code, "unverified agent submission refused");
+                    self.unattributed.count(&rejected.refusal.code);
                 }
                 return Err(rejected.refusal);
             }
         };
+        let answer = self.decide(&event, s.secrets).await;
+        if let Err(r) = &answer {
+            // The log refused the verified event: its id belongs to another record.
+            if let (ID_TAKEN, Actor::Agent { instance_id }) = (r.code.as_str(), &event.actor) {
+                let reason = format!("{}: {}", r.code, r.message);
+                self.record_rejection(&event.account_id, instance_id, Some(&event), &reason)
+                    .await;
+            }
+        }
+        answer
+    }
+
+    /// What the platform answers an admitted event.
+    async fn decide(
+        &self,
+        event: &Envelope,
+        secrets: Option<powernode_agent::protocol::BootstrapSecrets>,
+    ) -> Result<SubmitReply, Refusal> {
         match &event.payload {
             EventPayload::RuntimeInstalling(_) => {
-                let seq = self.append(&event).await?;
+                let seq = self.append(event).await?;
                 Ok(SubmitReply::Accepted { seq })
             }
             EventPayload::HandshakeBootstrap(p) => {
-                self.bootstrap(&event, &p.instance_id, s.secrets).await
+                self.bootstrap(event, &p.instance_id, secrets).await
             }
-            EventPayload::HandshakeJoinRequest(p) => self.join(&event, &p.instance_id).await,
+            EventPayload::HandshakeJoinRequest(p) => self.join(event, &p.instance_id).await,
             EventPayload::HandshakeReady(p) => {
-                self.ready(&event, &p.cluster_id, p.token_fingerprint.as_deref())
-                    .await
+                self.ready(
+                    event,
+                    &p.instance_id,
+                    &p.cluster_id,
+                    p.token_fingerprint.as_deref(),
+                )
+                .await
             }
             _ => unreachable!("validate::admit lets only handshake kinds through"),
         }
@@ -345,7 +388,7 @@ impl Intake {
             .log
             .append(event, Expect::Any)
             .await
-            .map_err(unavailable)?;
+            .map_err(log_refusal)?;
         self.caught_up(appended.seq).await?;
         let (asked_at, replayed) = (appended.seq, appended.duplicate);
         let t_appended = t0.elapsed();
@@ -415,13 +458,14 @@ impl Intake {
     async fn ready(
         &self,
         event: &Envelope,
+        instance_id: &str,
         cluster_id: &str,
         token_fp: Option<&str>,
     ) -> Result<SubmitReply, Refusal> {
         let account = &event.account_id;
         let problem = {
             let fleet = self.fleet.state.read().await;
-            validate::ready_problem(&fleet, account, cluster_id, token_fp)
+            validate::ready_problem(&fleet, account, instance_id, cluster_id, token_fp)
         };
         if let Some(reason) = problem {
             let EventPayload::HandshakeReady(p) = &event.payload else {
@@ -450,7 +494,7 @@ impl Intake {
             .log
             .append(event, Expect::Any)
             .await
-            .map_err(unavailable)?
+            .map_err(log_refusal)?
             .seq;
         self.caught_up(seq).await?;
         Ok(seq)
@@ -552,4 +596,16 @@ impl Intake {
 
 fn unavailable(e: impl std::fmt::Display) -> Refusal {
     refusal("unavailable", e.to_string())
+}
+
+/// The refusal code of an event whose id belongs to a different record.
+const ID_TAKEN: &str = "id_taken";
+
+/// What a failed append means for the agent.
+fn log_refusal(e: LogError) -> Refusal {
+    match e {
+        LogError::IdTaken { .. } => refusal(ID_TAKEN, e.to_string()),
+        LogError::Conflict { .. } => refusal("conflict", format!("{e}; retry")),
+        e => unavailable(e),
+    }
 }

@@ -1,7 +1,7 @@
 //! The intake's checks: attribution, signature, freshness, and what each
 //! handshake kind may claim.
 
-use super::{refusal, Refusal, MAX_SKEW};
+use super::{limits, refusal, Refusal, MAX_SKEW};
 use crate::runtime::Shared;
 use powernode_agent::protocol::{fingerprint, BootstrapSecrets, Submission};
 use powernode_events::payloads::k3s::K3sModule;
@@ -12,7 +12,10 @@ use powernode_projections::FleetState;
 /// A refused submission, with whom to record the refusal against.
 pub(super) struct Rejected {
     pub refusal: Refusal,
-    /// (account, instance) the refusal is recorded under, when known.
+    /// (account, instance) the refusal is recorded under: only when the
+    /// submission was signed with that instance's enrolled key. A refusal
+    /// nobody verified is only counted (see `super::summary`), so junk from
+    /// unauthenticated senders cannot grow the log.
     pub attributed: Option<(AccountId, String)>,
     /// The decoded event, when it could be decoded.
     pub event: Option<Envelope>,
@@ -29,9 +32,39 @@ fn reported_instance(payload: &EventPayload) -> Option<&str> {
     })
 }
 
+/// Why an agent event's id is unacceptable, if it is. Agent events carry
+/// fresh UUIDv7 ids (timestamp within [`MAX_SKEW`] of now): services mint
+/// deterministic UUIDv5 ids for their decisions (and random v7 ones), so an
+/// agent can never pre-claim the id of a fact a service will record.
+pub(super) fn event_id_problem(
+    id: uuid::Uuid,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Option<String> {
+    if id.get_version() != Some(uuid::Version::SortRand) {
+        return Some(format!(
+            "event id {id} is not a UUIDv7 (version {}); an agent event carries a fresh UUIDv7 id",
+            id.get_version_num()
+        ));
+    }
+    let (secs, nanos) = id.get_timestamp()?.to_unix();
+    let at_ms = i128::from(secs) * 1000 + i128::from(nanos / 1_000_000);
+    let skew = i128::from(now.timestamp_millis()) - at_ms;
+    if skew.unsigned_abs() > MAX_SKEW.as_millis() {
+        return Some(format!(
+            "event id {id} was made {skew} ms from now (max {} ms); an agent event carries a fresh UUIDv7 id",
+            MAX_SKEW.as_millis()
+        ));
+    }
+    None
+}
+
 /// Decodes and verifies a submission; answers the event to append.
 /// `sender`: the instance whose own subject the submission arrived on, if
 /// it came on one.
+///
+/// Order matters: the size cap first (nothing is decoded from an oversized
+/// submission), then the signature against the enrolled key, and only
+/// then the checks whose refusals are recorded one by one.
 pub(super) async fn admit(
     fleet: &Shared<FleetState>,
     s: &Submission,
@@ -42,6 +75,7 @@ pub(super) async fn admit(
         attributed: None,
         event: None,
     };
+    limits::submission(s).map_err(bare)?;
     let bytes = hex::decode(&s.event)
         .map_err(|e| bare(refusal("malformed_event", format!("event is not hex: {e}"))))?;
     let event = Envelope::decode(&bytes).map_err(|e| {
@@ -56,23 +90,46 @@ pub(super) async fn admit(
             format!("the event's actor is {}, not an agent", event.actor),
         )));
     };
+    limits::id("actor.instance_id", actor).map_err(bare)?;
     let actor = actor.clone();
     let fleet = fleet.state.read().await;
-    let home = match fleet.find_instance(&actor) {
-        Some((a, _)) => a.clone(),
-        None => {
-            return Err(Rejected {
-                refusal: refusal("unknown_instance", format!("no instance {actor}")),
-                attributed: Some((crate::runtime::system_account(), actor)),
-                event: Some(event),
-            })
+    // Not verified yet: refusals are counted, not recorded.
+    let unverified = |refusal, event| Rejected {
+        refusal,
+        attributed: None,
+        event: Some(event),
+    };
+    let Some((home, _)) = fleet.find_instance(&actor) else {
+        let msg = format!("no instance {actor}");
+        return Err(unverified(refusal("unknown_instance", msg), event));
+    };
+    let home = home.clone();
+    let Some(key) = fleet.agent_key_in(&home, &actor) else {
+        let msg = format!("instance {actor} has no enrolled key (not enrolled, or terminated)");
+        return Err(unverified(refusal("not_enrolled", msg), event));
+    };
+    let key = match ed25519_dalek::VerifyingKey::from_bytes(&key) {
+        Ok(key) => key,
+        Err(e) => {
+            let msg = format!("enrolled key unusable: {e}");
+            return Err(unverified(refusal("not_enrolled", msg), event));
         }
     };
+    if let Err(e) = event.verify(&key) {
+        let msg =
+            format!("the signature does not verify with the key instance {actor} enrolled ({e})");
+        return Err(unverified(refusal("bad_signature", msg), event));
+    }
+    // Signed by the instance's enrolled key: refusals are recorded.
     let reject = |refusal, event| Rejected {
         refusal,
         attributed: Some((home.clone(), actor.clone())),
         event: Some(event),
     };
+    if event.account_id != home {
+        let msg = format!("instance {actor} is not in account {}", event.account_id);
+        return Err(reject(refusal("wrong_account", msg), event));
+    }
     let Some(claimed) = reported_instance(&event.payload) else {
         let kind = event.kind();
         return Err(reject(
@@ -83,11 +140,22 @@ pub(super) async fn admit(
             event,
         ));
     };
+    if let Err(r) = limits::event(&event).and_then(|()| limits::secrets(s.secrets.as_ref())) {
+        return Err(reject(r, event));
+    }
     if claimed != actor {
         let msg = format!(
             "instance {actor} reported about instance {claimed}; an agent reports only for its own instance"
         );
         return Err(reject(refusal("identity_mismatch", msg), event));
+    }
+    if event.aggregate != event.payload.aggregate() {
+        let msg = format!(
+            "the event is filed under {} but its payload is about {}",
+            event.aggregate,
+            event.payload.aggregate()
+        );
+        return Err(reject(refusal("aggregate_mismatch", msg), event));
     }
     if let Some(sender) = sender.filter(|s| *s != actor) {
         let msg = format!(
@@ -95,26 +163,8 @@ pub(super) async fn admit(
         );
         return Err(reject(refusal("subject_mismatch", msg), event));
     }
-    if event.account_id != home {
-        let msg = format!("instance {actor} is not in account {}", event.account_id);
-        return Err(reject(refusal("wrong_account", msg), event));
-    }
-    let Some(key) = fleet.agent_key_in(&home, &actor) else {
-        let msg = format!("instance {actor} has no enrolled key (not enrolled, or terminated)");
-        return Err(reject(refusal("not_enrolled", msg), event));
-    };
-    let key = ed25519_dalek::VerifyingKey::from_bytes(&key).map_err(|e| {
-        reject(
-            refusal("not_enrolled", format!("enrolled key unusable: {e}")),
-            event.clone(),
-        )
-    })?;
-    if let Err(e) = event.verify(&key) {
-        let msg =
-            format!("the signature does not verify with the key instance {actor} enrolled ({e})");
-        return Err(reject(refusal("bad_signature", msg), event));
-    }
-    let skew = (chrono::Utc::now() - event.occurred_at).num_milliseconds();
+    let now = chrono::Utc::now();
+    let skew = (now - event.occurred_at).num_milliseconds();
     if skew.unsigned_abs() > MAX_SKEW.as_millis() as u64 {
         let msg = format!(
             "event {} occurred {skew} ms from now (max {} ms): a replay, or a bad clock",
@@ -122,6 +172,9 @@ pub(super) async fn admit(
             MAX_SKEW.as_millis()
         );
         return Err(reject(refusal("stale_event", msg), event));
+    }
+    if let Some(msg) = event_id_problem(event.id, now) {
+        return Err(reject(refusal("bad_event_id", msg), event));
     }
     Ok(event)
 }
@@ -225,10 +278,13 @@ pub(super) fn bootstrap_secrets(
     Ok(s)
 }
 
-/// Why a `ready` report cannot be accepted, if it cannot.
+/// Why a `ready` report cannot be accepted, if it cannot. Only an instance
+/// that bootstrapped the cluster, or was issued a join token for it, may
+/// report itself ready in it.
 pub(super) fn ready_problem(
     fleet: &FleetState,
     account: &AccountId,
+    instance_id: &str,
     cluster_id: &str,
     token_fp: Option<&str>,
 ) -> Option<String> {
@@ -238,6 +294,19 @@ pub(super) fn ready_problem(
     if cluster.status == ClusterStatus::Decommissioned {
         return Some(format!(
             "cluster_decommissioned: cluster {cluster_id} was decommissioned"
+        ));
+    }
+    // `cluster_id` is set when the instance's bootstrap created the cluster,
+    // when it was issued a join token, and when it became ready.
+    let member = fleet.instance(account, instance_id).is_some_and(|i| {
+        i.cluster_id.as_deref() == Some(cluster_id)
+            || i.bootstrap
+                .as_ref()
+                .is_some_and(|b| b.cluster_id == cluster_id)
+    });
+    if !member {
+        return Some(format!(
+            "not_joined: instance {instance_id} neither bootstrapped cluster {cluster_id} nor was issued a join token for it"
         ));
     }
     match token_fp {
