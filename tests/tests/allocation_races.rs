@@ -393,7 +393,7 @@ async fn lan_subnets_stay_clear_of_every_allocation(api: Api) -> anyhow::Result<
     let inst = &t.instances(1).await?[0];
     let answers = futures::future::join_all((0..10).map(|k| {
         let lans: Vec<&str> = if k % 2 == 0 {
-            vec!["192.168.77.0/24"]
+            vec!["172.30.77.0/24"]
         } else {
             vec![]
         };
