@@ -537,3 +537,58 @@ pub async fn update_network(ctx: &ActionContext<'_>, a: UpdateNetwork) -> Result
     let fleet = ctx.fleet().await;
     Ok(json!({ "network": fleet.network(&account, &a.network_id), "changed": appended.is_some() }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn net(s: &str) -> IpNet {
+        s.parse().expect("a prefix")
+    }
+
+    #[test]
+    fn ipv4_mapped_prefixes_compare_as_ipv4() {
+        assert_eq!(
+            normalized(&net("::ffff:10.42.0.0/112")),
+            net("10.42.0.0/16")
+        );
+        assert_eq!(normalized(&net("::ffff:0.0.0.0/96")), net("0.0.0.0/0"));
+        assert_eq!(normalized(&net("fd00::/64")), net("fd00::/64"));
+        assert!(overlap(&net("::ffff:10.42.0.0/112"), &net("10.42.0.0/16")));
+        assert!(overlap(&net("10.42.3.0/24"), &net("::ffff:10.42.0.0/112")));
+        assert!(!overlap(&net("::ffff:10.43.0.0/112"), &net("10.42.0.0/16")));
+        // A short IPv6 prefix covering the whole mapped range covers IPv4 too.
+        assert!(overlap(&net("::/64"), &net("10.42.0.0/16")));
+        assert!(!overlap(&net("fd00::/8"), &net("10.42.0.0/16")));
+    }
+
+    #[test]
+    fn mapped_input_is_refused_with_its_ipv4_form() {
+        let e = refuse_mapped("pod_subnet_prefix", &net("::ffff:10.77.0.0/112")).unwrap_err();
+        assert!(e.message.contains("10.77.0.0/16"), "{}", e.message);
+        assert!(refuse_mapped("pod_subnet_prefix", &net("10.77.0.0/16")).is_ok());
+        let e = overlap_error(
+            &net("::ffff:10.42.0.0/112"),
+            &net("10.42.0.0/16"),
+            "x".into(),
+        );
+        assert!(
+            e.message
+                .contains("::ffff:10.42.0.0/112 (IPv4 10.42.0.0/16)"),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn overlays_skip_taken_prefixes_and_handles() {
+        let account = AccountId::new("acct-test").expect("an account id");
+        let first = allocate_overlay(&account, &[], &[]).expect("a /64");
+        let taken = vec![(IpNet::V6(first), "x".to_string())];
+        let second = allocate_overlay(&account, &taken, &[]).expect("a /64");
+        assert_ne!(first, second);
+        let by_handle =
+            allocate_overlay(&account, &[], &[handle_of(&first).as_str()]).expect("a /64");
+        assert_eq!(by_handle, second);
+    }
+}
