@@ -272,6 +272,18 @@ fn the_cli_escapes_server_strings_before_printing_instance_tables() {
     );
     assert!(text.contains(r"inst-2\u{202e}"), "{text}");
     assert!(text.contains(r"bad\u{9b}31m"), "{text}");
+    // A refusal's code and message, as the CLI prints them.
+    let e = powernode_services::cli::client::ActionError {
+        status: 404,
+        code: "not_found\u{1b}[2J".into(),
+        message: "no instance \"x\"\r\nforged: line".into(),
+    };
+    let shown = e.to_string();
+    assert!(!shown.chars().any(char::is_control), "{shown:?}");
+    assert!(
+        shown.contains(r"not_found\u{1b}[2J") && shown.contains(r"\u{d}\u{a}forged"),
+        "{shown}"
+    );
 }
 
 /// An account and a token with `permissions` (and `ttl_secs` when given).

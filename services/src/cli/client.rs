@@ -64,7 +64,15 @@ pub struct ActionError {
 
 impl std::fmt::Display for ActionError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} ({}): {}", self.code, self.status, self.message)
+        // Both come from the server: shown with control characters escaped.
+        let printable = super::output::printable;
+        write!(
+            f,
+            "{} ({}): {}",
+            printable(&self.code),
+            self.status,
+            printable(&self.message)
+        )
     }
 }
 

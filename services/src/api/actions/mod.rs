@@ -459,6 +459,43 @@ mod tests {
     }
 
     #[test]
+    fn duplicate_keys_are_malformed_at_any_depth() {
+        let e = parse_body(br#"{"name":"a","name":"b"}"#).unwrap_err();
+        assert_eq!(e.code, "malformed_json");
+        assert!(
+            e.message.contains(r#"duplicate key "name""#),
+            "{}",
+            e.message
+        );
+        let e = parse_body(br#"{"a":[{"k":1,"k":2}]}"#).unwrap_err();
+        assert!(e.message.contains(r#"duplicate key "k""#), "{}", e.message);
+        assert_eq!(
+            parse_body(br#"{"a":[{"k":1},{"k":2}],"n":-1.5,"b":null}"#).unwrap(),
+            serde_json::json!({"a":[{"k":1},{"k":2}],"n":-1.5,"b":null})
+        );
+        assert_eq!(parse_body(b" \n").unwrap(), serde_json::json!({}));
+    }
+
+    #[test]
+    fn control_characters_are_refused_naming_the_path() {
+        for c in [
+            '\u{0}', '\u{1b}', '\n', '\u{7f}', '\u{85}', '\u{202e}', '\u{2066}',
+        ] {
+            let v = serde_json::json!({"config": {"k": format!("a{c}")}});
+            let e = check_characters("", &v).unwrap_err();
+            assert!(e.message.starts_with("config.k: "), "{}", e.message);
+            let e = check_name("hostname", &format!("h{c}")).unwrap_err();
+            assert!(e.message.starts_with("hostname"), "{}", e.message);
+        }
+        let v =
+            serde_json::json!({"lan_subnets": ["10.0.0.0/24", "x".repeat(MAX_ARGUMENT_TEXT + 1)]});
+        let e = check_characters("", &v).unwrap_err();
+        assert!(e.message.starts_with("lan_subnets[1]: "), "{}", e.message);
+        assert!(check_characters("", &serde_json::json!({"name": "Zürich 東京"})).is_ok());
+        assert_eq!(escape_unsafe("a\u{1b}b"), "a\\u{1b}b");
+    }
+
+    #[test]
     fn argument_errors_name_the_field() {
         let e = args::<A>(serde_json::json!({"name": 7})).unwrap_err();
         assert!(e.message.starts_with("name: "), "{}", e.message);
