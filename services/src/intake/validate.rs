@@ -316,3 +316,28 @@ pub(super) fn ready_problem(
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_fresh_uuidv7_ids_are_agent_ids() {
+        let now = chrono::Utc::now();
+        assert_eq!(event_id_problem(uuid::Uuid::now_v7(), now), None);
+        let v5 = uuid::Uuid::new_v5(&uuid::Uuid::now_v7(), b"system.k3s.handshake.join_rejected");
+        let why = event_id_problem(v5, now).expect("a v5 id is refused");
+        assert!(
+            why.contains(&v5.to_string()) && why.contains("version 5"),
+            "{why}"
+        );
+        assert!(event_id_problem(uuid::Uuid::new_v4(), now).is_some());
+        let hour_ago = (now - chrono::Duration::hours(1)).timestamp() as u64;
+        let old = uuid::Uuid::new_v7(uuid::Timestamp::from_unix(uuid::NoContext, hour_ago, 0));
+        let why = event_id_problem(old, now).expect("an hour-old v7 id is refused");
+        assert!(why.contains("ms from now"), "{why}");
+        let ahead = (now + chrono::Duration::hours(1)).timestamp() as u64;
+        let future = uuid::Uuid::new_v7(uuid::Timestamp::from_unix(uuid::NoContext, ahead, 0));
+        assert!(event_id_problem(future, now).is_some());
+    }
+}
