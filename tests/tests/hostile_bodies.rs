@@ -14,7 +14,8 @@
 //! a non-admin token of this account: the ids do not exist for it).
 //!
 //! Run: `cargo nextest run -p powernode-tests --test hostile_bodies
-//! --no-capture` (prints how many bodies were tried; at least 1,000).
+//! --no-capture` (prints how many bodies were tried: 1,500 on the embedded
+//! log, 1,000 on JetStream).
 
 use powernode_services::api::actions::{ACTIONS, MAX_ARGUMENT_TEXT};
 use powernode_tests::api_support::Api;
@@ -592,8 +593,12 @@ struct Target {
     victim: [String; VICTIM_IDS],
 }
 
-async fn setup() -> anyhow::Result<Target> {
-    let api = Api::embedded().await?;
+async fn setup(jetstream: bool) -> anyhow::Result<Target> {
+    let api = if jetstream {
+        Api::jetstream().await?
+    } else {
+        Api::embedded().await?
+    };
     let admin = Some(api.admin.as_str());
     let (acme, operator) = api
         .account_with_token(
@@ -713,6 +718,16 @@ async fn check(t: &Target, case: &Case, before: u64) -> Result<(), String> {
 
 #[test]
 fn hostile_bodies_are_refused_with_a_4xx_and_append_nothing() {
+    hostile_bodies(false, CASES);
+}
+
+/// The same on a real nats-server (the harness's authenticated one).
+#[test]
+fn hostile_bodies_are_refused_on_jetstream_too() {
+    hostile_bodies(true, 1_000);
+}
+
+fn hostile_bodies(jetstream: bool, cases: u32) {
     for name in ACTIONS {
         assert!(
             spec(name).is_some(),
@@ -724,7 +739,7 @@ fn hostile_bodies_are_refused_with_a_4xx_and_append_nothing() {
         .enable_all()
         .build()
         .expect("a runtime");
-    let target = rt.block_on(setup()).expect("setup");
+    let target = rt.block_on(setup(jetstream)).expect("setup");
     let before = rt
         .block_on(target.api.log.last_seq())
         .expect("the log's last seq");
@@ -732,7 +747,7 @@ fn hostile_bodies_are_refused_with_a_4xx_and_append_nothing() {
     let tried = AtomicUsize::new(0);
     let seen: Mutex<BTreeMap<(&'static str, &'static str), usize>> = Mutex::default();
     let mut runner = TestRunner::new(Config {
-        cases: CASES,
+        cases,
         failure_persistence: None,
         max_shrink_iters: 200,
         ..Config::default()
@@ -756,13 +771,14 @@ fn hostile_bodies_are_refused_with_a_4xx_and_append_nothing() {
         *by_action.entry(a).or_default() += n;
     }
     println!(
-        "hostile bodies tried: {tried} (shrinking included) across {} actions; by category: {by_category:?}",
+        "hostile bodies tried on {}: {tried} (shrinking included) across {} actions; by category: {by_category:?}",
+        if jetstream { "JetStream" } else { "the embedded log" },
         by_action.len()
     );
     if let Err(e) = result {
         panic!("{e}");
     }
-    assert!(tried >= 1_000, "only {tried} bodies were tried");
+    assert!(tried >= cases as usize, "only {tried} bodies were tried");
     for name in ACTIONS {
         assert!(
             by_action.get(name).is_some_and(|n| *n > 0),
