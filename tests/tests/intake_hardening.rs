@@ -372,7 +372,8 @@ async fn ready_is_accepted_only_after_bootstrap_or_a_join_token() -> anyhow::Res
 
 /// Finding 5: 2,000 junk submissions nobody can be held to (unsigned,
 /// wrongly signed, an unknown instance, not hex, oversized) add at most one
-/// summary event; a refusal of a submission signed by an enrolled key is
+/// summary event, which counts them all by reason once its window (a
+/// minute) closes; a refusal of a submission signed by an enrolled key is
 /// still recorded on its own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn junk_from_unauthenticated_senders_does_not_grow_the_log() -> anyhow::Result<()> {
@@ -482,6 +483,34 @@ async fn junk_from_unauthenticated_senders_does_not_grow_the_log() -> anyhow::Re
                 .all(|e| e["kind"] == REJECTED
                     && e["payload"]["instance_id"] == a.instance_id.as_str()),
         "{recorded:?}"
+    );
+
+    // Once the window (a minute) closes, one summary counts them all.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    let summary = loop {
+        let found = p
+            .log_events("system.agent.submissions_rejected_summary")
+            .await?;
+        if !found.is_empty() || std::time::Instant::now() > deadline {
+            break found;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    };
+    ensure!(summary.len() == 1, "one summary: {summary:?}");
+    let EventPayload::AgentSubmissionsRejectedSummary(s) = &summary[0].1.payload else {
+        unreachable!("filtered by kind")
+    };
+    let by_reason: Vec<(&str, u64)> = s.by_reason.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    ensure!(
+        s.count == 2000
+            && by_reason
+                == [
+                    ("bad_signature", 800),
+                    ("malformed_event", 400),
+                    ("submission_too_large", 400),
+                    ("unknown_instance", 400),
+                ],
+        "the summary counts every junk submission by reason: {s:?}"
     );
     Ok(())
 }
