@@ -26,11 +26,12 @@ const AFTER_SEQ_WAIT: std::time::Duration = std::time::Duration::from_millis(500
 /// Namespace of the ids of `virtual_ip.applied` events.
 const APPLIED_NAMESPACE: Uuid = Uuid::from_u128(0x7e1d_a991_0000_4000_8000_6170_706c_6965);
 
-/// Checks a heartbeat: fresh (within [`MAX_SKEW`]), from a known instance,
+/// Checks a heartbeat: bounded fields, fresh (within [`MAX_SKEW`]), from a known instance,
 /// signed with the key it enrolled with. A terminated instance's beat is not
 /// checked here (it is answered "terminated" so the agent stops) and never
 /// counts as proof of life.
 pub fn verify_heartbeat(fleet: &FleetState, hb: &Heartbeat) -> Result<(), Refusal> {
+    super::limits::heartbeat(hb)?;
     let now = chrono::Utc::now().timestamp_millis();
     if (now - hb.sent_at_ms).unsigned_abs() > MAX_SKEW.as_millis() as u64 {
         return Err(refusal(
