@@ -874,7 +874,11 @@ mod tests {
 
     #[test]
     fn starts_stops_and_restarts_on_the_same_port() {
-        let mut s = NatsServer::start_with(NatsOptions { sync_always: true }).unwrap();
+        let mut s = NatsServer::start_with(NatsOptions {
+            sync_always: true,
+            ..NatsOptions::default()
+        })
+        .unwrap();
         let port = s.port();
         assert!(s.is_running());
         assert!(TcpStream::connect(("127.0.0.1", port)).is_ok());

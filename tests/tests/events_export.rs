@@ -15,7 +15,7 @@ use powernode_events::{AccountId, Actor, Envelope};
 use powernode_services::cli::client::ApiArgs;
 use powernode_services::inspect::{Bound, Source, SourceArgs};
 use powernode_services::log::embedded::EmbeddedLog;
-use powernode_services::log::jetstream::{JetStreamConfig, JetStreamLog};
+use powernode_services::log::jetstream::JetStreamLog;
 use powernode_services::log::{EventLog, Expect, Filter, SharedLog};
 use powernode_tests::cli_support::{admin_token, free_port, ok, powernode, Running};
 use powernode_tests::export_support::*;
@@ -414,6 +414,7 @@ async fn export_through_the_api_of_a_running_node_is_account_scoped() -> anyhow:
         &SourceArgs {
             file: None,
             nats: None,
+            nats_auth: Default::default(),
             stream: "PN_EVENTS".into(),
         },
         &data,

@@ -7,7 +7,7 @@
 
 use anyhow::ensure;
 use futures::future::try_join_all;
-use powernode_services::log::jetstream::{JetStreamConfig, JetStreamLog};
+use powernode_services::log::jetstream::JetStreamLog;
 use powernode_tests::nats::{NatsOptions, NatsServer};
 use powernode_tests::tail_support::{
     append_retrying, exactly, system_account, template_event, ApiProcess, TailProcess,
@@ -32,7 +32,7 @@ struct Rig {
 
 impl Rig {
     async fn start() -> anyhow::Result<Self> {
-        let nats = NatsServer::start_with(NatsOptions { sync_always: true })?;
+        let nats = NatsServer::start_with(NatsOptions { sync_always: true, ..NatsOptions::default() })?;
         let dir = tempfile::tempdir()?;
         let api = ApiProcess::start(&nats.url(), &dir.path().join("api")).await?;
         let log = Arc::new(JetStreamLog::connect(powernode_tests::nats::log_config(nats.url())).await?);

@@ -13,7 +13,7 @@ use powernode_events::{AccountId, Actor, Envelope, EventPayload};
 use powernode_projections::checkpoint::CheckpointStore;
 use powernode_projections::FleetState;
 use powernode_services::log::embedded::EmbeddedLog;
-use powernode_services::log::jetstream::{JetStreamConfig, JetStreamLog};
+use powernode_services::log::jetstream::JetStreamLog;
 use powernode_services::log::{Expect, Filter, SharedLog};
 use powernode_services::runtime::{
     run_consumer, ConsumerConfig, Outbox, ReactError, Reactor, Shared,

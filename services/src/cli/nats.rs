@@ -46,6 +46,7 @@ pub fn run(cmd: NatsCommand) -> anyhow::Result<()> {
                         "config": made.config,
                         "creds": made.creds,
                         "service_creds": made.service_creds,
+                        "auth_config": made.auth_config,
                         "platform_user": made.platform_user,
                         "callout_issuer": made.issuer,
                     })
@@ -55,7 +56,11 @@ pub fn run(cmd: NatsCommand) -> anyhow::Result<()> {
             let host = listen.rsplit_once(':').map_or("127.0.0.1", |(h, _)| h);
             let port = listen.rsplit_once(':').map_or("4222", |(_, p)| p);
             let host = if host == "0.0.0.0" { "127.0.0.1" } else { host };
-            println!("wrote {}", made.config.display());
+            println!(
+                "wrote {} (includes {}: the platform account, its user, the auth callout)",
+                made.config.display(),
+                made.auth_config.display()
+            );
             println!(
                 "wrote {} (platform user {}, auth-callout issuer {}; mode 0600)",
                 made.creds.display(),

@@ -232,21 +232,31 @@ impl JetStreamLog {
             .filter(|s| !s.is_empty())
             .collect();
         let started = tokio::time::Instant::now();
-        let client =
-            match tokio::time::timeout(config.connect_timeout, options.connect(servers)).await {
-                Ok(Ok(client)) => client,
-                Ok(Err(e)) => {
-                    return Err(LogError::Unavailable(format!(
-                        "cannot connect to NATS at {url}: {e}"
-                    )))
-                }
-                Err(_) => {
-                    return Err(LogError::Unavailable(format!(
-                        "cannot connect to NATS at {url}: no answer within {:?}",
-                        config.connect_timeout
-                    )))
-                }
-            };
+        let client = match tokio::time::timeout(config.connect_timeout, options.connect(servers))
+            .await
+        {
+            Ok(Ok(client)) => client,
+            Ok(Err(e)) => {
+                let hint = match (&config.auth.creds, e.kind()) {
+                        (None, async_nats::ConnectErrorKind::AuthorizationViolation) => {
+                            " (the server wants credentials: pass --nats-creds with the platform.creds `powernode nats init` made)"
+                        }
+                        (Some(_), async_nats::ConnectErrorKind::AuthorizationViolation) => {
+                            " (the server does not know these credentials: are they the ones its auth.conf names?)"
+                        }
+                        _ => "",
+                    };
+                return Err(LogError::Unavailable(format!(
+                    "cannot connect to NATS at {url}: {e}{hint}"
+                )));
+            }
+            Err(_) => {
+                return Err(LogError::Unavailable(format!(
+                    "cannot connect to NATS at {url}: no answer within {:?}",
+                    config.connect_timeout
+                )))
+            }
+        };
         let js = jetstream::ContextBuilder::new()
             .timeout(config.request_timeout)
             .build(client.clone());

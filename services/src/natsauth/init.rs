@@ -18,6 +18,9 @@ pub struct Initialized {
     /// The credentials without the issuer key: for services other than
     /// the API.
     pub service_creds: PathBuf,
+    /// The auth part of the config (included by it; a clustered
+    /// deployment includes it from each node's own config).
+    pub auth_config: PathBuf,
     /// The platform user's public key.
     pub platform_user: String,
     /// The callout issuer's public key.
@@ -30,6 +33,8 @@ pub const CONFIG_FILE: &str = "nats-server.conf";
 pub const CREDS_FILE: &str = "platform.creds";
 /// See [`Initialized::service_creds`].
 pub const SERVICE_CREDS_FILE: &str = "service.creds";
+/// See [`Initialized::auth_config`].
+pub const AUTH_CONFIG_FILE: &str = "auth.conf";
 
 /// Writes the config and credentials into `dir` (created 0700). Refuses to
 /// replace existing files unless `force` (new keys would lock the running
@@ -39,8 +44,9 @@ pub fn init(dir: &Path, listen: &str, force: bool) -> anyhow::Result<Initialized
     let config = dir.join(CONFIG_FILE);
     let creds_path = dir.join(CREDS_FILE);
     let service_path = dir.join(SERVICE_CREDS_FILE);
+    let auth_path = dir.join(AUTH_CONFIG_FILE);
     if !force {
-        for p in [&config, &creds_path, &service_path] {
+        for p in [&config, &creds_path, &service_path, &auth_path] {
             if p.exists() {
                 bail!(
                     "{} exists; pass --force to make new keys (the running platform and its agents would be locked out until restarted with them)",
@@ -59,10 +65,16 @@ pub fn init(dir: &Path, listen: &str, force: bool) -> anyhow::Result<Initialized
          listen: {listen}\n\
          jetstream {{\n  store_dir: {store:?}\n  # Flush before acknowledging: an acknowledged event survives a crash.\n  sync_interval: always\n}}\n\
          # TLS: add  tls {{ cert_file: …, key_file: … }}  and connect with tls://… and --nats-ca.\n\
-         {}",
-        server_auth_config(&creds.user_public_key(), &issuer.public_key()),
+         # The platform account, its user and the auth callout:\n\
+         include ./{AUTH_CONFIG_FILE}\n",
         store = store.display().to_string(),
     );
+    write_file(
+        &auth_path,
+        &server_auth_config(&creds.user_public_key(), &issuer.public_key()),
+        0o644,
+        force,
+    )?;
     write_file(&config, &text, 0o644, force)?;
     write_file(&creds_path, &creds.to_file_text(), 0o600, force)?;
     write_file(
@@ -75,6 +87,7 @@ pub fn init(dir: &Path, listen: &str, force: bool) -> anyhow::Result<Initialized
         config,
         creds: creds_path,
         service_creds: service_path,
+        auth_config: auth_path,
         platform_user: creds.user_public_key(),
         issuer: issuer.public_key(),
     })
@@ -120,6 +133,8 @@ mod tests {
         let made = init(&d, "127.0.0.1:4222", false).unwrap();
         let conf = std::fs::read_to_string(&made.config).unwrap();
         assert!(conf.contains("sync_interval: always"));
+        assert!(conf.contains("include ./auth.conf"));
+        let conf = std::fs::read_to_string(&made.auth_config).unwrap();
         assert!(conf.contains(&format!("issuer: {}", made.issuer)));
         assert!(conf.contains(&format!("nkey: {}", made.platform_user)));
         let creds = PlatformCreds::read(&made.creds).unwrap();

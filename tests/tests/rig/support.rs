@@ -7,9 +7,11 @@
 use anyhow::{bail, ensure, Context as _};
 use powernode_services::cli::client::{ActionError, Api};
 use powernode_services::log::jetstream::{
-    durable_name, JetStreamConfig, JetStreamLog, NkeySeed, DEFAULT_STREAM,
+    durable_name, JetStreamConfig, JetStreamLog, DEFAULT_STREAM,
 };
 use powernode_services::log::{EventLog as _, Filter, StartAt};
+use powernode_services::natsauth::connect::ClientAuth;
+use powernode_services::natsauth::PlatformCreds;
 use powernode_tests::lifecycle_support::wait_until;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -106,9 +108,8 @@ impl Rig {
         };
         let op_token = read("operator_token_file")?;
         let api_url = fleet["api_url"].as_str().context("api_url")?.to_string();
-        let seed = std::fs::read_to_string(rig_dir.join("keys/rig-test.nk"))?
-            .trim()
-            .to_string();
+        let creds = PlatformCreds::read(&rig_dir.join("keys/rig-test.creds"))?;
+        let seed = creds.user_seed.clone();
         let urls: Vec<String> = fleet["nats_urls"]
             .as_array()
             .context("nats_urls")?
@@ -118,9 +119,9 @@ impl Rig {
         let config = JetStreamConfig {
             replicas: 3,
             ignore_discovered_servers: true,
-            nkey_seed: Some(NkeySeed(seed.clone())),
+            auth: ClientAuth::with_creds(creds),
             connect_timeout: Duration::from_secs(10),
-            ..JetStreamConfig::new(urls.join(","))
+            ..powernode_tests::nats::log_config(urls.join(","))
         };
         let log = JetStreamLog::connect(config).await?;
         let nats = async_nats::ConnectOptions::with_nkey(seed)
@@ -168,13 +169,21 @@ impl Rig {
             .with_context(|| format!("no agent for instance {instance_id}"))
     }
 
-    /// The NKey seed of `user` (an agent slot, a service, `rig-test`).
+    /// The NATS NKey seed of `user`: an agent slot's is its identity key
+    /// (what the auth callout admits it by); a service's or `rig-test`'s
+    /// is the platform user's, from its credentials file.
     pub fn seed(&self, user: &str) -> anyhow::Result<String> {
-        Ok(
-            std::fs::read_to_string(self.rig_dir.join(format!("keys/{user}.nk")))?
-                .trim()
-                .to_string(),
-        )
+        if self.agents.contains_key(user) {
+            let state = PathBuf::from(self.fleet["state_dir"].as_str().context("state_dir")?);
+            let key = state.join(format!("agent-{user}/identity.key"));
+            ensure!(
+                key.exists(),
+                "{} has not made its identity key yet",
+                key.display()
+            );
+            return Ok(powernode_agent::identity::Identity::load_or_create(&key)?.nats_seed());
+        }
+        Ok(PlatformCreds::read(&self.rig_dir.join(format!("keys/{user}.creds")))?.user_seed)
     }
 
     /// The NATS URLs, as given to clients on the host.
