@@ -132,6 +132,7 @@ pub fn event(e: &Envelope) -> Result<(), Refusal> {
     if let Actor::Agent { instance_id } = &e.actor {
         id("actor.instance_id", instance_id)?;
     }
+    id("account_id", e.account_id.as_str())?;
     id("aggregate.id", &e.aggregate.id)?;
     match &e.payload {
         EventPayload::RuntimeInstalling(p) => {

@@ -126,6 +126,10 @@ pub(super) async fn admit(
         attributed: Some((home.clone(), actor.clone())),
         event: Some(event),
     };
+    // Bounded before anything of it is echoed in a recorded refusal.
+    if let Err(r) = limits::event(&event).and_then(|()| limits::secrets(s.secrets.as_ref())) {
+        return Err(reject(r, event));
+    }
     if event.account_id != home {
         let msg = format!("instance {actor} is not in account {}", event.account_id);
         return Err(reject(refusal("wrong_account", msg), event));
@@ -140,9 +144,6 @@ pub(super) async fn admit(
             event,
         ));
     };
-    if let Err(r) = limits::event(&event).and_then(|()| limits::secrets(s.secrets.as_ref())) {
-        return Err(reject(r, event));
-    }
     if claimed != actor {
         let msg = format!(
             "instance {actor} reported about instance {claimed}; an agent reports only for its own instance"
