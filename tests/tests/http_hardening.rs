@@ -572,3 +572,61 @@ async fn listing_operator_tokens_shows_ids_and_fingerprints_never_tokens() -> an
     refused(&a, 404, "not_found", "list an unknown account")?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_revocations_append_one_event() -> anyhow::Result<()> {
+    concurrent_revocations(Api::embedded().await?).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_revocations_append_one_event_on_jetstream() -> anyhow::Result<()> {
+    concurrent_revocations(Api::jetstream().await?).await
+}
+
+async fn concurrent_revocations(api: Api) -> anyhow::Result<()> {
+    let (account, tok) = api.account_with_token("acme", &[]).await?;
+    let listed = action(
+        api.port,
+        Some(&api.admin),
+        "system_list_operator_tokens",
+        &json!({"account_id": account}),
+    )
+    .await?;
+    let token_id = listed.body["data"]["tokens"][0]["token_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let before = api.log.last_seq().await?;
+    let args = json!({"token_id": token_id});
+    let calls = (0..20).map(|_| {
+        action(
+            api.port,
+            Some(&api.admin),
+            "system_revoke_operator_token",
+            &args,
+        )
+    });
+    let answers = futures::future::join_all(calls).await;
+    let mut fresh = 0;
+    for a in answers {
+        let a = a?;
+        ensure!(
+            a.status == 200 && a.body["data"]["revoked"] == true,
+            "{:?}",
+            a.body
+        );
+        if a.body["data"]["already_revoked"] == false {
+            fresh += 1;
+        }
+    }
+    ensure!(fresh == 1, "{fresh} calls say they revoked the token");
+    let after = api.log.last_seq().await?;
+    ensure!(
+        after == before + 1,
+        "{} events for one revocation",
+        after - before
+    );
+    let a = action(api.port, Some(&tok), "system_list_instances", &json!({})).await?;
+    refused(&a, 401, "token_revoked", "after concurrent revocations")?;
+    Ok(())
+}

@@ -134,22 +134,32 @@ pub async fn revoke_operator_token(
             "token_id: a token cannot revoke itself; revoke it with another admin token",
         ));
     }
-    let (account, revoked) = {
+    // Which account holds the token (an id never moves between accounts).
+    let account = {
         let fleet = ctx.fleet().await;
-        let found = fleet.accounts().find_map(|(id, acct)| {
-            acct.tokens
-                .get(&a.token_id)
-                .map(|t| (id.clone(), t.revoked))
-        });
+        let found = fleet
+            .accounts()
+            .find_map(|(id, acct)| acct.tokens.get(&a.token_id).map(|_| id.clone()));
         found.ok_or_else(|| ApiError::not_found("operator token", &a.token_id))?
     };
-    if revoked {
-        return Ok(
-            json!({"token_id": a.token_id, "account_id": account.as_str(), "revoked": true, "already_revoked": true}),
-        );
-    }
+    // The guard first, then the state as of the guard: deciding on an older
+    // state would let two racing calls both revoke.
     let aggregate = AggregateRef::new(AggregateType::OperatorToken, a.token_id.clone());
     let guard = ctx.log().aggregate_last_seq(&account, &aggregate).await?;
+    ctx.wait_for(guard.unwrap_or(0)).await?;
+    let revoked = ctx
+        .fleet()
+        .await
+        .operator_token(&account, &a.token_id)
+        .is_some_and(|t| t.revoked);
+    if revoked {
+        return Ok(json!({
+            "token_id": a.token_id,
+            "account_id": account.as_str(),
+            "revoked": true,
+            "already_revoked": true,
+        }));
+    }
     let event = Envelope::new(
         account.clone(),
         ctx.actor(),
@@ -157,18 +167,35 @@ pub async fn revoke_operator_token(
             token_id: a.token_id.clone(),
         },
     );
-    match ctx
+    let already_revoked = match ctx
         .append_guarded(&event, guard.map_or(Expect::NoEvents, Expect::LastSeq))
         .await
     {
-        Ok(_) => {}
-        // A concurrent revocation won: the token is revoked all the same.
-        Err(e) if e.code == "conflict" => {}
+        Ok(_) => false,
+        // Something was appended to the token meanwhile: a concurrent
+        // revocation. Answer once this node has applied it, so the token is
+        // refused here from now on, as after our own append.
+        Err(e) if e.code == "conflict" => {
+            let last = ctx.log().aggregate_last_seq(&account, &aggregate).await?;
+            ctx.wait_for(last.unwrap_or(0)).await?;
+            let revoked = ctx
+                .fleet()
+                .await
+                .operator_token(&account, &a.token_id)
+                .is_some_and(|t| t.revoked);
+            if !revoked {
+                return Err(e);
+            }
+            true
+        }
         Err(e) => return Err(e),
-    }
-    Ok(
-        json!({"token_id": a.token_id, "account_id": account.as_str(), "revoked": true, "already_revoked": false}),
-    )
+    };
+    Ok(json!({
+        "token_id": a.token_id,
+        "account_id": account.as_str(),
+        "revoked": true,
+        "already_revoked": already_revoked,
+    }))
 }
 
 /// `system_list_operator_tokens({account_id?})` — admin only:
