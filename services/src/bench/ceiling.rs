@@ -2,6 +2,7 @@
 //! fast raw messages can be published (the better of pipelined async publish
 //! and pipelined atomic batches) and read back by an ordered consumer.
 
+use crate::natsauth::connect::ClientAuth;
 use anyhow::{bail, Context};
 use async_nats::jetstream::{self, stream};
 use async_nats::HeaderMap;
@@ -30,8 +31,9 @@ pub struct Ceiling {
     pub replay_per_s: f64,
 }
 
-async fn connect(url: &str) -> anyhow::Result<jetstream::Context> {
-    let client = async_nats::ConnectOptions::new()
+async fn connect(url: &str, auth: &ClientAuth) -> anyhow::Result<jetstream::Context> {
+    let options = auth.apply(async_nats::ConnectOptions::new(), url);
+    let client = options
         .connection_timeout(std::time::Duration::from_secs(5))
         .retry_on_initial_connect()
         .max_reconnects(Some(3))
@@ -42,8 +44,8 @@ async fn connect(url: &str) -> anyhow::Result<jetstream::Context> {
 }
 
 /// Deletes a stream if it exists (the bench's own streams only).
-pub async fn delete_stream(url: &str, name: &str) -> anyhow::Result<()> {
-    let js = connect(url).await?;
+pub async fn delete_stream(url: &str, auth: &ClientAuth, name: &str) -> anyhow::Result<()> {
+    let js = connect(url, auth).await?;
     match js.delete_stream(name).await {
         Ok(_) => Ok(()),
         Err(e) if e.to_string().contains("not found") => Ok(()),
@@ -65,8 +67,12 @@ async fn fresh_raw_stream(js: &jetstream::Context) -> anyhow::Result<stream::Str
 }
 
 /// Measures the ceiling for `payloads` on the server at `url`.
-pub async fn measure(url: &str, payloads: &[Vec<u8>]) -> anyhow::Result<Ceiling> {
-    let js = connect(url).await?;
+pub async fn measure(
+    url: &str,
+    auth: &ClientAuth,
+    payloads: &[Vec<u8>],
+) -> anyhow::Result<Ceiling> {
+    let js = connect(url, auth).await?;
     let payloads: Vec<Bytes> = payloads.iter().map(|p| Bytes::copy_from_slice(p)).collect();
     let n = payloads.len() as f64;
 

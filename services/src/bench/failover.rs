@@ -235,7 +235,7 @@ pub async fn run(args: FailoverArgs) -> anyhow::Result<()> {
         bail!("--vips and --waves must be at least 1");
     }
     let progress = |msg: &str| eprintln!("bench: {msg}");
-    ceiling::delete_stream(&args.nats, BENCH_STREAM).await?;
+    ceiling::delete_stream(&args.nats, &args.nats_auth.client_auth()?, BENCH_STREAM).await?;
     let mut config = JetStreamConfig::new(&args.nats);
     config.auth = args.nats_auth.client_auth()?;
     config.stream = BENCH_STREAM.to_string();
@@ -494,14 +494,14 @@ pub async fn run(args: FailoverArgs) -> anyhow::Result<()> {
         v.sort_by(f64::total_cmp);
     }
     let payloads: Vec<Vec<u8>> = records.iter().map(|r| r.bytes.to_vec()).collect();
-    let raw = ceiling::measure(&args.nats, &payloads).await?;
+    let raw = ceiling::measure(&args.nats, &args.nats_auth.client_auth()?, &payloads).await?;
     for c in &clusters {
         for a in &c.agents {
             a.stop.cancel();
         }
     }
     node.stop().await?;
-    ceiling::delete_stream(&args.nats, BENCH_STREAM).await?;
+    ceiling::delete_stream(&args.nats, &args.nats_auth.client_auth()?, BENCH_STREAM).await?;
     let out: Value = json!({
         "bench": "failover",
         "vips": args.vips,

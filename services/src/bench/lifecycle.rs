@@ -301,7 +301,7 @@ pub async fn run(args: LifecycleArgs) -> anyhow::Result<()> {
         bail!("--clusters and --concurrency must be at least 1");
     }
     let progress = |msg: &str| eprintln!("bench: {msg}");
-    ceiling::delete_stream(&args.nats, BENCH_STREAM).await?;
+    ceiling::delete_stream(&args.nats, &args.nats_auth.client_auth()?, BENCH_STREAM).await?;
     let mut config = JetStreamConfig::new(&args.nats);
     config.auth = args.nats_auth.client_auth()?;
     config.stream = BENCH_STREAM.to_string();
@@ -413,7 +413,7 @@ pub async fn run(args: LifecycleArgs) -> anyhow::Result<()> {
         .into_iter()
         .map(|r| r.bytes.to_vec())
         .collect();
-    let raw = ceiling::measure(&args.nats, &payloads).await?;
+    let raw = ceiling::measure(&args.nats, &args.nats_auth.client_auth()?, &payloads).await?;
     if args.hold_secs > 0 {
         progress(&format!(
             "holding for {} s: POWERNODE_URL=http://{} POWERNODE_TOKEN={}",
@@ -422,7 +422,7 @@ pub async fn run(args: LifecycleArgs) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_secs(args.hold_secs)).await;
     }
     node.stop().await?;
-    ceiling::delete_stream(&args.nats, BENCH_STREAM).await?;
+    ceiling::delete_stream(&args.nats, &args.nats_auth.client_auth()?, BENCH_STREAM).await?;
 
     let events_per_s = events as f64 / seconds;
     let writer = js_log.writer_stats();

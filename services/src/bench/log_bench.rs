@@ -69,14 +69,14 @@ pub async fn run(args: LogBenchArgs) -> anyhow::Result<()> {
     let mean_bytes = payloads.iter().map(Vec::len).sum::<usize>() as f64 / payloads.len() as f64;
 
     progress("measuring the raw JetStream ceiling (same bytes)…");
-    let raw = ceiling::measure(&args.nats, &payloads).await?;
+    let raw = ceiling::measure(&args.nats, &args.nats_auth.client_auth()?, &payloads).await?;
 
     progress("appending through the log while a projection applies…");
     let mut config = JetStreamConfig::new(&args.nats);
     config.auth = args.nats_auth.client_auth()?;
     config.stream = BENCH_STREAM.to_string();
     config.group_commit = args.group_commit;
-    ceiling::delete_stream(&args.nats, BENCH_STREAM).await?;
+    ceiling::delete_stream(&args.nats, &args.nats_auth.client_auth()?, BENCH_STREAM).await?;
     let js = Arc::new(
         JetStreamLog::connect(config)
             .await
@@ -92,7 +92,7 @@ pub async fn run(args: LogBenchArgs) -> anyhow::Result<()> {
 
     progress("verifying agent signatures on one core…");
     let verify_per_s = tokio::task::spawn_blocking(move || verify_rate(&payloads)).await??;
-    ceiling::delete_stream(&args.nats, BENCH_STREAM).await?;
+    ceiling::delete_stream(&args.nats, &args.nats_auth.client_auth()?, BENCH_STREAM).await?;
 
     let out = json!({
         "events": args.events,

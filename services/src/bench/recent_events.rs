@@ -90,7 +90,7 @@ pub async fn run(args: RecentEventsArgs) -> anyhow::Result<()> {
     let (log, filled) = match log {
         Some(l) => (l, None),
         None => {
-            ceiling::delete_stream(&args.nats, BENCH_STREAM).await?;
+            ceiling::delete_stream(&args.nats, &args.nats_auth.client_auth()?, BENCH_STREAM).await?;
             let l = JetStreamLog::connect(config).await.context(
                 "cannot set up the bench stream (is pn.evt.> already used by a stream on this server? use a scratch server)",
             )?;
@@ -155,7 +155,7 @@ pub async fn run(args: RecentEventsArgs) -> anyhow::Result<()> {
     }
     server.abort();
     if !args.keep {
-        ceiling::delete_stream(&args.nats, BENCH_STREAM).await?;
+        ceiling::delete_stream(&args.nats, &args.nats_auth.client_auth()?, BENCH_STREAM).await?;
     }
     let out = json!({
         "events_in_stream": last,
