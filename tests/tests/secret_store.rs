@@ -298,6 +298,34 @@ async fn update_needs_the_version_read(b: &Backend) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Many writers at once all finish (sled's `flush_async` used to hang
+/// every sled database of the process under 50 concurrent puts).
+async fn concurrent_writes_complete(b: &Backend) -> anyhow::Result<()> {
+    let store = (b.open)().await?;
+    let writes = futures::future::join_all((0..64).map(|i| {
+        let store = store.clone();
+        async move {
+            let k = key(&format!("cluster-many-{i}"));
+            store.put(&k, format!("v{i}").as_bytes()).await?;
+            store
+                .create(&key(&format!("cluster-new-{i}")), b"n")
+                .await?;
+            Ok::<_, SecretError>(())
+        }
+    }));
+    let done = tokio::time::timeout(std::time::Duration::from_secs(30), writes)
+        .await
+        .context("64 concurrent writers did not finish within 30 s")?;
+    for d in done {
+        d?;
+    }
+    for i in 0..64 {
+        let v = store.get(&key(&format!("cluster-many-{i}"))).await?;
+        ensure!(v == Some(format!("v{i}").into_bytes()), "{i}: {v:?}");
+    }
+    Ok(())
+}
+
 macro_rules! checks {
     ($backend:ident: $($name:ident),* $(,)?) => {
         mod $backend {
@@ -314,6 +342,7 @@ macro_rules! checks {
 
 checks!(embedded:
     put_get_replace_delete,
+    concurrent_writes_complete,
     create_is_write_once,
     update_needs_the_version_read,
     missing_key_is_none,
@@ -324,6 +353,7 @@ checks!(embedded:
 
 checks!(jetstream:
     put_get_replace_delete,
+    concurrent_writes_complete,
     create_is_write_once,
     update_needs_the_version_read,
     missing_key_is_none,

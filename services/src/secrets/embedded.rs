@@ -27,6 +27,11 @@ pub struct EmbeddedSecrets {
     tree: sled::Tree,
     /// Keeps the database open while the store is held.
     _db: sled::Db,
+    /// One flush at a time: sled 0.34 runs `flush_async` on its small
+    /// process-wide thread pool, and enough concurrent flushes occupy every
+    /// thread waiting for a write that needs one — every sled database of
+    /// the process then hangs (50 concurrent puts did).
+    flushing: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for EmbeddedSecrets {
@@ -67,6 +72,7 @@ impl EmbeddedSecrets {
             key,
             tree,
             _db: db,
+            flushing: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -84,6 +90,7 @@ impl EmbeddedSecrets {
     }
 
     async fn flush(&self, what: &str, key: &SecretKey) -> Result<(), SecretError> {
+        let _one = self.flushing.lock().await;
         self.tree
             .flush_async()
             .await
