@@ -298,7 +298,7 @@ async fn embedded_a_resent_bootstrap_cannot_replace_the_clusters_secrets() -> an
     let ctx = ServiceContext {
         log: n.log.clone(),
         checkpoints: Arc::new(powernode_projections::checkpoint::CheckpointStore::open(
-            &own.path().join("checkpoints"),
+            own.path().join("checkpoints"),
         )?),
         shutdown: n.node.as_ref().context("running")?.shutdown.clone(),
         liveness: powernode_services::liveness::Liveness::shared(),
