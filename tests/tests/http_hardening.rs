@@ -272,6 +272,18 @@ fn the_cli_escapes_server_strings_before_printing_instance_tables() {
     );
     assert!(text.contains(r"inst-2\u{202e}"), "{text}");
     assert!(text.contains(r"bad\u{9b}31m"), "{text}");
+    // An event summary (`events tail`, `events list`), keys included.
+    let event = json!({
+        "kind": "system.k3s.module.assigned",
+        "aggregate": {"type": "template", "id": "tmpl-1"},
+        "payload": {"k\u{1b}]0;pwned\u{7}": "v\r\nforged"},
+    });
+    let summary = powernode_services::cli::events::summary(&event);
+    assert!(!summary.chars().any(char::is_control), "{summary:?}");
+    assert!(
+        summary.contains(r"k\u{1b}]0;pwned\u{7}=v\u{d}\u{a}forged"),
+        "{summary}"
+    );
     // A refusal's code and message, as the CLI prints them.
     let e = powernode_services::cli::client::ActionError {
         status: 404,

@@ -204,7 +204,7 @@ fn summarize(e: &Value, brief: bool) -> String {
     pairs.sort_by_key(|(k, _)| FIRST.iter().position(|f| f == k).unwrap_or(FIRST.len()));
     let text = pairs
         .iter()
-        .map(|(k, v)| format!("{k}={v}"))
+        .map(|(k, v)| format!("{}={v}", super::output::printable(k)))
         .collect::<Vec<_>>()
         .join(" ");
     const MAX: usize = 160;
