@@ -354,7 +354,7 @@ impl Intake {
             Ok(appended) => appended.seq,
             Err(e) => {
                 self.forget_secrets(&created).await;
-                return Err(unavailable(e));
+                return Err(log_refusal(e));
             }
         };
         self.caught_up(seq).await?;
