@@ -147,10 +147,7 @@ pub fn child_env(url: &str) -> Vec<(String, String)> {
 /// An agent link's NATS auth as the platform's own user (for tests that
 /// drive the intake's subjects directly, standing in for many agents).
 pub fn platform_link_auth(url: &str) -> powernode_agent::link::NatsAuth {
-    match auth_for(url) {
-        Some(a) => powernode_agent::link::NatsAuth::from_seed(&a.creds.user_seed),
-        None => powernode_agent::link::NatsAuth::default(),
-    }
+    client_auth_for(url).platform_link_auth()
 }
 
 /// [`child_env`] for the URL after `--nats` in `args` (nothing without one).

@@ -19,7 +19,7 @@ use anyhow::{ensure, Context};
 use futures::StreamExt;
 use powernode_agent::identity::Identity;
 use powernode_agent::link::NatsAuth;
-use powernode_agent::protocol::subjects;
+use powernode_agent::protocol::{subjects, EnrollReply, Reply};
 use powernode_services::log::jetstream::{JetStreamConfig, JetStreamLog};
 use powernode_services::log::{EventLog, LogError};
 use powernode_tests::api_support::Api;
@@ -115,6 +115,20 @@ async fn platform_with_instance() -> anyhow::Result<(Api, String, String, String
         .context("credential")?
         .to_string();
     Ok((api, token, instance, credential))
+}
+
+/// Enrolls `identity` with `credential` over the agent's own connection;
+/// the intake's answer.
+async fn enroll(
+    agent: &async_nats::Client,
+    identity: &Identity,
+    credential: &str,
+) -> anyhow::Result<serde_json::Value> {
+    let body = json!({"credential": credential, "public_key": identity.public_key_hex()});
+    let reply = agent
+        .request(subjects::ENROLL, serde_json::to_vec(&body)?.into())
+        .await?;
+    Ok(serde_json::from_slice(&reply.payload)?)
 }
 
 fn nats_url(api: &Api) -> String {
@@ -232,21 +246,10 @@ async fn an_admitted_agent_may_use_only_its_own_subjects() -> anyhow::Result<()>
 
     // Its own subjects work: enrolling over this connection succeeds.
     errors.lock().unwrap().clear();
-    let reply = agent
-        .request(
-            subjects::ENROLL,
-            serde_json::to_vec(&json!({
-                "credential": credential,
-                "public_key": identity.public_key_hex(),
-            }))?
-            .into(),
-        )
-        .await?;
-    let reply: serde_json::Value = serde_json::from_slice(&reply.payload)?;
+    let reply = enroll(&agent, &identity, &credential).await?;
+    let answered: Reply<EnrollReply> = serde_json::from_value(reply.clone())?;
     ensure!(
-        reply["ok"]["instance_id"] == instance.as_str()
-            || reply["instance_id"] == instance.as_str()
-            || reply.to_string().contains(&instance),
+        matches!(&answered, Reply::Ok(r) if r.instance_id == instance),
         "enrollment over the agent's connection answered {reply}"
     );
     drop(agent);
@@ -272,16 +275,7 @@ async fn a_terminated_instance_is_refused_on_its_next_connect() -> anyhow::Resul
     let url = nats_url(&api);
     let identity = Identity::ephemeral();
     let (agent, _) = connect_agent(&url, &identity, Some(&credential)).await?;
-    agent
-        .request(
-            subjects::ENROLL,
-            serde_json::to_vec(&json!({
-                "credential": credential,
-                "public_key": identity.public_key_hex(),
-            }))?
-            .into(),
-        )
-        .await?;
+    enroll(&agent, &identity, &credential).await?;
     drop(agent);
     let t = action(
         api.port,

@@ -267,10 +267,7 @@ pub async fn run(args: FailoverArgs) -> anyhow::Result<()> {
         // platform's own user (an agent's grant covers its own subjects only).
         inner: NatsLink::connect_with(
             &args.nats,
-            &match args.nats_auth.client_auth()?.creds {
-                Some(c) => powernode_agent::link::NatsAuth::from_seed(&c.user_seed),
-                None => powernode_agent::link::NatsAuth::default(),
-            },
+            &args.nats_auth.client_auth()?.platform_link_auth(),
         )
         .await?,
         last_beat: Mutex::default(),

@@ -95,6 +95,18 @@ impl ClientAuth {
         }
     }
 
+    /// An agent link (`NatsLink`) as the platform's own user: for benches
+    /// and tests whose one connection stands in for many simulated agents
+    /// (an agent's own grant covers its own subjects only).
+    pub fn platform_link_auth(&self) -> powernode_agent::link::NatsAuth {
+        let mut auth = match &self.creds {
+            Some(c) => powernode_agent::link::NatsAuth::from_seed(&c.user_seed),
+            None => powernode_agent::link::NatsAuth::default(),
+        };
+        auth.ca_file = self.ca_file.clone();
+        auth
+    }
+
     /// `options` with these credentials and TLS settings.
     pub fn apply(&self, mut options: ConnectOptions, url: &str) -> ConnectOptions {
         if let Some(c) = &self.creds {
