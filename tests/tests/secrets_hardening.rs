@@ -394,6 +394,18 @@ async fn embedded_a_resent_bootstrap_cannot_replace_the_clusters_secrets() -> an
         }) if again == cluster_id => {}
         other => anyhow::bail!("identical retry: {other:?}"),
     }
+    // A refused bootstrap leaves nothing it wrote: with the join token
+    // gone, the forged report creates it, then meets the kubeconfig and is
+    // refused — and the token it created is removed again.
+    store.delete(&token_key).await?;
+    match submit(&forged, &fake).await {
+        Err(refused) if refused.code == "secrets_exist" => {}
+        other => anyhow::bail!("re-sent bootstrap, token gone: {other:?}"),
+    }
+    ensure!(
+        store.get(&token_key).await?.is_none(),
+        "a refused bootstrap left the join token it wrote"
+    );
     Ok(())
 }
 
