@@ -90,7 +90,8 @@ pub async fn run(args: RecentEventsArgs) -> anyhow::Result<()> {
     let (log, filled) = match log {
         Some(l) => (l, None),
         None => {
-            ceiling::delete_stream(&args.nats, &args.nats_auth.client_auth()?, BENCH_STREAM).await?;
+            ceiling::delete_stream(&args.nats, &args.nats_auth.client_auth()?, BENCH_STREAM)
+                .await?;
             let l = JetStreamLog::connect(config).await.context(
                 "cannot set up the bench stream (is pn.evt.> already used by a stream on this server? use a scratch server)",
             )?;
