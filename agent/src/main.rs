@@ -138,10 +138,8 @@ async fn main() -> anyhow::Result<()> {
     // enrolled, the one-time enrollment credential goes along as the token.
     let identity = Identity::load_or_create(&key_file)?;
     let enrolled = store.load()?.instance_id.is_some();
-    let mut auth = NatsAuth::from_identity(
-        &identity,
-        if enrolled { None } else { args.enroll.clone() },
-    );
+    let mut auth =
+        NatsAuth::from_identity(&identity, if enrolled { None } else { args.enroll.clone() });
     auth.inbox_prefix = args.nats_inbox_prefix.clone();
     auth.ca_file = args.nats_ca.clone();
     let link = loop {

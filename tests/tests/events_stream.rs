@@ -305,7 +305,10 @@ powernode_tests::api_both_backends!(
 /// start), and one across a nats-server restart: only new events arrive.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn from_now_survives_a_consumer_reset_and_a_server_restart() -> anyhow::Result<()> {
-    let mut server = NatsServer::start_with(NatsOptions { sync_always: true, ..NatsOptions::default() })?;
+    let mut server = NatsServer::start_with(NatsOptions {
+        sync_always: true,
+        ..NatsOptions::default()
+    })?;
     let log = connect(&server.url()).await?;
     let account = system_account();
     for i in 0..200 {

@@ -32,10 +32,14 @@ struct Rig {
 
 impl Rig {
     async fn start() -> anyhow::Result<Self> {
-        let nats = NatsServer::start_with(NatsOptions { sync_always: true, ..NatsOptions::default() })?;
+        let nats = NatsServer::start_with(NatsOptions {
+            sync_always: true,
+            ..NatsOptions::default()
+        })?;
         let dir = tempfile::tempdir()?;
         let api = ApiProcess::start(&nats.url(), &dir.path().join("api")).await?;
-        let log = Arc::new(JetStreamLog::connect(powernode_tests::nats::log_config(nats.url())).await?);
+        let log =
+            Arc::new(JetStreamLog::connect(powernode_tests::nats::log_config(nats.url())).await?);
         Ok(Self {
             nats,
             api,

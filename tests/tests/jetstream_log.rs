@@ -61,7 +61,13 @@ conformance_with_opener!(durable_cursor_resumes, survives_reopen);
 /// ack floors, consumers not answering right after creation).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conformance_on_a_three_node_cluster() -> anyhow::Result<()> {
-    let cluster = NatsCluster::start_with(3, NatsOptions { sync_always: true, ..NatsOptions::default() })?;
+    let cluster = NatsCluster::start_with(
+        3,
+        NatsOptions {
+            sync_always: true,
+            ..NatsOptions::default()
+        },
+    )?;
     let url = cluster.url();
     let open: Box<Opener> = Box::new(move || {
         let url = url.clone();
@@ -84,7 +90,10 @@ async fn conformance_on_a_three_node_cluster() -> anyhow::Result<()> {
 /// append wins, the others get `Conflict`, the unguarded ones all succeed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_guarded_appends_exactly_one_wins() -> anyhow::Result<()> {
-    let server = NatsServer::start_with(NatsOptions { sync_always: true, ..NatsOptions::default() })?;
+    let server = NatsServer::start_with(NatsOptions {
+        sync_always: true,
+        ..NatsOptions::default()
+    })?;
     let log = Arc::new(connect(&server.url()).await?);
     let account = fresh_account("race");
     for round in 0..3 {
@@ -139,7 +148,10 @@ async fn concurrent_guarded_appends_exactly_one_wins() -> anyhow::Result<()> {
 /// with the sequence its own event was stored at.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batcher_gives_each_caller_its_sequence() -> anyhow::Result<()> {
-    let server = NatsServer::start_with(NatsOptions { sync_always: true, ..NatsOptions::default() })?;
+    let server = NatsServer::start_with(NatsOptions {
+        sync_always: true,
+        ..NatsOptions::default()
+    })?;
     let log = Arc::new(connect(&server.url()).await?);
     let account = fresh_account("batch");
     const CALLERS: usize = 300;
@@ -190,7 +202,10 @@ async fn batcher_gives_each_caller_its_sequence() -> anyhow::Result<()> {
 /// (fresh: a new seq; re-sent: duplicate with the original seq).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_batches_fall_back_to_precise_answers() -> anyhow::Result<()> {
-    let server = NatsServer::start_with(NatsOptions { sync_always: true, ..NatsOptions::default() })?;
+    let server = NatsServer::start_with(NatsOptions {
+        sync_always: true,
+        ..NatsOptions::default()
+    })?;
     let log = Arc::new(connect(&server.url()).await?);
     let account = fresh_account("fallback");
     let old = events(&account, 60);

@@ -20,7 +20,10 @@ use uuid::Uuid;
 /// succeed again on the same log handle once the client has reconnected.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acked_events_survive_a_server_restart() -> anyhow::Result<()> {
-    let mut server = NatsServer::start_with(NatsOptions { sync_always: true, ..NatsOptions::default() })?;
+    let mut server = NatsServer::start_with(NatsOptions {
+        sync_always: true,
+        ..NatsOptions::default()
+    })?;
     let log = Arc::new(connect(&server.url()).await?);
     let account = fresh_account("restart");
     const WRITERS: usize = 8;
@@ -116,7 +119,10 @@ async fn acked_events_survive_a_server_restart() -> anyhow::Result<()> {
 /// answers the original seq, on the old handle and on a new connection.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resent_event_after_restart_is_still_a_duplicate() -> anyhow::Result<()> {
-    let mut server = NatsServer::start_with(NatsOptions { sync_always: true, ..NatsOptions::default() })?;
+    let mut server = NatsServer::start_with(NatsOptions {
+        sync_always: true,
+        ..NatsOptions::default()
+    })?;
     let log = connect(&server.url()).await?;
     let account = fresh_account("resend");
     let evs = events(&account, 5);
@@ -161,7 +167,10 @@ async fn resent_event_after_restart_is_still_a_duplicate() -> anyhow::Result<()>
 /// restart: nothing is lost, nothing delivered twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subscription_and_cursor_survive_a_server_restart() -> anyhow::Result<()> {
-    let mut server = NatsServer::start_with(NatsOptions { sync_always: true, ..NatsOptions::default() })?;
+    let mut server = NatsServer::start_with(NatsOptions {
+        sync_always: true,
+        ..NatsOptions::default()
+    })?;
     let log = connect(&server.url()).await?;
     let account = fresh_account("live");
     let filter = Filter {
