@@ -241,22 +241,49 @@ fn allocate_overlay(
     let global = u128::from_be_bytes([
         0xfd, h[0], h[1], h[2], h[3], h[4], 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
     ]);
+    let exhausted = || {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "exhausted",
+            "the account has no free overlay /64 left",
+        )
+    };
+    // Which /64s of the account's /48 the taken prefixes touch, found once
+    // (a linear scan of every taken prefix per candidate made creating the
+    // n-th network O(n²)): a /64 or longer blocks its own /64, a shorter
+    // one a range of them, one covering the /48 all of them.
+    let account48 = IpNet::V6(Ipv6Net::new(Ipv6Addr::from(global), 48).expect("48 is valid"));
+    let subnet_of = |a: Ipv6Addr| (u128::from(a) >> 64) & 0xffff;
+    let mut blocked = std::collections::HashSet::new();
+    let mut ranges = Vec::new();
+    for (p, _) in taken {
+        if !overlap(&account48, p) {
+            continue;
+        }
+        let IpNet::V6(p) = normalized(p) else {
+            continue;
+        };
+        if p.prefix_len() <= 48 {
+            return Err(exhausted());
+        }
+        if p.prefix_len() >= 64 {
+            blocked.insert(subnet_of(p.network()));
+        } else {
+            ranges.push((subnet_of(p.network()), subnet_of(p.broadcast())));
+        }
+    }
+    let handles: std::collections::HashSet<&str> = handles.iter().copied().collect();
     (1u128..=0xffff)
-        .map(|subnet| {
-            Ipv6Net::new(Ipv6Addr::from(global | (subnet << 64)), 64)
+        .find(|s| {
+            !blocked.contains(s)
+                && !ranges.iter().any(|(a, b)| a <= s && s <= b)
+                && !handles.contains(format!("n{s:x}").as_str())
+        })
+        .map(|s| {
+            Ipv6Net::new(Ipv6Addr::from(global | (s << 64)), 64)
                 .expect("64 is a valid prefix length")
         })
-        .find(|net| {
-            !taken.iter().any(|(p, _)| overlap(&IpNet::V6(*net), p))
-                && !handles.contains(&handle_of(net).as_str())
-        })
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::CONFLICT,
-                "exhausted",
-                "the account has no free overlay /64 left",
-            )
-        })
+        .ok_or_else(exhausted)
 }
 
 /// The interface handle of a network (`wg-sdwan-<handle>`): its /64's
@@ -590,5 +617,27 @@ mod tests {
         let by_handle =
             allocate_overlay(&account, &[], &[handle_of(&first).as_str()]).expect("a /64");
         assert_eq!(by_handle, second);
+        // A prefix shorter than /64 inside the account's /48 blocks every
+        // /64 it covers; a VIP range (/120) blocks its /64; one covering
+        // the /48 leaves nothing.
+        let wide = Ipv6Net::new(first.network(), 60)
+            .expect("60 is valid")
+            .trunc();
+        let after_wide =
+            allocate_overlay(&account, &[(IpNet::V6(wide), "w".into())], &[]).expect("a /64");
+        assert!(
+            !wide.contains(&after_wide.network()),
+            "{after_wide} in {wide}"
+        );
+        let vip = Ipv6Net::new(Ipv6Addr::from(u128::from(first.network()) | 0x100), 120)
+            .expect("120 is valid");
+        assert_ne!(
+            allocate_overlay(&account, &[(IpNet::V6(vip), "v".into())], &[]).expect("a /64"),
+            first
+        );
+        let all = Ipv6Net::new(first.network(), 40)
+            .expect("40 is valid")
+            .trunc();
+        assert!(allocate_overlay(&account, &[(IpNet::V6(all), "a".into())], &[]).is_err());
     }
 }
