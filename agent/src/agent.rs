@@ -9,18 +9,18 @@
 //! ([`crate::vips`] has the fencing rule). A nudge from the platform runs
 //! a reconcile without waiting for the interval.
 
+use crate::driver::{AgentPlan, Role, Runtime, RuntimeError, ServerPlan};
 use crate::identity::{Identity, IdentityError};
 use crate::link::{AgentLink, LinkError};
-use crate::protocol::{
-    fingerprint, Assignment, BootstrapSecrets, EnrollRequest, HeartbeatReply, HeldVip, Submission,
-    SubmitReply,
-};
-use crate::runtime::{AgentPlan, Role, Runtime, RuntimeError, ServerPlan};
 use crate::state::{AgentState, Phase, Plan, StateStore};
 use powernode_events::payloads::k3s::{
     HandshakeBootstrap, HandshakeJoinRequest, HandshakeReady, K3sModule, RuntimeInstalling,
 };
 use powernode_events::{AccountId, Actor, Envelope, EventPayload};
+use powernode_protocol::{
+    fingerprint, Assignment, BootstrapSecrets, EnrollRequest, HeartbeatReply, HeldVip, Submission,
+    SubmitReply,
+};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -357,7 +357,7 @@ impl Agent {
             .state
             .token
             .clone()
-            .unwrap_or_else(crate::runtime::simulated::new_token);
+            .unwrap_or_else(crate::driver::simulated::new_token);
         self.state.token = Some(token.clone());
         self.store.save(&self.state)?;
         // Start with the flags the platform will stamp (the pod CIDR cannot

@@ -1,8 +1,8 @@
 //! # powernode-agent — the on-node agent
 //!
 //! * [`identity`] — the ed25519 key it enrolls with and signs every event with;
-//! * [`protocol`] and [`link`] — what it says to the platform's intake, and how
-//!   (NATS request/reply, or a direct call when it runs inside the platform);
+//! * [`link`] — how it reaches the platform's intake (NATS request/reply);
+//!   what it says is the `powernode-protocol` crate;
 //! * [`nkey`] — the NATS NKey user an agent may authenticate with;
 //! * [`agent`] — enrollment, heartbeat, module reconcile and the handshake;
 //! * [`state`] — what survives a restart (a restart with the same state dir
@@ -14,10 +14,9 @@
 //! The agent must stay lean: it never links the services or projections.
 
 pub mod agent;
+pub mod driver;
 pub mod identity;
 pub mod link;
 pub mod nkey;
-pub mod protocol;
-pub mod runtime;
 pub mod state;
 pub mod vips;

@@ -7,11 +7,11 @@
 
 use clap::{Parser, Subcommand};
 use powernode_agent::agent::Agent;
+use powernode_agent::driver::k3s::K3sRuntime;
+use powernode_agent::driver::simulated::SimulatedRuntime;
+use powernode_agent::driver::{Runtime, RuntimeKind};
 use powernode_agent::identity::Identity;
 use powernode_agent::link::{NatsAuth, NatsLink};
-use powernode_agent::runtime::k3s::K3sRuntime;
-use powernode_agent::runtime::simulated::SimulatedRuntime;
-use powernode_agent::runtime::{Runtime, RuntimeKind};
 use powernode_agent::state::StateStore;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -66,7 +66,7 @@ struct RunArgs {
     nats_inbox_prefix: Option<String>,
     /// The network interface a held virtual IP is put on (k3s runtime):
     /// the SD-WAN's WireGuard interface.
-    #[arg(long, env = "POWERNODE_VIP_INTERFACE", default_value = powernode_agent::runtime::k3s::DEFAULT_VIP_INTERFACE)]
+    #[arg(long, env = "POWERNODE_VIP_INTERFACE", default_value = powernode_agent::driver::k3s::DEFAULT_VIP_INTERFACE)]
     vip_interface: String,
 }
 
@@ -164,7 +164,7 @@ async fn main() -> anyhow::Result<()> {
             Ok(a) => break a,
             Err(
                 e @ powernode_agent::agent::AgentError::Link(
-                    powernode_agent::link::LinkError::Unavailable(_),
+                    powernode_protocol::link::LinkError::Unavailable(_),
                 ),
             ) => {
                 tracing::warn!(error = %e, "platform unavailable; retrying in 2 s");

@@ -17,8 +17,8 @@
 //! [`record`]s the ones that succeeded, so the state says what is really
 //! held and the next heartbeat reports exactly that ([`held`]).
 
-use crate::protocol::{HeldVip, VipDuty};
 use crate::state::VipState;
+use powernode_protocol::{HeldVip, VipDuty};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// One thing the runtime driver has to do for a virtual IP.

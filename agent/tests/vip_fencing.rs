@@ -8,14 +8,14 @@ use futures::channel::mpsc;
 use futures::stream::BoxStream;
 use futures::StreamExt;
 use powernode_agent::agent::{Agent, Step};
+use powernode_agent::driver::simulated::{HeldAddresses, SimulatedRuntime};
 use powernode_agent::identity::Identity;
 use powernode_agent::link::{AgentLink, LinkError};
-use powernode_agent::protocol::{
+use powernode_agent::state::StateStore;
+use powernode_protocol::{
     EnrollReply, EnrollRequest, Heartbeat, HeartbeatReply, HeldVip, Submission, SubmitReply,
     VipDuty,
 };
-use powernode_agent::runtime::simulated::{HeldAddresses, SimulatedRuntime};
-use powernode_agent::state::StateStore;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

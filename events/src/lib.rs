@@ -12,6 +12,7 @@
 //! * [`upcast`] — migration of older schema versions on read;
 //! * [`signing`] — ed25519 signatures of agent events over the canonical bytes;
 //! * [`subject`] — the mapping from (account, aggregate, kind) to a NATS subject;
+//! * [`text`] — which characters a name or argument may hold;
 //! * [`examples`] — one realistic example per kind (tests, schemas, benchmarks).
 //!
 //! This crate must never do I/O: no files, no network, no clock reads outside
@@ -27,6 +28,7 @@ pub mod kinds;
 pub mod payloads;
 pub mod signing;
 pub mod subject;
+pub mod text;
 pub mod upcast;
 
 pub use codec::{DecodeError, EncodeError, RawEnvelope};

@@ -10,24 +10,25 @@
 //!   operator tokens, templates, nodes, instances, networks, peers, virtual
 //!   IPs, clusters, k8s nodes, approvals) with the query helpers the API needs;
 //! * [`snapshot`] — the canonical CBOR snapshot format and its typed errors;
-//! * [`checkpoint`] — [`checkpoint::CheckpointStore`], where a consumer keeps
-//!   `(last applied sequence, snapshot)` in its own sled directory.
+//! * [`state_hash`] — the digest of a state's snapshot (equal states, equal digests).
+//!
+//! Where a consumer keeps its snapshots (sled checkpoints) is the runtime's
+//! business (`powernode-runtime`), not this crate's.
 //!
 //! What this crate must never do: I/O, clock reads, randomness or iteration
 //! over hash maps inside `apply`. Applying the same events in the same order
 //! must always produce the same state and byte-identical snapshots, so that
 //! any past state can be rebuilt by replay. Folds record facts; they never
 //! decide (whether a join is allowed, who gets promoted …) — services do.
-//! Only the [`checkpoint`] module (with [`sled_db`]) touches the disk, and only when asked to.
 
 #![warn(missing_docs)]
 
-pub mod checkpoint;
 pub mod fleet;
-pub mod sled_db;
+mod hash;
 pub mod snapshot;
 
 pub use fleet::FleetState;
+pub use hash::state_hash;
 pub use snapshot::SnapshotError;
 
 use powernode_events::Envelope;

@@ -3,11 +3,11 @@
 use crate::http::action;
 use crate::nats::NatsServer;
 use anyhow::ensure;
-use powernode_services::cli::{start_node, RunningNode};
-use powernode_services::log::embedded::EmbeddedLog;
-use powernode_services::log::jetstream::JetStreamLog;
-use powernode_services::log::SharedLog;
-use powernode_services::services::ServiceName;
+use powernode_log::embedded::EmbeddedLog;
+use powernode_log::jetstream::JetStreamLog;
+use powernode_log::SharedLog;
+use powernode_server::node::{start_node, RunningNode};
+use powernode_server::services::ServiceName;
 use serde_json::json;
 use std::sync::Arc;
 

@@ -48,5 +48,5 @@ pub fn built_binary(package: &str, bin: &str) -> anyhow::Result<PathBuf> {
 
 /// The `powernode` binary.
 pub fn powernode_bin() -> anyhow::Result<PathBuf> {
-    built_binary("powernode-services", "powernode")
+    built_binary("powernode-cli", "powernode")
 }

@@ -1,5 +1,5 @@
 //! The event-log conformance suite: the behaviour every
-//! [`EventLog`](powernode_services::log::EventLog) backend
+//! [`EventLog`](powernode_log::EventLog) backend
 //! must have, written once and run against each backend
 //! (`tests/tests/embedded_log.rs`, `tests/tests/jetstream_log.rs`).
 //!
@@ -26,9 +26,7 @@ use powernode_events::examples::example_payloads;
 use powernode_events::payloads::k3s::ClusterActivated;
 use powernode_events::subject::event_subject;
 use powernode_events::{AccountId, Actor, AggregateRef, Envelope, EventPayload};
-use powernode_services::log::{
-    Appended, Expect, Filter, LogError, Record, SharedLog, StartAt, Subscription,
-};
+use powernode_log::{Appended, Expect, Filter, LogError, Record, SharedLog, StartAt, Subscription};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 use uuid::Uuid;

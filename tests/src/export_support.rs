@@ -6,9 +6,9 @@ use crate::bins::powernode_bin;
 use crate::cli_support::{powernode, text};
 use anyhow::{bail, ensure, Context as _};
 use bytes::Bytes;
-use powernode_services::archive::Reader;
-use powernode_services::log::embedded::EmbeddedLog;
-use powernode_services::log::{Filter, SharedLog};
+use powernode_archive::Reader;
+use powernode_log::embedded::EmbeddedLog;
+use powernode_log::{Filter, SharedLog};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -137,7 +137,7 @@ pub async fn embedded_records(data_dir: &Path) -> anyhow::Result<Vec<Stored>> {
 }
 
 /// Every record of an export held in memory, as stored.
-pub fn export_records(bytes: &[u8]) -> anyhow::Result<Vec<powernode_services::log::Record>> {
+pub fn export_records(bytes: &[u8]) -> anyhow::Result<Vec<powernode_log::Record>> {
     Ok(Reader::new(bytes)?.collect::<Result<Vec<_>, _>>()?)
 }
 

@@ -6,8 +6,8 @@
 use crate::bins::powernode_bin;
 use crate::lifecycle_support::{wait_until, WAIT};
 use anyhow::Context as _;
-use powernode_services::log::jetstream::{durable_name, DEFAULT_STREAM};
-use powernode_services::services::failover::{FailoverConfig, FailoverPolicy};
+use powernode_log::jetstream::{durable_name, DEFAULT_STREAM};
+use powernode_server::services::failover::{FailoverConfig, FailoverPolicy};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 

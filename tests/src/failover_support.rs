@@ -19,9 +19,9 @@ use crate::lifecycle_support::{
 };
 use anyhow::{bail, ensure, Context as _};
 use powernode_agent::identity::Identity;
-use powernode_agent::protocol::{subjects, Heartbeat, HeldVip};
-pub use powernode_services::cli::NodeExtras;
-pub use powernode_services::services::failover::{FailoverConfig, FailoverPolicy};
+use powernode_protocol::{subjects, Heartbeat, HeldVip};
+pub use powernode_server::node::NodeExtras;
+pub use powernode_server::services::failover::{FailoverConfig, FailoverPolicy};
 use serde_json::{json, Value};
 use std::future::Future;
 use std::sync::{Arc, Mutex};

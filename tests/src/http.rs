@@ -1,6 +1,6 @@
 //! HTTP helpers for API tests, on the CLI's own client.
 
-pub use powernode_services::cli::client::Answer;
+pub use powernode_client::Answer;
 use serde_json::Value;
 
 /// Sends one request to `127.0.0.1:port`.
@@ -11,14 +11,7 @@ pub async fn request(
     token: Option<&str>,
     body: &[u8],
 ) -> anyhow::Result<Answer> {
-    powernode_services::cli::client::request(
-        &format!("127.0.0.1:{port}"),
-        method,
-        path,
-        token,
-        body,
-    )
-    .await
+    powernode_client::request(&format!("127.0.0.1:{port}"), method, path, token, body).await
 }
 
 /// `POST /v1/actions/<name>` with a JSON value.

@@ -4,12 +4,12 @@ use crate::conformance::{event, Opener};
 use crate::nats::NatsServer;
 use futures::future::BoxFuture;
 use powernode_events::Envelope;
-use powernode_services::log::jetstream::JetStreamLog;
-use powernode_services::log::{EventLog, Expect, Filter, LogError, SharedLog};
+use powernode_log::jetstream::JetStreamLog;
+use powernode_log::{EventLog, Expect, Filter, LogError, SharedLog};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Log output for a failing test: `RUST_LOG=powernode_services=debug`.
+/// Log output for a failing test: `RUST_LOG=powernode_server=debug,powernode_runtime=debug`.
 pub fn init_tracing() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
@@ -73,7 +73,7 @@ pub async fn append_retrying(
 pub async fn read_everything(
     log: &dyn EventLog,
     filter: &Filter,
-) -> anyhow::Result<Vec<powernode_services::log::Record>> {
+) -> anyhow::Result<Vec<powernode_log::Record>> {
     let mut out = Vec::new();
     let mut next = 1;
     loop {

@@ -21,10 +21,10 @@ pub use crate::manual_agent::*;
 use crate::nats::NatsServer;
 use anyhow::{anyhow, bail, Context as _};
 use powernode_events::Envelope;
-use powernode_services::cli::{start_node_with, NodeExtras, RunningNode};
-use powernode_services::log::jetstream::JetStreamLog;
-use powernode_services::log::{Filter, Record, SharedLog};
-use powernode_services::services::ServiceName;
+use powernode_log::jetstream::JetStreamLog;
+use powernode_log::{Filter, Record, SharedLog};
+use powernode_server::node::{start_node_with, NodeExtras, RunningNode};
+use powernode_server::services::ServiceName;
 use serde_json::{json, Value};
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -52,7 +52,7 @@ pub const OPERATOR_PERMISSIONS: &[&str] = &[
 
 /// An action the API refused (or could not be asked: `status` 0); the
 /// CLI client's error type.
-pub use powernode_services::cli::client::ActionError;
+pub use powernode_client::ActionError;
 
 /// Polls `check` every 100 ms until it answers `Ok`, or fails after
 /// `timeout` with `expected` and the last `Err` (what was seen instead).

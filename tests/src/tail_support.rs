@@ -9,7 +9,7 @@ use crate::cli_support::{admin_token, free_port, powernode};
 use anyhow::{bail, Context};
 use powernode_events::payloads::fleet::TemplateCreated;
 use powernode_events::{AccountId, Actor, Envelope};
-use powernode_services::log::{EventLog, Expect, LogError};
+use powernode_log::{EventLog, Expect, LogError};
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

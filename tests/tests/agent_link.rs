@@ -9,7 +9,7 @@
 use anyhow::ensure;
 use futures::StreamExt;
 use powernode_agent::link::{AgentLink, LinkError, NatsLink, HEARTBEAT_TIMEOUT};
-use powernode_agent::protocol::{subjects, Heartbeat};
+use powernode_protocol::{subjects, Heartbeat};
 use powernode_tests::nats::NatsServer;
 use std::time::{Duration, Instant};
 

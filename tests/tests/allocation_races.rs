@@ -10,7 +10,7 @@
 use anyhow::{ensure, Context};
 use powernode_events::payloads::sdwan::{VipPurpose, VirtualIpAllocated};
 use powernode_events::{AccountId, Actor, Envelope, EventPayload};
-use powernode_services::log::{Expect, Filter};
+use powernode_log::{Expect, Filter};
 use powernode_tests::api_support::Api;
 use powernode_tests::http::{action, Answer};
 use serde_json::{json, Value};

@@ -3,8 +3,8 @@
 //! and that a refused action appends nothing.
 
 use anyhow::ensure;
-use powernode_services::cli::start_node;
-use powernode_services::services::ServiceName;
+use powernode_server::node::start_node;
+use powernode_server::services::ServiceName;
 use powernode_tests::api_support::Api;
 use powernode_tests::http::{action, request};
 use serde_json::json;
@@ -252,9 +252,7 @@ async fn the_admin_token_survives_a_restart_and_is_never_in_the_log(
         );
     }
     // Only the fingerprint is in the log.
-    let records = log
-        .read(1, 10_000, &powernode_services::log::Filter::all())
-        .await?;
+    let records = log.read(1, 10_000, &powernode_log::Filter::all()).await?;
     for r in &records {
         ensure!(
             !r.bytes.windows(admin.len()).any(|w| w == admin.as_bytes()),
@@ -343,7 +341,7 @@ async fn nodes_instances_and_module_assignments(api: Api) -> anyhow::Result<()> 
     );
     let records = api
         .log
-        .read(1, 10_000, &powernode_services::log::Filter::all())
+        .read(1, 10_000, &powernode_log::Filter::all())
         .await?;
     ensure!(
         records.iter().all(|r| !r

@@ -1,7 +1,7 @@
 //! SD-WAN and cluster actions over HTTP, on both log backends.
 
 use anyhow::ensure;
-use powernode_services::log::SharedLog;
+use powernode_log::SharedLog;
 use powernode_tests::api_support::Api;
 use powernode_tests::http::action;
 use serde_json::json;
@@ -215,7 +215,7 @@ async fn fake_cluster(
         .into()));
     }
     for e in events {
-        log.append(&e, powernode_services::log::Expect::Any).await?;
+        log.append(&e, powernode_log::Expect::Any).await?;
     }
     Ok(())
 }

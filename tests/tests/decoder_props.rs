@@ -15,11 +15,11 @@
 //! stack, export frames whose length field says 4 GiB, and JSON nested
 //! past the parser's limit.
 
-use powernode_agent::protocol::{EnrollRequest, Heartbeat, Submission};
+use powernode_archive::{Reader, Writer};
 use powernode_events::examples::{example_envelope, example_payloads};
 use powernode_events::{Envelope, RawEnvelope};
-use powernode_services::archive::{Reader, Writer};
-use powernode_services::log::Record;
+use powernode_log::Record;
+use powernode_protocol::{EnrollRequest, Heartbeat, Submission};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use std::alloc::{GlobalAlloc, Layout, System};

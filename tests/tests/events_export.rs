@@ -10,13 +10,13 @@
 
 use anyhow::{ensure, Context as _};
 use futures::TryStreamExt;
+use powernode_archive::{Bound, SourceArgs};
+use powernode_client::ApiArgs;
 use powernode_events::payloads::fleet::AccountCreated;
 use powernode_events::{AccountId, Actor, Envelope};
-use powernode_services::cli::client::ApiArgs;
-use powernode_services::inspect::{Bound, Source, SourceArgs};
-use powernode_services::log::embedded::EmbeddedLog;
-use powernode_services::log::jetstream::JetStreamLog;
-use powernode_services::log::{EventLog, Expect, Filter, SharedLog};
+use powernode_log::embedded::EmbeddedLog;
+use powernode_log::jetstream::JetStreamLog;
+use powernode_log::{EventLog, Expect, Filter, SharedLog};
 use powernode_tests::cli_support::{admin_token, free_port, ok, powernode, Running};
 use powernode_tests::export_support::*;
 use powernode_tests::lifecycle_support::{str_at, Platform, AGENT};
@@ -410,7 +410,7 @@ async fn export_through_the_api_of_a_running_node_is_account_scoped() -> anyhow:
 
     // What `replay` and `events explain` use: the running node's log
     // through the API, as a temporary export file.
-    let opened = Source::open_with_api(
+    let opened = powernode_inspect::open_source(
         &SourceArgs {
             file: None,
             nats: None,

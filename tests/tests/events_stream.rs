@@ -6,13 +6,13 @@
 
 use anyhow::{ensure, Context};
 use futures::StreamExt;
+use powernode_client::sse::{EventStream, SseEvent};
+use powernode_client::ActionError;
 use powernode_events::payloads::k3s::{
     ClusterActivated, HandshakeJoinRequest, JoinTokenIssued, K3sModule,
 };
 use powernode_events::{Actor, Envelope, EventPayload};
-use powernode_services::cli::client::ActionError;
-use powernode_services::cli::sse_client::{EventStream, SseEvent};
-use powernode_services::log::{EventLog, Expect, Filter, StartAt};
+use powernode_log::{EventLog, Expect, Filter, StartAt};
 use powernode_tests::api_support::Api;
 use powernode_tests::bins::powernode_bin;
 use powernode_tests::cli_support::{ok, powernode, text};

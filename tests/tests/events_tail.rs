@@ -7,7 +7,7 @@
 
 use anyhow::ensure;
 use futures::future::try_join_all;
-use powernode_services::log::jetstream::JetStreamLog;
+use powernode_log::jetstream::JetStreamLog;
 use powernode_tests::nats::{NatsOptions, NatsServer};
 use powernode_tests::tail_support::{
     append_retrying, exactly, system_account, template_event, ApiProcess, TailProcess,

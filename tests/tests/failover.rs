@@ -6,8 +6,8 @@
 //! `--no-capture` to see the measured timings).
 
 use anyhow::{ensure, Context as _};
-use powernode_agent::protocol::HeldVip;
 use powernode_events::EventPayload;
+use powernode_protocol::HeldVip;
 use powernode_tests::failover_replica::{durables, wait_cursor_past, ServeProcess};
 use powernode_tests::failover_support::*;
 use powernode_tests::lifecycle_support::{error_code, str_at, OPERATOR_PERMISSIONS};

@@ -1,6 +1,6 @@
 //! Issue 13: a property test that throws malformed and hostile action
 //! bodies at every action of the build (the names come from the code's
-//! action table, `powernode_services::api::actions::ACTIONS`) and requires
+//! action table, `powernode_server::api::actions::ACTIONS`) and requires
 //! each to be refused with a 4xx and an error code, never a 5xx or a 200,
 //! and the log's last sequence to stay where it was.
 //!
@@ -17,7 +17,7 @@
 //! --no-capture` (prints how many bodies were tried: 1,500 on the embedded
 //! log, 1,000 on JetStream).
 
-use powernode_services::api::actions::{ACTIONS, MAX_ARGUMENT_TEXT};
+use powernode_server::api::actions::{ACTIONS, MAX_ARGUMENT_TEXT};
 use powernode_tests::api_support::Api;
 use powernode_tests::http::{action, request};
 use proptest::prelude::*;

@@ -11,7 +11,7 @@
 
 use anyhow::ensure;
 use powernode_events::{Envelope, EventPayload};
-use powernode_services::log::Filter;
+use powernode_log::Filter;
 use powernode_tests::api_support::Api;
 use powernode_tests::http::{action, request, Answer};
 use serde_json::{json, Value};
@@ -258,7 +258,7 @@ fn the_cli_escapes_server_strings_before_printing_instance_tables() {
         {"id": "inst-2\u{202e}", "hostname": "db", "status": "ready",
          "last_join_rejection": "bad\u{9b}31m"},
     ]});
-    let text = powernode_services::cli::fleet::render_instances(&data, 0);
+    let text = powernode_cli::fleet::render_instances(&data, 0);
     assert_eq!(text.lines().count(), 3, "header and two rows:\n{text}");
     assert!(
         !text
@@ -278,14 +278,14 @@ fn the_cli_escapes_server_strings_before_printing_instance_tables() {
         "aggregate": {"type": "template", "id": "tmpl-1"},
         "payload": {"k\u{1b}]0;pwned\u{7}": "v\r\nforged"},
     });
-    let summary = powernode_services::cli::events::summary(&event);
+    let summary = powernode_cli::events::summary(&event);
     assert!(!summary.chars().any(char::is_control), "{summary:?}");
     assert!(
         summary.contains(r"k\u{1b}]0;pwned\u{7}=v\u{d}\u{a}forged"),
         "{summary}"
     );
     // A refusal's code and message, as the CLI prints them.
-    let e = powernode_services::cli::client::ActionError {
+    let e = powernode_client::ActionError {
         status: 404,
         code: "not_found\u{1b}[2J".into(),
         message: "no instance \"x\"\r\nforged: line".into(),

@@ -11,10 +11,10 @@
 
 use anyhow::{ensure, Context as _};
 use powernode_agent::identity::Identity;
-use powernode_agent::protocol::{fingerprint, subjects, BootstrapSecrets, EnrollRequest};
 use powernode_events::payloads::k3s::{
     HandshakeBootstrap, HandshakeJoinRequest, HandshakeReady, K3sModule, RuntimeInstalling,
 };
+use powernode_protocol::{fingerprint, subjects, BootstrapSecrets, EnrollRequest};
 use powernode_tests::lifecycle_support::*;
 use serde_json::{json, Value};
 
@@ -234,7 +234,7 @@ async fn using_another_instances_identity_is_bad_signature() -> anyhow::Result<(
         let hb = json!({
             "instance_id": b.instance_id,
             "sent_at_ms": sent_at_ms,
-            "signature": a.identity.sign_bytes(&powernode_agent::protocol::Heartbeat::signing_bytes(&b.instance_id, sent_at_ms, &[])),
+            "signature": a.identity.sign_bytes(&powernode_protocol::Heartbeat::signing_bytes(&b.instance_id, sent_at_ms, &[])),
         });
         let r = request(&a.client, subjects::HEARTBEAT, serde_json::to_vec(&hb)?).await?;
         ensure!(error_code(&r) == Ok("bad_signature"), "{r}");
@@ -485,7 +485,7 @@ async fn bad_heartbeats_are_refused() -> anyhow::Result<()> {
         json!({
             "instance_id": instance,
             "sent_at_ms": sent_at_ms,
-            "signature": a.identity.sign_bytes(&powernode_agent::protocol::Heartbeat::signing_bytes(instance, sent_at_ms, &[])),
+            "signature": a.identity.sign_bytes(&powernode_protocol::Heartbeat::signing_bytes(instance, sent_at_ms, &[])),
         })
     };
     let now = chrono::Utc::now().timestamp_millis();
@@ -581,7 +581,7 @@ async fn requests_on_another_instances_subject_are_refused() -> anyhow::Result<(
     let beat = json!({
         "instance_id": a.instance_id,
         "sent_at_ms": now,
-        "signature": a.identity.sign_bytes(&powernode_agent::protocol::Heartbeat::signing_bytes(&a.instance_id, now, &[])),
+        "signature": a.identity.sign_bytes(&powernode_protocol::Heartbeat::signing_bytes(&a.instance_id, now, &[])),
     });
     let body = serde_json::to_vec(&beat)?;
     let own = request(
@@ -599,7 +599,7 @@ async fn requests_on_another_instances_subject_are_refused() -> anyhow::Result<(
     .await?;
     only_rejections(&p, 1, Some(&a.instance_id), || async {
         let e = a.signed(a.join_request(None))?;
-        let s = powernode_agent::protocol::Submission {
+        let s = powernode_protocol::Submission {
             event: hex::encode(e.encode()?),
             secrets: None,
         };

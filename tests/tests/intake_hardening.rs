@@ -7,11 +7,11 @@
 
 use anyhow::{ensure, Context as _};
 use powernode_agent::identity::Identity;
-use powernode_agent::protocol::{fingerprint, subjects, BootstrapSecrets, Submission};
 use powernode_events::payloads::k3s::{
     HandshakeBootstrap, HandshakeJoinRequest, HandshakeReady, K3sModule, RuntimeInstalling,
 };
 use powernode_events::{Envelope, EventPayload};
+use powernode_protocol::{fingerprint, subjects, BootstrapSecrets, Submission};
 use powernode_tests::lifecycle_support::*;
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -256,7 +256,7 @@ async fn escape_sequences_and_oversized_events_are_refused_and_not_stored() -> a
     );
     // A heartbeat naming a VIP with an escape sequence.
     let now = chrono::Utc::now().timestamp_millis();
-    let held = vec![powernode_agent::protocol::HeldVip {
+    let held = vec![powernode_protocol::HeldVip {
         virtual_ip_id: "vip\u{1b}]0;owned\u{7}".into(),
         vip: "fd00::1".into(),
         generation: 1,
@@ -265,7 +265,7 @@ async fn escape_sequences_and_oversized_events_are_refused_and_not_stored() -> a
         "instance_id": a.instance_id,
         "sent_at_ms": now,
         "held_vips": held,
-        "signature": a.identity.sign_bytes(&powernode_agent::protocol::Heartbeat::signing_bytes(&a.instance_id, now, &held)),
+        "signature": a.identity.sign_bytes(&powernode_protocol::Heartbeat::signing_bytes(&a.instance_id, now, &held)),
     });
     let r = request(&a.client, subjects::HEARTBEAT, serde_json::to_vec(&hb)?).await?;
     ensure!(error_code(&r) == Ok("bad_characters"), "{r}");

@@ -12,8 +12,8 @@
 use anyhow::{ensure, Context as _};
 use async_nats::jetstream::{self, consumer::pull};
 use futures::StreamExt;
-use powernode_services::log::jetstream::{durable_name, DEFAULT_STREAM, DURABLE_ACK_WAIT};
-use powernode_services::log::{DurableCursor, EventLog, Expect, Filter};
+use powernode_log::jetstream::{durable_name, DEFAULT_STREAM, DURABLE_ACK_WAIT};
+use powernode_log::{DurableCursor, EventLog, Expect, Filter};
 use powernode_tests::conformance::{events, fresh_account};
 use powernode_tests::jetstream_support::connect;
 use powernode_tests::nats::NatsServer;

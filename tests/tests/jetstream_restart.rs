@@ -5,7 +5,7 @@
 use anyhow::{ensure, Context as _};
 use futures::StreamExt;
 use powernode_events::Envelope;
-use powernode_services::log::{EventLog, Expect, Filter, LogError, StartAt};
+use powernode_log::{EventLog, Expect, Filter, LogError, StartAt};
 use powernode_tests::conformance::{events, fresh_account};
 use powernode_tests::jetstream_support::*;
 use powernode_tests::nats::{NatsOptions, NatsServer};

@@ -11,9 +11,9 @@
 
 use anyhow::{ensure, Context as _};
 use powernode_agent::agent::{Agent, Step};
+use powernode_agent::driver::simulated::SimulatedRuntime;
 use powernode_agent::identity::Identity;
 use powernode_agent::link::{NatsAuth, NatsLink};
-use powernode_agent::runtime::simulated::SimulatedRuntime;
 use powernode_agent::state::{Phase, StateStore};
 use powernode_tests::lifecycle_support::*;
 use serde_json::{json, Value};

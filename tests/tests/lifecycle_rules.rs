@@ -8,7 +8,7 @@
 //! `cargo nextest run -p powernode-tests --test lifecycle_rules`
 
 use anyhow::{ensure, Context as _};
-use powernode_agent::protocol::subjects;
+use powernode_protocol::subjects;
 use powernode_tests::lifecycle_support::*;
 use serde_json::json;
 

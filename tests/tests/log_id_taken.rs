@@ -7,7 +7,7 @@
 //!
 //! `cargo nextest run -p powernode-tests --test log_id_taken`
 
-use powernode_services::log::embedded::EmbeddedLog;
+use powernode_log::embedded::EmbeddedLog;
 use powernode_tests::conformance;
 use powernode_tests::jetstream_support::open;
 use powernode_tests::nats::NatsServer;

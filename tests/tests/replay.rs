@@ -13,7 +13,7 @@ use chrono::SecondsFormat;
 use ed25519_dalek::SigningKey;
 use powernode_events::payloads::sdwan::VirtualIpApplied;
 use powernode_events::{AccountId, Actor, Envelope, EventPayload};
-use powernode_services::log::Expect;
+use powernode_log::Expect;
 use powernode_tests::failover_support::*;
 use powernode_tests::lifecycle_support::{str_at, wait_until, WAIT};
 use powernode_tests::replay_support::{agrees, ids, ReplayCli};

@@ -10,14 +10,12 @@ use powernode_events::payloads::fleet::{
     AgentEnrolled, InstanceDrained, InstanceProvisioned, TemplateCreated,
 };
 use powernode_events::{AccountId, Actor, Envelope, EventPayload};
-use powernode_projections::checkpoint::CheckpointStore;
+use powernode_log::embedded::EmbeddedLog;
+use powernode_log::jetstream::JetStreamLog;
+use powernode_log::{Expect, Filter, SharedLog};
 use powernode_projections::FleetState;
-use powernode_services::log::embedded::EmbeddedLog;
-use powernode_services::log::jetstream::JetStreamLog;
-use powernode_services::log::{Expect, Filter, SharedLog};
-use powernode_services::runtime::{
-    run_consumer, ConsumerConfig, Outbox, ReactError, Reactor, Shared,
-};
+use powernode_runtime::checkpoint::CheckpointStore;
+use powernode_runtime::{run_consumer, ConsumerConfig, Outbox, ReactError, Reactor, Shared};
 use powernode_tests::nats::NatsServer;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -138,7 +136,7 @@ fn config() -> ConsumerConfig {
 /// projection, its task and the token that stops it.
 type Running = (
     Shared<FleetState>,
-    tokio::task::JoinHandle<Result<(), powernode_services::runtime::RuntimeError>>,
+    tokio::task::JoinHandle<Result<(), powernode_runtime::RuntimeError>>,
     CancellationToken,
 );
 

@@ -8,9 +8,9 @@
 use anyhow::{ensure, Context as _};
 use futures::future::BoxFuture;
 use powernode_events::AccountId;
-use powernode_services::secrets::embedded::EmbeddedSecrets;
-use powernode_services::secrets::jetstream::{JetStreamSecrets, DEFAULT_BUCKET};
-use powernode_services::secrets::{
+use powernode_server::secrets::embedded::EmbeddedSecrets;
+use powernode_server::secrets::jetstream::{JetStreamSecrets, DEFAULT_BUCKET};
+use powernode_server::secrets::{
     fingerprint, open_for, Created, SecretError, SecretKey, SecretStore, SharedSecrets,
 };
 use powernode_tests::jetstream_support::init_tracing;

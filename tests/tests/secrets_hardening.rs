@@ -13,17 +13,17 @@
 //! `cargo nextest run -p powernode-tests --test secrets_hardening`
 
 use anyhow::{ensure, Context as _};
-use powernode_agent::protocol::{fingerprint, BootstrapSecrets};
 use powernode_events::payloads::k3s::{HandshakeBootstrap, HandshakeReady};
 use powernode_events::{AccountId, EventPayload};
-use powernode_services::cli::{start_node_with, NodeExtras, RunningNode};
-use powernode_services::log::embedded::EmbeddedLog;
-use powernode_services::log::jetstream::JetStreamLog;
-use powernode_services::log::SharedLog;
-use powernode_services::secrets::embedded::{EmbeddedSecrets, DEFAULT_DIR};
-use powernode_services::secrets::jetstream::{JetStreamSecrets, DEFAULT_BUCKET};
-use powernode_services::secrets::{SecretError, SecretKey, SecretStore, SharedSecrets};
-use powernode_services::services::ServiceName;
+use powernode_log::embedded::EmbeddedLog;
+use powernode_log::jetstream::JetStreamLog;
+use powernode_log::SharedLog;
+use powernode_protocol::{fingerprint, BootstrapSecrets};
+use powernode_server::node::{start_node_with, NodeExtras, RunningNode};
+use powernode_server::secrets::embedded::{EmbeddedSecrets, DEFAULT_DIR};
+use powernode_server::secrets::jetstream::{JetStreamSecrets, DEFAULT_BUCKET};
+use powernode_server::secrets::{SecretError, SecretKey, SecretStore, SharedSecrets};
+use powernode_server::services::ServiceName;
 use powernode_tests::http::action;
 use powernode_tests::lifecycle_support::*;
 use powernode_tests::nats::NatsServer;
@@ -275,11 +275,11 @@ async fn a_decommissioned_clusters_secrets_stay_deleted() -> anyhow::Result<()> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedded_a_resent_bootstrap_cannot_replace_the_clusters_secrets() -> anyhow::Result<()> {
     use powernode_agent::identity::Identity;
-    use powernode_agent::protocol::{EnrollRequest, Submission, SubmitReply};
     use powernode_events::{Actor, Envelope};
-    use powernode_services::intake::Intake;
-    use powernode_services::runtime::Shared;
-    use powernode_services::services::{run_service, ServiceContext};
+    use powernode_protocol::{EnrollRequest, Submission, SubmitReply};
+    use powernode_runtime::Shared;
+    use powernode_server::intake::Intake;
+    use powernode_server::services::{run_service, ServiceContext};
 
     let n = Node::start_with(false, &ServiceName::ALL).await?;
     let (account, token) = n.operator("boot").await?;
@@ -297,11 +297,11 @@ async fn embedded_a_resent_bootstrap_cannot_replace_the_clusters_secrets() -> an
     let fleet = Shared::default();
     let ctx = ServiceContext {
         log: n.log.clone(),
-        checkpoints: Arc::new(powernode_projections::checkpoint::CheckpointStore::open(
+        checkpoints: Arc::new(powernode_runtime::checkpoint::CheckpointStore::open(
             own.path().join("checkpoints"),
         )?),
         shutdown: n.node.as_ref().context("running")?.shutdown.clone(),
-        liveness: powernode_services::liveness::Liveness::shared(),
+        liveness: powernode_server::liveness::Liveness::shared(),
         failover: Default::default(),
         replica: Some("secrets-test".into()),
     };
@@ -368,7 +368,7 @@ async fn embedded_a_resent_bootstrap_cannot_replace_the_clusters_secrets() -> an
         Err(refused) if refused.code == "secrets_exist" => {}
         other => anyhow::bail!("re-sent bootstrap: {other:?}"),
     }
-    let filter = powernode_services::log::Filter::all();
+    let filter = powernode_log::Filter::all();
     let added = n.log.read(before + 1, 1000, &filter).await?;
     ensure!(
         added.iter().any(|r| r.kind() == REJECTED)
@@ -548,9 +548,7 @@ impl Node {
             }),
         ] {
             let e = Envelope::new(account.clone(), Actor::service("provisioner"), p);
-            self.log
-                .append(&e, powernode_services::log::Expect::Any)
-                .await?;
+            self.log.append(&e, powernode_log::Expect::Any).await?;
         }
         let deadline = std::time::Instant::now() + WAIT;
         loop {
@@ -667,7 +665,7 @@ async fn concurrent_rotations_leave_store_and_log_agreeing(jetstream: bool) -> a
         won.contains(&logged),
         "the logged fingerprint is no rotation's answer"
     );
-    let filter = powernode_services::log::Filter {
+    let filter = powernode_log::Filter {
         kind_prefix: Some("system.k3s.join_token.rotated".into()),
         ..Default::default()
     };

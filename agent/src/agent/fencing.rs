@@ -4,10 +4,10 @@
 
 use super::{Agent, AgentError};
 use crate::identity::Identity;
-use crate::protocol::{Heartbeat, HeldVip, VipDuty};
 use crate::vips::{self, VipAction};
 use futures::stream::BoxStream;
 use futures::{FutureExt, StreamExt};
+use powernode_protocol::{Heartbeat, HeldVip, VipDuty};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};

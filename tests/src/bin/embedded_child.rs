@@ -3,8 +3,8 @@
 //! `append` appends from 16 tasks until killed, printing `PN-ACK <seq> <id>`
 //! for every acknowledged append. Arguments: `<mode> <dir>`.
 
-use powernode_services::log::embedded::EmbeddedLog;
-use powernode_services::log::Expect;
+use powernode_log::embedded::EmbeddedLog;
+use powernode_log::Expect;
 use powernode_tests::conformance;
 use std::path::Path;
 use std::time::Duration;

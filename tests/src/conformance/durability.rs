@@ -4,7 +4,7 @@ use super::*;
 
 /// Collects `n` records from a durable cursor (batches may be partial).
 async fn take_from_cursor(
-    cursor: &mut dyn powernode_services::log::DurableCursor,
+    cursor: &mut dyn powernode_log::DurableCursor,
     n: usize,
     what: &str,
 ) -> anyhow::Result<Vec<u64>> {

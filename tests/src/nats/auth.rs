@@ -2,9 +2,9 @@
 //! server (by URL) has which, and how clients and child processes use them.
 
 use anyhow::Context;
-use powernode_services::log::jetstream::JetStreamConfig;
-use powernode_services::natsauth::connect::ClientAuth;
-use powernode_services::natsauth::PlatformCreds;
+use powernode_log::jetstream::JetStreamConfig;
+use powernode_log::nats::connect::ClientAuth;
+use powernode_log::nats::PlatformCreds;
 use std::path::{Path, PathBuf};
 
 /// The platform's credentials for a test server (or cluster), and a file
@@ -27,7 +27,7 @@ impl PlatformAuth {
     }
 
     pub(super) fn config(&self) -> String {
-        powernode_services::natsauth::server_auth_config(
+        powernode_server::natsauth::server_auth_config(
             &self.creds.user_public_key(),
             &self
                 .creds
@@ -93,7 +93,7 @@ pub fn child_env(url: &str) -> Vec<(String, String)> {
 /// An agent link's NATS auth as the platform's own user (for tests that
 /// drive the intake's subjects directly, standing in for many agents).
 pub fn platform_link_auth(url: &str) -> powernode_agent::link::NatsAuth {
-    client_auth_for(url).platform_link_auth()
+    powernode_bench::platform_link_auth(&client_auth_for(url))
 }
 
 /// [`child_env`] for the URL after `--nats` in `args` (nothing without one).

@@ -15,7 +15,7 @@ use crate::failover::move_vip;
 use crate::runbook::{wait_active, Clusters};
 use crate::support::{ms, Rig, STEP};
 use anyhow::{ensure, Context as _};
-use powernode_services::log::jetstream::{durable_name, DEFAULT_STREAM};
+use powernode_log::jetstream::{durable_name, DEFAULT_STREAM};
 use powernode_tests::lifecycle_support::wait_until;
 use serde_json::{json, Value};
 use std::time::Instant;

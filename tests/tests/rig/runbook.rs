@@ -7,7 +7,7 @@
 use crate::security::Spy;
 use crate::support::{ms, Rig, STEP};
 use anyhow::ensure;
-use powernode_services::log::jetstream::DEFAULT_STREAM;
+use powernode_log::jetstream::DEFAULT_STREAM;
 use powernode_tests::lifecycle_support::wait_until;
 use serde_json::{json, Value};
 use std::time::Instant;
@@ -118,7 +118,7 @@ pub async fn run(rig: &mut Rig) -> anyhow::Result<Clusters> {
     let mut replication = serde_json::Map::new();
     let secrets = format!(
         "KV_{}",
-        powernode_services::secrets::jetstream::DEFAULT_BUCKET
+        powernode_server::secrets::jetstream::DEFAULT_BUCKET
     );
     for stream in [DEFAULT_STREAM, secrets.as_str()] {
         let c = rig.cluster_of_stream(stream).await?;

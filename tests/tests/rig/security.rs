@@ -9,7 +9,7 @@ use crate::support::Rig;
 use anyhow::{ensure, Context as _};
 use futures::StreamExt as _;
 use powernode_agent::link::{inbox_prefix_for, NatsAuth};
-use powernode_agent::protocol::{subjects, Reply};
+use powernode_protocol::{subjects, Reply};
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};

@@ -5,13 +5,11 @@
 //! projection after each scenario.
 
 use anyhow::{bail, ensure, Context as _};
-use powernode_services::cli::client::{ActionError, Api};
-use powernode_services::log::jetstream::{
-    durable_name, JetStreamConfig, JetStreamLog, DEFAULT_STREAM,
-};
-use powernode_services::log::{EventLog as _, Filter, StartAt};
-use powernode_services::natsauth::connect::ClientAuth;
-use powernode_services::natsauth::PlatformCreds;
+use powernode_client::{ActionError, Api};
+use powernode_log::jetstream::{durable_name, JetStreamConfig, JetStreamLog, DEFAULT_STREAM};
+use powernode_log::nats::connect::ClientAuth;
+use powernode_log::nats::PlatformCreds;
+use powernode_log::{EventLog as _, Filter, StartAt};
 use powernode_tests::lifecycle_support::wait_until;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -508,21 +506,18 @@ impl Rig {
             .log
             .subscribe(StartAt::Beginning, Filter::all())
             .await?;
-        let options = powernode_services::runtime::replay::RebuildOptions {
+        let options = powernode_runtime::replay::RebuildOptions {
             until: seq,
             ..Default::default()
         };
-        let (state, _) = powernode_services::runtime::replay::rebuild_from(
+        let (state, _) = powernode_runtime::replay::rebuild_from(
             records,
             powernode_projections::FleetState::default(),
             options,
             |_| {},
         )
         .await?;
-        let replayed = format!(
-            "sha256:{}",
-            powernode_services::inspect::replay::state_hash(&state)
-        );
+        let replayed = format!("sha256:{}", powernode_projections::state_hash(&state));
         ensure!(
             live["hash"].as_str() == Some(replayed.as_str()),
             "the API's fleet state at seq {seq} ({}) differs from a replay of the stream to it ({replayed}): a record was skipped or applied twice",
@@ -533,9 +528,7 @@ impl Rig {
 
     /// `GET /healthz`.
     pub async fn healthz(&self) -> anyhow::Result<Value> {
-        let a =
-            powernode_services::cli::client::request(&self.api_url, "GET", "/healthz", None, b"")
-                .await?;
+        let a = powernode_client::request(&self.api_url, "GET", "/healthz", None, b"").await?;
         ensure!(a.status == 200, "healthz {}: {}", a.status, a.body);
         Ok(a.body)
     }

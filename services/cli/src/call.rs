@@ -1,0 +1,33 @@
+//! `powernode call <action> '<json>'`: any action, its answer printed as JSON.
+
+use anyhow::Context;
+use powernode_client::ApiArgs;
+use std::path::PathBuf;
+
+/// Arguments of `powernode call` (the API address and token are the global
+/// `--url` / `--token`).
+#[derive(Debug, clap::Args)]
+pub struct CallArgs {
+    /// The action, e.g. `system_create_template`.
+    pub action: String,
+    /// Its arguments as a JSON object (default `{}`); `-` reads stdin.
+    pub args: Option<String>,
+    /// Where `powernode up` keeps its state (for the admin token).
+    #[arg(long, env = "POWERNODE_DATA_DIR", default_value = "./.powernode")]
+    pub data_dir: PathBuf,
+}
+
+/// Runs the action; exits non-zero with the error's code and message when refused.
+pub async fn run(api: &ApiArgs, a: CallArgs) -> anyhow::Result<()> {
+    let client = api.connect(&a.data_dir)?;
+    let body = match a.args.as_deref() {
+        None => "{}".to_string(),
+        Some("-") => {
+            std::io::read_to_string(std::io::stdin()).context("cannot read arguments from stdin")?
+        }
+        Some(s) => s.to_string(),
+    };
+    let data = client.call_raw(&a.action, body.as_bytes()).await?;
+    super::output::print_json(&data);
+    Ok(())
+}

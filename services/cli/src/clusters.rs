@@ -1,0 +1,288 @@
+//! `powernode clusters …`: list, inspect, fetch kubeconfigs, rotate join
+//! tokens and decommission K3s clusters.
+
+use super::confirm::{confirm, Target};
+use super::output::{cell, field, key_values, line, print_json, ClientOpts, Ctx, Table};
+use anyhow::Context;
+use powernode_client::{ActionError, ApiArgs};
+use serde_json::{json, Value};
+use std::path::PathBuf;
+
+/// `powernode clusters`.
+#[derive(Debug, clap::Args)]
+pub struct ClustersArgs {
+    /// Output and token options.
+    #[command(flatten)]
+    pub opts: ClientOpts,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: ClustersCommand,
+}
+
+/// Subcommands of `powernode clusters`.
+#[derive(Debug, clap::Subcommand)]
+pub enum ClustersCommand {
+    /// List the account's clusters (kubernetes_list_clusters).
+    List {
+        /// Include decommissioned clusters.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Show one cluster (kubernetes_get_cluster).
+    Get {
+        /// Cluster id.
+        id: String,
+    },
+    /// List a cluster's Kubernetes nodes (kubernetes_list_nodes).
+    Nodes {
+        /// Cluster id.
+        id: String,
+    },
+    /// Print a cluster's kubeconfig (kubernetes_get_kubeconfig; audited).
+    Kubeconfig {
+        /// Cluster id.
+        id: String,
+        /// Write it to this file (mode 0600) instead of printing it.
+        #[arg(long, value_name = "FILE")]
+        write: Option<PathBuf>,
+    },
+    /// Decommission a cluster: its node rows go, its VIP is released, its
+    /// instances are kept (kubernetes_decommission_cluster). Idempotent.
+    Decommission {
+        /// Cluster id.
+        id: String,
+        /// Do not ask for confirmation (required without a terminal).
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
+    /// Issue a new join token; agents holding the old one ask again
+    /// (kubernetes_rotate_join_token).
+    RotateToken {
+        /// Cluster id.
+        id: String,
+    },
+}
+
+/// Runs `powernode clusters …`.
+pub async fn run(api: &ApiArgs, args: ClustersArgs) -> anyhow::Result<()> {
+    let ctx = Ctx::new(api, &args.opts)?;
+    match args.command {
+        ClustersCommand::List { all } => {
+            let data = ctx
+                .api
+                .call(
+                    "kubernetes_list_clusters",
+                    &json!({ "include_decommissioned": all }),
+                )
+                .await?;
+            ctx.show(&data, |d| render_list(d, 0));
+        }
+        ClustersCommand::Get { id } => {
+            let data = ctx
+                .api
+                .call("kubernetes_get_cluster", &json!({ "id": id }))
+                .await?;
+            ctx.show(&data, |d| render_cluster(&d["cluster"]));
+        }
+        ClustersCommand::Nodes { id } => {
+            let data = ctx
+                .api
+                .call("kubernetes_list_nodes", &json!({ "cluster_id": id }))
+                .await?;
+            ctx.show(&data, |d| render_nodes(d, 0));
+        }
+        ClustersCommand::Kubeconfig { id, write } => kubeconfig(&ctx, &id, write).await?,
+        ClustersCommand::Decommission { id, yes } => decommission(&ctx, &id, yes).await?,
+        ClustersCommand::RotateToken { id } => {
+            let data = ctx
+                .api
+                .call("kubernetes_rotate_join_token", &json!({ "cluster_id": id }))
+                .await?;
+            ctx.show(&data, |d| {
+                format!(
+                    "rotated the join token of cluster {}; new token fingerprint {}\nagents holding the old token are refused (bad_token) and ask again\n",
+                    field(d, "cluster_id"),
+                    field(d, "token_fingerprint")
+                )
+            });
+        }
+    }
+    Ok(())
+}
+
+/// `{clusters:[…]}` as a table: ID NAME STATUS ENDPOINT NODES CNI VERSION.
+pub fn render_list(data: &Value, indent: usize) -> String {
+    let mut t = Table::new(&[
+        "ID", "NAME", "STATUS", "ENDPOINT", "NODES", "CNI", "VERSION",
+    ]);
+    for c in data["clusters"].as_array().into_iter().flatten() {
+        t.row(vec![
+            field(c, "id"),
+            field(c, "name"),
+            field(c, "status"),
+            field(c, "api_endpoint"),
+            field(c, "node_count"),
+            field(c, "cni_plugin"),
+            field(c, "version"),
+        ]);
+    }
+    t.render_indented(indent, "No clusters found.")
+}
+
+/// `{nodes:[…]}` as a table: INSTANCE ROLE STATUS VERSION NODE-NAME.
+pub fn render_nodes(data: &Value, indent: usize) -> String {
+    let mut t = Table::new(&["INSTANCE", "ROLE", "STATUS", "VERSION", "NODE-NAME"]);
+    for n in data["nodes"].as_array().into_iter().flatten() {
+        t.row(vec![
+            field(n, "instance_id"),
+            field(n, "role"),
+            field(n, "status"),
+            field(n, "version"),
+            field(n, "node_name"),
+        ]);
+    }
+    t.render_indented(indent, "No nodes.")
+}
+
+/// One cluster as `Label: value` lines.
+pub fn render_cluster(c: &Value) -> String {
+    let cni = match c.get("pod_cidr").filter(|p| !p.is_null()) {
+        Some(p) => format!("{} (pod CIDR {})", field(c, "cni_plugin"), cell(p)),
+        None => field(c, "cni_plugin"),
+    };
+    let flags = c["server_flags"]
+        .as_array()
+        .map(|a| a.iter().map(cell).collect::<Vec<_>>().join(" "))
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "-".into());
+    key_values(&[
+        ("ID", field(c, "id")),
+        ("Name", field(c, "name")),
+        ("Flavor", field(c, "flavor")),
+        ("Status", field(c, "status")),
+        ("API endpoint", field(c, "api_endpoint")),
+        ("Nodes", field(c, "node_count")),
+        ("CNI", cni),
+        ("Network", field(c, "network_id")),
+        ("Version", field(c, "version")),
+        ("Bootstrap instance", field(c, "bootstrap_instance_id")),
+        ("Server flags", flags),
+        ("Join token", field(c, "join_token_fingerprint")),
+    ])
+}
+
+async fn kubeconfig(ctx: &Ctx, id: &str, write: Option<PathBuf>) -> anyhow::Result<()> {
+    let data = ctx
+        .api
+        .call("kubernetes_get_kubeconfig", &json!({ "cluster_id": id }))
+        .await?;
+    let text = data["kubeconfig"].as_str().unwrap_or_default();
+    match write {
+        Some(path) => {
+            write_private(&path, text)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            if ctx.json() {
+                print_json(&json!({
+                    "written": path.display().to_string(),
+                    "api_endpoint": data["api_endpoint"],
+                }));
+            } else {
+                line(&format!(
+                    "wrote the kubeconfig of cluster {id} to {} (mode 0600; server {})",
+                    path.display(),
+                    field(&data, "api_endpoint")
+                ));
+            }
+        }
+        None if ctx.json() => print_json(&data),
+        None => super::output::emit(text),
+    }
+    Ok(())
+}
+
+/// Writes `text` to `path`, readable by its owner only.
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        options.mode(0o600);
+        let mut f = options.open(path)?;
+        // An existing file keeps its mode on open; tighten it.
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        f.write_all(text.as_bytes())
+    }
+    #[cfg(not(unix))]
+    {
+        options.open(path)?.write_all(text.as_bytes())
+    }
+}
+
+async fn decommission(ctx: &Ctx, id: &str, yes: bool) -> anyhow::Result<()> {
+    let nothing_to_do = |ctx: &Ctx| {
+        if ctx.json() {
+            print_json(&json!({ "cluster_id": id, "changed": false }));
+        } else {
+            line(&format!(
+                "cluster {id} is already decommissioned; nothing to do"
+            ));
+        }
+    };
+    if !yes {
+        let data = ctx
+            .api
+            .call("kubernetes_get_cluster", &json!({ "id": id }))
+            .await?;
+        let c = &data["cluster"];
+        if c["status"] == "decommissioned" {
+            nothing_to_do(ctx);
+            return Ok(());
+        }
+        let name = field(c, "name");
+        confirm(
+            &Target {
+                verb: "decommission",
+                kind: "cluster",
+                id,
+                name: &name,
+                name_label: "name",
+                details: vec![
+                    format!("name:      {name}"),
+                    format!("status:    {}", field(c, "status")),
+                    format!("nodes:     {}", field(c, "node_count")),
+                    format!("endpoint:  {}", field(c, "api_endpoint")),
+                    "its node rows are removed and its VIP released; its instances are kept".into(),
+                ],
+            },
+            yes,
+        )?;
+    }
+    match ctx
+        .api
+        .call(
+            "kubernetes_decommission_cluster",
+            &json!({ "cluster_id": id }),
+        )
+        .await
+    {
+        Ok(data) => {
+            ctx.show(&data, |d| {
+                format!(
+                    "cluster {id} ({}) decommissioned: {} node row(s) removed, VIP {} released, instances kept: {}\n",
+                    field(&d["cluster"], "name"),
+                    field(d, "removed_nodes"),
+                    field(d, "released_virtual_ip_id"),
+                    field(d, "instances_kept"),
+                )
+            });
+            Ok(())
+        }
+        Err(e) if ActionError::is(&e, "already_decommissioned") => {
+            nothing_to_do(ctx);
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}

@@ -1,0 +1,192 @@
+//! `powernode demo`: the first thing a newcomer runs. A throwaway platform
+//! (embedded log, every service, simulated agents) in a temporary
+//! directory, then the tutorial and the multi-cluster runbook played
+//! through the HTTP API step by step, with the events each step caused.
+
+mod flow;
+mod narrator;
+mod runbook;
+mod tutorial;
+
+use anyhow::{anyhow, Context};
+use narrator::say;
+use powernode_client::Api;
+use powernode_log::embedded::EmbeddedLog;
+use powernode_server::node::{start_node_with, NodeExtras, RunningNode};
+use powernode_server::services::ServiceName;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Arguments of `powernode demo`.
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// Keep the platform running after the tour (until Ctrl-C) to poke at it.
+    #[arg(long)]
+    pub keep: bool,
+    /// Address the demo's API listens on (default: a free loopback port).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub listen: SocketAddr,
+    /// Keep the demo's state here instead of a temporary directory that is
+    /// deleted at the end.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Heartbeat interval of the simulated agents, in milliseconds.
+    #[arg(long, default_value_t = 200)]
+    pub heartbeat_ms: u64,
+    /// How long one step may wait for the platform, in seconds.
+    #[arg(long, default_value_t = 30)]
+    pub timeout_secs: u64,
+}
+
+/// Where the demo keeps its state: a temporary directory (deleted on drop)
+/// or the operator's.
+enum DataDir {
+    Temp(tempfile::TempDir),
+    Kept(PathBuf),
+}
+
+impl DataDir {
+    fn path(&self) -> &Path {
+        match self {
+            Self::Temp(t) => t.path(),
+            Self::Kept(p) => p,
+        }
+    }
+}
+
+/// Runs the demo; fails (non-zero exit) when a step fails or times out.
+pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
+    crate::quiet_diagnostics();
+    let dir = match &args.data_dir {
+        Some(p) => {
+            std::fs::create_dir_all(p).with_context(|| format!("cannot create {}", p.display()))?;
+            DataDir::Kept(p.clone())
+        }
+        None => DataDir::Temp(
+            tempfile::Builder::new()
+                .prefix("powernode-demo-")
+                .tempdir()
+                .context("cannot create a temporary directory")?,
+        ),
+    };
+    say("powernode demo — a guided tour: the K3s tutorial, then the multi-cluster runbook,");
+    say("played against a throwaway platform whose node agents are simulated.");
+    let node = start(&args, dir.path()).await?;
+    let outcome = tokio::select! {
+        r = tour(&args, dir.path(), &node) => r,
+        _ = stop_signal() => Err(anyhow!("interrupted")),
+    };
+    if outcome.is_ok() && args.keep {
+        say("");
+        say("The platform keeps running; press Ctrl-C to stop it.");
+        stop_signal().await;
+    }
+    say("");
+    say("Stopping the demo platform …");
+    let stopped = node.stop().await;
+    match &dir {
+        DataDir::Temp(t) => say(&format!("Deleting {}.", t.path().display())),
+        DataDir::Kept(p) => say(&format!("Its state stays in {}.", p.display())),
+    }
+    drop(dir);
+    outcome?;
+    stopped.context("the demo platform did not stop cleanly")
+}
+
+/// Starts every service on an embedded log in `dir`, with simulated agents.
+async fn start(args: &DemoArgs, dir: &Path) -> anyhow::Result<RunningNode> {
+    let log_dir = dir.join("log");
+    std::fs::create_dir_all(&log_dir)
+        .with_context(|| format!("cannot create {}", log_dir.display()))?;
+    let log = Arc::new(EmbeddedLog::open(&log_dir)?);
+    start_node_with(
+        log,
+        dir,
+        &ServiceName::ALL,
+        args.listen,
+        "demo",
+        NodeExtras {
+            simulate_agents: Some(crate::sim::agents(Duration::from_millis(
+                args.heartbeat_ms.max(10),
+            ))),
+            ..NodeExtras::default()
+        },
+    )
+    .await
+    .context("cannot start the demo platform")
+}
+
+/// The tour proper, then how to poke at what it built.
+async fn tour(args: &DemoArgs, dir: &Path, node: &RunningNode) -> anyhow::Result<()> {
+    let addr = node.api_addr.context("the demo platform has no API")?;
+    let url = format!("http://{addr}");
+    let token_file = node
+        .admin_token_file
+        .clone()
+        .context("the demo platform wrote no admin token")?;
+    let admin_token = std::fs::read_to_string(&token_file)
+        .with_context(|| format!("cannot read {}", token_file.display()))?;
+    let admin = Api::new(&url, admin_token.trim());
+    let timeout = Duration::from_secs(args.timeout_secs.max(1));
+    let built = flow::Tour::new(admin, timeout)
+        .run(args, dir, &url, &token_file)
+        .await?;
+    hints(args, dir, &url, &built);
+    Ok(())
+}
+
+/// How to poke at the platform with the friendly CLI.
+fn hints(args: &DemoArgs, dir: &Path, url: &str, built: &flow::Built) {
+    let token_file = dir.join("demo.token");
+    say("");
+    say("Done. Everything above went through the same HTTP API the CLI uses.");
+    if args.keep {
+        say("Poke at it from another terminal:");
+    } else {
+        say("Run `powernode demo --keep` to poke at it afterwards, e.g.:");
+    }
+    let lines = [
+        format!("export POWERNODE_URL={url}"),
+        format!("export POWERNODE_TOKEN=$(cat {})", token_file.display()),
+        "powernode clusters list --all".to_string(),
+        format!("powernode clusters get {}", built.prod),
+        format!("powernode clusters nodes {}", built.prod),
+        format!(
+            "powernode clusters kubeconfig {} --write ./prod.kubeconfig",
+            built.prod
+        ),
+        format!("powernode vip get --cluster {}", built.prod),
+        "powernode instances list".to_string(),
+        "powernode networks list".to_string(),
+        "powernode events tail --kind-prefix system.k3s --follow".to_string(),
+        format!("powernode --url {url} call kubernetes_list_clusters '{{}}'"),
+    ];
+    for l in lines {
+        say(&format!("    {l}"));
+    }
+}
+
+/// Ctrl-C or SIGTERM.
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

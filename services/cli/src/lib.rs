@@ -1,0 +1,223 @@
+//! The `powernode` command line. The binary only parses and calls [`run`].
+
+pub mod approvals;
+mod call;
+pub mod clusters;
+mod confirm;
+pub mod demo;
+pub mod events;
+pub mod explain;
+pub mod export;
+pub mod fleet;
+pub mod nats;
+pub mod output;
+pub mod replay;
+pub mod replay_show;
+pub mod sim;
+
+use clap::{Parser, Subcommand};
+use powernode_server::node::{LogArgs, NodeExtras};
+use powernode_server::services::ServiceName;
+use std::net::SocketAddr;
+use std::sync::OnceLock;
+
+/// powernode — an event-sourced control plane for fleets of K3s clusters.
+#[derive(Debug, Parser)]
+#[command(name = "powernode", version, about)]
+pub struct Cli {
+    /// Log format for diagnostics on stderr.
+    #[arg(
+        long,
+        env = "POWERNODE_LOG_FORMAT",
+        value_enum,
+        default_value = "text",
+        global = true
+    )]
+    pub log_format: LogFormat,
+    /// Where client commands find the API, and with which token.
+    #[command(flatten)]
+    pub api: powernode_client::ApiArgs,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Diagnostic log formats.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run every service in one process (embedded log unless --nats).
+    Up {
+        /// Log selection.
+        #[command(flatten)]
+        log: LogArgs,
+        /// Address the HTTP API listens on.
+        #[arg(long, env = "POWERNODE_LISTEN", default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// Run a simulated agent in this process for every instance
+        /// provisioned through the API (no k3s, nothing else to install).
+        #[arg(long, env = "POWERNODE_SIMULATE_AGENTS")]
+        simulate_agents: bool,
+        /// Heartbeat interval of simulated agents, in milliseconds.
+        #[arg(long, default_value_t = 1000)]
+        heartbeat_ms: u64,
+        /// Silence detection and failover.
+        #[command(flatten)]
+        failover: powernode_server::services::failover::FailoverConfig,
+    },
+    /// Run one service alone.
+    Serve {
+        /// Which service.
+        #[arg(value_enum)]
+        service: ServiceName,
+        /// Log selection.
+        #[command(flatten)]
+        log: LogArgs,
+        /// Address the HTTP API listens on (api service only).
+        #[arg(long, env = "POWERNODE_LISTEN", default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// Silence detection and failover (sensor and failover services).
+        #[command(flatten)]
+        failover: powernode_server::services::failover::FailoverConfig,
+        /// Name of this replica, when several run the same service: each
+        /// gets its own durable cursor and checkpoint (`<service>-<replica>`).
+        #[arg(long, env = "POWERNODE_REPLICA")]
+        replica: Option<String>,
+    },
+    /// Run one action: `powernode call kubernetes_list_clusters '{}'`.
+    Call(call::CallArgs),
+    /// K3s clusters: list, get, nodes, kubeconfig, decommission, rotate-token.
+    Clusters(clusters::ClustersArgs),
+    /// Node instances: list, drain, terminate.
+    Instances(fleet::InstancesArgs),
+    /// SD-WAN networks.
+    Networks(fleet::NetworksArgs),
+    /// SD-WAN virtual IPs (a cluster's API endpoint).
+    Vip(fleet::VipArgs),
+    /// Failover proposals waiting for an operator: list, approve, reject.
+    Approvals(approvals::ApprovalsArgs),
+    /// The event log: tail, export, import, explain.
+    Events(events::EventsArgs),
+    /// Rebuild the fleet state from the log up to a point and print it
+    /// (`--hash` for a digest, `--diff A B` for what changed between two points).
+    Replay(replay::ReplayArgs),
+    /// A guided tour: a throwaway platform with simulated agents, two K3s
+    /// clusters built step by step through the API, narrated.
+    Demo(demo::DemoArgs),
+    /// Benchmarks.
+    #[command(subcommand)]
+    Bench(powernode_bench::BenchCommand),
+    /// The platform's NATS server: `nats init` writes its config and credentials.
+    #[command(subcommand)]
+    Nats(nats::NatsCommand),
+}
+
+/// Replaces the diagnostics filter set up by [`init_tracing`].
+type Refilter = Box<dyn Fn(tracing_subscriber::EnvFilter) + Send + Sync>;
+static REFILTER: OnceLock<Refilter> = OnceLock::new();
+
+/// Sets up diagnostics (`RUST_LOG` filters, default `info`).
+pub fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    match format {
+        LogFormat::Text => {
+            let builder = tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_ansi(ansi)
+                .with_writer(std::io::stderr)
+                .with_filter_reloading();
+            let handle = builder.reload_handle();
+            builder.init();
+            let _ = REFILTER.set(Box::new(move |f| {
+                let _ = handle.reload(f);
+            }));
+        }
+        LogFormat::Json => {
+            let builder = tracing_subscriber::fmt()
+                .json()
+                .with_env_filter(filter)
+                .with_ansi(ansi)
+                .with_writer(std::io::stderr)
+                .with_filter_reloading();
+            let handle = builder.reload_handle();
+            builder.init();
+            let _ = REFILTER.set(Box::new(move |f| {
+                let _ = handle.reload(f);
+            }));
+        }
+    }
+}
+
+/// Lowers diagnostics to errors (unless `RUST_LOG` says otherwise), for
+/// commands whose stdout tells the story, like `demo`.
+pub fn quiet_diagnostics() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        return;
+    }
+    if let Some(refilter) = REFILTER.get() {
+        refilter(tracing_subscriber::EnvFilter::new("error"));
+    }
+}
+
+/// Runs a parsed command line.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Up {
+            log,
+            listen,
+            simulate_agents,
+            heartbeat_ms,
+            failover,
+        } => {
+            let extras = NodeExtras {
+                simulate_agents: simulate_agents
+                    .then(|| sim::agents(std::time::Duration::from_millis(heartbeat_ms))),
+                failover,
+                replica: None,
+                nats_creds: None,
+                secrets_key_file: None,
+            };
+            powernode_server::node::run_node(&log, &ServiceName::ALL, listen, "up", extras).await
+        }
+        Command::Serve {
+            service,
+            log,
+            listen,
+            failover,
+            replica,
+        } => {
+            let checkpoint_name = match &replica {
+                Some(r) => format!("{}-{r}", service.as_str()),
+                None => service.as_str().to_string(),
+            };
+            let extras = NodeExtras {
+                failover,
+                replica,
+                ..NodeExtras::default()
+            };
+            powernode_server::node::run_node(&log, &[service], listen, &checkpoint_name, extras)
+                .await
+        }
+        Command::Call(args) => call::run(&cli.api, args).await,
+        Command::Clusters(args) => clusters::run(&cli.api, args).await,
+        Command::Instances(args) => fleet::run_instances(&cli.api, args).await,
+        Command::Networks(args) => fleet::run_networks(&cli.api, args).await,
+        Command::Vip(args) => fleet::run_vip(&cli.api, args).await,
+        Command::Approvals(args) => approvals::run(&cli.api, args).await,
+        Command::Events(args) => events::run(&cli.api, args).await,
+        Command::Replay(args) => replay::run(args).await,
+        Command::Demo(args) => demo::run(args).await,
+        Command::Bench(b) => powernode_bench::run(b).await,
+        Command::Nats(n) => nats::run(n),
+    }
+}

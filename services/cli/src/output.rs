@@ -1,0 +1,244 @@
+//! Output of the friendly subcommands: aligned tables and `key: value`
+//! views by default, the action's `data` as pretty JSON with `-o json`.
+
+use powernode_client::{Api, ApiArgs};
+use serde_json::Value;
+use std::io::Write;
+use std::path::PathBuf;
+
+/// How a command prints its answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Aligned columns for people.
+    Table,
+    /// The action's data as pretty JSON.
+    Json,
+}
+
+/// Options every friendly subcommand takes (after its group name or after
+/// the leaf command).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ClientOpts {
+    /// Output format.
+    #[arg(
+        short = 'o',
+        long = "output",
+        value_enum,
+        default_value = "table",
+        global = true
+    )]
+    pub output: Format,
+    /// Where `powernode up` keeps its state (for the admin token when no
+    /// --token / POWERNODE_TOKEN is given).
+    #[arg(
+        long,
+        env = "POWERNODE_DATA_DIR",
+        default_value = "./.powernode",
+        global = true
+    )]
+    pub data_dir: PathBuf,
+}
+
+/// What a friendly command works with: the API and the output format.
+pub struct Ctx {
+    /// The API client.
+    pub api: Api,
+    /// The chosen format.
+    pub format: Format,
+}
+
+impl Ctx {
+    /// Connects with the global API options and the command's options.
+    pub fn new(api: &ApiArgs, opts: &ClientOpts) -> anyhow::Result<Self> {
+        Ok(Self {
+            api: api.connect(&opts.data_dir)?,
+            format: opts.output,
+        })
+    }
+
+    /// True with `-o json`.
+    pub fn json(&self) -> bool {
+        self.format == Format::Json
+    }
+
+    /// Prints `data` as pretty JSON (`-o json`) or `table(data)` otherwise.
+    pub fn show(&self, data: &Value, table: impl FnOnce(&Value) -> String) {
+        if self.json() {
+            print_json(data);
+        } else {
+            emit(&table(data));
+        }
+    }
+}
+
+/// Writes `text` to stdout; a closed pipe (`| head`) ends the process quietly.
+pub fn emit(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let result = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+    if let Err(e) = result {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+    }
+}
+
+/// [`emit`] with a newline.
+pub fn line(text: &str) {
+    emit(&format!("{text}\n"));
+}
+
+/// Prints `v` as pretty JSON.
+pub fn print_json(v: &Value) {
+    line(&serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string()));
+}
+
+/// Text from the server made safe for a terminal: every control character
+/// (an escape sequence, a carriage return or newline that would forge a
+/// table row) and every bidirectional override is shown as `\u{..}`.
+pub fn printable(text: &str) -> String {
+    powernode_events::text::escape_unsafe(text).into_owned()
+}
+
+/// A value as a table cell: strings bare (non-printable characters
+/// escaped), null or missing as `-`.
+pub fn cell(v: &Value) -> String {
+    match v {
+        Value::Null => "-".to_string(),
+        Value::String(s) if s.is_empty() => "-".to_string(),
+        Value::String(s) => printable(s),
+        Value::Array(a) if a.is_empty() => "-".to_string(),
+        Value::Array(a) => a.iter().map(cell).collect::<Vec<_>>().join(","),
+        other => other.to_string(),
+    }
+}
+
+/// Field `key` of `v` as a cell.
+pub fn field(v: &Value, key: &str) -> String {
+    cell(v.get(key).unwrap_or(&Value::Null))
+}
+
+/// An aligned table: a header row and data rows, columns two spaces apart.
+#[derive(Debug, Clone)]
+pub struct Table {
+    header: Vec<String>,
+    rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    /// A table with these column titles.
+    pub fn new(header: &[&str]) -> Self {
+        Self {
+            header: header.iter().map(|h| h.to_string()).collect(),
+            rows: Vec::new(),
+        }
+    }
+
+    /// Adds a row (missing cells print as `-`; non-printable characters
+    /// are escaped, so no cell can end its row or start another).
+    pub fn row(&mut self, cells: Vec<String>) {
+        self.rows.push(cells.iter().map(|c| printable(c)).collect());
+    }
+
+    /// Number of data rows.
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// True without data rows.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// The table as text, each line indented by `indent` spaces; `empty`
+    /// (e.g. `no clusters`) instead when it has no rows.
+    pub fn render_indented(&self, indent: usize, empty: &str) -> String {
+        let pad = " ".repeat(indent);
+        if self.rows.is_empty() {
+            return format!("{pad}{empty}\n");
+        }
+        let mut widths: Vec<usize> = self.header.iter().map(|h| h.chars().count()).collect();
+        for row in &self.rows {
+            for (i, c) in row.iter().enumerate() {
+                if i < widths.len() {
+                    widths[i] = widths[i].max(c.chars().count());
+                }
+            }
+        }
+        let mut out = String::new();
+        for row in std::iter::once(&self.header).chain(&self.rows) {
+            let mut text = pad.clone();
+            for (i, w) in widths.iter().enumerate() {
+                let c = row.get(i).map_or("-", String::as_str);
+                if i + 1 == widths.len() {
+                    text.push_str(c);
+                } else {
+                    text.push_str(&format!("{c:<w$}  "));
+                }
+            }
+            out.push_str(text.trim_end());
+            out.push('\n');
+        }
+        out
+    }
+
+    /// The table as text; `empty` when it has no rows.
+    pub fn render(&self, empty: &str) -> String {
+        self.render_indented(0, empty)
+    }
+}
+
+/// A `Label:  value` view of one object, labels aligned.
+pub fn key_values(pairs: &[(&str, String)]) -> String {
+    let width = pairs.iter().map(|(k, _)| k.len() + 1).max().unwrap_or(0);
+    let mut out = String::new();
+    for (k, v) in pairs {
+        let v = printable(v);
+        out.push_str(&format!("{:<width$}  {v}\n", format!("{k}:")));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn tables_align_and_mark_missing_cells() {
+        let mut t = Table::new(&["ID", "NAME", "NODES"]);
+        t.row(vec!["a".into(), "longer-name".into(), "1".into()]);
+        t.row(vec!["bbbb".into(), "x".into()]);
+        assert_eq!(
+            t.render("none"),
+            "ID    NAME         NODES\na     longer-name  1\nbbbb  x            -\n"
+        );
+        assert_eq!(Table::new(&["A"]).render("none"), "none\n");
+    }
+
+    #[test]
+    fn server_strings_cannot_forge_rows_or_escape_sequences() {
+        let forged = "web-1\n\u{1b}[2Kinst-evil  admin  ready\r\u{202e}x\u{85}";
+        let mut t = Table::new(&["ID", "HOSTNAME"]);
+        t.row(vec!["inst-1".into(), forged.into()]);
+        let text = t.render("none");
+        assert_eq!(text.lines().count(), 2, "{text}");
+        assert!(
+            !text.chars().any(|c| c != '\n' && c.is_control()),
+            "{text:?}"
+        );
+        assert!(text.contains("web-1\\u{a}\\u{1b}[2Kinst-evil"), "{text}");
+        assert!(text.contains("\\u{202e}"), "{text}");
+        assert_eq!(cell(&json!("a\u{7f}b")), "a\\u{7f}b");
+        let kv = key_values(&[("Name", "x\ny".to_string())]);
+        assert_eq!(kv.lines().count(), 1, "{kv}");
+    }
+
+    #[test]
+    fn cells_are_bare() {
+        assert_eq!(cell(&json!("x")), "x");
+        assert_eq!(cell(&json!(null)), "-");
+        assert_eq!(cell(&json!(3)), "3");
+        assert_eq!(cell(&json!(["a", "b"])), "a,b");
+        assert_eq!(field(&json!({}), "k"), "-");
+    }
+}

@@ -1,0 +1,126 @@
+//! In-process simulated agents (`powernode up --simulate-agents`): one
+//! [`powernode_agent::agent::Agent`] with the simulated runtime for every
+//! instance provisioned through this API, talking to the intake by direct
+//! call. Each keeps its identity and state under
+//! `<data-dir>/sim-agents/<instance>`, so a restart resumes them.
+
+use powernode_agent::agent::Agent;
+use powernode_agent::driver::simulated::SimulatedRuntime;
+use powernode_agent::identity::Identity;
+use powernode_agent::state::StateStore;
+use powernode_server::api::Provisioned;
+use powernode_server::intake::Intake;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+/// The k3s version simulated agents report.
+pub const SIMULATED_K3S_VERSION: &str = "v1.30.5+k3s1";
+
+/// The node option that runs this simulator with `interval` heartbeats.
+pub fn agents(interval: Duration) -> powernode_server::node::SimulatedAgents {
+    powernode_server::node::SimulatedAgents { interval, start }
+}
+
+/// Starts the simulator: resumes the agents under `dir`, and answers a
+/// sender that starts one for every newly provisioned instance.
+pub fn start(
+    intake: Intake,
+    dir: PathBuf,
+    interval: Duration,
+    shutdown: CancellationToken,
+) -> mpsc::UnboundedSender<Provisioned> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<Provisioned>();
+    tokio::spawn(async move {
+        for existing in existing_agents(&dir) {
+            let hostname = existing.clone();
+            spawn_agent(
+                &intake, &dir, &existing, hostname, None, interval, &shutdown,
+            );
+        }
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                next = rx.recv() => match next {
+                    Some(p) => spawn_agent(&intake, &dir, &p.instance_id, p.hostname, Some(p.credential), interval, &shutdown),
+                    None => return,
+                },
+            }
+        }
+    });
+    tx
+}
+
+fn existing_agents(dir: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter(|e| e.path().join("state.json").exists())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect()
+}
+
+fn spawn_agent(
+    intake: &Intake,
+    dir: &Path,
+    instance_id: &str,
+    hostname: String,
+    credential: Option<String>,
+    interval: Duration,
+    shutdown: &CancellationToken,
+) {
+    let home = dir.join(instance_id);
+    let intake = intake.clone();
+    let shutdown = shutdown.clone();
+    let instance_id = instance_id.to_string();
+    tokio::spawn(async move {
+        let store = StateStore::in_dir(&home);
+        let hostname = store
+            .load()
+            .ok()
+            .and_then(|s| s.hostname)
+            .unwrap_or(hostname);
+        // The intake may still be catching up right after a start: retry.
+        let mut attempts = 0;
+        let agent = loop {
+            let identity = match Identity::load_or_create(&home.join("identity.key")) {
+                Ok(i) => i,
+                Err(e) => {
+                    warn!(instance = %instance_id, error = %e, "simulated agent: no identity");
+                    return;
+                }
+            };
+            let runtime = Box::new(SimulatedRuntime::new(
+                hostname.clone(),
+                SIMULATED_K3S_VERSION.into(),
+            ));
+            match Agent::start(
+                identity,
+                Arc::new(intake.clone()),
+                runtime,
+                store.clone(),
+                credential.clone(),
+            )
+            .await
+            {
+                Ok(a) => break a,
+                Err(e) if attempts < 20 => {
+                    attempts += 1;
+                    warn!(instance = %instance_id, error = %e, "simulated agent could not start; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Err(e) => {
+                    warn!(instance = %instance_id, error = %e, "simulated agent gave up");
+                    return;
+                }
+            }
+        };
+        info!(instance = %instance_id, "simulated agent running");
+        agent.run(interval, shutdown).await;
+    });
+}

@@ -1,0 +1,329 @@
+//! What an agent and the platform's intake say to each other.
+//!
+//! Three requests, each a JSON message (over NATS request/reply on the
+//! [`subjects`], or a direct call for in-process agents):
+//!
+//! * **enroll** — the one-time credential `system_provision_instance`
+//!   returned, and the agent's ed25519 public key;
+//! * **heartbeat** — signed proof of life; the answer carries the
+//!   instance's module assignments (so a new assignment is picked up within
+//!   one heartbeat);
+//! * **submit** — one signed handshake event (CBOR, hex), plus, for a
+//!   bootstrap report only, the secrets k3s generated (they go to the secret
+//!   store, never into the event). The answer is the platform's decision:
+//!   the cluster created, the join granted (with the token), or a refusal
+//!   with its reason.
+
+//!
+//! * [`link`] — the requests as a trait both sides implement, and why one fails;
+//! * [`token`] — minting join and bootstrap tokens.
+//!
+//! This crate is the wire contract between the agent and the server, shared
+//! so that neither depends on the other. It must never do I/O, hold state
+//! or know how a message travels.
+
+pub mod link;
+pub mod token;
+
+use powernode_events::payloads::k3s::K3sModule;
+use serde::{Deserialize, Serialize};
+
+/// NATS subjects the intake answers on.
+pub mod subjects {
+    /// [`super::EnrollRequest`] → [`super::EnrollReply`].
+    pub const ENROLL: &str = "pn.agent.enroll";
+    /// [`super::Heartbeat`] → [`super::HeartbeatReply`], from any instance
+    /// (the intake still answers here; agents use [`heartbeat_of`]).
+    pub const HEARTBEAT: &str = "pn.agent.heartbeat";
+    /// Every instance's own heartbeat subject ([`heartbeat_of`]).
+    pub const HEARTBEAT_ANY: &str = "pn.agent.heartbeat.*";
+    /// [`super::Submission`] → [`super::SubmitReply`], from any instance
+    /// (the intake still answers here; agents use [`submit_of`]).
+    pub const SUBMIT: &str = "pn.agent.submit";
+    /// Every instance's own submission subject ([`submit_of`]).
+    pub const SUBMIT_ANY: &str = "pn.agent.submit.*";
+
+    /// The subject an enrolled instance's agent heartbeats on. Per-instance
+    /// subjects let the server's permissions confine an agent to its own
+    /// (`publish: pn.agent.heartbeat.<instance>`), and the intake refuses a
+    /// beat whose instance is not the subject's (`subject_mismatch`).
+    pub fn heartbeat_of(instance_id: &str) -> String {
+        format!("{HEARTBEAT}.{instance_id}")
+    }
+
+    /// The subject an enrolled instance's agent submits handshake events
+    /// on (see [`heartbeat_of`]).
+    pub fn submit_of(instance_id: &str) -> String {
+        format!("{SUBMIT}.{instance_id}")
+    }
+
+    /// The instance a per-instance subject (`<prefix>.<instance>`) names,
+    /// or `None` for the shared subject `prefix` itself.
+    pub fn instance_of<'a>(subject: &'a str, prefix: &str) -> Option<&'a str> {
+        subject
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.strip_prefix('.'))
+            .filter(|id| !id.is_empty() && !id.contains('.'))
+    }
+    /// Queue group of the intake responders.
+    pub const QUEUE: &str = "pn-intake";
+    /// Prefix of the per-instance nudge subjects.
+    pub const NUDGE_PREFIX: &str = "pn.agent.nudge";
+
+    /// The subject an instance's agent listens on for nudges: "heartbeat
+    /// now" (sent to the old and the new holder after a VIP promotion, so
+    /// neither waits for its interval). The payload is the log sequence of
+    /// the change, in decimal: the agent passes it back as
+    /// [`super::Heartbeat::after_seq`] so the answer reflects the change.
+    pub fn nudge(instance_id: &str) -> String {
+        format!("{NUDGE_PREFIX}.{instance_id}")
+    }
+}
+
+/// Enrollment: registers the agent's public key for its instance.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct EnrollRequest {
+    /// The credential `system_provision_instance` returned (secret).
+    pub credential: String,
+    /// Hex of the 32-byte ed25519 public key.
+    pub public_key: String,
+}
+
+impl std::fmt::Debug for EnrollRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EnrollRequest")
+            .field("credential", &"<redacted>")
+            .field("public_key", &self.public_key)
+            .finish()
+    }
+}
+
+/// Who the agent now is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnrollReply {
+    /// The instance the credential belongs to.
+    pub instance_id: String,
+    /// Its account.
+    pub account_id: String,
+    /// The node's hostname (the Kubernetes node name).
+    pub hostname: String,
+}
+
+/// Proof of life, signed with the identity key over
+/// [`Heartbeat::signing_bytes`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Heartbeat {
+    /// The instance.
+    pub instance_id: String,
+    /// When it was sent (ms since the Unix epoch); stale beats are refused.
+    pub sent_at_ms: i64,
+    /// The virtual IPs the agent holds right now, with the fencing
+    /// generation it holds each at (covered by the signature).
+    #[serde(default)]
+    pub held_vips: Vec<HeldVip>,
+    /// Answer only once the platform's view includes this log sequence
+    /// (from a nudge; a hint, waited for briefly, not signed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after_seq: Option<u64>,
+    /// Hex of the ed25519 signature.
+    pub signature: String,
+}
+
+impl Heartbeat {
+    /// The bytes the signature covers: instance, time and every held VIP
+    /// (sorted, so the order an agent lists them in does not matter).
+    pub fn signing_bytes(instance_id: &str, sent_at_ms: i64, held: &[HeldVip]) -> Vec<u8> {
+        let mut text = format!("powernode-heartbeat\n{instance_id}\n{sent_at_ms}");
+        let mut held: Vec<String> = held
+            .iter()
+            .map(|h| format!("{} {} {}", h.virtual_ip_id, h.vip, h.generation))
+            .collect();
+        held.sort();
+        for h in held {
+            text.push('\n');
+            text.push_str(&h);
+        }
+        text.into_bytes()
+    }
+}
+
+/// A virtual IP an agent holds, at a fencing generation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldVip {
+    /// Virtual IP id.
+    pub virtual_ip_id: String,
+    /// The address.
+    pub vip: String,
+    /// The generation it holds the address at.
+    pub generation: u64,
+}
+
+/// What the platform expects of the instance for one virtual IP it is a
+/// member of (holder or failover candidate).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VipDuty {
+    /// Virtual IP id.
+    pub virtual_ip_id: String,
+    /// The address.
+    pub vip: String,
+    /// The newest generation the platform knows for it.
+    pub generation: u64,
+    /// Whether this instance is the holder at that generation.
+    pub hold: bool,
+}
+
+/// One k3s module assigned to the instance's template.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Assignment {
+    /// Assignment id.
+    pub assignment_id: String,
+    /// `k3s-server` or `k3s-agent`.
+    pub module_name: K3sModule,
+    /// The cluster to join; absent on a bootstrap server.
+    pub target_cluster_id: Option<String>,
+}
+
+/// The platform's view of the instance, returned to every heartbeat.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeartbeatReply {
+    /// `enrolled`, `drained`, `terminated`, …
+    pub status: String,
+    /// The k3s modules assigned to the instance's template.
+    pub assignments: Vec<Assignment>,
+    /// The cluster the platform has the instance in, if any.
+    pub cluster_id: Option<String>,
+    /// The k3s server flags a cluster bootstrapped by this instance now
+    /// would be stamped with (flannel over the SD-WAN, pod CIDR), so a
+    /// bootstrap server starts k3s with its final pod CIDR.
+    #[serde(default)]
+    pub bootstrap_server_flags: Vec<String>,
+    /// Every virtual IP the instance is a member of, at its newest
+    /// generation, and whether to hold it. An agent holds a VIP only for
+    /// the newest generation it has seen, and releases one that is not
+    /// listed or that a newer generation gives to another instance.
+    #[serde(default)]
+    pub vips: Vec<VipDuty>,
+}
+
+/// Secrets a bootstrap server hands over with its report.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct BootstrapSecrets {
+    /// The node (join) token.
+    pub node_token: String,
+    /// The admin kubeconfig.
+    pub kubeconfig: String,
+}
+
+impl std::fmt::Debug for BootstrapSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BootstrapSecrets(<redacted>)")
+    }
+}
+
+/// One signed handshake event.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Submission {
+    /// Hex of the signed event's canonical CBOR encoding.
+    pub event: String,
+    /// Only with `system.k3s.handshake.bootstrap`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secrets: Option<BootstrapSecrets>,
+}
+
+/// The platform's decision on a submission.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum SubmitReply {
+    /// Recorded (installing, ready).
+    Accepted {
+        /// Log sequence of the recorded event.
+        seq: u64,
+    },
+    /// The bootstrap report created a cluster.
+    ClusterCreated {
+        /// The new cluster.
+        cluster_id: String,
+        /// `https://[vip]:6443` (or the fallback endpoint).
+        api_endpoint: String,
+        /// The VIP to add as `--tls-san`, when one was allocated.
+        vip: Option<String>,
+        /// Flags stamped by the platform (flannel over the SD-WAN …).
+        server_flags: Vec<String>,
+    },
+    /// The join request was granted.
+    JoinGranted {
+        /// The cluster to join.
+        cluster_id: String,
+        /// `K3S_URL` / `--server`.
+        api_endpoint: String,
+        /// The VIP to add as `--tls-san` (servers), when there is one.
+        vip: Option<String>,
+        /// The join token (secret).
+        token: String,
+        /// `sha256:<hex>` of the token (reported back with `ready`).
+        token_fingerprint: String,
+        /// Flags stamped by the platform for joining servers.
+        server_flags: Vec<String>,
+    },
+    /// Refused; the agent retries on its next reconcile.
+    Rejected {
+        /// Why (`cluster_not_found`, `bad_token`, …).
+        reason: String,
+    },
+}
+
+impl std::fmt::Debug for SubmitReply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::JoinGranted {
+                cluster_id,
+                api_endpoint,
+                ..
+            } => f
+                .debug_struct("JoinGranted")
+                .field("cluster_id", cluster_id)
+                .field("api_endpoint", api_endpoint)
+                .field("token", &"<redacted>")
+                .finish(),
+            Self::Accepted { seq } => f.debug_struct("Accepted").field("seq", seq).finish(),
+            Self::ClusterCreated {
+                cluster_id,
+                api_endpoint,
+                ..
+            } => f
+                .debug_struct("ClusterCreated")
+                .field("cluster_id", cluster_id)
+                .field("api_endpoint", api_endpoint)
+                .finish(),
+            Self::Rejected { reason } => {
+                f.debug_struct("Rejected").field("reason", reason).finish()
+            }
+        }
+    }
+}
+
+/// A request the intake refused outright (it could not be attributed or
+/// verified), as `{"error": {"code", "message"}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// Machine-readable code (`bad_signature`, `unknown_credential`, …).
+    pub code: String,
+    /// What is wrong, for a human.
+    pub message: String,
+}
+
+/// The envelope every intake answer travels in.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reply<T> {
+    /// The answer.
+    Ok(T),
+    /// The refusal.
+    Error(ErrorBody),
+}
+
+/// `sha256:<hex>` of a secret: what events carry instead of it.
+pub fn fingerprint(secret: &[u8]) -> String {
+    use sha2::Digest;
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(secret)))
+}

@@ -1,0 +1,617 @@
+//! The consumer runtime every service runs.
+//!
+//! One loop, shared by all services:
+//!
+//! 1. load the service's checkpoint (projection snapshot + last applied
+//!    sequence) and open its durable cursor after that sequence;
+//! 2. take the next batch; skip every record at or below the last applied
+//!    sequence (so a redelivery never applies anything twice);
+//! 3. admit each record ([`admission`]): a record that cannot be decoded or
+//!    verified is recorded as `system.log.record_rejected` and the cursor
+//!    moves on; otherwise fold it into the projection and let the service
+//!    [`Reactor`] decide (it may append new events);
+//! 4. every so often, and on shutdown, save the checkpoint and only then
+//!    acknowledge the cursor up to it — an ack means "durably applied"
+//!    (written beside the loop, from a copy: [`checkpointing`]).
+//!
+//! Shutdown is a [`CancellationToken`]: the loop finishes the event it holds,
+//! checkpoints and returns.
+
+pub mod admission;
+pub mod checkpoint;
+mod checkpointing;
+pub mod replay;
+
+use crate::checkpoint::CheckpointStore;
+use async_trait::async_trait;
+use powernode_events::payloads::log::RecordRejected;
+use powernode_events::{AccountId, Actor, Envelope};
+use powernode_log::{DurableCursor, Filter, LogError, Record, SharedLog};
+use powernode_projections::Projection;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{watch, RwLock};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, info_span, warn, Instrument};
+use uuid::Uuid;
+
+/// Why a consumer loop stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// The log failed in a way retrying will not fix.
+    #[error("consumer {name}: {source}")]
+    Log {
+        /// Consumer name.
+        name: String,
+        /// The log error.
+        source: LogError,
+    },
+    /// The checkpoint could not be loaded or saved.
+    #[error("consumer {name}: checkpoint: {reason}")]
+    Checkpoint {
+        /// Consumer name.
+        name: String,
+        /// What failed.
+        reason: String,
+    },
+    /// The service's reactor failed fatally.
+    #[error("consumer {name}: {reason}")]
+    Fatal {
+        /// Consumer name.
+        name: String,
+        /// What failed.
+        reason: String,
+    },
+}
+
+/// What a reactor's failure means for the loop.
+#[derive(Debug, thiserror::Error)]
+pub enum ReactError {
+    /// Try the same event again after a pause (e.g. the log is unavailable).
+    #[error("retryable: {0}")]
+    Retry(String),
+    /// Stop the consumer.
+    #[error("fatal: {0}")]
+    Fatal(String),
+}
+
+impl From<LogError> for ReactError {
+    fn from(e: LogError) -> Self {
+        if e.is_retryable() {
+            Self::Retry(e.to_string())
+        } else {
+            Self::Fatal(e.to_string())
+        }
+    }
+}
+
+/// A service's decision logic: called after each admitted event has been
+/// folded into the projection, with the projection as it now stands.
+///
+/// Decisions go into the [`Outbox`]; the runtime appends a whole batch's
+/// decisions together (in order, pipelined through the log's group commit)
+/// before it checkpoints past the batch. A decision is therefore not yet in
+/// the projection when the next event of the same batch is handled: a
+/// reactor that allocates (addresses, …) keeps its own in-flight view.
+///
+/// Must be idempotent: after a crash, events after the last checkpoint are
+/// handled again. Give decisions ids derived from the cause
+/// ([`derived_event_id`]) so a repeat is a duplicate, not a second fact.
+#[async_trait]
+pub trait Reactor<S>: Send + 'static {
+    /// Reacts to one event.
+    async fn react(
+        &mut self,
+        state: &S,
+        seq: u64,
+        event: &Envelope,
+        out: &mut Outbox,
+    ) -> Result<(), ReactError>;
+
+    /// After every record of a batch was handled, before its decisions are
+    /// appended and before any checkpoint past it: work the reactor put off
+    /// to run together (guarded appends of independent objects, say). On
+    /// `Retry` it is called again; what succeeded must not be redone.
+    async fn end_batch(&mut self) -> Result<(), ReactError> {
+        Ok(())
+    }
+}
+
+/// Decisions waiting to be appended.
+#[derive(Debug, Default)]
+pub struct Outbox {
+    events: Vec<Envelope>,
+}
+
+impl Outbox {
+    /// Queues a decision.
+    pub fn push(&mut self, event: Envelope) {
+        self.events.push(event);
+    }
+
+    /// The queued decisions.
+    pub fn events(&self) -> &[Envelope] {
+        &self.events
+    }
+}
+
+/// A reactor that only keeps the projection (no decisions).
+pub struct ProjectOnly;
+
+#[async_trait]
+impl<S: Sync> Reactor<S> for ProjectOnly {
+    async fn react(
+        &mut self,
+        _: &S,
+        _: u64,
+        _: &Envelope,
+        _: &mut Outbox,
+    ) -> Result<(), ReactError> {
+        Ok(())
+    }
+}
+
+/// A deterministic event id for an event caused by `cause`: the same cause
+/// and tag always give the same id, so re-appending after a crash dedupes.
+pub fn derived_event_id(cause: Uuid, tag: &str) -> Uuid {
+    Uuid::new_v5(&cause, tag.as_bytes())
+}
+
+/// Tuning of one consumer.
+#[derive(Debug, Clone)]
+pub struct ConsumerConfig {
+    /// Durable cursor and checkpoint name (the service name).
+    pub name: String,
+    /// Which records it consumes.
+    pub filter: Filter,
+    /// Records per fetch.
+    pub batch: usize,
+    /// How long one fetch waits for the first record.
+    pub wait: Duration,
+    /// Checkpoint after this many applied records…
+    pub checkpoint_every: u64,
+    /// …or after this long, whichever comes first.
+    pub checkpoint_interval: Duration,
+}
+
+impl ConsumerConfig {
+    /// Defaults for a consumer of every record.
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            filter: Filter::all(),
+            batch: 1000,
+            wait: Duration::from_millis(500),
+            // A checkpoint is a full snapshot: frequent enough that a restart
+            // replays little, rare enough that snapshotting stays cheap.
+            checkpoint_every: 50_000,
+            checkpoint_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The projection a consumer maintains, shared with readers (the API), and
+/// the sequence it has applied up to.
+pub struct Shared<S> {
+    /// The projection.
+    pub state: Arc<RwLock<S>>,
+    applied_tx: Arc<watch::Sender<u64>>,
+}
+
+impl<S> Clone for Shared<S> {
+    fn clone(&self) -> Self {
+        Self {
+            state: self.state.clone(),
+            applied_tx: self.applied_tx.clone(),
+        }
+    }
+}
+
+impl<S: Default> Default for Shared<S> {
+    fn default() -> Self {
+        Self {
+            state: Arc::new(RwLock::new(S::default())),
+            applied_tx: Arc::new(watch::channel(0).0),
+        }
+    }
+}
+
+impl<S> Shared<S> {
+    /// The last applied sequence.
+    pub fn applied(&self) -> u64 {
+        *self.applied_tx.borrow()
+    }
+
+    /// Waits until `f` finds what it looks for in the projection (checked
+    /// now and after every applied event), or `timeout` passes.
+    pub async fn wait_until<T>(
+        &self,
+        timeout: Duration,
+        mut f: impl FnMut(&S) -> Option<T>,
+    ) -> Option<T> {
+        let mut rx = self.applied_tx.subscribe();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            rx.borrow_and_update();
+            if let Some(found) = f(&*self.state.read().await) {
+                return Some(found);
+            }
+            match tokio::time::timeout_at(deadline, rx.changed()).await {
+                Ok(Ok(())) => continue,
+                _ => return None,
+            }
+        }
+    }
+
+    /// Waits until the projection has applied `seq` (read-your-writes), or
+    /// `timeout` passes. Returns whether it got there.
+    pub async fn wait_for(&self, seq: u64, timeout: Duration) -> bool {
+        let mut rx = self.applied_tx.subscribe();
+        tokio::time::timeout(timeout, rx.wait_for(|applied| *applied >= seq))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+}
+
+/// Runs one consumer until `shutdown` is cancelled or a fatal error.
+pub async fn run_consumer<S, R>(
+    log: SharedLog,
+    checkpoints: Arc<CheckpointStore>,
+    config: ConsumerConfig,
+    shared: Shared<S>,
+    mut reactor: R,
+    shutdown: CancellationToken,
+) -> Result<(), RuntimeError>
+where
+    S: Projection + Clone + Send + Sync,
+    R: Reactor<S>,
+{
+    let span = info_span!("consumer", name = %config.name);
+    async move {
+        let name = config.name.clone();
+        let cp_err = |e: &dyn std::fmt::Display| RuntimeError::Checkpoint {
+            name: name.clone(),
+            reason: e.to_string(),
+        };
+        // 1. Restore.
+        let mut applied = 0;
+        if let Some(cp) = checkpoints.load(&name).map_err(|e| cp_err(&e))? {
+            *shared.state.write().await = S::restore(&cp.snapshot).map_err(|e| cp_err(&e))?;
+            applied = cp.seq;
+        }
+        shared.applied_tx.send_replace(applied);
+        info!(applied, "restored checkpoint");
+
+        let Some(mut cursor) = open_cursor(&log, &config, applied, &shutdown).await? else {
+            return Ok(());
+        };
+        let every = checkpointing::Every {
+            records: config.checkpoint_every,
+            interval: config.checkpoint_interval,
+        };
+        let mut checkpoints =
+            checkpointing::Checkpointer::new(shared.clone(), checkpoints, &name, every, applied);
+        let mut hints = admission::KeyHints::default();
+
+        // 2-4. Consume.
+        loop {
+            let fetch_start = Instant::now();
+            let batch = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                b = cursor.next_batch(config.batch, config.wait) => b,
+            };
+            let fetch_ms = fetch_start.elapsed().as_secs_f64() * 1000.0;
+            let batch = match batch {
+                Ok(b) => b,
+                Err(e) if e.is_retryable() => {
+                    warn!(error = %e, "fetch failed; retrying");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(Duration::from_millis(500)) => continue,
+                    }
+                }
+                Err(e) => return Err(RuntimeError::Log { name, source: e }),
+            };
+            // Decode and check signatures on a blocking thread (CPU work, off
+            // the async workers) and before taking the write lock, so readers
+            // (the API) are only held up while events are applied.
+            let fresh: Vec<Record> = batch.into_iter().filter(|r| r.seq > applied).collect();
+            if let Some(first) = fresh.first() {
+                debug!(
+                    records = fresh.len(),
+                    first_seq = first.seq,
+                    lag_ms = (chrono::Utc::now() - first.stored_at)
+                        .num_microseconds()
+                        .unwrap_or(0) as f64
+                        / 1000.0,
+                    fetch_ms,
+                    "batch fetched"
+                );
+            }
+            let state_ref = shared.state.clone();
+            let prepared = tokio::task::spawn_blocking(move || {
+                let decoded: Vec<_> = fresh.iter().map(admission::decode).collect();
+                let state = state_ref.blocking_read();
+                let verdicts =
+                    admission::preverify(&fresh, &decoded, &mut hints, |i| state.agent_key(i));
+                (fresh, decoded, verdicts, hints)
+            })
+            .await;
+            let (fresh, decoded, verdicts) = match prepared {
+                Ok((fresh, decoded, verdicts, h)) => {
+                    hints = h;
+                    (fresh, decoded, verdicts)
+                }
+                Err(e) => {
+                    return Err(RuntimeError::Fatal {
+                        name,
+                        reason: format!("admission worker failed: {e}"),
+                    })
+                }
+            };
+            let mut state = shared.state.write().await;
+            let mut outbox = Outbox::default();
+            for ((record, envelope), verdict) in fresh.iter().zip(decoded).zip(verdicts) {
+                let admitted = admission::admit_decoded(record, envelope, verdict, &*state);
+                handle_record(
+                    &config.name,
+                    &mut *state,
+                    &mut reactor,
+                    &mut outbox,
+                    record,
+                    admitted,
+                    &shutdown,
+                )
+                .await?;
+                applied = record.seq;
+                shared.applied_tx.send_replace(applied);
+                if shutdown.is_cancelled() {
+                    break;
+                }
+            }
+            drop(state);
+            end_batch(&config.name, &mut reactor, applied, &shutdown).await?;
+            debug!(
+                applied,
+                process_ms = fetch_start.elapsed().as_secs_f64() * 1000.0 - fetch_ms,
+                "batch applied"
+            );
+            let decisions = outbox.events.len();
+            let flush_start = Instant::now();
+            flush(&log, &name, outbox, &shutdown).await?;
+            if decisions > 0 {
+                debug!(
+                    applied,
+                    decisions,
+                    flush_ms = flush_start.elapsed().as_secs_f64() * 1000.0,
+                    "decisions appended"
+                );
+            }
+            checkpoints.after_batch(applied, cursor.as_mut()).await?;
+            if shutdown.is_cancelled() {
+                break;
+            }
+        }
+        checkpoints.finish(applied, cursor.as_mut()).await?;
+        info!(applied, "stopped");
+        Ok(())
+    }
+    .instrument(span)
+    .await
+}
+
+/// Opens the durable cursor, retrying while the log is unavailable. `None`
+/// when shut down first.
+async fn open_cursor(
+    log: &SharedLog,
+    config: &ConsumerConfig,
+    applied: u64,
+    shutdown: &CancellationToken,
+) -> Result<Option<Box<dyn DurableCursor>>, RuntimeError> {
+    loop {
+        let opened = async {
+            let mut cursor = log
+                .durable(&config.name, config.filter.clone(), applied)
+                .await?;
+            let acked = cursor.acked().await?;
+            if acked > applied {
+                // The cursor is ahead of the checkpoint (the checkpoint was lost or
+                // rolled back): the checkpoint is authoritative, so rewind.
+                warn!(
+                    acked,
+                    applied, "durable cursor ahead of checkpoint; rewinding it"
+                );
+                drop(cursor);
+                log.delete_durable(&config.name).await?;
+                cursor = log
+                    .durable(&config.name, config.filter.clone(), applied)
+                    .await?;
+            }
+            Ok::<_, LogError>(cursor)
+        };
+        match opened.await {
+            Ok(c) => return Ok(Some(c)),
+            Err(e) if e.is_retryable() => {
+                warn!(error = %e, "cannot open durable cursor; retrying");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(None),
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+            Err(e) => {
+                return Err(RuntimeError::Log {
+                    name: config.name.clone(),
+                    source: e,
+                })
+            }
+        }
+    }
+}
+
+/// Applies and reacts to one admitted record, or queues its refusal.
+async fn handle_record<S, R>(
+    name: &str,
+    state: &mut S,
+    reactor: &mut R,
+    outbox: &mut Outbox,
+    record: &Record,
+    admitted: Result<Envelope, admission::Refusal>,
+    shutdown: &CancellationToken,
+) -> Result<(), RuntimeError>
+where
+    S: Projection + Send + Sync,
+    R: Reactor<S>,
+{
+    let event = match admitted {
+        Ok(e) => e,
+        Err(refusal) => {
+            warn!(seq = record.seq, reason = %refusal.reason, "rejecting record");
+            outbox.push(rejection_event(name, record, refusal));
+            return Ok(());
+        }
+    };
+    let span = info_span!("event", seq = record.seq, event_id = %event.id, kind = event.kind());
+    async {
+        state.apply(record.seq, &event);
+        let what = format!("seq {}", record.seq);
+        loop {
+            match reactor.react(state, record.seq, &event, outbox).await {
+                Ok(()) => return Ok(()),
+                Err(e) => pause_before_retry(name, &what, e, shutdown).await?,
+            }
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+/// Runs the reactor's deferred work of a batch, retrying while it asks to.
+async fn end_batch<S, R: Reactor<S>>(
+    name: &str,
+    reactor: &mut R,
+    applied: u64,
+    shutdown: &CancellationToken,
+) -> Result<(), RuntimeError> {
+    let what = format!("the batch through seq {applied}");
+    loop {
+        match reactor.end_batch().await {
+            Ok(()) => return Ok(()),
+            Err(e) => pause_before_retry(name, &what, e, shutdown).await?,
+        }
+    }
+}
+
+/// After a failed reaction to `what`: pauses before the retry a `Retry`
+/// asks for; stops on a `Fatal` one, or when shut down meanwhile — without
+/// checkpointing past `what`, so it is tried again after a restart.
+async fn pause_before_retry(
+    name: &str,
+    what: &str,
+    error: ReactError,
+    shutdown: &CancellationToken,
+) -> Result<(), RuntimeError> {
+    let fatal = |reason: String| RuntimeError::Fatal {
+        name: name.to_string(),
+        reason,
+    };
+    match error {
+        ReactError::Retry(reason) => {
+            warn!(%reason, "reaction to {what} failed; retrying");
+            tokio::select! {
+                _ = shutdown.cancelled() => Err(fatal(format!("shut down while retrying {what}: {reason}"))),
+                _ = tokio::time::sleep(Duration::from_millis(250)) => Ok(()),
+            }
+        }
+        ReactError::Fatal(reason) => Err(fatal(format!("{what}: {reason}"))),
+    }
+}
+
+/// Appends a batch's decisions: all submitted at once, in order, so the
+/// log's group commit stores them together; failures that may pass are
+/// retried (appends are idempotent by event id).
+async fn flush(
+    log: &SharedLog,
+    name: &str,
+    outbox: Outbox,
+    shutdown: &CancellationToken,
+) -> Result<(), RuntimeError> {
+    let mut pending = outbox.events;
+    while !pending.is_empty() {
+        let results = futures::future::join_all(
+            pending
+                .iter()
+                .map(|e| log.append(e, powernode_log::Expect::Any)),
+        )
+        .await;
+        let mut retry = Vec::new();
+        for (event, result) in pending.into_iter().zip(results) {
+            match result {
+                Ok(_) => {}
+                Err(e) if e.is_retryable() => retry.push(event),
+                // A different record holds the decision's id: it can never
+                // be appended, and stopping the service over it would stop
+                // it for good (the batch is handled again after a restart).
+                Err(powernode_log::LogError::IdTaken { id, seq }) => {
+                    tracing::error!(
+                        service = name,
+                        event_id = %id,
+                        kind = event.kind(),
+                        taken_at = seq,
+                        "decision not appended: its id is taken by a different record"
+                    );
+                }
+                Err(e) => {
+                    return Err(RuntimeError::Fatal {
+                        name: name.to_string(),
+                        reason: format!(
+                            "cannot append decision {} ({}): {e}",
+                            event.id,
+                            event.kind()
+                        ),
+                    })
+                }
+            }
+        }
+        if !retry.is_empty() {
+            warn!(count = retry.len(), "appending decisions failed; retrying");
+            tokio::select! {
+                _ = shutdown.cancelled() => return Err(RuntimeError::Fatal {
+                    name: name.to_string(),
+                    reason: format!("shut down with {} decision(s) unappended; they are made again after restart", retry.len()),
+                }),
+                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+            }
+        }
+        pending = retry;
+    }
+    Ok(())
+}
+
+/// `system.log.record_rejected` for a refused record. The event id is
+/// derived from the record's sequence, so every consumer that meets the same
+/// bad record records it once.
+fn rejection_event(name: &str, record: &Record, refusal: admission::Refusal) -> Envelope {
+    let account = AccountId::new(record.account()).unwrap_or_else(|_| system_account());
+    let mut event = Envelope::new(
+        account,
+        Actor::service(name),
+        RecordRejected {
+            rejected_seq: record.seq,
+            rejected_kind: refusal.kind,
+            rejected_event_id: refusal.event_id,
+            reason: refusal.reason,
+            observed_by: name.to_string(),
+        },
+    );
+    event.id = derived_event_id(REJECTION_NAMESPACE, &record.seq.to_string());
+    event.correlation_id = event.id;
+    event
+}
+
+/// Namespace of rejection event ids.
+const REJECTION_NAMESPACE: Uuid = Uuid::from_u128(0x5c1e_7a3b_0000_4000_8000_706e_7265_6a65);
+
+/// The account that platform-level facts without a readable account belong to.
+pub fn system_account() -> AccountId {
+    AccountId::new("system").expect("literal is a valid account id")
+}

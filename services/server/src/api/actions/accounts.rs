@@ -1,0 +1,243 @@
+//! Accounts and operator tokens.
+
+use super::{account_arg, check_name, new_id, ActionContext};
+use crate::api::auth::{fingerprint, new_token, ADMIN, ALL_PERMISSIONS};
+use crate::api::error::ApiError;
+use powernode_events::payloads::fleet::{
+    AccountCreated, OperatorTokenIssued, OperatorTokenRevoked,
+};
+use powernode_events::{AggregateRef, AggregateType, Envelope};
+use powernode_log::Expect;
+use powernode_projections::fleet::OperatorToken;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+/// `system_create_account({name})` — admin only.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateAccount {
+    name: String,
+}
+
+pub async fn create_account(ctx: &ActionContext<'_>, a: CreateAccount) -> Result<Value, ApiError> {
+    ctx.operator.require(ADMIN)?;
+    check_name("name", &a.name)?;
+    let id = new_id("acct");
+    let account = account_arg(&id)?;
+    let event = Envelope::new(
+        account,
+        ctx.actor(),
+        AccountCreated {
+            account_id: id.clone(),
+            name: a.name.clone(),
+        },
+    );
+    ctx.append(&[event]).await?;
+    Ok(json!({"account": {"id": id, "name": a.name}}))
+}
+
+/// The longest `ttl_secs` a token may be given (ten years).
+pub const MAX_TTL_SECS: u64 = 10 * 365 * 24 * 3600;
+
+/// `system_create_operator_token({account_id, permissions, ttl_secs?})` —
+/// admin only; answers `{token}` once: only its fingerprint is kept. With
+/// `ttl_secs` the token is refused (`token_expired`) from `expires_at` on.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateOperatorToken {
+    account_id: String,
+    permissions: Vec<String>,
+    #[serde(default)]
+    ttl_secs: Option<u64>,
+}
+
+pub async fn create_operator_token(
+    ctx: &ActionContext<'_>,
+    a: CreateOperatorToken,
+) -> Result<Value, ApiError> {
+    ctx.operator.require(ADMIN)?;
+    let account = account_arg(&a.account_id)?;
+    if ctx
+        .fleet()
+        .await
+        .account(&account)
+        .and_then(|s| s.created_seq)
+        .is_none()
+    {
+        return Err(ApiError::not_found("account", &a.account_id));
+    }
+    if let Some(bad) = a
+        .permissions
+        .iter()
+        .find(|p| !ALL_PERMISSIONS.contains(&p.as_str()))
+    {
+        return Err(ApiError::bad_request(
+            "invalid_arguments",
+            format!(
+                "unknown permission {bad:?}; known: {}",
+                ALL_PERMISSIONS.join(", ")
+            ),
+        ));
+    }
+    let expires_at = match a.ttl_secs {
+        None => None,
+        Some(ttl) if (1..=MAX_TTL_SECS).contains(&ttl) => {
+            let at = chrono::Utc::now() + chrono::Duration::seconds(ttl as i64);
+            Some(at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        }
+        Some(ttl) => {
+            return Err(ApiError::bad_request(
+                "invalid_arguments",
+                format!("ttl_secs: {ttl} is out of range 1-{MAX_TTL_SECS}"),
+            ))
+        }
+    };
+    let token = new_token();
+    let token_id = new_id("tok");
+    let event = Envelope::new(
+        account,
+        ctx.actor(),
+        OperatorTokenIssued {
+            token_id: token_id.clone(),
+            permissions: a.permissions.clone(),
+            fingerprint: fingerprint(&token),
+            expires_at: expires_at.clone(),
+        },
+    );
+    ctx.append(&[event]).await?;
+    Ok(json!({
+        "token": token,
+        "token_id": token_id,
+        "account_id": a.account_id,
+        "permissions": a.permissions,
+        "expires_at": expires_at,
+    }))
+}
+
+/// `system_revoke_operator_token({token_id})` — admin only. The token is
+/// refused (`token_revoked`) from its next call on. Revoking a revoked token
+/// changes nothing; the token making the call cannot revoke itself.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeOperatorToken {
+    token_id: String,
+}
+
+pub async fn revoke_operator_token(
+    ctx: &ActionContext<'_>,
+    a: RevokeOperatorToken,
+) -> Result<Value, ApiError> {
+    ctx.operator.require(ADMIN)?;
+    if a.token_id == ctx.operator.token_id {
+        return Err(ApiError::bad_request(
+            "invalid_arguments",
+            "token_id: a token cannot revoke itself; revoke it with another admin token",
+        ));
+    }
+    // Which account holds the token (an id never moves between accounts).
+    let account = {
+        let fleet = ctx.fleet().await;
+        let found = fleet
+            .accounts()
+            .find_map(|(id, acct)| acct.tokens.get(&a.token_id).map(|_| id.clone()));
+        found.ok_or_else(|| ApiError::not_found("operator token", &a.token_id))?
+    };
+    // The guard first, then the state as of the guard: deciding on an older
+    // state would let two racing calls both revoke.
+    let aggregate = AggregateRef::new(AggregateType::OperatorToken, a.token_id.clone());
+    let guard = ctx.log().aggregate_last_seq(&account, &aggregate).await?;
+    ctx.wait_for(guard.unwrap_or(0)).await?;
+    let revoked = ctx
+        .fleet()
+        .await
+        .operator_token(&account, &a.token_id)
+        .is_some_and(|t| t.revoked);
+    if revoked {
+        return Ok(json!({
+            "token_id": a.token_id,
+            "account_id": account.as_str(),
+            "revoked": true,
+            "already_revoked": true,
+        }));
+    }
+    let event = Envelope::new(
+        account.clone(),
+        ctx.actor(),
+        OperatorTokenRevoked {
+            token_id: a.token_id.clone(),
+        },
+    );
+    let already_revoked = match ctx
+        .append_guarded(&event, guard.map_or(Expect::NoEvents, Expect::LastSeq))
+        .await
+    {
+        Ok(_) => false,
+        // Something was appended to the token meanwhile: a concurrent
+        // revocation. Answer once this node has applied it, so the token is
+        // refused here from now on, as after our own append.
+        Err(e) if e.code == "conflict" => {
+            let last = ctx.log().aggregate_last_seq(&account, &aggregate).await?;
+            ctx.wait_for(last.unwrap_or(0)).await?;
+            let revoked = ctx
+                .fleet()
+                .await
+                .operator_token(&account, &a.token_id)
+                .is_some_and(|t| t.revoked);
+            if !revoked {
+                return Err(e);
+            }
+            true
+        }
+        Err(e) => return Err(e),
+    };
+    Ok(json!({
+        "token_id": a.token_id,
+        "account_id": account.as_str(),
+        "revoked": true,
+        "already_revoked": already_revoked,
+    }))
+}
+
+/// `system_list_operator_tokens({account_id?})` — admin only:
+/// `{tokens: [{token_id, account_id, permissions, fingerprint, expires_at, revoked}]}`,
+/// never a token itself.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListOperatorTokens {
+    #[serde(default)]
+    account_id: Option<String>,
+}
+
+pub async fn list_operator_tokens(
+    ctx: &ActionContext<'_>,
+    a: ListOperatorTokens,
+) -> Result<Value, ApiError> {
+    ctx.operator.require(ADMIN)?;
+    let only = a.account_id.as_deref().map(account_arg).transpose()?;
+    let fleet = ctx.fleet().await;
+    if let Some(id) = &only {
+        if fleet.account(id).is_none() {
+            return Err(ApiError::not_found("account", id.as_str()));
+        }
+    }
+    let mut tokens: Vec<(&powernode_events::AccountId, &OperatorToken)> = fleet
+        .accounts()
+        .filter(|(id, _)| only.as_ref().is_none_or(|o| o == *id))
+        .flat_map(|(id, acct)| acct.tokens.values().map(move |t| (id, t)))
+        .collect();
+    tokens.sort_by_key(|(_, t)| t.issued_seq);
+    let out: Vec<Value> = tokens
+        .into_iter()
+        .map(|(id, t)| {
+            json!({
+                "token_id": t.id,
+                "account_id": id.as_str(),
+                "permissions": t.permissions,
+                "fingerprint": t.fingerprint,
+                "expires_at": t.expires_at,
+                "revoked": t.revoked,
+            })
+        })
+        .collect();
+    Ok(json!({ "tokens": out }))
+}

@@ -1,0 +1,200 @@
+//! Clusters: `kubernetes_list_clusters`, `kubernetes_get_cluster`,
+//! `kubernetes_list_nodes` in the runbook's answer shapes, and
+//! `kubernetes_decommission_cluster`.
+
+use super::ActionContext;
+use crate::api::auth::KUBERNETES_DECOMMISSION;
+use crate::api::error::ApiError;
+use crate::secrets::SecretKey;
+use axum::http::StatusCode;
+use powernode_events::payloads::k3s::ClusterDecommissioned;
+use powernode_events::{AccountId, AggregateRef, AggregateType, Envelope, EventPayload};
+use powernode_log::Expect;
+use powernode_projections::fleet::{Cluster, ClusterStatus, VipStatus};
+use powernode_projections::FleetState;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+/// A cluster as operators see it: the runbook's fields plus the details.
+#[derive(serde::Serialize)]
+struct ClusterView<'a> {
+    #[serde(flatten)]
+    cluster: &'a Cluster,
+    node_count: usize,
+    version: Option<&'a str>,
+}
+
+fn view<'a>(fleet: &FleetState, account: &AccountId, c: &'a Cluster) -> ClusterView<'a> {
+    ClusterView {
+        cluster: c,
+        node_count: fleet.node_count(account, &c.id),
+        version: c.k3s_version.as_deref(),
+    }
+}
+
+fn cluster_json(fleet: &FleetState, account: &AccountId, c: &Cluster) -> Value {
+    json!(view(fleet, account, c))
+}
+
+/// `kubernetes_list_clusters({include_decommissioned?})` → `{clusters: [...]}`,
+/// oldest first, serialized straight to text (a thousand clusters are
+/// common; building a `Value` tree for them costs more than the rest).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListClusters {
+    #[serde(default)]
+    include_decommissioned: bool,
+}
+
+pub async fn list_clusters(ctx: &ActionContext<'_>, a: ListClusters) -> Result<String, ApiError> {
+    #[derive(serde::Serialize)]
+    struct Clusters<'a> {
+        clusters: Vec<ClusterView<'a>>,
+    }
+    let fleet = ctx.fleet().await;
+    let account = &ctx.operator.account;
+    let all = fleet.clusters(account, a.include_decommissioned);
+    let out = Clusters {
+        clusters: all.into_iter().map(|c| view(&fleet, account, c)).collect(),
+    };
+    let mut buf = Vec::with_capacity(64 + out.clusters.len() * 640);
+    serde_json::to_writer(&mut buf, &out)
+        .map_err(|e| ApiError::unavailable(format!("cannot serialize the clusters: {e}")))?;
+    Ok(String::from_utf8(buf).expect("serde_json writes UTF-8"))
+}
+
+/// `kubernetes_get_cluster({id})` → `{cluster: {...}}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GetCluster {
+    id: String,
+}
+
+pub async fn get_cluster(ctx: &ActionContext<'_>, a: GetCluster) -> Result<Value, ApiError> {
+    let fleet = ctx.fleet().await;
+    let account = &ctx.operator.account;
+    let c = fleet
+        .cluster(account, &a.id)
+        .ok_or_else(|| ApiError::not_found("cluster", &a.id))?;
+    Ok(json!({ "cluster": cluster_json(&fleet, account, c) }))
+}
+
+/// `kubernetes_list_nodes({cluster_id})` → `{nodes: [{instance_id, role, status, version}]}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListNodes {
+    cluster_id: String,
+}
+
+pub async fn list_nodes(ctx: &ActionContext<'_>, a: ListNodes) -> Result<Value, ApiError> {
+    let fleet = ctx.fleet().await;
+    let account = &ctx.operator.account;
+    let cluster = fleet
+        .cluster(account, &a.cluster_id)
+        .ok_or_else(|| ApiError::not_found("cluster", &a.cluster_id))?;
+    if cluster.status == ClusterStatus::Decommissioned {
+        return Ok(json!({ "nodes": [] }));
+    }
+    Ok(json!({ "nodes": fleet.cluster_nodes(account, &a.cluster_id) }))
+}
+
+/// Deletes a cluster's join token and kubeconfig (none there is fine).
+async fn delete_cluster_secrets(
+    ctx: &ActionContext<'_>,
+    account: &AccountId,
+    cluster_id: &str,
+) -> Result<(), ApiError> {
+    for key in [
+        SecretKey::join_token(account, cluster_id),
+        SecretKey::kubeconfig(account, cluster_id),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        ctx.secrets().delete(&key).await.map_err(|e| {
+            tracing::warn!(%key, error = %e, "could not delete a decommissioned cluster's secret");
+            ApiError::unavailable(e.to_string())
+        })?;
+    }
+    Ok(())
+}
+
+/// `kubernetes_decommission_cluster({cluster_id})`: the cluster's node rows
+/// go, its VIP is released, its instances are kept (not terminated), and —
+/// once the decommission event is appended — its join token and kubeconfig
+/// are deleted from the secret store. A second call is refused with
+/// `already_decommissioned` and changes nothing in the log (it deletes the
+/// secrets again, so a deletion that failed the first time is retried).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Decommission {
+    cluster_id: String,
+}
+
+pub async fn decommission(ctx: &ActionContext<'_>, a: Decommission) -> Result<Value, ApiError> {
+    ctx.operator.require(KUBERNETES_DECOMMISSION)?;
+    let account = ctx.operator.account.clone();
+    let aggregate = AggregateRef::new(AggregateType::Cluster, a.cluster_id.clone());
+    let guard = ctx.log().aggregate_last_seq(&account, &aggregate).await?;
+    ctx.wait_for(guard.unwrap_or(0)).await?;
+    let (event, nodes) = {
+        let fleet = ctx.fleet().await;
+        let c = fleet
+            .cluster(&account, &a.cluster_id)
+            .ok_or_else(|| ApiError::not_found("cluster", &a.cluster_id))?;
+        if c.status == ClusterStatus::Decommissioned {
+            drop(fleet);
+            delete_cluster_secrets(ctx, &account, &a.cluster_id).await?;
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "already_decommissioned",
+                format!(
+                    "cluster {} is already decommissioned; nothing changed",
+                    a.cluster_id
+                ),
+            ));
+        }
+        let nodes: Vec<String> = fleet
+            .cluster_nodes(&account, &c.id)
+            .into_iter()
+            .map(|n| n.instance_id.clone())
+            .collect();
+        let vip = fleet
+            .cluster_virtual_ip(&account, &c.id)
+            .filter(|v| v.status == VipStatus::Allocated)
+            .map(|v| v.id.clone());
+        let event = Envelope::new(
+            account.clone(),
+            ctx.actor(),
+            ClusterDecommissioned {
+                cluster_id: c.id.clone(),
+                released_virtual_ip_id: vip,
+            },
+        );
+        (event, nodes)
+    };
+    let expect = guard.map_or(Expect::NoEvents, Expect::LastSeq);
+    let seq = ctx.append_guarded(&event, expect).await?;
+    delete_cluster_secrets(ctx, &account, &a.cluster_id)
+        .await
+        .map_err(|e| {
+            ApiError::unavailable(format!(
+                "cluster {} was decommissioned (seq {seq}) but its secrets are not deleted yet: {}; \
+                 call again to finish",
+                a.cluster_id, e.message
+            ))
+        })?;
+    let fleet = ctx.fleet().await;
+    let c = fleet
+        .cluster(&account, &a.cluster_id)
+        .expect("the cluster was just seen");
+    let EventPayload::ClusterDecommissioned(p) = &event.payload else {
+        unreachable!()
+    };
+    Ok(json!({
+        "cluster": cluster_json(&fleet, &account, c),
+        "removed_nodes": nodes.len(),
+        "instances_kept": nodes,
+        "released_virtual_ip_id": p.released_virtual_ip_id,
+    }))
+}

@@ -1,0 +1,152 @@
+//! The operator HTTP surface: `GET /healthz` and `POST /v1/actions/<name>`.
+//!
+//! Answers are `200 {"data": …}` or `4xx/5xx {"error": {"code", "message"}}`.
+//! [`auth`] checks bearer tokens, [`actions`] holds the actions, [`bootstrap`]
+//! creates the first admin token.
+
+pub mod actions;
+pub mod auth;
+pub mod bootstrap;
+pub mod error;
+pub mod export;
+pub mod sse;
+
+use error::ApiError;
+
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use powernode_log::SharedLog;
+use powernode_projections::FleetState;
+use powernode_runtime::Shared;
+use serde_json::json;
+use std::time::Duration;
+
+/// An action's answer: a JSON value, or (for large reads) the `data`
+/// object already serialized, which spares building a `Value` tree.
+pub enum Answer {
+    /// Serialized under `data`.
+    Json(serde_json::Value),
+    /// Serialized JSON text placed under `data` as it is.
+    Raw(String),
+}
+
+impl From<serde_json::Value> for Answer {
+    fn from(v: serde_json::Value) -> Self {
+        Self::Json(v)
+    }
+}
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct ApiState {
+    /// The event log.
+    pub log: SharedLog,
+    /// The API's projection.
+    pub fleet: Shared<FleetState>,
+    /// Join tokens and kubeconfigs.
+    pub secrets: crate::secrets::SharedSecrets,
+    /// Told about every provisioned instance and its credential, when
+    /// simulated agents run in this process.
+    pub on_provision: Option<tokio::sync::mpsc::UnboundedSender<Provisioned>>,
+    /// When agents were last heard (failover dry runs score with it).
+    pub liveness: crate::liveness::SharedLiveness,
+    /// Failover tuning (scoring, damping).
+    pub failover: crate::services::failover::FailoverConfig,
+    /// Cancelled when the node stops: ends open event streams so the HTTP
+    /// server's graceful shutdown does not wait for their clients.
+    pub shutdown: tokio_util::sync::CancellationToken,
+}
+
+/// The router.
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/v1/actions/{name}", post(action))
+        .route(export::PATH, get(export::export))
+        .route(sse::PATH, get(sse::stream))
+        .with_state(state)
+}
+
+async fn healthz(State(st): State<ApiState>) -> Response {
+    let applied = st.fleet.applied();
+    match tokio::time::timeout(Duration::from_secs(2), st.log.last_seq()).await {
+        Ok(Ok(last)) => Json(json!({
+            "status": "ok",
+            "log": st.log.describe(),
+            "last_seq": last,
+            "applied_seq": applied,
+        }))
+        .into_response(),
+        Ok(Err(e)) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "log_unavailable",
+            e.to_string(),
+        )
+        .into_response(),
+        Err(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "log_unavailable",
+            format!("{} did not answer within 2 s", st.log.describe()),
+        )
+        .into_response(),
+    }
+}
+
+async fn action(
+    State(st): State<ApiState>,
+    name: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    headers: HeaderMap,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
+    let (name, body) = match (name, body) {
+        (Ok(Path(name)), Ok(body)) => (name, body),
+        (name, body) => {
+            // Authentication first, as for every other refusal; then the
+            // same error shape as every action's (axum's own is plain text).
+            if let Err(e) = auth::authenticate(&headers, &*st.fleet.state.read().await) {
+                return e.into_response();
+            }
+            let e = match (name, body) {
+                (_, Err(r)) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                    ApiError::new(r.status(), "body_too_large", r.body_text())
+                }
+                (_, Err(r)) => ApiError::new(r.status(), "malformed_body", r.body_text()),
+                (Err(r), _) => {
+                    ApiError::new(StatusCode::NOT_FOUND, "unknown_action", r.body_text())
+                }
+                (Ok(_), Ok(_)) => unreachable!("handled above"),
+            };
+            return e.into_response();
+        }
+    };
+    match actions::dispatch(&st, &headers, &name, &body).await {
+        Ok(Answer::Json(data)) => Json(json!({ "data": data })).into_response(),
+        Ok(Answer::Raw(data)) => {
+            let mut body = String::with_capacity(data.len() + 10);
+            body.push_str("{\"data\":");
+            body.push_str(&data);
+            body.push('}');
+            (
+                [(axum::http::header::CONTENT_TYPE, "application/json")],
+                body,
+            )
+                .into_response()
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+/// A freshly provisioned instance and the credential its agent enrolls with.
+#[derive(Clone)]
+pub struct Provisioned {
+    /// Instance id.
+    pub instance_id: String,
+    /// The node's hostname.
+    pub hostname: String,
+    /// The one-time enrollment credential (secret).
+    pub credential: String,
+}

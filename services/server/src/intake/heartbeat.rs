@@ -1,0 +1,272 @@
+//! Heartbeats: verified proof of life, answered with what the instance
+//! should be doing — its module assignments and its duty for every virtual
+//! IP it is a member of (hold it at the newest generation, or not).
+//!
+//! A heartbeat also says which VIPs the agent holds, at which generation.
+//! When that differs from what the log last recorded for the instance, the
+//! change is appended (`system.sdwan.virtual_ip.applied`), once per change,
+//! never per beat: that is how a split (two agents holding one VIP) is seen,
+//! and how an old holder's release after a restart is on the record.
+
+use super::{refusal, validate, Intake, Refusal, MAX_SKEW};
+use powernode_events::payloads::k3s::K3sModule;
+use powernode_events::payloads::sdwan::VirtualIpApplied;
+use powernode_events::{AccountId, Actor, Envelope};
+use powernode_log::Expect;
+use powernode_projections::fleet::InstanceStatus;
+use powernode_projections::FleetState;
+use powernode_protocol::{Assignment, Heartbeat, HeartbeatReply, HeldVip, VipDuty};
+use powernode_runtime::derived_event_id;
+use tracing::warn;
+use uuid::Uuid;
+
+/// Longest a heartbeat waits for the sequence its nudge named.
+const AFTER_SEQ_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Namespace of the ids of `virtual_ip.applied` events.
+const APPLIED_NAMESPACE: Uuid = Uuid::from_u128(0x7e1d_a991_0000_4000_8000_6170_706c_6965);
+
+/// Checks a heartbeat: bounded fields, fresh (within [`MAX_SKEW`]), from a known instance,
+/// signed with the key it enrolled with. A terminated instance's beat is not
+/// checked here (it is answered "terminated" so the agent stops) and never
+/// counts as proof of life.
+pub fn verify_heartbeat(fleet: &FleetState, hb: &Heartbeat) -> Result<(), Refusal> {
+    super::limits::heartbeat(hb)?;
+    let now = chrono::Utc::now().timestamp_millis();
+    if (now - hb.sent_at_ms).unsigned_abs() > MAX_SKEW.as_millis() as u64 {
+        return Err(refusal(
+            "stale_heartbeat",
+            format!(
+                "heartbeat is {} ms away from the platform's clock (max {} ms)",
+                now - hb.sent_at_ms,
+                MAX_SKEW.as_millis()
+            ),
+        ));
+    }
+    let (account, instance) = fleet.find_instance(&hb.instance_id).ok_or_else(|| {
+        refusal(
+            "unknown_instance",
+            format!("no instance {}", hb.instance_id),
+        )
+    })?;
+    if instance.status == InstanceStatus::Terminated {
+        return Err(refusal(
+            "terminated",
+            format!("instance {} is terminated", hb.instance_id),
+        ));
+    }
+    let key = fleet
+        .agent_key_in(account, &hb.instance_id)
+        .ok_or_else(|| {
+            refusal(
+                "not_enrolled",
+                format!("instance {} has no enrolled key", hb.instance_id),
+            )
+        })?;
+    validate::verify_detached(
+        &key,
+        &Heartbeat::signing_bytes(&hb.instance_id, hb.sent_at_ms, &hb.held_vips),
+        &hb.signature,
+    )
+}
+
+impl Intake {
+    /// A heartbeat: verified, remembered (in memory), answered with the
+    /// instance's assignments and VIP duties.
+    pub async fn heartbeat(&self, hb: Heartbeat) -> Result<HeartbeatReply, Refusal> {
+        self.heartbeat_from(None, hb).await
+    }
+
+    /// [`Self::heartbeat`] for a beat that arrived on an instance's own
+    /// subject (`pn.agent.heartbeat.<sender>`): a beat of another instance
+    /// is refused (`subject_mismatch`).
+    pub async fn heartbeat_from(
+        &self,
+        sender: Option<&str>,
+        hb: Heartbeat,
+    ) -> Result<HeartbeatReply, Refusal> {
+        super::limits::heartbeat(&hb)?;
+        if let Some(sender) = sender.filter(|s| *s != hb.instance_id) {
+            return Err(refusal(
+                "subject_mismatch",
+                format!(
+                    "a heartbeat of instance {} arrived on the subject of instance {sender}; an agent beats only on its own subject",
+                    hb.instance_id
+                ),
+            ));
+        }
+        if let Some(seq) = hb.after_seq {
+            // Nudged about a change at `seq`: answer once the view has it
+            // (briefly: the hint is unsigned, so never wait long for it).
+            if seq > self.fleet.applied() {
+                self.fleet.wait_for(seq, AFTER_SEQ_WAIT).await;
+            }
+        }
+        let fleet = self.fleet.state.read().await;
+        let (account, instance) = fleet.find_instance(&hb.instance_id).ok_or_else(|| {
+            refusal(
+                "unknown_instance",
+                format!("no instance {}", hb.instance_id),
+            )
+        })?;
+        let terminated = instance.status == InstanceStatus::Terminated;
+        if !terminated {
+            verify_heartbeat(&fleet, &hb)?;
+            self.liveness.record_beat(&hb.instance_id, hb.sent_at_ms);
+        }
+        let status = match instance.status {
+            InstanceStatus::Provisioned => "provisioned",
+            InstanceStatus::Enrolled => "enrolled",
+            InstanceStatus::Drained => "drained",
+            InstanceStatus::Terminated => "terminated",
+        };
+        let assignments: Vec<Assignment> = fleet
+            .template(account, &instance.template_id)
+            .map(|t| {
+                t.module_assignments
+                    .iter()
+                    .map(|a| Assignment {
+                        assignment_id: a.assignment_id.clone(),
+                        module_name: a.module_name,
+                        target_cluster_id: a.config.target_cluster_id.clone(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let bootstraps = assignments.iter().any(|a: &Assignment| {
+            a.module_name == K3sModule::K3sServer
+                && a.target_cluster_id.as_deref().is_none_or(str::is_empty)
+        });
+        let bootstrap_server_flags = if bootstraps {
+            crate::services::provisioner::stamp(&fleet, account, &instance.id, None).server_flags
+        } else {
+            Vec::new()
+        };
+        let vips = if terminated {
+            Vec::new()
+        } else {
+            vip_duties(&fleet, account, &hb.instance_id)
+        };
+        let changes = if terminated {
+            Vec::new()
+        } else {
+            self.holding_changes(&fleet, account, &hb.instance_id, &hb.held_vips)
+        };
+        let reply = HeartbeatReply {
+            status: status.to_string(),
+            assignments,
+            cluster_id: instance.cluster_id.clone(),
+            bootstrap_server_flags,
+            vips,
+        };
+        drop(fleet);
+        if !changes.is_empty() {
+            // Recorded in the background: the beat is answered at once.
+            let log = self.log.clone();
+            tokio::spawn(async move {
+                for event in changes {
+                    if let Err(e) = log.append(&event, Expect::Any).await {
+                        warn!(error = %e, "could not record a VIP holding change; the next heartbeat retries");
+                    }
+                }
+            });
+        }
+        Ok(reply)
+    }
+
+    /// `virtual_ip.applied` events for every difference between what the
+    /// agent reports holding and what the log last recorded for it.
+    fn holding_changes(
+        &self,
+        fleet: &FleetState,
+        account: &AccountId,
+        instance_id: &str,
+        held: &[HeldVip],
+    ) -> Vec<Envelope> {
+        let Some(acct) = fleet.account(account) else {
+            return Vec::new();
+        };
+        let peers: Vec<&str> = acct
+            .instance_peers
+            .get(instance_id)
+            .into_iter()
+            .flatten()
+            .map(String::as_str)
+            .collect();
+        let mut reports: Vec<(String, String, u64, bool)> = Vec::new();
+        // Held now: recorded unless the log already says so.
+        for h in held {
+            let Some(vip) = acct.virtual_ips.get(&h.virtual_ip_id) else {
+                continue;
+            };
+            let Some(peer) = peers.iter().find(|p| {
+                vip.applied.contains_key(**p)
+                    || vip.holder_peer_id == **p
+                    || vip.failover_candidate_peer_ids.iter().any(|c| c == *p)
+            }) else {
+                continue;
+            };
+            if vip.applied.get(*peer) != Some(&h.generation) {
+                reports.push((vip.id.clone(), peer.to_string(), h.generation, true));
+            }
+        }
+        // Recorded as held but no longer reported: released.
+        for peer in &peers {
+            for vip_id in acct.peer_holdings.get(*peer).into_iter().flatten() {
+                let Some(vip) = acct.virtual_ips.get(vip_id) else {
+                    continue;
+                };
+                if let Some(g) = vip.applied.get(*peer) {
+                    if !held.iter().any(|h| h.virtual_ip_id == vip.id) {
+                        reports.push((vip.id.clone(), peer.to_string(), *g, false));
+                    }
+                }
+            }
+        }
+        let mut sent = self.applied_sent.lock().unwrap_or_else(|e| e.into_inner());
+        let mut events = Vec::new();
+        for (vip_id, peer_id, generation, now_held) in reports {
+            let key = (vip_id.clone(), instance_id.to_string());
+            if sent.get(&key) == Some(&(generation, now_held)) {
+                continue;
+            }
+            sent.insert(key, (generation, now_held));
+            let before = fleet
+                .virtual_ip(account, &vip_id)
+                .and_then(|v| v.applied.get(&peer_id).copied());
+            let mut event = Envelope::new(
+                account.clone(),
+                Actor::service("intake"),
+                VirtualIpApplied {
+                    virtual_ip_id: vip_id.clone(),
+                    instance_id: instance_id.to_string(),
+                    peer_id: peer_id.clone(),
+                    generation,
+                    held: now_held,
+                },
+            );
+            event.id = derived_event_id(
+                Uuid::new_v5(&APPLIED_NAMESPACE, vip_id.as_bytes()),
+                &format!("{peer_id}/{generation}/{now_held}/{before:?}"),
+            );
+            event.correlation_id = event.id;
+            events.push(event);
+        }
+        events
+    }
+}
+
+/// The duty of an instance for every VIP it is a member of: the newest
+/// generation and whether it is the holder.
+pub fn vip_duties(fleet: &FleetState, account: &AccountId, instance_id: &str) -> Vec<VipDuty> {
+    fleet
+        .vip_memberships(account, instance_id)
+        .into_iter()
+        .map(|(vip, _, holder)| VipDuty {
+            virtual_ip_id: vip.id.clone(),
+            vip: vip.vip.to_string(),
+            generation: vip.generation,
+            hold: holder,
+        })
+        .collect()
+}

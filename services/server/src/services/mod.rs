@@ -1,0 +1,131 @@
+//! The services. Each consumes the log with its own durable cursor and
+//! checkpoint, and can run alone (`powernode serve <service>`) or with the
+//! others in one process (`powernode up`).
+//!
+//! Every service keeps the fleet projection and adds its decisions as a
+//! [`powernode_runtime::Reactor`]: [`provisioner`] (handshakes and clusters),
+//! [`sdwan`] (VIPs), [`failover`] (proposals, approvals, promotions). The
+//! [`sensor`] keeps the projection and watches VIP holders on a timer.
+//! Sensor and failover hear agents' heartbeats ([`crate::liveness`]).
+
+pub mod failover;
+pub mod provisioner;
+pub mod sdwan;
+pub mod sensor;
+
+use powernode_events::{Actor, Envelope, EventPayload};
+use powernode_log::SharedLog;
+use powernode_projections::FleetState;
+use powernode_runtime::checkpoint::CheckpointStore;
+use powernode_runtime::{
+    derived_event_id, run_consumer, ConsumerConfig, Outbox, ProjectOnly, RuntimeError, Shared,
+};
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+/// A service that can be run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ServiceName {
+    /// The operator HTTP API and its projection.
+    Api,
+    /// Handshakes and the cluster lifecycle.
+    Provisioner,
+    /// Networks, peers and virtual IPs.
+    Sdwan,
+    /// Heartbeat silence detection.
+    Sensor,
+    /// VIP failover proposals and promotions.
+    Failover,
+}
+
+impl ServiceName {
+    /// Every service, in start order.
+    pub const ALL: [ServiceName; 5] = [
+        Self::Provisioner,
+        Self::Sdwan,
+        Self::Sensor,
+        Self::Failover,
+        Self::Api,
+    ];
+
+    /// The service's name (durable cursor and checkpoint name).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Api => "api",
+            Self::Provisioner => "provisioner",
+            Self::Sdwan => "sdwan",
+            Self::Sensor => "sensor",
+            Self::Failover => "failover",
+        }
+    }
+}
+
+/// What every service needs to run.
+#[derive(Clone)]
+pub struct ServiceContext {
+    /// The event log.
+    pub log: SharedLog,
+    /// Where checkpoints are kept.
+    pub checkpoints: Arc<CheckpointStore>,
+    /// Stops everything.
+    pub shutdown: CancellationToken,
+    /// When agents were last heard (shared with this process's intake).
+    pub liveness: crate::liveness::SharedLiveness,
+    /// Silence threshold, failover policy and damping.
+    pub failover: failover::FailoverConfig,
+    /// Replica name: several replicas of one service each need their own
+    /// durable cursor and checkpoint (`<service>-<replica>`), or they would
+    /// split the log between them. `None`: the service name alone.
+    pub replica: Option<String>,
+}
+
+/// Runs the consumer of one service over `shared` until shutdown.
+pub async fn run_service(
+    name: ServiceName,
+    ctx: ServiceContext,
+    shared: Shared<FleetState>,
+) -> Result<(), RuntimeError> {
+    let config = ConsumerConfig::new(match &ctx.replica {
+        Some(r) => format!("{}-{r}", name.as_str()),
+        None => name.as_str().to_string(),
+    });
+    let (log, cps, stop) = (ctx.log, ctx.checkpoints, ctx.shutdown);
+    match name {
+        ServiceName::Provisioner => {
+            run_consumer(log, cps, config, shared, provisioner::Provisioner, stop).await
+        }
+        ServiceName::Sdwan => {
+            run_consumer(log, cps, config, shared, sdwan::Sdwan::default(), stop).await
+        }
+        ServiceName::Sensor => {
+            tokio::spawn(sensor::run_detector(
+                log.clone(),
+                shared.clone(),
+                ctx.liveness,
+                ctx.failover,
+                stop.clone(),
+            ));
+            run_consumer(log, cps, config, shared, ProjectOnly, stop).await
+        }
+        ServiceName::Failover => {
+            tokio::spawn(failover::run_expiry(
+                log.clone(),
+                shared.clone(),
+                stop.clone(),
+            ));
+            let reactor = failover::Failover::new(log.clone(), ctx.liveness, ctx.failover);
+            run_consumer(log, cps, config, shared, reactor, stop).await
+        }
+        ServiceName::Api => run_consumer(log, cps, config, shared, ProjectOnly, stop).await,
+    }
+}
+
+/// Queues a decision caused by `cause`, with an id derived from the cause
+/// and the decision's kind (so handling the cause again after a crash is a
+/// duplicate, not a second fact).
+pub(crate) fn emit(out: &mut Outbox, cause: &Envelope, service: &str, payload: EventPayload) {
+    let mut event =
+        Envelope::new(cause.account_id.clone(), Actor::service(service), payload).caused_by(cause);
+    event.id = derived_event_id(cause.id, event.kind());
+    out.push(event);
+}

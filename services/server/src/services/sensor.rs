@@ -1,0 +1,165 @@
+//! The sensor: notices when a VIP's holder goes silent.
+//!
+//! Every few tens of milliseconds it compares, for each allocated VIP, when
+//! the holder's agent was last heard ([`crate::liveness`]) with the silence
+//! threshold. Past it, `sdwan.vip_holder_silent` is appended — once per
+//! silence episode: the event id is derived from the VIP, its generation and
+//! the episode number, so the same episode seen again (by this sensor after
+//! a restart, or by a second replica) is a duplicate, not a second fact.
+//! When the holder is heard again, `sdwan.vip_holder_recovered` ends the
+//! episode.
+
+use crate::liveness::SharedLiveness;
+use crate::services::failover::FailoverConfig;
+use chrono::{DateTime, Utc};
+use powernode_events::payloads::sdwan::{VipHolderRecovered, VipHolderSilent};
+use powernode_events::{AccountId, Actor, Envelope, EventPayload};
+use powernode_log::{Expect, SharedLog};
+use powernode_projections::fleet::VipStatus;
+use powernode_projections::FleetState;
+use powernode_runtime::{derived_event_id, Shared};
+use std::collections::HashSet;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+use uuid::Uuid;
+
+/// Namespace of the sensor's event ids.
+const SENSOR_NAMESPACE: Uuid = Uuid::from_u128(0x5e45_0a11_0000_4000_8000_7369_6c65_6e74);
+
+/// How often the sensor looks: a small fraction of the threshold, so a
+/// silence is reported soon after it crosses it.
+fn tick_for(threshold: Duration) -> Duration {
+    (threshold / 20).clamp(Duration::from_millis(10), Duration::from_millis(50))
+}
+
+/// Watches VIP holders until `shutdown`.
+pub async fn run_detector(
+    log: SharedLog,
+    shared: Shared<FleetState>,
+    liveness: SharedLiveness,
+    config: FailoverConfig,
+    shutdown: CancellationToken,
+) {
+    let threshold = config.threshold();
+    let observer = config.observer.clone().unwrap_or_else(|| {
+        format!(
+            "sensor@{}",
+            std::env::var("HOSTNAME").unwrap_or_else(|_| "local".into())
+        )
+    });
+    info!(threshold_ms = threshold.as_millis() as u64, %observer, "watching VIP holders");
+    let mut tick = tokio::time::interval(tick_for(threshold));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    // Episodes this process has reported, until the projection shows them.
+    let mut reported: HashSet<Uuid> = HashSet::new();
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let now = Utc::now();
+        let events = {
+            let state = shared.state.read().await;
+            observe(&state, &liveness, threshold, &observer, now)
+        };
+        for event in events {
+            if !reported.insert(event.id) {
+                continue;
+            }
+            match log.append(&event, Expect::Any).await {
+                Ok(a) if !a.duplicate => {
+                    info!(kind = event.kind(), seq = a.seq, "{}", describe(&event))
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    warn!(error = %e, "could not record a holder's silence; retrying");
+                    reported.remove(&event.id);
+                }
+            }
+        }
+        if reported.len() > 100_000 {
+            reported.clear();
+        }
+    }
+}
+
+fn describe(event: &Envelope) -> String {
+    match &event.payload {
+        EventPayload::VipHolderSilent(p) => format!(
+            "VIP {} holder {} silent since {}",
+            p.virtual_ip_id, p.holder_peer_id, p.last_seen_at
+        ),
+        EventPayload::VipHolderRecovered(p) => format!(
+            "VIP {} holder {} heard again after {} ms",
+            p.virtual_ip_id, p.holder_peer_id, p.silent_for_ms
+        ),
+        _ => event.kind().to_string(),
+    }
+}
+
+/// The silence and recovery events the state and liveness call for now.
+pub fn observe(
+    state: &FleetState,
+    liveness: &crate::liveness::Liveness,
+    threshold: Duration,
+    observer: &str,
+    now: DateTime<Utc>,
+) -> Vec<Envelope> {
+    let mut out = Vec::new();
+    for (account_id, account) in state.accounts() {
+        for vip in account.virtual_ips.values() {
+            if vip.status != VipStatus::Allocated {
+                continue;
+            }
+            let Some(peer) = account.peers.get(&vip.holder_peer_id) else {
+                continue;
+            };
+            let heard = liveness.heard_or_start(&peer.instance_id);
+            // A fresh holder gets the threshold from its promotion to be heard.
+            let since_promotion = vip.promotions.last().map(|p| p.at);
+            let reference = since_promotion.map_or(heard, |p| p.max(heard));
+            let quiet = (now - reference).to_std().unwrap_or_default();
+            let episode = format!("{}/{}/{}", vip.id, vip.generation, vip.silence_episodes);
+            if !vip.holder_silent && quiet > threshold {
+                out.push(event(
+                    account_id,
+                    &format!("silent/{episode}"),
+                    VipHolderSilent {
+                        virtual_ip_id: vip.id.clone(),
+                        holder_peer_id: vip.holder_peer_id.clone(),
+                        last_seen_at: reference
+                            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                        threshold_ms: threshold.as_millis() as u64,
+                        observer: observer.to_string(),
+                    },
+                ));
+            } else if vip.holder_silent {
+                let since = vip
+                    .silent_since
+                    .as_deref()
+                    .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+                    .map(|t| t.with_timezone(&Utc));
+                if let Some(since) = since.filter(|s| heard > *s && quiet <= threshold) {
+                    out.push(event(
+                        account_id,
+                        &format!("recovered/{episode}"),
+                        VipHolderRecovered {
+                            virtual_ip_id: vip.id.clone(),
+                            holder_peer_id: vip.holder_peer_id.clone(),
+                            silent_for_ms: (heard - since).num_milliseconds().max(0) as u64,
+                        },
+                    ));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn event(account: &AccountId, tag: &str, payload: impl Into<EventPayload>) -> Envelope {
+    let mut e = Envelope::new(account.clone(), Actor::service("sensor"), payload);
+    e.id = derived_event_id(SENSOR_NAMESPACE, tag);
+    e.correlation_id = e.id;
+    e
+}
