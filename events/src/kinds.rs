@@ -2,7 +2,7 @@
 //! string, current schema version and aggregate. Everything else (`kind()`,
 //! decoding by kind, [`ALL_KINDS`], schema generation) is derived from it.
 
-use crate::codec::DecodeError;
+use crate::error::{DecodeError, EncodeError};
 use crate::ids::{AggregateRef, AggregateType};
 use crate::payloads::{approvals::*, fleet::*, k3s::*, log::*, sdwan::*};
 
@@ -58,10 +58,10 @@ macro_rules! define_events {
             }
 
             /// The payload as a CBOR value.
-            pub(crate) fn to_value(&self) -> Result<ciborium::Value, crate::codec::EncodeError> {
+            pub(crate) fn to_value(&self) -> Result<ciborium::Value, EncodeError> {
                 match self {
                     $( Self::$variant(p) => ciborium::Value::serialized(p)
-                        .map_err(|e| crate::codec::EncodeError(e.to_string())), )*
+                        .map_err(|e| EncodeError(e.to_string())), )*
                 }
             }
 
