@@ -42,3 +42,15 @@ pub enum DecodeError {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("cannot encode event: {0}")]
 pub struct EncodeError(pub String);
+
+/// A string that is not a kind in this build's kind table (the error of
+/// `EventKind`'s `FromStr`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown event kind {0:?}")]
+pub struct UnknownKindError(pub String);
+
+impl From<UnknownKindError> for DecodeError {
+    fn from(e: UnknownKindError) -> Self {
+        DecodeError::UnknownKind(e.0)
+    }
+}

@@ -6,7 +6,8 @@
 //! * [`ids`] — account ids, aggregate references and actors;
 //! * [`envelope`] — the envelope every event travels in;
 //! * [`kinds`] — the one table that binds each payload type to its kind string,
-//!   schema version and aggregate (the kind string is written there and nowhere else);
+//!   schema version and aggregate (the kind string is written there and nowhere
+//!   else), and the fieldless [`EventKind`] generated from it;
 //! * [`payloads`] — the payload types, grouped by domain;
 //! * [`error`] — the typed encoding and decoding errors;
 //! * [`codec`] — canonical CBOR encoding and decoding (`decode` is its fast path);
@@ -51,7 +52,7 @@ pub mod upcast;
 
 pub use codec::RawEnvelope;
 pub use envelope::Envelope;
-pub use error::{DecodeError, EncodeError};
+pub use error::{DecodeError, EncodeError, UnknownKindError};
 pub use ids::{AccountId, Actor, AggregateRef, AggregateType, IdError};
-pub use kinds::{EventPayload, KindInfo, Payload, ALL_KINDS};
+pub use kinds::{EventKind, EventPayload, KindInfo, Payload, ALL_KINDS};
 pub use signing::{SignatureError, SigningKey, VerifyingKey};
