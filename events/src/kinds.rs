@@ -40,6 +40,7 @@ macro_rules! define_events {
         pub enum EventPayload {
             $(
                 $(#[$doc])*
+                #[doc = concat!("A `", $kind, "` event.")]
                 $variant($variant),
             )*
         }

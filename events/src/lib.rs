@@ -36,6 +36,8 @@
 //! This crate must never do I/O: no files, no network, no clock reads outside
 //! [`Envelope::new`]'s default timestamp, no tokio.
 
+#![warn(missing_docs)]
+
 pub mod codec;
 mod decode;
 pub mod envelope;
