@@ -7,59 +7,18 @@
 //! and byte-identical snapshots rely on.
 
 use crate::envelope::Envelope;
+pub use crate::error::{DecodeError, EncodeError};
 use crate::ids::{AccountId, Actor, AggregateRef};
 use crate::kinds::{kind_info, EventPayload};
-use crate::signing::Signature;
+use crate::signature::Signature;
 use chrono::{DateTime, Utc};
 use ciborium::Value;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-/// Why bytes could not be turned into an [`Envelope`].
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum DecodeError {
-    /// Not CBOR, truncated, or not shaped like an envelope.
-    #[error("malformed CBOR envelope: {0}")]
-    Cbor(String),
-    /// The kind is not in this build's kind table.
-    #[error("unknown event kind {0:?}")]
-    UnknownKind(String),
-    /// Written by a newer build than this one.
-    #[error("{kind} schema version {version} is newer than this build knows ({known})")]
-    FutureVersion {
-        /// Kind.
-        kind: String,
-        /// Stored version.
-        version: u16,
-        /// Newest version this build knows.
-        known: u16,
-    },
-    /// An old version with no upcaster to the next one.
-    #[error("no upcaster for {kind} from schema version {from}")]
-    NoUpcaster {
-        /// Kind.
-        kind: String,
-        /// Stored version.
-        from: u16,
-    },
-    /// The payload does not match the kind's type (missing field, wrong type …).
-    #[error("invalid {kind} payload: {reason}")]
-    Payload {
-        /// Kind.
-        kind: String,
-        /// What was wrong.
-        reason: String,
-    },
-}
-
-/// Encoding failed (only possible for values CBOR cannot represent).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("cannot encode event: {0}")]
-pub struct EncodeError(pub String);
-
 /// The stored form of an envelope: metadata decoded, payload still a CBOR
 /// value at its stored schema version. Cheap to filter on; signatures are
-/// verified on this form (see [`crate::signing`]).
+/// verified on this form (see the `signing` module).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RawEnvelope {
     /// Event id.

@@ -3,18 +3,18 @@
 //! `schema_version` (which precede it in the canonical order) are known. Old
 //! versions, and payloads met before their kind, go through a CBOR value and
 //! [`crate::upcast`]. Errors are the same typed [`DecodeError`]s as the
-//! value path in [`crate::codec`].
+//! value path, `RawEnvelope::into_envelope` in the `codec` module.
 //!
 //! The pass is cbor4ii's serde deserializer over the slice (2–3× faster
 //! than ciborium's on envelopes, which matters to replays of millions of
 //! events); encoding and the value path stay on ciborium. The test below
 //! holds the two paths equal for every kind.
 
-use crate::codec::DecodeError;
 use crate::envelope::Envelope;
+use crate::error::DecodeError;
 use crate::ids::{AccountId, Actor, AggregateRef};
 use crate::kinds::{kind_info, EventPayload, KindInfo};
-use crate::signing::Signature;
+use crate::signature::Signature;
 use chrono::DateTime;
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use std::cell::RefCell;

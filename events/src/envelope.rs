@@ -2,7 +2,7 @@
 
 use crate::ids::{AccountId, Actor, AggregateRef};
 use crate::kinds::EventPayload;
-use crate::signing::Signature;
+use crate::signature::Signature;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;

@@ -1,10 +1,15 @@
 //! The kind table: the one place where each payload type is bound to its kind
 //! string, current schema version and aggregate. Everything else (`kind()`,
-//! decoding by kind, [`ALL_KINDS`], schema generation) is derived from it.
+//! the fieldless [`EventKind`], decoding by kind, [`ALL_KINDS`], schema
+//! generation) is derived from it.
+//!
+//! Depends only on [`crate::ids`], [`crate::payloads`] and [`crate::error`].
 
-use crate::codec::DecodeError;
+use crate::error::{DecodeError, EncodeError, UnknownKindError};
 use crate::ids::{AggregateRef, AggregateType};
 use crate::payloads::{approvals::*, fleet::*, k3s::*, log::*, sdwan::*};
+use std::fmt;
+use std::str::FromStr;
 
 /// What every payload type knows about itself.
 pub trait Payload: serde::Serialize + serde::de::DeserializeOwned + Into<EventPayload> {
@@ -33,7 +38,22 @@ macro_rules! define_events {
         #[derive(Debug, Clone, PartialEq, serde::Serialize)]
         #[serde(untagged)]
         pub enum EventPayload {
-            $( $(#[$doc])* $variant($variant), )*
+            $(
+                $(#[$doc])*
+                #[doc = concat!("A `", $kind, "` event.")]
+                $variant($variant),
+            )*
+        }
+
+        /// The kind of an event without its payload: one fieldless variant per
+        /// payload type, named like its [`EventPayload`] variant. Ordered as in
+        /// the kind table; serialized as the kind string.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum EventKind {
+            $(
+                #[doc = concat!("`", $kind, "` (schema version ", stringify!($ver), ").")]
+                $variant,
+            )*
         }
 
         /// Every kind with its current version, in table order.
@@ -41,15 +61,40 @@ macro_rules! define_events {
             $( KindInfo { kind: $kind, version: $ver, type_name: stringify!($variant) }, )*
         ];
 
-        impl EventPayload {
-            /// The kind string of this payload.
-            pub fn kind(&self) -> &'static str {
-                match self { $( Self::$variant(_) => $kind, )* }
+        impl EventKind {
+            /// Every kind, in table order (the order of [`ALL_KINDS`]).
+            pub const ALL: &'static [EventKind] = &[ $( Self::$variant, )* ];
+
+            /// The dotted kind string, e.g. `system.k3s.module.assigned`.
+            pub const fn as_str(self) -> &'static str {
+                match self { $( Self::$variant => $kind, )* }
             }
 
-            /// The schema version this build writes for this payload.
-            pub fn schema_version(&self) -> u16 {
-                match self { $( Self::$variant(_) => $ver, )* }
+            /// The current schema version this build writes for this kind.
+            pub const fn version(self) -> u16 {
+                match self { $( Self::$variant => $ver, )* }
+            }
+
+            /// This kind's row of the kind table.
+            pub const fn info(self) -> &'static KindInfo {
+                match self {
+                    $( Self::$variant => &KindInfo { kind: $kind, version: $ver, type_name: stringify!($variant) }, )*
+                }
+            }
+
+            /// The kind whose string is `kind`; `None` if this build does not know it.
+            pub fn parse(kind: &str) -> Option<Self> {
+                match kind {
+                    $( $kind => Some(Self::$variant), )*
+                    _ => None,
+                }
+            }
+        }
+
+        impl EventPayload {
+            /// The kind of this payload.
+            pub fn event_kind(&self) -> EventKind {
+                match self { $( Self::$variant(_) => EventKind::$variant, )* }
             }
 
             /// The aggregate this payload is about.
@@ -58,10 +103,10 @@ macro_rules! define_events {
             }
 
             /// The payload as a CBOR value.
-            pub(crate) fn to_value(&self) -> Result<ciborium::Value, crate::codec::EncodeError> {
+            pub(crate) fn to_value(&self) -> Result<ciborium::Value, EncodeError> {
                 match self {
                     $( Self::$variant(p) => ciborium::Value::serialized(p)
-                        .map_err(|e| crate::codec::EncodeError(e.to_string())), )*
+                        .map_err(|e| EncodeError(e.to_string())), )*
                 }
             }
 
@@ -165,9 +210,76 @@ pub fn kind_info(kind: &str) -> Option<&'static KindInfo> {
     ALL_KINDS.iter().find(|k| k.kind == kind)
 }
 
+impl EventPayload {
+    /// The kind string of this payload.
+    pub fn kind(&self) -> &'static str {
+        self.event_kind().as_str()
+    }
+
+    /// The schema version this build writes for this payload.
+    pub fn schema_version(&self) -> u16 {
+        self.event_kind().version()
+    }
+}
+
+impl EventKind {
+    /// Whether the kind string starts with `prefix`: the test a log scope's
+    /// `kind_prefix` applies. A prefix may be whole tokens (`"system.k3s."`)
+    /// or end inside one (`"system.k3s.handshake.join"`).
+    pub fn starts_with(self, prefix: &str) -> bool {
+        self.as_str().starts_with(prefix)
+    }
+
+    /// Every kind whose string starts with `prefix`, in table order
+    /// (`EventKind::with_prefix("system.k3s.")` is the k3s namespace).
+    pub fn with_prefix(prefix: &str) -> impl Iterator<Item = EventKind> + '_ {
+        Self::ALL
+            .iter()
+            .copied()
+            .filter(move |k| k.starts_with(prefix))
+    }
+}
+
+impl FromStr for EventKind {
+    type Err = UnknownKindError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s).ok_or_else(|| UnknownKindError(s.to_string()))
+    }
+}
+
+impl fmt::Display for EventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl serde::Serialize for EventKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for EventKind {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct KindVisitor;
+        impl serde::de::Visitor<'_> for KindVisitor {
+            type Value = EventKind;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an event kind string")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<EventKind, E> {
+                v.parse().map_err(E::custom)
+            }
+        }
+        d.deserialize_str(KindVisitor)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::examples::example_payloads;
     use std::collections::HashSet;
 
     #[test]
@@ -183,5 +295,93 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn event_kind_matches_the_table_row_by_row() {
+        assert_eq!(EventKind::ALL.len(), ALL_KINDS.len());
+        for (kind, info) in EventKind::ALL.iter().zip(ALL_KINDS) {
+            assert_eq!(kind.as_str(), info.kind);
+            assert_eq!(kind.version(), info.version);
+            assert_eq!(kind.info(), info);
+            assert_eq!(format!("{kind:?}"), info.type_name);
+            assert_eq!(kind_info(info.kind), Some(info));
+        }
+        // `ALL` is in declaration order, so the derived `Ord` is table order.
+        assert!(EventKind::ALL.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn every_kind_round_trips_through_its_string() {
+        for &kind in EventKind::ALL {
+            let s = kind.as_str();
+            assert_eq!(EventKind::parse(s), Some(kind), "{s}");
+            assert_eq!(s.parse::<EventKind>(), Ok(kind), "{s}");
+            assert_eq!(kind.to_string(), s);
+            let json = serde_json::to_string(&kind).unwrap();
+            assert_eq!(json, format!("{s:?}"));
+            assert_eq!(serde_json::from_str::<EventKind>(&json).unwrap(), kind);
+            let mut cbor = Vec::new();
+            ciborium::into_writer(&kind, &mut cbor).unwrap();
+            assert_eq!(
+                ciborium::from_reader::<EventKind, _>(cbor.as_slice()).unwrap(),
+                kind
+            );
+            assert_eq!(
+                ciborium::from_reader::<String, _>(cbor.as_slice()).unwrap(),
+                s
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_kind_strings_are_refused() {
+        for s in [
+            "",
+            "system",
+            "system.k3s.",
+            "system.k3s.nonsense",
+            "System.account.created",
+        ] {
+            assert_eq!(EventKind::parse(s), None, "{s:?}");
+            assert_eq!(s.parse::<EventKind>(), Err(UnknownKindError(s.to_string())));
+        }
+        assert!(serde_json::from_str::<EventKind>("\"system.k3s.nonsense\"").is_err());
+        assert!(serde_json::from_str::<EventKind>("7").is_err());
+        assert_eq!(
+            DecodeError::from(UnknownKindError("x.y".into())),
+            DecodeError::UnknownKind("x.y".into())
+        );
+    }
+
+    #[test]
+    fn event_kind_agrees_with_kind_for_every_example() {
+        let examples = example_payloads();
+        assert_eq!(examples.len(), EventKind::ALL.len());
+        for p in &examples {
+            let kind = p.event_kind();
+            assert_eq!(kind.as_str(), p.kind());
+            assert_eq!(kind.version(), p.schema_version());
+            assert_eq!(EventKind::parse(p.kind()), Some(kind));
+        }
+        let kinds: HashSet<_> = examples.iter().map(EventPayload::event_kind).collect();
+        assert_eq!(kinds.len(), EventKind::ALL.len(), "one example per kind");
+    }
+
+    #[test]
+    fn prefixes_select_a_namespace() {
+        let k3s: Vec<_> = EventKind::with_prefix("system.k3s.").collect();
+        let expected: Vec<_> = ALL_KINDS
+            .iter()
+            .filter(|k| k.kind.starts_with("system.k3s."))
+            .map(|k| k.kind)
+            .collect();
+        assert_eq!(k3s.iter().map(|k| k.as_str()).collect::<Vec<_>>(), expected);
+        assert!(k3s.contains(&EventKind::ModuleAssigned));
+        assert!(!k3s.contains(&EventKind::PodSubnetPrefixIgnored));
+        assert!(EventKind::JoinTokenIssued.starts_with("system.k3s.handshake.join"));
+        assert!(!EventKind::HandshakeReady.starts_with("system.k3s.handshake.join"));
+        assert_eq!(EventKind::with_prefix("").count(), EventKind::ALL.len());
+        assert_eq!(EventKind::with_prefix("nope.").count(), 0);
     }
 }

@@ -4,7 +4,7 @@
 //! To bump a kind's version: keep the old type in [`legacy`], raise the
 //! version in the kind table, and add the step to [`step`].
 
-use crate::codec::DecodeError;
+use crate::error::DecodeError;
 use crate::kinds::{kind_info, Payload};
 use crate::payloads::sdwan::VirtualIpAllocated;
 use ciborium::Value;
