@@ -1,7 +1,11 @@
 //! # powernode-bench — `powernode bench …`
 //!
-//! Benchmarks that print their figures next to the bare
-//! JetStream ceiling measured in the same run.
+//! Benchmarks that print their figures next to the bare JetStream ceiling
+//! measured in the same run (a figure without its ceiling is not a
+//! measurement here). They drive real nodes ([`powernode_server::node`])
+//! and simulated agents over real NATS; they must never be part of a
+//! node's run path, and never assert timings (tests do not time; benches do
+//! not assert).
 
 mod ceiling;
 mod failover;

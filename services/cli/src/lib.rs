@@ -1,4 +1,15 @@
-//! The `powernode` command line. The binary only parses and calls [`run`].
+//! # powernode-cli — the `powernode` command line
+//!
+//! The commands (`up`, `serve`, `call`, the friendly verbs, `events`,
+//! `replay`, `demo`, `nats init`, `bench`), the demo, the simulated agents
+//! ([`sim`]) and table/JSON output ([`output`]). The binary
+//! (`src/main.rs`) only parses and calls [`run`]; a node's wiring is
+//! `powernode_server::node`.
+//!
+//! This crate presents and dispatches; it must never hold rules of the
+//! platform (those live in the server's services and the projections), and
+//! it prints only what a command was asked for (diagnostics go to stderr
+//! through `tracing`).
 
 pub mod approvals;
 mod call;

@@ -8,7 +8,14 @@
 //! * [`embedded`] — the zero-dependency default: an append-only log in sled
 //!   with the same semantics, for `powernode up` on one machine and fast tests.
 //!
-//! Both pass the same conformance suite (`tests/src/conformance.rs`).
+//! * [`nats`] — how the platform's processes connect to NATS (credentials,
+//!   TLS, the refusal of servers open to anonymous JetStream clients);
+//! * [`sled_db`] — opening a sled database the way every powernode store does.
+//!
+//! Both backends pass the same conformance suite (`tests/src/conformance.rs`).
+//!
+//! This crate stores and reads records; it must never fold them, decide
+//! anything, or know what a service does with an event.
 
 pub mod embedded;
 pub mod jetstream;
