@@ -12,7 +12,6 @@
 //!
 //! The integration tests themselves live in `tests/tests/`.
 
-pub mod agent_process;
 pub mod api_support;
 pub mod bins;
 pub mod cli_support;
@@ -23,7 +22,6 @@ pub mod failover_support;
 pub mod http;
 pub mod jetstream_support;
 pub mod lifecycle_support;
-pub mod manual_agent;
 pub mod nats;
 pub mod replay_support;
 pub mod tail_support;

@@ -16,10 +16,13 @@
 //! Every wait polls with a deadline ([`WAIT`]) and, on timeout, says what
 //! was expected and what was last seen.
 
-pub use crate::agent_process::*;
-pub use crate::manual_agent::*;
+mod agent_process;
+mod manual_agent;
+
 use crate::nats::NatsServer;
+pub use agent_process::*;
 use anyhow::{anyhow, bail, Context as _};
+pub use manual_agent::*;
 use powernode_events::Envelope;
 use powernode_log::jetstream::JetStreamLog;
 use powernode_log::{Filter, Record, SharedLog};

@@ -1,7 +1,7 @@
 //! Real `powernode-agent` processes for the lifecycle tests, and watching
 //! the requests on a NATS subject.
 
-use crate::lifecycle_support::*;
+use super::*;
 use anyhow::{anyhow, Context as _};
 use serde_json::Value;
 use std::path::{Path, PathBuf};

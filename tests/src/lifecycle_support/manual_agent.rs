@@ -1,7 +1,7 @@
 //! A hand-driven agent over NATS (its own key; builds, signs and submits
 //! exactly what a test says), and raw intake requests.
 
-use crate::lifecycle_support::*;
+use super::*;
 use anyhow::{ensure, Context as _};
 use powernode_agent::identity::Identity;
 use powernode_events::payloads::k3s::{HandshakeJoinRequest, K3sModule};
