@@ -78,7 +78,7 @@ pub enum Command {
         #[arg(long, env = "POWERNODE_SIMULATE_AGENTS")]
         simulate_agents: bool,
         /// Heartbeat interval of simulated agents, in milliseconds.
-        #[arg(long, default_value_t = 1000)]
+        #[arg(long, env = "POWERNODE_HEARTBEAT_MS", default_value_t = 1000)]
         heartbeat_ms: u64,
         /// Silence detection and failover.
         #[command(flatten)]
