@@ -8,7 +8,7 @@
 //! * [`state`] — what survives a restart (a restart with the same state dir
 //!   is the same instance);
 //! * [`vips`] — VIP fencing: which virtual IPs to hold, at which generation;
-//! * [`runtime`] — the drivers that run k3s and put VIPs on the node (real,
+//! * [`driver`] — the drivers that run k3s and put VIPs on the node (real,
 //!   or simulated).
 //!
 //! The agent must stay lean: it never links the services or projections.

@@ -13,8 +13,8 @@
 //!   `powernode nats init`;
 //! * [`node`] — the wiring: which of these a process runs, on which log.
 //!
-//! Module order (each uses only those before it): `secrets`, `liveness` →
-//! `intake` → `services` → `natsauth` → `api` → `node`.
+//! Module order (each uses only those before it): `secrets`, `liveness`,
+//! `natsauth` → `services` → `intake` → `api` → `node`.
 //!
 //! Nothing here holds state that cannot be rebuilt from the log (secrets
 //! aside, which the log only fingerprints). This crate never parses a
