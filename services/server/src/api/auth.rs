@@ -2,30 +2,14 @@
 //! permissions. The log holds only a token's fingerprint; a presented token
 //! is hashed and looked up in the API's projection.
 
-use super::error::ApiError;
-use axum::http::{HeaderMap, StatusCode};
+use super::error::{ApiError, ErrorCode};
+use axum::http::HeaderMap;
 use powernode_events::AccountId;
 use powernode_projections::FleetState;
 use rand::RngCore;
 
-/// Everything, in every account (the bootstrap admin).
-pub const ADMIN: &str = "system.admin";
-/// Create templates, nodes, instances, networks; assign modules.
-pub const KUBERNETES_PROVISION: &str = "system.kubernetes_provision";
-/// Decommission clusters.
-pub const KUBERNETES_DECOMMISSION: &str = "system.kubernetes_decommission";
-/// Retrieve kubeconfigs.
-pub const KUBERNETES_KUBECONFIG: &str = "system.kubernetes_kubeconfig";
-/// Approve or reject failovers, force a VIP failover, drain holders.
-pub const SDWAN_FAILOVER: &str = "system.sdwan_failover";
-/// Every permission an operator token may carry.
-pub const ALL_PERMISSIONS: &[&str] = &[
-    ADMIN,
-    KUBERNETES_PROVISION,
-    KUBERNETES_DECOMMISSION,
-    KUBERNETES_KUBECONFIG,
-    SDWAN_FAILOVER,
-];
+/// The permissions a token may carry (defined in `powernode-actions`).
+pub use powernode_actions::Permission;
 
 /// The account the bootstrap admin token belongs to.
 pub const SYSTEM_ACCOUNT: &str = "system";
@@ -44,15 +28,17 @@ pub struct Operator {
 impl Operator {
     /// True for the bootstrap admin.
     pub fn is_admin(&self) -> bool {
-        self.permissions.iter().any(|p| p == ADMIN)
+        self.permissions
+            .iter()
+            .any(|p| p == Permission::Admin.as_str())
     }
 
     /// Refuses unless the token carries `permission` (or is the admin's).
-    pub fn require(&self, permission: &str) -> Result<(), ApiError> {
-        if self.is_admin() || self.permissions.iter().any(|p| p == permission) {
+    pub fn require(&self, permission: Permission) -> Result<(), ApiError> {
+        if self.is_admin() || self.permissions.iter().any(|p| p == permission.as_str()) {
             Ok(())
         } else {
-            Err(ApiError::forbidden(permission))
+            Err(ApiError::forbidden(permission.as_str()))
         }
     }
 }
@@ -96,8 +82,7 @@ pub fn authenticate_at(
         .ok_or_else(|| ApiError::unauthorized("unknown token"))?;
     if record.revoked {
         return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "token_revoked",
+            ErrorCode::TokenRevoked,
             format!("token {} was revoked", record.id),
         ));
     }
@@ -106,8 +91,7 @@ pub fn authenticate_at(
         let expired = chrono::DateTime::parse_from_rfc3339(at).map_or(true, |t| t <= now);
         if expired {
             return Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "token_expired",
+                ErrorCode::TokenExpired,
                 format!("token {} expired at {at}", record.id),
             ));
         }

@@ -2,7 +2,7 @@
 //! `POWERNODE_ADMIN_TOKEN`), kept in `<data-dir>/admin.token` (mode 0600);
 //! the log holds only its fingerprint.
 
-use super::auth::{fingerprint, new_token, ADMIN, SYSTEM_ACCOUNT};
+use super::auth::{fingerprint, new_token, Permission, SYSTEM_ACCOUNT};
 use powernode_events::payloads::fleet::{AccountCreated, OperatorTokenIssued};
 use powernode_events::{AccountId, Actor, Envelope};
 use powernode_log::{Expect, SharedLog};
@@ -89,7 +89,7 @@ pub async fn ensure_admin_token(
             actor,
             OperatorTokenIssued {
                 token_id: format!("tok-admin-{}", &fp[7..19]),
-                permissions: vec![ADMIN.to_string()],
+                permissions: vec![Permission::Admin.as_str().to_string()],
                 fingerprint: fp.clone(),
                 expires_at: None,
             },

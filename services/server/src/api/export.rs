@@ -9,12 +9,12 @@
 //! body ends without its trailer, which every reader refuses.
 
 use super::auth::authenticate;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorCode};
 use super::ApiState;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use powernode_archive::select::Selection;
@@ -67,14 +67,14 @@ async fn start(
     query: Result<Query<ExportParams>, QueryRejection>,
 ) -> Result<Body, ApiError> {
     let operator = authenticate(headers, &*st.fleet.state.read().await)?;
-    let Query(q) = query.map_err(|e| ApiError::bad_request("invalid_arguments", e.body_text()))?;
+    let Query(q) =
+        query.map_err(|e| ApiError::bad_request(ErrorCode::InvalidArguments, e.body_text()))?;
     let own = operator.account.to_string();
     let account = match q.account.filter(|a| !a.is_empty()) {
         Some(a) if operator.is_admin() || a == own => Some(a),
         Some(a) => {
             return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "forbidden",
+                ErrorCode::Forbidden,
                 format!("a token of account {own} cannot export account {a}"),
             ))
         }
@@ -87,7 +87,7 @@ async fn start(
         q.kind_prefix.as_deref(),
         account.as_deref(),
     )
-    .map_err(|e| ApiError::bad_request("invalid_arguments", format!("{e:#}")))?;
+    .map_err(|e| ApiError::bad_request(ErrorCode::InvalidArguments, format!("{e:#}")))?;
     let source = Source::Log(st.log.clone());
     let header = selection.header(format!("{} (through the API)", st.log.describe()));
     let mut records = selection

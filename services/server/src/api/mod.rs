@@ -11,7 +11,7 @@ pub mod error;
 pub mod export;
 pub mod sse;
 
-use error::ApiError;
+use error::{ApiError, ErrorCode};
 
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
@@ -81,15 +81,9 @@ async fn healthz(State(st): State<ApiState>) -> Response {
             "applied_seq": applied,
         }))
         .into_response(),
-        Ok(Err(e)) => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "log_unavailable",
-            e.to_string(),
-        )
-        .into_response(),
+        Ok(Err(e)) => ApiError::new(ErrorCode::LogUnavailable, e.to_string()).into_response(),
         Err(_) => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "log_unavailable",
+            ErrorCode::LogUnavailable,
             format!("{} did not answer within 2 s", st.log.describe()),
         )
         .into_response(),
@@ -112,12 +106,13 @@ async fn action(
             }
             let e = match (name, body) {
                 (_, Err(r)) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                    ApiError::new(r.status(), "body_too_large", r.body_text())
+                    ApiError::new(ErrorCode::BodyTooLarge, r.body_text())
                 }
-                (_, Err(r)) => ApiError::new(r.status(), "malformed_body", r.body_text()),
-                (Err(r), _) => {
-                    ApiError::new(StatusCode::NOT_FOUND, "unknown_action", r.body_text())
-                }
+                (_, Err(r)) => ApiError {
+                    status: r.status(),
+                    ..ApiError::new(ErrorCode::MalformedBody, r.body_text())
+                },
+                (Err(r), _) => ApiError::new(ErrorCode::UnknownAction, r.body_text()),
                 (Ok(_), Ok(_)) => unreachable!("handled above"),
             };
             return e.into_response();

@@ -20,7 +20,7 @@
 pub mod query;
 
 use super::auth::authenticate;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorCode};
 use super::ApiState;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, Uri};
@@ -75,14 +75,14 @@ async fn open(
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let operator = authenticate(headers, &*st.fleet.state.read().await)?;
     let Query(q) = Query::<StreamQuery>::try_from_uri(uri)
-        .map_err(|e| ApiError::bad_request("invalid_arguments", e.body_text()))?;
+        .map_err(|e| ApiError::bad_request(ErrorCode::InvalidArguments, e.body_text()))?;
     let scope = Scope::new(operator.account, q.kind_prefix, q.cluster, q.instance);
     let since = q
         .since
         .filter(|s| !s.trim().is_empty())
         .map(|s| Since::parse(&s, chrono::Utc::now()))
         .transpose()
-        .map_err(|e| ApiError::bad_request("invalid_arguments", format!("since: {e}")))?;
+        .map_err(|e| ApiError::bad_request(ErrorCode::InvalidArguments, format!("since: {e}")))?;
     let (start, position) = match (last_event_id(headers)?, since) {
         (Some(id), _) => (StartAt::Seq(id.saturating_add(1)), Some(id)),
         (None, Some(Since::Seq(s))) => (StartAt::Seq(s.max(1)), Some(s.max(1) - 1)),
@@ -141,7 +141,7 @@ fn last_event_id(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
     }
     text.parse().map(Some).map_err(|_| {
         ApiError::bad_request(
-            "invalid_arguments",
+            ErrorCode::InvalidArguments,
             format!(
                 "Last-Event-ID: expected the sequence of the last event received, got {text:?}"
             ),

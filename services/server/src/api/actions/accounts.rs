@@ -1,26 +1,32 @@
 //! Accounts and operator tokens.
 
-use super::{account_arg, check_name, new_id, ActionContext};
-use crate::api::auth::{fingerprint, new_token, ADMIN, ALL_PERMISSIONS};
-use crate::api::error::ApiError;
+use super::{account_arg, check_name, handlers, new_id, ActionContext};
+use crate::api::auth::{fingerprint, new_token, Permission};
+use crate::api::error::{ApiError, ErrorCode};
+use powernode_actions::accounts::{
+    Account, CreateAccountAnswer, CreateAccountArgs, CreateOperatorTokenAnswer,
+    CreateOperatorTokenArgs, ListOperatorTokensAnswer, ListOperatorTokensArgs, OperatorTokenView,
+    RevokeOperatorTokenAnswer, RevokeOperatorTokenArgs,
+};
 use powernode_events::payloads::fleet::{
     AccountCreated, OperatorTokenIssued, OperatorTokenRevoked,
 };
 use powernode_events::{AggregateRef, AggregateType, Envelope};
 use powernode_log::Expect;
 use powernode_projections::fleet::OperatorToken;
-use serde::Deserialize;
-use serde_json::{json, Value};
 
-/// `system_create_account({name})` — admin only.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CreateAccount {
-    name: String,
+handlers! {
+    CreateAccount => create_account,
+    CreateOperatorToken => create_operator_token,
+    RevokeOperatorToken => revoke_operator_token,
+    ListOperatorTokens => list_operator_tokens,
 }
 
-pub async fn create_account(ctx: &ActionContext<'_>, a: CreateAccount) -> Result<Value, ApiError> {
-    ctx.operator.require(ADMIN)?;
+/// `system_create_account({name})` — admin only.
+pub async fn create_account(
+    ctx: &ActionContext<'_>,
+    a: CreateAccountArgs,
+) -> Result<CreateAccountAnswer, ApiError> {
     check_name("name", &a.name)?;
     let id = new_id("acct");
     let account = account_arg(&id)?;
@@ -33,7 +39,9 @@ pub async fn create_account(ctx: &ActionContext<'_>, a: CreateAccount) -> Result
         },
     );
     ctx.append(&[event]).await?;
-    Ok(json!({"account": {"id": id, "name": a.name}}))
+    Ok(CreateAccountAnswer {
+        account: Account { id, name: a.name },
+    })
 }
 
 /// The longest `ttl_secs` a token may be given (ten years).
@@ -42,20 +50,10 @@ pub const MAX_TTL_SECS: u64 = 10 * 365 * 24 * 3600;
 /// `system_create_operator_token({account_id, permissions, ttl_secs?})` —
 /// admin only; answers `{token}` once: only its fingerprint is kept. With
 /// `ttl_secs` the token is refused (`token_expired`) from `expires_at` on.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CreateOperatorToken {
-    account_id: String,
-    permissions: Vec<String>,
-    #[serde(default)]
-    ttl_secs: Option<u64>,
-}
-
 pub async fn create_operator_token(
     ctx: &ActionContext<'_>,
-    a: CreateOperatorToken,
-) -> Result<Value, ApiError> {
-    ctx.operator.require(ADMIN)?;
+    a: CreateOperatorTokenArgs,
+) -> Result<CreateOperatorTokenAnswer, ApiError> {
     let account = account_arg(&a.account_id)?;
     if ctx
         .fleet()
@@ -69,13 +67,13 @@ pub async fn create_operator_token(
     if let Some(bad) = a
         .permissions
         .iter()
-        .find(|p| !ALL_PERMISSIONS.contains(&p.as_str()))
+        .find(|p| p.parse::<Permission>().is_err())
     {
         return Err(ApiError::bad_request(
-            "invalid_arguments",
+            ErrorCode::InvalidArguments,
             format!(
                 "unknown permission {bad:?}; known: {}",
-                ALL_PERMISSIONS.join(", ")
+                Permission::NAMES.join(", ")
             ),
         ));
     }
@@ -87,7 +85,7 @@ pub async fn create_operator_token(
         }
         Some(ttl) => {
             return Err(ApiError::bad_request(
-                "invalid_arguments",
+                ErrorCode::InvalidArguments,
                 format!("ttl_secs: {ttl} is out of range 1-{MAX_TTL_SECS}"),
             ))
         }
@@ -105,32 +103,25 @@ pub async fn create_operator_token(
         },
     );
     ctx.append(&[event]).await?;
-    Ok(json!({
-        "token": token,
-        "token_id": token_id,
-        "account_id": a.account_id,
-        "permissions": a.permissions,
-        "expires_at": expires_at,
-    }))
+    Ok(CreateOperatorTokenAnswer {
+        token,
+        token_id,
+        account_id: a.account_id,
+        permissions: a.permissions,
+        expires_at,
+    })
 }
 
 /// `system_revoke_operator_token({token_id})` — admin only. The token is
 /// refused (`token_revoked`) from its next call on. Revoking a revoked token
 /// changes nothing; the token making the call cannot revoke itself.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RevokeOperatorToken {
-    token_id: String,
-}
-
 pub async fn revoke_operator_token(
     ctx: &ActionContext<'_>,
-    a: RevokeOperatorToken,
-) -> Result<Value, ApiError> {
-    ctx.operator.require(ADMIN)?;
+    a: RevokeOperatorTokenArgs,
+) -> Result<RevokeOperatorTokenAnswer, ApiError> {
     if a.token_id == ctx.operator.token_id {
         return Err(ApiError::bad_request(
-            "invalid_arguments",
+            ErrorCode::InvalidArguments,
             "token_id: a token cannot revoke itself; revoke it with another admin token",
         ));
     }
@@ -153,12 +144,12 @@ pub async fn revoke_operator_token(
         .operator_token(&account, &a.token_id)
         .is_some_and(|t| t.revoked);
     if revoked {
-        return Ok(json!({
-            "token_id": a.token_id,
-            "account_id": account.as_str(),
-            "revoked": true,
-            "already_revoked": true,
-        }));
+        return Ok(RevokeOperatorTokenAnswer {
+            token_id: a.token_id,
+            account_id: account.as_str().to_string(),
+            revoked: true,
+            already_revoked: true,
+        });
     }
     let event = Envelope::new(
         account.clone(),
@@ -175,7 +166,7 @@ pub async fn revoke_operator_token(
         // Something was appended to the token meanwhile: a concurrent
         // revocation. Answer once this node has applied it, so the token is
         // refused here from now on, as after our own append.
-        Err(e) if e.code == "conflict" => {
+        Err(e) if e.code == ErrorCode::Conflict => {
             let last = ctx.log().aggregate_last_seq(&account, &aggregate).await?;
             ctx.wait_for(last.unwrap_or(0)).await?;
             let revoked = ctx
@@ -190,29 +181,21 @@ pub async fn revoke_operator_token(
         }
         Err(e) => return Err(e),
     };
-    Ok(json!({
-        "token_id": a.token_id,
-        "account_id": account.as_str(),
-        "revoked": true,
-        "already_revoked": already_revoked,
-    }))
+    Ok(RevokeOperatorTokenAnswer {
+        token_id: a.token_id,
+        account_id: account.as_str().to_string(),
+        revoked: true,
+        already_revoked,
+    })
 }
 
 /// `system_list_operator_tokens({account_id?})` — admin only:
 /// `{tokens: [{token_id, account_id, permissions, fingerprint, expires_at, revoked}]}`,
 /// never a token itself.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ListOperatorTokens {
-    #[serde(default)]
-    account_id: Option<String>,
-}
-
 pub async fn list_operator_tokens(
     ctx: &ActionContext<'_>,
-    a: ListOperatorTokens,
-) -> Result<Value, ApiError> {
-    ctx.operator.require(ADMIN)?;
+    a: ListOperatorTokensArgs,
+) -> Result<ListOperatorTokensAnswer, ApiError> {
     let only = a.account_id.as_deref().map(account_arg).transpose()?;
     let fleet = ctx.fleet().await;
     if let Some(id) = &only {
@@ -226,18 +209,16 @@ pub async fn list_operator_tokens(
         .flat_map(|(id, acct)| acct.tokens.values().map(move |t| (id, t)))
         .collect();
     tokens.sort_by_key(|(_, t)| t.issued_seq);
-    let out: Vec<Value> = tokens
+    let out: Vec<OperatorTokenView> = tokens
         .into_iter()
-        .map(|(id, t)| {
-            json!({
-                "token_id": t.id,
-                "account_id": id.as_str(),
-                "permissions": t.permissions,
-                "fingerprint": t.fingerprint,
-                "expires_at": t.expires_at,
-                "revoked": t.revoked,
-            })
+        .map(|(id, t)| OperatorTokenView {
+            token_id: t.id.clone(),
+            account_id: id.as_str().to_string(),
+            permissions: t.permissions.clone(),
+            fingerprint: t.fingerprint.clone(),
+            expires_at: t.expires_at.clone(),
+            revoked: t.revoked,
         })
         .collect();
-    Ok(json!({ "tokens": out }))
+    Ok(ListOperatorTokensAnswer { tokens: out })
 }

@@ -1,88 +1,92 @@
 //! Approvals and VIP failover: `system_list_approvals`, `system_approve`,
 //! `system_reject`, `system_sdwan_failover_virtual_ip` (dry run or forced).
 
-use super::ActionContext;
-use crate::api::auth::SDWAN_FAILOVER;
-use crate::api::error::ApiError;
+use super::{handlers, views, ActionContext};
+use crate::api::auth::Permission;
+use crate::api::error::{ApiError, ErrorCode};
 use crate::services::failover::candidates::{self, Scored};
 use crate::services::failover::{nudge, promote, promotion};
-use axum::http::StatusCode;
+use powernode_actions::approvals::{
+    ApprovalAnswer, ApprovalView, Candidate, DecideArgs, FailoverDryRun, FailoverForced,
+    FailoverVirtualIpAnswer, FailoverVirtualIpArgs, ListApprovalsAnswer, ListApprovalsArgs,
+    ScoredCandidate,
+};
 use powernode_events::payloads::approvals::{ApprovalGranted, ApprovalRejected};
 use powernode_events::{AccountId, AggregateRef, AggregateType, Envelope};
 use powernode_log::Expect;
 use powernode_projections::fleet::{Approval, ApprovalStatus, ClusterStatus, VipStatus};
 use powernode_projections::FleetState;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::json;
+
+handlers! {
+    ListApprovals => list_approvals,
+    Approve => approve,
+    Reject => reject,
+    FailoverVirtualIp => failover_virtual_ip,
+}
 
 /// Namespace of forced promotions' event ids.
 const FORCED_NAMESPACE: uuid::Uuid =
     uuid::Uuid::from_u128(0xf0ce_d0a1_0000_4000_8000_666f_7263_6564);
 
-fn candidates_json(scored: &[Scored]) -> Vec<Value> {
+fn candidates_json(scored: &[Scored]) -> Vec<ScoredCandidate> {
     scored
         .iter()
-        .map(|s| {
-            json!({
-                "peer": s.candidate.peer_id,
-                "instance_id": s.candidate.instance_id,
-                "score": s.candidate.score,
-                "reasons": s.candidate.reasons,
-                "heard_within_threshold": s.alive,
-            })
+        .map(|s| ScoredCandidate {
+            candidate: Candidate {
+                peer: s.candidate.peer_id.clone(),
+                instance_id: s.candidate.instance_id.clone(),
+                score: s.candidate.score,
+                reasons: s.candidate.reasons.clone(),
+            },
+            heard_within_threshold: s.alive,
         })
         .collect()
 }
 
-fn approval_json(fleet: &FleetState, account: &AccountId, a: &Approval) -> Value {
+fn approval_json(fleet: &FleetState, account: &AccountId, a: &Approval) -> ApprovalView {
     let vip_id = a.subject.strip_prefix("virtual_ip/");
     let proposal = vip_id
         .and_then(|id| fleet.virtual_ip(account, id))
         .and_then(|v| v.pending_proposal.as_ref())
         .filter(|p| p.approval_id == a.id);
-    let candidates: Vec<Value> = proposal
+    let candidates: Vec<Candidate> = proposal
         .map(|p| {
             p.candidates
                 .iter()
-                .map(|c| {
-                    json!({
-                        "peer": c.peer_id,
-                        "instance_id": c.instance_id,
-                        "score": c.score,
-                        "reasons": c.reasons,
-                    })
+                .map(|c| Candidate {
+                    peer: c.peer_id.clone(),
+                    instance_id: c.instance_id.clone(),
+                    score: c.score,
+                    reasons: c.reasons.clone(),
                 })
                 .collect()
         })
         .unwrap_or_default();
-    json!({
-        "id": a.id,
-        "action": a.action,
-        "subject": a.subject,
-        "summary": a.summary,
-        "status": a.status,
-        "expires_at": a.expires_at,
-        "reason": a.reason,
-        "virtual_ip_id": vip_id,
-        "proposed_peer": proposal.map(|p| p.candidate_peer_id.clone()),
-        "current_holder": proposal.map(|p| p.holder_peer_id.clone()),
-        "generation": proposal.map(|p| p.generation),
-        "candidates": candidates,
-        "requested_seq": a.requested_seq,
-        "decided_seq": a.decided_seq,
-    })
+    ApprovalView {
+        id: a.id.clone(),
+        action: a.action.clone(),
+        subject: a.subject.clone(),
+        summary: a.summary.clone(),
+        status: views::approval_status(a.status),
+        expires_at: a.expires_at.clone(),
+        reason: a.reason.clone(),
+        virtual_ip_id: vip_id.map(str::to_string),
+        proposed_peer: proposal.map(|p| p.candidate_peer_id.clone()),
+        current_holder: proposal.map(|p| p.holder_peer_id.clone()),
+        generation: proposal.map(|p| p.generation),
+        candidates,
+        requested_seq: a.requested_seq,
+        decided_seq: a.decided_seq,
+    }
 }
 
 /// `system_list_approvals({status?})`: waiting ones by default; `status`
 /// is `requested`, `granted`, `rejected`, `expired`, `superseded` or `all`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ListApprovals {
-    #[serde(default)]
-    status: Option<String>,
-}
-
-pub async fn list_approvals(ctx: &ActionContext<'_>, a: ListApprovals) -> Result<Value, ApiError> {
+pub async fn list_approvals(
+    ctx: &ActionContext<'_>,
+    a: ListApprovalsArgs,
+) -> Result<ListApprovalsAnswer, ApiError> {
     let wanted = a.status.as_deref().unwrap_or("requested");
     const STATUSES: &[&str] = &[
         "requested",
@@ -94,7 +98,7 @@ pub async fn list_approvals(ctx: &ActionContext<'_>, a: ListApprovals) -> Result
     ];
     if !STATUSES.contains(&wanted) {
         return Err(ApiError::bad_request(
-            "invalid_arguments",
+            ErrorCode::InvalidArguments,
             format!("status: {wanted:?} is not one of {}", STATUSES.join(", ")),
         ));
     }
@@ -110,27 +114,35 @@ pub async fn list_approvals(ctx: &ActionContext<'_>, a: ListApprovals) -> Result
         })
         .unwrap_or_default();
     list.sort_by_key(|x| x.requested_seq);
-    Ok(json!({
-        "approvals": list.iter().map(|x| approval_json(&fleet, account, x)).collect::<Vec<_>>()
-    }))
+    Ok(ListApprovalsAnswer {
+        approvals: list
+            .iter()
+            .map(|x| approval_json(&fleet, account, x))
+            .collect(),
+    })
+}
+
+/// `system_approve({approval_id})`.
+async fn approve(ctx: &ActionContext<'_>, a: DecideArgs) -> Result<ApprovalAnswer, ApiError> {
+    decide(ctx, a, true).await
+}
+
+/// `system_reject({approval_id, reason})`.
+async fn reject(ctx: &ActionContext<'_>, a: DecideArgs) -> Result<ApprovalAnswer, ApiError> {
+    decide(ctx, a, false).await
 }
 
 /// `system_approve({approval_id})` / `system_reject({approval_id, reason})`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Decide {
-    approval_id: String,
-    #[serde(default)]
-    reason: Option<String>,
-}
-
-pub async fn decide(ctx: &ActionContext<'_>, a: Decide, approve: bool) -> Result<Value, ApiError> {
-    ctx.operator.require(SDWAN_FAILOVER)?;
+pub async fn decide(
+    ctx: &ActionContext<'_>,
+    a: DecideArgs,
+    approve: bool,
+) -> Result<ApprovalAnswer, ApiError> {
     let account = ctx.operator.account.clone();
     let reason = match (approve, a.reason.as_deref().map(str::trim)) {
         (false, None | Some("")) => {
             return Err(ApiError::bad_request(
-                "invalid_arguments",
+                ErrorCode::InvalidArguments,
                 "reason: a rejection needs a reason",
             ))
         }
@@ -168,10 +180,9 @@ pub async fn decide(ctx: &ActionContext<'_>, a: Decide, approve: bool) -> Result
     let expect = last.map_or(Expect::NoEvents, Expect::LastSeq);
     match ctx.append_guarded(&event, expect).await {
         Ok(_) => {}
-        Err(e) if e.code == "conflict" => {
+        Err(e) if e.code == ErrorCode::Conflict => {
             return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "already_decided",
+                ErrorCode::AlreadyDecided,
                 format!(
                     "approval {} was decided by someone else just now",
                     a.approval_id
@@ -184,24 +195,25 @@ pub async fn decide(ctx: &ActionContext<'_>, a: Decide, approve: bool) -> Result
     let approval = fleet
         .approval(&account, &a.approval_id)
         .ok_or_else(|| ApiError::not_found("approval", &a.approval_id))?;
-    Ok(json!({ "approval": approval_json(&fleet, &account, approval) }))
+    Ok(ApprovalAnswer {
+        approval: approval_json(&fleet, &account, approval),
+    })
 }
 
 /// Why an approval cannot be decided now, as an error naming it.
 fn check_decidable(fleet: &FleetState, account: &AccountId, a: &Approval) -> Result<(), ApiError> {
-    let conflict =
-        |code: &'static str, msg: String| Err(ApiError::new(StatusCode::CONFLICT, code, msg));
+    let conflict = |code: ErrorCode, msg: String| Err(ApiError::new(code, msg));
     match a.status {
         ApprovalStatus::Requested => {}
         ApprovalStatus::Expired => {
             return conflict(
-                "expired",
+                ErrorCode::Expired,
                 format!("approval {} expired at {}", a.id, a.expires_at),
             )
         }
         ApprovalStatus::Superseded => {
             return conflict(
-                "superseded",
+                ErrorCode::Superseded,
                 format!(
                     "approval {} was superseded: {}",
                     a.id,
@@ -211,7 +223,7 @@ fn check_decidable(fleet: &FleetState, account: &AccountId, a: &Approval) -> Res
         }
         ApprovalStatus::Granted | ApprovalStatus::Rejected => {
             return conflict(
-                "already_decided",
+                ErrorCode::AlreadyDecided,
                 format!(
                     "approval {} was already {}",
                     a.id,
@@ -222,7 +234,7 @@ fn check_decidable(fleet: &FleetState, account: &AccountId, a: &Approval) -> Res
     }
     if a.expires_at_utc().is_some_and(|t| t <= chrono::Utc::now()) {
         return conflict(
-            "expired",
+            ErrorCode::Expired,
             format!("approval {} expired at {}", a.id, a.expires_at),
         );
     }
@@ -233,7 +245,7 @@ fn check_decidable(fleet: &FleetState, account: &AccountId, a: &Approval) -> Res
             .is_some_and(|p| p.approval_id == a.id);
         if !current {
             return conflict(
-                "superseded",
+                ErrorCode::Superseded,
                 format!(
                     "approval {} no longer matches the VIP (it moved on or was released)",
                     a.id
@@ -245,20 +257,10 @@ fn check_decidable(fleet: &FleetState, account: &AccountId, a: &Approval) -> Res
 }
 
 /// `system_sdwan_failover_virtual_ip({virtual_ip_id, dry_run?, to_peer_id?})`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FailoverVip {
-    virtual_ip_id: String,
-    #[serde(default)]
-    dry_run: bool,
-    #[serde(default)]
-    to_peer_id: Option<String>,
-}
-
 pub async fn failover_virtual_ip(
     ctx: &ActionContext<'_>,
-    a: FailoverVip,
-) -> Result<Value, ApiError> {
+    a: FailoverVirtualIpArgs,
+) -> Result<FailoverVirtualIpAnswer, ApiError> {
     let account = ctx.operator.account.clone();
     let (vip, scored, seen_seq) = {
         let fleet = ctx.fleet().await;
@@ -276,8 +278,7 @@ pub async fn failover_virtual_ip(
         if !a.dry_run {
             if vip.status != VipStatus::Allocated {
                 return Err(ApiError::new(
-                    StatusCode::CONFLICT,
-                    "released",
+                    ErrorCode::Released,
                     format!(
                         "virtual IP {} was released ({})",
                         vip.id,
@@ -290,8 +291,7 @@ pub async fn failover_virtual_ip(
                 .is_some_and(|c| c.status == ClusterStatus::Decommissioned)
             {
                 return Err(ApiError::new(
-                    StatusCode::CONFLICT,
-                    "cluster_decommissioned",
+                    ErrorCode::ClusterDecommissioned,
                     format!("cluster {} is decommissioned", vip.cluster_id),
                 ));
             }
@@ -299,17 +299,17 @@ pub async fn failover_virtual_ip(
         (vip, scored, ctx.applied())
     };
     if a.dry_run {
-        return Ok(json!({
-            "resolved": false,
-            "dry_run": true,
-            "virtual_ip_id": vip.id,
-            "current_holder": vip.holder_peer_id,
-            "generation": vip.generation,
-            "holder_silent": vip.holder_silent,
-            "candidates": candidates_json(&scored),
+        return Ok(FailoverVirtualIpAnswer::DryRun(FailoverDryRun {
+            resolved: false,
+            dry_run: true,
+            virtual_ip_id: vip.id,
+            current_holder: vip.holder_peer_id,
+            generation: vip.generation,
+            holder_silent: vip.holder_silent,
+            candidates: candidates_json(&scored),
         }));
     }
-    ctx.operator.require(SDWAN_FAILOVER)?;
+    ctx.operator.require(Permission::SdwanFailover)?;
     let target = match &a.to_peer_id {
         Some(peer) => scored
             .iter()
@@ -318,8 +318,7 @@ pub async fn failover_virtual_ip(
             .ok_or_else(|| {
                 let known: Vec<&str> = scored.iter().map(|s| s.candidate.peer_id.as_str()).collect();
                 ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "not_a_candidate",
+                    ErrorCode::NotACandidate,
                     format!(
                         "peer {peer} is not a ready k3s-server member of cluster {} (workers and other clusters' nodes cannot hold its VIP); candidates: [{}]",
                         vip.cluster_id,
@@ -329,8 +328,7 @@ pub async fn failover_virtual_ip(
             })?,
         None => candidates::best(&scored).cloned().ok_or_else(|| {
             ApiError::new(
-                StatusCode::CONFLICT,
-                "no_candidate",
+                ErrorCode::NoCandidate,
                 format!("virtual IP {} has no ready candidate heard lately (single-server cluster?)", vip.id),
             )
         })?,
@@ -365,8 +363,7 @@ pub async fn failover_virtual_ip(
         }
         promote::Promoted::Moot(why) => {
             return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "conflict",
+                ErrorCode::Conflict,
                 format!("not promoted: {why}"),
             ));
         }
@@ -375,10 +372,10 @@ pub async fn failover_virtual_ip(
     let now = fleet
         .virtual_ip(&account, &vip.id)
         .ok_or_else(|| ApiError::not_found("virtual_ip", &vip.id))?;
-    Ok(json!({
-        "resolved": true,
-        "dry_run": false,
-        "virtual_ip": super::vips::vip_json(&fleet, &account, now),
-        "promoted_to": target.peer_id,
-    }))
+    Ok(FailoverVirtualIpAnswer::Forced(Box::new(FailoverForced {
+        resolved: true,
+        dry_run: false,
+        virtual_ip: super::vips::vip_json(&fleet, &account, now),
+        promoted_to: target.peer_id,
+    })))
 }

@@ -2,20 +2,28 @@
 //! `kubernetes_list_nodes` in the runbook's answer shapes, and
 //! `kubernetes_decommission_cluster`.
 
-use super::ActionContext;
-use crate::api::auth::KUBERNETES_DECOMMISSION;
-use crate::api::error::ApiError;
+use super::{handlers, views, ActionContext, Reply};
+use crate::api::error::{ApiError, ErrorCode};
 use crate::secrets::SecretKey;
-use axum::http::StatusCode;
+use powernode_actions::clusters::{
+    self as typed, DecommissionClusterAnswer, DecommissionClusterArgs, GetClusterAnswer,
+    GetClusterArgs, ListClustersAnswer, ListClustersArgs, ListNodesAnswer, ListNodesArgs,
+};
 use powernode_events::payloads::k3s::ClusterDecommissioned;
 use powernode_events::{AccountId, AggregateRef, AggregateType, Envelope, EventPayload};
 use powernode_log::Expect;
 use powernode_projections::fleet::{Cluster, ClusterStatus, VipStatus};
 use powernode_projections::FleetState;
-use serde::Deserialize;
-use serde_json::{json, Value};
 
-/// A cluster as operators see it: the runbook's fields plus the details.
+handlers! {
+    ListClusters => list_clusters,
+    GetCluster => get_cluster,
+    ListNodes => list_nodes,
+    DecommissionCluster => decommission,
+}
+
+/// A cluster as operators see it ([`typed::ClusterView`]), borrowed: what
+/// `kubernetes_list_clusters` serializes straight to text.
 #[derive(serde::Serialize)]
 struct ClusterView<'a> {
     #[serde(flatten)]
@@ -32,25 +40,27 @@ fn view<'a>(fleet: &FleetState, account: &AccountId, c: &'a Cluster) -> ClusterV
     }
 }
 
-fn cluster_json(fleet: &FleetState, account: &AccountId, c: &Cluster) -> Value {
-    json!(view(fleet, account, c))
+fn cluster_view(fleet: &FleetState, account: &AccountId, c: &Cluster) -> typed::ClusterView {
+    typed::ClusterView {
+        cluster: views::cluster(c),
+        node_count: fleet.node_count(account, &c.id),
+        version: c.k3s_version.clone(),
+    }
+}
+
+/// [`ListClustersAnswer`], borrowed.
+#[derive(serde::Serialize)]
+struct Clusters<'a> {
+    clusters: Vec<ClusterView<'a>>,
 }
 
 /// `kubernetes_list_clusters({include_decommissioned?})` → `{clusters: [...]}`,
 /// oldest first, serialized straight to text (a thousand clusters are
 /// common; building a `Value` tree for them costs more than the rest).
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ListClusters {
-    #[serde(default)]
-    include_decommissioned: bool,
-}
-
-pub async fn list_clusters(ctx: &ActionContext<'_>, a: ListClusters) -> Result<String, ApiError> {
-    #[derive(serde::Serialize)]
-    struct Clusters<'a> {
-        clusters: Vec<ClusterView<'a>>,
-    }
+pub async fn list_clusters(
+    ctx: &ActionContext<'_>,
+    a: ListClustersArgs,
+) -> Result<Reply<ListClustersAnswer>, ApiError> {
     let fleet = ctx.fleet().await;
     let account = &ctx.operator.account;
     let all = fleet.clusters(account, a.include_decommissioned);
@@ -60,42 +70,46 @@ pub async fn list_clusters(ctx: &ActionContext<'_>, a: ListClusters) -> Result<S
     let mut buf = Vec::with_capacity(64 + out.clusters.len() * 640);
     serde_json::to_writer(&mut buf, &out)
         .map_err(|e| ApiError::unavailable(format!("cannot serialize the clusters: {e}")))?;
-    Ok(String::from_utf8(buf).expect("serde_json writes UTF-8"))
+    Ok(Reply::Raw(
+        String::from_utf8(buf).expect("serde_json writes UTF-8"),
+    ))
 }
 
 /// `kubernetes_get_cluster({id})` → `{cluster: {...}}`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GetCluster {
-    id: String,
-}
-
-pub async fn get_cluster(ctx: &ActionContext<'_>, a: GetCluster) -> Result<Value, ApiError> {
+pub async fn get_cluster(
+    ctx: &ActionContext<'_>,
+    a: GetClusterArgs,
+) -> Result<GetClusterAnswer, ApiError> {
     let fleet = ctx.fleet().await;
     let account = &ctx.operator.account;
     let c = fleet
         .cluster(account, &a.id)
         .ok_or_else(|| ApiError::not_found("cluster", &a.id))?;
-    Ok(json!({ "cluster": cluster_json(&fleet, account, c) }))
+    Ok(GetClusterAnswer {
+        cluster: cluster_view(&fleet, account, c),
+    })
 }
 
 /// `kubernetes_list_nodes({cluster_id})` → `{nodes: [{instance_id, role, status, version}]}`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ListNodes {
-    cluster_id: String,
-}
-
-pub async fn list_nodes(ctx: &ActionContext<'_>, a: ListNodes) -> Result<Value, ApiError> {
+pub async fn list_nodes(
+    ctx: &ActionContext<'_>,
+    a: ListNodesArgs,
+) -> Result<ListNodesAnswer, ApiError> {
     let fleet = ctx.fleet().await;
     let account = &ctx.operator.account;
     let cluster = fleet
         .cluster(account, &a.cluster_id)
         .ok_or_else(|| ApiError::not_found("cluster", &a.cluster_id))?;
     if cluster.status == ClusterStatus::Decommissioned {
-        return Ok(json!({ "nodes": [] }));
+        return Ok(ListNodesAnswer { nodes: Vec::new() });
     }
-    Ok(json!({ "nodes": fleet.cluster_nodes(account, &a.cluster_id) }))
+    Ok(ListNodesAnswer {
+        nodes: fleet
+            .cluster_nodes(account, &a.cluster_id)
+            .into_iter()
+            .map(views::k8s_node)
+            .collect(),
+    })
 }
 
 /// Deletes a cluster's join token and kubeconfig (none there is fine).
@@ -125,14 +139,10 @@ async fn delete_cluster_secrets(
 /// are deleted from the secret store. A second call is refused with
 /// `already_decommissioned` and changes nothing in the log (it deletes the
 /// secrets again, so a deletion that failed the first time is retried).
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Decommission {
-    cluster_id: String,
-}
-
-pub async fn decommission(ctx: &ActionContext<'_>, a: Decommission) -> Result<Value, ApiError> {
-    ctx.operator.require(KUBERNETES_DECOMMISSION)?;
+pub async fn decommission(
+    ctx: &ActionContext<'_>,
+    a: DecommissionClusterArgs,
+) -> Result<DecommissionClusterAnswer, ApiError> {
     let account = ctx.operator.account.clone();
     let aggregate = AggregateRef::new(AggregateType::Cluster, a.cluster_id.clone());
     let guard = ctx.log().aggregate_last_seq(&account, &aggregate).await?;
@@ -146,8 +156,7 @@ pub async fn decommission(ctx: &ActionContext<'_>, a: Decommission) -> Result<Va
             drop(fleet);
             delete_cluster_secrets(ctx, &account, &a.cluster_id).await?;
             return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "already_decommissioned",
+                ErrorCode::AlreadyDecommissioned,
                 format!(
                     "cluster {} is already decommissioned; nothing changed",
                     a.cluster_id
@@ -191,10 +200,41 @@ pub async fn decommission(ctx: &ActionContext<'_>, a: Decommission) -> Result<Va
     let EventPayload::ClusterDecommissioned(p) = &event.payload else {
         unreachable!()
     };
-    Ok(json!({
-        "cluster": cluster_json(&fleet, &account, c),
-        "removed_nodes": nodes.len(),
-        "instances_kept": nodes,
-        "released_virtual_ip_id": p.released_virtual_ip_id,
-    }))
+    Ok(DecommissionClusterAnswer {
+        cluster: cluster_view(&fleet, &account, c),
+        removed_nodes: nodes.len(),
+        instances_kept: nodes,
+        released_virtual_ip_id: p.released_virtual_ip_id.clone(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_raw_cluster_list_reads_as_the_typed_answer() {
+        let all = [
+            views::tests::sample_cluster(false),
+            views::tests::sample_cluster(true),
+        ];
+        let raw = serde_json::to_string(&Clusters {
+            clusters: all
+                .iter()
+                .map(|c| ClusterView {
+                    cluster: c,
+                    node_count: 3,
+                    version: c.k3s_version.as_deref(),
+                })
+                .collect(),
+        })
+        .unwrap();
+        let typed: ListClustersAnswer = serde_json::from_str(&raw).unwrap();
+        assert_eq!(
+            serde_json::to_value(&typed).unwrap(),
+            serde_json::from_str::<serde_json::Value>(&raw).unwrap()
+        );
+        assert_eq!(typed.clusters[1].cluster, views::cluster(&all[1]));
+        assert_eq!(typed.clusters[0].node_count, 3);
+    }
 }

@@ -11,23 +11,30 @@
 //!   the first `limit` events from there, and `more: true` when others
 //!   follow (ask again with `since: <last seq + 1>`).
 //! * `cluster` / `instance`: only events about that object (its aggregate,
-//!   or named in the payload; see [`powernode_archive::concerns`]).
+//!   or named in the payload; see [`powernode_inspect::concerns`]).
 //! * `through`: the answer covers every matching event up to this log
 //!   sequence; a follower (`GET /v1/events/stream` with `Last-Event-ID:
 //!   <through>`) carries on from there with no gap and no duplicate.
 //!
 //! Events never carry secrets (only fingerprints), so nothing is redacted.
 
-use super::ActionContext;
-use crate::api::error::ApiError;
+use super::{handlers, ActionContext};
+use crate::api::error::{ApiError, ErrorCode};
 use crate::api::sse::query::{Scope, Since};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
+use powernode_actions::events::{
+    RecentEventsAnswer, RecentEventsArgs, RecordedEvent, StateHashAnswer, StateHashArgs,
+};
 use powernode_log::{EventLog, Filter, Record, StartAt};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::time::Duration;
 use tracing::warn;
+
+handlers! {
+    RecentEvents => recent_events,
+    StateHash => state_hash,
+}
 
 /// Default and largest `limit`.
 const DEFAULT_LIMIT: usize = 20;
@@ -39,24 +46,11 @@ const FIRST_WINDOW: u64 = 256;
 /// How long the subscription that finds a `since` time may take.
 const FIRST_AT_TIME_WAIT: Duration = Duration::from_secs(5);
 
-/// Arguments of `recent_events`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RecentEvents {
-    #[serde(default)]
-    kind_prefix: Option<String>,
-    #[serde(default)]
-    limit: Option<usize>,
-    /// A sequence (number or digits), an RFC 3339 time, or a duration.
-    #[serde(default)]
-    since: Option<Value>,
-    #[serde(default)]
-    cluster: Option<String>,
-    #[serde(default)]
-    instance: Option<String>,
-}
-
-pub async fn recent_events(ctx: &ActionContext<'_>, a: RecentEvents) -> Result<Value, ApiError> {
+/// `recent_events` (see the module's documentation).
+pub async fn recent_events(
+    ctx: &ActionContext<'_>,
+    a: RecentEventsArgs,
+) -> Result<RecentEventsAnswer, ApiError> {
     let limit = a.limit.unwrap_or(DEFAULT_LIMIT);
     if limit == 0 || limit > MAX_LIMIT {
         return Err(invalid(format!(
@@ -84,7 +78,11 @@ pub async fn recent_events(ctx: &ActionContext<'_>, a: RecentEvents) -> Result<V
     let last = log.last_seq().await?;
     let Some(since) = since else {
         let events = newest(log, &scope, limit, last).await?;
-        return Ok(json!({ "events": events, "through": last }));
+        return Ok(RecentEventsAnswer {
+            events: recorded(events)?,
+            through: last,
+            more: None,
+        });
     };
     let from = match since {
         Since::Seq(s) => s.max(1),
@@ -95,11 +93,25 @@ pub async fn recent_events(ctx: &ActionContext<'_>, a: RecentEvents) -> Result<V
         (true, Some(e)) => e["seq"].as_u64().unwrap_or(last),
         _ => last,
     };
-    Ok(json!({ "events": events, "through": through, "more": more }))
+    Ok(RecentEventsAnswer {
+        events: recorded(events)?,
+        through,
+        more: Some(more),
+    })
 }
 
 fn invalid(message: String) -> ApiError {
-    ApiError::bad_request("invalid_arguments", message)
+    ApiError::bad_request(ErrorCode::InvalidArguments, message)
+}
+
+/// The events' JSON ([`Scope::event_json`], shared with the event stream)
+/// as the answer's type.
+fn recorded(events: Vec<Value>) -> Result<Vec<RecordedEvent>, ApiError> {
+    events
+        .into_iter()
+        .map(serde_json::from_value)
+        .collect::<Result<_, _>>()
+        .map_err(|e| ApiError::unavailable(format!("cannot show an event: {e}")))
 }
 
 /// Matching records kept while reading: the records themselves when the
@@ -293,6 +305,23 @@ async fn probe(log: &dyn EventLog, seq: u64) -> Result<Option<Record>, ApiError>
     Ok(log.read(seq, 1, &Filter::all()).await?.into_iter().next())
 }
 
+/// `system_state_hash({})` (admin only: the fleet digest covers every
+/// account): the digest of the API's live fleet state and the sequence it
+/// has applied through, read under one lock — `powernode replay --until
+/// <seq> --hash` of the same log must print the same digest.
+pub async fn state_hash(
+    ctx: &ActionContext<'_>,
+    _a: StateHashArgs,
+) -> Result<StateHashAnswer, ApiError> {
+    let fleet = ctx.fleet().await;
+    let hash = powernode_projections::state_hash(&fleet);
+    Ok(StateHashAnswer {
+        seq: fleet.last_seq(),
+        applied: fleet.applied(),
+        hash: format!("sha256:{hash}"),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -307,26 +336,4 @@ mod tests {
         // Sparse: at most four times the last.
         assert_eq!(next_window(1024, 1, 20, 100_000), 4096);
     }
-}
-
-/// Arguments of `system_state_hash` (none).
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StateHash {}
-
-/// `system_state_hash({})` (admin only): the digest of the API's live fleet
-/// state and the sequence it has applied through, read under one lock —
-/// `powernode replay --until <seq> --hash` of the same log must print the
-/// same digest.
-pub async fn state_hash(ctx: &ActionContext<'_>, _a: StateHash) -> Result<Value, ApiError> {
-    if !ctx.operator.is_admin() {
-        return Err(ApiError::forbidden(
-            "admin (the fleet digest covers every account)",
-        ));
-    }
-    let fleet = ctx.fleet().await;
-    let hash = powernode_projections::state_hash(&fleet);
-    Ok(
-        json!({ "seq": fleet.last_seq(), "applied": fleet.applied(), "hash": format!("sha256:{hash}") }),
-    )
 }

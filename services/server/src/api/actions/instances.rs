@@ -1,36 +1,39 @@
 //! Nodes and instances.
 
 use super::sdwan::{conflict_backoff, GUARDED_ATTEMPTS};
-use super::{check_name, new_id, ActionContext};
-use crate::api::auth::{fingerprint, new_token, KUBERNETES_PROVISION, SDWAN_FAILOVER};
-use crate::api::error::ApiError;
-use axum::http::StatusCode;
+use super::{check_name, handlers, new_id, views, ActionContext};
+use crate::api::auth::{fingerprint, new_token, Permission};
+use crate::api::error::{ApiError, ErrorCode};
+use powernode_actions::instances::{
+    CreateNodeAnswer, CreateNodeArgs, InstanceIdArgs, InstanceStatusAnswer, InstanceView,
+    ListInstancesAnswer, ListInstancesArgs, ProvisionInstanceAnswer, ProvisionInstanceArgs,
+};
 use powernode_events::payloads::fleet::{
     CniPlugin, InstanceDrained, InstanceProvisioned, InstanceTerminated, NodeCreated,
 };
 use powernode_events::{AggregateRef, AggregateType, Envelope};
 use powernode_log::Expect;
 use powernode_projections::fleet::{InstanceStatus, VipStatus};
-use serde::Deserialize;
-use serde_json::{json, Value};
 
 use crate::services::provisioner::HEAVYWEIGHT_MB;
 
-/// `system_create_node({hostname, node_template_id, memory_mb})`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CreateNode {
-    hostname: String,
-    node_template_id: String,
-    memory_mb: u64,
+handlers! {
+    CreateNode => create_node,
+    ProvisionInstance => provision_instance,
+    ListInstances => list_instances,
+    DrainInstance => drain_instance,
+    TerminateInstance => terminate_instance,
 }
 
-pub async fn create_node(ctx: &ActionContext<'_>, a: CreateNode) -> Result<Value, ApiError> {
-    ctx.operator.require(KUBERNETES_PROVISION)?;
+/// `system_create_node({hostname, node_template_id, memory_mb})`.
+pub async fn create_node(
+    ctx: &ActionContext<'_>,
+    a: CreateNodeArgs,
+) -> Result<CreateNodeAnswer, ApiError> {
     check_name("hostname", &a.hostname)?;
     if a.memory_mb == 0 {
         return Err(ApiError::bad_request(
-            "invalid_arguments",
+            ErrorCode::InvalidArguments,
             "memory_mb must be positive",
         ));
     }
@@ -58,24 +61,17 @@ pub async fn create_node(ctx: &ActionContext<'_>, a: CreateNode) -> Result<Value
     let node = fleet
         .account(&ctx.operator.account)
         .and_then(|acc| acc.nodes.get(&id));
-    Ok(json!({ "node": node }))
+    Ok(CreateNodeAnswer {
+        node: node.map(views::node),
+    })
 }
 
 /// `system_provision_instance({node_id, cni_plugin?})`: answers the instance
 /// and, once, the credential its agent enrolls with (only its fingerprint is kept).
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ProvisionInstance {
-    node_id: String,
-    #[serde(default)]
-    cni_plugin: Option<CniPlugin>,
-}
-
 pub async fn provision_instance(
     ctx: &ActionContext<'_>,
-    a: ProvisionInstance,
-) -> Result<Value, ApiError> {
-    ctx.operator.require(KUBERNETES_PROVISION)?;
+    a: ProvisionInstanceArgs,
+) -> Result<ProvisionInstanceAnswer, ApiError> {
     let (template_id, memory_mb, hostname) = {
         let fleet = ctx.fleet().await;
         let node = fleet
@@ -90,7 +86,7 @@ pub async fn provision_instance(
     };
     if a.cni_plugin == Some(CniPlugin::OvnKubernetes) && memory_mb < HEAVYWEIGHT_MB {
         return Err(ApiError::bad_request(
-            "CniProfileMismatchError",
+            ErrorCode::CniProfileMismatch,
             format!(
                 "ovn_kubernetes needs a heavyweight node (>= {HEAVYWEIGHT_MB} MiB); node {} has {memory_mb} MiB — use flannel or omit cni_plugin",
                 a.node_id
@@ -120,31 +116,34 @@ pub async fn provision_instance(
             credential: credential.clone(),
         });
     }
-    Ok(
-        json!({ "instance": instance, "id": id, "hostname": hostname, "enrollment_credential": credential }),
-    )
+    Ok(ProvisionInstanceAnswer {
+        instance: instance.map(views::instance),
+        id,
+        hostname,
+        enrollment_credential: credential,
+    })
 }
 
 /// An instance's public view (no credential), with its node's hostname.
-fn instance_json(
+fn instance_view(
     fleet: &powernode_projections::FleetState,
     account: &powernode_events::AccountId,
     i: &powernode_projections::fleet::Instance,
-) -> Value {
-    let mut v = json!(i);
-    v["hostname"] = json!(fleet
-        .account(account)
-        .and_then(|a| a.nodes.get(&i.node_id))
-        .map(|n| n.hostname.clone()));
-    v
+) -> InstanceView {
+    InstanceView {
+        instance: views::instance(i),
+        hostname: fleet
+            .account(account)
+            .and_then(|a| a.nodes.get(&i.node_id))
+            .map(|n| n.hostname.clone()),
+    }
 }
 
 /// `system_list_instances({})` → `{instances: [...]}`, oldest first.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ListInstances {}
-
-pub async fn list_instances(ctx: &ActionContext<'_>, _: ListInstances) -> Result<Value, ApiError> {
+pub async fn list_instances(
+    ctx: &ActionContext<'_>,
+    _: ListInstancesArgs,
+) -> Result<ListInstancesAnswer, ApiError> {
     let fleet = ctx.fleet().await;
     let account = &ctx.operator.account;
     let mut all: Vec<_> = fleet
@@ -152,18 +151,27 @@ pub async fn list_instances(ctx: &ActionContext<'_>, _: ListInstances) -> Result
         .map(|a| a.instances.values().collect())
         .unwrap_or_default();
     all.sort_by_key(|i| i.provisioned_seq);
-    let out: Vec<Value> = all
+    let out: Vec<InstanceView> = all
         .into_iter()
-        .map(|i| instance_json(&fleet, account, i))
+        .map(|i| instance_view(&fleet, account, i))
         .collect();
-    Ok(json!({ "instances": out }))
+    Ok(ListInstancesAnswer { instances: out })
 }
 
-/// `system_drain_instance({id})` / `system_terminate_instance({id})`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct InstanceId {
-    id: String,
+/// `system_drain_instance({id})`.
+async fn drain_instance(
+    ctx: &ActionContext<'_>,
+    a: InstanceIdArgs,
+) -> Result<InstanceStatusAnswer, ApiError> {
+    set_instance_status(ctx, a, false).await
+}
+
+/// `system_terminate_instance({id})`.
+async fn terminate_instance(
+    ctx: &ActionContext<'_>,
+    a: InstanceIdArgs,
+) -> Result<InstanceStatusAnswer, ApiError> {
+    set_instance_status(ctx, a, true).await
 }
 
 /// Drains (planned maintenance) or terminates an instance.
@@ -176,10 +184,9 @@ pub struct InstanceId {
 /// `system.sdwan_failover` too.
 pub async fn set_instance_status(
     ctx: &ActionContext<'_>,
-    a: InstanceId,
+    a: InstanceIdArgs,
     terminate: bool,
-) -> Result<Value, ApiError> {
-    ctx.operator.require(KUBERNETES_PROVISION)?;
+) -> Result<InstanceStatusAnswer, ApiError> {
     let account = &ctx.operator.account;
     let aggregate = AggregateRef::new(AggregateType::Instance, a.id.clone());
     let mut changed = false;
@@ -227,7 +234,8 @@ pub async fn set_instance_status(
                 break;
             }
             Err(ApiError {
-                code: "conflict", ..
+                code: ErrorCode::Conflict,
+                ..
             }) if attempt + 1 < GUARDED_ATTEMPTS => conflict_backoff(attempt).await,
             Err(e) => return Err(e),
         }
@@ -236,7 +244,10 @@ pub async fn set_instance_status(
     let i = fleet
         .instance(account, &a.id)
         .expect("the instance was just seen");
-    Ok(json!({ "instance": instance_json(&fleet, account, i), "changed": changed }))
+    Ok(InstanceStatusAnswer {
+        instance: instance_view(&fleet, account, i),
+        changed,
+    })
 }
 
 /// Refuses to drain an instance holding a VIP without `system.sdwan_failover`:
@@ -246,7 +257,7 @@ fn require_failover_for_held_vips(
     fleet: &powernode_projections::FleetState,
     instance_id: &str,
 ) -> Result<(), ApiError> {
-    if ctx.operator.require(SDWAN_FAILOVER).is_ok() {
+    if ctx.operator.require(Permission::SdwanFailover).is_ok() {
         return Ok(());
     }
     let Some(acc) = fleet.account(&ctx.operator.account) else {
@@ -268,11 +279,11 @@ fn require_failover_for_held_vips(
         return Ok(());
     }
     Err(ApiError::new(
-        StatusCode::FORBIDDEN,
-        "forbidden",
+        ErrorCode::Forbidden,
         format!(
-            "instance {instance_id} holds virtual IP(s) {}; draining it moves them to another member, which needs the permission {SDWAN_FAILOVER} (this token lacks it)",
-            held.join(", ")
+            "instance {instance_id} holds virtual IP(s) {}; draining it moves them to another member, which needs the permission {} (this token lacks it)",
+            held.join(", "),
+            Permission::SdwanFailover
         ),
     ))
 }

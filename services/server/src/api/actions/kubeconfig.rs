@@ -2,18 +2,23 @@
 //! `kubernetes_rotate_join_token`. The secrets come from the secret store;
 //! the events carry only fingerprints.
 
-use super::ActionContext;
-use crate::api::auth::{fingerprint, KUBERNETES_KUBECONFIG, KUBERNETES_PROVISION};
-use crate::api::error::ApiError;
+use super::{handlers, ActionContext};
+use crate::api::auth::fingerprint;
+use crate::api::error::{ApiError, ErrorCode};
 use crate::secrets::{Created, SecretError, SecretKey, Version};
-use axum::http::StatusCode;
+use powernode_actions::kubeconfig::{
+    GetKubeconfigAnswer, GetKubeconfigArgs, RotateJoinTokenAnswer, RotateJoinTokenArgs,
+};
 use powernode_events::payloads::k3s::{JoinTokenRotated, KubeconfigRetrieved};
 use powernode_events::{AggregateRef, AggregateType, Envelope};
 use powernode_log::{Expect, LogError};
 use powernode_projections::fleet::{Cluster, ClusterStatus};
-use serde::Deserialize;
-use serde_json::{json, Value};
 use std::time::{Duration, Instant};
+
+handlers! {
+    GetKubeconfig => get_kubeconfig,
+    RotateJoinToken => rotate_join_token,
+}
 
 /// The cluster, refused when unknown or decommissioned.
 async fn live_cluster(ctx: &ActionContext<'_>, id: &str) -> Result<Cluster, ApiError> {
@@ -23,8 +28,7 @@ async fn live_cluster(ctx: &ActionContext<'_>, id: &str) -> Result<Cluster, ApiE
         .ok_or_else(|| ApiError::not_found("cluster", id))?;
     if c.status == ClusterStatus::Decommissioned {
         return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "cluster_decommissioned",
+            ErrorCode::ClusterDecommissioned,
             format!("cluster {id} was decommissioned"),
         ));
     }
@@ -32,7 +36,7 @@ async fn live_cluster(ctx: &ActionContext<'_>, id: &str) -> Result<Cluster, ApiE
 }
 
 fn secret_key(k: Result<SecretKey, crate::secrets::SecretError>) -> Result<SecretKey, ApiError> {
-    k.map_err(|e| ApiError::bad_request("invalid_arguments", e.to_string()))
+    k.map_err(|e| ApiError::bad_request(ErrorCode::InvalidArguments, e.to_string()))
 }
 
 fn store_error(e: crate::secrets::SecretError) -> ApiError {
@@ -56,14 +60,10 @@ pub fn with_server(kubeconfig: &str, endpoint: &str) -> String {
 }
 
 /// `kubernetes_get_kubeconfig({cluster_id})` → `{kubeconfig, api_endpoint}`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GetKubeconfig {
-    cluster_id: String,
-}
-
-pub async fn get_kubeconfig(ctx: &ActionContext<'_>, a: GetKubeconfig) -> Result<Value, ApiError> {
-    ctx.operator.require(KUBERNETES_KUBECONFIG)?;
+pub async fn get_kubeconfig(
+    ctx: &ActionContext<'_>,
+    a: GetKubeconfigArgs,
+) -> Result<GetKubeconfigAnswer, ApiError> {
     let cluster = live_cluster(ctx, &a.cluster_id).await?;
     let key = secret_key(SecretKey::kubeconfig(&ctx.operator.account, &cluster.id))?;
     let raw = ctx
@@ -73,8 +73,7 @@ pub async fn get_kubeconfig(ctx: &ActionContext<'_>, a: GetKubeconfig) -> Result
         .map_err(store_error)?
         .ok_or_else(|| {
             ApiError::new(
-                StatusCode::CONFLICT,
-                "kubeconfig_unavailable",
+                ErrorCode::KubeconfigUnavailable,
                 format!("cluster {} has no kubeconfig yet (its bootstrap server has not handed one over)", cluster.id),
             )
         })?;
@@ -88,20 +87,10 @@ pub async fn get_kubeconfig(ctx: &ActionContext<'_>, a: GetKubeconfig) -> Result
         },
     );
     ctx.append(&[audit]).await?;
-    Ok(json!({ "kubeconfig": kubeconfig, "api_endpoint": cluster.api_endpoint }))
-}
-
-/// `kubernetes_rotate_join_token({cluster_id})` → `{cluster_id, token_fingerprint}`:
-/// a new join token; agents holding the old one are refused with `bad_token`
-/// and ask again.
-///
-/// Atomic against concurrent rotations (and any other write to the
-/// cluster): see [`rotate_once`]. A rotation that keeps losing for
-/// [`ROTATE_WITHIN`] is answered 409 `conflict`, having changed nothing.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RotateJoinToken {
-    cluster_id: String,
+    Ok(GetKubeconfigAnswer {
+        kubeconfig,
+        api_endpoint: cluster.api_endpoint,
+    })
 }
 
 /// How long a rotation keeps retrying when others win the race.
@@ -111,11 +100,17 @@ pub const ROTATE_WITHIN: Duration = Duration::from_secs(20);
 /// before appending its event).
 pub const ABANDONED_AFTER: Duration = Duration::from_secs(5);
 
+/// `kubernetes_rotate_join_token({cluster_id})` → `{cluster_id, token_fingerprint}`:
+/// a new join token; agents holding the old one are refused with `bad_token`
+/// and ask again.
+///
+/// Atomic against concurrent rotations (and any other write to the
+/// cluster): see [`rotate_once`]. A rotation that keeps losing for
+/// [`ROTATE_WITHIN`] is answered 409 `conflict`, having changed nothing.
 pub async fn rotate_join_token(
     ctx: &ActionContext<'_>,
-    a: RotateJoinToken,
-) -> Result<Value, ApiError> {
-    ctx.operator.require(KUBERNETES_PROVISION)?;
+    a: RotateJoinTokenArgs,
+) -> Result<RotateJoinTokenAnswer, ApiError> {
     let key = secret_key(SecretKey::join_token(&ctx.operator.account, &a.cluster_id))?;
     let deadline = Instant::now() + ROTATE_WITHIN;
     // The in-flight (or abandoned) version last seen, and since when.
@@ -123,7 +118,12 @@ pub async fn rotate_join_token(
     let mut attempt: u32 = 0;
     loop {
         match rotate_once(ctx, &a.cluster_id, &key, &mut dirty).await? {
-            Some(fp) => return Ok(json!({ "cluster_id": a.cluster_id, "token_fingerprint": fp })),
+            Some(fp) => {
+                return Ok(RotateJoinTokenAnswer {
+                    cluster_id: a.cluster_id,
+                    token_fingerprint: fp,
+                })
+            }
             None if Instant::now() < deadline => {
                 attempt += 1;
                 let jitter = rand::random::<u64>() % 10;
@@ -132,8 +132,7 @@ pub async fn rotate_join_token(
             }
             None => {
                 return Err(ApiError::new(
-                    StatusCode::CONFLICT,
-                    "conflict",
+                    ErrorCode::Conflict,
                     format!(
                         "cluster {} kept changing for {ROTATE_WITHIN:?} (other rotations); nothing changed, retry",
                         a.cluster_id

@@ -1,8 +1,10 @@
 //! Operator actions: `POST /v1/actions/<name>` with a JSON object of
-//! arguments. One file per area; this module parses, authenticates and
-//! dispatches, and gives handlers [`ActionContext::append`], which answers
-//! only once the API's projection has applied what was appended
-//! (read-your-writes).
+//! arguments. The actions, their arguments, answers and permissions are
+//! defined once in `powernode-actions`; here, one file per area binds each
+//! action to its handler ([`handlers!`]), and this module parses,
+//! authenticates and dispatches (generated from that table), and gives
+//! handlers [`ActionContext::append`], which answers only once the API's
+//! projection has applied what was appended (read-your-writes).
 
 mod accounts;
 mod approvals;
@@ -12,49 +14,72 @@ mod instances;
 mod kubeconfig;
 mod sdwan;
 mod templates;
+mod views;
 mod vips;
 
 use super::auth::{authenticate, Operator};
-use super::error::ApiError;
+use super::error::{ApiError, ErrorCode};
 use super::ApiState;
 use axum::http::HeaderMap;
+use powernode_actions::{Action, ActionName};
 use powernode_events::{Actor, Envelope};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use std::future::Future;
 use std::time::Duration;
 
-/// Every action this build knows.
-pub const ACTIONS: &[&str] = &[
-    "system_create_account",
-    "system_create_operator_token",
-    "system_revoke_operator_token",
-    "system_list_operator_tokens",
-    "system_create_template",
-    "system_get_template",
-    "system_assign_module_to_template",
-    "system_create_node",
-    "system_provision_instance",
-    "recent_events",
-    "system_state_hash",
-    "system_sdwan_create_network",
-    "system_sdwan_attach_peer",
-    "kubernetes_list_clusters",
-    "kubernetes_get_cluster",
-    "kubernetes_list_nodes",
-    "kubernetes_get_kubeconfig",
-    "kubernetes_decommission_cluster",
-    "kubernetes_rotate_join_token",
-    "system_sdwan_get_virtual_ip",
-    "system_sdwan_list_networks",
-    "system_sdwan_update_network",
-    "system_list_instances",
-    "system_drain_instance",
-    "system_terminate_instance",
-    "system_list_approvals",
-    "system_approve",
-    "system_reject",
-    "system_sdwan_failover_virtual_ip",
-];
+/// Every action this build knows, in the order of the table in `powernode-actions`.
+pub const ACTIONS: &[&str] = powernode_actions::NAMES;
+
+/// What a handler answers: its action's typed answer, or (for large reads)
+/// that answer already serialized, which spares building a `Value` tree.
+pub enum Reply<T> {
+    /// Serialized under `data` by the dispatch.
+    Typed(T),
+    /// The answer's JSON text, placed under `data` as it is.
+    Raw(String),
+}
+
+impl<T> From<T> for Reply<T> {
+    fn from(answer: T) -> Self {
+        Self::Typed(answer)
+    }
+}
+
+/// Runs one action. Every action of the table needs one (the dispatch is
+/// generated from the table), bound with [`handlers!`]; the dispatch has
+/// parsed the arguments and checked [`Action::PERMISSION`] before.
+pub trait Handler: Action {
+    /// Handles the action's arguments.
+    fn handle(
+        ctx: &ActionContext<'_>,
+        args: Self::Args,
+    ) -> impl Future<Output = Result<Reply<Self::Answer>, ApiError>> + Send;
+}
+
+/// Binds actions to their handlers: `handlers! { CreateTemplate =>
+/// create_template }`, where the function takes the context and the
+/// action's arguments and answers its answer (or a [`Reply`] of it).
+macro_rules! handlers {
+    ($($action:ident => $handler:path),* $(,)?) => {
+        $(
+            impl $crate::api::actions::Handler for powernode_actions::$action {
+                fn handle(
+                    ctx: &$crate::api::actions::ActionContext<'_>,
+                    args: Self::Args,
+                ) -> impl std::future::Future<
+                    Output = Result<
+                        $crate::api::actions::Reply<Self::Answer>,
+                        $crate::api::error::ApiError,
+                    >,
+                > + Send {
+                    async move { $handler(ctx, args).await.map(Into::into) }
+                }
+            }
+        )*
+    };
+}
+use handlers;
 
 /// How long an action waits for the projection to apply its own events.
 const READ_YOUR_WRITES: Duration = Duration::from_secs(10);
@@ -167,7 +192,7 @@ fn args<T: DeserializeOwned>(value: Value) -> Result<T, ApiError> {
         } else {
             format!("{path}: {inner}")
         };
-        ApiError::bad_request("invalid_arguments", message)
+        ApiError::bad_request(ErrorCode::InvalidArguments, message)
     })
 }
 
@@ -175,8 +200,9 @@ fn args<T: DeserializeOwned>(value: Value) -> Result<T, ApiError> {
 /// authentication (401) first, so an anonymous caller learns nothing about
 /// actions or argument rules; then the action's name (404), the body's JSON
 /// (400 `malformed_json`, duplicate keys included), characters (400
-/// `invalid_arguments` for control characters anywhere), and last the
-/// action's own arguments.
+/// `invalid_arguments` for control characters anywhere), the action's own
+/// arguments, and last the permission the action table names for it (403),
+/// before its handler runs.
 pub async fn dispatch(
     api: &ApiState,
     headers: &HeaderMap,
@@ -184,67 +210,48 @@ pub async fn dispatch(
     body: &[u8],
 ) -> Result<super::Answer, ApiError> {
     let operator = authenticate(headers, &*api.fleet.state.read().await)?;
-    if !ACTIONS.contains(&name) {
+    let Ok(action) = name.parse::<ActionName>() else {
         return Err(ApiError::new(
-            axum::http::StatusCode::NOT_FOUND,
-            "unknown_action",
+            ErrorCode::UnknownAction,
             format!(
                 "unknown action {:?}; known actions: {}",
                 escape_unsafe(name),
                 ACTIONS.join(", ")
             ),
         ));
-    }
+    };
     let value = parse_body(body)?;
     if !value.is_object() {
         return Err(ApiError::bad_request(
-            "invalid_arguments",
+            ErrorCode::InvalidArguments,
             "arguments must be a JSON object",
         ));
     }
     check_characters("", &value)?;
     let ctx = ActionContext { api, operator };
-    if name == "kubernetes_list_clusters" {
-        return clusters::list_clusters(&ctx, args(value)?)
-            .await
-            .map(super::Answer::Raw);
+    macro_rules! dispatch_to {
+        ($($action:ident)*) => {
+            match action {
+                $( ActionName::$action => run::<powernode_actions::$action>(&ctx, value).await, )*
+            }
+        };
     }
-    let answer = match name {
-        "system_create_account" => accounts::create_account(&ctx, args(value)?).await,
-        "system_create_operator_token" => accounts::create_operator_token(&ctx, args(value)?).await,
-        "system_revoke_operator_token" => accounts::revoke_operator_token(&ctx, args(value)?).await,
-        "system_list_operator_tokens" => accounts::list_operator_tokens(&ctx, args(value)?).await,
-        "system_create_template" => templates::create_template(&ctx, args(value)?).await,
-        "system_get_template" => templates::get_template(&ctx, args(value)?).await,
-        "system_assign_module_to_template" => templates::assign_module(&ctx, args(value)?).await,
-        "system_create_node" => instances::create_node(&ctx, args(value)?).await,
-        "system_provision_instance" => instances::provision_instance(&ctx, args(value)?).await,
-        "recent_events" => events::recent_events(&ctx, args(value)?).await,
-        "system_state_hash" => events::state_hash(&ctx, args(value)?).await,
-        "system_sdwan_create_network" => sdwan::create_network(&ctx, args(value)?).await,
-        "system_sdwan_attach_peer" => sdwan::attach_peer(&ctx, args(value)?).await,
-        "kubernetes_get_cluster" => clusters::get_cluster(&ctx, args(value)?).await,
-        "kubernetes_list_nodes" => clusters::list_nodes(&ctx, args(value)?).await,
-        "kubernetes_get_kubeconfig" => kubeconfig::get_kubeconfig(&ctx, args(value)?).await,
-        "kubernetes_decommission_cluster" => clusters::decommission(&ctx, args(value)?).await,
-        "kubernetes_rotate_join_token" => kubeconfig::rotate_join_token(&ctx, args(value)?).await,
-        "system_sdwan_get_virtual_ip" => vips::get_virtual_ip(&ctx, args(value)?).await,
-        "system_sdwan_list_networks" => vips::list_networks(&ctx, args(value)?).await,
-        "system_sdwan_update_network" => sdwan::update_network(&ctx, args(value)?).await,
-        "system_list_instances" => instances::list_instances(&ctx, args(value)?).await,
-        "system_drain_instance" => instances::set_instance_status(&ctx, args(value)?, false).await,
-        "system_list_approvals" => approvals::list_approvals(&ctx, args(value)?).await,
-        "system_approve" => approvals::decide(&ctx, args(value)?, true).await,
-        "system_reject" => approvals::decide(&ctx, args(value)?, false).await,
-        "system_sdwan_failover_virtual_ip" => {
-            approvals::failover_virtual_ip(&ctx, args(value)?).await
-        }
-        "system_terminate_instance" => {
-            instances::set_instance_status(&ctx, args(value)?, true).await
-        }
-        other => unreachable!("{other} is in ACTIONS but not dispatched"),
-    };
-    answer.map(super::Answer::Json)
+    powernode_actions::for_each_action!(dispatch_to)
+}
+
+/// Runs action `A` with its arguments as JSON: parses them, checks the
+/// action's permission, handles, and serializes the answer.
+async fn run<A: Handler>(ctx: &ActionContext<'_>, value: Value) -> Result<super::Answer, ApiError> {
+    let args = args::<A::Args>(value)?;
+    if let Some(permission) = A::PERMISSION {
+        ctx.operator.require(permission)?;
+    }
+    match A::handle(ctx, args).await? {
+        Reply::Typed(answer) => serde_json::to_value(answer)
+            .map(super::Answer::Json)
+            .map_err(|e| ApiError::unavailable(format!("cannot serialize the answer: {e}"))),
+        Reply::Raw(text) => Ok(super::Answer::Raw(text)),
+    }
 }
 
 /// A fresh id with a readable prefix, e.g. `tmpl-0190…`.
@@ -255,14 +262,14 @@ pub fn new_id(prefix: &str) -> String {
 /// An account id argument, refused with `invalid_arguments` when malformed.
 pub fn account_arg(id: &str) -> Result<powernode_events::AccountId, ApiError> {
     powernode_events::AccountId::new(id)
-        .map_err(|e| ApiError::bad_request("invalid_arguments", e.to_string()))
+        .map_err(|e| ApiError::bad_request(ErrorCode::InvalidArguments, e.to_string()))
 }
 
 /// Refuses an empty or overlong name, or one with a control character.
 pub fn check_name(field: &str, name: &str) -> Result<(), ApiError> {
     if name.trim().is_empty() || name.chars().count() > 128 {
         return Err(ApiError::bad_request(
-            "invalid_arguments",
+            ErrorCode::InvalidArguments,
             format!("{field} must be 1-128 characters"),
         ));
     }
@@ -276,7 +283,7 @@ pub fn check_text(field: &str, text: &str) -> Result<(), ApiError> {
     match text.chars().find(|c| is_unsafe_char(*c)) {
         None => Ok(()),
         Some(c) => Err(ApiError::bad_request(
-            "invalid_arguments",
+            ErrorCode::InvalidArguments,
             format!(
                 "{}: control character U+{:04X} is not allowed",
                 if field.is_empty() { "." } else { field },
@@ -296,7 +303,7 @@ pub const MAX_ARGUMENT_TEXT: usize = 4096;
 fn check_characters(path: &str, value: &Value) -> Result<(), ApiError> {
     match value {
         Value::String(s) if s.len() > MAX_ARGUMENT_TEXT => Err(ApiError::bad_request(
-            "invalid_arguments",
+            ErrorCode::InvalidArguments,
             format!(
                 "{}: {} bytes is longer than the {MAX_ARGUMENT_TEXT} an argument may be",
                 if path.is_empty() { "." } else { path },
@@ -316,7 +323,7 @@ fn check_characters(path: &str, value: &Value) -> Result<(), ApiError> {
             };
             if k.chars().any(is_unsafe_char) || k.len() > MAX_ARGUMENT_TEXT {
                 return Err(ApiError::bad_request(
-                    "invalid_arguments",
+                    ErrorCode::InvalidArguments,
                     format!(
                         "{:?}: a key with a control character or over {MAX_ARGUMENT_TEXT} bytes is not allowed",
                         escape_unsafe(&here.chars().take(64).collect::<String>())
@@ -340,7 +347,7 @@ pub fn parse_body(body: &[u8]) -> Result<Value, ApiError> {
         .map(|s| s.0)
         .map_err(|e| {
             ApiError::bad_request(
-                "malformed_json",
+                ErrorCode::MalformedJson,
                 format!("request body is not valid JSON: {e}"),
             )
         })
@@ -427,7 +434,7 @@ mod tests {
     #[test]
     fn duplicate_keys_are_malformed_at_any_depth() {
         let e = parse_body(br#"{"name":"a","name":"b"}"#).unwrap_err();
-        assert_eq!(e.code, "malformed_json");
+        assert_eq!(e.code, ErrorCode::MalformedJson);
         assert!(
             e.message.contains(r#"duplicate key "name""#),
             "{}",

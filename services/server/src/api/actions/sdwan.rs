@@ -11,21 +11,27 @@
 //! by the log, decides again on the newer state, and either takes the next
 //! free space or is refused with the clash named.
 
-use super::{check_name, new_id, ActionContext};
-use crate::api::auth::KUBERNETES_PROVISION;
-use crate::api::error::ApiError;
-use axum::http::StatusCode;
+use super::{check_name, handlers, new_id, views, ActionContext};
+use crate::api::error::{ApiError, ErrorCode};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use powernode_actions::sdwan::{
+    AttachPeerAnswer, AttachPeerArgs, CreateNetworkAnswer, CreateNetworkArgs, UpdateNetworkAnswer,
+    UpdateNetworkArgs,
+};
 use powernode_events::payloads::sdwan::{NetworkCreated, PeerAttached, RoutingMode};
 use powernode_events::{AccountId, AggregateRef, AggregateType, Envelope};
 use powernode_log::Expect;
 use powernode_projections::FleetState;
 use rand::Rng;
-use serde::Deserialize;
-use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::net::Ipv6Addr;
 use std::time::Duration;
+
+handlers! {
+    CreateNetwork => create_network,
+    AttachPeer => attach_peer,
+    UpdateNetwork => update_network,
+}
 
 /// VIPs come from `<overlay>::100/120`.
 const VIP_RANGE_HOST: u128 = 0x100;
@@ -82,13 +88,13 @@ fn overlap(a: &IpNet, b: &IpNet) -> bool {
 fn parse_prefix(field: &str, s: &str) -> Result<IpNet, ApiError> {
     let net: IpNet = s.parse().map_err(|e| {
         ApiError::bad_request(
-            "invalid_arguments",
+            ErrorCode::InvalidArguments,
             format!("{field}: {s:?} is not a CIDR prefix ({e})"),
         )
     })?;
     if net.trunc() != net {
         return Err(ApiError::bad_request(
-            "invalid_arguments",
+            ErrorCode::InvalidArguments,
             format!(
                 "{field}: {s} has host bits set; did you mean {}?",
                 net.trunc()
@@ -107,7 +113,7 @@ fn refuse_mapped(field: &str, net: &IpNet) -> Result<(), ApiError> {
         return Ok(());
     }
     Err(ApiError::bad_request(
-        "invalid_arguments",
+        ErrorCode::InvalidArguments,
         format!("{field}: {net} is an IPv4-mapped IPv6 prefix; write it as {v4}"),
     ))
 }
@@ -118,8 +124,7 @@ fn overlap_error(prefix: &IpNet, other: &IpNet, what: String) -> ApiError {
         n => format!("{p} (IPv4 {n})"),
     };
     ApiError::new(
-        StatusCode::CONFLICT,
-        "prefix_overlap",
+        ErrorCode::PrefixOverlap,
         format!("{} overlaps {what} {}", shown(prefix), shown(other)),
     )
 }
@@ -219,7 +224,7 @@ async fn allocate(
             // instance's peer was attached meanwhile on the other aggregate
             // (with or without LANs): decide again on what is there now.
             Err(ApiError {
-                code: "conflict" | "id_taken",
+                code: ErrorCode::Conflict | ErrorCode::IdTaken,
                 ..
             }) => conflict_backoff(attempt).await,
             Err(e) => return Err(e),
@@ -243,8 +248,7 @@ fn allocate_overlay(
     ]);
     let exhausted = || {
         ApiError::new(
-            StatusCode::CONFLICT,
-            "exhausted",
+            ErrorCode::Exhausted,
             "the account has no free overlay /64 left",
         )
     };
@@ -294,18 +298,10 @@ fn handle_of(overlay: &Ipv6Net) -> String {
 }
 
 /// `system_sdwan_create_network({name, pod_subnet_prefix?, routing_mode?})`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CreateNetwork {
-    name: String,
-    #[serde(default)]
-    pod_subnet_prefix: Option<String>,
-    #[serde(default)]
-    routing_mode: Option<RoutingMode>,
-}
-
-pub async fn create_network(ctx: &ActionContext<'_>, a: CreateNetwork) -> Result<Value, ApiError> {
-    ctx.operator.require(KUBERNETES_PROVISION)?;
+pub async fn create_network(
+    ctx: &ActionContext<'_>,
+    a: CreateNetworkArgs,
+) -> Result<CreateNetworkAnswer, ApiError> {
     check_name("name", &a.name)?;
     let pod = a
         .pod_subnet_prefix
@@ -353,7 +349,9 @@ pub async fn create_network(ctx: &ActionContext<'_>, a: CreateNetwork) -> Result
     })
     .await?;
     let fleet = ctx.fleet().await;
-    Ok(json!({ "network": fleet.network(&account, &id) }))
+    Ok(CreateNetworkAnswer {
+        network: fleet.network(&account, &id).map(views::network),
+    })
 }
 
 /// The id of an instance's peer on a network (and of the attaching event).
@@ -380,17 +378,10 @@ fn peer_host(network_id: &str, instance_id: &str, used: &[u128]) -> u128 {
 }
 
 /// `system_sdwan_attach_peer({network_id, node_instance_id, lan_subnets?})`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AttachPeer {
-    network_id: String,
-    node_instance_id: String,
-    #[serde(default)]
-    lan_subnets: Vec<String>,
-}
-
-pub async fn attach_peer(ctx: &ActionContext<'_>, a: AttachPeer) -> Result<Value, ApiError> {
-    ctx.operator.require(KUBERNETES_PROVISION)?;
+pub async fn attach_peer(
+    ctx: &ActionContext<'_>,
+    a: AttachPeerArgs,
+) -> Result<AttachPeerAnswer, ApiError> {
     let lans = a
         .lan_subnets
         .iter()
@@ -488,24 +479,19 @@ pub async fn attach_peer(ctx: &ActionContext<'_>, a: AttachPeer) -> Result<Value
         acc.peers
             .values()
             .find(|p| p.network_id == a.network_id && p.instance_id == a.node_instance_id)
-            .cloned()
+            .map(views::peer)
     });
-    Ok(json!({ "peer": peer }))
+    Ok(AttachPeerAnswer { peer })
 }
 
 /// `system_sdwan_update_network({network_id, pod_subnet_prefix})`: opts a
 /// network into routing flannel pod traffic over the overlay. The prefix
 /// may be set on a network that already has clusters (migration), but once
 /// a live cluster references the network it never changes.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct UpdateNetwork {
-    network_id: String,
-    pod_subnet_prefix: String,
-}
-
-pub async fn update_network(ctx: &ActionContext<'_>, a: UpdateNetwork) -> Result<Value, ApiError> {
-    ctx.operator.require(KUBERNETES_PROVISION)?;
+pub async fn update_network(
+    ctx: &ActionContext<'_>,
+    a: UpdateNetworkArgs,
+) -> Result<UpdateNetworkAnswer, ApiError> {
     let pod = parse_prefix("pod_subnet_prefix", &a.pod_subnet_prefix)?;
     let account = ctx.operator.account.clone();
     let appended = allocate(ctx, Guard::AddressSpace, |fleet| {
@@ -524,8 +510,7 @@ pub async fn update_network(ctx: &ActionContext<'_>, a: UpdateNetwork) -> Result
                 .collect();
             if !referencing.is_empty() {
                 return Err(ApiError::new(
-                    StatusCode::CONFLICT,
-                    "pod_subnet_prefix_immutable",
+                    ErrorCode::PodSubnetPrefixImmutable,
                     format!(
                         "network {} has pod_subnet_prefix {current}, referenced by cluster(s) {}; a k3s pod CIDR cannot change after bootstrap — decommission and rebuild the cluster(s) to move to {pod}",
                         a.network_id,
@@ -562,7 +547,10 @@ pub async fn update_network(ctx: &ActionContext<'_>, a: UpdateNetwork) -> Result
     })
     .await?;
     let fleet = ctx.fleet().await;
-    Ok(json!({ "network": fleet.network(&account, &a.network_id), "changed": appended.is_some() }))
+    Ok(UpdateNetworkAnswer {
+        network: fleet.network(&account, &a.network_id).map(views::network),
+        changed: appended.is_some(),
+    })
 }
 
 #[cfg(test)]

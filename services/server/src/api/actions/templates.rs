@@ -1,27 +1,26 @@
 //! Node templates.
 
-use super::{check_name, new_id, ActionContext};
-use crate::api::auth::KUBERNETES_PROVISION;
-use crate::api::error::ApiError;
+use super::{check_name, handlers, new_id, views, ActionContext};
+use crate::api::error::{ApiError, ErrorCode};
+use powernode_actions::templates::{
+    AssignModuleArgs, CreateTemplateArgs, GetTemplateArgs, TemplateAnswer,
+};
 use powernode_events::payloads::fleet::TemplateCreated;
 use powernode_events::payloads::k3s::{K3sModule, ModuleAssigned, ModuleConfig};
 use powernode_events::Envelope;
-use serde::Deserialize;
-use serde_json::{json, Value};
-use std::collections::BTreeMap;
+use serde_json::Value;
 
-/// `system_create_template({name})`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CreateTemplate {
-    name: String,
+handlers! {
+    CreateTemplate => create_template,
+    GetTemplate => get_template,
+    AssignModuleToTemplate => assign_module,
 }
 
+/// `system_create_template({name})`.
 pub async fn create_template(
     ctx: &ActionContext<'_>,
-    a: CreateTemplate,
-) -> Result<Value, ApiError> {
-    ctx.operator.require(KUBERNETES_PROVISION)?;
+    a: CreateTemplateArgs,
+) -> Result<TemplateAnswer, ApiError> {
     check_name("name", &a.name)?;
     let id = new_id("tmpl");
     let event = Envelope::new(
@@ -33,42 +32,34 @@ pub async fn create_template(
         },
     );
     ctx.append(&[event]).await?;
-    get_template(ctx, GetTemplate { id }).await
+    get_template(ctx, GetTemplateArgs { id }).await
 }
 
 /// `system_get_template({id})` → `{template: {id, name, module_assignments}}`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GetTemplate {
-    id: String,
-}
-
-pub async fn get_template(ctx: &ActionContext<'_>, a: GetTemplate) -> Result<Value, ApiError> {
+pub async fn get_template(
+    ctx: &ActionContext<'_>,
+    a: GetTemplateArgs,
+) -> Result<TemplateAnswer, ApiError> {
     let fleet = ctx.fleet().await;
     let template = fleet
         .template(&ctx.operator.account, &a.id)
         .ok_or_else(|| ApiError::not_found("template", &a.id))?;
-    Ok(json!({"template": template}))
+    Ok(TemplateAnswer {
+        template: views::template(template),
+    })
 }
 
 /// `system_assign_module_to_template({template_id, module_name, config?})`.
 /// `config.target_cluster_id` is checked when the agent asks to join, as the
 /// runbook says; other config keys are kept verbatim (strings only).
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AssignModule {
-    template_id: String,
-    module_name: String,
-    #[serde(default)]
-    config: BTreeMap<String, String>,
-}
-
-pub async fn assign_module(ctx: &ActionContext<'_>, a: AssignModule) -> Result<Value, ApiError> {
-    ctx.operator.require(KUBERNETES_PROVISION)?;
+pub async fn assign_module(
+    ctx: &ActionContext<'_>,
+    a: AssignModuleArgs,
+) -> Result<TemplateAnswer, ApiError> {
     let module: K3sModule =
         serde_json::from_value(Value::String(a.module_name.clone())).map_err(|_| {
             ApiError::bad_request(
-                "invalid_arguments",
+                ErrorCode::InvalidArguments,
                 format!(
                     "unknown module_name {:?}; known: k3s-server, k3s-agent",
                     a.module_name
@@ -99,5 +90,5 @@ pub async fn assign_module(ctx: &ActionContext<'_>, a: AssignModule) -> Result<V
         },
     );
     ctx.append(&[event]).await?;
-    get_template(ctx, GetTemplate { id: a.template_id }).await
+    get_template(ctx, GetTemplateArgs { id: a.template_id }).await
 }

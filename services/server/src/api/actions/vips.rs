@@ -1,17 +1,22 @@
 //! SD-WAN reads: `system_sdwan_get_virtual_ip`, `system_sdwan_list_networks`.
 
-use super::ActionContext;
-use crate::api::error::ApiError;
-use axum::http::StatusCode;
+use super::{handlers, views, ActionContext};
+use crate::api::error::{ApiError, ErrorCode};
+use powernode_actions::sdwan::{ListNetworksAnswer, ListNetworksArgs, NetworkView};
+use powernode_actions::vips::{FailoverPeer, GetVirtualIpAnswer, GetVirtualIpArgs, VirtualIpView};
 use powernode_events::AccountId;
 use powernode_projections::fleet::{VipStatus, VirtualIp};
 use powernode_projections::FleetState;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::json;
+
+handlers! {
+    GetVirtualIp => get_virtual_ip,
+    ListNetworks => list_networks,
+}
 
 /// A VIP as operators see it: `holders` are instance ids (the tutorial's
 /// shape), with the peer-level detail beside them.
-pub(super) fn vip_json(fleet: &FleetState, account: &AccountId, v: &VirtualIp) -> Value {
+pub(super) fn vip_json(fleet: &FleetState, account: &AccountId, v: &VirtualIp) -> VirtualIpView {
     let instance_of = |peer_id: &str| {
         fleet
             .account(account)
@@ -22,64 +27,59 @@ pub(super) fn vip_json(fleet: &FleetState, account: &AccountId, v: &VirtualIp) -
         VipStatus::Allocated => instance_of(&v.holder_peer_id).into_iter().collect(),
         VipStatus::Released => Vec::new(),
     };
-    let candidates: Vec<Value> = v
+    let candidates: Vec<FailoverPeer> = v
         .failover_candidates()
-        .map(|p| json!({ "peer_id": p, "instance_id": instance_of(p) }))
+        .map(|p| FailoverPeer {
+            peer_id: p.to_string(),
+            instance_id: instance_of(p),
+        })
         .collect();
     let mut gens: Vec<u64> = v.applied.values().copied().collect();
     gens.sort_unstable();
     let split = gens.windows(2).any(|w| w[0] == w[1]);
-    let stale: Vec<&String> = v
+    let stale: Vec<String> = v
         .applied
         .iter()
         .filter(|(_, g)| **g < v.generation)
-        .map(|(p, _)| p)
+        .map(|(p, _)| p.clone())
         .collect();
-    json!({
-        "id": v.id,
-        "name": v.purpose,
-        "vip": v.vip.to_string(),
-        "purpose": v.purpose,
-        "network_id": v.network_id,
-        "cluster_id": v.cluster_id,
-        "api_endpoint": v.api_endpoint(),
-        "status": v.status,
-        "generation": v.generation,
-        "holders": holders,
-        "holder_peer_id": v.holder_peer_id,
-        "holder_silent": v.holder_silent,
-        "failover_holder_peer_ids": v.failover_candidates().collect::<Vec<_>>(),
-        "failover_candidates": candidates,
+    VirtualIpView {
+        id: v.id.clone(),
+        name: v.purpose,
+        vip: v.vip,
+        purpose: v.purpose,
+        network_id: v.network_id.clone(),
+        cluster_id: v.cluster_id.clone(),
+        api_endpoint: v.api_endpoint(),
+        status: views::vip_status(v.status),
+        generation: v.generation,
+        holders,
+        holder_peer_id: v.holder_peer_id.clone(),
+        holder_silent: v.holder_silent,
+        failover_holder_peer_ids: v.failover_candidates().map(str::to_string).collect(),
+        failover_candidates: candidates,
         // What each member's agent reports holding: more than one entry is
         // a split the fencing is resolving (the older generation releases).
-        "applied_generations": v.applied,
+        applied_generations: v.applied.clone(),
         // Two agents at one generation: a true split (fencing never lets
         // it happen). An older generation still reported is stale: that
         // agent has not been heard releasing yet (e.g. it is down).
-        "split": split,
-        "stale_holders": stale,
-        "silent_since": v.silent_since,
-        "pending_approval": v.pending_proposal.as_ref().map(|p| p.approval_id.clone()),
-        "last_promotion": v.promotions.last(),
-        "release_reason": v.release_reason,
-    })
+        split,
+        stale_holders: stale,
+        silent_since: v.silent_since.clone(),
+        pending_approval: v.pending_proposal.as_ref().map(|p| p.approval_id.clone()),
+        last_promotion: v.promotions.last().map(views::promotion),
+        release_reason: v.release_reason.clone(),
+    }
 }
 
 /// `system_sdwan_get_virtual_ip({id} | {cluster_id} | {name})`: one VIP.
 /// `name` is the VIP's purpose (`k3s_api_endpoint`); with several live
 /// VIPs of that purpose, the answer lists them and asks for `cluster_id`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GetVirtualIp {
-    #[serde(default)]
-    id: Option<String>,
-    #[serde(default)]
-    cluster_id: Option<String>,
-    #[serde(default)]
-    name: Option<String>,
-}
-
-pub async fn get_virtual_ip(ctx: &ActionContext<'_>, a: GetVirtualIp) -> Result<Value, ApiError> {
+pub async fn get_virtual_ip(
+    ctx: &ActionContext<'_>,
+    a: GetVirtualIpArgs,
+) -> Result<GetVirtualIpAnswer, ApiError> {
     let fleet = ctx.fleet().await;
     let account = &ctx.operator.account;
     let vip = if let Some(id) = &a.id {
@@ -110,8 +110,7 @@ pub async fn get_virtual_ip(ctx: &ActionContext<'_>, a: GetVirtualIp) -> Result<
                     .map(|v| format!("{} (cluster {})", v.id, v.cluster_id))
                     .collect();
                 return Err(ApiError::new(
-                    StatusCode::CONFLICT,
-                    "ambiguous",
+                    ErrorCode::Ambiguous,
                     format!(
                         "{} live VIPs are named {name}: {}; pass cluster_id or id",
                         many.len(),
@@ -122,36 +121,34 @@ pub async fn get_virtual_ip(ctx: &ActionContext<'_>, a: GetVirtualIp) -> Result<
         }
     } else {
         return Err(ApiError::bad_request(
-            "invalid_arguments",
+            ErrorCode::InvalidArguments,
             "give one of id, cluster_id or name",
         ));
     };
-    Ok(json!({ "virtual_ip": vip_json(&fleet, account, vip) }))
+    Ok(GetVirtualIpAnswer {
+        virtual_ip: vip_json(&fleet, account, vip),
+    })
 }
 
 /// `system_sdwan_list_networks({})` → `{networks: [...]}`, oldest first.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ListNetworks {}
-
-pub async fn list_networks(ctx: &ActionContext<'_>, _: ListNetworks) -> Result<Value, ApiError> {
+pub async fn list_networks(
+    ctx: &ActionContext<'_>,
+    _: ListNetworksArgs,
+) -> Result<ListNetworksAnswer, ApiError> {
     let fleet = ctx.fleet().await;
     let mut networks: Vec<_> = fleet
         .account(&ctx.operator.account)
         .map(|a| a.networks.values().collect())
         .unwrap_or_default();
     networks.sort_by_key(|n| n.created_seq);
-    let out: Vec<Value> = networks
+    let out: Vec<NetworkView> = networks
         .into_iter()
-        .map(|n| {
-            let mut v = json!(n);
-            v["peer_count"] = json!(fleet.account(&ctx.operator.account).map_or(0, |a| a
-                .peers
-                .values()
-                .filter(|p| p.network_id == n.id)
-                .count()));
-            v
+        .map(|n| NetworkView {
+            network: views::network(n),
+            peer_count: fleet.account(&ctx.operator.account).map_or(0, |a| {
+                a.peers.values().filter(|p| p.network_id == n.id).count()
+            }),
         })
         .collect();
-    Ok(json!({ "networks": out }))
+    Ok(ListNetworksAnswer { networks: out })
 }
