@@ -134,7 +134,7 @@ pub async fn run(args: RecentEventsArgs) -> anyhow::Result<()> {
         ),
         (
             "absent_kind",
-            json!({"kind_prefix": "system.approval.granted", "limit": 20}),
+            json!({"kind_prefix": powernode_events::EventKind::ApprovalGranted.as_str(), "limit": 20}),
         ),
         ("no_prefix", json!({"limit": 20})),
         (
