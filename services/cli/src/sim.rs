@@ -3,18 +3,21 @@
 //! instance provisioned through this API, talking to the intake by direct
 //! call. Each keeps its identity and state under
 //! `<data-dir>/sim-agents/<instance>`, so a restart resumes them.
+//!
+//! The simulator and every agent are tasks of the node ([`Spawner`]): they
+//! stop with it, and a panic in one stops the node.
 
 use powernode_agent::agent::Agent;
 use powernode_agent::driver::simulated::SimulatedRuntime;
 use powernode_agent::identity::Identity;
 use powernode_agent::state::StateStore;
+use powernode_runtime::supervisor::Spawner;
 use powernode_server::api::Provisioned;
 use powernode_server::intake::Intake;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 /// The k3s version simulated agents report.
@@ -25,27 +28,29 @@ pub fn agents(interval: Duration) -> powernode_server::node::SimulatedAgents {
     powernode_server::node::SimulatedAgents { interval, start }
 }
 
-/// Starts the simulator: resumes the agents under `dir`, and answers a
-/// sender that starts one for every newly provisioned instance.
+/// Starts the simulator under `tasks`: resumes the agents under `dir`, and
+/// answers a sender that starts one for every newly provisioned instance.
 pub fn start(
     intake: Intake,
     dir: PathBuf,
     interval: Duration,
-    shutdown: CancellationToken,
+    tasks: Spawner,
 ) -> mpsc::UnboundedSender<Provisioned> {
     let (tx, mut rx) = mpsc::unbounded_channel::<Provisioned>();
-    tokio::spawn(async move {
+    let spawner = tasks.clone();
+    // Runs as long as the node: the sender lives in the API's state, which
+    // the HTTP server drops only after shutdown.
+    tasks.spawn("simulated agents", async move {
+        let shutdown = spawner.shutdown().clone();
         for existing in existing_agents(&dir) {
             let hostname = existing.clone();
-            spawn_agent(
-                &intake, &dir, &existing, hostname, None, interval, &shutdown,
-            );
+            spawn_agent(&spawner, &intake, &dir, &existing, hostname, None, interval);
         }
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 next = rx.recv() => match next {
-                    Some(p) => spawn_agent(&intake, &dir, &p.instance_id, p.hostname, Some(p.credential), interval, &shutdown),
+                    Some(p) => spawn_agent(&spawner, &intake, &dir, &p.instance_id, p.hostname, Some(p.credential), interval),
                     None => return,
                 },
             }
@@ -65,20 +70,22 @@ fn existing_agents(dir: &Path) -> Vec<String> {
         .collect()
 }
 
+/// Starts one agent (a task that may end: an agent that cannot start gives
+/// up, logged, without stopping the node).
 fn spawn_agent(
+    tasks: &Spawner,
     intake: &Intake,
     dir: &Path,
     instance_id: &str,
     hostname: String,
     credential: Option<String>,
     interval: Duration,
-    shutdown: &CancellationToken,
 ) {
     let home = dir.join(instance_id);
     let intake = intake.clone();
-    let shutdown = shutdown.clone();
+    let shutdown = tasks.shutdown().clone();
     let instance_id = instance_id.to_string();
-    tokio::spawn(async move {
+    tasks.spawn_transient(format!("simulated agent {instance_id}"), async move {
         let store = StateStore::in_dir(&home);
         let hostname = store
             .load()
@@ -99,20 +106,27 @@ fn spawn_agent(
                 hostname.clone(),
                 SIMULATED_K3S_VERSION.into(),
             ));
-            match Agent::start(
-                identity,
-                Arc::new(intake.clone()),
-                runtime,
-                store.clone(),
-                credential.clone(),
-            )
-            .await
-            {
+            let started = tokio::select! {
+                // Starting may wait for the platform's decisions, which a
+                // stopping node no longer makes.
+                _ = shutdown.cancelled() => return,
+                started = Agent::start(
+                    identity,
+                    Arc::new(intake.clone()),
+                    runtime,
+                    store.clone(),
+                    credential.clone(),
+                ) => started,
+            };
+            match started {
                 Ok(a) => break a,
                 Err(e) if attempts < 20 => {
                     attempts += 1;
                     warn!(instance = %instance_id, error = %e, "simulated agent could not start; retrying");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    }
                 }
                 Err(e) => {
                     warn!(instance = %instance_id, error = %e, "simulated agent gave up");

@@ -21,6 +21,7 @@ pub mod admission;
 pub mod checkpoint;
 mod checkpointing;
 pub mod replay;
+pub mod supervisor;
 
 use crate::checkpoint::CheckpointStore;
 use async_trait::async_trait;

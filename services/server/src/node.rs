@@ -1,5 +1,9 @@
 //! Running services in this process: open the log and the checkpoint store,
 //! start the consumers (and the HTTP API), stop cleanly on Ctrl-C / SIGTERM.
+//!
+//! Every task of a node runs under one [`Supervisor`]: named, joined at
+//! shutdown, and the first one to fail, panic or end early stops the node
+//! with an error naming it ([`RunningNode::wait`]).
 
 use crate::api::{router, ApiState};
 use crate::intake::Intake;
@@ -11,13 +15,19 @@ use powernode_log::nats::connect::ClientAuth;
 use powernode_log::nats::PlatformCreds;
 use powernode_log::SharedLog;
 use powernode_runtime::checkpoint::CheckpointStore;
+use powernode_runtime::supervisor::{Spawner, Supervisor};
 use powernode_runtime::Shared;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use tokio::task::JoinSet;
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info};
+use tracing::info;
+
+/// How long a node's tasks have to stop after shutdown before they are
+/// aborted and named in the node's error (a consumer writes its last
+/// checkpoint in this time; the HTTP server lets open requests finish).
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Which log to use, and where local state lives.
 #[derive(Debug, Clone, clap::Args)]
@@ -90,32 +100,37 @@ pub struct RunningNode {
     pub admin_token_file: Option<PathBuf>,
     /// Cancelling it stops every service.
     pub shutdown: CancellationToken,
-    tasks: JoinSet<anyhow::Result<()>>,
+    /// Every task of the node. Dropping the node aborts them.
+    supervisor: Supervisor,
 }
 
 impl RunningNode {
-    /// Waits until every service has stopped (after `shutdown`, or when one
-    /// fails, which stops the others); the first error wins.
-    pub async fn wait(mut self) -> anyhow::Result<()> {
-        let mut result = Ok(());
-        while let Some(joined) = self.tasks.join_next().await {
-            let outcome = joined.map_err(anyhow::Error::from).and_then(|r| r);
-            if let Err(e) = outcome {
-                error!(error = %format!("{e:#}"), "a service stopped with an error; stopping the others");
-                self.shutdown.cancel();
-                if result.is_ok() {
-                    result = Err(e);
-                }
-            }
-        }
+    /// Runs until `shutdown` is cancelled or one of the node's tasks fails,
+    /// panics or ends early (which cancels it), then joins every task
+    /// (within [`SHUTDOWN_GRACE`]). The first failure is the error: a
+    /// [`SupervisorError`](powernode_runtime::supervisor::SupervisorError)
+    /// naming the task.
+    pub async fn wait(self) -> anyhow::Result<()> {
+        self.supervisor.wait(SHUTDOWN_GRACE).await?;
         info!("stopped");
-        result
+        Ok(())
     }
 
     /// Stops every service and waits for them.
     pub async fn stop(self) -> anyhow::Result<()> {
         self.shutdown.cancel();
         self.wait().await
+    }
+
+    /// Spawns more tasks under this node's supervision (they stop with it,
+    /// and stop it when they fail).
+    pub fn tasks(&self) -> Spawner {
+        self.supervisor.spawner()
+    }
+
+    /// Names of the node's tasks still running.
+    pub fn running_tasks(&self) -> Vec<String> {
+        self.supervisor.running()
     }
 }
 
@@ -147,12 +162,12 @@ pub async fn start_node(
 pub struct SimulatedAgents {
     /// Heartbeat interval.
     pub interval: std::time::Duration,
-    /// Starts the simulator.
+    /// Starts the simulator, its tasks under the node's supervision.
     pub start: fn(
         Intake,
         PathBuf,
         std::time::Duration,
-        CancellationToken,
+        Spawner,
     ) -> tokio::sync::mpsc::UnboundedSender<crate::api::Provisioned>,
 }
 
@@ -203,7 +218,7 @@ pub async fn start_node_with(
         api_addr: None,
         admin_token_file: None,
         shutdown: shutdown.clone(),
-        tasks: JoinSet::new(),
+        supervisor: Supervisor::new(shutdown.clone()),
     };
     let mut api = None;
     let mut hears_beats: Option<Shared<_>> = None;
@@ -234,21 +249,25 @@ pub async fn start_node_with(
                 shared.clone(),
                 secrets.clone(),
                 ctx.liveness.clone(),
-            );
+            )
+            .with_tasks(node.tasks());
             if let Some((client, _)) = nats {
                 let creds = extras.nats_creds.clone().or_else(|| log.nats_creds());
                 match creds.as_ref().and_then(PlatformCreds::issuer) {
                     Some(issuer) => {
                         let (fleet, client, stop) = (shared.clone(), client.clone(), shutdown.clone());
-                        node.tasks.spawn(async move {
-                            crate::natsauth::callout::serve(issuer, fleet, client, stop).await
-                        });
+                        node.supervisor.spawn(
+                            "NATS auth callout",
+                            crate::natsauth::callout::serve(issuer, fleet, client, stop),
+                        );
                     }
                     None => info!("no auth-callout key in the NATS credentials: this API admits no agents to NATS (another API replica, or static server users, must)"),
                 }
                 let (intake, stop) = (intake.clone(), shutdown.clone());
-                node.tasks
-                    .spawn(async move { crate::intake::nats::serve(intake, client, stop).await });
+                node.supervisor.spawn(
+                    "intake over NATS",
+                    crate::intake::nats::serve(intake, client, stop),
+                );
             }
             let on_provision = extras.simulate_agents.clone().map(|sim| {
                 info!("simulated agents on (heartbeat every {:?})", sim.interval);
@@ -256,7 +275,7 @@ pub async fn start_node_with(
                     intake.clone(),
                     data_dir.join("sim-agents"),
                     sim.interval,
-                    shutdown.clone(),
+                    node.tasks(),
                 )
             });
             let app = router(ApiState {
@@ -269,20 +288,17 @@ pub async fn start_node_with(
                 shutdown: shutdown.clone(),
             });
             let stop = shutdown.clone();
-            node.tasks.spawn(async move {
+            node.supervisor.spawn("HTTP server", async move {
                 axum::serve(listener, app)
                     .with_graceful_shutdown(async move { stop.cancelled().await })
                     .await
-                    .context("HTTP server failed")
             });
             api = Some(shared.clone());
         }
-        let ctx = ctx.clone();
-        node.tasks.spawn(async move {
-            run_service(name, ctx, shared)
-                .await
-                .map_err(anyhow::Error::from)
-        });
+        node.supervisor.spawn(
+            format!("service {}", name.as_str()),
+            run_service(name, ctx.clone(), shared),
+        );
     }
     // Sensor and failover need every agent's heartbeats. The intake of this
     // process records the beats it answers, but intakes share beats through
@@ -290,9 +306,10 @@ pub async fn start_node_with(
     // process; a beat the local intake verified is not verified again).
     if let (Some(fleet), Some((client, _))) = (hears_beats, log.nats_client()) {
         let (liveness, stop) = (ctx.liveness.clone(), shutdown.clone());
-        node.tasks.spawn(async move {
-            crate::intake::follow::follow_heartbeats(client, fleet, liveness, stop).await
-        });
+        node.supervisor.spawn(
+            "heartbeat follower",
+            crate::intake::follow::follow_heartbeats(client, fleet, liveness, stop),
+        );
     }
     if let Some(shared) = api {
         match crate::api::bootstrap::ensure_admin_token(&log, &shared, data_dir).await {
@@ -309,7 +326,8 @@ pub async fn start_node_with(
     Ok(node)
 }
 
-/// Runs `services` (and the API if among them) until Ctrl-C or SIGTERM.
+/// Runs `services` (and the API if among them) until Ctrl-C or SIGTERM, or
+/// until one of the node's tasks fails: then its error, naming the task.
 pub async fn run_node(
     args: &LogArgs,
     services: &[ServiceName],
@@ -317,14 +335,6 @@ pub async fn run_node(
     checkpoint_name: &str,
     extras: NodeExtras,
 ) -> anyhow::Result<()> {
-    // Take over Ctrl-C / SIGTERM before starting anything, so a signal that
-    // arrives during start-up stops cleanly instead of killing the process.
-    let signalled = CancellationToken::new();
-    let on_signal = signalled.clone();
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        on_signal.cancel();
-    });
     let mut extras = extras;
     if extras.secrets_key_file.is_none() {
         extras.secrets_key_file = args.secrets_key_file.clone();
@@ -332,23 +342,46 @@ pub async fn run_node(
     if extras.nats_creds.is_none() {
         extras.nats_creds = args.client_auth()?.creds;
     }
-    let log = open_log(args).await?;
-    let node = start_node_with(
-        log,
-        &args.data_dir,
-        services,
-        listen,
-        checkpoint_name,
-        extras,
-    )
-    .await?;
+    // Listen for Ctrl-C / SIGTERM from before the start (polled beside it,
+    // never cancelling it), so a signal that arrives during start-up stops
+    // the node once started instead of killing the process.
+    let signal = wait_for_signal();
+    tokio::pin!(signal);
+    let mut signalled = false;
+    let start = async {
+        let log = open_log(args).await?;
+        start_node_with(
+            log,
+            &args.data_dir,
+            services,
+            listen,
+            checkpoint_name,
+            extras,
+        )
+        .await
+    };
+    tokio::pin!(start);
+    let node = loop {
+        tokio::select! {
+            node = &mut start => break node?,
+            _ = &mut signal, if !signalled => signalled = true,
+        }
+    };
     let stop = node.shutdown.clone();
-    tokio::spawn(async move {
-        signalled.cancelled().await;
+    if signalled {
         info!("shutting down");
         stop.cancel();
-    });
-    node.wait().await
+    }
+    let running = node.wait();
+    tokio::pin!(running);
+    tokio::select! {
+        stopped = &mut running => return stopped,
+        _ = &mut signal, if !signalled => {
+            info!("shutting down");
+            stop.cancel();
+        }
+    }
+    running.await
 }
 
 async fn wait_for_signal() {

@@ -99,8 +99,25 @@ async fn start(
         .map_err(|e| ApiError::unavailable(e.to_string()))?;
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(4);
     tracing::info!(token_id = %operator.token_id, account = ?account, "export started");
+    // The writer stays a detached task on purpose: it ends with its
+    // request — when the log is read through, when the client goes away
+    // (its channel closes), or at shutdown (below; the body then ends
+    // without its trailer) — so it never outlives the response, which the
+    // supervised HTTP server waits for before it stops.
+    let shutdown = st.shutdown.clone();
     tokio::spawn(async move {
-        while let Some(item) = records.next().await {
+        loop {
+            let item = tokio::select! {
+                item = records.next() => match item {
+                    Some(item) => item,
+                    None => break,
+                },
+                _ = shutdown.cancelled() => {
+                    tracing::warn!("export cut short by shutdown; the body ends without its trailer");
+                    let _ = tx.send(Err(std::io::Error::other("the server is shutting down"))).await;
+                    return;
+                }
+            };
             let written = item
                 .map_err(|e| format!("{e:#}"))
                 .and_then(|record| writer.write(&record).map_err(|e| e.to_string()));
@@ -130,6 +147,7 @@ async fn start(
     let stream = futures::stream::unfold(rx, |mut rx| async move {
         let item = rx.recv().await?;
         Some((item, rx))
-    });
+    })
+    .take_until(st.shutdown.clone().cancelled_owned());
     Ok(Body::from_stream(stream))
 }

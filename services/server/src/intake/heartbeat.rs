@@ -162,14 +162,19 @@ impl Intake {
         drop(fleet);
         if !changes.is_empty() {
             // Recorded in the background: the beat is answered at once.
+            // A few appends, each tried once: the helper ends on its own,
+            // soon, and the node joins it at shutdown.
             let log = self.log.clone();
-            tokio::spawn(async move {
-                for event in changes {
-                    if let Err(e) = log.append(&event, Expect::Any).await {
-                        warn!(error = %e, "could not record a VIP holding change; the next heartbeat retries");
+            self.spawn_helper(
+                format!("intake: VIP holdings of {}", hb.instance_id),
+                async move {
+                    for event in changes {
+                        if let Err(e) = log.append(&event, Expect::Any).await {
+                            warn!(error = %e, "could not record a VIP holding change; the next heartbeat retries");
+                        }
                     }
-                }
-            });
+                },
+            );
         }
         Ok(reply)
     }

@@ -40,8 +40,10 @@ use powernode_projections::FleetState;
 use powernode_protocol::{
     fingerprint, EnrollReply, EnrollRequest, ErrorBody, Submission, SubmitReply,
 };
+use powernode_runtime::supervisor::Spawner;
 use powernode_runtime::Shared;
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tracing::warn;
@@ -56,6 +58,21 @@ pub(crate) fn refusal(code: &str, message: impl Into<String>) -> Refusal {
     ErrorBody {
         code: code.to_string(),
         message: message.into(),
+    }
+}
+
+/// Runs `task`, a helper that outlives the request that started it, under
+/// the node's supervisor (`tasks`) — or, for an intake run outside a node
+/// (tests), detached.
+fn spawn_helper<F>(tasks: Option<&Spawner>, name: impl Into<String>, task: F)
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    match tasks {
+        Some(tasks) => tasks.spawn_transient(name, task),
+        None => {
+            tokio::spawn(task);
+        }
     }
 }
 
@@ -77,6 +94,10 @@ pub struct Intake {
     unattributed: Arc<summary::Unattributed>,
     /// How long a submission waits for the platform's decision.
     pub decision_timeout: Duration,
+    /// Where helpers that outlive a request run (recording VIP holdings,
+    /// summarising refusals): the node's supervisor; `None` when the intake
+    /// runs outside a node.
+    tasks: Option<Spawner>,
 }
 
 impl Intake {
@@ -106,7 +127,24 @@ impl Intake {
             liveness,
             applied_sent: Arc::default(),
             decision_timeout: Duration::from_secs(20),
+            tasks: None,
         }
+    }
+
+    /// Runs the intake's background helpers under `tasks` (a node's
+    /// supervisor): joined at shutdown, and a panic in one stops the node.
+    pub fn with_tasks(mut self, tasks: Spawner) -> Self {
+        self.tasks = Some(tasks);
+        self
+    }
+
+    /// Runs `task`, a helper that outlives the request that started it:
+    /// see [`spawn_helper`].
+    fn spawn_helper<F>(&self, name: impl Into<String>, task: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        spawn_helper(self.tasks.as_ref(), name, task);
     }
 
     /// When each agent was last heard.
@@ -227,7 +265,8 @@ impl Intake {
                     .await;
                 } else {
                     tracing::debug!(code = %rejected.refusal.code, "unverified agent submission refused");
-                    self.unattributed.count(&rejected.refusal.code);
+                    self.unattributed
+                        .count(&rejected.refusal.code, self.tasks.as_ref());
                 }
                 return Err(rejected.refusal);
             }

@@ -15,6 +15,7 @@ use powernode_protocol::{subjects, Reply};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::future::Future;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -23,6 +24,12 @@ const CATCH_UP_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Answers agent requests on `client` until `shutdown`, once the
 /// projection has caught up with the log.
+///
+/// Each request is answered in a task of its own, owned here: a panic in
+/// one stops the intake (and so the node) with an error. At shutdown the
+/// answers still in flight are dropped unanswered — they may be waiting for
+/// a decision the stopping services will not make; the agent asks again,
+/// and its events are appended idempotently by id.
 pub async fn serve(
     intake: Intake,
     client: async_nats::Client,
@@ -48,24 +55,33 @@ pub async fn serve(
     let mut heartbeat = futures::stream::select(heartbeat, own_heartbeat);
     let mut submit = futures::stream::select(submit, own_submit);
     info!("agent intake listening on pn.agent.*");
+    let mut answers = JoinSet::new();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
+            Some(answered) = answers.join_next() => {
+                if let Err(e) = answered {
+                    if e.is_panic() {
+                        let message = powernode_runtime::supervisor::panic_message(e.into_panic());
+                        anyhow::bail!("answering an agent panicked: {message}");
+                    }
+                }
+            }
             Some(msg) = enroll.next() => {
                 let i = intake.clone();
-                spawn_answer(client.clone(), msg, move |req| async move { i.enroll(req).await });
+                spawn_answer(&mut answers, client.clone(), msg, move |req| async move { i.enroll(req).await });
             }
             Some(msg) = heartbeat.next() => {
                 let i = intake.clone();
                 let sender = sender(&msg, subjects::HEARTBEAT);
-                spawn_answer(client.clone(), msg, move |req| async move {
+                spawn_answer(&mut answers, client.clone(), msg, move |req| async move {
                     i.heartbeat_from(sender.as_deref(), req).await
                 });
             }
             Some(msg) = submit.next() => {
                 let i = intake.clone();
                 let sender = sender(&msg, subjects::SUBMIT);
-                spawn_answer(client.clone(), msg, move |req| async move {
+                spawn_answer(&mut answers, client.clone(), msg, move |req| async move {
                     i.submit_from(sender.as_deref(), req).await
                 });
             }
@@ -79,14 +95,18 @@ fn sender(msg: &async_nats::Message, shared: &str) -> Option<String> {
     subjects::instance_of(msg.subject.as_str(), shared).map(str::to_string)
 }
 
-fn spawn_answer<Q, A, F, Fut>(client: async_nats::Client, msg: async_nats::Message, f: F)
-where
+fn spawn_answer<Q, A, F, Fut>(
+    answers: &mut JoinSet<()>,
+    client: async_nats::Client,
+    msg: async_nats::Message,
+    f: F,
+) where
     Q: DeserializeOwned + Send + 'static,
     A: Serialize + Send + 'static,
     F: FnOnce(Q) -> Fut + Send + 'static,
     Fut: Future<Output = Result<A, super::Refusal>> + Send + 'static,
 {
-    tokio::spawn(async move {
+    answers.spawn(async move {
         let Some(reply_to) = msg.reply.clone() else {
             return;
         };

@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use powernode_events::payloads::log::AgentSubmissionsRejectedSummary;
 use powernode_events::{Actor, Envelope};
 use powernode_log::{Expect, SharedLog};
+use powernode_runtime::supervisor::Spawner;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -49,8 +50,9 @@ impl Unattributed {
 
     /// Counts one refusal with this code (a code from the intake's fixed
     /// set, never agent text). The first refusal of a window schedules its
-    /// summary.
-    pub(super) fn count(self: &Arc<Self>, code: &str) {
+    /// summary (under `tasks`, the node's supervisor; at shutdown, the open
+    /// window is summarised at once).
+    pub(super) fn count(self: &Arc<Self>, code: &str, tasks: Option<&Spawner>) {
         let mut w = self.open.lock().unwrap_or_else(|e| e.into_inner());
         w.count += 1;
         *w.by_reason.entry(code.to_string()).or_default() += 1;
@@ -58,10 +60,18 @@ impl Unattributed {
             w.start = Some(Utc::now());
             let window = *self.window.lock().unwrap_or_else(|e| e.into_inner());
             let this = self.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep(window).await;
-                this.flush().await;
-            });
+            let shutdown = tasks.map(|t| t.shutdown().clone()).unwrap_or_default();
+            super::spawn_helper(
+                tasks,
+                "intake: summary of unattributed refusals",
+                async move {
+                    tokio::select! {
+                        _ = tokio::time::sleep(window) => {}
+                        _ = shutdown.cancelled() => {}
+                    }
+                    this.flush().await;
+                },
+            );
         }
     }
 
@@ -112,11 +122,14 @@ mod tests {
         let u = Unattributed::new(log.clone());
         u.set_window(Duration::from_millis(300));
         for i in 0..2000 {
-            u.count(if i % 4 == 0 {
-                "unknown_instance"
-            } else {
-                "bad_signature"
-            });
+            u.count(
+                if i % 4 == 0 {
+                    "unknown_instance"
+                } else {
+                    "bad_signature"
+                },
+                None,
+            );
         }
         assert_eq!(
             log.last_seq().await.unwrap(),
@@ -135,7 +148,7 @@ mod tests {
         assert_eq!(p.by_reason["bad_signature"], 1500);
         assert!(p.window_end >= p.window_start);
         // A later refusal opens a new window.
-        u.count("malformed_event");
+        u.count("malformed_event", None);
         tokio::time::sleep(Duration::from_millis(900)).await;
         assert_eq!(log.last_seq().await.unwrap(), 2);
     }
