@@ -47,6 +47,8 @@ pub(crate) async fn read(
     let result = read_with(&consumer, limit, filter).await;
     let name = consumer.cached_info().name.clone();
     let stream = stream.clone();
+    // Detached on purpose: best-effort clean-up that must not delay the
+    // read's answer; an ephemeral consumer left behind expires by itself.
     tokio::spawn(async move {
         if let Err(e) = stream.delete_consumer(&name).await {
             debug!(consumer = %name, error = %e, "read consumer not deleted; it expires");

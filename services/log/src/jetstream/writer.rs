@@ -179,6 +179,10 @@ pub(crate) fn spawn_writer(
     counters: Arc<Counters>,
 ) -> mpsc::Sender<PendingAppend> {
     let (tx, rx) = mpsc::channel(queue.max(1));
+    // Owned by its queue rather than joined: it lives exactly as long as the
+    // log's senders. Should it panic, the queue closes and every pending and
+    // later append fails with `LogError::Closed`, which stops the consumer or
+    // request that appended (and so, under the node's supervisor, the node).
     tokio::spawn(run(js, config, rx, counters));
     tx
 }
