@@ -8,25 +8,32 @@
 //! caused by the same silence landed after the state it was made on, that
 //! one stands and this one is dropped.
 
-use powernode_events::Envelope;
-use powernode_log::{EventLog, Expect, Filter, LogError};
-use tracing::debug;
+//!
+//! Also here: the failover reactor, the rules that turn silences,
+//! approvals, drains and promotions into decisions.
 
-/// How a decision attempt ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Decided {
-    /// Appended at this sequence (or found already appended: same event id).
-    Landed(u64),
-    /// Another decision about the same silence landed first (its kind);
-    /// nothing appended.
-    Moot(String),
-}
+use super::candidates::{self, Scored};
+use super::config::{FailoverConfig, FailoverPolicy};
+use super::guard::{self, append_guarded, Guard};
+use super::promote::{self, promotion_event, PendingPromotion};
+use super::VIP_PROMOTION;
+use crate::liveness::SharedLiveness;
+use async_trait::async_trait;
+use chrono::Utc;
+use powernode_events::payloads::approvals::{ApprovalRequested, ApprovalSuperseded};
+use powernode_events::payloads::sdwan::{
+    FailoverCandidate, FailoverNoCandidate, FailoverProposed, FailoverSuppressed,
+};
+use powernode_events::{Actor, Envelope, EventKind, EventPayload};
+use powernode_log::{EventLog, Filter, LogError, SharedLog};
+use powernode_projections::fleet::{ApprovalStatus, VipStatus, VirtualIp};
+use powernode_projections::FleetState;
+use powernode_runtime::{derived_event_id, Outbox, ReactError, Reactor};
+use tracing::info;
 
-/// Attempts before giving up on a VIP that keeps changing.
-const ATTEMPTS: usize = 8;
-
-/// The kinds of the decisions about a silence.
-const DECISIONS: &str = "system.sdwan.failover.";
+/// How a decision attempt ended: `Landed(seq)`, or `Moot(kind)` when
+/// another decision about the same silence landed first.
+pub use super::guard::Guarded as Decided;
 
 /// Appends `decision` (a `system.sdwan.failover.*` event on a VIP's
 /// aggregate, caused by a silence, decided on state that had applied the
@@ -42,64 +49,405 @@ pub async fn decide_once(
             "a failover decision names the silence that caused it".into(),
         ));
     };
-    for _ in 0..ATTEMPTS {
-        let last = log
-            .aggregate_last_seq(&decision.account_id, &decision.aggregate)
-            .await?;
-        if let Some(l) = last.filter(|l| *l > seen_seq) {
-            if let Some((id, seq, kind)) = decided_since(log, decision, cause, seen_seq, l).await? {
-                if id == decision.id {
-                    return Ok(Decided::Landed(seq));
-                }
-                return Ok(Decided::Moot(kind));
-            }
-        }
-        let expect = last.map_or(Expect::NoEvents, Expect::LastSeq);
-        match log.append(decision, expect).await {
-            Ok(a) => return Ok(Decided::Landed(a.seq)),
-            Err(LogError::Conflict { .. }) => {
-                debug!(aggregate = %decision.aggregate.id, "VIP changed while deciding; checking again");
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    Err(LogError::Unavailable(format!(
-        "virtual IP {} kept changing; decision not appended after {ATTEMPTS} attempts",
-        decision.aggregate.id
-    )))
+    let guard = Guard {
+        aggregate: &decision.aggregate,
+        filter: Filter {
+            account: Some(decision.account_id.clone()),
+            kind_prefix: Some(guard::family(EventKind::FailoverProposed)),
+        },
+        competes: |e: &Envelope| {
+            (e.causation_id == Some(cause) && e.aggregate == decision.aggregate)
+                .then(|| e.kind().to_string())
+        },
+        what: "decision",
+    };
+    append_guarded(log, seen_seq, decision, guard).await
 }
 
-/// The first decision caused by `cause` about the same VIP in
-/// `(after, through]`, as (event id, sequence, kind).
-async fn decided_since(
-    log: &dyn EventLog,
-    mine: &Envelope,
-    cause: uuid::Uuid,
-    after: u64,
-    through: u64,
-) -> Result<Option<(uuid::Uuid, u64, String)>, LogError> {
-    let filter = Filter {
-        account: Some(mine.account_id.clone()),
-        kind_prefix: Some(DECISIONS.into()),
-    };
-    let mut from = after + 1;
-    while from <= through {
-        let batch = log.read(from, 256, &filter).await?;
-        let Some(last) = batch.last().map(|r| r.seq) else {
-            break;
-        };
-        for record in batch.iter().filter(|r| r.seq <= through) {
-            let Ok(e) = Envelope::decode(&record.bytes) else {
-                continue;
+/// The failover reactor.
+pub struct Failover {
+    log: SharedLog,
+    liveness: SharedLiveness,
+    config: FailoverConfig,
+    nats: Option<async_nats::Client>,
+    /// Promotions decided in this batch, appended together at its end.
+    pending: Vec<PendingPromotion>,
+}
+
+impl Failover {
+    /// A failover reactor appending to `log`.
+    pub fn new(log: SharedLog, liveness: SharedLiveness, config: FailoverConfig) -> Self {
+        let nats = log.nats_client().map(|(c, _)| c);
+        Self {
+            log,
+            liveness,
+            config,
+            nats,
+            pending: Vec::new(),
+        }
+    }
+}
+
+fn decision(cause: &Envelope, tag: &str, payload: impl Into<EventPayload>) -> Envelope {
+    let mut event = Envelope::new(
+        cause.account_id.clone(),
+        Actor::service("failover"),
+        payload,
+    )
+    .caused_by(cause);
+    event.id = derived_event_id(cause.id, tag);
+    event
+}
+
+impl Failover {
+    /// Queues a promotion for the end of the batch ([`promote::promote_all`]).
+    fn do_promote(
+        &mut self,
+        state: &FleetState,
+        seq: u64,
+        promotion: Envelope,
+        vip: &VirtualIp,
+        to: &FailoverCandidate,
+    ) {
+        let old = promote::holder_instance(state, &promotion.account_id, vip);
+        self.pending
+            .push(PendingPromotion::new(seq, promotion, to, old));
+    }
+
+    /// Appends the batch's promotions together; nudges the agents of each
+    /// one that landed. Failed ones stay queued for the retry.
+    async fn promote_pending(&mut self) -> Result<(), ReactError> {
+        let pending = std::mem::take(&mut self.pending);
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let (failed, error) =
+            promote::promote_all(self.log.as_ref(), self.nats.as_ref(), pending).await;
+        self.pending = failed;
+        error.map_or(Ok(()), Err)
+    }
+
+    async fn on_silent(
+        &mut self,
+        state: &FleetState,
+        seq: u64,
+        event: &Envelope,
+        vip: &VirtualIp,
+        out: &mut Outbox,
+    ) -> Result<(), ReactError> {
+        let now = Utc::now();
+        let scored: Vec<Scored> = candidates::candidates(
+            state,
+            &event.account_id,
+            vip,
+            None,
+            &self.config.scoring(&self.liveness, now),
+        );
+        let Some(best) = candidates::best(&scored).cloned() else {
+            let reason = if scored.is_empty() {
+                "no other ready k3s-server in the cluster (single-server cluster?)".to_string()
+            } else {
+                format!(
+                    "{} candidate(s), none heard within the silence threshold",
+                    scored.len()
+                )
             };
-            if e.causation_id == Some(cause) && e.aggregate == mine.aggregate {
-                return Ok(Some((e.id, record.seq, e.kind().to_string())));
+            self.decide(
+                seq,
+                decision(
+                    event,
+                    "no_candidate",
+                    FailoverNoCandidate {
+                        virtual_ip_id: vip.id.clone(),
+                        holder_peer_id: vip.holder_peer_id.clone(),
+                        reason,
+                    },
+                ),
+            )
+            .await?;
+            return Ok(());
+        };
+        match self.config.policy {
+            FailoverPolicy::Auto => {
+                if let Some(reason) = self.config.damped(vip, now) {
+                    self.decide(
+                        seq,
+                        decision(
+                            event,
+                            "suppressed",
+                            FailoverSuppressed {
+                                virtual_ip_id: vip.id.clone(),
+                                holder_peer_id: vip.holder_peer_id.clone(),
+                                candidate_peer_id: Some(best.peer_id.clone()),
+                                reason,
+                            },
+                        ),
+                    )
+                    .await?;
+                    return Ok(());
+                }
+                let promotion =
+                    promotion_event(event, "failover", vip, &best, "auto_failover", None);
+                {
+                    self.do_promote(state, seq, promotion, vip, &best);
+                    Ok(())
+                }
+            }
+            FailoverPolicy::RequireApproval => {
+                let approval_id = format!(
+                    "appr-{}",
+                    &derived_event_id(event.id, "approval").simple().to_string()[..12]
+                );
+                let expires_at = event.occurred_at
+                    + chrono::Duration::seconds(self.config.approval_ttl_secs as i64);
+                let proposal = decision(
+                    event,
+                    "proposed",
+                    FailoverProposed {
+                        virtual_ip_id: vip.id.clone(),
+                        current_holder_peer_id: vip.holder_peer_id.clone(),
+                        candidate_peer_id: best.peer_id.clone(),
+                        score: best.score,
+                        approval_id: approval_id.clone(),
+                        generation: vip.generation,
+                        candidates: scored.iter().map(|s| s.candidate.clone()).collect(),
+                    },
+                );
+                if !self.decide(seq, proposal).await? {
+                    return Ok(());
+                }
+                out.push(decision(
+                    event,
+                    "approval_requested",
+                    ApprovalRequested {
+                        approval_id,
+                        action: VIP_PROMOTION.into(),
+                        subject: format!("virtual_ip/{}", vip.id),
+                        summary: format!(
+                            "promote {} (score {:.2}) to hold VIP {} of cluster {}: holder {} silent since {}",
+                            best.peer_id,
+                            best.score,
+                            vip.vip,
+                            vip.cluster_id,
+                            vip.holder_peer_id,
+                            vip.silent_since.as_deref().unwrap_or("?")
+                        ),
+                        expires_at: expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    },
+                ));
+                Ok(())
             }
         }
-        from = last + 1;
     }
-    Ok(None)
+
+    /// Appends a decision about a silence unless another decision about
+    /// the same silence landed first; answers whether this one stands.
+    async fn decide(&self, seq: u64, decision: Envelope) -> Result<bool, ReactError> {
+        match decide_once(self.log.as_ref(), seq, &decision).await? {
+            Decided::Landed(_) => Ok(true),
+            Decided::Moot(other) => {
+                info!(vip = %decision.aggregate.id, %other, "this silence was decided already; not deciding again");
+                Ok(false)
+            }
+        }
+    }
+
+    fn supersede(event: &Envelope, out: &mut Outbox, approval_id: &str, reason: String) {
+        out.push(decision(
+            event,
+            &format!("supersede/{approval_id}"),
+            ApprovalSuperseded {
+                approval_id: approval_id.to_string(),
+                reason,
+            },
+        ));
+    }
 }
+
+#[async_trait]
+impl Reactor<FleetState> for Failover {
+    async fn react(
+        &mut self,
+        state: &FleetState,
+        seq: u64,
+        event: &Envelope,
+        out: &mut Outbox,
+    ) -> Result<(), ReactError> {
+        let account = &event.account_id;
+        match &event.payload {
+            EventPayload::VipHolderSilent(p) => {
+                let Some(vip) = state.virtual_ip(account, &p.virtual_ip_id) else {
+                    return Ok(());
+                };
+                // Only a silence that is still current and not already being handled.
+                if vip.status != VipStatus::Allocated
+                    || !vip.holder_silent
+                    || vip.holder_peer_id != p.holder_peer_id
+                    || vip.pending_proposal.is_some()
+                {
+                    return Ok(());
+                }
+                let vip = vip.clone();
+                self.on_silent(state, seq, event, &vip, out).await
+            }
+            EventPayload::VipHolderRecovered(p) => {
+                if let Some(proposal) = state
+                    .virtual_ip(account, &p.virtual_ip_id)
+                    .and_then(|v| v.pending_proposal.as_ref())
+                {
+                    Self::supersede(
+                        event,
+                        out,
+                        &proposal.approval_id,
+                        format!("holder {} was heard again", p.holder_peer_id),
+                    );
+                }
+                Ok(())
+            }
+            EventPayload::ApprovalGranted(p) => {
+                let Some(approval) = state.approval(account, &p.approval_id) else {
+                    return Ok(());
+                };
+                if approval.action != VIP_PROMOTION || approval.status != ApprovalStatus::Granted {
+                    return Ok(());
+                }
+                let Some(vip) = state
+                    .account(account)
+                    .and_then(|a| {
+                        a.virtual_ips.values().find(|v| {
+                            v.pending_proposal
+                                .as_ref()
+                                .is_some_and(|pp| pp.approval_id == p.approval_id)
+                        })
+                    })
+                    .cloned()
+                else {
+                    return Ok(());
+                };
+                let proposal = vip.pending_proposal.clone().expect("found by its proposal");
+                let now = Utc::now();
+                let scored = candidates::candidates(
+                    state,
+                    account,
+                    &vip,
+                    None,
+                    &self.config.scoring(&self.liveness, now),
+                );
+                let chosen = scored
+                    .iter()
+                    .find(|s| s.candidate.peer_id == proposal.candidate_peer_id)
+                    .map(|s| s.candidate.clone());
+                match chosen {
+                    Some(to)
+                        if vip.generation == proposal.generation
+                            && vip.status == VipStatus::Allocated =>
+                    {
+                        let promotion = promotion_event(
+                            event,
+                            "failover",
+                            &vip,
+                            &to,
+                            "approved_failover",
+                            Some(&p.approval_id),
+                        );
+                        {
+                            self.do_promote(state, seq, promotion, &vip, &to);
+                            Ok(())
+                        }
+                    }
+                    Some(_) => {
+                        Self::supersede(
+                            event,
+                            out,
+                            &p.approval_id,
+                            format!("the VIP moved on to generation {}", vip.generation),
+                        );
+                        Ok(())
+                    }
+                    None => {
+                        Self::supersede(
+                            event,
+                            out,
+                            &p.approval_id,
+                            format!(
+                                "candidate {} is no longer a ready member",
+                                proposal.candidate_peer_id
+                            ),
+                        );
+                        Ok(())
+                    }
+                }
+            }
+            EventPayload::InstanceDrained(p) => {
+                let Some(acct) = state.account(account) else {
+                    return Ok(());
+                };
+                let held: Vec<VirtualIp> = acct
+                    .virtual_ips
+                    .values()
+                    .filter(|v| {
+                        v.status == VipStatus::Allocated
+                            && acct
+                                .peers
+                                .get(&v.holder_peer_id)
+                                .is_some_and(|peer| peer.instance_id == p.instance_id)
+                    })
+                    .cloned()
+                    .collect();
+                let now = Utc::now();
+                for vip in held {
+                    let scored = candidates::candidates(
+                        state,
+                        account,
+                        &vip,
+                        Some(&p.instance_id),
+                        &self.config.scoring(&self.liveness, now),
+                    );
+                    match candidates::best(&scored).cloned() {
+                        Some(to) => {
+                            let promotion = promotion_event(event, "failover", &vip, &to, "drain", None);
+                            self.do_promote(state, seq, promotion, &vip, &to)
+                        }
+                        None => out.push(decision(
+                            event,
+                            &format!("no_candidate/{}", vip.id),
+                            FailoverNoCandidate {
+                                virtual_ip_id: vip.id.clone(),
+                                holder_peer_id: vip.holder_peer_id.clone(),
+                                reason: "the drained holder has no ready k3s-server to hand the VIP to (single-server cluster: the API endpoint is down until it returns)".into(),
+                            },
+                        )),
+                    }
+                }
+                Ok(())
+            }
+            EventPayload::VirtualIpPromoted(p) => {
+                // Any waiting approval about this VIP is moot now.
+                let subject = format!("virtual_ip/{}", p.virtual_ip_id);
+                for approval in state.pending_approvals(account) {
+                    if approval.subject == subject && Some(&approval.id) != p.approval_id.as_ref() {
+                        Self::supersede(
+                            event,
+                            out,
+                            &approval.id,
+                            format!(
+                                "the VIP was promoted to {} at generation {} ({})",
+                                p.to_peer_id, p.generation, p.reason
+                            ),
+                        );
+                    }
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    async fn end_batch(&mut self) -> Result<(), ReactError> {
+        self.promote_pending().await
+    }
+}
+
 
 #[cfg(test)]
 mod tests {
@@ -109,6 +457,7 @@ mod tests {
     };
     use powernode_events::{AccountId, Actor, EventPayload};
     use powernode_log::embedded::EmbeddedLog;
+    use powernode_log::Expect;
     use powernode_runtime::derived_event_id;
 
     fn caused(cause: &Envelope, tag: &str, payload: impl Into<EventPayload>) -> Envelope {
@@ -168,7 +517,7 @@ mod tests {
         );
         assert_eq!(
             decide_once(&log, seen, &other).await.unwrap(),
-            Decided::Moot("system.sdwan.failover.proposed".into())
+            Decided::Moot(EventKind::FailoverProposed.as_str().into())
         );
         // …and the same proposal again is found, not appended twice.
         assert_eq!(decide_once(&log, seen, &proposal).await.unwrap(), landed);
