@@ -13,12 +13,13 @@ pub mod provisioner;
 pub mod sdwan;
 pub mod sensor;
 
+use chrono::{DateTime, Utc};
 use powernode_events::{Actor, Envelope, EventPayload};
 use powernode_log::SharedLog;
 use powernode_projections::FleetState;
 use powernode_runtime::checkpoint::CheckpointStore;
 use powernode_runtime::{
-    derived_event_id, run_consumer, ConsumerConfig, Outbox, ProjectOnly, RuntimeError, Shared,
+    derived_event_id, run_consumer, ConsumerConfig, Decisions, ProjectOnly, RuntimeError, Shared,
 };
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
@@ -122,10 +123,17 @@ pub async fn run_service(
 
 /// Queues a decision caused by `cause`, with an id derived from the cause
 /// and the decision's kind (so handling the cause again after a crash is a
-/// duplicate, not a second fact).
-pub(crate) fn emit(out: &mut Outbox, cause: &Envelope, service: &str, payload: EventPayload) {
+/// duplicate, not a second fact), decided at `now`.
+pub(crate) fn emit<E>(
+    out: &mut Decisions<E>,
+    cause: &Envelope,
+    now: DateTime<Utc>,
+    service: &str,
+    payload: EventPayload,
+) {
     let mut event =
         Envelope::new(cause.account_id.clone(), Actor::service(service), payload).caused_by(cause);
     event.id = derived_event_id(cause.id, event.kind());
-    out.push(event);
+    event.occurred_at = now;
+    out.append(event);
 }

@@ -4,7 +4,7 @@
 //! the bootstrap server reports ready.
 
 use super::emit;
-use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use ipnet::IpNet;
 use powernode_events::payloads::fleet::CniPlugin;
 use powernode_events::payloads::k3s::{
@@ -14,7 +14,8 @@ use powernode_events::payloads::k3s::{
 use powernode_events::{AccountId, Envelope, EventPayload};
 use powernode_projections::fleet::{ClusterStatus, Instance, InstanceStatus, Network};
 use powernode_projections::FleetState;
-use powernode_runtime::{Outbox, ReactError, Reactor};
+use powernode_runtime::{Decisions, Reactor};
+use std::convert::Infallible;
 
 /// Nodes with at least this much memory are heavyweight (ovn-kubernetes).
 pub const HEAVYWEIGHT_MB: u64 = 4096;
@@ -22,15 +23,17 @@ pub const HEAVYWEIGHT_MB: u64 = 4096;
 /// The provisioner reactor.
 pub struct Provisioner;
 
-#[async_trait]
 impl Reactor<FleetState> for Provisioner {
-    async fn react(
+    type Effect = Infallible;
+
+    fn decide(
         &mut self,
         state: &FleetState,
         _seq: u64,
         event: &Envelope,
-        out: &mut Outbox,
-    ) -> Result<(), ReactError> {
+        now: DateTime<Utc>,
+        out: &mut Decisions<Infallible>,
+    ) {
         let account = &event.account_id;
         let decisions: Vec<EventPayload> = match &event.payload {
             EventPayload::VirtualIpAllocated(p) => create_cluster(
@@ -50,9 +53,8 @@ impl Reactor<FleetState> for Provisioner {
             _ => Vec::new(),
         };
         for payload in decisions {
-            emit(out, event, "provisioner", payload);
+            emit(out, event, now, "provisioner", payload);
         }
-        Ok(())
     }
 }
 

@@ -3,7 +3,7 @@
 //! VIP's release when its cluster is decommissioned.
 
 use super::emit;
-use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use powernode_events::ids::cluster_id_for_bootstrap;
 use powernode_events::payloads::k3s::{ClusterDecommissioned, NodeRegistered, NodeRole};
 use powernode_events::payloads::sdwan::{
@@ -13,8 +13,9 @@ use powernode_events::payloads::sdwan::{
 use powernode_events::{AccountId, Envelope, EventPayload};
 use powernode_projections::fleet::{Peer, VipStatus};
 use powernode_projections::FleetState;
-use powernode_runtime::{Outbox, ReactError, Reactor};
+use powernode_runtime::{Decisions, Reactor};
 use std::collections::BTreeMap;
+use std::convert::Infallible;
 use std::net::Ipv6Addr;
 
 /// The sdwan reactor.
@@ -26,15 +27,17 @@ pub struct Sdwan {
     in_flight: BTreeMap<String, (String, Ipv6Addr)>,
 }
 
-#[async_trait]
 impl Reactor<FleetState> for Sdwan {
-    async fn react(
+    type Effect = Infallible;
+
+    fn decide(
         &mut self,
         state: &FleetState,
         _seq: u64,
         event: &Envelope,
-        out: &mut Outbox,
-    ) -> Result<(), ReactError> {
+        now: DateTime<Utc>,
+        out: &mut Decisions<Infallible>,
+    ) {
         self.in_flight.retain(|id, _| {
             state
                 .account(&event.account_id)
@@ -57,9 +60,8 @@ impl Reactor<FleetState> for Sdwan {
             _ => None,
         };
         if let Some(payload) = decision {
-            emit(out, event, "sdwan", payload);
+            emit(out, event, now, "sdwan", payload);
         }
-        Ok(())
     }
 }
 

@@ -19,7 +19,7 @@ use super::promote::{self, promotion_event, PendingPromotion};
 use super::VIP_PROMOTION;
 use crate::liveness::SharedLiveness;
 use async_trait::async_trait;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use powernode_events::payloads::approvals::{ApprovalRequested, ApprovalSuperseded};
 use powernode_events::payloads::sdwan::{
     FailoverCandidate, FailoverNoCandidate, FailoverProposed, FailoverSuppressed,
@@ -28,7 +28,7 @@ use powernode_events::{Actor, Envelope, EventKind, EventPayload};
 use powernode_log::{EventLog, Filter, LogError, SharedLog};
 use powernode_projections::fleet::{ApprovalStatus, VipStatus, VirtualIp};
 use powernode_projections::FleetState;
-use powernode_runtime::{derived_event_id, Outbox, ReactError, Reactor};
+use powernode_runtime::{derived_event_id, Decisions, Outbox, ReactError, Reactor};
 use tracing::info;
 
 /// How a decision attempt ended: `Landed(seq)`, or `Moot(kind)` when
@@ -64,11 +64,40 @@ pub async fn decide_once(
     append_guarded(log, seen_seq, decision, guard).await
 }
 
-/// The failover reactor.
+/// What the failover service decides besides plain appends: the I/O the
+/// runtime has it perform once the projection's lock is released.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    /// Answer a silence, unless another answer to it landed first
+    /// ([`decide_once`]); when this one stands, append `then` too.
+    DecideOnce {
+        /// The sequence the answer was decided on.
+        seen_seq: u64,
+        /// The answer (`failover.proposed`, `no_candidate`, `suppressed`).
+        decision: Envelope,
+        /// What follows a standing answer (the approval request of a proposal).
+        then: Option<Envelope>,
+    },
+    /// Promote a VIP (fenced, [`promote::promote`]), together with the
+    /// batch's other promotions, and nudge the agents.
+    Promote(PendingPromotion),
+}
+
+/// The failover rules: what an event leads to, given the fleet and who was
+/// heard when. No I/O.
+#[derive(Clone)]
+pub struct Rules {
+    /// Who was heard when.
+    pub liveness: SharedLiveness,
+    /// Policy, threshold and damping.
+    pub config: FailoverConfig,
+}
+
+/// The failover reactor: [`Rules`] and the log and NATS client their
+/// effects need.
 pub struct Failover {
+    rules: Rules,
     log: SharedLog,
-    liveness: SharedLiveness,
-    config: FailoverConfig,
     nats: Option<async_nats::Client>,
     /// Promotions decided in this batch, appended together at its end.
     pending: Vec<PendingPromotion>,
@@ -79,16 +108,34 @@ impl Failover {
     pub fn new(log: SharedLog, liveness: SharedLiveness, config: FailoverConfig) -> Self {
         let nats = log.nats_client().map(|(c, _)| c);
         Self {
+            rules: Rules { liveness, config },
             log,
-            liveness,
-            config,
             nats,
             pending: Vec::new(),
         }
     }
+
+    /// Appends a decision about a silence unless another decision about
+    /// the same silence landed first; answers whether this one stands.
+    async fn decide_once(&self, seq: u64, decision: &Envelope) -> Result<bool, ReactError> {
+        match decide_once(self.log.as_ref(), seq, decision).await? {
+            Decided::Landed(_) => Ok(true),
+            Decided::Moot(other) => {
+                info!(vip = %decision.aggregate.id, %other, "this silence was decided already; not deciding again");
+                Ok(false)
+            }
+        }
+    }
 }
 
-fn decision(cause: &Envelope, tag: &str, payload: impl Into<EventPayload>) -> Envelope {
+/// What this service appends: `payload`, caused by `cause`, its id derived
+/// from the cause and `tag`, decided at `now`.
+fn decision(
+    cause: &Envelope,
+    now: DateTime<Utc>,
+    tag: &str,
+    payload: impl Into<EventPayload>,
+) -> Envelope {
     let mut event = Envelope::new(
         cause.account_id.clone(),
         Actor::service("failover"),
@@ -96,46 +143,89 @@ fn decision(cause: &Envelope, tag: &str, payload: impl Into<EventPayload>) -> En
     )
     .caused_by(cause);
     event.id = derived_event_id(cause.id, tag);
+    event.occurred_at = now;
     event
 }
 
-impl Failover {
-    /// Queues a promotion for the end of the batch ([`promote::promote_all`]).
-    fn do_promote(
-        &mut self,
+type Out = Decisions<Effect>;
+
+impl Rules {
+    /// Decides about `event` (at `seq`, folded into `state`) at `now`.
+    pub fn decide(
+        &self,
         state: &FleetState,
         seq: u64,
-        promotion: Envelope,
-        vip: &VirtualIp,
-        to: &FailoverCandidate,
+        event: &Envelope,
+        now: DateTime<Utc>,
+        out: &mut Out,
     ) {
-        let old = promote::holder_instance(state, &promotion.account_id, vip);
-        self.pending
-            .push(PendingPromotion::new(seq, promotion, to, old));
-    }
-
-    /// Appends the batch's promotions together; nudges the agents of each
-    /// one that landed. Failed ones stay queued for the retry.
-    async fn promote_pending(&mut self) -> Result<(), ReactError> {
-        let pending = std::mem::take(&mut self.pending);
-        if pending.is_empty() {
-            return Ok(());
+        let account = &event.account_id;
+        match &event.payload {
+            EventPayload::VipHolderSilent(p) => {
+                let Some(vip) = state.virtual_ip(account, &p.virtual_ip_id) else {
+                    return;
+                };
+                // Only a silence that is still current and not already being handled.
+                if vip.status != VipStatus::Allocated
+                    || !vip.holder_silent
+                    || vip.holder_peer_id != p.holder_peer_id
+                    || vip.pending_proposal.is_some()
+                {
+                    return;
+                }
+                self.on_silent(state, seq, event, vip, now, out);
+            }
+            EventPayload::VipHolderRecovered(p) => {
+                if let Some(proposal) = state
+                    .virtual_ip(account, &p.virtual_ip_id)
+                    .and_then(|v| v.pending_proposal.as_ref())
+                {
+                    supersede(
+                        event,
+                        now,
+                        out,
+                        &proposal.approval_id,
+                        format!("holder {} was heard again", p.holder_peer_id),
+                    );
+                }
+            }
+            EventPayload::ApprovalGranted(p) => {
+                self.on_granted(state, seq, event, &p.approval_id, now, out)
+            }
+            EventPayload::InstanceDrained(p) => {
+                self.on_drained(state, seq, event, &p.instance_id, now, out)
+            }
+            EventPayload::VirtualIpPromoted(p) => {
+                // Any waiting approval about this VIP is moot now.
+                let subject = format!("virtual_ip/{}", p.virtual_ip_id);
+                for approval in state.pending_approvals(account) {
+                    if approval.subject == subject && Some(&approval.id) != p.approval_id.as_ref() {
+                        supersede(
+                            event,
+                            now,
+                            out,
+                            &approval.id,
+                            format!(
+                                "the VIP was promoted to {} at generation {} ({})",
+                                p.to_peer_id, p.generation, p.reason
+                            ),
+                        );
+                    }
+                }
+            }
+            _ => {}
         }
-        let (failed, error) =
-            promote::promote_all(self.log.as_ref(), self.nats.as_ref(), pending).await;
-        self.pending = failed;
-        error.map_or(Ok(()), Err)
     }
 
-    async fn on_silent(
-        &mut self,
+    fn on_silent(
+        &self,
         state: &FleetState,
         seq: u64,
         event: &Envelope,
         vip: &VirtualIp,
-        out: &mut Outbox,
-    ) -> Result<(), ReactError> {
-        let now = Utc::now();
+        now: DateTime<Utc>,
+        out: &mut Out,
+    ) {
         let scored: Vec<Scored> = candidates::candidates(
             state,
             &event.account_id,
@@ -143,6 +233,11 @@ impl Failover {
             None,
             &self.config.scoring(&self.liveness, now),
         );
+        let once = |decision: Envelope, then: Option<Envelope>| Effect::DecideOnce {
+            seen_seq: seq,
+            decision,
+            then,
+        };
         let Some(best) = candidates::best(&scored).cloned() else {
             let reason = if scored.is_empty() {
                 "no other ready k3s-server in the cluster (single-server cluster?)".to_string()
@@ -152,10 +247,10 @@ impl Failover {
                     scored.len()
                 )
             };
-            self.decide(
-                seq,
+            out.effect(once(
                 decision(
                     event,
+                    now,
                     "no_candidate",
                     FailoverNoCandidate {
                         virtual_ip_id: vip.id.clone(),
@@ -163,17 +258,17 @@ impl Failover {
                         reason,
                     },
                 ),
-            )
-            .await?;
-            return Ok(());
+                None,
+            ));
+            return;
         };
         match self.config.policy {
             FailoverPolicy::Auto => {
                 if let Some(reason) = self.config.damped(vip, now) {
-                    self.decide(
-                        seq,
+                    out.effect(once(
                         decision(
                             event,
+                            now,
                             "suppressed",
                             FailoverSuppressed {
                                 virtual_ip_id: vip.id.clone(),
@@ -182,16 +277,13 @@ impl Failover {
                                 reason,
                             },
                         ),
-                    )
-                    .await?;
-                    return Ok(());
+                        None,
+                    ));
+                    return;
                 }
                 let promotion =
                     promotion_event(event, "failover", vip, &best, "auto_failover", None);
-                {
-                    self.do_promote(state, seq, promotion, vip, &best);
-                    Ok(())
-                }
+                promote_later(state, seq, now, promotion, vip, &best, out);
             }
             FailoverPolicy::RequireApproval => {
                 let approval_id = format!(
@@ -202,6 +294,7 @@ impl Failover {
                     + chrono::Duration::seconds(self.config.approval_ttl_secs as i64);
                 let proposal = decision(
                     event,
+                    now,
                     "proposed",
                     FailoverProposed {
                         virtual_ip_id: vip.id.clone(),
@@ -213,11 +306,7 @@ impl Failover {
                         candidates: scored.iter().map(|s| s.candidate.clone()).collect(),
                     },
                 );
-                if !self.decide(seq, proposal).await? {
-                    return Ok(());
-                }
-                out.push(decision(
-                    event,
+                let request = decision(event, now,
                     "approval_requested",
                     ApprovalRequested {
                         approval_id,
@@ -234,220 +323,222 @@ impl Failover {
                         ),
                         expires_at: expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
                     },
-                ));
-                Ok(())
+                );
+                out.effect(once(proposal, Some(request)));
             }
         }
     }
 
-    /// Appends a decision about a silence unless another decision about
-    /// the same silence landed first; answers whether this one stands.
-    async fn decide(&self, seq: u64, decision: Envelope) -> Result<bool, ReactError> {
-        match decide_once(self.log.as_ref(), seq, &decision).await? {
-            Decided::Landed(_) => Ok(true),
-            Decided::Moot(other) => {
-                info!(vip = %decision.aggregate.id, %other, "this silence was decided already; not deciding again");
-                Ok(false)
+    fn on_granted(
+        &self,
+        state: &FleetState,
+        seq: u64,
+        event: &Envelope,
+        approval_id: &str,
+        now: DateTime<Utc>,
+        out: &mut Out,
+    ) {
+        let account = &event.account_id;
+        let Some(approval) = state.approval(account, approval_id) else {
+            return;
+        };
+        if approval.action != VIP_PROMOTION || approval.status != ApprovalStatus::Granted {
+            return;
+        }
+        let Some(vip) = state.account(account).and_then(|a| {
+            a.virtual_ips.values().find(|v| {
+                v.pending_proposal
+                    .as_ref()
+                    .is_some_and(|pp| pp.approval_id == approval_id)
+            })
+        }) else {
+            return;
+        };
+        let Some(proposal) = vip.pending_proposal.as_ref() else {
+            return;
+        };
+        let scored = candidates::candidates(
+            state,
+            account,
+            vip,
+            None,
+            &self.config.scoring(&self.liveness, now),
+        );
+        let chosen = scored
+            .iter()
+            .find(|s| s.candidate.peer_id == proposal.candidate_peer_id)
+            .map(|s| &s.candidate);
+        match chosen {
+            Some(to)
+                if vip.generation == proposal.generation && vip.status == VipStatus::Allocated =>
+            {
+                let promotion = promotion_event(
+                    event,
+                    "failover",
+                    vip,
+                    to,
+                    "approved_failover",
+                    Some(approval_id),
+                );
+                promote_later(state, seq, now, promotion, vip, to, out);
             }
+            Some(_) => supersede(
+                event,
+                now,
+                out,
+                approval_id,
+                format!("the VIP moved on to generation {}", vip.generation),
+            ),
+            None => supersede(
+                event,
+                now,
+                out,
+                approval_id,
+                format!(
+                    "candidate {} is no longer a ready member",
+                    proposal.candidate_peer_id
+                ),
+            ),
         }
     }
 
-    fn supersede(event: &Envelope, out: &mut Outbox, approval_id: &str, reason: String) {
-        out.push(decision(
-            event,
-            &format!("supersede/{approval_id}"),
-            ApprovalSuperseded {
-                approval_id: approval_id.to_string(),
-                reason,
-            },
-        ));
+    fn on_drained(
+        &self,
+        state: &FleetState,
+        seq: u64,
+        event: &Envelope,
+        instance_id: &str,
+        now: DateTime<Utc>,
+        out: &mut Out,
+    ) {
+        let account = &event.account_id;
+        let Some(acct) = state.account(account) else {
+            return;
+        };
+        let held = acct.virtual_ips.values().filter(|v| {
+            v.status == VipStatus::Allocated
+                && acct
+                    .peers
+                    .get(&v.holder_peer_id)
+                    .is_some_and(|peer| peer.instance_id == instance_id)
+        });
+        for vip in held {
+            let scored = candidates::candidates(
+                state,
+                account,
+                vip,
+                Some(instance_id),
+                &self.config.scoring(&self.liveness, now),
+            );
+            match candidates::best(&scored) {
+                Some(to) => {
+                    let promotion = promotion_event(event, "failover", vip, to, "drain", None);
+                    promote_later(state, seq, now, promotion, vip, to, out);
+                }
+                None => out.append(decision(event, now,
+                    &format!("no_candidate/{}", vip.id),
+                    FailoverNoCandidate {
+                        virtual_ip_id: vip.id.clone(),
+                        holder_peer_id: vip.holder_peer_id.clone(),
+                        reason: "the drained holder has no ready k3s-server to hand the VIP to (single-server cluster: the API endpoint is down until it returns)".into(),
+                    },
+                )),
+            }
+        }
     }
+}
+
+/// Decides a promotion, appended at the end of the batch with the others
+/// ([`promote::promote_all`]).
+fn promote_later(
+    state: &FleetState,
+    seq: u64,
+    now: DateTime<Utc>,
+    mut promotion: Envelope,
+    vip: &VirtualIp,
+    to: &FailoverCandidate,
+    out: &mut Out,
+) {
+    promotion.occurred_at = now;
+    let old = promote::holder_instance(state, &promotion.account_id, vip);
+    out.effect(Effect::Promote(PendingPromotion::new(
+        seq, promotion, to, old,
+    )));
+}
+
+/// Decides that the approval `approval_id` is superseded, and why.
+fn supersede(
+    event: &Envelope,
+    now: DateTime<Utc>,
+    out: &mut Out,
+    approval_id: &str,
+    reason: String,
+) {
+    out.append(decision(
+        event,
+        now,
+        &format!("supersede/{approval_id}"),
+        ApprovalSuperseded {
+            approval_id: approval_id.to_string(),
+            reason,
+        },
+    ));
 }
 
 #[async_trait]
 impl Reactor<FleetState> for Failover {
-    async fn react(
+    type Effect = Effect;
+
+    fn decide(
         &mut self,
         state: &FleetState,
         seq: u64,
         event: &Envelope,
+        now: DateTime<Utc>,
+        out: &mut Out,
+    ) {
+        self.rules.decide(state, seq, event, now, out);
+    }
+
+    /// Answers to silences are appended one by one, each guarded;
+    /// promotions wait for the end of the batch.
+    async fn execute(
+        &mut self,
+        _seq: u64,
+        effects: &mut Vec<Effect>,
         out: &mut Outbox,
     ) -> Result<(), ReactError> {
-        let account = &event.account_id;
-        match &event.payload {
-            EventPayload::VipHolderSilent(p) => {
-                let Some(vip) = state.virtual_ip(account, &p.virtual_ip_id) else {
-                    return Ok(());
-                };
-                // Only a silence that is still current and not already being handled.
-                if vip.status != VipStatus::Allocated
-                    || !vip.holder_silent
-                    || vip.holder_peer_id != p.holder_peer_id
-                    || vip.pending_proposal.is_some()
-                {
-                    return Ok(());
-                }
-                let vip = vip.clone();
-                self.on_silent(state, seq, event, &vip, out).await
-            }
-            EventPayload::VipHolderRecovered(p) => {
-                if let Some(proposal) = state
-                    .virtual_ip(account, &p.virtual_ip_id)
-                    .and_then(|v| v.pending_proposal.as_ref())
-                {
-                    Self::supersede(
-                        event,
-                        out,
-                        &proposal.approval_id,
-                        format!("holder {} was heard again", p.holder_peer_id),
-                    );
-                }
-                Ok(())
-            }
-            EventPayload::ApprovalGranted(p) => {
-                let Some(approval) = state.approval(account, &p.approval_id) else {
-                    return Ok(());
-                };
-                if approval.action != VIP_PROMOTION || approval.status != ApprovalStatus::Granted {
-                    return Ok(());
-                }
-                let Some(vip) = state
-                    .account(account)
-                    .and_then(|a| {
-                        a.virtual_ips.values().find(|v| {
-                            v.pending_proposal
-                                .as_ref()
-                                .is_some_and(|pp| pp.approval_id == p.approval_id)
-                        })
-                    })
-                    .cloned()
-                else {
-                    return Ok(());
-                };
-                let proposal = vip.pending_proposal.clone().expect("found by its proposal");
-                let now = Utc::now();
-                let scored = candidates::candidates(
-                    state,
-                    account,
-                    &vip,
-                    None,
-                    &self.config.scoring(&self.liveness, now),
-                );
-                let chosen = scored
-                    .iter()
-                    .find(|s| s.candidate.peer_id == proposal.candidate_peer_id)
-                    .map(|s| s.candidate.clone());
-                match chosen {
-                    Some(to)
-                        if vip.generation == proposal.generation
-                            && vip.status == VipStatus::Allocated =>
-                    {
-                        let promotion = promotion_event(
-                            event,
-                            "failover",
-                            &vip,
-                            &to,
-                            "approved_failover",
-                            Some(&p.approval_id),
-                        );
-                        {
-                            self.do_promote(state, seq, promotion, &vip, &to);
-                            Ok(())
+        while let Some(effect) = effects.first() {
+            match effect {
+                Effect::DecideOnce {
+                    seen_seq,
+                    decision,
+                    then,
+                } => {
+                    if self.decide_once(*seen_seq, decision).await? {
+                        if let Some(then) = then {
+                            out.push(then.clone());
                         }
                     }
-                    Some(_) => {
-                        Self::supersede(
-                            event,
-                            out,
-                            &p.approval_id,
-                            format!("the VIP moved on to generation {}", vip.generation),
-                        );
-                        Ok(())
-                    }
-                    None => {
-                        Self::supersede(
-                            event,
-                            out,
-                            &p.approval_id,
-                            format!(
-                                "candidate {} is no longer a ready member",
-                                proposal.candidate_peer_id
-                            ),
-                        );
-                        Ok(())
-                    }
                 }
+                Effect::Promote(p) => self.pending.push(p.clone()),
             }
-            EventPayload::InstanceDrained(p) => {
-                let Some(acct) = state.account(account) else {
-                    return Ok(());
-                };
-                let held: Vec<VirtualIp> = acct
-                    .virtual_ips
-                    .values()
-                    .filter(|v| {
-                        v.status == VipStatus::Allocated
-                            && acct
-                                .peers
-                                .get(&v.holder_peer_id)
-                                .is_some_and(|peer| peer.instance_id == p.instance_id)
-                    })
-                    .cloned()
-                    .collect();
-                let now = Utc::now();
-                for vip in held {
-                    let scored = candidates::candidates(
-                        state,
-                        account,
-                        &vip,
-                        Some(&p.instance_id),
-                        &self.config.scoring(&self.liveness, now),
-                    );
-                    match candidates::best(&scored).cloned() {
-                        Some(to) => {
-                            let promotion = promotion_event(event, "failover", &vip, &to, "drain", None);
-                            self.do_promote(state, seq, promotion, &vip, &to)
-                        }
-                        None => out.push(decision(
-                            event,
-                            &format!("no_candidate/{}", vip.id),
-                            FailoverNoCandidate {
-                                virtual_ip_id: vip.id.clone(),
-                                holder_peer_id: vip.holder_peer_id.clone(),
-                                reason: "the drained holder has no ready k3s-server to hand the VIP to (single-server cluster: the API endpoint is down until it returns)".into(),
-                            },
-                        )),
-                    }
-                }
-                Ok(())
-            }
-            EventPayload::VirtualIpPromoted(p) => {
-                // Any waiting approval about this VIP is moot now.
-                let subject = format!("virtual_ip/{}", p.virtual_ip_id);
-                for approval in state.pending_approvals(account) {
-                    if approval.subject == subject && Some(&approval.id) != p.approval_id.as_ref() {
-                        Self::supersede(
-                            event,
-                            out,
-                            &approval.id,
-                            format!(
-                                "the VIP was promoted to {} at generation {} ({})",
-                                p.to_peer_id, p.generation, p.reason
-                            ),
-                        );
-                    }
-                }
-                Ok(())
-            }
-            _ => Ok(()),
+            effects.remove(0);
         }
+        Ok(())
     }
 
     async fn end_batch(&mut self) -> Result<(), ReactError> {
-        self.promote_pending().await
+        let pending = std::mem::take(&mut self.pending);
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let (failed, error) =
+            promote::promote_all(self.log.as_ref(), self.nats.as_ref(), pending).await;
+        self.pending = failed;
+        error.map_or(Ok(()), Err)
     }
 }
-
 
 #[cfg(test)]
 mod tests {

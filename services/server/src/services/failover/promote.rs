@@ -146,7 +146,12 @@ pub struct PendingPromotion {
 impl PendingPromotion {
     /// The promotion `promotion` of `vip`, decided at `seen_seq`, nudging
     /// `to`'s agent and the agent of the holder's instance (`old`).
-    pub fn new(seen_seq: u64, promotion: Envelope, to: &FailoverCandidate, old: Option<&str>) -> Self {
+    pub fn new(
+        seen_seq: u64,
+        promotion: Envelope,
+        to: &FailoverCandidate,
+        old: Option<&str>,
+    ) -> Self {
         let mut nudge = vec![to.instance_id.clone()];
         nudge.extend(old.map(str::to_string));
         Self {
