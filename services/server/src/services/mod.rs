@@ -21,6 +21,7 @@ use powernode_runtime::checkpoint::CheckpointStore;
 use powernode_runtime::{
     derived_event_id, run_consumer, ConsumerConfig, Decisions, ProjectOnly, RuntimeError, Shared,
 };
+use std::future::Future;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
@@ -99,25 +100,70 @@ pub async fn run_service(
             run_consumer(log, cps, config, shared, sdwan::Sdwan::default(), stop).await
         }
         ServiceName::Sensor => {
-            tokio::spawn(sensor::run_detector(
+            // The detector and the consumer stop together.
+            let local = stop.child_token();
+            let detector = sensor::run_detector(
                 log.clone(),
                 shared.clone(),
                 ctx.liveness,
                 ctx.failover,
-                stop.clone(),
-            ));
-            run_consumer(log, cps, config, shared, ProjectOnly, stop).await
+                Utc::now,
+                local.clone(),
+            );
+            let name = config.name.clone();
+            let consumer = run_consumer(log, cps, config, shared, ProjectOnly, local.clone());
+            with_timer(&name, local, consumer, detector).await
         }
         ServiceName::Failover => {
-            tokio::spawn(failover::run_expiry(
-                log.clone(),
-                shared.clone(),
-                stop.clone(),
-            ));
+            let local = stop.child_token();
+            let expiry = failover::run_expiry(log.clone(), shared.clone(), Utc::now, local.clone());
             let reactor = failover::Failover::new(log.clone(), ctx.liveness, ctx.failover);
-            run_consumer(log, cps, config, shared, reactor, stop).await
+            let name = config.name.clone();
+            let consumer = run_consumer(log, cps, config, shared, reactor, local.clone());
+            with_timer(&name, local, consumer, expiry).await
         }
         ServiceName::Api => run_consumer(log, cps, config, shared, ProjectOnly, stop).await,
+    }
+}
+
+/// Runs a service's consumer together with the timer it owns (the sensor's
+/// detector, failover's expiry), both stopped by `local`: the timer is
+/// joined when the consumer ends, and a timer that panics — or ends before
+/// shutdown — stops the consumer and is the service's error, not a silent
+/// loss.
+async fn with_timer(
+    name: &str,
+    local: CancellationToken,
+    consumer: impl Future<Output = Result<(), RuntimeError>>,
+    timer: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RuntimeError> {
+    let failed = |reason: String| RuntimeError::Fatal {
+        name: name.to_string(),
+        reason,
+    };
+    let mut timer = tokio::spawn(timer);
+    tokio::pin!(consumer);
+    tokio::select! {
+        result = &mut consumer => {
+            local.cancel();
+            let joined = timer.await;
+            result?;
+            joined.map_err(|e| failed(format!("timer failed: {e}")))
+        }
+        joined = &mut timer => {
+            let early = !local.is_cancelled();
+            local.cancel();
+            let result = consumer.await;
+            let why = match joined {
+                Err(e) => format!("timer failed: {e}"),
+                Ok(()) if early => "timer stopped before shutdown".to_string(),
+                Ok(()) => return result,
+            };
+            if let Err(e) = result {
+                tracing::error!(error = %e, "consumer stopped with an error after its timer failed");
+            }
+            Err(failed(why))
+        }
     }
 }
 

@@ -33,12 +33,14 @@ fn tick_for(threshold: Duration) -> Duration {
     (threshold / 20).clamp(Duration::from_millis(10), Duration::from_millis(50))
 }
 
-/// Watches VIP holders until `shutdown`.
+/// Watches VIP holders until `shutdown`, reading the time from `clock`
+/// (the wall clock; tests pass one that follows tokio's paused time).
 pub async fn run_detector(
     log: SharedLog,
     shared: Shared<FleetState>,
     liveness: SharedLiveness,
     config: FailoverConfig,
+    clock: impl Fn() -> DateTime<Utc> + Send + 'static,
     shutdown: CancellationToken,
 ) {
     let threshold = config.threshold();
@@ -58,7 +60,7 @@ pub async fn run_detector(
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let now = Utc::now();
+        let now = clock();
         let events = {
             let state = shared.state.read().await;
             observe(&state, &liveness, threshold, &observer, now)

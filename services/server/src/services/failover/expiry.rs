@@ -3,7 +3,7 @@
 //! `approval.expired` — once per approval, whichever replica sees it first
 //! (the event id is derived from the approval id).
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use powernode_events::payloads::approvals::ApprovalExpired;
 use powernode_events::{AccountId, Actor, Envelope};
 use powernode_log::{Expect, SharedLog};
@@ -13,40 +13,53 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-/// Expires approval requests nobody decided in time, until `shutdown`.
-pub async fn run_expiry(log: SharedLog, shared: Shared<FleetState>, shutdown: CancellationToken) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
+/// The approval requests due to expire at `now`, as the events that expire
+/// them.
+pub fn due(state: &FleetState, now: DateTime<Utc>) -> Vec<Envelope> {
+    let mut out = Vec::new();
+    for (account, _) in state.accounts() {
+        for approval in state.pending_approvals(account) {
+            if approval.expires_at_utc().is_some_and(|t| t <= now) {
+                out.push(expiry(account, &approval.id));
+            }
+        }
+    }
+    out
+}
+
+/// The event expiring `approval_id` (its id derived from the approval's).
+fn expiry(account: &AccountId, approval_id: &str) -> Envelope {
+    let mut event = Envelope::new(
+        account.clone(),
+        Actor::service("failover"),
+        ApprovalExpired {
+            approval_id: approval_id.to_string(),
+        },
+    );
+    event.id = derived_event_id(EXPIRY_NAMESPACE, approval_id);
+    event.correlation_id = event.id;
+    event
+}
+
+/// Expires approval requests nobody decided in time, until `shutdown`,
+/// reading the time from `clock` (the wall clock; tests pass one that
+/// follows tokio's paused time).
+pub async fn run_expiry(
+    log: SharedLog,
+    shared: Shared<FleetState>,
+    clock: impl Fn() -> DateTime<Utc> + Send + 'static,
+    shutdown: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let now = Utc::now();
-        let due: Vec<(AccountId, String)> = {
-            let state = shared.state.read().await;
-            state
-                .accounts()
-                .flat_map(|(id, _)| {
-                    state
-                        .pending_approvals(id)
-                        .into_iter()
-                        .filter(|a| a.expires_at_utc().is_some_and(|t| t <= now))
-                        .map(|a| (id.clone(), a.id.clone()))
-                        .collect::<Vec<_>>()
-                })
-                .collect()
-        };
-        for (account, approval_id) in due {
-            let mut event = Envelope::new(
-                account,
-                Actor::service("failover"),
-                ApprovalExpired {
-                    approval_id: approval_id.clone(),
-                },
-            );
-            event.id = derived_event_id(EXPIRY_NAMESPACE, &approval_id);
-            event.correlation_id = event.id;
+        let events = due(&*shared.state.read().await, clock());
+        for event in events {
+            let approval_id = event.aggregate.id.clone();
             match log.append(&event, Expect::Any).await {
                 Ok(_) => info!(%approval_id, "approval request expired"),
                 Err(e) => warn!(error = %e, %approval_id, "could not record an expiry; retrying"),
@@ -54,6 +67,9 @@ pub async fn run_expiry(log: SharedLog, shared: Shared<FleetState>, shutdown: Ca
         }
     }
 }
+
+/// How often the timer looks.
+const TICK: Duration = Duration::from_secs(1);
 
 /// Namespace of expiry event ids (one expiry per approval, whichever replica).
 const EXPIRY_NAMESPACE: uuid::Uuid =
