@@ -9,6 +9,8 @@
 //! Sensor and failover hear agents' heartbeats ([`crate::liveness`]).
 
 pub mod failover;
+#[cfg(test)]
+mod given;
 pub mod provisioner;
 pub mod sdwan;
 pub mod sensor;

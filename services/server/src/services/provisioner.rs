@@ -311,3 +311,6 @@ fn activate(state: &FleetState, account: &AccountId, p: &HandshakeReady) -> Vec<
         _ => Vec::new(),
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -229,3 +229,6 @@ fn release(
         .into(),
     )
 }
+
+#[cfg(test)]
+mod tests;

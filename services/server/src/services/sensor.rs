@@ -165,3 +165,6 @@ fn event(account: &AccountId, tag: &str, payload: impl Into<EventPayload>) -> En
     e.correlation_id = e.id;
     e
 }
+
+#[cfg(test)]
+mod tests;

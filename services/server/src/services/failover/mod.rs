@@ -40,3 +40,6 @@ pub use promote::{nudge, promotion, promotion_event};
 
 /// The approval action of a VIP promotion.
 pub const VIP_PROMOTION: &str = "vip_promotion";
+
+#[cfg(test)]
+mod tests;
