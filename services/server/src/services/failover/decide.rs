@@ -213,7 +213,47 @@ impl Rules {
                     }
                 }
             }
-            _ => {}
+            EventPayload::AccountCreated(_)
+            | EventPayload::OperatorTokenIssued(_)
+            | EventPayload::OperatorTokenRevoked(_)
+            | EventPayload::TemplateCreated(_)
+            | EventPayload::NodeCreated(_)
+            | EventPayload::InstanceProvisioned(_)
+            | EventPayload::AgentEnrolled(_)
+            | EventPayload::InstanceTerminated(_)
+            | EventPayload::AgentSubmissionRejected(_)
+            | EventPayload::NetworkCreated(_)
+            | EventPayload::PodSubnetPrefixSet(_)
+            | EventPayload::PeerAttached(_)
+            | EventPayload::VirtualIpAllocated(_)
+            | EventPayload::VirtualIpAllocationFailed(_)
+            | EventPayload::VirtualIpCandidateAdded(_)
+            | EventPayload::VirtualIpReleased(_)
+            | EventPayload::FailoverProposed(_)
+            | EventPayload::FailoverNoCandidate(_)
+            | EventPayload::FailoverSuppressed(_)
+            | EventPayload::VirtualIpApplied(_)
+            | EventPayload::ModuleAssigned(_)
+            | EventPayload::RuntimeInstalling(_)
+            | EventPayload::HandshakeBootstrap(_)
+            | EventPayload::HandshakeJoinRequest(_)
+            | EventPayload::JoinTokenIssued(_)
+            | EventPayload::JoinRejected(_)
+            | EventPayload::HandshakeReady(_)
+            | EventPayload::BootstrapRejected(_)
+            | EventPayload::JoinTokenRotated(_)
+            | EventPayload::ClusterBootstrapped(_)
+            | EventPayload::ClusterActivated(_)
+            | EventPayload::NodeRegistered(_)
+            | EventPayload::ClusterDecommissioned(_)
+            | EventPayload::PodSubnetPrefixIgnored(_)
+            | EventPayload::KubeconfigRetrieved(_)
+            | EventPayload::ApprovalRequested(_)
+            | EventPayload::ApprovalRejected(_)
+            | EventPayload::ApprovalExpired(_)
+            | EventPayload::ApprovalSuperseded(_)
+            | EventPayload::RecordRejected(_)
+            | EventPayload::AgentSubmissionsRejectedSummary(_) => {}
         }
     }
 

@@ -64,18 +64,61 @@ pub async fn promote(
 /// generation or later, or its release.
 fn competing(mine: &VirtualIpPromoted, other: &Envelope) -> Option<String> {
     match &other.payload {
-        EventPayload::VirtualIpPromoted(p)
-            if p.virtual_ip_id == mine.virtual_ip_id && p.generation >= mine.generation =>
-        {
-            Some(format!(
-                "generation {} already went to {} ({})",
-                p.generation, p.to_peer_id, p.reason
-            ))
+        EventPayload::VirtualIpPromoted(p) => {
+            (p.virtual_ip_id == mine.virtual_ip_id && p.generation >= mine.generation).then(|| {
+                format!(
+                    "generation {} already went to {} ({})",
+                    p.generation, p.to_peer_id, p.reason
+                )
+            })
         }
-        EventPayload::VirtualIpReleased(p) if p.virtual_ip_id == mine.virtual_ip_id => {
-            Some(format!("released: {}", p.reason))
+        EventPayload::VirtualIpReleased(p) => {
+            (p.virtual_ip_id == mine.virtual_ip_id).then(|| format!("released: {}", p.reason))
         }
-        _ => None,
+        EventPayload::AccountCreated(_)
+        | EventPayload::OperatorTokenIssued(_)
+        | EventPayload::OperatorTokenRevoked(_)
+        | EventPayload::TemplateCreated(_)
+        | EventPayload::NodeCreated(_)
+        | EventPayload::InstanceProvisioned(_)
+        | EventPayload::AgentEnrolled(_)
+        | EventPayload::InstanceDrained(_)
+        | EventPayload::InstanceTerminated(_)
+        | EventPayload::AgentSubmissionRejected(_)
+        | EventPayload::NetworkCreated(_)
+        | EventPayload::PodSubnetPrefixSet(_)
+        | EventPayload::PeerAttached(_)
+        | EventPayload::VirtualIpAllocated(_)
+        | EventPayload::VirtualIpAllocationFailed(_)
+        | EventPayload::VirtualIpCandidateAdded(_)
+        | EventPayload::VipHolderSilent(_)
+        | EventPayload::VipHolderRecovered(_)
+        | EventPayload::FailoverProposed(_)
+        | EventPayload::FailoverNoCandidate(_)
+        | EventPayload::FailoverSuppressed(_)
+        | EventPayload::VirtualIpApplied(_)
+        | EventPayload::ModuleAssigned(_)
+        | EventPayload::RuntimeInstalling(_)
+        | EventPayload::HandshakeBootstrap(_)
+        | EventPayload::HandshakeJoinRequest(_)
+        | EventPayload::JoinTokenIssued(_)
+        | EventPayload::JoinRejected(_)
+        | EventPayload::HandshakeReady(_)
+        | EventPayload::BootstrapRejected(_)
+        | EventPayload::JoinTokenRotated(_)
+        | EventPayload::ClusterBootstrapped(_)
+        | EventPayload::ClusterActivated(_)
+        | EventPayload::NodeRegistered(_)
+        | EventPayload::ClusterDecommissioned(_)
+        | EventPayload::PodSubnetPrefixIgnored(_)
+        | EventPayload::KubeconfigRetrieved(_)
+        | EventPayload::ApprovalRequested(_)
+        | EventPayload::ApprovalGranted(_)
+        | EventPayload::ApprovalRejected(_)
+        | EventPayload::ApprovalExpired(_)
+        | EventPayload::ApprovalSuperseded(_)
+        | EventPayload::RecordRejected(_)
+        | EventPayload::AgentSubmissionsRejectedSummary(_) => None,
     }
 }
 
