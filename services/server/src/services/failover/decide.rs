@@ -7,7 +7,6 @@
 //! decision is appended guarded on the VIP's aggregate: when any decision
 //! caused by the same silence landed after the state it was made on, that
 //! one stands and this one is dropped.
-
 //!
 //! Also here: the failover reactor, the rules that turn silences,
 //! approvals, drains and promotions into decisions.
@@ -76,7 +75,7 @@ pub enum Effect {
         /// The answer (`failover.proposed`, `no_candidate`, `suppressed`).
         decision: Envelope,
         /// What follows a standing answer (the approval request of a proposal).
-        then: Option<Envelope>,
+        then: Option<Box<Envelope>>,
     },
     /// Promote a VIP (fenced, [`promote::promote`]), together with the
     /// batch's other promotions, and nudge the agents.
@@ -273,7 +272,7 @@ impl Rules {
             None,
             &self.config.scoring(&self.liveness, now),
         );
-        let once = |decision: Envelope, then: Option<Envelope>| Effect::DecideOnce {
+        let once = |decision: Envelope, then: Option<Box<Envelope>>| Effect::DecideOnce {
             seen_seq: seq,
             decision,
             then,
@@ -364,7 +363,7 @@ impl Rules {
                         expires_at: expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
                     },
                 );
-                out.effect(once(proposal, Some(request)));
+                out.effect(once(proposal, Some(Box::new(request))));
             }
         }
     }
@@ -557,7 +556,7 @@ impl Reactor<FleetState> for Failover {
                 } => {
                     if self.decide_once(*seen_seq, decision).await? {
                         if let Some(then) = then {
-                            out.push(then.clone());
+                            out.push(Envelope::clone(then));
                         }
                     }
                 }

@@ -738,11 +738,9 @@ async fn the_expiry_timer_expires_an_approval_once_its_time_has_come() {
     let records = || async { log.read(1, 10, &Filter::all()).await.unwrap() };
 
     tokio::time::advance(Std::from_secs(9)).await;
-    assert!(settled_for(Std::from_millis(20), || records())
-        .await
-        .is_empty());
+    assert!(settled_for(Std::from_millis(20), &records).await.is_empty());
     tokio::time::advance(Std::from_secs(2)).await;
-    let found = settled(|| records()).await;
+    let found = settled(&records).await;
     assert_eq!(found.len(), 1);
     let event = powernode_events::Envelope::decode(&found[0].bytes).unwrap();
     let EventPayload::ApprovalExpired(p) = event.payload else {

@@ -154,13 +154,13 @@ async fn the_detector_appends_a_silence_soon_after_the_threshold() {
 
     tokio::time::advance(Duration::from_millis(2950)).await;
     assert!(
-        settled_for(Duration::from_millis(20), || records())
+        settled_for(Duration::from_millis(20), &records)
             .await
             .is_empty(),
         "silent before the threshold"
     );
     tokio::time::advance(Duration::from_millis(100)).await;
-    let found = settled(|| records()).await;
+    let found = settled(&records).await;
     assert_eq!(found.len(), 1, "one silence after the threshold");
     let event = Envelope::decode(&found[0].bytes).unwrap();
     assert!(matches!(event.payload, EventPayload::VipHolderSilent(_)));
