@@ -185,3 +185,74 @@ pub(crate) fn emit<E>(
     event.occurred_at = now;
     out.append(event);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// A consumer that runs until its token is cancelled.
+    async fn until_stopped(local: CancellationToken) -> Result<(), RuntimeError> {
+        local.cancelled().await;
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_timer_that_panics_stops_the_service_with_an_error() {
+        let local = CancellationToken::new();
+        let consumer = until_stopped(local.clone());
+        let result = with_timer("svc", local, consumer, async { panic!("boom") }).await;
+        let err = result.expect_err("a panicking timer is an error");
+        assert!(err.to_string().contains("timer failed"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_timer_that_ends_before_shutdown_stops_the_service_with_an_error() {
+        let local = CancellationToken::new();
+        let consumer = until_stopped(local.clone());
+        let err = with_timer("svc", local, consumer, async {})
+            .await
+            .expect_err("a timer ending early is an error");
+        assert!(err.to_string().contains("before shutdown"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn on_shutdown_the_timer_is_joined() {
+        let stop = CancellationToken::new();
+        let local = stop.child_token();
+        let finished = Arc::new(AtomicBool::new(false));
+        let timer = {
+            let (local, finished) = (local.clone(), finished.clone());
+            async move {
+                local.cancelled().await;
+                tokio::task::yield_now().await;
+                finished.store(true, Ordering::SeqCst);
+            }
+        };
+        let consumer = until_stopped(local.clone());
+        let service = tokio::spawn(with_timer("svc", local, consumer, timer));
+        stop.cancel();
+        service.await.unwrap().unwrap();
+        assert!(finished.load(Ordering::SeqCst), "the timer was not joined");
+    }
+
+    #[tokio::test]
+    async fn a_failing_consumer_stops_its_timer_and_is_the_error() {
+        let local = CancellationToken::new();
+        let timer = {
+            let local = local.clone();
+            async move { local.cancelled().await }
+        };
+        let consumer = async {
+            Err(RuntimeError::Fatal {
+                name: "svc".into(),
+                reason: "broken".into(),
+            })
+        };
+        let err = with_timer("svc", local.clone(), consumer, timer)
+            .await
+            .expect_err("the consumer's error");
+        assert!(err.to_string().contains("broken"), "{err}");
+        assert!(local.is_cancelled());
+    }
+}
