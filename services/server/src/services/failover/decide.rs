@@ -8,8 +8,9 @@
 //! caused by the same silence landed after the state it was made on, that
 //! one stands and this one is dropped.
 //!
-//! Also here: the failover reactor, the rules that turn silences,
-//! approvals, drains and promotions into decisions.
+//! Also here: the failover rules ([`Rules`]), which turn silences,
+//! approvals, drains and promotions into decisions — pure, no I/O; what
+//! they decide is performed by [`super::reactor`].
 
 use super::candidates::{self, Scored};
 use super::config::{FailoverConfig, FailoverPolicy};
@@ -17,18 +18,16 @@ use super::guard::{self, append_guarded, Guard};
 use super::promote::{self, promotion_event, PendingPromotion};
 use super::VIP_PROMOTION;
 use crate::liveness::SharedLiveness;
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use powernode_events::payloads::approvals::{ApprovalRequested, ApprovalSuperseded};
 use powernode_events::payloads::sdwan::{
     FailoverCandidate, FailoverNoCandidate, FailoverProposed, FailoverSuppressed,
 };
 use powernode_events::{Actor, Envelope, EventKind, EventPayload};
-use powernode_log::{EventLog, Filter, LogError, SharedLog};
+use powernode_log::{EventLog, Filter, LogError};
 use powernode_projections::fleet::{ApprovalStatus, VipStatus, VirtualIp};
 use powernode_projections::FleetState;
-use powernode_runtime::{derived_event_id, Decisions, Outbox, ReactError, Reactor};
-use tracing::info;
+use powernode_runtime::{derived_event_id, Decisions};
 
 /// How a decision attempt ended: `Landed(seq)`, or `Moot(kind)` when
 /// another decision about the same silence landed first.
@@ -90,41 +89,6 @@ pub struct Rules {
     pub liveness: SharedLiveness,
     /// Policy, threshold and damping.
     pub config: FailoverConfig,
-}
-
-/// The failover reactor: [`Rules`] and the log and NATS client their
-/// effects need.
-pub struct Failover {
-    rules: Rules,
-    log: SharedLog,
-    nats: Option<async_nats::Client>,
-    /// Promotions decided in this batch, appended together at its end.
-    pending: Vec<PendingPromotion>,
-}
-
-impl Failover {
-    /// A failover reactor appending to `log`.
-    pub fn new(log: SharedLog, liveness: SharedLiveness, config: FailoverConfig) -> Self {
-        let nats = log.nats_client().map(|(c, _)| c);
-        Self {
-            rules: Rules { liveness, config },
-            log,
-            nats,
-            pending: Vec::new(),
-        }
-    }
-
-    /// Appends a decision about a silence unless another decision about
-    /// the same silence landed first; answers whether this one stands.
-    async fn decide_once(&self, seq: u64, decision: &Envelope) -> Result<bool, ReactError> {
-        match decide_once(self.log.as_ref(), seq, decision).await? {
-            Decided::Landed(_) => Ok(true),
-            Decided::Moot(other) => {
-                info!(vip = %decision.aggregate.id, %other, "this silence was decided already; not deciding again");
-                Ok(false)
-            }
-        }
-    }
 }
 
 /// What this service appends: `payload`, caused by `cause`, its id derived
@@ -522,61 +486,6 @@ fn supersede(
             reason,
         },
     ));
-}
-
-#[async_trait]
-impl Reactor<FleetState> for Failover {
-    type Effect = Effect;
-
-    fn decide(
-        &mut self,
-        state: &FleetState,
-        seq: u64,
-        event: &Envelope,
-        now: DateTime<Utc>,
-        out: &mut Out,
-    ) {
-        self.rules.decide(state, seq, event, now, out);
-    }
-
-    /// Answers to silences are appended one by one, each guarded;
-    /// promotions wait for the end of the batch.
-    async fn execute(
-        &mut self,
-        _seq: u64,
-        effects: &mut Vec<Effect>,
-        out: &mut Outbox,
-    ) -> Result<(), ReactError> {
-        while let Some(effect) = effects.first() {
-            match effect {
-                Effect::DecideOnce {
-                    seen_seq,
-                    decision,
-                    then,
-                } => {
-                    if self.decide_once(*seen_seq, decision).await? {
-                        if let Some(then) = then {
-                            out.push(Envelope::clone(then));
-                        }
-                    }
-                }
-                Effect::Promote(p) => self.pending.push(p.clone()),
-            }
-            effects.remove(0);
-        }
-        Ok(())
-    }
-
-    async fn end_batch(&mut self) -> Result<(), ReactError> {
-        let pending = std::mem::take(&mut self.pending);
-        if pending.is_empty() {
-            return Ok(());
-        }
-        let (failed, error) =
-            promote::promote_all(self.log.as_ref(), self.nats.as_ref(), pending).await;
-        self.pending = failed;
-        error.map_or(Ok(()), Err)
-    }
 }
 
 #[cfg(test)]

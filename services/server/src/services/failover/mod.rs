@@ -22,9 +22,10 @@
 //! it without waiting for their next heartbeat.
 //!
 //! Modules: [`config`] (flags and damping), [`candidates`] (scores),
-//! [`decide`] (the reactor's rules; a silence decided once), [`promote`]
-//! (fenced promotions, nudges), [`guard`] (the guarded append both use),
-//! [`expiry`] (the approval timer).
+//! [`decide`] (the rules; a silence decided once), [`reactor`] (what the
+//! rules decide, performed), [`promote`] (fenced promotions, nudges),
+//! [`guard`] (the guarded append both use), [`expiry`] (the approval
+//! timer).
 
 pub mod candidates;
 pub mod config;
@@ -32,11 +33,12 @@ pub mod decide;
 pub mod expiry;
 pub mod guard;
 pub mod promote;
+pub mod reactor;
 
 pub use config::{FailoverConfig, FailoverPolicy};
-pub use decide::Failover;
 pub use expiry::run_expiry;
 pub use promote::{nudge, promotion, promotion_event};
+pub use reactor::Failover;
 
 /// The approval action of a VIP promotion.
 pub const VIP_PROMOTION: &str = "vip_promotion";
