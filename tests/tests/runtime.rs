@@ -5,6 +5,7 @@
 use anyhow::{bail, ensure};
 use async_trait::async_trait;
 use bytes::Bytes;
+use chrono::{DateTime, Utc};
 use ed25519_dalek::SigningKey;
 use powernode_events::payloads::fleet::{
     AgentEnrolled, InstanceDrained, InstanceProvisioned, TemplateCreated,
@@ -15,7 +16,9 @@ use powernode_log::jetstream::JetStreamLog;
 use powernode_log::{Expect, Filter, SharedLog};
 use powernode_projections::FleetState;
 use powernode_runtime::checkpoint::CheckpointStore;
-use powernode_runtime::{run_consumer, ConsumerConfig, Outbox, ReactError, Reactor, Shared};
+use powernode_runtime::{
+    run_consumer, ConsumerConfig, Decisions, Outbox, ReactError, Reactor, Shared,
+};
 use powernode_tests::nats::NatsServer;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -107,11 +110,23 @@ struct Recorder {
 
 #[async_trait]
 impl Reactor<FleetState> for Recorder {
-    async fn react(
+    type Effect = u64;
+
+    fn decide(
         &mut self,
         _: &FleetState,
         seq: u64,
         _: &Envelope,
+        _: DateTime<Utc>,
+        out: &mut Decisions<u64>,
+    ) {
+        out.effect(seq);
+    }
+
+    async fn execute(
+        &mut self,
+        seq: u64,
+        effects: &mut Vec<u64>,
         _: &mut Outbox,
     ) -> Result<(), ReactError> {
         if self.fail_at == Some(seq) {
@@ -120,7 +135,7 @@ impl Reactor<FleetState> for Recorder {
         if self.slow_at == Some(seq) {
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
-        self.seen.lock().unwrap().push(seq);
+        self.seen.lock().unwrap().append(effects);
         Ok(())
     }
 }
@@ -436,15 +451,17 @@ struct Deferring {
 
 #[async_trait]
 impl Reactor<FleetState> for Deferring {
-    async fn react(
+    type Effect = std::convert::Infallible;
+
+    fn decide(
         &mut self,
         _: &FleetState,
         seq: u64,
         _: &Envelope,
-        _: &mut Outbox,
-    ) -> Result<(), ReactError> {
+        _: DateTime<Utc>,
+        _: &mut Decisions<Self::Effect>,
+    ) {
         self.batch.push(seq);
-        Ok(())
     }
 
     async fn end_batch(&mut self) -> Result<(), ReactError> {

@@ -14,7 +14,7 @@ use anyhow::Context as _;
 use futures::StreamExt;
 use powernode_archive::{Bound, Source};
 use powernode_events::subject::parse_subject;
-use powernode_events::{Envelope, EventPayload};
+use powernode_events::{Envelope, EventKind, EventPayload};
 use powernode_log::{Filter, Record};
 use powernode_projections::{FleetState, Projection};
 use powernode_runtime::replay::{self as pipeline, RebuildOptions, ReplayStats, Signatures};
@@ -25,7 +25,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 /// The kind live consumers record a refused record as.
-const REJECTED_KIND: &str = "system.log.record_rejected";
+const REJECTED_KIND: &str = EventKind::RecordRejected.as_str();
 
 pub use powernode_projections::state_hash;
 

@@ -9,22 +9,35 @@
 //! 3. admit each record ([`admission`]): a record that cannot be decoded or
 //!    verified is recorded as `system.log.record_rejected` and the cursor
 //!    moves on; otherwise fold it into the projection and let the service
-//!    [`Reactor`] decide (it may append new events);
-//! 4. every so often, and on shutdown, save the checkpoint and only then
+//!    [`Reactor`] decide — synchronously, under the projection's write
+//!    lock, without I/O ([`Reactor::decide`]);
+//! 4. release the lock, and only then do the I/O the decisions ask for:
+//!    the reactor's own effects ([`Reactor::execute`], before the next
+//!    record is folded; [`Reactor::end_batch`], after the batch), then the
+//!    batch's plain appends, all at once;
+//! 5. every so often, and on shutdown, save the checkpoint and only then
 //!    acknowledge the cursor up to it — an ack means "durably applied"
 //!    (written beside the loop, from a copy: [`checkpointing`]).
 //!
+//! API reads wait for the fold and the decisions only, never for the log.
+//!
 //! Shutdown is a [`CancellationToken`]: the loop finishes the event it holds,
 //! checkpoints and returns.
+//!
+//! What a service plugs in (its [`Reactor`], the [`Decisions`] it makes)
+//! is defined in `reactor.rs` and re-exported here.
 
 pub mod admission;
 pub mod checkpoint;
 mod checkpointing;
+mod reactor;
 pub mod replay;
 pub mod supervisor;
 
+pub use reactor::{derived_event_id, Decisions, Outbox, ProjectOnly, ReactError, Reactor};
+
 use crate::checkpoint::CheckpointStore;
-use async_trait::async_trait;
+use chrono::Utc;
 use powernode_events::payloads::log::RecordRejected;
 use powernode_events::{AccountId, Actor, Envelope};
 use powernode_log::{DurableCursor, Filter, LogError, Record, SharedLog};
@@ -63,99 +76,6 @@ pub enum RuntimeError {
         /// What failed.
         reason: String,
     },
-}
-
-/// What a reactor's failure means for the loop.
-#[derive(Debug, thiserror::Error)]
-pub enum ReactError {
-    /// Try the same event again after a pause (e.g. the log is unavailable).
-    #[error("retryable: {0}")]
-    Retry(String),
-    /// Stop the consumer.
-    #[error("fatal: {0}")]
-    Fatal(String),
-}
-
-impl From<LogError> for ReactError {
-    fn from(e: LogError) -> Self {
-        if e.is_retryable() {
-            Self::Retry(e.to_string())
-        } else {
-            Self::Fatal(e.to_string())
-        }
-    }
-}
-
-/// A service's decision logic: called after each admitted event has been
-/// folded into the projection, with the projection as it now stands.
-///
-/// Decisions go into the [`Outbox`]; the runtime appends a whole batch's
-/// decisions together (in order, pipelined through the log's group commit)
-/// before it checkpoints past the batch. A decision is therefore not yet in
-/// the projection when the next event of the same batch is handled: a
-/// reactor that allocates (addresses, …) keeps its own in-flight view.
-///
-/// Must be idempotent: after a crash, events after the last checkpoint are
-/// handled again. Give decisions ids derived from the cause
-/// ([`derived_event_id`]) so a repeat is a duplicate, not a second fact.
-#[async_trait]
-pub trait Reactor<S>: Send + 'static {
-    /// Reacts to one event.
-    async fn react(
-        &mut self,
-        state: &S,
-        seq: u64,
-        event: &Envelope,
-        out: &mut Outbox,
-    ) -> Result<(), ReactError>;
-
-    /// After every record of a batch was handled, before its decisions are
-    /// appended and before any checkpoint past it: work the reactor put off
-    /// to run together (guarded appends of independent objects, say). On
-    /// `Retry` it is called again; what succeeded must not be redone.
-    async fn end_batch(&mut self) -> Result<(), ReactError> {
-        Ok(())
-    }
-}
-
-/// Decisions waiting to be appended.
-#[derive(Debug, Default)]
-pub struct Outbox {
-    events: Vec<Envelope>,
-}
-
-impl Outbox {
-    /// Queues a decision.
-    pub fn push(&mut self, event: Envelope) {
-        self.events.push(event);
-    }
-
-    /// The queued decisions.
-    pub fn events(&self) -> &[Envelope] {
-        &self.events
-    }
-}
-
-/// A reactor that only keeps the projection (no decisions).
-pub struct ProjectOnly;
-
-#[async_trait]
-impl<S: Sync> Reactor<S> for ProjectOnly {
-    async fn react(
-        &mut self,
-        _: &S,
-        _: u64,
-        _: &Envelope,
-        _: &mut Outbox,
-    ) -> Result<(), ReactError> {
-        Ok(())
-    }
-}
-
-/// A deterministic event id for an event caused by `cause`: the same cause
-/// and tag always give the same id, so re-appending after a crash dedupes.
-pub fn derived_event_id(cause: Uuid, tag: &str) -> Uuid {
-    Uuid::new_v5(&cause, tag.as_bytes())
 }
 
 /// Tuning of one consumer.
@@ -350,20 +270,39 @@ where
                     })
                 }
             };
-            let mut state = shared.state.write().await;
+            // The write lock is held while records are folded and decided,
+            // and released whenever a decision needs I/O (and at the end).
+            let mut state = Some(shared.state.write().await);
             let mut outbox = Outbox::default();
             for ((record, envelope), verdict) in fresh.iter().zip(decoded).zip(verdicts) {
-                let admitted = admission::admit_decoded(record, envelope, verdict, &*state);
-                handle_record(
+                if state.is_none() {
+                    state = Some(shared.state.write().await);
+                }
+                let Some(guard) = state.as_mut() else {
+                    unreachable!("the lock was taken just above");
+                };
+                let admitted = admission::admit_decoded(record, envelope, verdict, &**guard);
+                let decided = decide_record(
                     &config.name,
-                    &mut *state,
+                    &mut **guard,
                     &mut reactor,
                     &mut outbox,
                     record,
                     admitted,
-                    &shutdown,
-                )
-                .await?;
+                );
+                if let Some((event, effects)) = decided.filter(|(_, e)| !e.is_empty()) {
+                    state = None;
+                    execute(
+                        &config.name,
+                        &mut reactor,
+                        record.seq,
+                        &event,
+                        effects,
+                        &mut outbox,
+                        &shutdown,
+                    )
+                    .await?;
+                }
                 applied = record.seq;
                 shared.applied_tx.send_replace(applied);
                 if shutdown.is_cancelled() {
@@ -449,16 +388,17 @@ async fn open_cursor(
     }
 }
 
-/// Applies and reacts to one admitted record, or queues its refusal.
-async fn handle_record<S, R>(
+/// Folds one admitted record and decides about it (no I/O: the caller
+/// holds the projection's write lock), or queues its refusal. The plain
+/// appends go to `outbox`; answers the event and the effects to execute.
+fn decide_record<S, R>(
     name: &str,
     state: &mut S,
     reactor: &mut R,
     outbox: &mut Outbox,
     record: &Record,
     admitted: Result<Envelope, admission::Refusal>,
-    shutdown: &CancellationToken,
-) -> Result<(), RuntimeError>
+) -> Option<(Envelope, Vec<R::Effect>)>
 where
     S: Projection + Send + Sync,
     R: Reactor<S>,
@@ -468,15 +408,36 @@ where
         Err(refusal) => {
             warn!(seq = record.seq, reason = %refusal.reason, "rejecting record");
             outbox.push(rejection_event(name, record, refusal));
-            return Ok(());
+            return None;
         }
     };
     let span = info_span!("event", seq = record.seq, event_id = %event.id, kind = event.kind());
+    let _entered = span.enter();
+    state.apply(record.seq, &event);
+    let mut decisions = Decisions::default();
+    reactor.decide(state, record.seq, &event, Utc::now(), &mut decisions);
+    let (events, effects) = decisions.into_parts();
+    outbox.events.extend(events);
+    Some((event, effects))
+}
+
+/// Performs the effects decided about the event at `seq` (the lock is
+/// released), retrying while the reactor asks to; never folds or decides
+/// the event again.
+async fn execute<S, R: Reactor<S>>(
+    name: &str,
+    reactor: &mut R,
+    seq: u64,
+    event: &Envelope,
+    mut effects: Vec<R::Effect>,
+    outbox: &mut Outbox,
+    shutdown: &CancellationToken,
+) -> Result<(), RuntimeError> {
+    let span = info_span!("effects", seq, event_id = %event.id, kind = event.kind());
     async {
-        state.apply(record.seq, &event);
-        let what = format!("seq {}", record.seq);
+        let what = format!("seq {seq}");
         loop {
-            match reactor.react(state, record.seq, &event, outbox).await {
+            match reactor.execute(seq, &mut effects, outbox).await {
                 Ok(()) => return Ok(()),
                 Err(e) => pause_before_retry(name, &what, e, shutdown).await?,
             }

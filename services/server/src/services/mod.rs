@@ -9,17 +9,21 @@
 //! Sensor and failover hear agents' heartbeats ([`crate::liveness`]).
 
 pub mod failover;
+#[cfg(test)]
+mod given;
 pub mod provisioner;
 pub mod sdwan;
 pub mod sensor;
 
+use chrono::{DateTime, Utc};
 use powernode_events::{Actor, Envelope, EventPayload};
 use powernode_log::SharedLog;
 use powernode_projections::FleetState;
 use powernode_runtime::checkpoint::CheckpointStore;
 use powernode_runtime::{
-    derived_event_id, run_consumer, ConsumerConfig, Outbox, ProjectOnly, RuntimeError, Shared,
+    derived_event_id, run_consumer, ConsumerConfig, Decisions, ProjectOnly, RuntimeError, Shared,
 };
+use std::future::Future;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
@@ -98,34 +102,157 @@ pub async fn run_service(
             run_consumer(log, cps, config, shared, sdwan::Sdwan::default(), stop).await
         }
         ServiceName::Sensor => {
-            tokio::spawn(sensor::run_detector(
+            // The detector and the consumer stop together.
+            let local = stop.child_token();
+            let detector = sensor::run_detector(
                 log.clone(),
                 shared.clone(),
                 ctx.liveness,
                 ctx.failover,
-                stop.clone(),
-            ));
-            run_consumer(log, cps, config, shared, ProjectOnly, stop).await
+                Utc::now,
+                local.clone(),
+            );
+            let name = config.name.clone();
+            let consumer = run_consumer(log, cps, config, shared, ProjectOnly, local.clone());
+            with_timer(&name, local, consumer, detector).await
         }
         ServiceName::Failover => {
-            tokio::spawn(failover::run_expiry(
-                log.clone(),
-                shared.clone(),
-                stop.clone(),
-            ));
+            let local = stop.child_token();
+            let expiry = failover::run_expiry(log.clone(), shared.clone(), Utc::now, local.clone());
             let reactor = failover::Failover::new(log.clone(), ctx.liveness, ctx.failover);
-            run_consumer(log, cps, config, shared, reactor, stop).await
+            let name = config.name.clone();
+            let consumer = run_consumer(log, cps, config, shared, reactor, local.clone());
+            with_timer(&name, local, consumer, expiry).await
         }
         ServiceName::Api => run_consumer(log, cps, config, shared, ProjectOnly, stop).await,
     }
 }
 
+/// Runs a service's consumer together with the timer it owns (the sensor's
+/// detector, failover's expiry), both stopped by `local`: the timer is
+/// joined when the consumer ends, and a timer that panics — or ends before
+/// shutdown — stops the consumer and is the service's error, not a silent
+/// loss.
+async fn with_timer(
+    name: &str,
+    local: CancellationToken,
+    consumer: impl Future<Output = Result<(), RuntimeError>>,
+    timer: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RuntimeError> {
+    let failed = |reason: String| RuntimeError::Fatal {
+        name: name.to_string(),
+        reason,
+    };
+    let mut timer = tokio::spawn(timer);
+    tokio::pin!(consumer);
+    tokio::select! {
+        result = &mut consumer => {
+            local.cancel();
+            let joined = timer.await;
+            result?;
+            joined.map_err(|e| failed(format!("timer failed: {e}")))
+        }
+        joined = &mut timer => {
+            let early = !local.is_cancelled();
+            local.cancel();
+            let result = consumer.await;
+            let why = match joined {
+                Err(e) => format!("timer failed: {e}"),
+                Ok(()) if early => "timer stopped before shutdown".to_string(),
+                Ok(()) => return result,
+            };
+            if let Err(e) = result {
+                tracing::error!(error = %e, "consumer stopped with an error after its timer failed");
+            }
+            Err(failed(why))
+        }
+    }
+}
+
 /// Queues a decision caused by `cause`, with an id derived from the cause
 /// and the decision's kind (so handling the cause again after a crash is a
-/// duplicate, not a second fact).
-pub(crate) fn emit(out: &mut Outbox, cause: &Envelope, service: &str, payload: EventPayload) {
+/// duplicate, not a second fact), decided at `now`.
+pub(crate) fn emit<E>(
+    out: &mut Decisions<E>,
+    cause: &Envelope,
+    now: DateTime<Utc>,
+    service: &str,
+    payload: EventPayload,
+) {
     let mut event =
         Envelope::new(cause.account_id.clone(), Actor::service(service), payload).caused_by(cause);
     event.id = derived_event_id(cause.id, event.kind());
-    out.push(event);
+    event.occurred_at = now;
+    out.append(event);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// A consumer that runs until its token is cancelled.
+    async fn until_stopped(local: CancellationToken) -> Result<(), RuntimeError> {
+        local.cancelled().await;
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_timer_that_panics_stops_the_service_with_an_error() {
+        let local = CancellationToken::new();
+        let consumer = until_stopped(local.clone());
+        let result = with_timer("svc", local, consumer, async { panic!("boom") }).await;
+        let err = result.expect_err("a panicking timer is an error");
+        assert!(err.to_string().contains("timer failed"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_timer_that_ends_before_shutdown_stops_the_service_with_an_error() {
+        let local = CancellationToken::new();
+        let consumer = until_stopped(local.clone());
+        let err = with_timer("svc", local, consumer, async {})
+            .await
+            .expect_err("a timer ending early is an error");
+        assert!(err.to_string().contains("before shutdown"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn on_shutdown_the_timer_is_joined() {
+        let stop = CancellationToken::new();
+        let local = stop.child_token();
+        let finished = Arc::new(AtomicBool::new(false));
+        let timer = {
+            let (local, finished) = (local.clone(), finished.clone());
+            async move {
+                local.cancelled().await;
+                tokio::task::yield_now().await;
+                finished.store(true, Ordering::SeqCst);
+            }
+        };
+        let consumer = until_stopped(local.clone());
+        let service = tokio::spawn(with_timer("svc", local, consumer, timer));
+        stop.cancel();
+        service.await.unwrap().unwrap();
+        assert!(finished.load(Ordering::SeqCst), "the timer was not joined");
+    }
+
+    #[tokio::test]
+    async fn a_failing_consumer_stops_its_timer_and_is_the_error() {
+        let local = CancellationToken::new();
+        let timer = {
+            let local = local.clone();
+            async move { local.cancelled().await }
+        };
+        let consumer = async {
+            Err(RuntimeError::Fatal {
+                name: "svc".into(),
+                reason: "broken".into(),
+            })
+        };
+        let err = with_timer("svc", local.clone(), consumer, timer)
+            .await
+            .expect_err("the consumer's error");
+        assert!(err.to_string().contains("broken"), "{err}");
+        assert!(local.is_cancelled());
+    }
 }

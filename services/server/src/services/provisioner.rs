@@ -4,7 +4,7 @@
 //! the bootstrap server reports ready.
 
 use super::emit;
-use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use ipnet::IpNet;
 use powernode_events::payloads::fleet::CniPlugin;
 use powernode_events::payloads::k3s::{
@@ -14,7 +14,8 @@ use powernode_events::payloads::k3s::{
 use powernode_events::{AccountId, Envelope, EventPayload};
 use powernode_projections::fleet::{ClusterStatus, Instance, InstanceStatus, Network};
 use powernode_projections::FleetState;
-use powernode_runtime::{Outbox, ReactError, Reactor};
+use powernode_runtime::{Decisions, Reactor};
+use std::convert::Infallible;
 
 /// Nodes with at least this much memory are heavyweight (ovn-kubernetes).
 pub const HEAVYWEIGHT_MB: u64 = 4096;
@@ -22,15 +23,17 @@ pub const HEAVYWEIGHT_MB: u64 = 4096;
 /// The provisioner reactor.
 pub struct Provisioner;
 
-#[async_trait]
 impl Reactor<FleetState> for Provisioner {
-    async fn react(
+    type Effect = Infallible;
+
+    fn decide(
         &mut self,
         state: &FleetState,
         _seq: u64,
         event: &Envelope,
-        out: &mut Outbox,
-    ) -> Result<(), ReactError> {
+        now: DateTime<Utc>,
+        out: &mut Decisions<Infallible>,
+    ) {
         let account = &event.account_id;
         let decisions: Vec<EventPayload> = match &event.payload {
             EventPayload::VirtualIpAllocated(p) => create_cluster(
@@ -47,12 +50,52 @@ impl Reactor<FleetState> for Provisioner {
             ),
             EventPayload::HandshakeJoinRequest(p) => decide_join(state, account, p),
             EventPayload::HandshakeReady(p) => activate(state, account, p),
-            _ => Vec::new(),
+            EventPayload::AccountCreated(_)
+            | EventPayload::OperatorTokenIssued(_)
+            | EventPayload::OperatorTokenRevoked(_)
+            | EventPayload::TemplateCreated(_)
+            | EventPayload::NodeCreated(_)
+            | EventPayload::InstanceProvisioned(_)
+            | EventPayload::AgentEnrolled(_)
+            | EventPayload::InstanceDrained(_)
+            | EventPayload::InstanceTerminated(_)
+            | EventPayload::AgentSubmissionRejected(_)
+            | EventPayload::NetworkCreated(_)
+            | EventPayload::PodSubnetPrefixSet(_)
+            | EventPayload::PeerAttached(_)
+            | EventPayload::VirtualIpCandidateAdded(_)
+            | EventPayload::VirtualIpPromoted(_)
+            | EventPayload::VirtualIpReleased(_)
+            | EventPayload::VipHolderSilent(_)
+            | EventPayload::VipHolderRecovered(_)
+            | EventPayload::FailoverProposed(_)
+            | EventPayload::FailoverNoCandidate(_)
+            | EventPayload::FailoverSuppressed(_)
+            | EventPayload::VirtualIpApplied(_)
+            | EventPayload::ModuleAssigned(_)
+            | EventPayload::RuntimeInstalling(_)
+            | EventPayload::HandshakeBootstrap(_)
+            | EventPayload::JoinTokenIssued(_)
+            | EventPayload::JoinRejected(_)
+            | EventPayload::BootstrapRejected(_)
+            | EventPayload::JoinTokenRotated(_)
+            | EventPayload::ClusterBootstrapped(_)
+            | EventPayload::ClusterActivated(_)
+            | EventPayload::NodeRegistered(_)
+            | EventPayload::ClusterDecommissioned(_)
+            | EventPayload::PodSubnetPrefixIgnored(_)
+            | EventPayload::KubeconfigRetrieved(_)
+            | EventPayload::ApprovalRequested(_)
+            | EventPayload::ApprovalGranted(_)
+            | EventPayload::ApprovalRejected(_)
+            | EventPayload::ApprovalExpired(_)
+            | EventPayload::ApprovalSuperseded(_)
+            | EventPayload::RecordRejected(_)
+            | EventPayload::AgentSubmissionsRejectedSummary(_) => Vec::new(),
         };
         for payload in decisions {
-            emit(out, event, "provisioner", payload);
+            emit(out, event, now, "provisioner", payload);
         }
-        Ok(())
     }
 }
 
@@ -189,7 +232,9 @@ pub fn stamp<'a>(
                 format!("--cluster-cidr={prefix}"),
             ],
         ),
-        _ => (None, Vec::new()),
+        (CniPlugin::OvnKubernetes, _, _)
+        | (CniPlugin::Flannel, None, _)
+        | (CniPlugin::Flannel, _, None) => (None, Vec::new()),
     };
     Stamp {
         cni,
@@ -296,16 +341,17 @@ fn decide_join(
 }
 
 fn activate(state: &FleetState, account: &AccountId, p: &HandshakeReady) -> Vec<EventPayload> {
-    match state.cluster(account, &p.cluster_id) {
-        Some(c)
-            if c.status == ClusterStatus::Bootstrapping
-                && c.bootstrap_instance_id == p.instance_id =>
-        {
-            vec![ClusterActivated {
-                cluster_id: c.id.clone(),
-            }
-            .into()]
-        }
-        _ => Vec::new(),
+    let Some(c) = state.cluster(account, &p.cluster_id) else {
+        return Vec::new();
+    };
+    if c.status != ClusterStatus::Bootstrapping || c.bootstrap_instance_id != p.instance_id {
+        return Vec::new();
     }
+    vec![ClusterActivated {
+        cluster_id: c.id.clone(),
+    }
+    .into()]
 }
+
+#[cfg(test)]
+mod tests;

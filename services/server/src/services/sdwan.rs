@@ -3,7 +3,7 @@
 //! VIP's release when its cluster is decommissioned.
 
 use super::emit;
-use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use powernode_events::ids::cluster_id_for_bootstrap;
 use powernode_events::payloads::k3s::{ClusterDecommissioned, NodeRegistered, NodeRole};
 use powernode_events::payloads::sdwan::{
@@ -13,8 +13,9 @@ use powernode_events::payloads::sdwan::{
 use powernode_events::{AccountId, Envelope, EventPayload};
 use powernode_projections::fleet::{Peer, VipStatus};
 use powernode_projections::FleetState;
-use powernode_runtime::{Outbox, ReactError, Reactor};
+use powernode_runtime::{Decisions, Reactor};
 use std::collections::BTreeMap;
+use std::convert::Infallible;
 use std::net::Ipv6Addr;
 
 /// The sdwan reactor.
@@ -26,15 +27,17 @@ pub struct Sdwan {
     in_flight: BTreeMap<String, (String, Ipv6Addr)>,
 }
 
-#[async_trait]
 impl Reactor<FleetState> for Sdwan {
-    async fn react(
+    type Effect = Infallible;
+
+    fn decide(
         &mut self,
         state: &FleetState,
         _seq: u64,
         event: &Envelope,
-        out: &mut Outbox,
-    ) -> Result<(), ReactError> {
+        now: DateTime<Utc>,
+        out: &mut Decisions<Infallible>,
+    ) {
         self.in_flight.retain(|id, _| {
             state
                 .account(&event.account_id)
@@ -54,12 +57,52 @@ impl Reactor<FleetState> for Sdwan {
                 late_candidate(state, &event.account_id, &p.instance_id)
             }
             EventPayload::ClusterDecommissioned(p) => release(state, &event.account_id, p),
-            _ => None,
+            EventPayload::AccountCreated(_)
+            | EventPayload::OperatorTokenIssued(_)
+            | EventPayload::OperatorTokenRevoked(_)
+            | EventPayload::TemplateCreated(_)
+            | EventPayload::NodeCreated(_)
+            | EventPayload::InstanceProvisioned(_)
+            | EventPayload::AgentEnrolled(_)
+            | EventPayload::InstanceDrained(_)
+            | EventPayload::InstanceTerminated(_)
+            | EventPayload::AgentSubmissionRejected(_)
+            | EventPayload::NetworkCreated(_)
+            | EventPayload::PodSubnetPrefixSet(_)
+            | EventPayload::VirtualIpAllocated(_)
+            | EventPayload::VirtualIpAllocationFailed(_)
+            | EventPayload::VirtualIpCandidateAdded(_)
+            | EventPayload::VirtualIpPromoted(_)
+            | EventPayload::VirtualIpReleased(_)
+            | EventPayload::VipHolderSilent(_)
+            | EventPayload::VipHolderRecovered(_)
+            | EventPayload::FailoverProposed(_)
+            | EventPayload::FailoverNoCandidate(_)
+            | EventPayload::FailoverSuppressed(_)
+            | EventPayload::VirtualIpApplied(_)
+            | EventPayload::ModuleAssigned(_)
+            | EventPayload::RuntimeInstalling(_)
+            | EventPayload::HandshakeJoinRequest(_)
+            | EventPayload::JoinTokenIssued(_)
+            | EventPayload::JoinRejected(_)
+            | EventPayload::HandshakeReady(_)
+            | EventPayload::BootstrapRejected(_)
+            | EventPayload::JoinTokenRotated(_)
+            | EventPayload::ClusterBootstrapped(_)
+            | EventPayload::ClusterActivated(_)
+            | EventPayload::PodSubnetPrefixIgnored(_)
+            | EventPayload::KubeconfigRetrieved(_)
+            | EventPayload::ApprovalRequested(_)
+            | EventPayload::ApprovalGranted(_)
+            | EventPayload::ApprovalRejected(_)
+            | EventPayload::ApprovalExpired(_)
+            | EventPayload::ApprovalSuperseded(_)
+            | EventPayload::RecordRejected(_)
+            | EventPayload::AgentSubmissionsRejectedSummary(_) => None,
         };
         if let Some(payload) = decision {
-            emit(out, event, "sdwan", payload);
+            emit(out, event, now, "sdwan", payload);
         }
-        Ok(())
     }
 }
 
@@ -227,3 +270,6 @@ fn release(
         .into(),
     )
 }
+
+#[cfg(test)]
+mod tests;

@@ -33,12 +33,14 @@ fn tick_for(threshold: Duration) -> Duration {
     (threshold / 20).clamp(Duration::from_millis(10), Duration::from_millis(50))
 }
 
-/// Watches VIP holders until `shutdown`.
+/// Watches VIP holders until `shutdown`, reading the time from `clock`
+/// (the wall clock; tests pass one that follows tokio's paused time).
 pub async fn run_detector(
     log: SharedLog,
     shared: Shared<FleetState>,
     liveness: SharedLiveness,
     config: FailoverConfig,
+    clock: impl Fn() -> DateTime<Utc> + Send + 'static,
     shutdown: CancellationToken,
 ) {
     let threshold = config.threshold();
@@ -58,7 +60,7 @@ pub async fn run_detector(
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let now = Utc::now();
+        let now = clock();
         let events = {
             let state = shared.state.read().await;
             observe(&state, &liveness, threshold, &observer, now)
@@ -94,7 +96,50 @@ fn describe(event: &Envelope) -> String {
             "VIP {} holder {} heard again after {} ms",
             p.virtual_ip_id, p.holder_peer_id, p.silent_for_ms
         ),
-        _ => event.kind().to_string(),
+        EventPayload::AccountCreated(_)
+        | EventPayload::OperatorTokenIssued(_)
+        | EventPayload::OperatorTokenRevoked(_)
+        | EventPayload::TemplateCreated(_)
+        | EventPayload::NodeCreated(_)
+        | EventPayload::InstanceProvisioned(_)
+        | EventPayload::AgentEnrolled(_)
+        | EventPayload::InstanceDrained(_)
+        | EventPayload::InstanceTerminated(_)
+        | EventPayload::AgentSubmissionRejected(_)
+        | EventPayload::NetworkCreated(_)
+        | EventPayload::PodSubnetPrefixSet(_)
+        | EventPayload::PeerAttached(_)
+        | EventPayload::VirtualIpAllocated(_)
+        | EventPayload::VirtualIpAllocationFailed(_)
+        | EventPayload::VirtualIpCandidateAdded(_)
+        | EventPayload::VirtualIpPromoted(_)
+        | EventPayload::VirtualIpReleased(_)
+        | EventPayload::FailoverProposed(_)
+        | EventPayload::FailoverNoCandidate(_)
+        | EventPayload::FailoverSuppressed(_)
+        | EventPayload::VirtualIpApplied(_)
+        | EventPayload::ModuleAssigned(_)
+        | EventPayload::RuntimeInstalling(_)
+        | EventPayload::HandshakeBootstrap(_)
+        | EventPayload::HandshakeJoinRequest(_)
+        | EventPayload::JoinTokenIssued(_)
+        | EventPayload::JoinRejected(_)
+        | EventPayload::HandshakeReady(_)
+        | EventPayload::BootstrapRejected(_)
+        | EventPayload::JoinTokenRotated(_)
+        | EventPayload::ClusterBootstrapped(_)
+        | EventPayload::ClusterActivated(_)
+        | EventPayload::NodeRegistered(_)
+        | EventPayload::ClusterDecommissioned(_)
+        | EventPayload::PodSubnetPrefixIgnored(_)
+        | EventPayload::KubeconfigRetrieved(_)
+        | EventPayload::ApprovalRequested(_)
+        | EventPayload::ApprovalGranted(_)
+        | EventPayload::ApprovalRejected(_)
+        | EventPayload::ApprovalExpired(_)
+        | EventPayload::ApprovalSuperseded(_)
+        | EventPayload::RecordRejected(_)
+        | EventPayload::AgentSubmissionsRejectedSummary(_) => event.kind().to_string(),
     }
 }
 
@@ -163,3 +208,6 @@ fn event(account: &AccountId, tag: &str, payload: impl Into<EventPayload>) -> En
     e.correlation_id = e.id;
     e
 }
+
+#[cfg(test)]
+mod tests;
