@@ -1,4 +1,4 @@
-//! The consumer runtime every service runs.
+//! # powernode-runtime — the consumer runtime every service runs
 //!
 //! One loop, shared by all services:
 //!
@@ -25,7 +25,15 @@
 //! checkpoints and returns.
 //!
 //! What a service plugs in (its [`Reactor`], the [`Decisions`] it makes)
-//! is defined in `reactor.rs` and re-exported here.
+//! is defined in `reactor.rs` and re-exported here. Also here: where
+//! consumers keep their checkpoints ([`checkpoint`], sled), rebuilding a
+//! projection by replay ([`replay`]), and the [`supervisor`] that owns a
+//! node's tasks.
+//!
+//! This crate runs services; it must never hold a service's rules (those
+//! are the reactors' `decide`), never do a reactor's I/O while holding the
+//! projection's lock, and never acknowledge a record before what it led to
+//! is durably appended and checkpointed.
 
 pub mod admission;
 pub mod checkpoint;
