@@ -1,0 +1,4 @@
+//! The client against real servers on loopback sockets.
+
+mod actions;
+mod support;
