@@ -235,6 +235,12 @@ impl Api {
     pub(crate) fn http_error(&self, e: reqwest::Error) -> ActionError {
         ActionError::from_http(&self.url, e, self.timeout)
     }
+
+    /// A request builder for `path` with the token (streams use it).
+    pub(crate) fn get(&self, path: &str) -> Result<reqwest::RequestBuilder, ActionError> {
+        let url = endpoint(&self.base, path)?;
+        Ok(self.http.get(url).bearer_auth(&self.token))
+    }
 }
 
 /// Sends one request to `url` (`http://host:port`, `https://…` or a bare

@@ -1,10 +1,14 @@
 //! `powernode-client`: the one HTTP client of powernode's operator API
-//! (work in progress: actions and plain requests).
+//! (work in progress: actions, plain requests and the event stream).
 
 pub mod api;
 pub mod config;
 pub mod error;
+pub mod events;
 
 pub use api::{request, Answer, Api};
 pub use config::{ClientConfig, MAX_IDLE};
 pub use error::{printable, ActionError, ConfigError, Refusal};
+pub use events::{
+    percent_encode, query_string, EventStream, EventsQuery, SseEvent, EVENTS_PATH, IDLE_TIMEOUT,
+};

@@ -1,6 +1,6 @@
 //! Real servers on `127.0.0.1:0` for the client to talk to: axum with a
-//! count of accepted connections, and a raw socket that writes an answer
-//! byte for byte.
+//! count of accepted connections, bodies played step by step, and a raw
+//! socket that writes an answer byte for byte.
 
 use axum::serve::ListenerExt;
 use axum::Router;
@@ -100,4 +100,36 @@ pub fn chunked(status: &str, content_type: &str, body: &str, sizes: &[usize]) ->
 pub async fn closed_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     listener.local_addr().expect("local addr").port()
+}
+
+/// One step of a [`scripted`] body.
+#[derive(Debug, Clone)]
+pub enum Step {
+    /// Send these bytes.
+    Send(Vec<u8>),
+    /// Wait.
+    Sleep(Duration),
+    /// Break the connection (the body fails: no last chunk is sent).
+    Fail,
+}
+
+/// A body that plays `steps` (chunked, as it has no length).
+pub fn scripted(steps: Vec<Step>) -> axum::body::Body {
+    let stream = futures::stream::unfold(steps.into_iter(), |mut steps| async move {
+        loop {
+            match steps.next()? {
+                Step::Send(bytes) => {
+                    return Some((Ok::<_, std::io::Error>(bytes::Bytes::from(bytes)), steps))
+                }
+                Step::Sleep(d) => tokio::time::sleep(d).await,
+                Step::Fail => return Some((Err(std::io::Error::other("dropped")), steps)),
+            }
+        }
+    });
+    axum::body::Body::from_stream(stream)
+}
+
+/// `Step::Send` of a text.
+pub fn send(text: &str) -> Step {
+    Step::Send(text.as_bytes().to_vec())
 }
