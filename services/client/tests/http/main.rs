@@ -1,6 +1,7 @@
-//! The client against real servers on loopback sockets: actions and the
-//! event stream.
+//! The client against real servers on loopback sockets: actions, the
+//! event stream, the export download.
 
 mod actions;
 mod events;
+mod export;
 mod support;
