@@ -1,6 +1,7 @@
 //! Real servers on `127.0.0.1:0` for the client to talk to: axum with a
 //! count of accepted connections, bodies played step by step, and a raw
-//! socket that writes an answer byte for byte.
+//! socket that writes an answer byte for byte. (The https server is in
+//! `tls.rs`.)
 
 use axum::serve::ListenerExt;
 use axum::Router;
