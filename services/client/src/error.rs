@@ -311,31 +311,10 @@ pub enum ConfigError {
 /// `text` with every character that could change a terminal or the way
 /// text displays (C0 and C1 controls, DEL, the bidirectional overrides,
 /// embeddings, isolates and marks, the line and paragraph separators)
-/// written as `\u{..}`. The same set as the API's `is_unsafe_char`
-/// (services, `api::actions`), which this crate cannot depend on.
+/// written as `\u{..}`: the one rule of [`powernode_events::text`], which
+/// the API also refuses names by.
 pub fn printable(text: &str) -> String {
-    let unsafe_char = |c: char| {
-        c.is_control()
-            || matches!(
-                c,
-                '\u{202A}'..='\u{202E}'
-                    | '\u{2066}'..='\u{2069}'
-                    | '\u{200E}'
-                    | '\u{200F}'
-                    | '\u{061C}'
-                    | '\u{2028}'
-                    | '\u{2029}'
-            )
-    };
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        if unsafe_char(c) {
-            out.push_str(&format!("\\u{{{:x}}}", c as u32));
-        } else {
-            out.push(c);
-        }
-    }
-    out
+    powernode_events::text::escape_unsafe(text).into_owned()
 }
 
 #[cfg(test)]
