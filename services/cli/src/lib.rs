@@ -1,5 +1,6 @@
 //! The `powernode` command line. The binary only parses and calls [`run`].
 
+mod api_args;
 pub mod approvals;
 mod call;
 pub mod clusters;
@@ -14,6 +15,8 @@ pub mod output;
 pub mod replay;
 pub mod replay_show;
 pub mod sim;
+
+pub use api_args::ApiArgs;
 
 use clap::{Parser, Subcommand};
 use powernode_server::node::{LogArgs, NodeExtras};
@@ -36,7 +39,7 @@ pub struct Cli {
     pub log_format: LogFormat,
     /// Where client commands find the API, and with which token.
     #[command(flatten)]
-    pub api: powernode_client::ApiArgs,
+    pub api: ApiArgs,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
