@@ -56,14 +56,15 @@
 //!
 //! # From the three hand-written clients
 //!
-//! Every public item of `services/src/cli/client.rs`,
-//! `services/src/cli/sse_client.rs` and `services/src/archive/download.rs`
-//! and what replaces it:
+//! Every public item of the hand-written clients (`cli/client.rs`,
+//! `cli/sse_client.rs` and `archive/download.rs` before the crate split;
+//! the interim `services/client` crate's `lib.rs`, `sse.rs` and
+//! `download.rs` after it) and what replaces it:
 //!
 //! | old | new |
 //! | --- | --- |
-//! | `cli::client::ApiArgs` (clap) | stays in the CLI; converts into [`ClientConfig`] (`url`, `token`; `ca_cert` and `timeout` are new) |
-//! | `ApiArgs::connect(data_dir)` (admin-token fallback) | stays in the CLI: reads the token, then [`Api::from_config`] |
+//! | `cli::client::ApiArgs` (clap) | `powernode_cli::ApiArgs`; `ApiArgs::config` converts into [`ClientConfig`] (`url`, `token`; `ca_cert` and `timeout` are new) |
+//! | `ApiArgs::connect(data_dir)` (admin-token fallback) | `powernode_cli::ApiArgs::connect`: reads the token, then [`Api::from_config`] |
 //! | `cli::client::Api` | [`Api`] |
 //! | `Api::new(url, token) -> Api` | [`Api::new`]`(url, token) -> Result<Api, ConfigError>` (the URL is checked up front) |
 //! | `Api::url()`, `Api::token()`, `Api::with_token(t)` | [`Api::url`], [`Api::token`], [`Api::with_token`] |
@@ -85,8 +86,8 @@
 //! | `archive::download::percent_encode` (private) | [`percent_encode`] (the one encoder) |
 //! | `archive::download::EXPORT_PATH` | [`EXPORT_PATH`] |
 //! | `archive::download::ExportQuery`, `ExportQuery::path()` | [`ExportQuery`], [`ExportQuery::path`] |
-//! | `archive::download::token(api, data_dir)` | stays in the CLI (the same admin-token fallback as `ApiArgs::connect`) |
-//! | `archive::download::download(url, token, query, out, on_record)` | the bytes: [`Api::export`] → [`ExportBody`] (`chunk()`, `into_stream()`) fed to the archive reader, which still checks each frame and calls `on_record`; or [`Api::download`]`(query, out, on_progress)` for a plain file with a byte count |
+//! | `archive::download::token(api, data_dir)` | `powernode_cli::ApiArgs::token` (the same admin-token fallback as `ApiArgs::connect`) |
+//! | `archive::download::download(url, token, query, out, on_record)` | the bytes: [`Api::export`] → [`ExportBody::into_stream`] fed to `powernode_archive::download::receive`, which still checks each frame with the archive reader and calls `on_record` (`powernode_inspect::download_export` does both); or [`Api::download`]`(query, out, on_progress)` for a plain file with a byte count |
 //!
 //! Behaviour kept: bearer token on every request, `Content-Type:
 //! application/json`, `{"data": …}` unwrapped (`Null` when absent), the
