@@ -3,9 +3,9 @@
 //! by sequence and by time, and `--diff` event by event.
 
 use super::*;
-use powernode_archive::SourceArgs;
 use chrono::{DateTime, Duration, Utc};
 use ed25519_dalek::SigningKey;
+use powernode_archive::SourceArgs;
 use powernode_archive::Writer;
 use powernode_events::payloads::fleet::{
     AgentEnrolled, InstanceDrained, InstanceProvisioned, InstanceTerminated,
