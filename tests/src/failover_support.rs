@@ -453,10 +453,11 @@ impl Drop for ForgedBeats {
     }
 }
 
-/// The `(status, code)` of a refused action, or a description of its success.
+/// The `(status, code)` of a refused action (status 0 when the API was not
+/// heard: `transport`, `timeout`), or a description of its success.
 pub fn refusal(r: &Result<Value, crate::lifecycle_support::ActionError>) -> (u16, String) {
     match r {
         Ok(v) => (200, format!("succeeded: {v}")),
-        Err(e) => (e.status, e.code.clone()),
+        Err(e) => (e.status().unwrap_or(0), e.code().to_string()),
     }
 }

@@ -1,4 +1,5 @@
-//! HTTP helpers for API tests, on the CLI's own client.
+//! HTTP helpers for API tests, on the one HTTP client (`powernode-client`):
+//! plain requests, the path sent as given (action names unencoded).
 
 pub use powernode_client::Answer;
 use serde_json::Value;
@@ -11,7 +12,7 @@ pub async fn request(
     token: Option<&str>,
     body: &[u8],
 ) -> anyhow::Result<Answer> {
-    powernode_client::request(&format!("127.0.0.1:{port}"), method, path, token, body).await
+    Ok(powernode_client::request(&format!("127.0.0.1:{port}"), method, path, token, body).await?)
 }
 
 /// `POST /v1/actions/<name>` with a JSON value.

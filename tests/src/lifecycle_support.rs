@@ -53,8 +53,9 @@ pub const OPERATOR_PERMISSIONS: &[&str] = &[
     "system.kubernetes_kubeconfig",
 ];
 
-/// An action the API refused (or could not be asked: `status` 0); the
-/// CLI client's error type.
+/// An action the API refused (its `refusal()`: status, code, message), or
+/// could not be asked (`status()` `None`, `code()` `transport`,
+/// `timeout`, …); the client's error type.
 pub use powernode_client::ActionError;
 
 /// Polls `check` every 100 ms until it answers `Ok`, or fails after
@@ -365,26 +366,9 @@ impl Operator {
 
 /// Calls an action on the API at `port` with `token`.
 pub async fn call(port: u16, token: &str, name: &str, args: &Value) -> Result<Value, ActionError> {
-    let a = crate::http::action(port, Some(token), name, args)
+    powernode_client::Api::new(&format!("127.0.0.1:{port}"), token)?
+        .call(name, args)
         .await
-        .map_err(|e| ActionError {
-            status: 0,
-            code: "transport".into(),
-            message: format!("{e:#}"),
-        })?;
-    if a.status == 200 {
-        return Ok(a.body["data"].clone());
-    }
-    Err(ActionError {
-        status: a.status,
-        code: a.body["error"]["code"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string(),
-        message: a.body["error"]["message"]
-            .as_str()
-            .map_or_else(|| a.body.to_string(), str::to_string),
-    })
 }
 
 /// The string at a JSON pointer.

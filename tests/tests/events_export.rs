@@ -11,7 +11,7 @@
 use anyhow::{ensure, Context as _};
 use futures::TryStreamExt;
 use powernode_archive::{Bound, SourceArgs};
-use powernode_client::ApiArgs;
+use powernode_cli::ApiArgs;
 use powernode_events::payloads::fleet::AccountCreated;
 use powernode_events::{AccountId, Actor, Envelope};
 use powernode_log::embedded::EmbeddedLog;
@@ -418,9 +418,12 @@ async fn export_through_the_api_of_a_running_node_is_account_scoped() -> anyhow:
             stream: "PN_EVENTS".into(),
         },
         &data,
-        &ApiArgs {
-            url: url.clone(),
-            token: None,
+        || {
+            ApiArgs {
+                url: url.clone(),
+                token: None,
+            }
+            .connect(&data)
         },
     )
     .await?;

@@ -6,8 +6,7 @@
 
 use anyhow::{ensure, Context};
 use futures::StreamExt;
-use powernode_client::sse::{EventStream, SseEvent};
-use powernode_client::ActionError;
+use powernode_client::{EventStream, SseEvent};
 use powernode_events::payloads::k3s::{
     ClusterActivated, HandshakeJoinRequest, JoinTokenIssued, K3sModule,
 };
@@ -78,7 +77,8 @@ async fn take(stream: &mut EventStream, n: usize) -> anyhow::Result<Vec<u64>> {
 
 async fn open(api: &Api, query: &str, last: Option<u64>) -> anyhow::Result<EventStream> {
     let url = format!("http://127.0.0.1:{}", api.port);
-    EventStream::open(&url, &format!("{STREAM}?{query}"), &api.admin, last).await
+    let client = powernode_client::Api::new(&url, &api.admin)?;
+    Ok(EventStream::open(&client, &format!("{STREAM}?{query}"), last).await?)
 }
 
 async fn recent_events_since_cluster_instance_and_bad_input(api: Api) -> anyhow::Result<()> {
@@ -285,11 +285,12 @@ async fn stream_resumes_with_last_event_id(api: Api) -> anyhow::Result<()> {
         ),
         ("", "pn_wrong", None, 401, "unauthorized"),
     ] {
-        let e = EventStream::open(&url, &format!("{STREAM}?{query}"), token, last)
+        let client = powernode_client::Api::new(&url, token)?;
+        let e = EventStream::open(&client, &format!("{STREAM}?{query}"), last)
             .await
             .err()
             .context("refused stream opened")?;
-        let a = ActionError::of(&e).with_context(|| format!("{e:#}"))?;
+        let a = e.refusal().with_context(|| format!("{e:#}"))?;
         ensure!(a.status == status && a.code == code, "{query}: {a}");
     }
     Ok(())

@@ -285,7 +285,7 @@ fn the_cli_escapes_server_strings_before_printing_instance_tables() {
         "{summary}"
     );
     // A refusal's code and message, as the CLI prints them.
-    let e = powernode_client::ActionError {
+    let e = powernode_client::Refusal {
         status: 404,
         code: "not_found\u{1b}[2J".into(),
         message: "no instance \"x\"\r\nforged: line".into(),

@@ -501,7 +501,7 @@ async fn runbook_prod_and_staging() -> anyhow::Result<()> {
         )
         .await;
     ensure!(
-        matches!(&gone, Err(e) if e.status == 409),
+        matches!(&gone, Err(e) if e.status() == Some(409)),
         "no kubeconfig for a decommissioned cluster: {gone:?}"
     );
 
@@ -514,7 +514,7 @@ async fn runbook_prod_and_staging() -> anyhow::Result<()> {
         )
         .await;
     ensure!(
-        matches!(&again, Err(e) if e.status == 409 && e.code == "already_decommissioned"),
+        matches!(&again, Err(e) if e.status() == Some(409) && e.code() == "already_decommissioned"),
         "{again:?}"
     );
     ensure!(

@@ -236,7 +236,7 @@ async fn target_in_another_account_is_wrong_account() -> anyhow::Result<()> {
     ] {
         let r = p.action(action, args).await;
         ensure!(
-            matches!(&r, Err(e) if e.status == 404),
+            matches!(&r, Err(e) if e.status() == Some(404)),
             "{action} on another account's cluster: {r:?}"
         );
     }

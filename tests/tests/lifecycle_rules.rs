@@ -158,7 +158,7 @@ async fn cni_from_ram_and_flannel_over_the_sdwan() -> anyhow::Result<()> {
         )
         .await;
     ensure!(
-        matches!(&refused, Err(e) if e.status == 400 && e.code == "CniProfileMismatchError"),
+        matches!(&refused, Err(e) if e.status() == Some(400) && e.code() == "CniProfileMismatchError"),
         "{refused:?}"
     );
     ensure!(
@@ -183,7 +183,7 @@ async fn pod_subnet_prefix_rules() -> anyhow::Result<()> {
         )
         .await;
     ensure!(
-        matches!(&overlap, Err(e) if e.status == 409 && e.code == "prefix_overlap" && e.message.contains(&prod)),
+        matches!(&overlap, Err(e) if e.status() == Some(409) && e.code() == "prefix_overlap" && e.refusal().is_some_and(|r| r.message.contains(&prod))),
         "{overlap:?}"
     );
     ensure!(
@@ -224,7 +224,7 @@ async fn pod_subnet_prefix_rules() -> anyhow::Result<()> {
         )
         .await;
     ensure!(
-        matches!(&change, Err(e) if e.status == 409 && e.code == "pod_subnet_prefix_immutable"),
+        matches!(&change, Err(e) if e.status() == Some(409) && e.code() == "pod_subnet_prefix_immutable"),
         "{change:?}"
     );
     ensure!(

@@ -258,7 +258,7 @@ async fn a_decommissioned_clusters_secrets_stay_deleted() -> anyhow::Result<()> 
         )
         .await;
     ensure!(
-        again.as_ref().err().map(|e| e.code.as_str()) == Some("already_decommissioned"),
+        again.as_ref().err().map(|e| e.code()) == Some("already_decommissioned"),
         "{again:?}"
     );
     Ok(())

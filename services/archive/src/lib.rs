@@ -31,15 +31,20 @@
 //! * [`select`] — which records an export holds (`--since`, `--until`,
 //!   `--kind-prefix`, account), read from any [`Source`];
 //! * [`concerns`] — whether a record concerns an id (filters of the tail
-//!   and of `recent_events`).
+//!   and of `recent_events`);
+//! * [`download`] — an export arriving as a byte stream (the body the HTTP
+//!   client hands over), written to a file and checked as it arrives.
 //!
 //! Module order (each uses only those before it): `format` → `reader`,
-//! `writer` → `source` → `select`; `concerns` stands alone.
+//! `writer` → `source` → `select`; `reader` → `download`; `concerns` stands
+//! alone.
 //!
 //! This crate reads and writes records; it must never fold them into state,
-//! decide anything, or talk HTTP (a download from the API is the client's).
+//! decide anything, or talk HTTP (a download from the API is the client's;
+//! [`download`] only checks the bytes it is handed).
 
 pub mod concerns;
+pub mod download;
 mod format;
 mod reader;
 pub mod select;

@@ -261,7 +261,7 @@ pub async fn run(args: FailoverArgs) -> anyhow::Result<()> {
     .await?;
     let api = node.api_addr.context("the API runs here")?.to_string();
     let admin = std::fs::read_to_string(node.admin_token_file.as_ref().context("admin token")?)?;
-    let op = Operator::new(&api, admin.trim());
+    let op = Operator::new(&api, admin.trim())?;
     let link = Arc::new(BeatLink {
         // One connection stands in for every simulated agent: the
         // platform's own user (an agent's grant covers its own subjects only).

@@ -102,10 +102,10 @@ pub(super) struct Operator {
 }
 
 impl Operator {
-    pub(super) fn new(url: &str, token: &str) -> Self {
-        Self {
-            api: powernode_client::Api::new(url, token),
-        }
+    pub(super) fn new(url: &str, token: &str) -> anyhow::Result<Self> {
+        Ok(Self {
+            api: powernode_client::Api::new(url, token)?,
+        })
     }
 
     pub(super) async fn call(&self, action: &str, args: Value) -> anyhow::Result<Value> {
@@ -323,7 +323,7 @@ pub async fn run(args: LifecycleArgs) -> anyhow::Result<()> {
     let admin = std::fs::read_to_string(node.admin_token_file.as_ref().context("admin token")?)?
         .trim()
         .to_string();
-    let admin = Operator::new(&api, &admin);
+    let admin = Operator::new(&api, &admin)?;
     let account = admin
         .call("system_create_account", json!({"name": "bench"}))
         .await?;
@@ -335,7 +335,7 @@ pub async fn run(args: LifecycleArgs) -> anyhow::Result<()> {
         )
         .await?;
     let op_token = token["token"].as_str().context("token")?.to_string();
-    let op = Operator::new(&api, &op_token);
+    let op = Operator::new(&api, &op_token)?;
     let link = Arc::new(TimingLink {
         // One connection stands in for every simulated agent: the
         // platform's own user (an agent's grant covers its own subjects only).

@@ -118,7 +118,7 @@ pub async fn run(args: RecentEventsArgs) -> anyhow::Result<()> {
         .context("the stream is empty")?;
     let token = powernode_server::api::auth::new_token();
     let (url, server) = serve(log.clone(), &account, &token).await?;
-    let api = Api::new(&url, &token);
+    let api = Api::new(&url, &token)?;
     let cases = [
         (
             "common_prefix",

@@ -3,9 +3,10 @@
 
 use super::confirm::{confirm, Target};
 use super::output::{cell, field, line, print_json, ClientOpts, Ctx, Table};
+use crate::ApiArgs;
 use anyhow::bail;
 use chrono::{DateTime, Utc};
-use powernode_client::{ActionError, ApiArgs};
+use powernode_client::Refusal;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
@@ -395,7 +396,7 @@ pub async fn failover(ctx: &Ctx, a: FailoverArgs) -> anyhow::Result<()> {
                 score_text(c)
             ),
             Choice::NotACandidate(peer) => bail!(not_a_candidate(id, peer, &plan)),
-            Choice::Nobody => bail!(ActionError {
+            Choice::Nobody => bail!(Refusal {
                 status: 409,
                 code: "no_candidate".into(),
                 message: format!(
@@ -478,14 +479,14 @@ fn chosen(plan: &Value, to: Option<&str>) -> Choice {
     }
 }
 
-fn not_a_candidate(id: &str, peer: &str, plan: &Value) -> ActionError {
+fn not_a_candidate(id: &str, peer: &str, plan: &Value) -> Refusal {
     let known: Vec<String> = plan["candidates"]
         .as_array()
         .into_iter()
         .flatten()
         .map(|c| field(c, "peer"))
         .collect();
-    ActionError {
+    Refusal {
         status: 422,
         code: "not_a_candidate".into(),
         message: format!(

@@ -1,7 +1,7 @@
 //! `powernode call <action> '<json>'`: any action, its answer printed as JSON.
 
+use crate::ApiArgs;
 use anyhow::Context;
-use powernode_client::ApiArgs;
 use std::path::PathBuf;
 
 /// Arguments of `powernode call` (the API address and token are the global
@@ -27,7 +27,7 @@ pub async fn run(api: &ApiArgs, a: CallArgs) -> anyhow::Result<()> {
         }
         Some(s) => s.to_string(),
     };
-    let data = client.call_raw(&a.action, body.as_bytes()).await?;
+    let data = client.call_bytes(&a.action, body.as_bytes()).await?;
     super::output::print_json(&data);
     Ok(())
 }

@@ -3,8 +3,8 @@
 
 use super::confirm::{confirm, Target};
 use super::output::{cell, field, key_values, line, print_json, ClientOpts, Ctx, Table};
+use crate::ApiArgs;
 use anyhow::Context;
-use powernode_client::{ActionError, ApiArgs};
 use serde_json::{json, Value};
 use std::path::PathBuf;
 
@@ -279,10 +279,10 @@ async fn decommission(ctx: &Ctx, id: &str, yes: bool) -> anyhow::Result<()> {
             });
             Ok(())
         }
-        Err(e) if ActionError::is(&e, "already_decommissioned") => {
+        Err(e) if e.has_code("already_decommissioned") => {
             nothing_to_do(ctx);
             Ok(())
         }
-        Err(e) => Err(e),
+        Err(e) => Err(e.into()),
     }
 }

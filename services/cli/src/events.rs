@@ -8,7 +8,8 @@ mod tail;
 pub use tail::TailArgs;
 
 use super::output::{cell, ClientOpts, Table};
-use powernode_client::{Api, ApiArgs};
+use crate::ApiArgs;
+use powernode_client::Api;
 use serde_json::{json, Value};
 
 /// `powernode events`.

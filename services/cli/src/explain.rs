@@ -5,9 +5,9 @@
 //! The work is [`powernode_inspect::explain`]; this file parses and prints.
 
 use super::output::{emit, print_json, ClientOpts, Format};
+use crate::ApiArgs;
 use chrono::{DateTime, Utc};
 use powernode_archive::{Bound, SourceArgs};
-use powernode_client::ApiArgs;
 use powernode_inspect::explain::{self, Explanation, Link, Step};
 use powernode_inspect::jsondiff::Change;
 use std::fmt::Write as _;
@@ -40,7 +40,10 @@ pub async fn run(api: &ApiArgs, opts: &ClientOpts, args: ExplainArgs) -> anyhow:
     };
     // Without --file or --nats: the embedded log of a stopped node, or the
     // running node's log through its API.
-    let source = powernode_inspect::open_source(&args.source, &opts.data_dir, api).await?;
+    let source = powernode_inspect::open_source(&args.source, &opts.data_dir, || {
+        api.connect(&opts.data_dir)
+    })
+    .await?;
     let mut e = explain::explain(&source, args.id.trim(), until).await?;
     e.source = source.describe();
     match opts.output {

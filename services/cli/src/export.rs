@@ -8,14 +8,14 @@
 //! * `import` — check the whole file, then load it into an empty log.
 
 use super::output::{emit, print_json, Format};
+use crate::ApiArgs;
 use anyhow::{bail, Context};
 use futures::StreamExt;
 use powernode_archive::select::Selection;
 use powernode_archive::source::{open_embedded, Local};
 use powernode_archive::{Source, SourceArgs};
 use powernode_archive::{Summary, Writer};
-use powernode_client::download::{self, ExportQuery};
-use powernode_client::ApiArgs;
+use powernode_client::ExportQuery;
 use powernode_inspect::Progress;
 use powernode_log::jetstream::DEFAULT_STREAM;
 use serde_json::json;
@@ -253,7 +253,7 @@ async fn fetch(
     out: &Path,
     to_stdout: bool,
 ) -> anyhow::Result<Summary> {
-    let token = download::token(api, data_dir)?;
+    let client = api.connect(data_dir)?;
     let progress = Arc::new(Mutex::new(Some(Progress::new(None, "exporting"))));
     let shown = progress.clone();
     let mut n = 0u64;
@@ -278,7 +278,7 @@ async fn fetch(
         Some(t) => t.to_path_buf(),
         None => partial_path(out),
     };
-    let result = download::download(&api.url, &token, query, &target, on_record).await;
+    let result = powernode_inspect::download_export(&client, query, &target, on_record).await;
     if let Some(p) = progress.lock().ok().and_then(|mut p| p.take()) {
         p.finish();
     }

@@ -3,7 +3,7 @@
 
 use super::confirm::{confirm, Target};
 use super::output::{cell, field, key_values, ClientOpts, Ctx, Table};
-use powernode_client::ApiArgs;
+use crate::ApiArgs;
 use serde_json::{json, Value};
 
 /// `powernode instances`.
@@ -118,7 +118,7 @@ pub async fn run_instances(api: &ApiArgs, args: InstancesArgs) -> anyhow::Result
                     .find(|i| i["id"] == id.as_str())
                     .cloned();
                 let Some(i) = found else {
-                    anyhow::bail!(powernode_client::ActionError {
+                    anyhow::bail!(powernode_client::Refusal {
                         status: 404,
                         code: "not_found".into(),
                         message: format!("no instance {id:?} in this account"),

@@ -11,6 +11,7 @@
 //! it prints only what a command was asked for (diagnostics go to stderr
 //! through `tracing`).
 
+mod api_args;
 pub mod approvals;
 mod call;
 pub mod clusters;
@@ -25,6 +26,8 @@ pub mod output;
 pub mod replay;
 pub mod replay_show;
 pub mod sim;
+
+pub use api_args::ApiArgs;
 
 use clap::{Parser, Subcommand};
 use powernode_server::node::{LogArgs, NodeExtras};
@@ -47,7 +50,7 @@ pub struct Cli {
     pub log_format: LogFormat,
     /// Where client commands find the API, and with which token.
     #[command(flatten)]
-    pub api: powernode_client::ApiArgs,
+    pub api: ApiArgs,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,

@@ -1,7 +1,8 @@
 //! Output of the friendly subcommands: aligned tables and `key: value`
 //! views by default, the action's `data` as pretty JSON with `-o json`.
 
-use powernode_client::{Api, ApiArgs};
+use crate::ApiArgs;
+use powernode_client::Api;
 use serde_json::Value;
 use std::io::Write;
 use std::path::PathBuf;

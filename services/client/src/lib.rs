@@ -1,339 +1,120 @@
-//! A small HTTP/1.1 client for the CLI (`powernode call`, the friendly
-//! subcommands, `powernode demo`), benchmarks and tests: plain HTTP (put a
-//! TLS proxy in front of a remote API), JSON in and out. [`Api`] keeps its
-//! connections open between calls (HTTP keep-alive); [`request`] is one
-//! request on a connection of its own.
+//! `powernode-client`: the one HTTP client of powernode's operator API,
+//! for the CLI, the benches and the tests. It calls actions
+//! (`POST {base}/v1/actions/<name>`), reads the event stream
+//! (`GET {base}/v1/events/stream`, server-sent events) and downloads
+//! exports (`GET {base}/v1/events/export`), over http or https, on
+//! [reqwest] (HTTP/1.1, keep-alive, chunked bodies, proxies from the
+//! environment) with rustls on the `ring` provider, [url] for the URLs and
+//! [percent_encoding] for query values.
+//!
+//! * [`config`]: [`ClientConfig`] (URL, token, CA file, time limit), the
+//!   base URL with its path prefix (`https://host:8443/powernode/` →
+//!   `https://host:8443/powernode/v1/actions/x`) and the TLS set-up:
+//!   the system's CA roots, or only those of a given PEM file.
+//! * [`api`]: [`Api`], actions on pooled connections (raw JSON, raw bytes,
+//!   or typed through serde: [`Api::call_json`], the hook a typed action
+//!   table wraps), and [`request`], one request on its own connection.
+//! * [`events`]: [`EventStream`], resumable with `Last-Event-ID`, and the
+//!   one percent-encoder of query values.
+//! * [`export`]: [`ExportBody`] (the export as a stream of bytes) and
+//!   [`Api::download`] (into a file, with progress).
+//! * [`error`]: [`ActionError`] (a [`Refusal`] of the API, keeping its
+//!   code and HTTP status, versus a timeout or a transport failure),
+//!   [`ConfigError`], [`DownloadError`].
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use powernode_client::{Api, ClientConfig, EventsQuery};
+//! use std::time::Duration;
+//!
+//! let config = ClientConfig::new("https://host:8443/powernode/", "the-token")
+//!     .with_ca_cert("/etc/powernode/ca.pem")
+//!     .with_timeout(Duration::from_secs(30));
+//! let api = Api::from_config(&config)?;
+//! let instances = api.call("system_list_instances", &serde_json::json!({})).await?;
+//! let query = EventsQuery { kind_prefix: Some("system.k3s".into()), ..Default::default() };
+//! let mut events = api.events(&query.path(), None).await?;
+//! while let Some(event) = events.next().await? {
+//!     let _ = (event.seq(), event.data);
+//! }
+//! # let _ = instances;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! What it must never do: print (errors and events go to the caller, which
+//! decides what a terminal sees); hold state beyond the connection pool
+//! and an open stream's own position (no cache, no global: the TLS
+//! provider is set per client, never installed process-wide); parse a command line or read a token file
+//! (the CLI's clap `ApiArgs` does that and converts into a
+//! [`ClientConfig`]); follow redirects (a 3xx is answered as it is, so the
+//! token goes nowhere else); retry a call on its own (whether an action
+//! may be sent twice is the caller's decision: [`ActionError::is_unheard`]
+//! tells it the call may or may not have run); know the archive format
+//! (checking an export's frames is the archive reader's, on top of
+//! [`ExportBody`]).
+//!
+//! # From the three hand-written clients
+//!
+//! Every public item of the hand-written clients (`cli/client.rs`,
+//! `cli/sse_client.rs` and `archive/download.rs` before the crate split;
+//! the interim `services/client` crate's `lib.rs`, `sse.rs` and
+//! `download.rs` after it) and what replaces it:
+//!
+//! | old | new |
+//! | --- | --- |
+//! | `cli::client::ApiArgs` (clap) | `powernode_cli::ApiArgs`; `ApiArgs::config` converts into [`ClientConfig`] (`url`, `token`; `ca_cert` and `timeout` are new) |
+//! | `ApiArgs::connect(data_dir)` (admin-token fallback) | `powernode_cli::ApiArgs::connect`: reads the token, then [`Api::from_config`] |
+//! | `cli::client::Api` | [`Api`] |
+//! | `Api::new(url, token) -> Api` | [`Api::new`]`(url, token) -> Result<Api, ConfigError>` (the URL is checked up front) |
+//! | `Api::url()`, `Api::token()`, `Api::with_token(t)` | [`Api::url`], [`Api::token`], [`Api::with_token`] |
+//! | `Api::call(action, &Value) -> anyhow::Result<Value>` | [`Api::call`] / [`Api::call_raw`]`(name, &Value) -> Result<Value, ActionError>` |
+//! | `Api::call_raw(action, &[u8])` (body as typed) | [`Api::call_bytes`]`(name, &[u8])` |
+//! | — | [`Api::call_json`]`::<A, R>(name, &A) -> Result<R, ActionError>` |
+//! | `cli::client::ActionError { status, code, message }` (struct) | [`Refusal`] `{ status, code, message }` (same fields, same `Display`); [`ActionError::Refused`] carries it |
+//! | `ActionError::of(&anyhow::Error) -> Option<&ActionError>` | [`Refusal::of`]`(&e) -> Option<&Refusal>`; [`ActionError::of`] finds any client error |
+//! | `ActionError::is(&anyhow::Error, code)` | [`ActionError::is`] / [`Refusal::is`] (same meaning); on a typed error [`ActionError::has_code`] |
+//! | "not an `ActionError`" (transport, timeout, bad answer) | [`ActionError::Transport`], [`ActionError::Timeout`], [`ActionError::Malformed`]; [`ActionError::refusal`], [`ActionError::status`], [`ActionError::code`] (`transport`, `timeout`, …, as the tests' `status 0 / "transport"`) |
+//! | `cli::client::Answer { status, body }` | [`Answer`] (same fields) |
+//! | `cli::client::request(addr, method, path, token, body)` | [`request`] (same arguments; https and path prefixes too); on a pooled client [`Api::request`] |
+//! | `cli::sse_client::EventStream::open(url, path, token, last_event_id)` | [`EventStream::open`]`(&api, path, last_event_id)` or [`Api::events`] |
+//! | `EventStream::next()`, `EventStream::set_idle_timeout(d)` | [`EventStream::next`], [`EventStream::set_idle_timeout`] |
+//! | — (the caller reopened with the last seq) | also [`EventStream::reconnect`], [`EventStream::last_event_id`] |
+//! | `cli::sse_client::SseEvent`, `SseEvent::seq()` | [`SseEvent`], [`SseEvent::seq`] |
+//! | `cli::sse_client::IDLE_TIMEOUT` | [`IDLE_TIMEOUT`] |
+//! | `cli::sse_client::query_string(pairs)` | [`query_string`] (keys encoded too); `api::sse::PATH` + filters: [`EVENTS_PATH`], [`EventsQuery::path`] |
+//! | `archive::download::percent_encode` (private) | [`percent_encode`] (the one encoder) |
+//! | `archive::download::EXPORT_PATH` | [`EXPORT_PATH`] |
+//! | `archive::download::ExportQuery`, `ExportQuery::path()` | [`ExportQuery`], [`ExportQuery::path`] |
+//! | `archive::download::token(api, data_dir)` | `powernode_cli::ApiArgs::token` (the same admin-token fallback as `ApiArgs::connect`) |
+//! | `archive::download::download(url, token, query, out, on_record)` | the bytes: [`Api::export`] → [`ExportBody::into_stream`] fed to `powernode_archive::download::receive`, which still checks each frame with the archive reader and calls `on_record` (`powernode_inspect::download_export` does both); or [`Api::download`]`(query, out, on_progress)` for a plain file with a byte count |
+//!
+//! Behaviour kept: bearer token on every request, `Content-Type:
+//! application/json`, `{"data": …}` unwrapped (`Null` when absent), the
+//! error body decoded (`code` `error` and the raw body as message when it
+//! is not the API's JSON), keep-alive with at most [`MAX_IDLE`] idle
+//! connections per host shared by clones, `Accept: text/event-stream`,
+//! `Cache-Control: no-cache` and `Last-Event-ID` on the stream, a 45 s
+//! silence limit on it, events with only an `id:` dispatched (the stream's
+//! opening position), a cut-short export body an error, not an end.
+//!
+//! Behaviour changed: a non-JSON error answer to an action is a
+//! [`Refusal`] (code `error`), as it already was on the stream and the
+//! export; any 2xx is a success (the API only answers 200); a pooled
+//! connection the server closed as the request went out is no longer
+//! re-sent by hand (hyper re-sends only requests it had not started
+//! writing; the rest is an [`ActionError::Transport`], the caller decides).
 
-pub mod download;
-pub mod sse;
+pub mod api;
+pub mod config;
+pub mod error;
+pub mod events;
+pub mod export;
 
-use anyhow::{bail, Context};
-use serde_json::Value;
-use std::path::Path;
-use std::sync::{Arc, Mutex};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
-
-/// Where the API is and who we are: global options of every client command.
-#[derive(Debug, Clone, clap::Args)]
-pub struct ApiArgs {
-    /// The API address (client commands).
-    #[arg(
-        long,
-        env = "POWERNODE_URL",
-        default_value = "http://127.0.0.1:8080",
-        global = true
-    )]
-    pub url: String,
-    /// Operator token (client commands); defaults to `<data-dir>/admin.token`.
-    #[arg(long, env = "POWERNODE_TOKEN", hide_env_values = true, global = true)]
-    pub token: Option<String>,
-}
-
-impl ApiArgs {
-    /// The client these options select; without a token, the admin token
-    /// `powernode up` wrote into `data_dir`.
-    pub fn connect(&self, data_dir: &Path) -> anyhow::Result<Api> {
-        let token = match &self.token {
-            Some(t) => t.trim().to_string(),
-            None => {
-                let path = data_dir.join("admin.token");
-                std::fs::read_to_string(&path)
-                    .with_context(|| {
-                        format!(
-                            "no --token / POWERNODE_TOKEN and cannot read {}",
-                            path.display()
-                        )
-                    })?
-                    .trim()
-                    .to_string()
-            }
-        };
-        Ok(Api::new(&self.url, &token))
-    }
-}
-
-/// An action the API refused or failed: its `{"error": {code, message}}`.
-/// Displays as `<code> (<status>): <message>`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ActionError {
-    /// HTTP status.
-    pub status: u16,
-    /// The stable error code, e.g. `already_decommissioned`.
-    pub code: String,
-    /// The human message.
-    pub message: String,
-}
-
-impl std::fmt::Display for ActionError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Both come from the server: shown with control characters escaped.
-        let printable = |t: &str| powernode_events::text::escape_unsafe(t).into_owned();
-        write!(
-            f,
-            "{} ({}): {}",
-            printable(&self.code),
-            self.status,
-            printable(&self.message)
-        )
-    }
-}
-
-impl std::error::Error for ActionError {}
-
-impl ActionError {
-    /// The action error inside `e`, if that is what it is.
-    pub fn of(e: &anyhow::Error) -> Option<&ActionError> {
-        e.downcast_ref::<ActionError>()
-    }
-
-    /// True when `e` is an action error with this code.
-    pub fn is(e: &anyhow::Error, code: &str) -> bool {
-        Self::of(e).is_some_and(|a| a.code == code)
-    }
-}
-
-/// A connection to the operator API with one token. Clones share their
-/// idle connections.
-#[derive(Debug, Clone)]
-pub struct Api {
-    url: String,
-    token: String,
-    idle: Arc<Mutex<Vec<BufReader<TcpStream>>>>,
-}
-
-/// Idle connections an [`Api`] keeps for reuse.
-const MAX_IDLE: usize = 64;
-
-impl Api {
-    /// A client for `url` (`http://host:port` or `host:port`) with `token`.
-    pub fn new(url: &str, token: &str) -> Self {
-        Self {
-            url: url.to_string(),
-            token: token.to_string(),
-            idle: Arc::default(),
-        }
-    }
-
-    /// One request on a kept-alive connection (a new one when none is idle).
-    /// A reused connection the server has closed meanwhile answers nothing
-    /// at all: the request was never read, so it is sent again on a new one.
-    async fn send(&self, method: &str, path: &str, body: &[u8]) -> anyhow::Result<Answer> {
-        let addr = host_port(&self.url)?;
-        let reused = self.idle.lock().expect("idle connections lock").pop();
-        if let Some(mut conn) = reused {
-            match exchange(&mut conn, addr, method, path, Some(&self.token), body, true).await {
-                Ok((answer, keep)) => {
-                    self.keep(conn, keep);
-                    return Ok(answer);
-                }
-                Err(Exchange::NothingRead) => {}
-                Err(Exchange::Failed(e)) => return Err(e),
-            }
-        }
-        let mut conn = BufReader::new(connect(addr).await?);
-        match exchange(&mut conn, addr, method, path, Some(&self.token), body, true).await {
-            Ok((answer, keep)) => {
-                self.keep(conn, keep);
-                Ok(answer)
-            }
-            Err(Exchange::NothingRead) => {
-                bail!("the powernode API at http://{addr} closed the connection without answering")
-            }
-            Err(Exchange::Failed(e)) => Err(e),
-        }
-    }
-
-    fn keep(&self, conn: BufReader<TcpStream>, keep: bool) {
-        let mut idle = self.idle.lock().expect("idle connections lock");
-        if keep && idle.len() < MAX_IDLE {
-            idle.push(conn);
-        }
-    }
-
-    /// The API address as given.
-    pub fn url(&self) -> &str {
-        &self.url
-    }
-
-    /// The bearer token.
-    pub fn token(&self) -> &str {
-        &self.token
-    }
-
-    /// The same API with another token (sharing the idle connections).
-    pub fn with_token(&self, token: &str) -> Self {
-        Self {
-            token: token.to_string(),
-            ..self.clone()
-        }
-    }
-
-    /// Runs `action` with a raw JSON body; answers its `data`, or an
-    /// [`ActionError`] (inside the `anyhow::Error`) when refused.
-    pub async fn call_raw(&self, action: &str, body: &[u8]) -> anyhow::Result<Value> {
-        let answer = self
-            .send("POST", &format!("/v1/actions/{action}"), body)
-            .await?;
-        if answer.status == 200 {
-            return Ok(answer.body.get("data").cloned().unwrap_or(Value::Null));
-        }
-        let error = &answer.body["error"];
-        Err(ActionError {
-            status: answer.status,
-            code: error["code"].as_str().unwrap_or("error").to_string(),
-            message: error["message"]
-                .as_str()
-                .map(str::to_string)
-                .unwrap_or_else(|| answer.body.to_string()),
-        }
-        .into())
-    }
-
-    /// Runs `action` with `args` (a JSON object); see [`Api::call_raw`].
-    pub async fn call(&self, action: &str, args: &Value) -> anyhow::Result<Value> {
-        self.call_raw(action, args.to_string().as_bytes()).await
-    }
-}
-
-/// An answer: status code and JSON body (`Null` when the body is empty).
-#[derive(Debug, Clone)]
-pub struct Answer {
-    /// HTTP status.
-    pub status: u16,
-    /// Parsed body.
-    pub body: Value,
-}
-
-/// Sends one request to `host:port` (an `http://host:port` URL is accepted
-/// too) on a connection of its own.
-pub async fn request(
-    addr: &str,
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-    body: &[u8],
-) -> anyhow::Result<Answer> {
-    let addr = host_port(addr)?;
-    let mut conn = BufReader::new(connect(addr).await?);
-    match exchange(&mut conn, addr, method, path, token, body, false).await {
-        Ok((answer, _)) => Ok(answer),
-        Err(Exchange::NothingRead) => {
-            bail!("the powernode API at http://{addr} closed the connection without answering")
-        }
-        Err(Exchange::Failed(e)) => Err(e),
-    }
-}
-
-fn host_port(url: &str) -> anyhow::Result<&str> {
-    if url.starts_with("https://") {
-        bail!("https is not supported by the built-in client; use http:// or a local TLS proxy");
-    }
-    Ok(url.trim_start_matches("http://").trim_end_matches('/'))
-}
-
-async fn connect(addr: &str) -> anyhow::Result<TcpStream> {
-    let s = TcpStream::connect(addr)
-        .await
-        .with_context(|| format!("cannot reach the powernode API at http://{addr}"))?;
-    s.set_nodelay(true)?;
-    Ok(s)
-}
-
-/// How one request/answer exchange failed.
-enum Exchange {
-    /// The connection ended before any byte of an answer.
-    NothingRead,
-    /// Anything else.
-    Failed(anyhow::Error),
-}
-
-impl<E: Into<anyhow::Error>> From<E> for Exchange {
-    fn from(e: E) -> Self {
-        Self::Failed(e.into())
-    }
-}
-
-/// Writes one request and reads its answer (by `Content-Length`, or to the
-/// end of the stream). Answers whether the connection may be reused.
-async fn exchange(
-    conn: &mut BufReader<TcpStream>,
-    addr: &str,
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-    body: &[u8],
-    keep_alive: bool,
-) -> Result<(Answer, bool), Exchange> {
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    let connection = if keep_alive { "keep-alive" } else { "close" };
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: {connection}\r\nContent-Type: application/json\r\n{auth}Content-Length: {}\r\n\r\n",
-        body.len()
-    );
-    let mut out = Vec::with_capacity(head.len() + body.len());
-    out.extend_from_slice(head.as_bytes());
-    out.extend_from_slice(body);
-    if conn.get_mut().write_all(&out).await.is_err() {
-        return Err(Exchange::NothingRead);
-    }
-    let mut status_line = String::new();
-    match conn.read_line(&mut status_line).await {
-        Ok(0) | Err(_) => return Err(Exchange::NothingRead),
-        Ok(_) => {}
-    }
-    let status: u16 = status_line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .context("malformed HTTP status line")?;
-    let mut length: Option<usize> = None;
-    let mut reusable = keep_alive;
-    loop {
-        let mut line = String::new();
-        if conn.read_line(&mut line).await? == 0 {
-            return Err(anyhow::anyhow!("malformed HTTP answer: headers cut short").into());
-        }
-        let line = line.trim_end();
-        if line.is_empty() {
-            break;
-        }
-        let Some((name, value)) = line.split_once(':') else {
-            continue;
-        };
-        let (name, value) = (name.trim().to_ascii_lowercase(), value.trim());
-        match name.as_str() {
-            "content-length" => {
-                length = Some(value.parse().context("malformed Content-Length")?);
-            }
-            "transfer-encoding" if value.eq_ignore_ascii_case("chunked") => {
-                return Err(anyhow::anyhow!(
-                    "chunked answers are not supported by the built-in client"
-                )
-                .into());
-            }
-            "connection" if value.eq_ignore_ascii_case("close") => reusable = false,
-            _ => {}
-        }
-    }
-    let mut raw = Vec::new();
-    match length {
-        Some(n) => {
-            raw.resize(n, 0);
-            conn.read_exact(&mut raw).await?;
-        }
-        None => {
-            conn.read_to_end(&mut raw).await?;
-            reusable = false;
-        }
-    }
-    let text = String::from_utf8(raw).context("answer is not UTF-8")?;
-    let body = if text.trim().is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&text).with_context(|| format!("answer is not JSON: {text}"))?
-    };
-    Ok((Answer { status, body }, reusable))
-}
+pub use api::{request, Answer, Api};
+pub use config::{ClientConfig, MAX_IDLE};
+pub use error::{printable, ActionError, ConfigError, Refusal};
+pub use events::{
+    percent_encode, query_string, EventStream, EventsQuery, SseEvent, EVENTS_PATH, IDLE_TIMEOUT,
+};
+pub use export::{DownloadError, ExportBody, ExportQuery, EXPORT_PATH};

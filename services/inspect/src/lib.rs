@@ -5,7 +5,8 @@
 //! * [`explain`] — why an object is as it is: its causal chain;
 //! * [`progress`] — progress lines for long reads;
 //! * [`open_source`] — the log to read, with a running node's API as a
-//!   fallback (an export downloaded through `powernode-client`).
+//!   fallback (an export downloaded through `powernode-client`), and
+//!   [`download_export`], that download checked frame by frame.
 //!
 //! `powernode replay`, `powernode events explain` and the replay benchmark
 //! build on these. This crate reads; it must never append to a log or
@@ -18,4 +19,4 @@ pub mod replay;
 mod source;
 
 pub use progress::Progress;
-pub use source::open_source;
+pub use source::{download_export, open_source};

@@ -2,8 +2,9 @@
 
 use anyhow::Context;
 use powernode_archive::source::{open_embedded, Local};
-use powernode_archive::{OpenedSource, Source, SourceArgs};
-use powernode_client::ApiArgs;
+use powernode_archive::{OpenedSource, Source, SourceArgs, Summary};
+use powernode_client::{Api, ExportQuery};
+use powernode_log::Record;
 use std::path::Path;
 
 /// Opens a log source like [`Source::open`], but without --file or --nats reads the
@@ -11,10 +12,13 @@ use std::path::Path;
 /// missing or cannot be opened (a running `powernode up` holds it): the
 /// whole log the token may see (`GET /v1/events/export`) is downloaded
 /// into a temporary export file, deleted when the answer is dropped.
+/// `connect` makes the API client (the CLI's `ApiArgs::connect`: it may
+/// read the admin token from `data_dir`); it is only called for the
+/// fallback.
 pub async fn open_source(
     args: &SourceArgs,
     data_dir: &Path,
-    api: &ApiArgs,
+    connect: impl FnOnce() -> anyhow::Result<Api>,
 ) -> anyhow::Result<OpenedSource> {
     if args.file.is_some() || args.nats.is_some() {
         return Ok(OpenedSource::from(Source::open(args, data_dir).await?));
@@ -29,14 +33,31 @@ pub async fn open_source(
         .tempfile()
         .context("cannot create a temporary file for the download")?
         .into_temp_path();
-    let token = powernode_client::download::token(api, data_dir)
-        .with_context(|| format!("{why}; and the API cannot be used"))?;
-    let query = powernode_client::download::ExportQuery::default();
-    powernode_client::download::download(&api.url, &token, &query, &download, |_| {})
+    let api = connect().with_context(|| format!("{why}; and the API cannot be used"))?;
+    download_export(&api, &ExportQuery::default(), &download, |_| {})
         .await
-        .with_context(|| format!("{why}; and exporting through the API at {} failed", api.url))?;
+        .with_context(|| {
+            format!(
+                "{why}; and exporting through the API at {} failed",
+                api.url()
+            )
+        })?;
     Ok(OpenedSource::downloaded(
         download,
-        format!("the API at {}", api.url),
+        format!("the API at {}", api.url()),
     ))
+}
+
+/// Downloads an export from the API into `out` (created or replaced),
+/// checking every frame as it arrives ([`powernode_archive::download`]);
+/// its summary. `on_record` sees each record (for progress). A refusal of
+/// the API is a [`powernode_client::Refusal`] inside the error.
+pub async fn download_export(
+    api: &Api,
+    query: &ExportQuery,
+    out: &Path,
+    on_record: impl FnMut(&Record) + Send + 'static,
+) -> anyhow::Result<Summary> {
+    let body = api.export(query).await?;
+    powernode_archive::download::receive(body.into_stream(), out, on_record).await
 }

@@ -75,7 +75,7 @@ pub async fn run(rig: &mut Rig, _clusters: &Clusters) -> anyhow::Result<Value> {
                         took_ms: ms(sent),
                         acked: None,
                         retryable: retryable(&e),
-                        error: Some(format!("{e:#}")),
+                        error: Some(format!("{:#}", anyhow::Error::from(e))),
                     },
                 };
                 if outcome.error.is_some() {

@@ -141,7 +141,7 @@ impl Rig {
             );
         }
         Ok(Some(Self {
-            op: Api::new(&api_url, &op_token),
+            op: Api::new(&api_url, &op_token)?,
             op_token,
             api_url,
             log,
@@ -206,7 +206,7 @@ impl Rig {
                     self.retries.fetch_add(1, Ordering::SeqCst);
                     tokio::time::sleep(Duration::from_millis(250)).await;
                 }
-                Err(e) => return Err(e.context(format!("{action} {args}"))),
+                Err(e) => return Err(anyhow::Error::from(e).context(format!("{action} {args}"))),
             }
         }
     }
@@ -585,11 +585,9 @@ pub struct LossCheck {
 
 /// Whether an action error is a clear, retryable refusal (503 `unavailable`,
 /// or the API unreachable while it restarts).
-pub fn retryable(e: &anyhow::Error) -> bool {
-    match ActionError::of(e) {
-        Some(a) => a.status == 503 || a.code == "unavailable",
-        None => false,
-    }
+pub fn retryable(e: &ActionError) -> bool {
+    e.refusal()
+        .is_some_and(|a| a.status == 503 || a.code == "unavailable")
 }
 
 /// Milliseconds since `t`.

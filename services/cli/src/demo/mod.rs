@@ -128,7 +128,7 @@ async fn tour(args: &DemoArgs, dir: &Path, node: &RunningNode) -> anyhow::Result
         .context("the demo platform wrote no admin token")?;
     let admin_token = std::fs::read_to_string(&token_file)
         .with_context(|| format!("cannot read {}", token_file.display()))?;
-    let admin = Api::new(&url, admin_token.trim());
+    let admin = Api::new(&url, admin_token.trim())?;
     let timeout = Duration::from_secs(args.timeout_secs.max(1));
     let built = flow::Tour::new(admin, timeout)
         .run(args, dir, &url, &token_file)

@@ -102,7 +102,7 @@ impl Narrator {
         self.api
             .call(action, &args)
             .await
-            .map_err(|e| e.context(format!("{}: {action} failed", self.title)))
+            .map_err(|e| anyhow::Error::from(e).context(format!("{}: {action} failed", self.title)))
     }
 
     /// Starts a wait for `what`.

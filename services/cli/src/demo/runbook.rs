@@ -6,7 +6,6 @@ use super::narrator::say_block;
 use crate::clusters::{render_list, render_nodes};
 use crate::output::field;
 use anyhow::bail;
-use powernode_client::ActionError;
 use serde_json::json;
 
 impl Tour {
@@ -174,10 +173,10 @@ impl Tour {
             )
             .await
         {
-            Err(e) if ActionError::is(&e, "already_decommissioned") => self.n.info(
+            Err(e) if e.has_code("already_decommissioned") => self.n.info(
                 "a second call answers 409 already_decommissioned and changes nothing (the CLI says: nothing to do)",
             ),
-            Err(e) => return Err(e.context(format!("{}: the second decommission", self.n.current()))),
+            Err(e) => return Err(anyhow::Error::from(e).context(format!("{}: the second decommission", self.n.current()))),
             Ok(_) => bail!(
                 "{}: a second decommission of {staging} succeeded; expected 409 already_decommissioned",
                 self.n.current()

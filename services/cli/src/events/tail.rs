@@ -11,8 +11,8 @@
 
 use super::{render_styled, summary, time};
 use crate::output::{cell, emit, ClientOpts, Ctx};
-use powernode_client::sse::{query_string, EventStream};
-use powernode_client::{ActionError, Api, ApiArgs};
+use crate::ApiArgs;
+use powernode_client::{Api, EventsQuery};
 use serde_json::{json, Map, Value};
 use std::io::IsTerminal;
 use std::time::Duration;
@@ -71,8 +71,7 @@ pub async fn run(api: &ApiArgs, opts: &ClientOpts, args: TailArgs) -> anyhow::Re
         out.finish();
         return Ok(());
     }
-    let token = ctx.api.token().to_string();
-    follow(&ctx.api, &token, &args, position, &mut out).await
+    follow(&ctx.api, &args, position, &mut out).await
 }
 
 /// Prints the catch-up; answers the log position it is complete up to
@@ -118,23 +117,20 @@ fn events_of(data: &Value) -> &[Value] {
 /// Reads the stream for ever, reconnecting after a drop.
 async fn follow(
     api: &Api,
-    token: &str,
     args: &TailArgs,
     mut position: Option<u64>,
     out: &mut Printer,
 ) -> anyhow::Result<()> {
-    let path = format!(
-        "{}?{}",
-        powernode_server::api::sse::PATH,
-        query_string(&[
-            ("kind_prefix", args.kind_prefix.as_deref()),
-            ("cluster", args.cluster.as_deref()),
-            ("instance", args.instance.as_deref()),
-        ])
-    );
+    let path = EventsQuery {
+        kind_prefix: args.kind_prefix.clone(),
+        cluster: args.cluster.clone(),
+        instance: args.instance.clone(),
+        since: None,
+    }
+    .path();
     let mut failures: u32 = 0;
     loop {
-        let why = match EventStream::open(api.url(), &path, token, position).await {
+        let why = match api.events(&path, position).await {
             Ok(mut stream) => loop {
                 match stream.next().await {
                     Ok(Some(event)) => {
@@ -152,12 +148,12 @@ async fn follow(
                         }
                     }
                     Ok(None) => break "the API ended the stream".to_string(),
-                    Err(e) => break format!("{e:#}"),
+                    Err(e) => break format!("{:#}", anyhow::Error::from(e)),
                 }
             },
             // A refusal (bad token, bad filter) will not go away by retrying.
-            Err(e) if ActionError::of(&e).is_some_and(|a| a.status < 500) => return Err(e),
-            Err(e) => format!("{e:#}"),
+            Err(e) if e.refusal().is_some_and(|r| r.status < 500) => return Err(e.into()),
+            Err(e) => format!("{:#}", anyhow::Error::from(e)),
         };
         failures = failures.saturating_add(1);
         let wait = backoff(failures);
