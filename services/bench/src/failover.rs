@@ -20,6 +20,7 @@ use anyhow::{bail, Context};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures::{StreamExt, TryStreamExt};
+use powernode_actions::ActionName;
 use powernode_agent::agent::Agent;
 use powernode_agent::driver::simulated::SimulatedRuntime;
 use powernode_agent::identity::Identity;
@@ -181,7 +182,9 @@ async fn one_cluster(
     let cred = op.instance(&format!("fo-{i}-s0"), &boot_t, &net).await?;
     let first = spawn_agent(link.clone(), cred, format!("fo-{i}-s0"), interval).await?;
     let cluster_id = wait_until("the bootstrap", Duration::from_secs(120), || async {
-        let i = op.call("system_list_instances", json!({})).await?;
+        let i = op
+            .call(ActionName::ListInstances.as_str(), json!({}))
+            .await?;
         Ok(i["instances"]
             .as_array()
             .and_then(|l| l.iter().find(|x| x["id"] == first.instance_id.as_str()))
@@ -190,7 +193,7 @@ async fn one_cluster(
     .await?;
     wait_until("activation", Duration::from_secs(120), || async {
         let c = op
-            .call("kubernetes_get_cluster", json!({ "id": cluster_id }))
+            .call(ActionName::GetCluster.as_str(), json!({ "id": cluster_id }))
             .await?;
         Ok((c["cluster"]["status"] == "active").then_some(()))
     })
@@ -211,7 +214,7 @@ async fn one_cluster(
         || async {
             let v = op
                 .call(
-                    "system_sdwan_get_virtual_ip",
+                    ActionName::GetVirtualIp.as_str(),
                     json!({ "cluster_id": cluster_id }),
                 )
                 .await?;
@@ -317,7 +320,9 @@ pub async fn run(args: FailoverArgs) -> anyhow::Result<()> {
             "proposals for the wave",
             Duration::from_secs(120),
             || async {
-                let list = op.call("system_list_approvals", json!({})).await?;
+                let list = op
+                    .call(ActionName::ListApprovals.as_str(), json!({}))
+                    .await?;
                 let mine: Vec<(String, String)> = list["approvals"]
                     .as_array()
                     .map(|l| {
@@ -346,7 +351,7 @@ pub async fn run(args: FailoverArgs) -> anyhow::Result<()> {
                 let op = &op;
                 async move {
                     let at = Utc::now();
-                    op.call("system_approve", json!({ "approval_id": id }))
+                    op.call(ActionName::Approve.as_str(), json!({ "approval_id": id }))
                         .await?;
                     anyhow::Ok((vip, at))
                 }
@@ -364,7 +369,7 @@ pub async fn run(args: FailoverArgs) -> anyhow::Result<()> {
     for c in drain_set {
         let at = Utc::now();
         op.call(
-            "system_drain_instance",
+            ActionName::DrainInstance.as_str(),
             json!({ "id": c.agents[0].instance_id }),
         )
         .await?;
@@ -379,7 +384,7 @@ pub async fn run(args: FailoverArgs) -> anyhow::Result<()> {
             let mut done = 0;
             for c in &all {
                 let v = op
-                    .call("system_sdwan_get_virtual_ip", json!({ "id": c.vip_id }))
+                    .call(ActionName::GetVirtualIp.as_str(), json!({ "id": c.vip_id }))
                     .await?;
                 let v = &v["virtual_ip"];
                 let holder = v["holder_peer_id"].as_str().unwrap_or_default();

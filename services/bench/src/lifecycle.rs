@@ -5,6 +5,8 @@
 //! all clusters in place, and the raw JetStream ceiling for the same events.
 
 use super::ceiling;
+use powernode_actions::accounts::{CreateAccountArgs, CreateOperatorTokenArgs};
+use powernode_actions::{Action, ActionName, CreateAccount, CreateOperatorToken, Permission};
 
 use anyhow::{bail, Context};
 use async_trait::async_trait;
@@ -115,10 +117,15 @@ impl Operator {
             .with_context(|| action.to_string())
     }
 
+    /// Runs `A` with typed arguments, answering its typed answer.
+    pub(super) async fn act<A: Action>(&self, args: &A::Args) -> anyhow::Result<A::Answer> {
+        self.api.act::<A>(args).await.with_context(|| A::NAME)
+    }
+
     /// A new SD-WAN network; its id.
     pub(super) async fn network(&self, name: &str) -> anyhow::Result<String> {
         let net = self
-            .call("system_sdwan_create_network", json!({ "name": name }))
+            .call(ActionName::CreateNetwork.as_str(), json!({ "name": name }))
             .await?;
         Ok(net["network"]["id"]
             .as_str()
@@ -135,7 +142,7 @@ impl Operator {
         target: Option<&str>,
     ) -> anyhow::Result<String> {
         let t = self
-            .call("system_create_template", json!({ "name": name }))
+            .call(ActionName::CreateTemplate.as_str(), json!({ "name": name }))
             .await?;
         let id = t["template"]["id"]
             .as_str()
@@ -145,7 +152,7 @@ impl Operator {
         if let Some(target) = target {
             assign["config"] = json!({ "target_cluster_id": target });
         }
-        self.call("system_assign_module_to_template", assign)
+        self.call(ActionName::AssignModuleToTemplate.as_str(), assign)
             .await?;
         Ok(id)
     }
@@ -159,17 +166,20 @@ impl Operator {
     ) -> anyhow::Result<String> {
         let node = self
             .call(
-                "system_create_node",
+                ActionName::CreateNode.as_str(),
                 json!({"hostname": hostname, "node_template_id": template, "memory_mb": 2048}),
             )
             .await?;
         let node_id = node["node"]["id"].as_str().context("node id")?;
         let inst = self
-            .call("system_provision_instance", json!({ "node_id": node_id }))
+            .call(
+                ActionName::ProvisionInstance.as_str(),
+                json!({ "node_id": node_id }),
+            )
             .await?;
         let id = inst["id"].as_str().context("instance id")?;
         self.call(
-            "system_sdwan_attach_peer",
+            ActionName::AttachPeer.as_str(),
             json!({"network_id": net, "node_instance_id": id}),
         )
         .await?;
@@ -219,7 +229,7 @@ async fn one_cluster(
 ) -> anyhow::Result<()> {
     let net = op
         .call(
-            "system_sdwan_create_network",
+            ActionName::CreateNetwork.as_str(),
             json!({"name": format!("bench-net-{i}")}),
         )
         .await?;
@@ -231,7 +241,7 @@ async fn one_cluster(
         let op = op.clone();
         async move {
             let t = op
-                .call("system_create_template", json!({ "name": name }))
+                .call(ActionName::CreateTemplate.as_str(), json!({ "name": name }))
                 .await?;
             anyhow::Ok(
                 t["template"]["id"]
@@ -248,7 +258,7 @@ async fn one_cluster(
     let hostname = format!("bench-{i}-server");
     let credential = op.instance(&hostname, &server_t, &net).await?;
     op.call(
-        "system_assign_module_to_template",
+        ActionName::AssignModuleToTemplate.as_str(),
         json!({"template_id": server_t, "module_name": "k3s-server"}),
     )
     .await?;
@@ -258,7 +268,7 @@ async fn one_cluster(
     let mut pause = Duration::from_millis(5);
     for _ in 0..2000 {
         let c = op
-            .call("kubernetes_get_cluster", json!({ "id": cluster }))
+            .call(ActionName::GetCluster.as_str(), json!({ "id": cluster }))
             .await?;
         if c["cluster"]["status"] == "active" {
             break;
@@ -267,7 +277,7 @@ async fn one_cluster(
         pause = (pause * 2).min(Duration::from_millis(40));
     }
     op.call(
-        "system_assign_module_to_template",
+        ActionName::AssignModuleToTemplate.as_str(),
         json!({"template_id": worker_t, "module_name": "k3s-agent", "config": {"target_cluster_id": cluster}}),
     )
     .await?;
@@ -325,16 +335,19 @@ pub async fn run(args: LifecycleArgs) -> anyhow::Result<()> {
         .to_string();
     let admin = Operator::new(&api, &admin)?;
     let account = admin
-        .call("system_create_account", json!({"name": "bench"}))
-        .await?;
-    let account_id = account["account"]["id"].as_str().context("account id")?;
-    let token = admin
-        .call(
-            "system_create_operator_token",
-            json!({"account_id": account_id, "permissions": ["system.kubernetes_provision"]}),
-        )
-        .await?;
-    let op_token = token["token"].as_str().context("token")?.to_string();
+        .act::<CreateAccount>(&CreateAccountArgs {
+            name: "bench".into(),
+        })
+        .await?
+        .account;
+    let op_token = admin
+        .act::<CreateOperatorToken>(&CreateOperatorTokenArgs {
+            account_id: account.id,
+            permissions: vec![Permission::KubernetesProvision.as_str().into()],
+            ttl_secs: None,
+        })
+        .await?
+        .token;
     let op = Operator::new(&api, &op_token)?;
     let link = Arc::new(TimingLink {
         // One connection stands in for every simulated agent: the
@@ -378,7 +391,9 @@ pub async fn run(args: LifecycleArgs) -> anyhow::Result<()> {
     let events = last_seq + 1 - first_seq;
 
     progress("checking every cluster is active with all its nodes…");
-    let listed = op.call("kubernetes_list_clusters", json!({})).await?;
+    let listed = op
+        .call(ActionName::ListClusters.as_str(), json!({}))
+        .await?;
     let clusters = listed["clusters"].as_array().context("clusters")?;
     let active = clusters.iter().filter(|c| c["status"] == "active").count();
     let nodes: u64 = clusters
@@ -393,11 +408,16 @@ pub async fn run(args: LifecycleArgs) -> anyhow::Result<()> {
         );
     }
 
-    progress(&format!("{} × kubernetes_list_clusters…", args.list_calls));
+    progress(&format!(
+        "{} × {}…",
+        args.list_calls,
+        ActionName::ListClusters
+    ));
     let mut list_ms = Vec::with_capacity(args.list_calls);
     for _ in 0..args.list_calls {
         let t = Instant::now();
-        op.call("kubernetes_list_clusters", json!({})).await?;
+        op.call(ActionName::ListClusters.as_str(), json!({}))
+            .await?;
         list_ms.push(t.elapsed().as_secs_f64() * 1000.0);
     }
     list_ms.sort_by(f64::total_cmp);

@@ -19,6 +19,7 @@ use super::workload;
 use anyhow::{bail, Context};
 use bytes::Bytes;
 use futures::stream::{FuturesUnordered, StreamExt};
+use powernode_actions::ActionName;
 use powernode_client::Api;
 use powernode_events::payloads::fleet::OperatorTokenIssued;
 use powernode_events::payloads::k3s::KubeconfigRetrieved;
@@ -264,14 +265,14 @@ async fn serve(
 async fn measure(api: &Api, args: &Value, queries: usize) -> anyhow::Result<Value> {
     let mut returned = 0;
     for _ in 0..3 {
-        returned = api.call("recent_events", args).await?["events"]
+        returned = api.call(ActionName::RecentEvents.as_str(), args).await?["events"]
             .as_array()
             .map_or(0, Vec::len);
     }
     let mut times: Vec<Duration> = Vec::with_capacity(queries);
     for _ in 0..queries {
         let start = Instant::now();
-        api.call("recent_events", args).await?;
+        api.call(ActionName::RecentEvents.as_str(), args).await?;
         times.push(start.elapsed());
     }
     times.sort_unstable();

@@ -6,6 +6,7 @@ use super::output::{cell, field, line, print_json, ClientOpts, Ctx, Table};
 use crate::ApiArgs;
 use anyhow::bail;
 use chrono::{DateTime, Utc};
+use powernode_actions::ActionName;
 use powernode_client::Refusal;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -95,7 +96,10 @@ pub async fn run(api: &ApiArgs, args: ApprovalsArgs) -> anyhow::Result<()> {
                 Some(s) => json!({ "status": s.as_str() }),
                 None => json!({}),
             };
-            let data = ctx.api.call("system_list_approvals", &query).await?;
+            let data = ctx
+                .api
+                .call(ActionName::ListApprovals.as_str(), &query)
+                .await?;
             let waiting_only = matches!(status, None | Some(StatusFilter::Requested));
             ctx.show(&data, |d| render_approvals(d, Utc::now(), waiting_only));
         }
@@ -112,7 +116,7 @@ pub async fn run(api: &ApiArgs, args: ApprovalsArgs) -> anyhow::Result<()> {
             let data = ctx
                 .api
                 .call(
-                    "system_reject",
+                    ActionName::Reject.as_str(),
                     &json!({ "approval_id": approval_id, "reason": reason }),
                 )
                 .await?;
@@ -139,7 +143,10 @@ const PROMOTION_WAIT: Duration = Duration::from_secs(5);
 async fn find_approval(ctx: &Ctx, id: &str) -> anyhow::Result<Option<Value>> {
     let all = ctx
         .api
-        .call("system_list_approvals", &json!({ "status": "all" }))
+        .call(
+            ActionName::ListApprovals.as_str(),
+            &json!({ "status": "all" }),
+        )
         .await?;
     Ok(all["approvals"]
         .as_array()
@@ -153,7 +160,7 @@ async fn approve(ctx: &Ctx, id: &str) -> anyhow::Result<()> {
     if ctx.json() {
         let data = ctx
             .api
-            .call("system_approve", &json!({ "approval_id": id }))
+            .call(ActionName::Approve.as_str(), &json!({ "approval_id": id }))
             .await?;
         print_json(&data);
         return Ok(());
@@ -163,7 +170,7 @@ async fn approve(ctx: &Ctx, id: &str) -> anyhow::Result<()> {
     let before = find_approval(ctx, id).await?;
     let data = ctx
         .api
-        .call("system_approve", &json!({ "approval_id": id }))
+        .call(ActionName::Approve.as_str(), &json!({ "approval_id": id }))
         .await?;
     let a = before.as_ref().unwrap_or(&data["approval"]);
     line(&format!(
@@ -182,7 +189,7 @@ async fn approve(ctx: &Ctx, id: &str) -> anyhow::Result<()> {
     loop {
         let vip = ctx
             .api
-            .call("system_sdwan_get_virtual_ip", &json!({ "id": vip_id }))
+            .call(ActionName::GetVirtualIp.as_str(), &json!({ "id": vip_id }))
             .await?;
         let v = &vip["virtual_ip"];
         if v["generation"].as_u64().is_some_and(|g| g > generation) {
@@ -364,7 +371,7 @@ pub async fn failover(ctx: &Ctx, a: FailoverArgs) -> anyhow::Result<()> {
     let plan = ctx
         .api
         .call(
-            "system_sdwan_failover_virtual_ip",
+            ActionName::FailoverVirtualIp.as_str(),
             &json!({ "virtual_ip_id": id, "dry_run": true }),
         )
         .await?;
@@ -379,7 +386,7 @@ pub async fn failover(ctx: &Ctx, a: FailoverArgs) -> anyhow::Result<()> {
     if !a.yes {
         let vip = ctx
             .api
-            .call("system_sdwan_get_virtual_ip", &json!({ "id": id }))
+            .call(ActionName::GetVirtualIp.as_str(), &json!({ "id": id }))
             .await?;
         let v = &vip["virtual_ip"];
         if v["status"] == "released" {
@@ -439,7 +446,7 @@ pub async fn failover(ctx: &Ctx, a: FailoverArgs) -> anyhow::Result<()> {
     }
     let data = ctx
         .api
-        .call("system_sdwan_failover_virtual_ip", &args)
+        .call(ActionName::FailoverVirtualIp.as_str(), &args)
         .await?;
     ctx.show(&data, |d| {
         let v = &d["virtual_ip"];

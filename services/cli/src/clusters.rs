@@ -5,6 +5,7 @@ use super::confirm::{confirm, Target};
 use super::output::{cell, field, key_values, line, print_json, ClientOpts, Ctx, Table};
 use crate::ApiArgs;
 use anyhow::Context;
+use powernode_actions::ActionName;
 use serde_json::{json, Value};
 use std::path::PathBuf;
 
@@ -71,7 +72,7 @@ pub async fn run(api: &ApiArgs, args: ClustersArgs) -> anyhow::Result<()> {
             let data = ctx
                 .api
                 .call(
-                    "kubernetes_list_clusters",
+                    ActionName::ListClusters.as_str(),
                     &json!({ "include_decommissioned": all }),
                 )
                 .await?;
@@ -80,14 +81,14 @@ pub async fn run(api: &ApiArgs, args: ClustersArgs) -> anyhow::Result<()> {
         ClustersCommand::Get { id } => {
             let data = ctx
                 .api
-                .call("kubernetes_get_cluster", &json!({ "id": id }))
+                .call(ActionName::GetCluster.as_str(), &json!({ "id": id }))
                 .await?;
             ctx.show(&data, |d| render_cluster(&d["cluster"]));
         }
         ClustersCommand::Nodes { id } => {
             let data = ctx
                 .api
-                .call("kubernetes_list_nodes", &json!({ "cluster_id": id }))
+                .call(ActionName::ListNodes.as_str(), &json!({ "cluster_id": id }))
                 .await?;
             ctx.show(&data, |d| render_nodes(d, 0));
         }
@@ -96,7 +97,10 @@ pub async fn run(api: &ApiArgs, args: ClustersArgs) -> anyhow::Result<()> {
         ClustersCommand::RotateToken { id } => {
             let data = ctx
                 .api
-                .call("kubernetes_rotate_join_token", &json!({ "cluster_id": id }))
+                .call(
+                    ActionName::RotateJoinToken.as_str(),
+                    &json!({ "cluster_id": id }),
+                )
                 .await?;
             ctx.show(&data, |d| {
                 format!(
@@ -174,7 +178,10 @@ pub fn render_cluster(c: &Value) -> String {
 async fn kubeconfig(ctx: &Ctx, id: &str, write: Option<PathBuf>) -> anyhow::Result<()> {
     let data = ctx
         .api
-        .call("kubernetes_get_kubeconfig", &json!({ "cluster_id": id }))
+        .call(
+            ActionName::GetKubeconfig.as_str(),
+            &json!({ "cluster_id": id }),
+        )
         .await?;
     let text = data["kubeconfig"].as_str().unwrap_or_default();
     match write {
@@ -233,7 +240,7 @@ async fn decommission(ctx: &Ctx, id: &str, yes: bool) -> anyhow::Result<()> {
     if !yes {
         let data = ctx
             .api
-            .call("kubernetes_get_cluster", &json!({ "id": id }))
+            .call(ActionName::GetCluster.as_str(), &json!({ "id": id }))
             .await?;
         let c = &data["cluster"];
         if c["status"] == "decommissioned" {
@@ -262,7 +269,7 @@ async fn decommission(ctx: &Ctx, id: &str, yes: bool) -> anyhow::Result<()> {
     match ctx
         .api
         .call(
-            "kubernetes_decommission_cluster",
+            ActionName::DecommissionCluster.as_str(),
             &json!({ "cluster_id": id }),
         )
         .await

@@ -9,6 +9,7 @@ pub use tail::TailArgs;
 
 use super::output::{cell, ClientOpts, Table};
 use crate::ApiArgs;
+use powernode_actions::ActionName;
 use powernode_client::Api;
 use serde_json::{json, Value};
 
@@ -65,7 +66,7 @@ pub async fn since(api: &Api, kind_prefix: &str, after: u64) -> anyhow::Result<(
     loop {
         let data = api
             .call(
-                "recent_events",
+                ActionName::RecentEvents.as_str(),
                 &json!({ "kind_prefix": kind_prefix, "since": from, "limit": MAX_LIMIT }),
             )
             .await?;

@@ -4,6 +4,7 @@
 use super::confirm::{confirm, Target};
 use super::output::{cell, field, key_values, ClientOpts, Ctx, Table};
 use crate::ApiArgs;
+use powernode_actions::ActionName;
 use serde_json::{json, Value};
 
 /// `powernode instances`.
@@ -98,19 +99,25 @@ pub async fn run_instances(api: &ApiArgs, args: InstancesArgs) -> anyhow::Result
     let ctx = Ctx::new(api, &args.opts)?;
     match args.command {
         InstancesCommand::List => {
-            let data = ctx.api.call("system_list_instances", &json!({})).await?;
+            let data = ctx
+                .api
+                .call(ActionName::ListInstances.as_str(), &json!({}))
+                .await?;
             ctx.show(&data, |d| render_instances(d, 0));
         }
         InstancesCommand::Drain { id } => {
             let data = ctx
                 .api
-                .call("system_drain_instance", &json!({ "id": id }))
+                .call(ActionName::DrainInstance.as_str(), &json!({ "id": id }))
                 .await?;
             ctx.show(&data, |d| changed_line(d, "drained"));
         }
         InstancesCommand::Terminate { id, yes } => {
             if !yes {
-                let list = ctx.api.call("system_list_instances", &json!({})).await?;
+                let list = ctx
+                    .api
+                    .call(ActionName::ListInstances.as_str(), &json!({}))
+                    .await?;
                 let found = list["instances"]
                     .as_array()
                     .into_iter()
@@ -152,7 +159,7 @@ pub async fn run_instances(api: &ApiArgs, args: InstancesArgs) -> anyhow::Result
             }
             let data = ctx
                 .api
-                .call("system_terminate_instance", &json!({ "id": id }))
+                .call(ActionName::TerminateInstance.as_str(), &json!({ "id": id }))
                 .await?;
             ctx.show(&data, |d| changed_line(d, "terminated"));
         }
@@ -213,7 +220,7 @@ pub async fn run_networks(api: &ApiArgs, args: NetworksArgs) -> anyhow::Result<(
         NetworksCommand::List => {
             let data = ctx
                 .api
-                .call("system_sdwan_list_networks", &json!({}))
+                .call(ActionName::ListNetworks.as_str(), &json!({}))
                 .await?;
             ctx.show(&data, |d| {
                 let mut t = Table::new(&[
@@ -256,7 +263,10 @@ pub async fn run_vip(api: &ApiArgs, args: VipArgs) -> anyhow::Result<()> {
                 (_, _, Some(name)) => json!({ "name": name }),
                 _ => unreachable!("clap requires one selector"),
             };
-            let data = ctx.api.call("system_sdwan_get_virtual_ip", &query).await?;
+            let data = ctx
+                .api
+                .call(ActionName::GetVirtualIp.as_str(), &query)
+                .await?;
             ctx.show(&data, |d| render_vip(&d["virtual_ip"]));
         }
         VipCommand::Failover(a) => super::approvals::failover(&ctx, a).await?,

@@ -159,6 +159,16 @@ impl Api {
         })
     }
 
+    /// Runs the action `A` of the typed action table
+    /// ([`powernode_actions`]) with its typed arguments and answers its typed
+    /// answer: `api.act::<ListClusters>(&ListClustersArgs::default())`.
+    pub async fn act<A: powernode_actions::Action>(
+        &self,
+        args: &A::Args,
+    ) -> Result<A::Answer, ActionError> {
+        self.call_json(A::NAME, args).await
+    }
+
     /// `method path` (an API path, resolved under the base) with this
     /// client's token and `body` (sent as `application/json`); the answer
     /// whatever its status.

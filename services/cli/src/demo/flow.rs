@@ -6,6 +6,7 @@ use super::DemoArgs;
 use crate::clusters::render_list;
 use crate::output::field;
 use anyhow::Context;
+use powernode_actions::ActionName;
 use powernode_client::Api;
 use serde_json::{json, Value};
 use std::path::Path;
@@ -82,9 +83,12 @@ impl Tour {
         self.runbook_ha(&prod).await?;
         self.n.step(
             "Runbook Phase 6",
-            "cross-cluster view: kubernetes_list_clusters",
+            &format!("cross-cluster view: {}", ActionName::ListClusters),
         );
-        let list = self.n.call("kubernetes_list_clusters", json!({})).await?;
+        let list = self
+            .n
+            .call(ActionName::ListClusters.as_str(), json!({}))
+            .await?;
         say_block(&render_list(&list, 4));
         self.n.events().await?;
         self.runbook_misrouted_worker(&prod).await?;
@@ -96,26 +100,33 @@ impl Tour {
     async fn operator(&mut self, dir: &Path) -> anyhow::Result<()> {
         self.n.step(
             "Setup",
-            "an account and an operator token (system_create_account, system_create_operator_token)",
+            &format!(
+                "an account and an operator token ({}, {})",
+                ActionName::CreateAccount,
+                ActionName::CreateOperatorToken
+            ),
         );
         let account = self
             .n
-            .call("system_create_account", json!({ "name": "demo" }))
+            .call(
+                ActionName::CreateAccount.as_str(),
+                json!({ "name": "demo" }),
+            )
             .await?;
         let account_id = account["account"]["id"]
             .as_str()
-            .context("system_create_account answered no account.id")?
+            .with_context(|| format!("{} answered no account.id", ActionName::CreateAccount))?
             .to_string();
         let token = self
             .n
             .call(
-                "system_create_operator_token",
+                ActionName::CreateOperatorToken.as_str(),
                 json!({ "account_id": account_id, "permissions": PERMISSIONS }),
             )
             .await?;
         let token = token["token"]
             .as_str()
-            .context("system_create_operator_token answered no token")?;
+            .with_context(|| format!("{} answered no token", ActionName::CreateOperatorToken))?;
         let token_file = dir.join("demo.token");
         write_secret(&token_file, token)?;
         self.n.info(&format!("account {account_id} (demo)"));
@@ -137,14 +148,14 @@ impl Tour {
         let net = self
             .n
             .call(
-                "system_sdwan_create_network",
+                ActionName::CreateNetwork.as_str(),
                 json!({ "name": "k3s-net", "pod_subnet_prefix": "10.42.0.0/16", "routing_mode": "ibgp" }),
             )
             .await?;
         let net = &net["network"];
         self.network_id = net["id"]
             .as_str()
-            .context("system_sdwan_create_network answered no network.id")?
+            .with_context(|| format!("{} answered no network.id", ActionName::CreateNetwork))?
             .to_string();
         self.n.info(&format!(
             "network {} (k3s-net): overlay {}, VIPs from {}, pod subnet {}",
@@ -161,26 +172,32 @@ impl Tour {
     pub(super) async fn host(&mut self, template: &str, hostname: &str) -> anyhow::Result<Host> {
         let t = self
             .n
-            .call("system_create_template", json!({ "name": template }))
+            .call(
+                ActionName::CreateTemplate.as_str(),
+                json!({ "name": template }),
+            )
             .await?;
         let template_id = str_at(&t, &["template", "id"])?;
         let node = self
             .n
             .call(
-                "system_create_node",
+                ActionName::CreateNode.as_str(),
                 json!({ "hostname": hostname, "node_template_id": template_id, "memory_mb": MEMORY_MB }),
             )
             .await?;
         let node_id = str_at(&node, &["node", "id"])?;
         let inst = self
             .n
-            .call("system_provision_instance", json!({ "node_id": node_id }))
+            .call(
+                ActionName::ProvisionInstance.as_str(),
+                json!({ "node_id": node_id }),
+            )
             .await?;
         let instance_id = str_at(&inst, &["id"])?;
         let peer = self
             .n
             .call(
-                "system_sdwan_attach_peer",
+                ActionName::AttachPeer.as_str(),
                 json!({ "network_id": self.network_id, "node_instance_id": instance_id }),
             )
             .await?;
@@ -209,7 +226,7 @@ impl Tour {
             args["config"] = json!({ "target_cluster_id": t });
         }
         self.n
-            .call("system_assign_module_to_template", args)
+            .call(ActionName::AssignModuleToTemplate.as_str(), args)
             .await?;
         self.n.info(&format!(
             "assigned {module} to {}{}",
@@ -267,7 +284,10 @@ impl Tour {
         loop {
             let nodes = self
                 .n
-                .call("kubernetes_list_nodes", json!({ "cluster_id": cluster }))
+                .call(
+                    ActionName::ListNodes.as_str(),
+                    json!({ "cluster_id": cluster }),
+                )
                 .await?;
             let row = nodes["nodes"]
                 .as_array()
@@ -294,7 +314,10 @@ impl Tour {
 
     /// The instance's k3s phase, as `system_list_instances` shows it.
     pub(super) async fn phase(&self, instance: &str) -> anyhow::Result<String> {
-        let list = self.n.call("system_list_instances", json!({})).await?;
+        let list = self
+            .n
+            .call(ActionName::ListInstances.as_str(), json!({}))
+            .await?;
         Ok(list["instances"]
             .as_array()
             .into_iter()

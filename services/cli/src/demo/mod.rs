@@ -161,7 +161,10 @@ fn hints(args: &DemoArgs, dir: &Path, url: &str, built: &flow::Built) {
         "powernode instances list".to_string(),
         "powernode networks list".to_string(),
         "powernode events tail --kind-prefix system.k3s --follow".to_string(),
-        format!("powernode --url {url} call kubernetes_list_clusters '{{}}'"),
+        format!(
+            "powernode --url {url} call {} '{{}}'",
+            powernode_actions::ActionName::ListClusters
+        ),
     ];
     for l in lines {
         say(&format!("    {l}"));

@@ -3,6 +3,7 @@
 
 use crate::events::{brief_summary, seq, since};
 use anyhow::bail;
+use powernode_actions::ActionName;
 use powernode_client::Api;
 use serde_json::{json, Value};
 use std::io::Write;
@@ -121,7 +122,7 @@ impl Narrator {
     pub async fn cluster_of(&self, bootstrap_instance: &str) -> anyhow::Result<Option<Value>> {
         let data = self
             .call(
-                "kubernetes_list_clusters",
+                ActionName::ListClusters.as_str(),
                 json!({ "include_decommissioned": true }),
             )
             .await?;

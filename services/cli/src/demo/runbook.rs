@@ -6,6 +6,7 @@ use super::narrator::say_block;
 use crate::clusters::{render_list, render_nodes};
 use crate::output::field;
 use anyhow::bail;
+use powernode_actions::ActionName;
 use serde_json::json;
 
 impl Tour {
@@ -38,7 +39,7 @@ impl Tour {
         for (name, id) in [("prod", prod), ("staging", staging)] {
             let c = self
                 .n
-                .call("kubernetes_get_cluster", json!({ "id": id }))
+                .call(ActionName::GetCluster.as_str(), json!({ "id": id }))
                 .await?;
             self.n.info(&format!(
                 "{name}: {} node(s)",
@@ -64,7 +65,10 @@ impl Tour {
         let vip = loop {
             let vip = self
                 .n
-                .call("system_sdwan_get_virtual_ip", json!({ "cluster_id": prod }))
+                .call(
+                    ActionName::GetVirtualIp.as_str(),
+                    json!({ "cluster_id": prod }),
+                )
                 .await?;
             let is_candidate = vip["virtual_ip"]["failover_candidates"]
                 .as_array()
@@ -80,7 +84,10 @@ impl Tour {
         self.show_vip(&vip["virtual_ip"]);
         let nodes = self
             .n
-            .call("kubernetes_list_nodes", json!({ "cluster_id": prod }))
+            .call(
+                ActionName::ListNodes.as_str(),
+                json!({ "cluster_id": prod }),
+            )
             .await?;
         say_block(&render_nodes(&nodes, 4));
         self.n.events().await?;
@@ -101,7 +108,7 @@ impl Tour {
             let data = self
                 .n
                 .call(
-                    "recent_events",
+                    ActionName::RecentEvents.as_str(),
                     json!({ "kind_prefix": "system.k3s.handshake.join_rejected", "limit": 50 }),
                 )
                 .await?;
@@ -131,12 +138,13 @@ impl Tour {
         let t = self
             .n
             .call(
-                "system_terminate_instance",
+                ActionName::TerminateInstance.as_str(),
                 json!({ "id": worker.instance_id }),
             )
             .await?;
         self.n.info(&format!(
-            "system_terminate_instance {}: {}",
+            "{} {}: {}",
+            ActionName::TerminateInstance,
             worker.instance_id,
             field(&t["instance"], "status")
         ));
@@ -153,7 +161,7 @@ impl Tour {
         let d = self
             .n
             .call(
-                "kubernetes_decommission_cluster",
+                ActionName::DecommissionCluster.as_str(),
                 json!({ "cluster_id": staging }),
             )
             .await?;
@@ -168,7 +176,7 @@ impl Tour {
             .n
             .api
             .call(
-                "kubernetes_decommission_cluster",
+                ActionName::DecommissionCluster.as_str(),
                 &json!({ "cluster_id": staging }),
             )
             .await
@@ -182,12 +190,14 @@ impl Tour {
                 self.n.current()
             ),
         }
-        self.n
-            .info("kubernetes_list_clusters with include_decommissioned (clusters list --all):");
+        self.n.info(&format!(
+            "{} with include_decommissioned (clusters list --all):",
+            ActionName::ListClusters
+        ));
         let list = self
             .n
             .call(
-                "kubernetes_list_clusters",
+                ActionName::ListClusters.as_str(),
                 json!({ "include_decommissioned": true }),
             )
             .await?;

@@ -4,6 +4,7 @@ use super::flow::Tour;
 use super::narrator::say_block;
 use crate::clusters::{render_list, render_nodes};
 use crate::output::field;
+use powernode_actions::ActionName;
 use serde_json::{json, Value};
 
 impl Tour {
@@ -23,8 +24,12 @@ impl Tour {
         self.assign(&server, "k3s-server", None).await?;
         let prod = field(&self.active(&server).await?, "id");
 
-        self.n.step("Tutorial step 3", "kubernetes_list_clusters");
-        let list = self.n.call("kubernetes_list_clusters", json!({})).await?;
+        self.n
+            .step("Tutorial step 3", ActionName::ListClusters.as_str());
+        let list = self
+            .n
+            .call(ActionName::ListClusters.as_str(), json!({}))
+            .await?;
         say_block(&render_list(&list, 4));
 
         self.n.step(
@@ -36,20 +41,27 @@ impl Tour {
         self.joined(&prod, &worker, "worker").await?;
         self.n.events().await?;
 
-        self.n.step("Tutorial step 6", "kubernetes_list_nodes");
+        self.n
+            .step("Tutorial step 6", ActionName::ListNodes.as_str());
         let nodes = self
             .n
-            .call("kubernetes_list_nodes", json!({ "cluster_id": prod }))
+            .call(
+                ActionName::ListNodes.as_str(),
+                json!({ "cluster_id": prod }),
+            )
             .await?;
         say_block(&render_nodes(&nodes, 4));
 
         self.n.step(
             "Tutorial step 7 · Runbook Phase 5",
-            "kubernetes_get_kubeconfig (every retrieval is audited)",
+            &format!("{} (every retrieval is audited)", ActionName::GetKubeconfig),
         );
         let kc = self
             .n
-            .call("kubernetes_get_kubeconfig", json!({ "cluster_id": prod }))
+            .call(
+                ActionName::GetKubeconfig.as_str(),
+                json!({ "cluster_id": prod }),
+            )
             .await?;
         let text = kc["kubeconfig"].as_str().unwrap_or_default();
         self.n
@@ -68,11 +80,17 @@ impl Tour {
 
         self.n.step(
             "Tutorial · VIP",
-            "the API endpoint is an SD-WAN virtual IP (system_sdwan_get_virtual_ip)",
+            &format!(
+                "the API endpoint is an SD-WAN virtual IP ({})",
+                ActionName::GetVirtualIp
+            ),
         );
         let vip = self
             .n
-            .call("system_sdwan_get_virtual_ip", json!({ "cluster_id": prod }))
+            .call(
+                ActionName::GetVirtualIp.as_str(),
+                json!({ "cluster_id": prod }),
+            )
             .await?;
         self.show_vip(&vip["virtual_ip"]);
         Ok(prod)

@@ -12,6 +12,7 @@
 use super::{render_styled, summary, time};
 use crate::output::{cell, emit, ClientOpts, Ctx};
 use crate::ApiArgs;
+use powernode_actions::ActionName;
 use powernode_client::{Api, EventsQuery};
 use serde_json::{json, Map, Value};
 use std::io::IsTerminal;
@@ -94,13 +95,17 @@ async fn catch_up(
         if args.limit == 0 {
             return Ok(None);
         }
-        let data = api.call("recent_events", &ask(None, args.limit)).await?;
+        let data = api
+            .call(ActionName::RecentEvents.as_str(), &ask(None, args.limit))
+            .await?;
         out.events(events_of(&data));
         return Ok(data["through"].as_u64());
     };
     let mut since = json!(since);
     loop {
-        let data = api.call("recent_events", &ask(Some(since), PAGE)).await?;
+        let data = api
+            .call(ActionName::RecentEvents.as_str(), &ask(Some(since), PAGE))
+            .await?;
         out.events(events_of(&data));
         let through = data["through"].as_u64().unwrap_or(0);
         if data["more"] != json!(true) {

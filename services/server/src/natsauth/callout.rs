@@ -174,8 +174,9 @@ pub fn decide(fleet: &FleetState, req: &AuthRequest) -> Result<Grant, Denial> {
     }
     if opts.auth_token.is_empty() {
         return Err(format!(
-            "nkey {} is not enrolled; the first connection presents the enrollment credential system_provision_instance returned",
-            opts.nkey
+            "nkey {} is not enrolled; the first connection presents the enrollment credential {} returned",
+            opts.nkey,
+            powernode_actions::ActionName::ProvisionInstance
         ));
     }
     let (_, i) = fleet

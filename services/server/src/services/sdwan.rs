@@ -144,7 +144,8 @@ fn allocate(
             VirtualIpAllocationFailed {
                 cluster_id,
                 reason: format!(
-                    "instance {instance_id} has no SD-WAN peer, so there is no network to take a VIP from; attach one with system_sdwan_attach_peer"
+                    "instance {instance_id} has no SD-WAN peer, so there is no network to take a VIP from; attach one with {}",
+                    powernode_actions::ActionName::AttachPeer
                 ),
                 fallback_api_endpoint: format!("https://{hostname}:6443"),
             }
