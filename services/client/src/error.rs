@@ -46,10 +46,14 @@ impl Refusal {
         Self {
             status,
             code: error["code"].as_str().unwrap_or("error").to_string(),
-            message: error["message"]
-                .as_str()
-                .map(str::to_string)
-                .unwrap_or_else(|| String::from_utf8_lossy(body).into_owned()),
+            message: match error["message"].as_str() {
+                Some(message) => message.to_string(),
+                None if body.iter().all(u8::is_ascii_whitespace) => format!(
+                    "an empty HTTP {status} answer, not a powernode API error \
+                     (is the URL, and any path prefix in it, the API's?)"
+                ),
+                None => String::from_utf8_lossy(body).into_owned(),
+            },
         }
     }
 
@@ -347,6 +351,9 @@ mod tests {
             (r.status, r.code.as_str(), r.message.as_str()),
             (502, "error", "<html>bad gateway</html>")
         );
+        let r = Refusal::from_answer(404, b"");
+        assert_eq!((r.status, r.code.as_str()), (404, "error"));
+        assert!(r.message.contains("path prefix"), "{}", r.message);
     }
 
     #[test]
