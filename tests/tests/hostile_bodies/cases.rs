@@ -1,153 +1,10 @@
-//! Issue 13: a property test that throws malformed and hostile action
-//! bodies at every action of the build (the names come from the code's
-//! action table, `powernode_server::api::actions::ACTIONS`) and requires
-//! each to be refused with a 4xx and an error code, never a 5xx or a 200,
-//! and the log's last sequence to stay where it was.
-//!
-//! Every generated body is invalid by construction, so "refused, nothing
-//! appended" is the honest expectation for each one: bodies that are not
-//! JSON, not an object, repeat a key, hold a control character, carry an
-//! unknown field, give a field the wrong type (negative, fractional or
-//! overflowing numbers, nested junk), miss a required field, hold a string
-//! over the argument limit, nest past the JSON depth limit, exceed the body
-//! limit, or name another account's objects (well-typed otherwise, sent by
-//! a non-admin token of this account: the ids do not exist for it).
-//!
-//! Run: `cargo nextest run -p powernode-tests --test hostile_bodies
-//! --no-capture` (prints how many bodies were tried: 1,500 on the embedded
-//! log, 1,000 on JetStream).
+//! The hostile bodies: who sends them and how each is built.
 
-use powernode_server::api::actions::{ACTIONS, MAX_ARGUMENT_TEXT};
-use powernode_tests::api_support::Api;
-use powernode_tests::http::{action, request};
-use proptest::prelude::*;
-use proptest::test_runner::{Config, TestCaseError, TestRunner};
-use serde_json::{json, Value};
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
-
-/// How many bodies one run sends.
-const CASES: u32 = 1_500;
-
-/// The type of one argument, as the action's argument struct declares it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Ty {
-    /// `String`, required.
-    Str,
-    /// `Option<String>`.
-    OptStr,
-    /// `u64` / `usize`, required.
-    Int,
-    /// `Option<u64>` / `Option<usize>`.
-    OptInt,
-    /// `bool` with a default.
-    OptBool,
-    /// `Vec<String>`, required.
-    List,
-    /// `Vec<String>` with a default.
-    OptList,
-    /// `BTreeMap<String, String>` with a default.
-    OptMap,
-    /// A snake_case enum with a default (`cni_plugin`, `routing_mode`).
-    OptEnum,
-    /// Any JSON (`since`): never given a "wrong" value.
-    Any,
-}
-
-impl Ty {
-    fn required(self) -> bool {
-        matches!(self, Ty::Str | Ty::Int | Ty::List)
-    }
-}
-
-/// The arguments of every action. The test fails when an action of the
-/// table has no entry here, so a new action is covered from day one.
-fn spec(action: &str) -> Option<&'static [(&'static str, Ty)]> {
-    use Ty::*;
-    Some(match action {
-        "system_create_account" => &[("name", Str)],
-        "system_create_operator_token" => &[
-            ("account_id", Str),
-            ("permissions", List),
-            ("ttl_secs", OptInt),
-        ],
-        "system_revoke_operator_token" => &[("token_id", Str)],
-        "system_list_operator_tokens" => &[("account_id", OptStr)],
-        "system_create_template" => &[("name", Str)],
-        "system_get_template" => &[("id", Str)],
-        "system_assign_module_to_template" => &[
-            ("template_id", Str),
-            ("module_name", Str),
-            ("config", OptMap),
-        ],
-        "system_create_node" => &[
-            ("hostname", Str),
-            ("node_template_id", Str),
-            ("memory_mb", Int),
-        ],
-        "system_provision_instance" => &[("node_id", Str), ("cni_plugin", OptEnum)],
-        "recent_events" => &[
-            ("kind_prefix", OptStr),
-            ("limit", OptInt),
-            ("since", Any),
-            ("cluster", OptStr),
-            ("instance", OptStr),
-        ],
-        "system_state_hash" => &[],
-        "system_sdwan_create_network" => &[
-            ("name", Str),
-            ("pod_subnet_prefix", OptStr),
-            ("routing_mode", OptEnum),
-        ],
-        "system_sdwan_attach_peer" => &[
-            ("network_id", Str),
-            ("node_instance_id", Str),
-            ("lan_subnets", OptList),
-        ],
-        "kubernetes_list_clusters" => &[("include_decommissioned", OptBool)],
-        "kubernetes_get_cluster" => &[("id", Str)],
-        "kubernetes_list_nodes"
-        | "kubernetes_get_kubeconfig"
-        | "kubernetes_decommission_cluster"
-        | "kubernetes_rotate_join_token" => &[("cluster_id", Str)],
-        "system_sdwan_get_virtual_ip" => {
-            &[("id", OptStr), ("cluster_id", OptStr), ("name", OptStr)]
-        }
-        "system_sdwan_list_networks" | "system_list_instances" => &[],
-        "system_sdwan_update_network" => &[("network_id", Str), ("pod_subnet_prefix", Str)],
-        "system_drain_instance" | "system_terminate_instance" => &[("id", Str)],
-        "system_list_approvals" => &[("status", OptStr)],
-        "system_approve" | "system_reject" => &[("approval_id", Str), ("reason", OptStr)],
-        "system_sdwan_failover_virtual_ip" => &[
-            ("virtual_ip_id", Str),
-            ("dry_run", OptBool),
-            ("to_peer_id", OptStr),
-        ],
-        _ => return None,
-    })
-}
-
-/// A well-typed value for a required field (the rest of a body is broken).
-fn filler(field: &str, ty: Ty) -> String {
-    match (field, ty) {
-        (_, Ty::Int) => "2048".into(),
-        (_, Ty::List) => "[]".into(),
-        ("module_name", _) => json!("k3s-server").to_string(),
-        ("pod_subnet_prefix", _) => json!("10.77.0.0/16").to_string(),
-        ("name" | "hostname", _) => json!("hb-name").to_string(),
-        _ => json!("hb-0190-no-such-object").to_string(),
-    }
-}
-
-/// True for a field that names an object by id.
-fn is_id(field: &str) -> bool {
-    field == "id" || field.ends_with("_id")
-}
+use super::*;
 
 /// Who sends a body.
 #[derive(Debug, Clone, Copy)]
-enum Caller {
+pub(super) enum Caller {
     /// The bootstrap admin.
     Admin,
     /// An account's token with every non-admin permission.
@@ -158,22 +15,22 @@ enum Caller {
 
 /// One hostile request.
 #[derive(Debug, Clone)]
-struct Case {
-    action: &'static str,
-    caller: Caller,
-    category: &'static str,
-    body: Vec<u8>,
+pub(super) struct Case {
+    pub(super) action: &'static str,
+    pub(super) caller: Caller,
+    pub(super) category: &'static str,
+    pub(super) body: Vec<u8>,
     /// The error codes that are right for it (empty: any code).
-    codes: &'static [&'static str],
+    pub(super) codes: &'static [&'static str],
     /// The status it must get, when only one is right.
-    status: Option<u16>,
+    pub(super) status: Option<u16>,
 }
 
-const MALFORMED: &[&str] = &["malformed_json"];
-const INVALID: &[&str] = &["invalid_arguments"];
+pub(super) const MALFORMED: &[&str] = &["malformed_json"];
+pub(super) const INVALID: &[&str] = &["invalid_arguments"];
 
 /// A JSON object from `(key, JSON text)` pairs, keys repeated as given.
-fn object(fields: &[(String, String)]) -> Vec<u8> {
+pub(super) fn object(fields: &[(String, String)]) -> Vec<u8> {
     let inner: Vec<String> = fields
         .iter()
         .map(|(k, v)| format!("{}:{v}", json!(k)))
@@ -182,7 +39,7 @@ fn object(fields: &[(String, String)]) -> Vec<u8> {
 }
 
 /// The required fields of `spec`, with fillers.
-fn base(spec: &[(&'static str, Ty)]) -> Vec<(String, String)> {
+pub(super) fn base(spec: &[(&'static str, Ty)]) -> Vec<(String, String)> {
     spec.iter()
         .filter(|(_, t)| t.required())
         .map(|(k, t)| (k.to_string(), filler(k, *t)))
@@ -190,7 +47,7 @@ fn base(spec: &[(&'static str, Ty)]) -> Vec<(String, String)> {
 }
 
 /// Any JSON value (as text), nested a few levels.
-fn junk() -> BoxedStrategy<Value> {
+pub(super) fn junk() -> BoxedStrategy<Value> {
     let leaf = prop_oneof![
         Just(Value::Null),
         any::<bool>().prop_map(Value::from),
@@ -210,7 +67,7 @@ fn junk() -> BoxedStrategy<Value> {
 }
 
 /// A character no argument may hold.
-fn unsafe_char() -> BoxedStrategy<char> {
+pub(super) fn unsafe_char() -> BoxedStrategy<char> {
     prop_oneof![
         proptest::char::range('\u{0}', '\u{1f}'),
         Just('\u{7f}'),
@@ -223,7 +80,7 @@ fn unsafe_char() -> BoxedStrategy<char> {
 
 /// A value `ty` does not accept (never `null` for an optional field, which
 /// means "absent"). JSON text, so overflowing numbers can be written.
-fn wrong(ty: Ty) -> BoxedStrategy<String> {
+pub(super) fn wrong(ty: Ty) -> BoxedStrategy<String> {
     let not_string = prop_oneof![
         any::<bool>().prop_map(|b| b.to_string()),
         any::<i64>().prop_map(|n| n.to_string()),
@@ -295,7 +152,7 @@ fn wrong(ty: Ty) -> BoxedStrategy<String> {
 }
 
 /// Bytes that are not JSON at all, or JSON text broken in one place.
-fn not_json(spec: &'static [(&'static str, Ty)]) -> BoxedStrategy<Vec<u8>> {
+pub(super) fn not_json(spec: &'static [(&'static str, Ty)]) -> BoxedStrategy<Vec<u8>> {
     let good = object(&base(spec));
     let cut = {
         let good = good.clone();
@@ -342,7 +199,7 @@ fn not_json(spec: &'static [(&'static str, Ty)]) -> BoxedStrategy<Vec<u8>> {
 }
 
 /// The strategy for one case of `action`.
-fn case(action: &'static str) -> BoxedStrategy<Case> {
+pub(super) fn case(action: &'static str) -> BoxedStrategy<Case> {
     let spec = spec(action).unwrap_or_else(|| panic!("{action}: no argument spec"));
     let names: Vec<&'static str> = spec.iter().map(|(k, _)| *k).collect();
     let first_name: &'static str = names.first().copied().unwrap_or("x");
@@ -579,212 +436,4 @@ fn case(action: &'static str) -> BoxedStrategy<Case> {
         ));
     }
     proptest::strategy::Union::new_weighted(options).boxed()
-}
-
-/// How many ids of the other account a case may pick from.
-const VICTIM_IDS: usize = 6;
-
-/// The running node and who calls it.
-struct Target {
-    api: Api,
-    operator: String,
-    reader: String,
-    /// The other account's ids: account, template, node, instance, network, token.
-    victim: [String; VICTIM_IDS],
-}
-
-async fn setup(jetstream: bool) -> anyhow::Result<Target> {
-    let api = if jetstream {
-        Api::jetstream().await?
-    } else {
-        Api::embedded().await?
-    };
-    let admin = Some(api.admin.as_str());
-    let (acme, operator) = api
-        .account_with_token(
-            "acme",
-            &[
-                "system.kubernetes_provision",
-                "system.kubernetes_decommission",
-                "system.kubernetes_kubeconfig",
-                "system.sdwan_failover",
-            ],
-        )
-        .await?;
-    let r = action(
-        api.port,
-        admin,
-        "system_create_operator_token",
-        &json!({"account_id": acme, "permissions": []}),
-    )
-    .await?;
-    anyhow::ensure!(r.status == 200, "{:?}", r.body);
-    let reader = r.body["data"]["token"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    // The other account, with one object of each kind.
-    let (victim, victim_token) = api
-        .account_with_token("victim", &["system.kubernetes_provision"])
-        .await?;
-    let tokens = action(
-        api.port,
-        admin,
-        "system_list_operator_tokens",
-        &json!({"account_id": victim}),
-    )
-    .await?;
-    let token_id = tokens.body["data"]["tokens"][0]["token_id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    let v = Some(victim_token.as_str());
-    let port = api.port;
-    let call = |name: &'static str, args: Value| async move {
-        let a = action(port, v, name, &args).await?;
-        anyhow::ensure!(a.status == 200, "{name}: {:?}", a.body);
-        Ok::<Value, anyhow::Error>(a.body["data"].clone())
-    };
-    let t = call("system_create_template", json!({"name": "victim-t"})).await?;
-    let template = t["template"]["id"].as_str().unwrap_or_default().to_string();
-    let n = call(
-        "system_create_node",
-        json!({"hostname": "victim-1", "node_template_id": template, "memory_mb": 2048}),
-    )
-    .await?;
-    let node = n["node"]["id"].as_str().unwrap_or_default().to_string();
-    let i = call("system_provision_instance", json!({"node_id": node})).await?;
-    let instance = i["id"].as_str().unwrap_or_default().to_string();
-    let w = call("system_sdwan_create_network", json!({"name": "victim-net"})).await?;
-    let network = w["network"]["id"].as_str().unwrap_or_default().to_string();
-    let victim = [victim, template, node, instance, network, token_id];
-    anyhow::ensure!(victim.iter().all(|id| !id.is_empty()), "setup: {victim:?}");
-    Ok(Target {
-        api,
-        operator,
-        reader,
-        victim,
-    })
-}
-
-/// Sends `case` and checks the answer and the log.
-async fn check(t: &Target, case: &Case, before: u64) -> Result<(), String> {
-    let token = match case.caller {
-        Caller::Admin => t.api.admin.as_str(),
-        Caller::Operator => t.operator.as_str(),
-        Caller::Reader => t.reader.as_str(),
-    };
-    let mut body = case.body.clone();
-    if case.category == "other_accounts_ids" {
-        let mut text = String::from_utf8(body).map_err(|e| e.to_string())?;
-        for (i, id) in t.victim.iter().enumerate() {
-            text = text.replace(&format!("@victim{i}@"), id);
-        }
-        body = text.into_bytes();
-    }
-    let a = request(
-        t.api.port,
-        "POST",
-        &format!("/v1/actions/{}", case.action),
-        Some(token),
-        &body,
-    )
-    .await
-    .map_err(|e| format!("request failed: {e:#}"))?;
-    let code = a.body["error"]["code"].as_str().unwrap_or("");
-    let shown = String::from_utf8_lossy(&body[..body.len().min(300)]).to_string();
-    let what = format!(
-        "{} {} as {:?} with {shown:?}: {} {}",
-        case.category, case.action, case.caller, a.status, a.body
-    );
-    if !(400..500).contains(&a.status) || a.status == 401 {
-        return Err(format!("not refused with a 4xx: {what}"));
-    }
-    if code.is_empty() {
-        return Err(format!("no error code: {what}"));
-    }
-    if !case.codes.is_empty() && !case.codes.contains(&code) {
-        return Err(format!("expected {:?}: {what}", case.codes));
-    }
-    if case.status.is_some_and(|s| s != a.status) {
-        return Err(format!("expected status {:?}: {what}", case.status));
-    }
-    let after = t.api.log.last_seq().await.map_err(|e| e.to_string())?;
-    if after != before {
-        return Err(format!("the log grew from {before} to {after}: {what}"));
-    }
-    Ok(())
-}
-
-#[test]
-fn hostile_bodies_are_refused_with_a_4xx_and_append_nothing() {
-    hostile_bodies(false, CASES);
-}
-
-/// The same on a real nats-server (the harness's authenticated one).
-#[test]
-fn hostile_bodies_are_refused_on_jetstream_too() {
-    hostile_bodies(true, 1_000);
-}
-
-fn hostile_bodies(jetstream: bool, cases: u32) {
-    for name in ACTIONS {
-        assert!(
-            spec(name).is_some(),
-            "{name} has no argument spec in this test: add one"
-        );
-    }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a runtime");
-    let target = rt.block_on(setup(jetstream)).expect("setup");
-    let before = rt
-        .block_on(target.api.log.last_seq())
-        .expect("the log's last seq");
-    let strategy = proptest::sample::select(ACTIONS.to_vec()).prop_flat_map(case);
-    let tried = AtomicUsize::new(0);
-    let seen: Mutex<BTreeMap<(&'static str, &'static str), usize>> = Mutex::default();
-    let mut runner = TestRunner::new(Config {
-        cases,
-        failure_persistence: None,
-        max_shrink_iters: 200,
-        ..Config::default()
-    });
-    let result = runner.run(&strategy, |case| {
-        tried.fetch_add(1, Ordering::Relaxed);
-        *seen
-            .lock()
-            .unwrap()
-            .entry((case.action, case.category))
-            .or_default() += 1;
-        rt.block_on(check(&target, &case, before))
-            .map_err(TestCaseError::fail)
-    });
-    let tried = tried.into_inner();
-    let seen = seen.into_inner().unwrap();
-    let mut by_category: BTreeMap<&str, usize> = BTreeMap::new();
-    let mut by_action: BTreeMap<&str, usize> = BTreeMap::new();
-    for ((a, c), n) in &seen {
-        *by_category.entry(c).or_default() += n;
-        *by_action.entry(a).or_default() += n;
-    }
-    println!(
-        "hostile bodies tried on {}: {tried} (shrinking included) across {} actions; by category: {by_category:?}",
-        if jetstream { "JetStream" } else { "the embedded log" },
-        by_action.len()
-    );
-    if let Err(e) = result {
-        panic!("{e}");
-    }
-    assert!(tried >= cases as usize, "only {tried} bodies were tried");
-    for name in ACTIONS {
-        assert!(
-            by_action.get(name).is_some_and(|n| *n > 0),
-            "{name} got no hostile body: {by_action:?}"
-        );
-    }
-    let last = rt.block_on(target.api.log.last_seq()).expect("last seq");
-    assert_eq!(last, before, "the log grew");
 }
