@@ -384,6 +384,7 @@ impl Agent {
         let secrets = BootstrapSecrets {
             node_token: artifacts.node_token.clone(),
             kubeconfig: artifacts.kubeconfig,
+            cluster_ca: None,
         };
         match self.submit(report, Some(secrets)).await? {
             SubmitReply::ClusterCreated {
@@ -426,6 +427,7 @@ impl Agent {
                 token,
                 token_fingerprint,
                 server_flags,
+                cluster_ca: _,
             } => {
                 let module = plan.module;
                 let url = api_endpoint.clone();

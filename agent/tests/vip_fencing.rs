@@ -71,6 +71,9 @@ impl AgentLink for FakeLink {
             cluster_id: None,
             bootstrap_server_flags: Vec::new(),
             vips: self.reply.lock().unwrap().clone(),
+            wireguard: Vec::new(),
+            probe_targets: Vec::new(),
+            cluster_nodes: Vec::new(),
         })
     }
 

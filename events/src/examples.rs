@@ -166,6 +166,7 @@ pub fn example_payloads() -> Vec<EventPayload> {
             last_seen_at: "2026-11-21T11:59:56Z".into(),
             threshold_ms: 3000,
             observer: "sensor-1".into(),
+            reason: SilenceReason::Heartbeat,
         }
         .into(),
         VipHolderRecovered {
@@ -346,6 +347,36 @@ pub fn example_payloads() -> Vec<EventPayload> {
             peer_id: "peer-02".into(),
             generation: 2,
             held: true,
+        }
+        .into(),
+        VirtualIpReachable {
+            virtual_ip_id: VIP.into(),
+            generation: 2,
+            holder_peer_id: "peer-02".into(),
+            probed_by_peer_id: "peer-03".into(),
+            probed_at: "2026-11-21T12:00:01Z".into(),
+        }
+        .into(),
+        WireguardKeyRegistered {
+            instance_id: "inst-02".into(),
+            public_key: "hW5iIqAMuVNpD1JjhH3AjLWGv4rxbwTqwQJ2ZqXcyFE=".into(),
+            endpoint: "10.99.0.2:51820".into(),
+        }
+        .into(),
+        AccessGrantCreated {
+            grant_id: "grant-01".into(),
+            network_id: "net-prod".into(),
+            name: "laptop".into(),
+            public_key: "xTIBA5rboUvnH4htodjb6e697QjLERt1NAB4mZqp8Dg=".into(),
+            address: "fd00:abcd:1::ff01".parse().expect("literal address"),
+            gateway_peer_id: "peer-03".into(),
+            expires_at: Some("2026-11-22T12:00:00Z".into()),
+        }
+        .into(),
+        AccessGrantRevoked {
+            grant_id: "grant-01".into(),
+            network_id: "net-prod".into(),
+            reason: AccessGrantEnd::Revoked,
         }
         .into(),
         FailoverNoCandidate {

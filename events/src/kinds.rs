@@ -178,6 +178,10 @@ define_events! {
     FailoverNoCandidate = "system.sdwan.failover.no_candidate", v = 1, VirtualIp(virtual_ip_id);
     FailoverSuppressed = "system.sdwan.failover.suppressed", v = 1, VirtualIp(virtual_ip_id);
     VirtualIpApplied = "system.sdwan.virtual_ip.applied", v = 1, VirtualIp(virtual_ip_id);
+    VirtualIpReachable = "system.sdwan.virtual_ip.reachable", v = 1, VirtualIp(virtual_ip_id);
+    WireguardKeyRegistered = "system.sdwan.wireguard_key.registered", v = 1, Instance(instance_id);
+    AccessGrantCreated = "system.sdwan.access_grant.created", v = 1, Network(network_id);
+    AccessGrantRevoked = "system.sdwan.access_grant.revoked", v = 1, Network(network_id);
     // k3s
     ModuleAssigned = "system.k3s.module.assigned", v = 1, Template(template_id);
     RuntimeInstalling = "system.k3s.runtime.installing", v = 1, Instance(instance_id);

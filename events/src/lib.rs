@@ -53,6 +53,7 @@ pub mod signing;
 pub mod subject;
 pub mod text;
 pub mod upcast;
+pub mod wireguard;
 
 pub use codec::RawEnvelope;
 pub use envelope::Envelope;

@@ -47,6 +47,7 @@ fn failover_facts_move_the_holder_under_the_newest_generation_only() {
             last_seen_at: "2026-11-21T11:59:56Z".into(),
             threshold_ms: 3000,
             observer: "sensor".into(),
+            reason: Default::default(),
         },
     );
     let acct = acct(a);

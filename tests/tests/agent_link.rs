@@ -33,6 +33,8 @@ async fn an_unanswered_heartbeat_fails_within_the_heartbeat_timeout() -> anyhow:
         sent_at_ms: chrono::Utc::now().timestamp_millis(),
         held_vips: Vec::new(),
         after_seq: None,
+        wireguard_applied: Vec::new(),
+        vip_probes: Vec::new(),
         signature: String::new(),
     };
     let started = Instant::now();

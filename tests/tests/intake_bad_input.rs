@@ -305,6 +305,7 @@ async fn manual_cluster(p: &Platform) -> anyhow::Result<(ManualAgent, String, St
             Some(BootstrapSecrets {
                 node_token: node_token.clone(),
                 kubeconfig,
+                cluster_ca: None,
             }),
         )
         .await?;
@@ -550,6 +551,7 @@ async fn a_bootstrap_without_matching_secrets_is_recorded() -> anyhow::Result<()
         let other = BootstrapSecrets {
             node_token: "K10cc::server:dd".into(),
             kubeconfig: kubeconfig.clone(),
+            cluster_ca: None,
         };
         let r = s.submit(&report()?, Some(other)).await?;
         ensure!(error_code(&r) == Ok("fingerprint_mismatch"), "{r}");

@@ -48,6 +48,7 @@ async fn manual_cluster(p: &Platform) -> anyhow::Result<(ManualAgent, String)> {
             Some(BootstrapSecrets {
                 node_token,
                 kubeconfig,
+                cluster_ca: None,
             }),
         )
         .await?;
@@ -244,6 +245,7 @@ async fn escape_sequences_and_oversized_events_are_refused_and_not_stored() -> a
             Some(BootstrapSecrets {
                 node_token: token,
                 kubeconfig,
+                cluster_ca: None,
             }),
         )
         .await?;

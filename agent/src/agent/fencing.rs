@@ -63,26 +63,24 @@ impl Agent {
 }
 
 /// A heartbeat from `instance_id` reporting `held_vips`, signed over
-/// [`Heartbeat::signing_bytes`] now.
+/// [`Heartbeat::bytes_to_sign`] now.
 pub(super) fn signed_heartbeat(
     identity: &Identity,
     instance_id: &str,
     held_vips: Vec<HeldVip>,
     after_seq: Option<u64>,
 ) -> Heartbeat {
-    let sent_at_ms = chrono::Utc::now().timestamp_millis();
-    let signature = identity.sign_bytes(&Heartbeat::signing_bytes(
-        instance_id,
-        sent_at_ms,
-        &held_vips,
-    ));
-    Heartbeat {
+    let mut beat = Heartbeat {
         instance_id: instance_id.to_owned(),
-        sent_at_ms,
+        sent_at_ms: chrono::Utc::now().timestamp_millis(),
         held_vips,
         after_seq,
-        signature,
-    }
+        wireguard_applied: Vec::new(),
+        vip_probes: Vec::new(),
+        signature: String::new(),
+    };
+    beat.signature = identity.sign_bytes(&beat.bytes_to_sign());
+    beat
 }
 
 /// Waits `wait`, or until a nudge; `None` on shutdown, else the highest log

@@ -166,6 +166,24 @@ payload! {
         pub threshold_ms: u64,
         /// Which sensor noticed.
         pub observer: String,
+        /// What fell silent: its heartbeats, or (while it still heartbeats)
+        /// its VIP's data path. Absent in events written before data-path
+        /// checks existed, which were all heartbeat silences.
+        #[serde(default)]
+        pub reason: SilenceReason,
+    }
+}
+
+payload! {
+    /// Why a VIP holder counts as silent.
+    #[derive(Default)]
+    pub enum SilenceReason {
+        /// No heartbeat for longer than the threshold.
+        #[default]
+        Heartbeat,
+        /// It heartbeats, but probes through its VIP from the cluster's
+        /// other agents fail (a zombie holder).
+        DataPath,
     }
 }
 
@@ -260,5 +278,83 @@ payload! {
         pub candidate_peer_id: Option<String>,
         /// Why, e.g. `cooldown: last promotion 12 s ago (min 30 s)`.
         pub reason: String,
+    }
+}
+
+payload! {
+    /// An agent registered (or re-registered) its WireGuard identity: the
+    /// public half of an x25519 key made on the node, and the underlay
+    /// endpoint other peers send to. The private key never leaves the node.
+    pub struct WireguardKeyRegistered {
+        /// The instance whose agent made the key.
+        pub instance_id: String,
+        /// Base64 of the 32-byte x25519 public key.
+        pub public_key: String,
+        /// Underlay `address:port` (IPv6 in brackets), e.g. `10.99.0.2:51820`.
+        pub endpoint: String,
+    }
+}
+
+payload! {
+    /// A probe through a virtual IP reached the holder at this generation:
+    /// the promotion (or allocation) is complete on the data path.
+    pub struct VirtualIpReachable {
+        /// Virtual IP id.
+        pub virtual_ip_id: String,
+        /// The generation the answering holder reported.
+        pub generation: u64,
+        /// The peer that answered through the VIP.
+        pub holder_peer_id: String,
+        /// The peer whose agent probed.
+        pub probed_by_peer_id: String,
+        /// When the probe answered (RFC 3339, the prober's clock).
+        pub probed_at: String,
+    }
+}
+
+payload! {
+    /// An operator access grant: a WireGuard peer (key made on the
+    /// operator's machine, or by the platform and handed out once) that
+    /// reaches the network through a gateway peer.
+    pub struct AccessGrantCreated {
+        /// Grant id.
+        pub grant_id: String,
+        /// Network id.
+        pub network_id: String,
+        /// Human name, e.g. `laptop`.
+        pub name: String,
+        /// Base64 of the grant's 32-byte x25519 public key.
+        pub public_key: String,
+        /// The grant's overlay /128.
+        #[serde(with = "crate::payloads::text")]
+        #[cfg_attr(feature = "schema", schemars(with = "Ipv6Addr"))]
+        pub address: Ipv6Addr,
+        /// The peer the grant's tunnel ends at; it forwards into the overlay.
+        pub gateway_peer_id: String,
+        /// When it stops working (RFC 3339), if ever.
+        #[serde(default)]
+        pub expires_at: Option<String>,
+    }
+}
+
+payload! {
+    /// Why an access grant ended.
+    pub enum AccessGrantEnd {
+        /// An operator revoked it.
+        Revoked,
+        /// Its time ran out.
+        Expired,
+    }
+}
+
+payload! {
+    /// An access grant ended; its peer is removed everywhere.
+    pub struct AccessGrantRevoked {
+        /// Grant id.
+        pub grant_id: String,
+        /// Network id.
+        pub network_id: String,
+        /// Revoked or expired.
+        pub reason: AccessGrantEnd,
     }
 }

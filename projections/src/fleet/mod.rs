@@ -13,13 +13,16 @@
 mod accounts;
 mod approvals;
 mod clusters;
+mod dataplane;
 mod instances;
 mod queries;
 mod sdwan;
+mod wireguard;
 
 pub use accounts::OperatorToken;
 pub use approvals::{Approval, ApprovalStatus};
 pub use clusters::{Cluster, ClusterStatus, K8sNode, K8sNodeStatus, FLAVOR_K3S};
+pub use dataplane::{AccessGrant, Reachability, WireguardKey};
 pub use instances::{
     BootstrapReport, Instance, InstanceStatus, K3sPhase, ModuleAssignment, Node, Template,
 };
@@ -37,7 +40,7 @@ use std::collections::BTreeMap;
 const FORMAT: SnapshotFormat = SnapshotFormat {
     projection: "fleet",
     magic: *b"PNfl",
-    version: 3,
+    version: 4,
 };
 
 /// Everything one account owns. All maps are keyed by object id.
@@ -77,6 +80,12 @@ pub struct AccountState {
     /// Index: peer id → the virtual IPs its agent reports holding.
     #[serde(default)]
     pub peer_holdings: BTreeMap<String, std::collections::BTreeSet<String>>,
+    /// WireGuard identities by instance id.
+    #[serde(default)]
+    pub wireguard_keys: BTreeMap<String, WireguardKey>,
+    /// Access grants by grant id (ended ones included).
+    #[serde(default)]
+    pub grants: BTreeMap<String, AccessGrant>,
 }
 
 /// The fleet as the log describes it: every account's objects, plus the
@@ -88,6 +97,10 @@ pub struct FleetState {
     instance_accounts: BTreeMap<String, AccountId>,
     /// Operator-token fingerprint → (account, token id) (bearer auth).
     token_fingerprints: BTreeMap<String, (AccountId, String)>,
+    /// WireGuard public key → (account, instance id) of the instance that
+    /// registered it: a key names one instance, fleet-wide.
+    #[serde(default)]
+    wireguard_key_owners: BTreeMap<String, (AccountId, String)>,
     last_seq: u64,
     applied: u64,
 }
@@ -142,9 +155,10 @@ impl FleetState {
             EventPayload::InstanceDrained(p) => {
                 self.update(acct, |a| instances::instance_drained(a, p))
             }
-            EventPayload::InstanceTerminated(p) => {
-                self.update(acct, |a| instances::instance_terminated(a, p))
-            }
+            EventPayload::InstanceTerminated(p) => self.update(acct, |a| {
+                instances::instance_terminated(a, p);
+                dataplane::touch_instance(a, &p.instance_id, seq);
+            }),
             EventPayload::ModuleAssigned(p) => {
                 self.update(acct, |a| instances::module_assigned(a, seq, p))
             }
@@ -185,9 +199,10 @@ impl FleetState {
                     i.last_join_rejection = Some(p.reason.clone())
                 })
             }),
-            EventPayload::HandshakeReady(p) => {
-                self.update(acct, |a| clusters::handshake_ready(a, seq, p))
-            }
+            EventPayload::HandshakeReady(p) => self.update(acct, |a| {
+                clusters::handshake_ready(a, seq, p);
+                dataplane::assign_pod_subnet(a, &p.instance_id, seq);
+            }),
             // clusters
             EventPayload::ClusterBootstrapped(p) => {
                 clusters::cluster_bootstrapped(self.account_mut(acct), seq, p)
@@ -195,35 +210,98 @@ impl FleetState {
             EventPayload::ClusterActivated(p) => {
                 self.update(acct, |a| clusters::cluster_activated(a, seq, p))
             }
-            EventPayload::NodeRegistered(p) => {
-                self.update(acct, |a| clusters::node_registered(a, seq, p))
-            }
-            EventPayload::ClusterDecommissioned(p) => {
-                self.update(acct, |a| clusters::cluster_decommissioned(a, seq, p))
-            }
+            EventPayload::NodeRegistered(p) => self.update(acct, |a| {
+                clusters::node_registered(a, seq, p);
+                dataplane::assign_pod_subnet(a, &p.instance_id, seq);
+            }),
+            EventPayload::ClusterDecommissioned(p) => self.update(acct, |a| {
+                let members: Vec<String> = a
+                    .k8s_nodes
+                    .get(&p.cluster_id)
+                    .map(|rows| rows.keys().cloned().collect())
+                    .unwrap_or_default();
+                clusters::cluster_decommissioned(a, seq, p);
+                for m in members {
+                    dataplane::touch_instance(a, &m, seq);
+                }
+            }),
             // sdwan
             EventPayload::NetworkCreated(p) => {
                 sdwan::network_created(self.account_mut(acct), seq, p)
             }
-            EventPayload::PodSubnetPrefixSet(p) => {
-                self.update(acct, |a| sdwan::pod_subnet_prefix_set(a, p))
+            EventPayload::PodSubnetPrefixSet(p) => self.update(acct, |a| {
+                sdwan::pod_subnet_prefix_set(a, p);
+                dataplane::touch(a, &p.network_id, seq);
+                let mut peers: Vec<(u64, String)> = a
+                    .peers
+                    .values()
+                    .filter(|x| x.network_id == p.network_id)
+                    .map(|x| (x.attached_seq, x.instance_id.clone()))
+                    .collect();
+                peers.sort();
+                for (_, instance) in peers {
+                    dataplane::assign_pod_subnet(a, &instance, seq);
+                }
+            }),
+            EventPayload::PeerAttached(p) => {
+                let a = self.account_mut(acct);
+                sdwan::peer_attached(a, seq, p);
+                dataplane::touch(a, &p.network_id, seq);
+                dataplane::assign_pod_subnet(a, &p.instance_id, seq);
             }
-            EventPayload::PeerAttached(p) => sdwan::peer_attached(self.account_mut(acct), seq, p),
             EventPayload::VirtualIpAllocated(p) => {
-                sdwan::vip_allocated(self.account_mut(acct), seq, p)
+                let a = self.account_mut(acct);
+                sdwan::vip_allocated(a, seq, p);
+                dataplane::touch(a, &p.network_id, seq);
             }
             EventPayload::VirtualIpCandidateAdded(p) => {
                 self.update(acct, |a| sdwan::vip_candidate_added(a, p))
             }
-            EventPayload::VirtualIpPromoted(p) => {
-                self.update(acct, |a| sdwan::vip_promoted(a, event.occurred_at, p))
-            }
+            EventPayload::VirtualIpPromoted(p) => self.update(acct, |a| {
+                sdwan::vip_promoted(a, event.occurred_at, p);
+                if let Some(n) = a
+                    .virtual_ips
+                    .get(&p.virtual_ip_id)
+                    .map(|v| v.network_id.clone())
+                {
+                    dataplane::touch(a, &n, seq);
+                }
+            }),
             EventPayload::VirtualIpApplied(p) => self.update(acct, |a| sdwan::vip_applied(a, p)),
             EventPayload::FailoverProposed(p) => {
                 self.update(acct, |a| sdwan::failover_proposed(a, seq, p))
             }
-            EventPayload::VirtualIpReleased(p) => {
-                self.update(acct, |a| sdwan::vip_released_event(a, p))
+            EventPayload::VirtualIpReleased(p) => self.update(acct, |a| {
+                sdwan::vip_released_event(a, p);
+                if let Some(n) = a
+                    .virtual_ips
+                    .get(&p.virtual_ip_id)
+                    .map(|v| v.network_id.clone())
+                {
+                    dataplane::touch(a, &n, seq);
+                }
+            }),
+            EventPayload::VirtualIpReachable(p) => {
+                self.update(acct, |a| dataplane::vip_reachable(a, seq, p))
+            }
+            EventPayload::WireguardKeyRegistered(p) => {
+                if let Some(a) = self.accounts.get_mut(acct) {
+                    let known = a.instances.contains_key(&p.instance_id);
+                    let replaced = dataplane::key_registered(a, seq, p);
+                    if known {
+                        if let Some(old) = replaced {
+                            self.wireguard_key_owners.remove(&old);
+                        }
+                        self.wireguard_key_owners
+                            .insert(p.public_key.clone(), (acct.clone(), p.instance_id.clone()));
+                    }
+                }
+            }
+            EventPayload::AccessGrantCreated(p) => {
+                self.update(acct, |a| dataplane::grant_created(a, seq, p))
+            }
+            EventPayload::AccessGrantRevoked(p) => {
+                self.update(acct, |a| dataplane::grant_revoked(a, seq, p))
             }
             EventPayload::VipHolderSilent(p) => {
                 self.update(acct, |a| sdwan::vip_holder_silent(a, p))

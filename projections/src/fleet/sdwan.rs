@@ -5,8 +5,9 @@ use chrono::{DateTime, Utc};
 use ipnet::{IpNet, Ipv6Net};
 use powernode_events::payloads::sdwan::{
     FailoverCandidate, FailoverProposed, NetworkCreated, PeerAttached, PodSubnetPrefixSet,
-    RoutingMode, VipHolderRecovered, VipHolderSilent, VipPurpose, VirtualIpAllocated,
-    VirtualIpApplied, VirtualIpCandidateAdded, VirtualIpPromoted, VirtualIpReleased,
+    RoutingMode, SilenceReason, VipHolderRecovered, VipHolderSilent, VipPurpose,
+    VirtualIpAllocated, VirtualIpApplied, VirtualIpCandidateAdded, VirtualIpPromoted,
+    VirtualIpReleased,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -34,6 +35,15 @@ pub struct Network {
     pub routing_mode: RoutingMode,
     /// Sequence of the creating event.
     pub created_seq: u64,
+    /// Sequence of the last event that changed this network's data plane
+    /// (peers, keys, VIP holders, grants, pod subnets): the revision of
+    /// every peer's desired WireGuard config.
+    #[serde(default)]
+    pub config_seq: u64,
+    /// Pod subnet index of each instance (the n-th subnet of
+    /// `pod_subnet_prefix`), handed out in fold order, never reused.
+    #[serde(default)]
+    pub pod_subnets: BTreeMap<String, u32>,
 }
 
 /// An instance attached to a network.
@@ -110,6 +120,12 @@ pub struct VirtualIp {
     /// The proposal waiting for approval, if any.
     #[serde(default)]
     pub pending_proposal: Option<Proposal>,
+    /// Why the current silence episode began (heartbeats or data path).
+    #[serde(default)]
+    pub silence_reason: Option<SilenceReason>,
+    /// The newest data-path check that reached a holder.
+    #[serde(default)]
+    pub reachable: Option<super::dataplane::Reachability>,
 }
 
 /// One promotion of a VIP (for flap damping and history).
@@ -175,6 +191,8 @@ pub(super) fn network_created(account: &mut AccountState, seq: u64, p: &NetworkC
             pod_subnet_prefix: p.pod_subnet_prefix,
             routing_mode: p.routing_mode,
             created_seq: seq,
+            config_seq: seq,
+            pod_subnets: BTreeMap::new(),
         });
 }
 
@@ -235,6 +253,8 @@ pub(super) fn vip_allocated(account: &mut AccountState, seq: u64, p: &VirtualIpA
             applied: BTreeMap::new(),
             promotions: Vec::new(),
             pending_proposal: None,
+            silence_reason: None,
+            reachable: None,
         });
 }
 
@@ -304,6 +324,7 @@ pub(super) fn vip_holder_silent(account: &mut AccountState, p: &VipHolderSilent)
             && !vip.holder_silent
         {
             vip.holder_silent = true;
+            vip.silence_reason = Some(p.reason);
             vip.silent_since = Some(p.last_seen_at.clone());
             vip.silence_episodes += 1;
         }
@@ -316,6 +337,7 @@ pub(super) fn vip_holder_recovered(account: &mut AccountState, p: &VipHolderReco
     if let Some(vip) = account.virtual_ips.get_mut(&p.virtual_ip_id) {
         if vip.holder_peer_id == p.holder_peer_id {
             vip.holder_silent = false;
+            vip.silence_reason = None;
             vip.silent_since = None;
         }
     }

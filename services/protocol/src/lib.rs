@@ -125,11 +125,55 @@ pub struct Heartbeat {
     /// (from a nudge; a hint, waited for briefly, not signed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub after_seq: Option<u64>,
+    /// The WireGuard config revision applied on each network's interface
+    /// (empty when the agent runs no data plane). Signed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub wireguard_applied: Vec<AppliedConfig>,
+    /// What this agent's probes through its cluster's VIPs saw since the
+    /// last beat (empty when it probes nothing). Signed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub vip_probes: Vec<VipProbe>,
     /// Hex of the ed25519 signature.
     pub signature: String,
 }
 
 impl Heartbeat {
+    /// The bytes this beat's signature covers: [`Self::signing_bytes`],
+    /// then one line per applied WireGuard revision and one per VIP probe
+    /// (each sorted). A beat without either signs exactly what
+    /// [`Self::signing_bytes`] gives, so older agents still verify.
+    pub fn bytes_to_sign(&self) -> Vec<u8> {
+        let mut bytes = Self::signing_bytes(&self.instance_id, self.sent_at_ms, &self.held_vips);
+        let mut lines: Vec<String> = self
+            .wireguard_applied
+            .iter()
+            .map(|a| format!("wg {} {}", a.network_id, a.revision))
+            .collect();
+        lines.sort();
+        let mut probes: Vec<String> = self
+            .vip_probes
+            .iter()
+            .map(|p| {
+                format!(
+                    "probe {} {} {} {} {} {}",
+                    p.virtual_ip_id,
+                    p.vip,
+                    p.reached,
+                    p.answered_by.as_deref().unwrap_or("-"),
+                    p.generation
+                        .map_or_else(|| "-".to_string(), |g| g.to_string()),
+                    p.probed_at_ms
+                )
+            })
+            .collect();
+        probes.sort();
+        for line in lines.into_iter().chain(probes) {
+            bytes.push(b'\n');
+            bytes.extend_from_slice(line.as_bytes());
+        }
+        bytes
+    }
+
     /// The bytes the signature covers: instance, time and every held VIP
     /// (sorted, so the order an agent lists them in does not matter).
     pub fn signing_bytes(instance_id: &str, sent_at_ms: i64, held: &[HeldVip]) -> Vec<u8> {
@@ -203,15 +247,111 @@ pub struct HeartbeatReply {
     /// listed or that a newer generation gives to another instance.
     #[serde(default)]
     pub vips: Vec<VipDuty>,
+    /// The desired WireGuard config of each network the instance is a peer
+    /// of that has a registered key (empty when it runs no data plane).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub wireguard: Vec<powernode_events::wireguard::WireguardConfig>,
+    /// VIPs of the instance's cluster to probe through the tunnel.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub probe_targets: Vec<ProbeTarget>,
+    /// The instance's cluster's nodes (for a `k3s-server`'s API).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cluster_nodes: Vec<ClusterNode>,
 }
 
 /// Secrets a bootstrap server hands over with its report.
+/// The WireGuard config revision an agent applied on one network.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppliedConfig {
+    /// Network id.
+    pub network_id: String,
+    /// The [`WireguardConfig::revision`] now in force on the interface.
+    pub revision: u64,
+}
+
+/// One probe of a VIP's :6443 through the tunnel: who answered, at which
+/// generation (the data-path check).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VipProbe {
+    /// Virtual IP id.
+    pub virtual_ip_id: String,
+    /// The address probed.
+    pub vip: String,
+    /// Whether anything answered (TLS handshake and an HTTP answer).
+    pub reached: bool,
+    /// The instance that answered, when the server says (the simulated
+    /// runtime does; a real k3s does not).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answered_by: Option<String>,
+    /// The generation the answering holder holds the VIP at, when it says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<u64>,
+    /// When the probe finished (ms since the Unix epoch).
+    pub probed_at_ms: i64,
+}
+
+/// A VIP the agent should probe through the tunnel (a VIP of its cluster
+/// that it does not hold).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProbeTarget {
+    /// Virtual IP id.
+    pub virtual_ip_id: String,
+    /// The address; the probe goes to `https://[vip]:6443`.
+    pub vip: String,
+    /// The generation the log says is newest.
+    pub generation: u64,
+    /// The instance the log says holds it.
+    pub holder_instance_id: String,
+}
+
+/// A node of the agent's cluster as the platform knows it (the simulated
+/// runtime's API server lists these).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterNode {
+    /// Kubernetes node name.
+    pub name: String,
+    /// The instance behind it.
+    pub instance_id: String,
+    /// `server` (control plane) or `agent` (worker).
+    pub role: String,
+    /// Whether the node reported ready.
+    pub ready: bool,
+    /// Its overlay address, when attached to a network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overlay_ip: Option<String>,
+    /// When it registered (RFC 3339).
+    pub registered_at: String,
+}
+
+/// A cluster's certificate authority (PEM). Made by the bootstrap server,
+/// kept in the secret store, handed to servers that join so they serve
+/// certificates the kubeconfig verifies. Never in an event.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterCa {
+    /// The CA certificate (what the kubeconfig's
+    /// `certificate-authority-data` holds).
+    pub cert_pem: String,
+    /// The CA's private key.
+    pub key_pem: String,
+}
+
+impl std::fmt::Debug for ClusterCa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClusterCa(<redacted>)")
+    }
+}
+
 #[derive(Clone, Serialize, Deserialize)]
 pub struct BootstrapSecrets {
     /// The node (join) token.
     pub node_token: String,
     /// The admin kubeconfig.
     pub kubeconfig: String,
+    /// The cluster's CA, when the runtime made one the platform must hand
+    /// to joining servers (the simulated runtime does; real k3s shares its
+    /// CA through its own datastore).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_ca: Option<ClusterCa>,
 }
 
 impl std::fmt::Debug for BootstrapSecrets {
@@ -264,6 +404,10 @@ pub enum SubmitReply {
         token_fingerprint: String,
         /// Flags stamped by the platform for joining servers.
         server_flags: Vec<String>,
+        /// The cluster's CA, for a joining `k3s-server` of a cluster whose
+        /// bootstrap stored one (secret; redacted in `Debug`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cluster_ca: Option<ClusterCa>,
     },
     /// Refused; the agent retries on its next reconcile.
     Rejected {

@@ -19,6 +19,7 @@ async fn bootstrapped(
     let secrets = BootstrapSecrets {
         node_token: format!("K10{}::server:{}", "ab".repeat(32), "cd".repeat(32)),
         kubeconfig: kubeconfig("REAL-CA-0123456789abcdef"),
+        cluster_ca: None,
     };
     let report = s.signed(HandshakeBootstrap {
         instance_id: s.instance_id.clone(),
@@ -87,6 +88,7 @@ async fn a_resent_bootstrap_cannot_replace_the_clusters_secrets() -> anyhow::Res
     let fake = BootstrapSecrets {
         node_token: format!("K10{}::server:{}", "ee".repeat(32), "ff".repeat(32)),
         kubeconfig: kubeconfig("ATTACKER-CA-fedcba9876543210"),
+        cluster_ca: None,
     };
     let before = p.settle().await?;
     let r = s
@@ -101,6 +103,7 @@ async fn a_resent_bootstrap_cannot_replace_the_clusters_secrets() -> anyhow::Res
     let half = BootstrapSecrets {
         node_token: real.node_token.clone(),
         kubeconfig: fake.kubeconfig.clone(),
+        cluster_ca: None,
     };
     let r = s
         .submit(&forged(&s, &report, &half)?, Some(half.clone()))
@@ -273,6 +276,7 @@ async fn embedded_a_resent_bootstrap_cannot_replace_the_clusters_secrets() -> an
     let real = BootstrapSecrets {
         node_token: format!("K10{}::server:{}", "ab".repeat(32), "cd".repeat(32)),
         kubeconfig: kubeconfig("REAL-CA-0123456789abcdef"),
+        cluster_ca: None,
     };
     let mut report = Envelope::new(
         account.clone(),
@@ -295,6 +299,7 @@ async fn embedded_a_resent_bootstrap_cannot_replace_the_clusters_secrets() -> an
     let fake = BootstrapSecrets {
         node_token: format!("K10{}::server:{}", "ee".repeat(32), "ff".repeat(32)),
         kubeconfig: kubeconfig("ATTACKER-CA-fedcba9876543210"),
+        cluster_ca: None,
     };
     let mut forged = report.clone();
     if let EventPayload::HandshakeBootstrap(p) = &mut forged.payload {

@@ -181,6 +181,7 @@ fn churn(vip: &mut Vip) -> Vec<Envelope> {
             last_seen_at: "2026-01-01T00:00:00Z".into(),
             threshold_ms: 3000,
             observer: "sensor".into(),
+            reason: Default::default(),
         }
         .into(),
     );

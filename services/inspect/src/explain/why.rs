@@ -221,6 +221,25 @@ pub fn describe(ev: &Envelope, state: &FleetState) -> String {
             p.generation
         ),
         EventPayload::VirtualIpReleased(p) => format!("VIP released: {}", p.reason),
+        EventPayload::VirtualIpReachable(p) => format!(
+            "a probe from {} reached {} through the VIP at generation {}",
+            peer(&p.probed_by_peer_id),
+            peer(&p.holder_peer_id),
+            p.generation
+        ),
+        EventPayload::WireguardKeyRegistered(p) => format!(
+            "agent of {} registered WireGuard key {} at {}",
+            p.instance_id, p.public_key, p.endpoint
+        ),
+        EventPayload::AccessGrantCreated(p) => format!(
+            "access grant {} ({}) created through gateway {}",
+            p.grant_id,
+            p.name,
+            peer(&p.gateway_peer_id)
+        ),
+        EventPayload::AccessGrantRevoked(p) => {
+            format!("access grant {} ended ({:?})", p.grant_id, p.reason)
+        }
         EventPayload::InstanceDrained(p) => format!("{} drained {}", ev.actor, p.instance_id),
         EventPayload::InstanceTerminated(p) => {
             format!("{} terminated {}", ev.actor, p.instance_id)

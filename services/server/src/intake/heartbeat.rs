@@ -63,11 +63,7 @@ pub fn verify_heartbeat(fleet: &FleetState, hb: &Heartbeat) -> Result<(), Refusa
                 format!("instance {} has no enrolled key", hb.instance_id),
             )
         })?;
-    validate::verify_detached(
-        &key,
-        &Heartbeat::signing_bytes(&hb.instance_id, hb.sent_at_ms, &hb.held_vips),
-        &hb.signature,
-    )
+    validate::verify_detached(&key, &hb.bytes_to_sign(), &hb.signature)
 }
 
 impl Intake {
@@ -158,6 +154,9 @@ impl Intake {
             cluster_id: instance.cluster_id.clone(),
             bootstrap_server_flags,
             vips,
+            wireguard: Vec::new(),
+            probe_targets: Vec::new(),
+            cluster_nodes: Vec::new(),
         };
         drop(fleet);
         if !changes.is_empty() {

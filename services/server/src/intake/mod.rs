@@ -492,6 +492,7 @@ impl Intake {
             token,
             token_fingerprint,
             server_flags,
+            cluster_ca: None,
         })
     }
 

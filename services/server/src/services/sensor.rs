@@ -12,7 +12,7 @@
 use crate::liveness::SharedLiveness;
 use crate::services::failover::FailoverConfig;
 use chrono::{DateTime, Utc};
-use powernode_events::payloads::sdwan::{VipHolderRecovered, VipHolderSilent};
+use powernode_events::payloads::sdwan::{SilenceReason, VipHolderRecovered, VipHolderSilent};
 use powernode_events::{AccountId, Actor, Envelope, EventPayload};
 use powernode_log::{Expect, SharedLog};
 use powernode_projections::fleet::VipStatus;
@@ -118,6 +118,10 @@ fn describe(event: &Envelope) -> String {
         | EventPayload::FailoverNoCandidate(_)
         | EventPayload::FailoverSuppressed(_)
         | EventPayload::VirtualIpApplied(_)
+        | EventPayload::VirtualIpReachable(_)
+        | EventPayload::WireguardKeyRegistered(_)
+        | EventPayload::AccessGrantCreated(_)
+        | EventPayload::AccessGrantRevoked(_)
         | EventPayload::ModuleAssigned(_)
         | EventPayload::RuntimeInstalling(_)
         | EventPayload::HandshakeBootstrap(_)
@@ -177,6 +181,7 @@ pub fn observe(
                             .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
                         threshold_ms: threshold.as_millis() as u64,
                         observer: observer.to_string(),
+                        reason: SilenceReason::Heartbeat,
                     },
                 ));
             } else if vip.holder_silent {

@@ -214,6 +214,8 @@ pub fn network(n: &fleet::Network) -> sdwan::Network {
         pod_subnet_prefix,
         routing_mode,
         created_seq,
+        config_seq: _,
+        pod_subnets: _,
     } = n;
     sdwan::Network {
         id: id.clone(),
@@ -404,6 +406,8 @@ pub(super) mod tests {
             pod_subnet_prefix: Some("10.42.0.0/16".parse().unwrap()),
             routing_mode: RoutingMode::Hub,
             created_seq: 10,
+            config_seq: 10,
+            pod_subnets: Default::default(),
         };
         same(&net, &network(&net));
         let p = fleet::Peer {

@@ -196,6 +196,10 @@ impl Rules {
             | EventPayload::FailoverNoCandidate(_)
             | EventPayload::FailoverSuppressed(_)
             | EventPayload::VirtualIpApplied(_)
+            | EventPayload::VirtualIpReachable(_)
+            | EventPayload::WireguardKeyRegistered(_)
+            | EventPayload::AccessGrantCreated(_)
+            | EventPayload::AccessGrantRevoked(_)
             | EventPayload::ModuleAssigned(_)
             | EventPayload::RuntimeInstalling(_)
             | EventPayload::HandshakeBootstrap(_)
@@ -524,6 +528,7 @@ mod tests {
                 last_seen_at: "2026-11-21T12:00:00Z".into(),
                 threshold_ms: 3000,
                 observer: "sensor@test".into(),
+                reason: Default::default(),
             },
         );
         let seen = log.append(&silent, Expect::Any).await.unwrap().seq;

@@ -37,6 +37,7 @@ fn silent(g: &Given, holder: &str) -> VipHolderSilent {
         last_seen_at: "2026-09-21T12:00:00.000Z".into(),
         threshold_ms: 3000,
         observer: "sensor@test".into(),
+        reason: Default::default(),
     }
 }
 
