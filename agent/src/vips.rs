@@ -206,6 +206,7 @@ mod tests {
             vip: format!("fd00::{id}"),
             generation,
             hold,
+            network_id: None,
         }
     }
 

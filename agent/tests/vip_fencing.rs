@@ -96,6 +96,7 @@ fn duty(id: &str, vip: &str, generation: u64, hold: bool) -> VipDuty {
         vip: vip.into(),
         generation,
         hold,
+        network_id: None,
     }
 }
 

@@ -214,6 +214,11 @@ pub struct VipDuty {
     pub generation: u64,
     /// Whether this instance is the holder at that generation.
     pub hold: bool,
+    /// The network the VIP belongs to (its interface is
+    /// `wg-sdwan-<handle>` of that network's config); absent from older
+    /// intakes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_id: Option<String>,
 }
 
 /// One k3s module assigned to the instance's template.

@@ -271,6 +271,7 @@ pub fn vip_duties(fleet: &FleetState, account: &AccountId, instance_id: &str) ->
             vip: vip.vip.to_string(),
             generation: vip.generation,
             hold: holder,
+            network_id: Some(vip.network_id.clone()),
         })
         .collect()
 }
