@@ -20,7 +20,14 @@
 //!   opens belong there) and a TCP forwarder from the underlay to a port on
 //!   the test machine's loopback (agents in hosts reach the nats-server).
 //! * [`wireguard`] — tunnels made by hand: keys, `boringtun-cli`, a
-//!   wg-quick file imported with the real `wg-quick`.
+//!   wg-quick file imported with the real `wg-quick`;
+//! * [`probe`] — HTTPS to a cluster's API from inside a host, once or in a
+//!   loop, saying which instance answered at which VIP generation;
+//! * [`fleet`] — the platform with every agent in its own host, data plane on.
+//!
+//! Hosts keep IPv6 addresses on an interface that goes down
+//! (`keep_addr_on_down`), so a test can take a holder's interface down and
+//! later see its agent remove the VIP address itself.
 //!
 //! Names are `pnt-<pid>-<n>-…` (the test process's id), so tests running at
 //! the same time never collide, and namespaces left by a test process that
@@ -32,12 +39,14 @@
 //! installs the last three). A missing one fails the test naming it; the
 //! test never skips.
 
+pub mod fleet;
 mod forward;
+pub mod probe;
 mod process;
 pub mod wireguard;
 
 use anyhow::{anyhow, bail, Context as _};
-pub use forward::{in_netns, TcpForward};
+pub use forward::{in_netns, spawn_in_netns, TcpForward};
 pub use process::HostProcess;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -256,6 +265,15 @@ impl Underlay {
         )?;
         ip(&host.ns, &["link", "set", UPLINK, "up"])?;
         ip(&host.ns, &["link", "set", "lo", "up"])?;
+        host.run(
+            "sysctl",
+            &[
+                "-q",
+                "-w",
+                "net.ipv6.conf.all.keep_addr_on_down=1",
+                "net.ipv6.conf.default.keep_addr_on_down=1",
+            ],
+        )?;
         Ok(host)
     }
 

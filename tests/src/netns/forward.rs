@@ -68,3 +68,21 @@ impl Drop for TcpForward {
         self.task.abort();
     }
 }
+
+/// Starts `f` on a new thread inside network namespace `ns` (as
+/// [`in_netns`], without waiting for it); joining gives its result.
+pub fn spawn_in_netns<T: Send + 'static>(
+    ns: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> anyhow::Result<std::thread::JoinHandle<anyhow::Result<T>>> {
+    let path = format!("/run/netns/{ns}");
+    let file = std::fs::File::open(&path).with_context(|| format!("opening {path}"))?;
+    Ok(std::thread::spawn(move || {
+        // SAFETY: `file` is an open namespace file; setns changes only this
+        // thread's network namespace.
+        if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            bail!("setns into {path}: {}", std::io::Error::last_os_error());
+        }
+        Ok(f())
+    }))
+}

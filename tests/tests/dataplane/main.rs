@@ -9,6 +9,8 @@
 //! `cargo nextest run -p powernode-tests --test dataplane --no-capture`
 //! shows the timings.
 
+mod scenario;
+
 use anyhow::{ensure, Context as _};
 use powernode_tests::netns::wireguard::{KeyPair, PeerSpec, Tunnel, WgQuick};
 use powernode_tests::netns::Underlay;
@@ -104,6 +106,15 @@ fn the_underlay_carries_a_userspace_wireguard_tunnel() -> anyhow::Result<()> {
         b.addresses("wgq")?.contains(&"fd77::2/128".to_string()),
         "wg-quick put the address on b's interface: {:?}",
         b.addresses("wgq")?
+    );
+
+    // An interface taken down keeps its addresses (a dead holder's VIP stays
+    // until its agent comes back and removes it).
+    a.run("ip", &["link", "set", "wg0", "down"])?;
+    ensure!(
+        a.addresses("wg0")?.contains(&"fd77::1/128".to_string()),
+        "the address went with the link: {:?}",
+        a.addresses("wg0")?
     );
 
     // Everything goes with the values.
