@@ -36,9 +36,7 @@ impl std::fmt::Debug for KeyPair {
 impl KeyPair {
     /// A fresh key pair.
     pub fn generate() -> anyhow::Result<Self> {
-        let private = run(&mut Command::new("wg").arg("genkey"))?
-            .trim()
-            .to_string();
+        let private = run(Command::new("wg").arg("genkey"))?.trim().to_string();
         let mut child = Command::new("wg")
             .arg("pubkey")
             .stdin(Stdio::piped())
