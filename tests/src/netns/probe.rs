@@ -3,6 +3,9 @@
 //! kubeconfig's CA, reading which instance answered and at which VIP
 //! generation (`x-powernode-instance`, `x-powernode-vip-generation`). One
 //! request at a time, or a loop every few milliseconds in the background.
+//! A request is a GET as kubectl sends it: a new connection each time, sent
+//! once more when the connection was reset (client-go retries a GET on
+//! `ECONNRESET`); the result says when that happened.
 
 use super::{spawn_in_netns, Host};
 use anyhow::{anyhow, bail, Context as _};
@@ -76,20 +79,80 @@ pub struct Answer {
 pub struct ProbeResult {
     /// When it was sent.
     pub at: Instant,
-    /// How long it took.
+    /// When it was sent, by the clock (to read beside agents' logs).
+    pub sent: chrono::DateTime<chrono::Utc>,
+    /// How long it took (a retry included).
     pub took: Duration,
     /// Who answered, or why it failed.
     pub outcome: Result<Answer, String>,
+    /// The first attempt's error, when the connection was reset and the
+    /// request sent again (as kubectl's client-go does for a GET).
+    pub retried: Option<String>,
+}
+
+/// `GET <server>/version` the way kubectl's client-go sends a GET: once
+/// more when the connection was reset before an answer (a connection in
+/// flight while the VIP moved reaches the new holder, which knows nothing
+/// of it). `(outcome, the first attempt's error when retried)`.
+async fn probe(client: &reqwest::Client, server: &str) -> (Result<Answer, String>, Option<String>) {
+    match get_version(client, server).await {
+        Err(Failure::Reset(first)) => {
+            let again = get_version(client, server)
+                .await
+                .map_err(Failure::into_message);
+            (again, Some(first))
+        }
+        other => (other.map_err(Failure::into_message), None),
+    }
+}
+
+/// Why a request failed.
+enum Failure {
+    /// The connection was reset before an answer.
+    Reset(String),
+    /// Anything else.
+    Other(String),
+}
+
+impl Failure {
+    fn into_message(self) -> String {
+        match self {
+            Self::Reset(m) | Self::Other(m) => m,
+        }
+    }
+}
+
+/// Whether `e` is what client-go retries a GET after: a connection reset,
+/// or one closed before the answer (`IsConnectionReset`, `IsProbableEOF`).
+fn was_reset(e: &(dyn std::error::Error + 'static)) -> bool {
+    use std::io::ErrorKind::{ConnectionReset, UnexpectedEof};
+    let mut next = Some(e);
+    while let Some(err) = next {
+        if err
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| matches!(io.kind(), ConnectionReset | UnexpectedEof))
+            || err
+                .to_string()
+                .contains("connection closed before message completed")
+        {
+            return true;
+        }
+        next = err.source();
+    }
+    false
 }
 
 /// `GET <server>/version` once; who answered.
-async fn get_version(client: &reqwest::Client, server: &str) -> Result<Answer, String> {
+async fn get_version(client: &reqwest::Client, server: &str) -> Result<Answer, Failure> {
     let url = format!("{}/version", server.trim_end_matches('/'));
-    let r = client
-        .get(&url)
-        .send()
-        .await
-        .map_err(|e| format!("{url}: {}", chain(&e)))?;
+    let r = client.get(&url).send().await.map_err(|e| {
+        let message = format!("{url}: {}", chain(&e));
+        if was_reset(&e) {
+            Failure::Reset(message)
+        } else {
+            Failure::Other(message)
+        }
+    })?;
     let status = r.status();
     let header = |name: &str| {
         r.headers()
@@ -100,9 +163,10 @@ async fn get_version(client: &reqwest::Client, server: &str) -> Result<Answer, S
     let instance = header("x-powernode-instance");
     let generation = header("x-powernode-vip-generation").and_then(|g| g.parse().ok());
     if !status.is_success() {
-        return Err(format!("{url}: HTTP {status}"));
+        return Err(Failure::Other(format!("{url}: HTTP {status}")));
     }
-    let instance = instance.ok_or_else(|| format!("{url}: no x-powernode-instance header"))?;
+    let instance =
+        instance.ok_or_else(|| Failure::Other(format!("{url}: no x-powernode-instance header")))?;
     Ok(Answer {
         instance,
         generation,
@@ -132,12 +196,14 @@ pub fn probe_once(
             .enable_all()
             .build()?;
         let client = target.client(timeout)?;
-        let at = Instant::now();
-        let outcome = rt.block_on(get_version(&client, &target.server));
+        let (at, sent) = (Instant::now(), chrono::Utc::now());
+        let (outcome, retried) = rt.block_on(probe(&client, &target.server));
         Ok(ProbeResult {
             at,
+            sent,
             took: at.elapsed(),
             outcome,
+            retried,
         })
     })?;
     handle
@@ -175,12 +241,14 @@ impl ProbeLoop {
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 while !stop_in.load(Ordering::Relaxed) {
                     tick.tick().await;
-                    let at = Instant::now();
-                    let outcome = get_version(&client, &target.server).await;
+                    let (at, sent) = (Instant::now(), chrono::Utc::now());
+                    let (outcome, retried) = probe(&client, &target.server).await;
                     into.lock().expect("probe results lock").push(ProbeResult {
                         at,
+                        sent,
                         took: at.elapsed(),
                         outcome,
+                        retried,
                     });
                 }
             });

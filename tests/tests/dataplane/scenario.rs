@@ -5,7 +5,7 @@
 //! across a failover, a drain and a revocation.
 
 use anyhow::{bail, ensure, Context as _};
-use powernode_tests::failover_support::{wait_approval, FailoverPolicy};
+use powernode_tests::failover_support::{approvals, vip_events, FailoverPolicy, SILENT};
 use powernode_tests::lifecycle_support::{str_at, wait_until, AGENT, SERVER, WAIT};
 use powernode_tests::netns::fleet::{kubectl, DataPlane, NsMember};
 use powernode_tests::netns::probe::{
@@ -24,6 +24,9 @@ const POD_PREFIX: &str = "10.42.0.0/16";
 const PROBE_EVERY: Duration = Duration::from_millis(50);
 /// How long one probe may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long one probe may take while measuring an outage (a SYN lost to a
+/// dead holder is retransmitted only after a second: start afresh instead).
+const OUTAGE_PROBE_TIMEOUT: Duration = Duration::from_millis(250);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_reaches_the_vip_through_an_access_grant_across_failover_drain_and_revocation(
@@ -99,14 +102,32 @@ async fn kubectl_reaches_the_vip_through_an_access_grant_across_failover_drain_a
         "kubectl get nodes lists prod's 3 nodes {expected:?}: {nodes:?}"
     );
     staging_answers_too(&d, &laptop, &staging, &st1, &dir).await?;
+    let silent = vip_events(&d.op, SILENT, &str_at(&v, "/id")?).await?;
+    ensure!(
+        silent.is_empty(),
+        "prod-s1 served every request, yet the sensor called it silent: {silent:?}"
+    );
 
     // Failover: the holder's agent dies and its interface goes down.
-    let outage = ProbeLoop::start(&laptop, &target, PROBE_EVERY, PROBE_TIMEOUT)?;
+    let outage = ProbeLoop::start(&laptop, &target, PROBE_EVERY, OUTAGE_PROBE_TIMEOUT)?;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let killed = Instant::now();
     s1.agent.kill();
     s1.host.run("ip", &["link", "set", &d.interface, "down"])?;
-    let a = wait_approval(&d.op, "requested").await?;
+    let vip_id = str_at(&v, "/id")?;
+    let a = wait_until(
+        WAIT,
+        "a promotion of prod's VIP awaiting approval",
+        || async {
+            let all = approvals(&d.op, "requested")
+                .await
+                .map_err(|e| format!("{e:#}"))?;
+            all.into_iter()
+                .find(|a| a["subject"] == format!("virtual_ip/{vip_id}"))
+                .ok_or_else(|| "none".to_string())
+        },
+    )
+    .await?;
     let asked = killed.elapsed();
     let approved = Instant::now();
     d.op.ok(
@@ -115,13 +136,22 @@ async fn kubectl_reaches_the_vip_through_an_access_grant_across_failover_drain_a
     )
     .await?;
     wait_answer(&laptop, &target, &s2, 2).await?;
-    let answered = approved.elapsed();
     let results = outage.stop()?;
     let (down, failed) = longest_outage(&results).context("the kill caused no failed request")?;
+    let answered = results
+        .iter()
+        .find(|r| {
+            r.at >= approved
+                && r.outcome
+                    .as_ref()
+                    .is_ok_and(|a| a.instance == s2.instance_id)
+        })
+        .map(|r| r.at + r.took - approved)
+        .context("no answer from prod-s2 in the probe loop")?;
     println!(
         "failover: kill → approval requested {asked:?}; approve → first answer from prod-s2 \
-         {answered:?}; downtime seen by the client {down:?} ({failed} failed requests, \
-         approval wait included)"
+         {answered:?}; outage seen by the client {down:?} ({failed} failed requests every \
+         {PROBE_EVERY:?}, the approval wait included)"
     );
     let nodes = blocking(|| kubectl_nodes(&laptop, &kubeconfig))?;
     ensure!(nodes == expected, "kubectl after the failover: {nodes:?}");
@@ -166,6 +196,30 @@ async fn kubectl_reaches_the_vip_through_an_access_grant_across_failover_drain_a
         "restart → old holder removed {vip128}: {:?}",
         restarted.elapsed()
     );
+    // Restarted, it serves its API again (on its own /128, through the grant).
+    let own = str_at(&d.peer_config(&s1.peer).await?, "/desired/address")?;
+    let direct = ApiTarget {
+        server: format!("https://[{own}]:6443"),
+        ..target.clone()
+    };
+    wait_until(
+        WAIT,
+        "the restarted prod-s1 serving its k3s API on its /128",
+        || async {
+            let r = blocking(|| probe_once(&laptop, &direct, PROBE_TIMEOUT))
+                .map_err(|e| format!("{e:#}"))?;
+            match r.outcome {
+                Ok(a) if a.instance == s1.instance_id => Ok(a),
+                other => Err(format!(
+                    "{other:?}; listeners on prod-s1: {:?}",
+                    s1.host
+                        .run("ss", &["-Htln"])
+                        .unwrap_or_else(|e| format!("{e:#}"))
+                )),
+            }
+        },
+    )
+    .await?;
     d.wait_vip(
         &prod,
         "prod-s1 a candidate again, only prod-s2 applied",
@@ -177,7 +231,7 @@ async fn kubectl_reaches_the_vip_through_an_access_grant_across_failover_drain_a
     .await?;
     d.wait_in_sync(&[&s1, &s2, &w1, &st1]).await?;
 
-    drain_loses_no_request(&d, &laptop, &target, &prod, &s1, &s2).await?;
+    drain_loses_no_request(&d, &laptop, &target, &prod, (&s2, &s1, &w1), 2).await?;
 
     // Revoked: the operator's tunnel leads nowhere.
     d.op.ok(
@@ -299,36 +353,56 @@ async fn staging_answers_too(
     Ok(())
 }
 
-/// Drains the holder `s2` while the operator probes every 50 ms: the VIP
-/// moves to `s1` at generation 3 and no request fails.
+/// Drains the holder `from` (at generation `before`) while the operator
+/// probes every 50 ms (through `gateway`): the VIP moves to `to` at the next
+/// generation and no request fails.
 async fn drain_loses_no_request(
     d: &DataPlane,
     laptop: &Host,
     target: &ApiTarget,
     prod: &str,
-    s1: &NsMember,
-    s2: &NsMember,
+    (from, to, gateway): (&NsMember, &NsMember, &NsMember),
+    before: u64,
 ) -> anyhow::Result<()> {
+    let after = before + 1;
     let probes = ProbeLoop::start(laptop, target, PROBE_EVERY, PROBE_TIMEOUT)?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let drained = Instant::now();
-    d.op.ok("system_drain_instance", json!({ "id": s2.instance_id }))
+    d.op.ok("system_drain_instance", json!({ "id": from.instance_id }))
         .await?;
-    d.wait_vip(prod, "held by prod-s1 at generation 3, reachable", |v| {
-        v["holder_peer_id"] == s1.peer.as_str()
-            && v["generation"] == 3
-            && v["reachable"]["generation"] == 3
+    let expected = format!("held by {} at generation {after}, reachable", to.hostname);
+    d.wait_vip(prod, &expected, |v| {
+        v["holder_peer_id"] == to.peer.as_str()
+            && v["generation"] == after
+            && v["reachable"]["generation"] == after
     })
-    .await?;
+    .await
+    .with_context(|| {
+        let last = probes.results().last().cloned();
+        format!(
+            "last probe from the operator: {last:?}\nlisteners on {}: {}\n\
+             {}'s agent log:\n{}\n{}'s agent log:\n{}",
+            to.hostname,
+            to.host
+                .run("ss", &["-Htln"])
+                .unwrap_or_else(|e| format!("{e:#}")),
+            to.hostname,
+            to.agent.log_tail(15),
+            from.hostname,
+            from.agent.log_tail(15)
+        )
+    })?;
     let moved = drained.elapsed();
+    let new_answer = Answer {
+        instance: to.instance_id.clone(),
+        generation: Some(after),
+    };
     wait_until(
         WAIT,
-        "the probe loop sees prod-s1 at generation 3",
+        &format!("the probe loop sees {} at generation {after}", to.hostname),
         || async {
-            let r = probes.results();
-            let last = r.last().map(|r| r.outcome.clone());
-            match last {
-                Some(Ok(a)) if a.instance == s1.instance_id && a.generation == Some(3) => Ok(()),
+            match probes.results().last().map(|r| r.outcome.clone()) {
+                Some(Ok(a)) if a == new_answer => Ok(()),
                 other => Err(format!("{other:?}")),
             }
         },
@@ -337,33 +411,43 @@ async fn drain_loses_no_request(
     tokio::time::sleep(Duration::from_millis(500)).await;
     let results = probes.stop()?;
     let failed: Vec<&ProbeResult> = results.iter().filter(|r| r.outcome.is_err()).collect();
-    let answered_by: Vec<(String, Option<u64>)> = results
-        .iter()
-        .filter_map(|r| r.outcome.as_ref().ok())
-        .map(|a| (a.instance.clone(), a.generation))
-        .fold(Vec::new(), |mut v, x| {
-            if v.last() != Some(&x) {
-                v.push(x);
-            }
-            v
-        });
+    let answered_by: Vec<Answer> =
+        results
+            .iter()
+            .filter_map(|r| r.outcome.as_ref().ok())
+            .fold(Vec::new(), |mut v, a| {
+                if v.last() != Some(a) {
+                    v.push(a.clone());
+                }
+                v
+            });
+    let retried: Vec<&String> = results.iter().filter_map(|r| r.retried.as_ref()).collect();
     println!(
-        "drain: {} requests every {PROBE_EVERY:?}, {} failed; VIP moved and reachable in {moved:?}; \
-         answered by {answered_by:?}",
+        "drain: {} requests every {PROBE_EVERY:?}, {} failed, {} sent again after a connection \
+         reset (as client-go does); VIP moved and reachable in {moved:?}; answered by \
+         {answered_by:?}",
         results.len(),
-        failed.len()
+        failed.len(),
+        retried.len()
     );
     ensure!(
         failed.is_empty(),
-        "requests failed during the drain: {failed:?}"
+        "requests failed during the drain: {failed:#?}\n{}",
+        [from, to, gateway]
+            .iter()
+            .map(|m| format!("{}'s agent log:\n{}", m.hostname, m.agent.log_tail(12)))
+            .collect::<Vec<_>>()
+            .join("\n")
     );
+    let old_answer = Answer {
+        instance: from.instance_id.clone(),
+        generation: Some(before),
+    };
     ensure!(
-        answered_by
-            == vec![
-                (s2.instance_id.clone(), Some(2)),
-                (s1.instance_id.clone(), Some(3))
-            ],
-        "answers went from prod-s2 (generation 2) to prod-s1 (generation 3): {answered_by:?}"
+        answered_by == vec![old_answer, new_answer],
+        "answers went from {} (generation {before}) to {} (generation {after}): {answered_by:?}",
+        from.hostname,
+        to.hostname
     );
     Ok(())
 }
