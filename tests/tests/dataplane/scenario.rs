@@ -234,39 +234,92 @@ async fn kubectl_reaches_the_vip_through_an_access_grant_across_failover_drain_a
     drain_loses_no_request(&d, &laptop, &target, &prod, (&s2, &s1, &w1), 2).await?;
 
     // Revoked: the operator's tunnel leads nowhere.
-    d.op.ok(
-        "system_sdwan_revoke_access_grant",
-        json!({ "grant_id": grant_id }),
-    )
-    .await?;
-    let revoked = Instant::now();
-    wait_until(
-        WAIT,
-        "the revoked operator can no longer reach the VIP",
-        || async {
-            let r = blocking(|| probe_once(&laptop, &target, PROBE_TIMEOUT))
-                .map_err(|e| format!("{e:#}"))?;
-            match r.outcome {
-                Ok(a) => Err(format!("still answered by {a:?}")),
-                Err(_) => Ok(()),
-            }
-        },
-    )
-    .await?;
-    for _ in 0..3 {
-        let r = blocking(|| probe_once(&laptop, &target, PROBE_TIMEOUT))?;
-        ensure!(
-            r.outcome.is_err(),
-            "reached the VIP after revocation: {r:?}"
-        );
-    }
-    ensure!(
-        blocking(|| kubectl_nodes(&laptop, &kubeconfig)).is_err(),
-        "kubectl works after the grant was revoked"
-    );
-    println!("revoke → the operator cut off: {:?}", revoked.elapsed());
+    let revoked = Revocation {
+        grant_id: &grant_id,
+        public_key: &key.public,
+        gateway: &w1,
+    };
+    revoked.cuts_off(&d, &laptop, &target, &kubeconfig).await?;
     println!("whole scenario: {:?}", t0.elapsed());
     Ok(())
+}
+
+/// An access grant to revoke, and where its tunnel ends.
+struct Revocation<'a> {
+    grant_id: &'a str,
+    public_key: &'a str,
+    gateway: &'a NsMember,
+}
+
+impl Revocation<'_> {
+    /// Revokes the grant: the gateway drops the operator's peer, and neither
+    /// a probe nor kubectl reaches the VIP any more.
+    async fn cuts_off(
+        &self,
+        d: &DataPlane,
+        laptop: &Host,
+        target: &ApiTarget,
+        kubeconfig: &Path,
+    ) -> anyhow::Result<()> {
+        d.op.ok(
+            "system_sdwan_revoke_access_grant",
+            json!({ "grant_id": self.grant_id }),
+        )
+        .await?;
+        let revoked = Instant::now();
+        wait_until(
+            WAIT,
+            "the revoked operator can no longer reach the VIP",
+            || async {
+                let r = blocking(|| probe_once(laptop, target, PROBE_TIMEOUT))
+                    .map_err(|e| format!("{e:#}"))?;
+                match r.outcome {
+                    Ok(a) => Err(format!("still answered by {a:?}")),
+                    Err(_) => Ok(()),
+                }
+            },
+        )
+        .await?;
+        let cut = revoked.elapsed();
+        let peers = self
+            .gateway
+            .host
+            .run("wg", &["show", &d.interface, "peers"])?;
+        ensure!(
+            !peers.contains(self.public_key),
+            "the gateway {} still has the operator's peer: {peers}",
+            self.gateway.hostname
+        );
+        for _ in 0..3 {
+            let r = blocking(|| probe_once(laptop, target, PROBE_TIMEOUT))?;
+            ensure!(
+                r.outcome.is_err(),
+                "reached the VIP after revocation: {r:?}"
+            );
+        }
+        ensure!(
+            blocking(|| kubectl_nodes(laptop, kubeconfig)).is_err(),
+            "kubectl works after the grant was revoked"
+        );
+        let listed =
+            d.op.ok(
+                "system_sdwan_list_access_grants",
+                json!({ "network_id": d.net }),
+            )
+            .await?;
+        let status = listed["grants"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|g| g["id"] == self.grant_id)
+            .map(|g| g["status"].clone());
+        ensure!(
+            status == Some(json!("revoked")),
+            "the grant is listed as revoked: {listed}"
+        );
+        println!("revoke → the operator cut off: {cut:?}");
+        Ok(())
+    }
 }
 
 /// Every node's pod /24 is routed through the tunnel on every other peer
