@@ -258,7 +258,12 @@ impl FleetState {
                 self.update(acct, |a| sdwan::vip_candidate_added(a, p))
             }
             EventPayload::VirtualIpPromoted(p) => self.update(acct, |a| {
+                let before = a
+                    .virtual_ips
+                    .get(&p.virtual_ip_id)
+                    .map(|v| v.route_holder().to_string());
                 sdwan::vip_promoted(a, event.occurred_at, p);
+                sdwan::route_moved(a, &p.virtual_ip_id, before, seq);
                 if let Some(n) = a
                     .virtual_ips
                     .get(&p.virtual_ip_id)
@@ -267,7 +272,9 @@ impl FleetState {
                     dataplane::touch(a, &n, seq);
                 }
             }),
-            EventPayload::VirtualIpApplied(p) => self.update(acct, |a| sdwan::vip_applied(a, p)),
+            EventPayload::VirtualIpApplied(p) => {
+                self.update(acct, |a| sdwan::vip_applied(a, seq, p))
+            }
             EventPayload::FailoverProposed(p) => {
                 self.update(acct, |a| sdwan::failover_proposed(a, seq, p))
             }
