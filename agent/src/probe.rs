@@ -148,7 +148,12 @@ impl Prober {
 
     /// Probes every target each `interval` (and at once when the targets
     /// change) until `shutdown`.
-    pub async fn run(self, client: reqwest::Client, interval: Duration, shutdown: CancellationToken) {
+    pub async fn run(
+        self,
+        client: reqwest::Client,
+        interval: Duration,
+        shutdown: CancellationToken,
+    ) {
         loop {
             let targets = self.targets();
             let results = join_all(targets.iter().map(|t| probe(&client, t))).await;

@@ -149,7 +149,11 @@ impl DataPlane {
     }
 
     /// Runs only the commands for what changed from `prev` to `cfg`.
-    fn update(&mut self, prev: &WireguardConfig, cfg: &WireguardConfig) -> Result<(), DataPlaneError> {
+    fn update(
+        &mut self,
+        prev: &WireguardConfig,
+        cfg: &WireguardConfig,
+    ) -> Result<(), DataPlaneError> {
         let iface = cfg.interface.as_str();
         let before: BTreeMap<&str, &WireguardPeer> = prev
             .peers
@@ -268,12 +272,19 @@ fn peer_args(peer: &WireguardPeer, old: Option<&WireguardPeer>) -> Vec<String> {
     if let Some(endpoint) = &peer.endpoint {
         args.extend(["endpoint".to_owned(), endpoint.clone()]);
     }
-    match (peer.persistent_keepalive, old.and_then(|o| o.persistent_keepalive)) {
+    match (
+        peer.persistent_keepalive,
+        old.and_then(|o| o.persistent_keepalive),
+    ) {
         (Some(k), _) => args.extend(["persistent-keepalive".to_owned(), k.to_string()]),
         (None, Some(_)) => args.extend(["persistent-keepalive".to_owned(), "off".to_owned()]),
         (None, None) => {}
     }
-    let ips: Vec<String> = peer.allowed_ips.iter().map(|n| n.trunc().to_string()).collect();
+    let ips: Vec<String> = peer
+        .allowed_ips
+        .iter()
+        .map(|n| n.trunc().to_string())
+        .collect();
     args.extend(["allowed-ips".to_owned(), ips.join(",")]);
     args
 }

@@ -84,7 +84,9 @@ mod tests {
         assert!(link_up(
             "5: wg-sdwan-a: <POINTOPOINT,MULTICAST,NOARP,UP,LOWER_UP> mtu 1420"
         ));
-        assert!(!link_up("5: wg-sdwan-a: <POINTOPOINT,NOARP> mtu 1420 state DOWN"));
+        assert!(!link_up(
+            "5: wg-sdwan-a: <POINTOPOINT,NOARP> mtu 1420 state DOWN"
+        ));
         assert!(!link_up(""));
         let r = routes(
             "fd00:abcd::2 metric 1024 pref medium\nfe80::/64 proto kernel metric 256 pref medium\nfd00:abcd::100 proto kernel metric 256\ndefault metric 1024\n",
