@@ -15,8 +15,9 @@ use std::time::{Duration, Instant};
 const USERSPACE_WAIT: Duration = Duration::from_secs(2);
 
 impl DataPlane {
-    /// Applies `cfg`; `Ok(true)` when commands changed anything.
-    pub(super) fn apply(&mut self, cfg: &WireguardConfig) -> Result<bool, DataPlaneError> {
+    /// Applies one network's `cfg` (see [`DataPlane::apply_all`] for a
+    /// whole reply); `Ok(true)` when commands changed anything.
+    pub fn apply(&mut self, cfg: &WireguardConfig) -> Result<bool, DataPlaneError> {
         let iface = cfg.interface.clone();
         let link = self.link_state(&iface);
         let prev = self
