@@ -325,3 +325,45 @@ fn without_any_wireguard_the_error_names_both_options() {
         other => panic!("expected NoWireguard, got {other:?}"),
     }
 }
+
+#[test]
+fn a_userspace_peer_is_replaced_not_modified_and_added_one_command_each() {
+    let Rig {
+        kernel,
+        calls,
+        plane,
+        dir: _dir,
+    } = rig(false, None);
+    let mut plane = plane.with_userspace("boringtun-cli");
+    assert!(plane.apply_all(&[two_peers(1)]));
+    let first = drain(&calls);
+    let sets: Vec<&String> = first.iter().filter(|l| l.starts_with("wg set")).collect();
+    assert_eq!(sets.len(), 3, "settings, then one per peer: {sets:?}");
+    assert!(sets[0].ends_with("wireguard.key"), "{}", sets[0]);
+    let moved = config(
+        2,
+        vec![
+            peer(2, &["fd00:abcd::2/128", "10.42.1.0/24"]),
+            peer(3, &["fd00:abcd::3/128", VIP_NET]),
+        ],
+    );
+    assert!(plane.apply_all(&[moved]));
+    assert_eq!(
+        drain(&calls),
+        vec![
+            format!("ip link show {IF}"),
+            format!("wg set {IF} peer {} remove peer {} remove", key(2), key(3)),
+            format!(
+                "wg set {IF} peer {} endpoint 10.99.0.2:51820 persistent-keepalive 25 allowed-ips fd00:abcd::2/128,10.42.1.0/24",
+                key(2)
+            ),
+            format!(
+                "wg set {IF} peer {} endpoint 10.99.0.3:51820 persistent-keepalive 25 allowed-ips fd00:abcd::3/128,{VIP_NET}",
+                key(3)
+            ),
+        ]
+    );
+    assert_eq!(plane.applied_revisions()[0].revision, 2);
+    let k = kernel.lock().unwrap();
+    assert!(k.links[IF].peers[&key(3)].1.contains(&VIP_NET.to_string()));
+}

@@ -19,6 +19,8 @@ impl DataPlane {
     /// whole reply); `Ok(true)` when commands changed anything.
     pub fn apply(&mut self, cfg: &WireguardConfig) -> Result<bool, DataPlaneError> {
         let iface = cfg.interface.clone();
+        self.interfaces
+            .insert(cfg.network_id.clone(), cfg.interface.clone());
         let link = self.link_state(&iface);
         let prev = self
             .applied
@@ -99,21 +101,22 @@ impl DataPlane {
         let desired: BTreeSet<&str> = cfg.peers.iter().map(|p| p.public_key.as_str()).collect();
         let port = cfg.listen_port.to_string();
         let key_file = self.key.path().display().to_string();
-        let mut args = vec![
-            "set".to_owned(),
-            iface.to_owned(),
+        let head = vec![
             "listen-port".to_owned(),
             port,
             "private-key".to_owned(),
             key_file,
         ];
-        for stale in current.iter().filter(|k| !desired.contains(k.as_str())) {
-            args.extend(["peer".to_owned(), stale.clone(), "remove".to_owned()]);
-        }
-        for peer in &cfg.peers {
-            args.extend(peer_args(peer, None));
-        }
-        self.run_owned("wg", args)?;
+        let userspace = self.is_userspace(iface);
+        // A userspace peer is never modified in place: it is removed and
+        // added again (see `set_peers`).
+        let removals: Vec<String> = current
+            .into_iter()
+            .filter(|k| userspace || !desired.contains(k.as_str()))
+            .collect();
+        let adds: Vec<(&WireguardPeer, Option<&WireguardPeer>)> =
+            cfg.peers.iter().map(|p| (p, None)).collect();
+        self.set_peers(iface, head, removals, adds)?;
         let own = format!("{}/128", cfg.address);
         self.run("ip", &["-6", "addr", "replace", &own, "dev", iface])?;
         let keep = self.vips_of(&cfg.network_id);
@@ -162,22 +165,31 @@ impl DataPlane {
             .map(|p| (p.public_key.as_str(), p))
             .collect();
         let after: BTreeSet<&str> = cfg.peers.iter().map(|p| p.public_key.as_str()).collect();
-        let mut args = vec!["set".to_owned(), iface.to_owned()];
+        let userspace = self.is_userspace(iface);
+        let mut head = Vec::new();
         if prev.listen_port != cfg.listen_port {
-            args.extend(["listen-port".to_owned(), cfg.listen_port.to_string()]);
+            head.extend(["listen-port".to_owned(), cfg.listen_port.to_string()]);
         }
-        for gone in before.keys().filter(|k| !after.contains(*k)) {
-            args.extend(["peer".to_owned(), (*gone).to_owned(), "remove".to_owned()]);
-        }
+        let mut removals: Vec<String> = before
+            .keys()
+            .filter(|k| !after.contains(*k))
+            .map(|k| (*k).to_owned())
+            .collect();
+        let mut adds = Vec::new();
         for peer in &cfg.peers {
             let old = before.get(peer.public_key.as_str()).copied();
-            if old != Some(peer) {
-                args.extend(peer_args(peer, old));
+            if old == Some(peer) {
+                continue;
+            }
+            match old {
+                Some(_) if userspace => {
+                    removals.push(peer.public_key.clone());
+                    adds.push((peer, None));
+                }
+                _ => adds.push((peer, old)),
             }
         }
-        if args.len() > 2 {
-            self.run_owned("wg", args)?;
-        }
+        self.set_peers(iface, head, removals, adds)?;
         if prev.address != cfg.address {
             let own = format!("{}/128", cfg.address);
             self.run("ip", &["-6", "addr", "replace", &own, "dev", iface])?;
@@ -195,6 +207,51 @@ impl DataPlane {
         let v4 = |routes: &BTreeSet<IpNet>| routes.iter().any(|n| matches!(n, IpNet::V4(_)));
         if cfg.forwarding && (!prev.forwarding || (v4(&new) && !v4(&old))) {
             self.forwarding(v4(&new))?;
+        }
+        Ok(())
+    }
+
+    /// Whether a userspace implementation serves `iface` (its UAPI socket
+    /// exists).
+    fn is_userspace(&self, iface: &str) -> bool {
+        self.socket_dir.join(format!("{iface}.sock")).exists()
+    }
+
+    /// Runs `wg set` for interface settings (`head`), peer removals and
+    /// peer additions or changes. The kernel takes it all in one command.
+    /// A userspace implementation (boringtun 0.7) cannot modify an existing
+    /// peer, and within one command carries a peer's `remove`, endpoint
+    /// and keepalive over to the peers after it; so there the settings and
+    /// removals go first, then one command per added peer.
+    fn set_peers(
+        &mut self,
+        iface: &str,
+        head: Vec<String>,
+        removals: Vec<String>,
+        adds: Vec<(&WireguardPeer, Option<&WireguardPeer>)>,
+    ) -> Result<(), RuntimeError> {
+        let start = || vec!["set".to_owned(), iface.to_owned()];
+        let mut args = start();
+        args.extend(head);
+        for key in removals {
+            args.extend(["peer".to_owned(), key, "remove".to_owned()]);
+        }
+        if self.is_userspace(iface) {
+            if args.len() > 2 {
+                self.run_owned("wg", args)?;
+            }
+            for (peer, old) in adds {
+                let mut one = start();
+                one.extend(peer_args(peer, old));
+                self.run_owned("wg", one)?;
+            }
+            return Ok(());
+        }
+        for (peer, old) in adds {
+            args.extend(peer_args(peer, old));
+        }
+        if args.len() > 2 {
+            self.run_owned("wg", args)?;
         }
         Ok(())
     }

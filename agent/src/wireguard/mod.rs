@@ -154,8 +154,6 @@ impl DataPlane {
         self.applied.retain(|id, _| listed.contains(id.as_str()));
         let mut changed = false;
         for config in configs {
-            self.interfaces
-                .insert(config.network_id.clone(), config.interface.clone());
             match self.apply(config) {
                 Ok(did) => changed |= did,
                 Err(e) => {

@@ -13,6 +13,9 @@ use std::sync::{Arc, Mutex};
 #[derive(Debug, Clone, Default)]
 pub struct Link {
     pub up: bool,
+    /// Made by a userspace implementation: like boringtun 0.7, it refuses
+    /// to modify an existing peer in place.
+    pub userspace: bool,
     pub listen_port: Option<String>,
     pub private_key: Option<String>,
     /// Public key → (endpoint, allowed ips).
@@ -62,7 +65,13 @@ pub fn runner(
         let mut k = k.lock().unwrap();
         if call.program.ends_with("boringtun-cli") {
             let name = call.args.last().cloned().unwrap_or_default();
-            k.links.insert(name.clone(), Link::default());
+            k.links.insert(
+                name.clone(),
+                Link {
+                    userspace: true,
+                    ..Link::default()
+                },
+            );
             std::fs::write(root.join(format!("{name}.sock")), b"").unwrap();
             return ok(String::new());
         }
@@ -179,6 +188,10 @@ fn answer(k: &mut Kernel, call: &RecordedCommand) -> CommandOutput {
                     "private-key" => l.private_key = Some(rest[i + 1].to_owned()),
                     "peer" => {
                         let pk = rest[i + 1].to_owned();
+                        let removing = rest.get(i + 2) == Some(&"remove");
+                        if l.userspace && !removing && l.peers.contains_key(&pk) {
+                            return fail("Unable to modify interface: Protocol error");
+                        }
                         l.peers.entry(pk.clone()).or_default();
                         peer = Some(pk);
                     }
