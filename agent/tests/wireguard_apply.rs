@@ -367,3 +367,50 @@ fn a_userspace_peer_is_replaced_not_modified_and_added_one_command_each() {
     let k = kernel.lock().unwrap();
     assert!(k.links[IF].peers[&key(3)].1.contains(&VIP_NET.to_string()));
 }
+
+#[test]
+fn a_userspace_interface_nobody_answers_for_is_made_again() {
+    let kernel: Shared = Arc::new(Mutex::new(Kernel::default()));
+    kernel.lock().unwrap().links.insert(
+        IF.into(),
+        Link {
+            up: true,
+            userspace: true,
+            ..Link::default()
+        },
+    );
+    let Rig {
+        calls,
+        plane,
+        dir: _dir,
+        ..
+    } = rig(false, Some(kernel));
+    let mut plane = plane.with_userspace("boringtun-cli");
+    assert!(plane.apply_all(&[two_peers(1)]));
+    let lines = drain(&calls);
+    assert_eq!(
+        lines[..4],
+        [
+            format!("ip link show {IF}"),
+            format!("wg show {IF} listen-port"),
+            format!("ip link del {IF}"),
+            format!("ip link add {IF} type wireguard"),
+        ]
+    );
+    assert!(lines[4].starts_with("boringtun-cli"), "{lines:?}");
+    assert_eq!(plane.applied_revisions()[0].revision, 1);
+}
+
+#[test]
+fn a_reply_without_a_network_stops_its_report_but_not_its_interface() {
+    let mut r = rig(true, None);
+    r.plane.apply_all(&[two_peers(1)]);
+    drain(&r.calls);
+    assert!(!r.plane.apply_all(&[]));
+    assert!(r.plane.applied_revisions().is_empty());
+    assert!(drain(&r.calls).is_empty(), "nothing torn down");
+    // Listed again at the same revision: nothing to do.
+    assert!(!r.plane.apply_all(&[two_peers(1)]));
+    assert_eq!(drain(&r.calls), vec![format!("ip link show {IF}")]);
+    assert_eq!(r.plane.applied_revisions()[0].revision, 1);
+}

@@ -101,7 +101,7 @@ impl Agent {
             public_key: wanted.public_key.clone(),
             endpoint: wanted.endpoint.clone(),
         };
-        let failure = match self.submit(event, None).await {
+        match self.submit(event, None).await {
             Ok(SubmitReply::Accepted { seq }) => {
                 info!(instance = %self.instance_id(), public_key = %wanted.public_key, endpoint = %wanted.endpoint, seq, "WireGuard key registered");
                 self.state.wireguard = Some(wanted);
@@ -118,18 +118,14 @@ impl Agent {
             }
             Ok(SubmitReply::Rejected { reason }) => {
                 error!(instance = %self.instance_id(), %reason, "the platform refused the WireGuard key registration; retrying later");
-                reason
             }
             Ok(_) => {
                 error!(instance = %self.instance_id(), "unexpected answer to the WireGuard key registration; retrying later");
-                "unexpected answer".to_owned()
             }
             Err(e) => {
                 warn!(instance = %self.instance_id(), error = %e, "could not register the WireGuard key; retrying later");
-                e.to_string()
             }
-        };
-        self.state.last_rejection = Some(format!("wireguard key: {failure}"));
+        }
         if let Some(slot) = self.data_plane.as_mut() {
             let wait = RETRY_BASE
                 .saturating_mul(1 << slot.refusals.min(8))

@@ -21,7 +21,7 @@ impl DataPlane {
         let iface = cfg.interface.clone();
         self.interfaces
             .insert(cfg.network_id.clone(), cfg.interface.clone());
-        let link = self.link_state(&iface);
+        let mut link = self.link_state(&iface);
         let prev = self
             .applied
             .get(&cfg.network_id)
@@ -35,6 +35,14 @@ impl DataPlane {
                 self.ensure_vips(cfg)?;
                 return Ok(false);
             }
+        }
+        if link.is_some() && prev.is_none() && self.userspace.is_some() && !self.reachable(&iface) {
+            // A userspace interface whose UAPI socket this process cannot
+            // see (its implementation died, or runs in another mount
+            // namespace): make it again.
+            tracing::warn!(interface = %iface, "the interface exists but `wg` cannot reach it; recreating it");
+            self.run("ip", &["link", "del", &iface])?;
+            link = None;
         }
         if link.is_none() {
             self.create(&iface)?;
@@ -56,6 +64,11 @@ impl DataPlane {
         self.run("ip", &["link", "show", iface])
             .ok()
             .map(|out| parse::link_up(&out))
+    }
+
+    /// Whether `wg` can talk to `iface` (kernel, or a visible UAPI socket).
+    fn reachable(&mut self, iface: &str) -> bool {
+        self.run("wg", &["show", iface, "listen-port"]).is_ok()
     }
 
     /// Makes the interface: a kernel link, else the userspace command.

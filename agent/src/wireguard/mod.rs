@@ -72,6 +72,8 @@ pub struct DataPlane {
     runner: Box<dyn CommandRunner>,
     /// Per network id: the config last applied in this process.
     applied: BTreeMap<String, WireguardConfig>,
+    /// The networks the last reply listed (only those are reported).
+    listed: BTreeSet<String>,
     /// Per network id: its interface, from the newest desired config.
     interfaces: BTreeMap<String, String>,
     /// The virtual IPs this node holds, with their network when known.
@@ -102,6 +104,7 @@ impl DataPlane {
             socket_dir: PathBuf::from(DEFAULT_SOCKET_DIR),
             runner,
             applied: BTreeMap::new(),
+            listed: BTreeSet::new(),
             interfaces: BTreeMap::new(),
             local_vips: BTreeMap::new(),
             on_interface: BTreeSet::new(),
@@ -138,6 +141,7 @@ impl DataPlane {
     pub fn applied_revisions(&self) -> Vec<AppliedConfig> {
         self.applied
             .values()
+            .filter(|c| self.listed.contains(&c.network_id))
             .map(|c| AppliedConfig {
                 network_id: c.network_id.clone(),
                 revision: c.revision,
@@ -147,11 +151,11 @@ impl DataPlane {
 
     /// Applies every desired config of a heartbeat reply; a network that
     /// fails is logged, not reported as applied, and tried again with the
-    /// next reply. Networks no longer listed are no longer reported.
-    /// Returns whether anything was (re)applied.
+    /// next reply. Networks no longer listed are no longer reported (their
+    /// interface stays as it is: a reply from a lagging replica may omit
+    /// them). Returns whether anything was (re)applied.
     pub fn apply_all(&mut self, configs: &[WireguardConfig]) -> bool {
-        let listed: BTreeSet<&str> = configs.iter().map(|c| c.network_id.as_str()).collect();
-        self.applied.retain(|id, _| listed.contains(id.as_str()));
+        self.listed = configs.iter().map(|c| c.network_id.clone()).collect();
         let mut changed = false;
         for config in configs {
             match self.apply(config) {

@@ -75,6 +75,17 @@ pub fn runner(
             std::fs::write(root.join(format!("{name}.sock")), b"").unwrap();
             return ok(String::new());
         }
+        if let ("wg", [show, name, port]) = (call.program.as_str(), call.args.as_slice()) {
+            if show == "show" && port == "listen-port" {
+                // A userspace link answers only through its visible socket.
+                return match k.links.get(name) {
+                    Some(l) if !l.userspace || root.join(format!("{name}.sock")).exists() => {
+                        ok("51820\n".into())
+                    }
+                    _ => fail("Unable to access interface: Protocol not supported"),
+                };
+            }
+        }
         answer(&mut k, call)
     });
     let calls = runner.calls();
@@ -106,6 +117,10 @@ fn answer(k: &mut Kernel, call: &RecordedCommand) -> CommandOutput {
             k.links.insert((*name).to_owned(), Link::default());
             ok(String::new())
         }
+        ("ip", ["link", "del", name]) => match k.links.remove(*name) {
+            Some(_) => ok(String::new()),
+            None => fail("Cannot find device"),
+        },
         ("ip", ["link", "set", name, "up"]) => match k.links.get_mut(*name) {
             Some(l) => {
                 l.up = true;
