@@ -58,6 +58,16 @@ impl FakeLink {
         });
     }
 
+    fn probe(&self, targets: Vec<ProbeTarget>) {
+        if let Some(reply) = self.reply.lock().unwrap().as_mut() {
+            reply.probe_targets = targets;
+        }
+    }
+
+    fn beats(&self) -> Vec<Heartbeat> {
+        self.beats.lock().unwrap().clone()
+    }
+
     fn submissions(&self) -> Vec<Envelope> {
         self.submissions.lock().unwrap().clone()
     }
@@ -431,4 +441,52 @@ async fn a_vip_nobody_answers_for_is_reported_unreached() {
         started.elapsed() < Duration::from_secs(2),
         "the timeout holds"
     );
+}
+
+#[tokio::test]
+async fn the_running_agent_probes_its_targets_and_reports_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let link = Arc::new(FakeLink::default());
+    let kernel = kernel_with_wireguard();
+    link.answer(Vec::new(), vec![config(1, &["fd00:abcd::2/128"])]);
+    link.probe(vec![ProbeTarget {
+        virtual_ip_id: "vip-z".into(),
+        vip: "2001:db8::dead".into(),
+        generation: 1,
+        holder_instance_id: "inst-9".into(),
+    }]);
+    let runtime = SimulatedRuntime::new("node-a".into(), "v1.30.5+k3s1".into());
+    let (runner, _) = wireguard_fake::runner(&kernel, dir.path());
+    let key = WireguardKey::load_or_create(dir.path()).unwrap();
+    let plane = DataPlane::new(key, ENDPOINT.into(), Box::new(runner)).with_socket_dir(dir.path());
+    let agent = Agent::start(
+        Identity::load_or_create(&dir.path().join("identity.key")).unwrap(),
+        link.clone(),
+        Box::new(runtime),
+        StateStore::in_dir(dir.path()),
+        Some("credential".into()),
+    )
+    .await
+    .unwrap()
+    .with_data_plane(plane, Duration::from_millis(200));
+    let stop = tokio_util::sync::CancellationToken::new();
+    // A long interval: only a wake-up makes the beat that carries the probe.
+    let running = tokio::spawn(agent.run(Duration::from_secs(30), stop.clone()));
+    let started = std::time::Instant::now();
+    let probed = loop {
+        if let Some(beat) = link.beats().into_iter().find(|b| !b.vip_probes.is_empty()) {
+            break beat;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "no probe reported"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(probed.vip_probes[0].virtual_ip_id, "vip-z");
+    assert!(!probed.vip_probes[0].reached);
+    assert_eq!(probed.wireguard_applied.len(), 1);
+    assert!(verifies(dir.path(), &probed));
+    stop.cancel();
+    running.await.unwrap();
 }
