@@ -1,9 +1,8 @@
 //! Three data planes in three network namespaces over an underlay bridge,
 //! each with a userspace WireGuard (`boringtun-cli`): a client reaches a
 //! VIP through the tunnel, the VIP moves to another holder, and the client
-//! reaches the new holder. Needs root, `/dev/net/tun` and boringtun, so it
-//! is ignored by default: `cargo test -p powernode-agent --test
-//! wireguard_netns -- --ignored --nocapture`.
+//! reaches the new holder. Needs root, `/dev/net/tun`, `wg` and
+//! `boringtun-cli` (`scripts/test` installs the tools when missing).
 
 use ipnet::IpNet;
 use powernode_agent::driver::runner::{CommandOutput, CommandRunner};
@@ -160,7 +159,6 @@ fn cleanup() {
 }
 
 #[test]
-#[ignore = "needs root, /dev/net/tun and boringtun-cli"]
 fn a_client_follows_the_vip_to_its_new_holder() {
     cleanup();
     assert!(sh("ip netns add pnag-ul && ip -n pnag-ul link add br0 type bridge && ip -n pnag-ul link set br0 up"));
