@@ -100,6 +100,25 @@ async fn grants_are_created_listed_and_revoked() -> anyhow::Result<()> {
         grant["status"] == "active" && grant["expires_at"].is_string(),
         "{grant}"
     );
+    // The gateway has the grant as a peer and forwards; the other peer
+    // routes the grant's /128 through the gateway.
+    let host = ipnet::IpNet::from(std::net::IpAddr::V6(address));
+    let gw_config = w.peer_config(0).await?;
+    ensure!(gw_config.forwarding, "{gw_config:?}");
+    ensure!(
+        gw_config.peers.iter().any(|p| p.id == s(&grant["id"])
+            && p.public_key == s(&grant["public_key"])
+            && p.allowed_ips == [host]),
+        "{gw_config:?}"
+    );
+    let other_config = w.peer_config(1).await?;
+    ensure!(
+        other_config
+            .peers
+            .iter()
+            .any(|p| p.id == s(&w.peers[0]["id"]) && p.allowed_ips.contains(&host)),
+        "{other_config:?}"
+    );
 
     // The private key is in no record of the log (raw bytes or base64).
     let raw = decode_base64(&private).context("base64")?;
@@ -216,6 +235,20 @@ async fn grants_are_created_listed_and_revoked() -> anyhow::Result<()> {
         .await?;
     ensure!(unknown.status == 404, "{:?}", unknown.body);
     ensure!(w.last_seq().await? == before, "a refused revoke appended");
+    // Revoked: gone from the gateway, and no longer routed anywhere.
+    let gw_config = w.peer_config(0).await?;
+    ensure!(
+        !gw_config.peers.iter().any(|p| p.id == s(&grant["id"])),
+        "{gw_config:?}"
+    );
+    let other_config = w.peer_config(1).await?;
+    ensure!(
+        !other_config
+            .peers
+            .iter()
+            .any(|p| p.allowed_ips.contains(&host)),
+        "{other_config:?}"
+    );
     let list = w.ok("system_sdwan_list_access_grants", json!({})).await?;
     ensure!(
         list["grants"][0]["status"] == "revoked" && list["grants"][1]["status"] == "active",

@@ -51,6 +51,9 @@ async fn grants_expire_once_across_a_restart_and_two_replicas() -> anyhow::Resul
         ensure!(Instant::now() < deadline, "the grant never expired: {l}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // Expired: its peer is gone from the gateway.
+    let gw_config = w.peer_config(0).await?;
+    ensure!(!gw_config.peers.iter().any(|p| p.id == id), "{gw_config:?}");
     // Revoking an expired grant: refused, nothing appended.
     let before = w.last_seq().await?;
     let r = w
@@ -70,14 +73,14 @@ async fn grants_expire_once_across_a_restart_and_two_replicas() -> anyhow::Resul
     let later = w
         .ok(
             "system_sdwan_create_access_grant",
-            json!({"network_id": net_id, "name": "later", "ttl_secs": 2}),
+            json!({"network_id": net_id, "name": "later", "ttl_secs": 4}),
         )
         .await?;
     let later_id = s(&later["grant"]["id"]);
     let mut replica = replica;
     replica.stop().await?;
     w.node.stop().await?;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
     ensure!(
         expiries(&w, &later_id).await? == 0,
         "expired while nothing ran"

@@ -143,6 +143,29 @@ impl World {
         Ok(())
     }
 
+    /// The fleet state folded from the whole log (what the sdwan service
+    /// hands agents as their WireGuard configs).
+    pub(crate) async fn fold(&self) -> anyhow::Result<powernode_projections::FleetState> {
+        use powernode_projections::Projection;
+        let mut state = powernode_projections::FleetState::default();
+        for r in self.records().await? {
+            state.apply(r.seq, &Envelope::decode(&r.bytes)?);
+        }
+        Ok(state)
+    }
+
+    /// The desired WireGuard config of peer `i` of the world.
+    pub(crate) async fn peer_config(
+        &self,
+        i: usize,
+    ) -> anyhow::Result<powernode_events::wireguard::WireguardConfig> {
+        let peer = self.peers[i]["id"].as_str().unwrap_or_default();
+        self.fold()
+            .await?
+            .wireguard_config(&AccountId::new(&self.account)?, peer)
+            .ok_or_else(|| anyhow::anyhow!("peer {peer} has no WireGuard config"))
+    }
+
     pub(crate) async fn last_seq(&self) -> anyhow::Result<u64> {
         Ok(self.log.last_seq().await?)
     }
