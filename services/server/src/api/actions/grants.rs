@@ -35,7 +35,6 @@ use powernode_events::{AccountId, Envelope};
 use powernode_log::Expect;
 use powernode_projections::fleet;
 use powernode_projections::FleetState;
-use std::fmt::Write as _;
 use std::net::Ipv6Addr;
 
 handlers! {
@@ -290,38 +289,33 @@ fn wg_quick(
     allowed.sort();
     allowed.dedup();
     let allowed: Vec<String> = allowed.iter().map(ToString::to_string).collect();
-    let mut out = String::new();
     let expires = grant.expires_at.map_or("never".to_string(), |t| {
         t.to_rfc3339_opts(SecondsFormat::Secs, true)
     });
-    // `write!` to a String cannot fail.
-    let _ = writeln!(
-        out,
-        "# powernode access grant {} ({:?}) to network {} ({}); expires: {expires}",
-        grant.id, grant.name, network.id, network.name
-    );
-    let _ = writeln!(out, "[Interface]");
-    match private_key {
-        Some(k) => {
-            let _ = writeln!(out, "PrivateKey = {k}");
-        }
-        None => {
-            let _ = writeln!(out, "{PRIVATE_KEY_PLACEHOLDER}");
-        }
-    }
-    let _ = writeln!(out, "Address = {}/128", grant.address);
-    let _ = writeln!(out);
-    let _ = writeln!(out, "[Peer]");
-    let _ = writeln!(
-        out,
-        "# gateway {} (instance {}): it forwards into the overlay, whichever peer holds a VIP",
-        gateway.id, gateway.instance_id
-    );
-    let _ = writeln!(out, "PublicKey = {}", key.public_key);
-    let _ = writeln!(out, "Endpoint = {}", key.endpoint);
-    let _ = writeln!(out, "AllowedIPs = {}", allowed.join(", "));
-    let _ = writeln!(out, "PersistentKeepalive = {PERSISTENT_KEEPALIVE_SECS}");
-    Ok(out)
+    let key_line = match private_key {
+        Some(k) => format!("PrivateKey = {k}"),
+        None => PRIVATE_KEY_PLACEHOLDER.to_string(),
+    };
+    let lines = [
+        format!(
+            "# powernode access grant {} ({:?}) to network {} ({}); expires: {expires}",
+            grant.id, grant.name, network.id, network.name
+        ),
+        "[Interface]".to_string(),
+        key_line,
+        format!("Address = {}/128", grant.address),
+        String::new(),
+        "[Peer]".to_string(),
+        format!(
+            "# gateway {} (instance {}): it forwards into the overlay, whichever peer holds a VIP",
+            gateway.id, gateway.instance_id
+        ),
+        format!("PublicKey = {}", key.public_key),
+        format!("Endpoint = {}", key.endpoint),
+        format!("AllowedIPs = {}", allowed.join(", ")),
+        format!("PersistentKeepalive = {PERSISTENT_KEEPALIVE_SECS}"),
+    ];
+    Ok(lines.join("\n") + "\n")
 }
 
 /// `system_sdwan_list_access_grants({network_id?})`.
