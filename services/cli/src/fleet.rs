@@ -1,4 +1,5 @@
-//! `powernode instances …`, `powernode networks list` and `powernode vip get`
+//! `powernode instances …`, `powernode networks list` (the grant commands
+//! are in [`super::grants`]) and `powernode vip get`
 //! (`vip failover` lives in [`super::approvals`]).
 
 use super::confirm::{confirm, Target};
@@ -54,6 +55,21 @@ pub struct NetworksArgs {
 pub enum NetworksCommand {
     /// List the account's SD-WAN networks (system_sdwan_list_networks).
     List,
+    /// Give this machine a WireGuard tunnel into a network: makes the key
+    /// pair here, sends only the public key and writes a wg-quick file
+    /// (system_sdwan_create_access_grant).
+    Grant(super::grants::GrantArgs),
+    /// List access grants, all or one network's
+    /// (system_sdwan_list_access_grants).
+    Grants {
+        /// Network id.
+        network: Option<String>,
+    },
+    /// Revoke an access grant (system_sdwan_revoke_access_grant).
+    RevokeGrant {
+        /// Grant id.
+        grant: String,
+    },
 }
 
 /// `powernode vip`.
@@ -215,40 +231,47 @@ pub fn render_instances(data: &Value, indent: usize) -> String {
 
 /// Runs `powernode networks …`.
 pub async fn run_networks(api: &ApiArgs, args: NetworksArgs) -> anyhow::Result<()> {
-    let ctx = Ctx::new(api, &args.opts)?;
     match args.command {
-        NetworksCommand::List => {
-            let data = ctx
-                .api
-                .call(ActionName::ListNetworks.as_str(), &json!({}))
-                .await?;
-            ctx.show(&data, |d| {
-                let mut t = Table::new(&[
-                    "ID",
-                    "NAME",
-                    "HANDLE",
-                    "OVERLAY",
-                    "VIP-RANGE",
-                    "POD-SUBNET",
-                    "ROUTING",
-                    "PEERS",
-                ]);
-                for n in d["networks"].as_array().into_iter().flatten() {
-                    t.row(vec![
-                        field(n, "id"),
-                        field(n, "name"),
-                        field(n, "handle"),
-                        field(n, "overlay_prefix"),
-                        field(n, "vip_range"),
-                        field(n, "pod_subnet_prefix"),
-                        field(n, "routing_mode"),
-                        field(n, "peer_count"),
-                    ]);
-                }
-                t.render("No networks found.")
-            });
+        NetworksCommand::List => list_networks(&Ctx::new(api, &args.opts)?).await,
+        NetworksCommand::Grant(a) => super::grants::grant(api, &args.opts, a).await,
+        NetworksCommand::Grants { network } => super::grants::list(api, &args.opts, network).await,
+        NetworksCommand::RevokeGrant { grant } => {
+            super::grants::revoke(api, &args.opts, grant).await
         }
     }
+}
+
+/// `powernode networks list`.
+async fn list_networks(ctx: &Ctx) -> anyhow::Result<()> {
+    let data = ctx
+        .api
+        .call(ActionName::ListNetworks.as_str(), &json!({}))
+        .await?;
+    ctx.show(&data, |d| {
+        let mut t = Table::new(&[
+            "ID",
+            "NAME",
+            "HANDLE",
+            "OVERLAY",
+            "VIP-RANGE",
+            "POD-SUBNET",
+            "ROUTING",
+            "PEERS",
+        ]);
+        for n in d["networks"].as_array().into_iter().flatten() {
+            t.row(vec![
+                field(n, "id"),
+                field(n, "name"),
+                field(n, "handle"),
+                field(n, "overlay_prefix"),
+                field(n, "vip_range"),
+                field(n, "pod_subnet_prefix"),
+                field(n, "routing_mode"),
+                field(n, "peer_count"),
+            ]);
+        }
+        t.render("No networks found.")
+    });
     Ok(())
 }
 

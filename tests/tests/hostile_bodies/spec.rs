@@ -96,6 +96,14 @@ pub(super) fn spec(action: &str) -> Option<&'static [(&'static str, Ty)]> {
             ("dry_run", OptBool),
             ("to_peer_id", OptStr),
         ],
+        "system_sdwan_create_access_grant" => &[
+            ("network_id", Str),
+            ("name", Str),
+            ("public_key", OptStr),
+            ("ttl_secs", OptInt),
+        ],
+        "system_sdwan_list_access_grants" => &[("network_id", OptStr)],
+        "system_sdwan_revoke_access_grant" => &[("grant_id", Str)],
         _ => return None,
     })
 }
