@@ -68,6 +68,11 @@ struct RunArgs {
     /// the SD-WAN's WireGuard interface.
     #[arg(long, env = "POWERNODE_VIP_INTERFACE", default_value = powernode_agent::driver::k3s::DEFAULT_VIP_INTERFACE)]
     vip_interface: String,
+    /// Serve the simulated k3s API (TLS, certificate from the cluster CA)
+    /// on this address once a server is started, e.g. `[::]:6443`
+    /// (simulated runtime; off by default).
+    #[arg(long, env = "POWERNODE_K3S_API_LISTEN")]
+    k3s_api_listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -128,10 +133,13 @@ async fn main() -> anyhow::Result<()> {
             RuntimeKind::K3s => {
                 Box::new(K3sRuntime::system().with_vip_interface(args.vip_interface.clone()))
             }
-            RuntimeKind::Simulated => Box::new(SimulatedRuntime::new(
-                node_name.clone(),
-                "v1.30.5+k3s1".into(),
-            )),
+            RuntimeKind::Simulated => {
+                let rt = SimulatedRuntime::new(node_name.clone(), "v1.30.5+k3s1".into());
+                Box::new(match args.k3s_api_listen {
+                    Some(addr) => rt.with_api_listen(addr),
+                    None => rt,
+                })
+            }
         }
     };
     // The identity key is the agent's NATS credential; until it has
