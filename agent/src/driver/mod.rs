@@ -94,7 +94,10 @@ impl std::fmt::Debug for BootstrapArtifacts {
         f.debug_struct("BootstrapArtifacts")
             .field("kubeconfig", &"<redacted>")
             .field("node_token", &"<redacted>")
-            .field("cluster_ca", &self.cluster_ca.as_ref().map(|_| "<redacted>"))
+            .field(
+                "cluster_ca",
+                &self.cluster_ca.as_ref().map(|_| "<redacted>"),
+            )
             .finish()
     }
 }

@@ -117,7 +117,10 @@ fn route<B>(
         ["api", "v1"] => json(StatusCode::OK, &kube::api_resource_list()),
         ["api", "v1", "nodes"] => {
             if table {
-                json(StatusCode::OK, &kube::node_table(state, &kube::nodes(state)))
+                json(
+                    StatusCode::OK,
+                    &kube::node_table(state, &kube::nodes(state)),
+                )
             } else {
                 json(StatusCode::OK, &kube::node_list(state))
             }

@@ -161,7 +161,11 @@ pub fn node(state: &ApiState, node: &ClusterNode) -> Value {
     let (ready, reason, message) = if node.ready {
         ("True", "KubeletReady", "kubelet is posting ready status")
     } else {
-        ("Unknown", "NodeStatusUnknown", "Kubelet stopped posting node status.")
+        (
+            "Unknown",
+            "NodeStatusUnknown",
+            "Kubelet stopped posting node status.",
+        )
     };
     let mut addresses = Vec::new();
     if let Some(ip) = &node.overlay_ip {
@@ -215,7 +219,9 @@ pub fn age(since: &str, now: chrono::DateTime<chrono::Utc>) -> String {
     let Ok(since) = chrono::DateTime::parse_from_rfc3339(since) else {
         return "<unknown>".into();
     };
-    let secs = (now - since.with_timezone(&chrono::Utc)).num_seconds().max(0);
+    let secs = (now - since.with_timezone(&chrono::Utc))
+        .num_seconds()
+        .max(0);
     match secs {
         s if s < 120 => format!("{s}s"),
         s if s < 2 * 3600 => format!("{}m", s / 60),

@@ -172,11 +172,13 @@ fn tls_config(ca: &ClusterCa, cert: &IssuedCert) -> Result<rustls::ServerConfig,
     let ca_der = pki::ca_der(ca)?;
     let mut roots = rustls::RootCertStore::empty();
     roots.add(ca_der.clone()).map_err(tls_error)?;
-    let verifier =
-        rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-            .allow_unauthenticated()
-            .build()
-            .map_err(tls_error)?;
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .allow_unauthenticated()
+    .build()
+    .map_err(tls_error)?;
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(tls_error)?

@@ -15,7 +15,13 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
 /// The names every API certificate carries besides the plan's: what
 /// k3s's own certificate lists for a node talking to itself.
-pub const LOCAL_SANS: [&str; 5] = ["localhost", "127.0.0.1", "::1", "kubernetes", "kubernetes.default"];
+pub const LOCAL_SANS: [&str; 5] = [
+    "localhost",
+    "127.0.0.1",
+    "::1",
+    "kubernetes",
+    "kubernetes.default",
+];
 
 fn pki_error(what: &str, e: rcgen::Error) -> RuntimeError {
     RuntimeError::Unexpected(format!("cannot {what}: {e}"))
@@ -50,8 +56,7 @@ pub fn new_cluster_ca() -> Result<ClusterCa, RuntimeError> {
 /// The issuer of `ca` (its certificate parsed, its key loaded).
 fn issuer(ca: &ClusterCa) -> Result<Issuer<'static, KeyPair>, RuntimeError> {
     let key = KeyPair::from_pem(&ca.key_pem).map_err(|e| pki_error("read the CA key", e))?;
-    Issuer::from_ca_cert_pem(&ca.cert_pem, key)
-        .map_err(|e| pki_error("read the CA certificate", e))
+    Issuer::from_ca_cert_pem(&ca.cert_pem, key).map_err(|e| pki_error("read the CA certificate", e))
 }
 
 /// A certificate and its key, issued from the cluster CA.
@@ -145,9 +150,8 @@ pub fn server_cert(
     sans: &[String],
 ) -> Result<IssuedCert, RuntimeError> {
     let names = server_sans(node_name, sans);
-    let params = CertificateParams::new(names.clone()).map_err(|e| {
-        pki_error(&format!("use {names:?} as subject alternative names"), e)
-    })?;
+    let params = CertificateParams::new(names.clone())
+        .map_err(|e| pki_error(&format!("use {names:?} as subject alternative names"), e))?;
     issue(
         ca,
         params,

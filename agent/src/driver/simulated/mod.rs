@@ -27,8 +27,7 @@ use super::k3s::{
     SECURE_TOKEN_ON_FIRST_SERVER,
 };
 use super::{
-    AgentPlan, BootstrapArtifacts, ClusterCa, ClusterNode, Role, Runtime, RuntimeError,
-    ServerPlan,
+    AgentPlan, BootstrapArtifacts, ClusterCa, ClusterNode, Role, Runtime, RuntimeError, ServerPlan,
 };
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -60,7 +59,10 @@ impl HeldAddresses {
         let parse = |s: &str| {
             let s = s.trim();
             let s = s.split('/').next().unwrap_or(s);
-            let s = s.strip_prefix('[').and_then(|s| s.strip_suffix(']')).unwrap_or(s);
+            let s = s
+                .strip_prefix('[')
+                .and_then(|s| s.strip_suffix(']'))
+                .unwrap_or(s);
             s.parse::<IpAddr>().ok()
         };
         let held = self.lock();
@@ -213,8 +215,7 @@ impl Runtime for SimulatedRuntime {
                     let ca = super::apiserver::pki::new_cluster_ca()?;
                     self.ca = Some(ca.clone());
                     let port = self.ensure_api()?.map_or(API_PORT, |a| a.port());
-                    self.artifacts =
-                        Some(artifacts::bootstrap_artifacts(&plan.token, &ca, port)?);
+                    self.artifacts = Some(artifacts::bootstrap_artifacts(&plan.token, &ca, port)?);
                 }
                 // A restart: like k3s, refuse a token of another cluster (the
                 // datastore is encrypted with the first password; a secure
