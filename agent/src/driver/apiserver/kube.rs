@@ -95,7 +95,11 @@ pub fn status(code: u16, reason: &str, message: &str) -> Value {
 /// cluster).
 pub fn nodes(state: &ApiState) -> Vec<ClusterNode> {
     let mut nodes = state.nodes.clone();
-    if !nodes.iter().any(|n| n.name == state.node_name) {
+    let me = state.instance_id.as_deref();
+    if !nodes
+        .iter()
+        .any(|n| n.name == state.node_name || Some(n.instance_id.as_str()) == me)
+    {
         nodes.push(ClusterNode {
             name: state.node_name.clone(),
             instance_id: state.instance_id.clone().unwrap_or_default(),

@@ -93,10 +93,17 @@ impl SimulatedRuntime {
             self.instance_id = Some(instance_id.to_owned());
         }
         self.nodes = nodes.to_vec();
+        // The platform's name for this node wins (an agent started before
+        // it enrolled knew no hostname yet).
+        let me = self.instance_id.as_deref();
+        if let Some(listed) = nodes.iter().find(|n| Some(n.instance_id.as_str()) == me) {
+            self.node_name.clone_from(&listed.name);
+        }
         if let Some(api) = &self.api {
-            let id = self.instance_id.clone();
+            let (id, name) = (self.instance_id.clone(), self.node_name.clone());
             api.update(|state| {
                 state.instance_id = id;
+                state.node_name = name;
                 state.nodes = nodes.to_vec();
             });
         }
