@@ -369,8 +369,12 @@ async fn get(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn answers_name_the_node_and_the_vip_generation_it_holds() {
-    let mut rt = server("server-1", &bootstrap_plan());
+    // Started before it knew its name (an agent that had not enrolled
+    // yet): the platform's name for its instance wins.
+    let mut rt = server("simulated-node", &bootstrap_plan());
     rt.observe_cluster("inst-1", &cluster_nodes());
+    assert_eq!(rt.node_name(), "server-1");
+    assert!(rt.certificate_sans().iter().any(|s| s == "server-1"));
     rt.hold_vip(VIP, 7).expect("hold the VIP");
     let ca = rt.cluster_ca().cloned().expect("a CA");
     let addr = rt.api_address().expect("listens");
