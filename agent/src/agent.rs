@@ -113,6 +113,9 @@ pub struct Agent {
     wake: Arc<Notify>,
     /// The data plane, when on.
     data_plane: Option<dataplane::DataPlaneSlot>,
+    /// This node's overlay /128 (from the last heartbeat's WireGuard
+    /// config): a SAN of the k3s API certificate.
+    overlay_ip: Option<String>,
 }
 
 /// First wait after a refused bootstrap or join; doubles up to [`RETRY_MAX`].
@@ -161,6 +164,7 @@ impl Agent {
             after_seq: None,
             wake: Arc::new(Notify::new()),
             data_plane: None,
+            overlay_ip: None,
         })
     }
 
@@ -188,6 +192,7 @@ impl Agent {
         }
         let hb = self.heartbeat().await?;
         self.apply_vip_duties(&hb.vips).await?;
+        self.observe_cluster(&hb);
         if self.data_plane_on() {
             self.apply_wireguard(hb.wireguard, hb.probe_targets).await;
         }
@@ -390,6 +395,7 @@ impl Agent {
             cluster_init: true,
             token: token.clone(),
             extra_flags: self.bootstrap_flags.clone(),
+            overlay_ip: self.overlay_ip.clone(),
             ..ServerPlan::default()
         };
         let artifacts = self
@@ -408,7 +414,7 @@ impl Agent {
         let secrets = BootstrapSecrets {
             node_token: artifacts.node_token.clone(),
             kubeconfig: artifacts.kubeconfig,
-            cluster_ca: None,
+            cluster_ca: artifacts.cluster_ca,
         };
         match self.submit(report, Some(secrets)).await? {
             SubmitReply::ClusterCreated {
@@ -423,6 +429,8 @@ impl Agent {
                     token: token.clone(),
                     tls_sans: vip.into_iter().collect(),
                     extra_flags: server_flags,
+                    overlay_ip: self.overlay_ip.clone(),
+                    cluster_ca: None,
                 };
                 self.with_runtime(move |rt| rt.start_server(&plan)).await?;
                 self.state.token_fingerprint = Some(fingerprint(artifacts.node_token.as_bytes()));
@@ -451,9 +459,9 @@ impl Agent {
                 token,
                 token_fingerprint,
                 server_flags,
-                cluster_ca: _,
+                cluster_ca,
             } => {
-                let module = plan.module;
+                let (module, overlay_ip) = (plan.module, self.overlay_ip.clone());
                 let url = api_endpoint.clone();
                 let secret = token.clone();
                 self.with_runtime(move |rt| match module {
@@ -463,6 +471,8 @@ impl Agent {
                         token: secret,
                         tls_sans: vip.into_iter().collect(),
                         extra_flags: server_flags,
+                        overlay_ip,
+                        cluster_ca,
                     }),
                     K3sModule::K3sAgent => rt.start_agent(&AgentPlan {
                         server_url: url,
@@ -526,6 +536,18 @@ impl Agent {
             .as_deref()
             .expect("the runtime is back after every call");
         (rt.name(), rt.version(), rt.node_name())
+    }
+
+    /// Tells the driver what the platform knows of the cluster, and keeps
+    /// the overlay address the WireGuard config names.
+    fn observe_cluster(&mut self, hb: &HeartbeatReply) {
+        if let Some(config) = hb.wireguard.first() {
+            self.overlay_ip = Some(config.address.to_string());
+        }
+        let id = self.instance_id().to_owned();
+        if let Some(rt) = self.runtime.lock().expect("runtime lock").as_deref_mut() {
+            rt.observe_cluster(&id, &hb.cluster_nodes);
+        }
     }
 
     /// Runs a blocking driver call off the async threads.

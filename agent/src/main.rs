@@ -88,6 +88,11 @@ struct RunArgs {
     /// How often the cluster's VIPs are probed through the tunnel (ms).
     #[arg(long, env = "POWERNODE_PROBE_INTERVAL_MS", default_value_t = 1000)]
     probe_interval_ms: u64,
+    /// Serve the simulated k3s API (TLS, certificate from the cluster CA)
+    /// on this address once a server is started, e.g. `[::]:6443`
+    /// (simulated runtime; off by default).
+    #[arg(long, env = "POWERNODE_K3S_API_LISTEN")]
+    k3s_api_listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -162,10 +167,13 @@ async fn main() -> anyhow::Result<()> {
             RuntimeKind::K3s => {
                 Box::new(K3sRuntime::system().with_vip_interface(args.vip_interface.clone()))
             }
-            RuntimeKind::Simulated => Box::new(SimulatedRuntime::new(
-                node_name.clone(),
-                "v1.30.5+k3s1".into(),
-            )),
+            RuntimeKind::Simulated => {
+                let rt = SimulatedRuntime::new(node_name.clone(), "v1.30.5+k3s1".into());
+                Box::new(match args.k3s_api_listen {
+                    Some(addr) => rt.with_api_listen(addr),
+                    None => rt,
+                })
+            }
         }
     };
     // The identity key is the agent's NATS credential; until it has
