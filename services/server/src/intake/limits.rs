@@ -27,6 +27,12 @@ pub const MAX_HELD_VIPS: usize = 256;
 pub const MAX_ADDRESS: usize = 64;
 /// Hex of an ed25519 key or signature.
 pub const MAX_HEX_KEY: usize = 128;
+/// Base64 of a WireGuard key (44 characters when well-formed).
+pub const MAX_WIREGUARD_KEY: usize = 64;
+/// WireGuard revisions one heartbeat may report (one per network).
+pub const MAX_APPLIED_CONFIGS: usize = 64;
+/// VIP probes one heartbeat may report.
+pub const MAX_VIP_PROBES: usize = 256;
 /// An enrollment credential.
 pub const MAX_CREDENTIAL: usize = 256;
 
@@ -192,6 +198,16 @@ pub fn event(e: &Envelope) -> Result<(), Refusal> {
                 None => Ok(()),
             }
         }
+        EventPayload::WireguardKeyRegistered(p) => {
+            id("payload.instance_id", &p.instance_id)?;
+            check(
+                "payload.public_key",
+                &p.public_key,
+                MAX_WIREGUARD_KEY,
+                Chars::Token,
+            )?;
+            check("payload.endpoint", &p.endpoint, MAX_ADDRESS, Chars::Token)
+        }
         // Other kinds are refused by kind before their fields matter.
         _ => Ok(()),
     }
@@ -213,6 +229,29 @@ pub fn heartbeat(hb: &Heartbeat) -> Result<(), Refusal> {
     for h in &hb.held_vips {
         id("held_vips[].virtual_ip_id", &h.virtual_ip_id)?;
         check("held_vips[].vip", &h.vip, MAX_ADDRESS, Chars::Token)?;
+    }
+    count("wireguard_applied", hb.wireguard_applied.len(), MAX_APPLIED_CONFIGS)?;
+    for a in &hb.wireguard_applied {
+        id("wireguard_applied[].network_id", &a.network_id)?;
+    }
+    count("vip_probes", hb.vip_probes.len(), MAX_VIP_PROBES)?;
+    for p in &hb.vip_probes {
+        id("vip_probes[].virtual_ip_id", &p.virtual_ip_id)?;
+        check("vip_probes[].vip", &p.vip, MAX_ADDRESS, Chars::Token)?;
+        if let Some(by) = &p.answered_by {
+            id("vip_probes[].answered_by", by)?;
+        }
+    }
+    Ok(())
+}
+
+/// A list of at most `max` entries.
+fn count(field: &str, len: usize, max: usize) -> Result<(), Refusal> {
+    if len > max {
+        return Err(refusal(
+            "field_too_long",
+            format!("{field} lists {len} entries, more than the {max} allowed"),
+        ));
     }
     Ok(())
 }

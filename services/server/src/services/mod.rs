@@ -99,7 +99,8 @@ pub async fn run_service(
             run_consumer(log, cps, config, shared, provisioner::Provisioner, stop).await
         }
         ServiceName::Sdwan => {
-            run_consumer(log, cps, config, shared, sdwan::Sdwan::default(), stop).await
+            let reactor = sdwan::Sdwan::new(log.nats_client().map(|(c, _)| c));
+            run_consumer(log, cps, config, shared, reactor, stop).await
         }
         ServiceName::Sensor => {
             // The detector and the consumer stop together.

@@ -188,6 +188,7 @@ pub fn k8s_node(n: &fleet::K8sNode) -> clusters::K8sNode {
         version,
         node_name,
         registered_seq,
+        registered_at,
     } = n;
     clusters::K8sNode {
         cluster_id: cluster_id.clone(),
@@ -200,6 +201,7 @@ pub fn k8s_node(n: &fleet::K8sNode) -> clusters::K8sNode {
         version: version.clone(),
         node_name: node_name.clone(),
         registered_seq: *registered_seq,
+        registered_at: *registered_at,
     }
 }
 
@@ -395,6 +397,7 @@ pub(super) mod tests {
             version: Some("v1".into()),
             node_name: None,
             registered_seq: 8,
+            registered_at: Some(chrono::Utc::now()),
         };
         same(&k, &k8s_node(&k));
         let net = fleet::Network {

@@ -15,7 +15,7 @@ fn bootstrap_of(instance: &str) -> HandshakeBootstrap {
     }
 }
 
-fn allocated(out: &Decisions<Infallible>) -> &VirtualIpAllocated {
+fn allocated(out: &Decisions<Nudge>) -> &VirtualIpAllocated {
     match payloads(out)[..] {
         [EventPayload::VirtualIpAllocated(v)] => v,
         ref other => panic!("expected one allocation, got {other:?}"),
