@@ -231,6 +231,28 @@ pub fn network(n: &fleet::Network) -> sdwan::Network {
     }
 }
 
+/// A peer's registered WireGuard identity (public key and endpoint only).
+pub fn peer_wireguard(k: Option<&fleet::WireguardKey>) -> Option<sdwan::PeerWireguard> {
+    let fleet::WireguardKey {
+        public_key,
+        endpoint,
+        registered_seq,
+    } = k?;
+    Some(sdwan::PeerWireguard {
+        public_key: public_key.clone(),
+        endpoint: endpoint.clone(),
+        registered_seq: *registered_seq,
+    })
+}
+
+/// A peer, with the WireGuard identity its instance registered.
+pub fn peer_with_key(p: &fleet::Peer, key: Option<&fleet::WireguardKey>) -> sdwan::Peer {
+    sdwan::Peer {
+        wireguard: peer_wireguard(key),
+        ..peer(p)
+    }
+}
+
 /// A peer.
 pub fn peer(p: &fleet::Peer) -> sdwan::Peer {
     let fleet::Peer {
@@ -248,6 +270,7 @@ pub fn peer(p: &fleet::Peer) -> sdwan::Peer {
         overlay_ip: *overlay_ip,
         lan_subnets: lan_subnets.clone(),
         attached_seq: *attached_seq,
+        wireguard: None,
     }
 }
 
