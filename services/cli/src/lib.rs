@@ -21,6 +21,7 @@ pub mod events;
 pub mod explain;
 pub mod export;
 pub mod fleet;
+pub mod peer_config;
 pub mod nats;
 pub mod output;
 pub mod replay;
