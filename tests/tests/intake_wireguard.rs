@@ -63,7 +63,12 @@ where
     for (_, e) in added {
         let v = serde_json::to_value(&e)?;
         ensure!(v["payload"]["instance_id"] == instance, "{v}");
-        reasons.push(v["payload"]["reason"].as_str().unwrap_or_default().to_string());
+        reasons.push(
+            v["payload"]["reason"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+        );
     }
     Ok(reasons)
 }
@@ -73,9 +78,17 @@ async fn bad_keys_and_endpoints_are_refused_naming_the_problem() -> anyhow::Resu
     let p = Platform::start().await?;
     let a = ManualAgent::enroll(&p, &p.op, "k3s-worker-1", Some((AGENT, None))).await?;
     let cases = [
-        (key(1).replace('=', "!"), "10.0.0.1:51820", "bad_wireguard_key"),
+        (
+            key(1).replace('=', "!"),
+            "10.0.0.1:51820",
+            "bad_wireguard_key",
+        ),
         ("AAAA".to_string(), "10.0.0.1:51820", "bad_wireguard_key"),
-        (encode_base64(&[7; 31]), "10.0.0.1:51820", "bad_wireguard_key"),
+        (
+            encode_base64(&[7; 31]),
+            "10.0.0.1:51820",
+            "bad_wireguard_key",
+        ),
         (key(1), "10.0.0.1", "bad_endpoint"),
         (key(1), "host:51820", "bad_endpoint"),
         (key(1), "10.0.0.1:0", "bad_endpoint"),
@@ -118,7 +131,10 @@ async fn a_key_is_registered_once_and_never_for_a_second_instance() -> anyhow::R
     only_rejections(&p, 0, &a.instance_id, || async {
         let again = a.signed(registration(&a, &key(1), "10.99.0.2:51820"))?;
         let r = a.submit(&again, None).await?;
-        ensure!(r["ok"]["outcome"] == "accepted" && r["ok"]["seq"] == seq, "{r}");
+        ensure!(
+            r["ok"]["outcome"] == "accepted" && r["ok"]["seq"] == seq,
+            "{r}"
+        );
         Ok(())
     })
     .await?;
@@ -147,7 +163,10 @@ async fn a_key_is_registered_once_and_never_for_a_second_instance() -> anyhow::R
     // A new key of A's own (a re-made key): appended, the old one freed.
     let e = a.signed(registration(&a, &key(3), "10.99.0.2:51820"))?;
     let r = a.submit(&e, None).await?;
-    ensure!(r["ok"]["outcome"] == "accepted" && r["ok"]["seq"] != seq, "{r}");
+    ensure!(
+        r["ok"]["outcome"] == "accepted" && r["ok"]["seq"] != seq,
+        "{r}"
+    );
     let e = b.signed(registration(&b, &key(1), "10.99.0.3:51820"))?;
     let r = b.submit(&e, None).await?;
     ensure!(r["ok"]["outcome"] == "accepted", "A's old key is free: {r}");
@@ -179,10 +198,9 @@ async fn the_heartbeat_carries_the_config_and_the_api_shows_it_applied() -> anyh
     let peer_a = str_at(&p.op.attach(&net, &a.instance_id).await?, "/id")?;
     let peer_b = str_at(&p.op.attach(&net, &b.instance_id).await?, "/id")?;
     // Before any key: no config, nothing in sync.
-    let c = p
-        .op
-        .ok("system_sdwan_get_peer_config", json!({ "peer_id": peer_a }))
-        .await?;
+    let c =
+        p.op.ok("system_sdwan_get_peer_config", json!({ "peer_id": peer_a }))
+            .await?;
     ensure!(c["desired"].is_null() && c["in_sync"] == false, "{c}");
     for (agent, n, endpoint) in [(&a, 1, "10.99.0.2:51820"), (&b, 2, "10.99.0.3:51820")] {
         let e = agent.signed(registration(agent, &key(n), endpoint))?;
@@ -190,7 +208,9 @@ async fn the_heartbeat_carries_the_config_and_the_api_shows_it_applied() -> anyh
         ensure!(r["ok"]["outcome"] == "accepted", "{r}");
     }
     let r = beat(&a, Vec::new()).await?;
-    let configs = r["ok"]["wireguard"].as_array().context("wireguard configs")?;
+    let configs = r["ok"]["wireguard"]
+        .as_array()
+        .context("wireguard configs")?;
     ensure!(configs.len() == 1, "{r}");
     let config = &configs[0];
     ensure!(config["network_id"] == net.as_str(), "{config}");
@@ -205,11 +225,13 @@ async fn the_heartbeat_carries_the_config_and_the_api_shows_it_applied() -> anyh
     );
     let revision = config["revision"].as_u64().context("revision")?;
     // The API shows the desired config, not applied yet …
-    let c = p
-        .op
-        .ok("system_sdwan_get_peer_config", json!({ "peer_id": peer_a }))
-        .await?;
-    ensure!(c["desired"]["revision"] == revision && c["in_sync"] == false, "{c}");
+    let c =
+        p.op.ok("system_sdwan_get_peer_config", json!({ "peer_id": peer_a }))
+            .await?;
+    ensure!(
+        c["desired"]["revision"] == revision && c["in_sync"] == false,
+        "{c}"
+    );
     ensure!(c["wireguard"]["public_key"] == key(1), "{c}");
     ensure!(!c.to_string().contains("private"), "{c}");
     // … then applied, once the agent reports it.
@@ -221,11 +243,13 @@ async fn the_heartbeat_carries_the_config_and_the_api_shows_it_applied() -> anyh
         }],
     )
     .await?;
-    let c = p
-        .op
-        .ok("system_sdwan_get_peer_config", json!({ "peer_id": peer_a }))
-        .await?;
-    ensure!(c["applied_revision"] == revision && c["in_sync"] == true, "{c}");
+    let c =
+        p.op.ok("system_sdwan_get_peer_config", json!({ "peer_id": peer_a }))
+            .await?;
+    ensure!(
+        c["applied_revision"] == revision && c["in_sync"] == true,
+        "{c}"
+    );
     // Another account's operator: the same not-found as an unknown peer.
     let other = p.operator("other").await?;
     for peer in [peer_a.as_str(), "peer-nope"] {

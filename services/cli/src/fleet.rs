@@ -459,7 +459,9 @@ mod tests {
             "{zombie}"
         );
         assert!(
-            zombie.contains("not reached at generation 2 yet (last reached: peer-a at generation 1, t1)"),
+            zombie.contains(
+                "not reached at generation 2 yet (last reached: peer-a at generation 1, t1)"
+            ),
             "{zombie}"
         );
         let quiet = render_vip(&json!({

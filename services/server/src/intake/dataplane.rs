@@ -197,3 +197,160 @@ pub fn reachable_events(
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::services::given::*;
+    use powernode_events::payloads::sdwan::{VirtualIpPromoted, WireguardKeyRegistered};
+    use powernode_events::wireguard::encode_base64;
+    use powernode_events::EventPayload;
+
+    /// A joined worker; both instances registered a WireGuard key.
+    fn keyed() -> Given {
+        let mut g = Given::joined_worker();
+        for (n, instance) in [(1u8, g.ids.server.clone()), (2, g.ids.worker.clone())] {
+            g.and(WireguardKeyRegistered {
+                instance_id: instance,
+                public_key: encode_base64(&[n; 32]),
+                endpoint: format!("10.99.0.{n}:51820"),
+            });
+        }
+        g
+    }
+
+    fn account() -> AccountId {
+        AccountId::new(ACCOUNT).expect("a valid account id")
+    }
+
+    fn probe(by: &str, generation: u64) -> VipProbe {
+        VipProbe {
+            virtual_ip_id: String::new(),
+            vip: String::new(),
+            reached: true,
+            answered_by: Some(by.to_string()),
+            generation: Some(generation),
+            probed_at_ms: 1_700_000_000_000,
+        }
+    }
+
+    #[test]
+    fn only_a_keyed_non_holder_probes_the_vip() {
+        let state = Given::joined_worker().state();
+        let worker = state
+            .instance(&account(), &Ids::new(ACCOUNT).worker)
+            .cloned();
+        let worker = worker.expect("the worker");
+        assert!(
+            probe_targets(&state, &account(), &worker).is_empty(),
+            "no key"
+        );
+        let g = keyed();
+        let state = g.state();
+        let worker = state
+            .instance(&account(), &g.ids.worker)
+            .expect("the worker");
+        let targets = probe_targets(&state, &account(), worker);
+        let [t] = &targets[..] else {
+            panic!("{targets:?}")
+        };
+        assert_eq!(t.virtual_ip_id, g.ids.vip);
+        assert_eq!(t.holder_instance_id, g.ids.server);
+        let server = state
+            .instance(&account(), &g.ids.server)
+            .expect("the server");
+        assert!(
+            probe_targets(&state, &account(), server).is_empty(),
+            "the holder"
+        );
+    }
+
+    #[test]
+    fn a_server_learns_its_clusters_nodes_a_worker_does_not() {
+        let g = keyed();
+        let state = g.state();
+        let server = state
+            .instance(&account(), &g.ids.server)
+            .expect("the server");
+        let nodes = cluster_nodes(&state, &account(), server);
+        assert_eq!(nodes.len(), 2, "{nodes:?}");
+        let roles: Vec<(&str, &str)> = nodes
+            .iter()
+            .map(|n| (n.instance_id.as_str(), n.role.as_str()))
+            .collect();
+        assert!(
+            roles.contains(&(g.ids.server.as_str(), "server")),
+            "{roles:?}"
+        );
+        assert!(
+            roles.contains(&(g.ids.worker.as_str(), "agent")),
+            "{roles:?}"
+        );
+        assert!(nodes
+            .iter()
+            .all(|n| n.overlay_ip.is_some() && !n.name.is_empty()));
+        assert!(
+            nodes.iter().all(|n| !n.registered_at.is_empty()),
+            "{nodes:?}"
+        );
+        let worker = state
+            .instance(&account(), &g.ids.worker)
+            .expect("the worker");
+        assert!(cluster_nodes(&state, &account(), worker).is_empty());
+    }
+
+    #[test]
+    fn a_probe_reaching_the_new_holder_is_recorded_once_per_generation() {
+        let mut g = keyed();
+        let (vip, server, worker) = (
+            g.ids.vip.clone(),
+            g.ids.server_peer.clone(),
+            g.ids.worker_peer.clone(),
+        );
+        g.and(VirtualIpPromoted {
+            virtual_ip_id: vip.clone(),
+            from_peer_id: Some(server),
+            to_peer_id: worker.clone(),
+            generation: 2,
+            reason: "test".into(),
+            to_instance_id: None,
+            approval_id: None,
+        });
+        let state = g.state();
+        let mut sent = HashSet::new();
+        let with_vip = |mut p: VipProbe| {
+            p.virtual_ip_id = vip.clone();
+            p
+        };
+        // The old holder answering, or the new one at the old generation:
+        // not the data-path check of generation 2.
+        let stale = [
+            with_vip(probe(&g.ids.server, 1)),
+            with_vip(probe(&g.ids.worker, 1)),
+        ];
+        assert!(reachable_events(&state, &account(), &g.ids.server, &stale, &mut sent).is_empty());
+        // The holder probing itself does not count either.
+        let own = [with_vip(probe(&g.ids.worker, 2))];
+        assert!(reachable_events(&state, &account(), &g.ids.worker, &own, &mut sent).is_empty());
+        // The server's probe reached the new holder at generation 2.
+        let events = reachable_events(&state, &account(), &g.ids.server, &own, &mut sent);
+        let [e] = &events[..] else {
+            panic!("{events:?}")
+        };
+        let EventPayload::VirtualIpReachable(p) = &e.payload else {
+            panic!("{e:?}")
+        };
+        assert_eq!(
+            (p.generation, p.holder_peer_id.as_str()),
+            (2, worker.as_str())
+        );
+        assert_eq!(p.probed_by_peer_id, g.ids.server_peer);
+        assert_eq!(e.id, reachable_event_id(&vip, 2));
+        // Sent once; and once folded, never again (another intake).
+        assert!(reachable_events(&state, &account(), &g.ids.server, &own, &mut sent).is_empty());
+        g.and(e.payload.clone());
+        let folded = g.state();
+        let mut fresh = HashSet::new();
+        assert!(reachable_events(&folded, &account(), &g.ids.server, &own, &mut fresh).is_empty());
+    }
+}

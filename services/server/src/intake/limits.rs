@@ -230,7 +230,11 @@ pub fn heartbeat(hb: &Heartbeat) -> Result<(), Refusal> {
         id("held_vips[].virtual_ip_id", &h.virtual_ip_id)?;
         check("held_vips[].vip", &h.vip, MAX_ADDRESS, Chars::Token)?;
     }
-    count("wireguard_applied", hb.wireguard_applied.len(), MAX_APPLIED_CONFIGS)?;
+    count(
+        "wireguard_applied",
+        hb.wireguard_applied.len(),
+        MAX_APPLIED_CONFIGS,
+    )?;
     for a in &hb.wireguard_applied {
         id("wireguard_applied[].network_id", &a.network_id)?;
     }

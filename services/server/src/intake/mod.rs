@@ -313,7 +313,9 @@ impl Intake {
                 )
                 .await
             }
-            _ => unreachable!("validate::admit lets only handshake kinds and key registrations through"),
+            _ => unreachable!(
+                "validate::admit lets only handshake kinds and key registrations through"
+            ),
         }
     }
 

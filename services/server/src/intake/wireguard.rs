@@ -11,8 +11,8 @@ use super::{log_refusal, refusal, Intake, Refusal};
 use powernode_events::payloads::sdwan::WireguardKeyRegistered;
 use powernode_events::wireguard::{check_public_key, parse_endpoint};
 use powernode_events::{AccountId, AggregateRef, AggregateType, Envelope};
-use powernode_projections::FleetState;
 use powernode_log::{Expect, LogError};
+use powernode_projections::FleetState;
 use powernode_protocol::SubmitReply;
 
 /// The reason code of a key another instance registered.

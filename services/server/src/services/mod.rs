@@ -10,7 +10,7 @@
 
 pub mod failover;
 #[cfg(test)]
-mod given;
+pub(crate) mod given;
 pub mod provisioner;
 pub mod sdwan;
 pub mod sensor;

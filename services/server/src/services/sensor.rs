@@ -195,7 +195,8 @@ pub fn observe(
                     VipHolderSilent {
                         virtual_ip_id: vip.id.clone(),
                         holder_peer_id: vip.holder_peer_id.clone(),
-                        last_seen_at: last_seen.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                        last_seen_at: last_seen
+                            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
                         threshold_ms: threshold.as_millis() as u64,
                         observer: observer.to_string(),
                         reason,
@@ -235,7 +236,8 @@ pub fn observe(
                 }
                 (false, _) => {}
                 (true, Some(SilenceReason::DataPath)) => {
-                    if let (datapath::DataPath::Reachable(at), Some(since)) = (path(), silent_since) {
+                    if let (datapath::DataPath::Reachable(at), Some(since)) = (path(), silent_since)
+                    {
                         if at > since {
                             out.push(recovered(at - since));
                         }
