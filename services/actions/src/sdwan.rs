@@ -111,6 +111,14 @@ pub struct Network {
     pub routing_mode: RoutingMode,
     /// Sequence of the creating event.
     pub created_seq: u64,
+    /// The data plane's revision: the sequence of the last event that
+    /// changed what the network's tunnels must look like.
+    #[serde(default)]
+    pub config_seq: u64,
+    /// The pod subnet index of each instance (by instance id) on a network
+    /// with `pod_subnet_prefix`: its `index`-th /24 (IPv4) or /64 (IPv6).
+    #[serde(default)]
+    pub pod_subnets: std::collections::BTreeMap<String, u32>,
 }
 
 /// An instance attached to a network.

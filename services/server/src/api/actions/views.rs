@@ -216,8 +216,8 @@ pub fn network(n: &fleet::Network) -> sdwan::Network {
         pod_subnet_prefix,
         routing_mode,
         created_seq,
-        config_seq: _,
-        pod_subnets: _,
+        config_seq,
+        pod_subnets,
     } = n;
     sdwan::Network {
         id: id.clone(),
@@ -228,6 +228,8 @@ pub fn network(n: &fleet::Network) -> sdwan::Network {
         pod_subnet_prefix: *pod_subnet_prefix,
         routing_mode: *routing_mode,
         created_seq: *created_seq,
+        config_seq: *config_seq,
+        pod_subnets: pod_subnets.clone(),
     }
 }
 
