@@ -271,6 +271,55 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_heartbeats_data_plane_reports_are_bounded() {
+        use powernode_protocol::{AppliedConfig, VipProbe};
+        let probe = |by: &str| VipProbe {
+            virtual_ip_id: "vip-1".into(),
+            vip: "fd00::100".into(),
+            reached: true,
+            answered_by: Some(by.into()),
+            generation: Some(1),
+            probed_at_ms: 0,
+        };
+        let mut hb = Heartbeat {
+            instance_id: "inst-1".into(),
+            sent_at_ms: 0,
+            held_vips: Vec::new(),
+            after_seq: None,
+            wireguard_applied: vec![AppliedConfig {
+                network_id: "net-1".into(),
+                revision: 3,
+            }],
+            vip_probes: vec![probe("inst-2")],
+            signature: "ab".into(),
+        };
+        assert!(heartbeat(&hb).is_ok());
+        hb.vip_probes = vec![probe("inst\u{1b}[2J")];
+        let e = heartbeat(&hb).unwrap_err();
+        assert!(
+            e.message.contains("vip_probes[].answered_by"),
+            "{}",
+            e.message
+        );
+        hb.vip_probes = vec![probe("inst-2"); MAX_VIP_PROBES + 1];
+        let e = heartbeat(&hb).unwrap_err();
+        assert_eq!(e.code, "field_too_long");
+        assert!(e.message.contains("vip_probes"), "{}", e.message);
+        hb.vip_probes.clear();
+        hb.wireguard_applied = vec![
+            AppliedConfig {
+                network_id: "net-1".into(),
+                revision: 1
+            };
+            MAX_APPLIED_CONFIGS + 1
+        ];
+        assert!(heartbeat(&hb)
+            .unwrap_err()
+            .message
+            .contains("wireguard_applied"));
+    }
+
+    #[test]
     fn escapes_and_long_values_are_refused_naming_the_field() {
         assert!(id("x", "inst-0123_ab").is_ok());
         let e = id("payload.cluster_id", "clu\u{1b}[2J").unwrap_err();
