@@ -261,3 +261,36 @@ async fn the_heartbeat_carries_the_config_and_the_api_shows_it_applied() -> anyh
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_plane_change_nudges_every_agent_of_the_network() -> anyhow::Result<()> {
+    let p = Platform::start().await?;
+    let a = ManualAgent::enroll(&p, &p.op, "k3s-worker-1", Some((AGENT, None))).await?;
+    let b = ManualAgent::enroll(&p, &p.op, "k3s-worker-2", Some((AGENT, None))).await?;
+    let c = ManualAgent::enroll(&p, &p.op, "k3s-worker-3", Some((AGENT, None))).await?;
+    let net = p.op.network("prod-net", None).await?;
+    p.op.attach(&net, &a.instance_id).await?;
+    p.op.attach(&net, &b.instance_id).await?;
+    p.settle().await?;
+    let wa = p.watch(&subjects::nudge(&a.instance_id)).await?;
+    let wb = p.watch(&subjects::nudge(&b.instance_id)).await?;
+    let wc = p.watch(&subjects::nudge(&c.instance_id)).await?;
+    // B registers its key: the network's config changes at that sequence,
+    // and both of its agents are told (C is on no network: not nudged).
+    let e = b.signed(registration(&b, &key(2), "10.99.0.3:51820"))?;
+    let r = b.submit(&e, None).await?;
+    let seq = r["ok"]["seq"].as_u64().context("a seq")?;
+    for (who, w) in [("a", &wa), ("b", &wb)] {
+        wait_until(WAIT, &format!("{who} nudged with seq {seq}"), || async {
+            if w.count(|v| v.as_u64() == Some(seq)) == 1 {
+                Ok(())
+            } else {
+                Err(format!("{:?}", w.all()))
+            }
+        })
+        .await?;
+    }
+    p.settle().await?;
+    ensure!(wc.all().is_empty(), "C has no peer: {:?}", wc.all());
+    Ok(())
+}
