@@ -96,8 +96,14 @@ pub async fn run_detector(
 fn describe(event: &Envelope) -> String {
     match &event.payload {
         EventPayload::VipHolderSilent(p) => format!(
-            "VIP {} holder {} silent since {}",
-            p.virtual_ip_id, p.holder_peer_id, p.last_seen_at
+            "VIP {} holder {} silent ({}) since {}",
+            p.virtual_ip_id,
+            p.holder_peer_id,
+            match p.reason {
+                SilenceReason::Heartbeat => "no heartbeat",
+                SilenceReason::DataPath => "heartbeats, but its VIP does not answer",
+            },
+            p.last_seen_at
         ),
         EventPayload::VipHolderRecovered(p) => format!(
             "VIP {} holder {} heard again after {} ms",
