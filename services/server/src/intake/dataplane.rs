@@ -121,10 +121,12 @@ pub fn cluster_nodes(
                 .to_string(),
                 ready: row.status == K8sNodeStatus::Ready,
                 overlay_ip,
+                // A row restored from a snapshot older than the field has
+                // no time: the epoch, still valid RFC 3339 for every reader.
                 registered_at: row
                     .registered_at
-                    .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-                    .unwrap_or_default(),
+                    .unwrap_or_default()
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             }
         })
         .collect()
