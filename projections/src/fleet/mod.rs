@@ -201,17 +201,21 @@ impl FleetState {
             }),
             EventPayload::HandshakeReady(p) => self.update(acct, |a| {
                 clusters::handshake_ready(a, seq, p);
+                clusters::stamp_new_rows(a, seq, event.occurred_at);
                 dataplane::assign_pod_subnet(a, &p.instance_id, seq);
             }),
             // clusters
             EventPayload::ClusterBootstrapped(p) => {
-                clusters::cluster_bootstrapped(self.account_mut(acct), seq, p)
+                let a = self.account_mut(acct);
+                clusters::cluster_bootstrapped(a, seq, p);
+                clusters::stamp_new_rows(a, seq, event.occurred_at);
             }
             EventPayload::ClusterActivated(p) => {
                 self.update(acct, |a| clusters::cluster_activated(a, seq, p))
             }
             EventPayload::NodeRegistered(p) => self.update(acct, |a| {
                 clusters::node_registered(a, seq, p);
+                clusters::stamp_new_rows(a, seq, event.occurred_at);
                 dataplane::assign_pod_subnet(a, &p.instance_id, seq);
             }),
             EventPayload::ClusterDecommissioned(p) => self.update(acct, |a| {

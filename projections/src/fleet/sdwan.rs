@@ -303,6 +303,7 @@ pub(super) fn vip_promoted(account: &mut AccountState, at: DateTime<Utc>, p: &Vi
             vip.holder_peer_id = p.to_peer_id.clone();
             vip.generation = p.generation;
             vip.holder_silent = false;
+            vip.silence_reason = None;
             vip.silent_since = None;
             vip.pending_proposal = None;
             vip.promotions.push(Promotion {
@@ -327,6 +328,7 @@ pub(super) fn vip_released(account: &mut AccountState, virtual_ip_id: &str, reas
             vip.status = VipStatus::Released;
             vip.release_reason = Some(reason.to_string());
             vip.holder_silent = false;
+            vip.silence_reason = None;
         }
     }
 }

@@ -370,6 +370,14 @@ actions! { $
         answer: sdwan::ListNetworksAnswer,
         errors: [],
     }
+    /// One peer's WireGuard config: what the platform wants on its
+    /// interface (public keys only) and the revision its agent applied.
+    GetPeerConfig = "system_sdwan_get_peer_config" {
+        permission: None,
+        args: sdwan::GetPeerConfigArgs,
+        answer: sdwan::GetPeerConfigAnswer,
+        errors: [NotFound],
+    }
     /// Sets a network's pod subnet prefix (never once a live cluster uses it).
     UpdateNetwork = "system_sdwan_update_network" {
         permission: Some(Permission::KubernetesProvision),

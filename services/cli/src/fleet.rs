@@ -1,5 +1,5 @@
-//! `powernode instances …`, `powernode networks list` (the grant commands
-//! are in [`super::grants`]) and `powernode vip get`
+//! `powernode instances …`, `powernode networks list|peer-config` (the
+//! grant commands are in [`super::grants`]) and `powernode vip get`
 //! (`vip failover` lives in [`super::approvals`]).
 
 use super::confirm::{confirm, Target};
@@ -69,6 +69,12 @@ pub enum NetworksCommand {
     RevokeGrant {
         /// Grant id.
         grant: String,
+    },
+    /// Show one peer's WireGuard config, desired and applied
+    /// (system_sdwan_get_peer_config).
+    PeerConfig {
+        /// Peer id.
+        peer: String,
     },
 }
 
@@ -238,6 +244,9 @@ pub async fn run_networks(api: &ApiArgs, args: NetworksArgs) -> anyhow::Result<(
         NetworksCommand::RevokeGrant { grant } => {
             super::grants::revoke(api, &args.opts, grant).await
         }
+        NetworksCommand::PeerConfig { peer } => {
+            super::peer_config::run(&Ctx::new(api, &args.opts)?, &peer).await
+        }
     }
 }
 
@@ -309,9 +318,13 @@ pub fn render_vip(v: &Value) -> String {
         .map(|c| format!("{} (peer {})", field(c, "instance_id"), field(c, "peer_id")))
         .collect();
     let silent = if v["holder_silent"] == true {
+        let what = match v["silence_reason"].as_str() {
+            Some("data_path") => "SILENT (data path: its VIP does not answer)",
+            _ => "SILENT",
+        };
         match v.get("silent_since").filter(|s| !s.is_null()) {
-            Some(since) => format!(", SILENT since {}", cell(since)),
-            None => ", SILENT".into(),
+            Some(since) => format!(", {what} since {}", cell(since)),
+            None => format!(", {what}"),
         }
     } else {
         String::new()
@@ -374,6 +387,23 @@ pub fn render_vip(v: &Value) -> String {
         ),
         None => "-".into(),
     };
+    let data_path = match v.get("reachable").filter(|r| !r.is_null()) {
+        Some(r) if v["reachable_now"] == true => format!(
+            "reached holder {} at generation {} (probed by {} at {})",
+            field(r, "holder_peer_id"),
+            field(r, "generation"),
+            field(r, "probed_by_peer_id"),
+            field(r, "probed_at")
+        ),
+        Some(r) => format!(
+            "not reached at generation {} yet (last reached: {} at generation {}, {})",
+            field(v, "generation"),
+            field(r, "holder_peer_id"),
+            field(r, "generation"),
+            field(r, "probed_at")
+        ),
+        None => "not checked yet (no probe through the VIP has reached a holder)".into(),
+    };
     key_values(&[
         ("ID", field(v, "id")),
         ("VIP", field(v, "vip")),
@@ -392,6 +422,7 @@ pub fn render_vip(v: &Value) -> String {
             ),
         ),
         ("Applied", applied_text),
+        ("Data path", data_path),
         (
             "Failover candidates",
             if candidates.is_empty() {
@@ -437,6 +468,27 @@ mod tests {
         ] {
             assert!(text.contains(expected), "missing {expected:?} in\n{text}");
         }
+        assert!(
+            text.contains("Data path:            not checked yet"),
+            "{text}"
+        );
+        let zombie = render_vip(&json!({
+            "status": "allocated", "generation": 2, "holders": ["inst-b"],
+            "holder_peer_id": "peer-b", "holder_silent": true, "silence_reason": "data_path",
+            "reachable": {"generation": 1, "holder_peer_id": "peer-a",
+                          "probed_by_peer_id": "peer-c", "probed_at": "t1"},
+            "reachable_now": false,
+        }));
+        assert!(
+            zombie.contains("SILENT (data path: its VIP does not answer)"),
+            "{zombie}"
+        );
+        assert!(
+            zombie.contains(
+                "not reached at generation 2 yet (last reached: peer-a at generation 1, t1)"
+            ),
+            "{zombie}"
+        );
         let quiet = render_vip(&json!({
             "status": "allocated", "generation": 1,
             "holders": ["inst-a"], "holder_peer_id": "peer-a", "holder_silent": false,

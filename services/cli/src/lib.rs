@@ -24,6 +24,7 @@ pub mod fleet;
 pub mod grants;
 pub mod nats;
 pub mod output;
+pub mod peer_config;
 pub mod replay;
 pub mod replay_show;
 pub mod sim;

@@ -87,6 +87,7 @@ pub(super) fn spec(action: &str) -> Option<&'static [(&'static str, Ty)]> {
             &[("id", OptStr), ("cluster_id", OptStr), ("name", OptStr)]
         }
         "system_sdwan_list_networks" | "system_list_instances" => &[],
+        "system_sdwan_get_peer_config" => &[("peer_id", Str)],
         "system_sdwan_update_network" => &[("network_id", Str), ("pod_subnet_prefix", Str)],
         "system_drain_instance" | "system_terminate_instance" => &[("id", Str)],
         "system_list_approvals" => &[("status", OptStr)],

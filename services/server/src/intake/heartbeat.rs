@@ -7,11 +7,15 @@
 //! change is appended (`system.sdwan.virtual_ip.applied`), once per change,
 //! never per beat: that is how a split (two agents holding one VIP) is seen,
 //! and how an old holder's release after a restart is on the record.
+//!
+//! The answer also carries the instance's data plane (WireGuard configs,
+//! VIPs to probe, its cluster's nodes) and a probe that reached a new
+//! holder is recorded as the data-path check: see [`super::dataplane`].
 
 use super::{refusal, validate, Intake, Refusal, MAX_SKEW};
 use powernode_events::payloads::k3s::K3sModule;
 use powernode_events::payloads::sdwan::VirtualIpApplied;
-use powernode_events::{AccountId, Actor, Envelope};
+use powernode_events::{AccountId, Actor, Envelope, EventPayload};
 use powernode_log::Expect;
 use powernode_projections::fleet::InstanceStatus;
 use powernode_projections::FleetState;
@@ -108,7 +112,7 @@ impl Intake {
         let terminated = instance.status == InstanceStatus::Terminated;
         if !terminated {
             verify_heartbeat(&fleet, &hb)?;
-            self.liveness.record_beat(&hb.instance_id, hb.sent_at_ms);
+            self.liveness.record_heartbeat(&hb);
         }
         let status = match instance.status {
             InstanceStatus::Provisioned => "provisioned",
@@ -143,20 +147,49 @@ impl Intake {
         } else {
             vip_duties(&fleet, account, &hb.instance_id)
         };
-        let changes = if terminated {
+        let mut changes = if terminated {
             Vec::new()
         } else {
             self.holding_changes(&fleet, account, &hb.instance_id, &hb.held_vips)
         };
+        let data_plane = !terminated;
+        if data_plane && !hb.vip_probes.is_empty() {
+            let mut sent = self
+                .reachable_sent
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if sent.len() > 10_000 {
+                sent.clear();
+            }
+            changes.extend(super::dataplane::reachable_events(
+                &fleet,
+                account,
+                &hb.instance_id,
+                &hb.vip_probes,
+                &mut sent,
+            ));
+        }
         let reply = HeartbeatReply {
             status: status.to_string(),
             assignments,
             cluster_id: instance.cluster_id.clone(),
             bootstrap_server_flags,
             vips,
-            wireguard: Vec::new(),
-            probe_targets: Vec::new(),
-            cluster_nodes: Vec::new(),
+            wireguard: if data_plane {
+                fleet.wireguard_configs_for_instance(account, &hb.instance_id)
+            } else {
+                Vec::new()
+            },
+            probe_targets: if data_plane {
+                super::dataplane::probe_targets(&fleet, account, instance)
+            } else {
+                Vec::new()
+            },
+            cluster_nodes: if data_plane {
+                super::dataplane::cluster_nodes(&fleet, account, instance)
+            } else {
+                Vec::new()
+            },
         };
         drop(fleet);
         if !changes.is_empty() {
@@ -164,12 +197,19 @@ impl Intake {
             // A few appends, each tried once: the helper ends on its own,
             // soon, and the node joins it at shutdown.
             let log = self.log.clone();
+            let reachable_sent = self.reachable_sent.clone();
             self.spawn_helper(
                 format!("intake: VIP holdings of {}", hb.instance_id),
                 async move {
                     for event in changes {
                         if let Err(e) = log.append(&event, Expect::Any).await {
-                            warn!(error = %e, "could not record a VIP holding change; the next heartbeat retries");
+                            warn!(error = %e, kind = event.kind(), "could not record a VIP holding change or data-path check; the next heartbeat retries");
+                            if let EventPayload::VirtualIpReachable(p) = &event.payload {
+                                reachable_sent
+                                    .lock()
+                                    .unwrap_or_else(|e| e.into_inner())
+                                    .remove(&(p.virtual_ip_id.clone(), p.generation));
+                            }
                         }
                     }
                 },

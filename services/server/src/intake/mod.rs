@@ -20,6 +20,7 @@
 //! server, the cluster CA) comes from the secret store, never from the log.
 
 mod cluster_ca;
+mod dataplane;
 pub mod follow;
 mod heartbeat;
 pub mod limits;
@@ -27,6 +28,7 @@ mod local;
 pub mod nats;
 mod summary;
 mod validate;
+mod wireguard;
 
 pub use heartbeat::verify_heartbeat;
 
@@ -91,6 +93,8 @@ pub struct Intake {
     /// VIP holdings recorded lately, so a change is appended once while
     /// the projection catches up: (virtual IP, instance) → (generation, held).
     applied_sent: Arc<Mutex<AppliedSent>>,
+    /// Data-path checks appended lately: (virtual IP, generation).
+    reachable_sent: Arc<Mutex<std::collections::HashSet<(String, u64)>>>,
     /// Refusals not attributable to a verified sender, counted and summarised.
     unattributed: Arc<summary::Unattributed>,
     /// How long a submission waits for the platform's decision.
@@ -127,6 +131,7 @@ impl Intake {
             secrets,
             liveness,
             applied_sent: Arc::default(),
+            reachable_sent: Arc::default(),
             decision_timeout: Duration::from_secs(20),
             tasks: None,
         }
@@ -299,6 +304,7 @@ impl Intake {
                 self.bootstrap(event, &p.instance_id, secrets).await
             }
             EventPayload::HandshakeJoinRequest(p) => self.join(event, &p.instance_id).await,
+            EventPayload::WireguardKeyRegistered(p) => self.register_wireguard_key(event, p).await,
             EventPayload::HandshakeReady(p) => {
                 self.ready(
                     event,
@@ -308,7 +314,9 @@ impl Intake {
                 )
                 .await
             }
-            _ => unreachable!("validate::admit lets only handshake kinds through"),
+            _ => unreachable!(
+                "validate::admit lets only handshake kinds and key registrations through"
+            ),
         }
     }
 

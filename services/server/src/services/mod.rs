@@ -11,7 +11,7 @@
 
 pub mod failover;
 #[cfg(test)]
-mod given;
+pub(crate) mod given;
 pub mod grants;
 pub mod provisioner;
 pub mod sdwan;
@@ -105,7 +105,7 @@ pub async fn run_service(
             let local = stop.child_token();
             let expiry = grants::run_expiry(log.clone(), shared.clone(), Utc::now, local.clone());
             let name = config.name.clone();
-            let reactor = sdwan::Sdwan::default();
+            let reactor = sdwan::Sdwan::new(log.nats_client().map(|(c, _)| c));
             let consumer = run_consumer(log, cps, config, shared, reactor, local.clone());
             with_timer(&name, local, consumer, expiry).await
         }
