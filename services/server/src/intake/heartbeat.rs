@@ -13,6 +13,7 @@
 //! holder is recorded as the data-path check: see [`super::dataplane`].
 
 use super::{refusal, validate, Intake, Refusal, MAX_SKEW};
+use crate::liveness::SharedLiveness;
 use powernode_events::payloads::k3s::K3sModule;
 use powernode_events::payloads::sdwan::VirtualIpApplied;
 use powernode_events::{AccountId, Actor, Envelope, EventPayload};
@@ -145,7 +146,7 @@ impl Intake {
         let vips = if terminated {
             Vec::new()
         } else {
-            vip_duties(&fleet, account, &hb.instance_id)
+            vip_duties(&fleet, account, &hb.instance_id, self.liveness())
         };
         let mut changes = if terminated {
             Vec::new()
@@ -300,18 +301,83 @@ impl Intake {
     }
 }
 
+/// How recently a peer must have been heard for its applied WireGuard
+/// revision to hold back a hand-over (a dead peer never blocks one).
+const HANDOVER_PEER_FRESH: chrono::TimeDelta = chrono::TimeDelta::seconds(10);
+
 /// The duty of an instance for every VIP it is a member of: the newest
 /// generation and whether it is the holder.
-pub fn vip_duties(fleet: &FleetState, account: &AccountId, instance_id: &str) -> Vec<VipDuty> {
+///
+/// Make before break: a member that still holds an older generation keeps
+/// it (`hold` at its own generation) while the data plane still routes the
+/// VIP to it: until the new holder reports holding the address, and then
+/// until every live peer of the network has applied the WireGuard revision
+/// that moved the route. Only then is it told to let go. (Without a
+/// registered WireGuard key nothing routes by the VIP's holder, and an old
+/// holder lets go at once.)
+pub fn vip_duties(
+    fleet: &FleetState,
+    account: &AccountId,
+    instance_id: &str,
+    liveness: &SharedLiveness,
+) -> Vec<VipDuty> {
     fleet
         .vip_memberships(account, instance_id)
         .into_iter()
-        .map(|(vip, _, holder)| VipDuty {
-            virtual_ip_id: vip.id.clone(),
-            vip: vip.vip.to_string(),
-            generation: vip.generation,
-            hold: holder,
-            network_id: Some(vip.network_id.clone()),
+        .map(|(vip, peer, holder)| {
+            let in_data_plane = fleet
+                .account(account)
+                .is_some_and(|a| a.wireguard_keys.contains_key(instance_id));
+            let handing_over = !holder
+                && in_data_plane
+                && vip
+                    .applied
+                    .get(&peer.id)
+                    .is_some_and(|g| *g < vip.generation)
+                && !handover_done(fleet, account, vip, liveness);
+            let generation = if handing_over {
+                vip.applied.get(&peer.id).copied().unwrap_or(vip.generation)
+            } else {
+                vip.generation
+            };
+            VipDuty {
+                virtual_ip_id: vip.id.clone(),
+                vip: vip.vip.to_string(),
+                generation,
+                hold: holder || handing_over,
+                network_id: Some(vip.network_id.clone()),
+            }
         })
         .collect()
+}
+
+/// Whether the data plane routes `vip` to its holder everywhere: the holder
+/// holds the newest generation, and every peer of the network heard
+/// lately has applied a config at or after the route's move.
+fn handover_done(
+    fleet: &FleetState,
+    account: &AccountId,
+    vip: &powernode_projections::fleet::VirtualIp,
+    liveness: &SharedLiveness,
+) -> bool {
+    if vip.route_holder() != vip.holder_peer_id {
+        return false;
+    }
+    let Some(a) = fleet.account(account) else {
+        return true;
+    };
+    let now = chrono::Utc::now();
+    a.peers
+        .values()
+        .filter(|p| p.network_id == vip.network_id && a.wireguard_keys.contains_key(&p.instance_id))
+        .filter(|p| {
+            liveness
+                .last_seen(&p.instance_id)
+                .is_some_and(|t| now - t < HANDOVER_PEER_FRESH)
+        })
+        .all(|p| {
+            liveness
+                .applied_revision(&p.instance_id, &vip.network_id)
+                .is_some_and(|r| r >= vip.route_changed_seq)
+        })
 }
