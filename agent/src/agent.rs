@@ -8,6 +8,11 @@
 //! reply's VIP duties are applied at once, whatever the handshake phase
 //! ([`crate::vips`] has the fencing rule). A nudge from the platform runs
 //! a reconcile without waiting for the interval.
+//!
+//! With the data plane on ([`Agent::with_data_plane`]) the agent also
+//! registers its WireGuard key, applies each reply's WireGuard configs,
+//! puts held VIPs on the network's interface, probes the cluster's VIPs
+//! and reports applied revisions and probe results in every heartbeat.
 
 use crate::driver::{AgentPlan, Role, Runtime, RuntimeError, ServerPlan};
 use crate::identity::{Identity, IdentityError};
@@ -24,9 +29,11 @@ use powernode_protocol::{
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+mod dataplane;
 mod fencing;
 
 /// Why a reconcile step failed.
@@ -96,12 +103,19 @@ pub struct Agent {
     /// driver: after a restart the state says what was held, and a
     /// confirmed hold is applied through the (fresh) driver again.
     vips_applied: BTreeSet<String>,
-    /// Whether the last reconcile changed what is held (the change is then
-    /// reported by an immediate heartbeat).
-    vips_changed: bool,
+    /// Whether the last reconcile changed what is held or applied (the
+    /// change is then reported by an immediate heartbeat).
+    report_now: bool,
     /// The log sequence the last nudge named: the next heartbeat asks for
     /// an answer that includes it.
     after_seq: Option<u64>,
+    /// Wakes the loop for an immediate heartbeat (a VIP probe result changed).
+    wake: Arc<Notify>,
+    /// The data plane, when on.
+    data_plane: Option<dataplane::DataPlaneSlot>,
+    /// This node's overlay /128 (from the last heartbeat's WireGuard
+    /// config): a SAN of the k3s API certificate.
+    overlay_ip: Option<String>,
 }
 
 /// First wait after a refused bootstrap or join; doubles up to [`RETRY_MAX`].
@@ -146,8 +160,11 @@ impl Agent {
             refusals: 0,
             runtime_checked: false,
             vips_applied: BTreeSet::new(),
-            vips_changed: false,
+            report_now: false,
             after_seq: None,
+            wake: Arc::new(Notify::new()),
+            data_plane: None,
+            overlay_ip: None,
         })
     }
 
@@ -170,8 +187,15 @@ impl Agent {
     /// Heartbeats, applies the reply's VIP duties, and takes one handshake
     /// step.
     pub async fn reconcile(&mut self) -> Result<Step, AgentError> {
+        if self.data_plane_on() {
+            self.register_wireguard_key().await;
+        }
         let hb = self.heartbeat().await?;
         self.apply_vip_duties(&hb.vips).await?;
+        self.observe_cluster(&hb);
+        if self.data_plane_on() {
+            self.apply_wireguard(hb.wireguard, hb.probe_targets).await;
+        }
         if hb.status == "terminated" {
             return Ok(Step::Terminated);
         }
@@ -233,6 +257,7 @@ impl Agent {
     /// one reconcile; a refused join still waits for its back-off).
     pub async fn run(mut self, interval: Duration, shutdown: CancellationToken) {
         let mut nudges = self.link.nudges(self.instance_id()).await;
+        let _probing = self.start_probing(&shutdown);
         let mut reported_change = false;
         loop {
             let mut wait = match self.reconcile().await {
@@ -256,12 +281,12 @@ impl Agent {
             };
             // Report a changed holding at once — but not twice in a row, so
             // replies that keep contradicting each other cannot spin.
-            let changed = std::mem::take(&mut self.vips_changed);
+            let changed = std::mem::take(&mut self.report_now);
             if changed && !reported_change {
                 wait = Duration::ZERO;
             }
             reported_change = changed && wait.is_zero();
-            match fencing::wait(wait, &mut nudges, &shutdown).await {
+            match fencing::wait(wait, &mut nudges, &self.wake, &shutdown).await {
                 None => return,
                 Some(seq) => self.after_seq = (seq > 0).then_some(seq),
             }
@@ -271,9 +296,13 @@ impl Agent {
     async fn heartbeat(&self) -> Result<HeartbeatReply, AgentError> {
         let hb = fencing::signed_heartbeat(
             &self.identity,
-            self.instance_id(),
-            self.held_vips(),
-            self.after_seq,
+            fencing::Report {
+                instance_id: self.instance_id(),
+                held_vips: self.held_vips(),
+                after_seq: self.after_seq,
+                wireguard_applied: self.wireguard_applied(),
+                vip_probes: self.take_vip_probes(),
+            },
         );
         Ok(self.link.heartbeat(hb).await?)
     }
@@ -366,6 +395,7 @@ impl Agent {
             cluster_init: true,
             token: token.clone(),
             extra_flags: self.bootstrap_flags.clone(),
+            overlay_ip: self.overlay_ip.clone(),
             ..ServerPlan::default()
         };
         let artifacts = self
@@ -384,7 +414,7 @@ impl Agent {
         let secrets = BootstrapSecrets {
             node_token: artifacts.node_token.clone(),
             kubeconfig: artifacts.kubeconfig,
-            cluster_ca: None,
+            cluster_ca: artifacts.cluster_ca,
         };
         match self.submit(report, Some(secrets)).await? {
             SubmitReply::ClusterCreated {
@@ -399,6 +429,8 @@ impl Agent {
                     token: token.clone(),
                     tls_sans: vip.into_iter().collect(),
                     extra_flags: server_flags,
+                    overlay_ip: self.overlay_ip.clone(),
+                    cluster_ca: None,
                 };
                 self.with_runtime(move |rt| rt.start_server(&plan)).await?;
                 self.state.token_fingerprint = Some(fingerprint(artifacts.node_token.as_bytes()));
@@ -427,9 +459,9 @@ impl Agent {
                 token,
                 token_fingerprint,
                 server_flags,
-                cluster_ca: _,
+                cluster_ca,
             } => {
-                let module = plan.module;
+                let (module, overlay_ip) = (plan.module, self.overlay_ip.clone());
                 let url = api_endpoint.clone();
                 let secret = token.clone();
                 self.with_runtime(move |rt| match module {
@@ -439,6 +471,8 @@ impl Agent {
                         token: secret,
                         tls_sans: vip.into_iter().collect(),
                         extra_flags: server_flags,
+                        overlay_ip,
+                        cluster_ca,
                     }),
                     K3sModule::K3sAgent => rt.start_agent(&AgentPlan {
                         server_url: url,
@@ -502,6 +536,18 @@ impl Agent {
             .as_deref()
             .expect("the runtime is back after every call");
         (rt.name(), rt.version(), rt.node_name())
+    }
+
+    /// Tells the driver what the platform knows of the cluster, and keeps
+    /// the overlay address the WireGuard config names.
+    fn observe_cluster(&mut self, hb: &HeartbeatReply) {
+        if let Some(config) = hb.wireguard.first() {
+            self.overlay_ip = Some(config.address.to_string());
+        }
+        let id = self.instance_id().to_owned();
+        if let Some(rt) = self.runtime.lock().expect("runtime lock").as_deref_mut() {
+            rt.observe_cluster(&id, &hb.cluster_nodes);
+        }
     }
 
     /// Runs a blocking driver call off the async threads.

@@ -8,6 +8,10 @@
 //! * [`state`] — what survives a restart (a restart with the same state dir
 //!   is the same instance);
 //! * [`vips`] — VIP fencing: which virtual IPs to hold, at which generation;
+//! * [`wireguard`] — the data plane: the node's WireGuard key, applying each
+//!   network's desired config with `wg` / `ip`, VIPs on the interface;
+//! * [`probe`] — the data-path check: probing the cluster's VIPs through the
+//!   tunnel and reporting who answered;
 //! * [`driver`] — the drivers that run k3s and put VIPs on the node (real,
 //!   or simulated).
 //!
@@ -18,5 +22,7 @@ pub mod driver;
 pub mod identity;
 pub mod link;
 pub mod nkey;
+pub mod probe;
 pub mod state;
 pub mod vips;
+pub mod wireguard;

@@ -4,6 +4,11 @@
 //! enrolls once (the identity key and state persist in the state dir, so a
 //! restart with the same dir is the same instance), then heartbeats and
 //! runs the k3s handshake until stopped.
+//!
+//! With `--wireguard-endpoint ADDR:PORT` the data plane is on: the agent
+//! registers its WireGuard key and applies its networks' configs
+//! (`--wireguard-userspace boringtun-cli` where the kernel has no
+//! WireGuard), and probes its cluster's VIPs every `--probe-interval-ms`.
 
 use clap::{Parser, Subcommand};
 use powernode_agent::agent::Agent;
@@ -13,6 +18,8 @@ use powernode_agent::driver::{Runtime, RuntimeKind};
 use powernode_agent::identity::Identity;
 use powernode_agent::link::{NatsAuth, NatsLink};
 use powernode_agent::state::StateStore;
+use powernode_agent::wireguard::runner::QuickRunner;
+use powernode_agent::wireguard::{DataPlane, WireguardKey};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -68,6 +75,24 @@ struct RunArgs {
     /// the SD-WAN's WireGuard interface.
     #[arg(long, env = "POWERNODE_VIP_INTERFACE", default_value = powernode_agent::driver::k3s::DEFAULT_VIP_INTERFACE)]
     vip_interface: String,
+    /// Turns the data plane on: this node's WireGuard underlay endpoint
+    /// (`address:port`, IPv6 in brackets) that other peers send to; the
+    /// agent makes a WireGuard key (`<state-dir>/wireguard.key`), registers
+    /// it with this endpoint and applies its networks' WireGuard configs.
+    #[arg(long, env = "POWERNODE_WG_ENDPOINT")]
+    wireguard_endpoint: Option<String>,
+    /// Userspace WireGuard to start when the kernel has no WireGuard module
+    /// (e.g. `boringtun-cli`; run as `WG_SUDO=1 <cmd> --disable-drop-privileges <interface>`).
+    #[arg(long, env = "POWERNODE_WG_USERSPACE")]
+    wireguard_userspace: Option<String>,
+    /// How often the cluster's VIPs are probed through the tunnel (ms).
+    #[arg(long, env = "POWERNODE_PROBE_INTERVAL_MS", default_value_t = 1000)]
+    probe_interval_ms: u64,
+    /// Serve the simulated k3s API (TLS, certificate from the cluster CA)
+    /// on this address once a server is started, e.g. `[::]:6443`
+    /// (simulated runtime; off by default).
+    #[arg(long, env = "POWERNODE_K3S_API_LISTEN")]
+    k3s_api_listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -116,6 +141,20 @@ async fn main() -> anyhow::Result<()> {
         .nats
         .ok_or_else(|| anyhow::anyhow!("--nats URL is required (the platform's NATS server)"))?;
     std::fs::create_dir_all(&args.state_dir)?;
+    let data_plane = match &args.wireguard_endpoint {
+        Some(endpoint) => {
+            powernode_events::wireguard::parse_endpoint(endpoint)
+                .map_err(|e| anyhow::anyhow!("--wireguard-endpoint: {e}"))?;
+            let key = WireguardKey::load_or_create(&args.state_dir)?;
+            tracing::info!(public_key = %key.public_key(), %endpoint, "data plane on");
+            let mut plane = DataPlane::new(key, endpoint.clone(), Box::new(QuickRunner::new()));
+            if let Some(cmd) = &args.wireguard_userspace {
+                plane = plane.with_userspace(cmd.clone());
+            }
+            Some(plane)
+        }
+        None => None,
+    };
     let key_file = args.state_dir.join("identity.key");
     let store = StateStore::in_dir(&args.state_dir);
     let node_name = args
@@ -128,10 +167,13 @@ async fn main() -> anyhow::Result<()> {
             RuntimeKind::K3s => {
                 Box::new(K3sRuntime::system().with_vip_interface(args.vip_interface.clone()))
             }
-            RuntimeKind::Simulated => Box::new(SimulatedRuntime::new(
-                node_name.clone(),
-                "v1.30.5+k3s1".into(),
-            )),
+            RuntimeKind::Simulated => {
+                let rt = SimulatedRuntime::new(node_name.clone(), "v1.30.5+k3s1".into());
+                Box::new(match args.k3s_api_listen {
+                    Some(addr) => rt.with_api_listen(addr),
+                    None => rt,
+                })
+            }
         }
     };
     // The identity key is the agent's NATS credential; until it has
@@ -172,6 +214,12 @@ async fn main() -> anyhow::Result<()> {
             }
             Err(e) => return Err(e.into()),
         }
+    };
+    let agent = match data_plane {
+        Some(plane) => {
+            agent.with_data_plane(plane, Duration::from_millis(args.probe_interval_ms.max(10)))
+        }
+        None => agent,
     };
     tracing::info!(instance = %agent.instance_id(), runtime = ?args.runtime, "agent running");
     let shutdown = CancellationToken::new();

@@ -68,6 +68,21 @@ pub struct AgentState {
     /// held (absent in state files written before VIP failover).
     #[serde(default)]
     pub vips: BTreeMap<String, VipState>,
+    /// The WireGuard key and endpoint the platform last accepted (absent
+    /// until registered, and in state files written before the data plane).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wireguard: Option<RegisteredKey>,
+}
+
+/// A WireGuard public key and underlay endpoint the platform accepted
+/// (`system.sdwan.wireguard_key.registered`); registered again when either
+/// changes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegisteredKey {
+    /// Base64 of the x25519 public key.
+    pub public_key: String,
+    /// Underlay `address:port`.
+    pub endpoint: String,
 }
 
 /// What the agent knows of one virtual IP it is (or was) a member of.
@@ -95,6 +110,7 @@ impl std::fmt::Debug for AgentState {
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("last_rejection", &self.last_rejection)
             .field("vips", &self.vips)
+            .field("wireguard", &self.wireguard)
             .finish()
     }
 }

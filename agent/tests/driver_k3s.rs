@@ -107,6 +107,8 @@ fn bootstrap_plan(token: &str) -> ServerPlan {
             "--flannel-backend=host-gw".to_owned(),
             "--cluster-cidr=10.42.0.0/16".to_owned(),
         ],
+        overlay_ip: None,
+        cluster_ca: None,
     }
 }
 
@@ -254,6 +256,14 @@ fn joining_server_points_at_the_bracketed_vip_with_the_token() {
         token: JOIN_TOKEN.to_owned(),
         tls_sans: vec![format!("[{VIP}]")],
         extra_flags: vec!["--flannel-iface=wg-sdwan-prod".to_owned()],
+        // The node's overlay /128 is a SAN too; the CA the platform hands
+        // a joining server is for the simulated runtime (k3s shares its
+        // own) and is written nowhere.
+        overlay_ip: Some("fd00:abcd:1::12".to_owned()),
+        cluster_ca: Some(powernode_agent::driver::ClusterCa {
+            cert_pem: "CA-CERT-NOT-WRITTEN".to_owned(),
+            key_pem: "CA-KEY-NEVER-WRITTEN".to_owned(),
+        }),
     };
 
     rt.start_server(&plan).unwrap();
@@ -262,7 +272,8 @@ fn joining_server_points_at_the_bracketed_vip_with_the_token() {
     assert!(
         drop_in.contains(&format!(
             "ExecStart=/usr/local/bin/k3s server --server https://[fd00:abcd:1::100]:6443 \
-             --token {JOIN_TOKEN} --tls-san fd00:abcd:1::100 --flannel-iface=wg-sdwan-prod\n"
+             --token {JOIN_TOKEN} --tls-san fd00:abcd:1::100 --tls-san fd00:abcd:1::12 \
+             --flannel-iface=wg-sdwan-prod\n"
         )),
         "{drop_in}"
     );
@@ -272,8 +283,12 @@ fn joining_server_points_at_the_bracketed_vip_with_the_token() {
         "{config}"
     );
     assert!(config.contains(&format!("token: \"{JOIN_TOKEN}\"\n")));
-    assert!(config.contains("tls-san:\n  - \"fd00:abcd:1::100\"\n"));
+    assert!(config.contains("tls-san:\n  - \"fd00:abcd:1::100\"\n  - \"fd00:abcd:1::12\"\n"));
     assert!(!config.contains("cluster-init"), "{config}");
+    assert!(
+        !config.contains("CA-") && !drop_in.contains("CA-"),
+        "{config}{drop_in}"
+    );
     assert_eq!(
         lines(&calls),
         [

@@ -70,8 +70,26 @@ fn bootstrap_artifacts_look_like_k3s_ones() {
     }
     assert_eq!(
         format!("{artifacts:?}"),
-        "BootstrapArtifacts { kubeconfig: \"<redacted>\", node_token: \"<redacted>\" }"
+        "BootstrapArtifacts { kubeconfig: \"<redacted>\", node_token: \"<redacted>\", \
+         cluster_ca: Some(\"<redacted>\") }"
     );
+    // The CA is a real one: the kubeconfig carries it, the token's hash is
+    // its SHA-256 (as k3s's `K10` tokens are), and its key is PKCS#8 PEM.
+    let ca = artifacts
+        .cluster_ca
+        .clone()
+        .expect("a simulated bootstrap makes a CA");
+    assert!(ca.cert_pem.starts_with("-----BEGIN CERTIFICATE-----\n"));
+    assert!(ca.key_pem.starts_with("-----BEGIN PRIVATE KEY-----\n"));
+    assert_eq!(
+        field(kubeconfig, "certificate-authority-data"),
+        powernode_events::wireguard::encode_base64(ca.cert_pem.as_bytes())
+    );
+    let hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
+        ca.cert_pem.as_bytes(),
+    ));
+    assert!(artifacts.node_token.starts_with(&format!("K10{hash}::")));
+    assert!(!kubeconfig.contains(&ca.key_pem) && !format!("{artifacts:?}").contains("PRIVATE"));
 
     // Reading again (or restarting with the same token) gives the same.
     rt.start_server(&bootstrap(&token)).unwrap();

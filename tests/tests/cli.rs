@@ -64,6 +64,7 @@ struct Platform {
     url: String,
     token: String,
     cluster: String,
+    peer: String,
 }
 
 async fn platform(bin: &Path) -> anyhow::Result<Platform> {
@@ -125,13 +126,16 @@ async fn platform(bin: &Path) -> anyhow::Result<Platform> {
         json!({"node_id": node["node"]["id"]}),
     )
     .await?;
-    ok(
+    let peer = ok(
         port,
         t,
         "system_sdwan_attach_peer",
         json!({"network_id": net["network"]["id"], "node_instance_id": inst["id"]}),
     )
-    .await?;
+    .await?["peer"]["id"]
+        .as_str()
+        .context("no peer id")?
+        .to_string();
     ok(
         port,
         t,
@@ -160,6 +164,7 @@ async fn platform(bin: &Path) -> anyhow::Result<Platform> {
         url,
         token,
         cluster,
+        peer,
     })
 }
 
@@ -252,5 +257,48 @@ async fn clusters_commands_list_as_json_and_decommission_safely() -> anyhow::Res
     let out = p.cli(&bin, &["clusters", "list", "-o", "json"])?;
     let data: Value = serde_json::from_slice(&out.stdout)?;
     assert_eq!(data["clusters"], json!([]));
+    Ok(())
+}
+
+#[tokio::test]
+async fn peer_config_and_the_vips_data_path_are_shown() -> anyhow::Result<()> {
+    let bin = powernode_bin()?;
+    let p = platform(&bin).await?;
+
+    // -o json: the action's answer.
+    let out = p.cli(&bin, &["networks", "peer-config", &p.peer, "-o", "json"])?;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let data: Value = serde_json::from_slice(&out.stdout)
+        .with_context(|| format!("not JSON: {}", text(&out.stdout)))?;
+    assert_eq!(data["peer_id"], p.peer.as_str(), "{data}");
+    assert!(data.get("in_sync").is_some(), "{data}");
+
+    // The table names the peer and whether a key is registered.
+    let out = p.cli(&bin, &["networks", "peer-config", &p.peer])?;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let table = text(&out.stdout);
+    assert!(
+        table.contains(&p.peer) && table.contains("Public key:"),
+        "{table}"
+    );
+    assert!(table.contains("In sync:"), "{table}");
+
+    // An unknown peer: not found, non-zero.
+    let out = p.cli(&bin, &["networks", "peer-config", "peer-nope"])?;
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("powernode: error: not_found (404): "),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // vip get has a data-path line.
+    let out = p.cli(&bin, &["vip", "get", "--cluster", &p.cluster])?;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("Data path:"),
+        "{}",
+        text(&out.stdout)
+    );
     Ok(())
 }

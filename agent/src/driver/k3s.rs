@@ -310,7 +310,7 @@ impl Runtime for K3sRuntime {
         if plan.cluster_init {
             self.check_cluster_ca(&plan.token)?;
         }
-        let flags = ExtraFlags::parse(&plan.tls_sans, &plan.extra_flags)?;
+        let flags = ExtraFlags::parse(&plan.sans(), &plan.extra_flags)?;
         let config = server_config(plan, &flags);
         let drop_in = server_drop_in(plan, &flags);
         write_file(&self.path(CONFIG_FILE), &config, 0o600)?;
@@ -353,6 +353,8 @@ impl Runtime for K3sRuntime {
             return Ok(BootstrapArtifacts {
                 kubeconfig,
                 node_token,
+                // k3s shares its CA with joining servers itself.
+                cluster_ca: None,
             });
         }
     }

@@ -11,12 +11,17 @@
 //!   it is tested against a temp root with a recording runner. A held VIP is
 //!   an `ip -6 addr` on the SD-WAN interface.
 //! * [`simulated::SimulatedRuntime`] — no k3s; produces realistic artefacts
-//!   (a kubeconfig, a `K10…::server:…` token) for demos, tests and the rig,
-//!   and keeps the VIPs it holds in memory.
+//!   (a kubeconfig with a real per-cluster CA, a `K10…::server:…` token) for
+//!   demos, tests and the rig, and keeps the VIPs it holds in memory. Given a
+//!   listen address it also serves a simulated Kubernetes API over TLS
+//!   ([`apiserver`]) that the real `kubectl` talks to.
 
+pub mod apiserver;
 pub mod k3s;
 pub mod runner;
 pub mod simulated;
+
+pub use powernode_protocol::{ClusterCa, ClusterNode};
 
 /// What the node runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,10 +44,27 @@ pub struct ServerPlan {
     pub token: String,
     /// `--tls-san` values (the VIP, so kubectl through the VIP validates).
     pub tls_sans: Vec<String>,
+    /// The node's SD-WAN overlay address (its /128), when it has one: a
+    /// further `--tls-san`, so the API is also verified at the node itself.
+    pub overlay_ip: Option<String>,
+    /// The cluster's CA, handed to a joining server by the platform: the
+    /// simulated runtime issues its API certificate from it (real k3s
+    /// ignores it; it shares its CA through its datastore). Secret.
+    pub cluster_ca: Option<ClusterCa>,
     /// Further flags stamped by the platform, verbatim
     /// (e.g. `--flannel-iface=wg-sdwan-prod`, `--flannel-backend=host-gw`,
     /// `--cluster-cidr=10.42.0.0/16`).
     pub extra_flags: Vec<String>,
+}
+
+impl ServerPlan {
+    /// Every subject alternative name the API certificate needs: the
+    /// `tls_sans` and the overlay address.
+    pub fn sans(&self) -> Vec<String> {
+        let mut sans = self.tls_sans.clone();
+        sans.extend(self.overlay_ip.clone());
+        sans
+    }
 }
 
 /// How to start a k3s agent (worker).
@@ -62,6 +84,9 @@ pub struct BootstrapArtifacts {
     pub kubeconfig: String,
     /// The node token (`/var/lib/rancher/k3s/server/node-token`).
     pub node_token: String,
+    /// The cluster CA, when the runtime made one the platform must hand to
+    /// joining servers (the simulated runtime; real k3s keeps its own).
+    pub cluster_ca: Option<ClusterCa>,
 }
 
 impl std::fmt::Debug for BootstrapArtifacts {
@@ -69,6 +94,10 @@ impl std::fmt::Debug for BootstrapArtifacts {
         f.debug_struct("BootstrapArtifacts")
             .field("kubeconfig", &"<redacted>")
             .field("node_token", &"<redacted>")
+            .field(
+                "cluster_ca",
+                &self.cluster_ca.as_ref().map(|_| "<redacted>"),
+            )
             .finish()
     }
 }
@@ -121,6 +150,12 @@ pub trait Runtime: Send {
     /// Takes the virtual IP `vip` off the node (releasing one that is not
     /// there is not an error).
     fn release_vip(&mut self, vip: &str) -> Result<(), RuntimeError>;
+    /// What the platform knows of this node's cluster, from each heartbeat
+    /// reply: this node's `instance_id` and the cluster's nodes (the
+    /// simulated API lists them; real k3s knows its own).
+    fn observe_cluster(&mut self, instance_id: &str, nodes: &[ClusterNode]) {
+        let _ = (instance_id, nodes);
+    }
 }
 
 /// Which driver to build (`--runtime`).

@@ -3,6 +3,7 @@
 use super::instances::{record_phase, K3sPhase};
 use super::sdwan::vip_released;
 use super::AccountState;
+use chrono::{DateTime, Utc};
 use ipnet::IpNet;
 use powernode_events::payloads::fleet::CniPlugin;
 use powernode_events::payloads::k3s::{
@@ -88,6 +89,10 @@ pub struct K8sNode {
     pub node_name: Option<String>,
     /// Sequence of the event that added the row.
     pub registered_seq: u64,
+    /// When the event that added the row occurred (absent in snapshots
+    /// taken before it was kept).
+    #[serde(default)]
+    pub registered_at: Option<DateTime<Utc>>,
 }
 
 /// `system.k3s.cluster.bootstrapped`: creates the cluster (bootstrapping)
@@ -186,7 +191,17 @@ fn add_node_row(
             version,
             node_name,
             registered_seq: seq,
+            registered_at: None,
         });
+}
+
+/// Stamps the rows the event at `seq` added with its time.
+pub(super) fn stamp_new_rows(account: &mut AccountState, seq: u64, at: DateTime<Utc>) {
+    for row in account.k8s_nodes.values_mut().flat_map(|r| r.values_mut()) {
+        if row.registered_seq == seq && row.registered_at.is_none() {
+            row.registered_at = Some(at);
+        }
+    }
 }
 
 /// `system.k3s.handshake.ready`: the instance is ready in the cluster; its

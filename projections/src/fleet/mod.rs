@@ -201,17 +201,21 @@ impl FleetState {
             }),
             EventPayload::HandshakeReady(p) => self.update(acct, |a| {
                 clusters::handshake_ready(a, seq, p);
+                clusters::stamp_new_rows(a, seq, event.occurred_at);
                 dataplane::assign_pod_subnet(a, &p.instance_id, seq);
             }),
             // clusters
             EventPayload::ClusterBootstrapped(p) => {
-                clusters::cluster_bootstrapped(self.account_mut(acct), seq, p)
+                let a = self.account_mut(acct);
+                clusters::cluster_bootstrapped(a, seq, p);
+                clusters::stamp_new_rows(a, seq, event.occurred_at);
             }
             EventPayload::ClusterActivated(p) => {
                 self.update(acct, |a| clusters::cluster_activated(a, seq, p))
             }
             EventPayload::NodeRegistered(p) => self.update(acct, |a| {
                 clusters::node_registered(a, seq, p);
+                clusters::stamp_new_rows(a, seq, event.occurred_at);
                 dataplane::assign_pod_subnet(a, &p.instance_id, seq);
             }),
             EventPayload::ClusterDecommissioned(p) => self.update(acct, |a| {
@@ -258,7 +262,12 @@ impl FleetState {
                 self.update(acct, |a| sdwan::vip_candidate_added(a, p))
             }
             EventPayload::VirtualIpPromoted(p) => self.update(acct, |a| {
+                let before = a
+                    .virtual_ips
+                    .get(&p.virtual_ip_id)
+                    .map(|v| v.route_holder().to_string());
                 sdwan::vip_promoted(a, event.occurred_at, p);
+                sdwan::route_moved(a, &p.virtual_ip_id, before, seq);
                 if let Some(n) = a
                     .virtual_ips
                     .get(&p.virtual_ip_id)
@@ -267,7 +276,9 @@ impl FleetState {
                     dataplane::touch(a, &n, seq);
                 }
             }),
-            EventPayload::VirtualIpApplied(p) => self.update(acct, |a| sdwan::vip_applied(a, p)),
+            EventPayload::VirtualIpApplied(p) => {
+                self.update(acct, |a| sdwan::vip_applied(a, seq, p))
+            }
             EventPayload::FailoverProposed(p) => {
                 self.update(acct, |a| sdwan::failover_proposed(a, seq, p))
             }

@@ -126,6 +126,11 @@ pub struct VirtualIp {
     /// The newest data-path check that reached a holder.
     #[serde(default)]
     pub reachable: Option<super::dataplane::Reachability>,
+    /// Sequence of the event that last changed [`VirtualIp::route_holder`]
+    /// (the data plane routes the VIP to a new peer from the config
+    /// revision at or after it).
+    #[serde(default)]
+    pub route_changed_seq: u64,
 }
 
 /// One promotion of a VIP (for flap damping and history).
@@ -169,6 +174,21 @@ impl VirtualIp {
             .iter()
             .map(String::as_str)
             .filter(move |p| *p != self.holder_peer_id)
+    }
+
+    /// The peer the data plane routes the VIP to: the holder once its agent
+    /// reports holding the newest generation; until then the peer that
+    /// reports the highest older generation (make before break: a drained
+    /// holder keeps answering until its successor holds the address), or
+    /// the holder when nobody reports holding it.
+    pub fn route_holder(&self) -> &str {
+        if self.applied.get(&self.holder_peer_id) == Some(&self.generation) {
+            return &self.holder_peer_id;
+        }
+        self.applied
+            .iter()
+            .max_by_key(|(peer, generation)| (**generation, std::cmp::Reverse(peer.as_str())))
+            .map_or(self.holder_peer_id.as_str(), |(peer, _)| peer.as_str())
     }
 
     /// `https://[vip]:6443`, the k3s API endpoint this address serves.
@@ -255,6 +275,7 @@ pub(super) fn vip_allocated(account: &mut AccountState, seq: u64, p: &VirtualIpA
             pending_proposal: None,
             silence_reason: None,
             reachable: None,
+            route_changed_seq: seq,
         });
 }
 
@@ -282,6 +303,7 @@ pub(super) fn vip_promoted(account: &mut AccountState, at: DateTime<Utc>, p: &Vi
             vip.holder_peer_id = p.to_peer_id.clone();
             vip.generation = p.generation;
             vip.holder_silent = false;
+            vip.silence_reason = None;
             vip.silent_since = None;
             vip.pending_proposal = None;
             vip.promotions.push(Promotion {
@@ -306,6 +328,7 @@ pub(super) fn vip_released(account: &mut AccountState, virtual_ip_id: &str, reas
             vip.status = VipStatus::Released;
             vip.release_reason = Some(reason.to_string());
             vip.holder_silent = false;
+            vip.silence_reason = None;
         }
     }
 }
@@ -344,7 +367,34 @@ pub(super) fn vip_holder_recovered(account: &mut AccountState, p: &VipHolderReco
 }
 
 /// `system.sdwan.virtual_ip.applied`: what a member's agent holds.
-pub(super) fn vip_applied(account: &mut AccountState, p: &VirtualIpApplied) {
+pub(super) fn vip_applied(account: &mut AccountState, seq: u64, p: &VirtualIpApplied) {
+    let before = account
+        .virtual_ips
+        .get(&p.virtual_ip_id)
+        .map(|v| v.route_holder().to_string());
+    vip_applied_inner(account, p);
+    route_moved(account, &p.virtual_ip_id, before, seq);
+}
+
+/// Records `seq` as the VIP's route change (and the network's data-plane
+/// change) when its [`VirtualIp::route_holder`] is no longer `before`.
+pub(super) fn route_moved(
+    account: &mut AccountState,
+    virtual_ip_id: &str,
+    before: Option<String>,
+    seq: u64,
+) {
+    let Some(vip) = account.virtual_ips.get_mut(virtual_ip_id) else {
+        return;
+    };
+    if before.as_deref() != Some(vip.route_holder()) {
+        vip.route_changed_seq = seq;
+        let network = vip.network_id.clone();
+        super::dataplane::touch(account, &network, seq);
+    }
+}
+
+fn vip_applied_inner(account: &mut AccountState, p: &VirtualIpApplied) {
     if let Some(vip) = account.virtual_ips.get_mut(&p.virtual_ip_id) {
         if p.held {
             vip.applied.insert(p.peer_id.clone(), p.generation);

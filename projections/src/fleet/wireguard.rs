@@ -2,7 +2,9 @@
 //!
 //! A peer takes part in the data plane once its agent has registered a
 //! WireGuard key. What is routed to a peer (its `AllowedIPs` on every other
-//! peer): its /128, each VIP it holds at the newest generation, its node's
+//! peer): its /128, each VIP it is the route holder of (the holder at the
+//! newest generation once its agent holds the address; see
+//! [`super::VirtualIp::route_holder`]), its node's
 //! pod subnet (flannel host-gw on a network with `pod_subnet_prefix`), its
 //! LAN subnets, and, for the network's gateway, the /128 of every active
 //! access grant. `ibgp` is a full mesh; `hub` sends every spoke through the
@@ -169,7 +171,7 @@ fn routes_of(a: &AccountState, network: &Network, peer: &Peer) -> Vec<IpNet> {
     for v in a.virtual_ips.values() {
         if v.network_id == network.id
             && v.status == VipStatus::Allocated
-            && v.holder_peer_id == peer.id
+            && v.route_holder() == peer.id
         {
             ips.push(host(v.vip.into()));
         }

@@ -160,4 +160,7 @@ pub struct K8sNode {
     pub node_name: Option<String>,
     /// Sequence of the event that added the row.
     pub registered_seq: u64,
+    /// When the row was added (absent for rows folded before it was kept).
+    #[serde(default)]
+    pub registered_at: Option<chrono::DateTime<chrono::Utc>>,
 }

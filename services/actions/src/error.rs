@@ -102,7 +102,7 @@ error_codes! {
     Exhausted = "exhausted", 409;
     /// 409: the approval was already granted or rejected.
     AlreadyDecided = "already_decided", 409;
-    /// 409: the approval expired.
+    /// 409: the approval (or the access grant) expired.
     Expired = "expired", 409;
     /// 409: what the approval was about changed before anyone decided.
     Superseded = "superseded", 409;
@@ -112,6 +112,11 @@ error_codes! {
     NotACandidate = "not_a_candidate", 422;
     /// 409: the virtual IP has no ready candidate heard lately.
     NoCandidate = "no_candidate", 409;
+    /// 409: no peer of the network has registered a WireGuard key yet, so
+    /// an access grant has no gateway to end at.
+    NoGateway = "no_gateway", 409;
+    /// 409: the access grant was already revoked; nothing changed.
+    AlreadyRevoked = "already_revoked", 409;
 }
 
 impl ErrorCode {

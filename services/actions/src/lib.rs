@@ -25,6 +25,7 @@ pub mod approvals;
 pub mod clusters;
 pub mod error;
 pub mod events;
+pub mod grants;
 pub mod instances;
 pub mod kubeconfig;
 pub mod permission;
@@ -369,6 +370,14 @@ actions! { $
         answer: sdwan::ListNetworksAnswer,
         errors: [],
     }
+    /// One peer's WireGuard config: what the platform wants on its
+    /// interface (public keys only) and the revision its agent applied.
+    GetPeerConfig = "system_sdwan_get_peer_config" {
+        permission: None,
+        args: sdwan::GetPeerConfigArgs,
+        answer: sdwan::GetPeerConfigAnswer,
+        errors: [NotFound],
+    }
     /// Sets a network's pod subnet prefix (never once a live cluster uses it).
     UpdateNetwork = "system_sdwan_update_network" {
         permission: Some(Permission::KubernetesProvision),
@@ -426,6 +435,31 @@ actions! { $
         args: approvals::FailoverVirtualIpArgs,
         answer: approvals::FailoverVirtualIpAnswer,
         errors: [Forbidden, NotFound, Released, ClusterDecommissioned, NotACandidate, NoCandidate, Conflict, IdTaken, InvalidEvent, Unavailable, LogError],
+    }
+    /// Gives an operator's machine a WireGuard tunnel into a network: a
+    /// /128 of its overlay and a wg-quick file whose one peer is the
+    /// network's gateway (the key made by the caller, or by the platform
+    /// and shown this once in the file).
+    CreateAccessGrant = "system_sdwan_create_access_grant" {
+        permission: Some(Permission::KubernetesProvision),
+        args: grants::CreateAccessGrantArgs,
+        answer: grants::CreateAccessGrantAnswer,
+        errors: [Forbidden, NotFound, NoGateway, Exhausted, IdTaken, InvalidEvent, Unavailable, LogError],
+    }
+    /// The account's access grants (or one network's), oldest first, with
+    /// their status.
+    ListAccessGrants = "system_sdwan_list_access_grants" {
+        permission: None,
+        args: grants::ListAccessGrantsArgs,
+        answer: grants::ListAccessGrantsAnswer,
+        errors: [NotFound],
+    }
+    /// Revokes an access grant: its peer is removed everywhere.
+    RevokeAccessGrant = "system_sdwan_revoke_access_grant" {
+        permission: Some(Permission::KubernetesProvision),
+        args: grants::RevokeAccessGrantArgs,
+        answer: grants::RevokeAccessGrantAnswer,
+        errors: [Forbidden, NotFound, AlreadyRevoked, Expired, IdTaken, InvalidEvent, Unavailable, LogError],
     }
 }
 

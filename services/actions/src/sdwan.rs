@@ -1,9 +1,10 @@
 //! SD-WAN networks and peers: `system_sdwan_create_network`,
 //! `system_sdwan_attach_peer`, `system_sdwan_update_network`,
-//! `system_sdwan_list_networks`.
+//! `system_sdwan_list_networks`, `system_sdwan_get_peer_config`.
 
 use ipnet::{IpNet, Ipv6Net};
 use powernode_events::payloads::sdwan::RoutingMode;
+use powernode_events::wireguard::WireguardConfig;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::net::Ipv6Addr;
@@ -110,6 +111,14 @@ pub struct Network {
     pub routing_mode: RoutingMode,
     /// Sequence of the creating event.
     pub created_seq: u64,
+    /// The data plane's revision: the sequence of the last event that
+    /// changed what the network's tunnels must look like.
+    #[serde(default)]
+    pub config_seq: u64,
+    /// The pod subnet index of each instance (by instance id) on a network
+    /// with `pod_subnet_prefix`: its `index`-th /24 (IPv4) or /64 (IPv6).
+    #[serde(default)]
+    pub pod_subnets: std::collections::BTreeMap<String, u32>,
 }
 
 /// An instance attached to a network.
@@ -127,4 +136,50 @@ pub struct Peer {
     pub lan_subnets: Vec<IpNet>,
     /// Sequence of the attaching event.
     pub attached_seq: u64,
+    /// The WireGuard identity its agent registered (public key and
+    /// endpoint; the private key never leaves the node). Absent until the
+    /// agent registers one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wireguard: Option<PeerWireguard>,
+}
+
+/// A peer's registered WireGuard identity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct PeerWireguard {
+    /// Base64 of its x25519 public key.
+    pub public_key: String,
+    /// Underlay `address:port`.
+    pub endpoint: String,
+    /// Sequence of the registering event.
+    pub registered_seq: u64,
+}
+
+/// Arguments of `system_sdwan_get_peer_config`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GetPeerConfigArgs {
+    /// Peer id.
+    pub peer_id: String,
+}
+
+/// Answer of `system_sdwan_get_peer_config`: the WireGuard config the
+/// platform wants on the peer, and what its agent last reported applied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct GetPeerConfigAnswer {
+    /// Peer id.
+    pub peer_id: String,
+    /// Network id.
+    pub network_id: String,
+    /// The instance behind the peer.
+    pub instance_id: String,
+    /// Its registered WireGuard identity, if any.
+    pub wireguard: Option<PeerWireguard>,
+    /// The desired config (public keys only); none until the peer's agent
+    /// registered a key (or once its instance is terminated).
+    pub desired: Option<WireguardConfig>,
+    /// The revision the agent last reported applied on the interface, as
+    /// heard by this API (none before its first report).
+    pub applied_revision: Option<u64>,
+    /// Whether the applied revision is the desired one.
+    pub in_sync: bool,
 }

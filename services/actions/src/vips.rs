@@ -1,7 +1,7 @@
-//! Virtual IPs: `system_sdwan_get_virtual_ip`.
+//! Virtual IPs: `system_sdwan_get_virtual_ip` (with the data-path check).
 
 use chrono::{DateTime, Utc};
-use powernode_events::payloads::sdwan::VipPurpose;
+use powernode_events::payloads::sdwan::{SilenceReason, VipPurpose};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -88,6 +88,31 @@ pub struct VirtualIpView {
     pub last_promotion: Option<Promotion>,
     /// Why it was released, once released.
     pub release_reason: Option<String>,
+    /// Why the holder counts as silent (its heartbeats, or its VIP's data
+    /// path), while it does.
+    #[serde(default)]
+    pub silence_reason: Option<SilenceReason>,
+    /// The data-path check: the newest probe through the VIP that reached
+    /// its holder (none until one did).
+    #[serde(default)]
+    pub reachable: Option<Reachability>,
+    /// Whether the data-path check reached the current holder at the
+    /// current generation (the promotion is complete on the data path).
+    #[serde(default)]
+    pub reachable_now: bool,
+}
+
+/// A probe through a virtual IP that reached its holder.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Reachability {
+    /// The generation that answered.
+    pub generation: u64,
+    /// The peer that answered.
+    pub holder_peer_id: String,
+    /// The peer whose agent probed.
+    pub probed_by_peer_id: String,
+    /// When (RFC 3339, the prober's clock).
+    pub probed_at: String,
 }
 
 /// A failover candidate of a virtual IP.

@@ -1,4 +1,5 @@
-//! `powernode instances …`, `powernode networks list` and `powernode vip get`
+//! `powernode instances …`, `powernode networks list|peer-config` (the
+//! grant commands are in [`super::grants`]) and `powernode vip get`
 //! (`vip failover` lives in [`super::approvals`]).
 
 use super::confirm::{confirm, Target};
@@ -54,6 +55,27 @@ pub struct NetworksArgs {
 pub enum NetworksCommand {
     /// List the account's SD-WAN networks (system_sdwan_list_networks).
     List,
+    /// Give this machine a WireGuard tunnel into a network: makes the key
+    /// pair here, sends only the public key and writes a wg-quick file
+    /// (system_sdwan_create_access_grant).
+    Grant(super::grants::GrantArgs),
+    /// List access grants, all or one network's
+    /// (system_sdwan_list_access_grants).
+    Grants {
+        /// Network id.
+        network: Option<String>,
+    },
+    /// Revoke an access grant (system_sdwan_revoke_access_grant).
+    RevokeGrant {
+        /// Grant id.
+        grant: String,
+    },
+    /// Show one peer's WireGuard config, desired and applied
+    /// (system_sdwan_get_peer_config).
+    PeerConfig {
+        /// Peer id.
+        peer: String,
+    },
 }
 
 /// `powernode vip`.
@@ -215,40 +237,50 @@ pub fn render_instances(data: &Value, indent: usize) -> String {
 
 /// Runs `powernode networks …`.
 pub async fn run_networks(api: &ApiArgs, args: NetworksArgs) -> anyhow::Result<()> {
-    let ctx = Ctx::new(api, &args.opts)?;
     match args.command {
-        NetworksCommand::List => {
-            let data = ctx
-                .api
-                .call(ActionName::ListNetworks.as_str(), &json!({}))
-                .await?;
-            ctx.show(&data, |d| {
-                let mut t = Table::new(&[
-                    "ID",
-                    "NAME",
-                    "HANDLE",
-                    "OVERLAY",
-                    "VIP-RANGE",
-                    "POD-SUBNET",
-                    "ROUTING",
-                    "PEERS",
-                ]);
-                for n in d["networks"].as_array().into_iter().flatten() {
-                    t.row(vec![
-                        field(n, "id"),
-                        field(n, "name"),
-                        field(n, "handle"),
-                        field(n, "overlay_prefix"),
-                        field(n, "vip_range"),
-                        field(n, "pod_subnet_prefix"),
-                        field(n, "routing_mode"),
-                        field(n, "peer_count"),
-                    ]);
-                }
-                t.render("No networks found.")
-            });
+        NetworksCommand::List => list_networks(&Ctx::new(api, &args.opts)?).await,
+        NetworksCommand::Grant(a) => super::grants::grant(api, &args.opts, a).await,
+        NetworksCommand::Grants { network } => super::grants::list(api, &args.opts, network).await,
+        NetworksCommand::RevokeGrant { grant } => {
+            super::grants::revoke(api, &args.opts, grant).await
+        }
+        NetworksCommand::PeerConfig { peer } => {
+            super::peer_config::run(&Ctx::new(api, &args.opts)?, &peer).await
         }
     }
+}
+
+/// `powernode networks list`.
+async fn list_networks(ctx: &Ctx) -> anyhow::Result<()> {
+    let data = ctx
+        .api
+        .call(ActionName::ListNetworks.as_str(), &json!({}))
+        .await?;
+    ctx.show(&data, |d| {
+        let mut t = Table::new(&[
+            "ID",
+            "NAME",
+            "HANDLE",
+            "OVERLAY",
+            "VIP-RANGE",
+            "POD-SUBNET",
+            "ROUTING",
+            "PEERS",
+        ]);
+        for n in d["networks"].as_array().into_iter().flatten() {
+            t.row(vec![
+                field(n, "id"),
+                field(n, "name"),
+                field(n, "handle"),
+                field(n, "overlay_prefix"),
+                field(n, "vip_range"),
+                field(n, "pod_subnet_prefix"),
+                field(n, "routing_mode"),
+                field(n, "peer_count"),
+            ]);
+        }
+        t.render("No networks found.")
+    });
     Ok(())
 }
 
@@ -286,9 +318,13 @@ pub fn render_vip(v: &Value) -> String {
         .map(|c| format!("{} (peer {})", field(c, "instance_id"), field(c, "peer_id")))
         .collect();
     let silent = if v["holder_silent"] == true {
+        let what = match v["silence_reason"].as_str() {
+            Some("data_path") => "SILENT (data path: its VIP does not answer)",
+            _ => "SILENT",
+        };
         match v.get("silent_since").filter(|s| !s.is_null()) {
-            Some(since) => format!(", SILENT since {}", cell(since)),
-            None => ", SILENT".into(),
+            Some(since) => format!(", {what} since {}", cell(since)),
+            None => format!(", {what}"),
         }
     } else {
         String::new()
@@ -351,6 +387,23 @@ pub fn render_vip(v: &Value) -> String {
         ),
         None => "-".into(),
     };
+    let data_path = match v.get("reachable").filter(|r| !r.is_null()) {
+        Some(r) if v["reachable_now"] == true => format!(
+            "reached holder {} at generation {} (probed by {} at {})",
+            field(r, "holder_peer_id"),
+            field(r, "generation"),
+            field(r, "probed_by_peer_id"),
+            field(r, "probed_at")
+        ),
+        Some(r) => format!(
+            "not reached at generation {} yet (last reached: {} at generation {}, {})",
+            field(v, "generation"),
+            field(r, "holder_peer_id"),
+            field(r, "generation"),
+            field(r, "probed_at")
+        ),
+        None => "not checked yet (no probe through the VIP has reached a holder)".into(),
+    };
     key_values(&[
         ("ID", field(v, "id")),
         ("VIP", field(v, "vip")),
@@ -369,6 +422,7 @@ pub fn render_vip(v: &Value) -> String {
             ),
         ),
         ("Applied", applied_text),
+        ("Data path", data_path),
         (
             "Failover candidates",
             if candidates.is_empty() {
@@ -414,6 +468,27 @@ mod tests {
         ] {
             assert!(text.contains(expected), "missing {expected:?} in\n{text}");
         }
+        assert!(
+            text.contains("Data path:            not checked yet"),
+            "{text}"
+        );
+        let zombie = render_vip(&json!({
+            "status": "allocated", "generation": 2, "holders": ["inst-b"],
+            "holder_peer_id": "peer-b", "holder_silent": true, "silence_reason": "data_path",
+            "reachable": {"generation": 1, "holder_peer_id": "peer-a",
+                          "probed_by_peer_id": "peer-c", "probed_at": "t1"},
+            "reachable_now": false,
+        }));
+        assert!(
+            zombie.contains("SILENT (data path: its VIP does not answer)"),
+            "{zombie}"
+        );
+        assert!(
+            zombie.contains(
+                "not reached at generation 2 yet (last reached: peer-a at generation 1, t1)"
+            ),
+            "{zombie}"
+        );
         let quiet = render_vip(&json!({
             "status": "allocated", "generation": 1,
             "holders": ["inst-a"], "holder_peer_id": "peer-a", "holder_silent": false,

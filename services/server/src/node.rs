@@ -224,7 +224,13 @@ pub async fn start_node_with(
     let mut hears_beats: Option<Shared<_>> = None;
     for &name in services {
         let shared = Shared::default();
-        if matches!(name, ServiceName::Sensor | ServiceName::Failover) && hears_beats.is_none() {
+        // Sensor and failover judge holders by their beats; the API shows
+        // the WireGuard revision each agent applied (`in_sync`).
+        if matches!(
+            name,
+            ServiceName::Sensor | ServiceName::Failover | ServiceName::Api
+        ) && hears_beats.is_none()
+        {
             hears_beats = Some(shared.clone());
         }
         if name == ServiceName::Api {
@@ -300,7 +306,7 @@ pub async fn start_node_with(
             run_service(name, ctx.clone(), shared),
         );
     }
-    // Sensor and failover need every agent's heartbeats. The intake of this
+    // Sensor, failover and the API need every agent's heartbeats. The intake of this
     // process records the beats it answers, but intakes share beats through
     // a queue group: with NATS, also follow the heartbeat subject (once per
     // process; a beat the local intake verified is not verified again).

@@ -87,6 +87,7 @@ pub(super) fn spec(action: &str) -> Option<&'static [(&'static str, Ty)]> {
             &[("id", OptStr), ("cluster_id", OptStr), ("name", OptStr)]
         }
         "system_sdwan_list_networks" | "system_list_instances" => &[],
+        "system_sdwan_get_peer_config" => &[("peer_id", Str)],
         "system_sdwan_update_network" => &[("network_id", Str), ("pod_subnet_prefix", Str)],
         "system_drain_instance" | "system_terminate_instance" => &[("id", Str)],
         "system_list_approvals" => &[("status", OptStr)],
@@ -96,6 +97,14 @@ pub(super) fn spec(action: &str) -> Option<&'static [(&'static str, Ty)]> {
             ("dry_run", OptBool),
             ("to_peer_id", OptStr),
         ],
+        "system_sdwan_create_access_grant" => &[
+            ("network_id", Str),
+            ("name", Str),
+            ("public_key", OptStr),
+            ("ttl_secs", OptInt),
+        ],
+        "system_sdwan_list_access_grants" => &[("network_id", OptStr)],
+        "system_sdwan_revoke_access_grant" => &[("grant_id", Str)],
         _ => return None,
     })
 }

@@ -54,7 +54,7 @@ pub async fn follow_heartbeats(
             super::verify_heartbeat(&state, &hb)
         };
         match verified {
-            Ok(()) => liveness.record_beat(&hb.instance_id, hb.sent_at_ms),
+            Ok(()) => liveness.record_heartbeat(&hb),
             Err(e) => debug!(instance = %hb.instance_id, code = %e.code, "heartbeat not counted"),
         }
     }

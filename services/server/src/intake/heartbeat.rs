@@ -7,11 +7,16 @@
 //! change is appended (`system.sdwan.virtual_ip.applied`), once per change,
 //! never per beat: that is how a split (two agents holding one VIP) is seen,
 //! and how an old holder's release after a restart is on the record.
+//!
+//! The answer also carries the instance's data plane (WireGuard configs,
+//! VIPs to probe, its cluster's nodes) and a probe that reached a new
+//! holder is recorded as the data-path check: see [`super::dataplane`].
 
 use super::{refusal, validate, Intake, Refusal, MAX_SKEW};
+use crate::liveness::SharedLiveness;
 use powernode_events::payloads::k3s::K3sModule;
 use powernode_events::payloads::sdwan::VirtualIpApplied;
-use powernode_events::{AccountId, Actor, Envelope};
+use powernode_events::{AccountId, Actor, Envelope, EventPayload};
 use powernode_log::Expect;
 use powernode_projections::fleet::InstanceStatus;
 use powernode_projections::FleetState;
@@ -108,7 +113,7 @@ impl Intake {
         let terminated = instance.status == InstanceStatus::Terminated;
         if !terminated {
             verify_heartbeat(&fleet, &hb)?;
-            self.liveness.record_beat(&hb.instance_id, hb.sent_at_ms);
+            self.liveness.record_heartbeat(&hb);
         }
         let status = match instance.status {
             InstanceStatus::Provisioned => "provisioned",
@@ -141,22 +146,51 @@ impl Intake {
         let vips = if terminated {
             Vec::new()
         } else {
-            vip_duties(&fleet, account, &hb.instance_id)
+            vip_duties(&fleet, account, &hb.instance_id, self.liveness())
         };
-        let changes = if terminated {
+        let mut changes = if terminated {
             Vec::new()
         } else {
             self.holding_changes(&fleet, account, &hb.instance_id, &hb.held_vips)
         };
+        let data_plane = !terminated;
+        if data_plane && !hb.vip_probes.is_empty() {
+            let mut sent = self
+                .reachable_sent
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if sent.len() > 10_000 {
+                sent.clear();
+            }
+            changes.extend(super::dataplane::reachable_events(
+                &fleet,
+                account,
+                &hb.instance_id,
+                &hb.vip_probes,
+                &mut sent,
+            ));
+        }
         let reply = HeartbeatReply {
             status: status.to_string(),
             assignments,
             cluster_id: instance.cluster_id.clone(),
             bootstrap_server_flags,
             vips,
-            wireguard: Vec::new(),
-            probe_targets: Vec::new(),
-            cluster_nodes: Vec::new(),
+            wireguard: if data_plane {
+                fleet.wireguard_configs_for_instance(account, &hb.instance_id)
+            } else {
+                Vec::new()
+            },
+            probe_targets: if data_plane {
+                super::dataplane::probe_targets(&fleet, account, instance)
+            } else {
+                Vec::new()
+            },
+            cluster_nodes: if data_plane {
+                super::dataplane::cluster_nodes(&fleet, account, instance)
+            } else {
+                Vec::new()
+            },
         };
         drop(fleet);
         if !changes.is_empty() {
@@ -164,12 +198,19 @@ impl Intake {
             // A few appends, each tried once: the helper ends on its own,
             // soon, and the node joins it at shutdown.
             let log = self.log.clone();
+            let reachable_sent = self.reachable_sent.clone();
             self.spawn_helper(
                 format!("intake: VIP holdings of {}", hb.instance_id),
                 async move {
                     for event in changes {
                         if let Err(e) = log.append(&event, Expect::Any).await {
-                            warn!(error = %e, "could not record a VIP holding change; the next heartbeat retries");
+                            warn!(error = %e, kind = event.kind(), "could not record a VIP holding change or data-path check; the next heartbeat retries");
+                            if let EventPayload::VirtualIpReachable(p) = &event.payload {
+                                reachable_sent
+                                    .lock()
+                                    .unwrap_or_else(|e| e.into_inner())
+                                    .remove(&(p.virtual_ip_id.clone(), p.generation));
+                            }
                         }
                     }
                 },
@@ -260,18 +301,83 @@ impl Intake {
     }
 }
 
+/// How recently a peer must have been heard for its applied WireGuard
+/// revision to hold back a hand-over (a dead peer never blocks one).
+const HANDOVER_PEER_FRESH: chrono::TimeDelta = chrono::TimeDelta::seconds(10);
+
 /// The duty of an instance for every VIP it is a member of: the newest
 /// generation and whether it is the holder.
-pub fn vip_duties(fleet: &FleetState, account: &AccountId, instance_id: &str) -> Vec<VipDuty> {
+///
+/// Make before break: a member that still holds an older generation keeps
+/// it (`hold` at its own generation) while the data plane still routes the
+/// VIP to it: until the new holder reports holding the address, and then
+/// until every live peer of the network has applied the WireGuard revision
+/// that moved the route. Only then is it told to let go. (Without a
+/// registered WireGuard key nothing routes by the VIP's holder, and an old
+/// holder lets go at once.)
+pub fn vip_duties(
+    fleet: &FleetState,
+    account: &AccountId,
+    instance_id: &str,
+    liveness: &SharedLiveness,
+) -> Vec<VipDuty> {
     fleet
         .vip_memberships(account, instance_id)
         .into_iter()
-        .map(|(vip, _, holder)| VipDuty {
-            virtual_ip_id: vip.id.clone(),
-            vip: vip.vip.to_string(),
-            generation: vip.generation,
-            hold: holder,
-            network_id: Some(vip.network_id.clone()),
+        .map(|(vip, peer, holder)| {
+            let in_data_plane = fleet
+                .account(account)
+                .is_some_and(|a| a.wireguard_keys.contains_key(instance_id));
+            let handing_over = !holder
+                && in_data_plane
+                && vip
+                    .applied
+                    .get(&peer.id)
+                    .is_some_and(|g| *g < vip.generation)
+                && !handover_done(fleet, account, vip, liveness);
+            let generation = if handing_over {
+                vip.applied.get(&peer.id).copied().unwrap_or(vip.generation)
+            } else {
+                vip.generation
+            };
+            VipDuty {
+                virtual_ip_id: vip.id.clone(),
+                vip: vip.vip.to_string(),
+                generation,
+                hold: holder || handing_over,
+                network_id: Some(vip.network_id.clone()),
+            }
         })
         .collect()
+}
+
+/// Whether the data plane routes `vip` to its holder everywhere: the holder
+/// holds the newest generation, and every peer of the network heard
+/// lately has applied a config at or after the route's move.
+fn handover_done(
+    fleet: &FleetState,
+    account: &AccountId,
+    vip: &powernode_projections::fleet::VirtualIp,
+    liveness: &SharedLiveness,
+) -> bool {
+    if vip.route_holder() != vip.holder_peer_id {
+        return false;
+    }
+    let Some(a) = fleet.account(account) else {
+        return true;
+    };
+    let now = chrono::Utc::now();
+    a.peers
+        .values()
+        .filter(|p| p.network_id == vip.network_id && a.wireguard_keys.contains_key(&p.instance_id))
+        .filter(|p| {
+            liveness
+                .last_seen(&p.instance_id)
+                .is_some_and(|t| now - t < HANDOVER_PEER_FRESH)
+        })
+        .all(|p| {
+            liveness
+                .applied_revision(&p.instance_id, &vip.network_id)
+                .is_some_and(|r| r >= vip.route_changed_seq)
+        })
 }

@@ -27,6 +27,12 @@ pub const MAX_HELD_VIPS: usize = 256;
 pub const MAX_ADDRESS: usize = 64;
 /// Hex of an ed25519 key or signature.
 pub const MAX_HEX_KEY: usize = 128;
+/// Base64 of a WireGuard key (44 characters when well-formed).
+pub const MAX_WIREGUARD_KEY: usize = 64;
+/// WireGuard revisions one heartbeat may report (one per network).
+pub const MAX_APPLIED_CONFIGS: usize = 64;
+/// VIP probes one heartbeat may report.
+pub const MAX_VIP_PROBES: usize = 256;
 /// An enrollment credential.
 pub const MAX_CREDENTIAL: usize = 256;
 
@@ -192,6 +198,16 @@ pub fn event(e: &Envelope) -> Result<(), Refusal> {
                 None => Ok(()),
             }
         }
+        EventPayload::WireguardKeyRegistered(p) => {
+            id("payload.instance_id", &p.instance_id)?;
+            check(
+                "payload.public_key",
+                &p.public_key,
+                MAX_WIREGUARD_KEY,
+                Chars::Token,
+            )?;
+            check("payload.endpoint", &p.endpoint, MAX_ADDRESS, Chars::Token)
+        }
         // Other kinds are refused by kind before their fields matter.
         _ => Ok(()),
     }
@@ -214,6 +230,33 @@ pub fn heartbeat(hb: &Heartbeat) -> Result<(), Refusal> {
         id("held_vips[].virtual_ip_id", &h.virtual_ip_id)?;
         check("held_vips[].vip", &h.vip, MAX_ADDRESS, Chars::Token)?;
     }
+    count(
+        "wireguard_applied",
+        hb.wireguard_applied.len(),
+        MAX_APPLIED_CONFIGS,
+    )?;
+    for a in &hb.wireguard_applied {
+        id("wireguard_applied[].network_id", &a.network_id)?;
+    }
+    count("vip_probes", hb.vip_probes.len(), MAX_VIP_PROBES)?;
+    for p in &hb.vip_probes {
+        id("vip_probes[].virtual_ip_id", &p.virtual_ip_id)?;
+        check("vip_probes[].vip", &p.vip, MAX_ADDRESS, Chars::Token)?;
+        if let Some(by) = &p.answered_by {
+            id("vip_probes[].answered_by", by)?;
+        }
+    }
+    Ok(())
+}
+
+/// A list of at most `max` entries.
+fn count(field: &str, len: usize, max: usize) -> Result<(), Refusal> {
+    if len > max {
+        return Err(refusal(
+            "field_too_long",
+            format!("{field} lists {len} entries, more than the {max} allowed"),
+        ));
+    }
     Ok(())
 }
 
@@ -226,6 +269,55 @@ pub fn enroll(req: &EnrollRequest) -> Result<(), Refusal> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_heartbeats_data_plane_reports_are_bounded() {
+        use powernode_protocol::{AppliedConfig, VipProbe};
+        let probe = |by: &str| VipProbe {
+            virtual_ip_id: "vip-1".into(),
+            vip: "fd00::100".into(),
+            reached: true,
+            answered_by: Some(by.into()),
+            generation: Some(1),
+            probed_at_ms: 0,
+        };
+        let mut hb = Heartbeat {
+            instance_id: "inst-1".into(),
+            sent_at_ms: 0,
+            held_vips: Vec::new(),
+            after_seq: None,
+            wireguard_applied: vec![AppliedConfig {
+                network_id: "net-1".into(),
+                revision: 3,
+            }],
+            vip_probes: vec![probe("inst-2")],
+            signature: "ab".into(),
+        };
+        assert!(heartbeat(&hb).is_ok());
+        hb.vip_probes = vec![probe("inst\u{1b}[2J")];
+        let e = heartbeat(&hb).unwrap_err();
+        assert!(
+            e.message.contains("vip_probes[].answered_by"),
+            "{}",
+            e.message
+        );
+        hb.vip_probes = vec![probe("inst-2"); MAX_VIP_PROBES + 1];
+        let e = heartbeat(&hb).unwrap_err();
+        assert_eq!(e.code, "field_too_long");
+        assert!(e.message.contains("vip_probes"), "{}", e.message);
+        hb.vip_probes.clear();
+        hb.wireguard_applied = vec![
+            AppliedConfig {
+                network_id: "net-1".into(),
+                revision: 1
+            };
+            MAX_APPLIED_CONFIGS + 1
+        ];
+        assert!(heartbeat(&hb)
+            .unwrap_err()
+            .message
+            .contains("wireguard_applied"));
+    }
 
     #[test]
     fn escapes_and_long_values_are_refused_naming_the_field() {

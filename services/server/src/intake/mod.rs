@@ -16,9 +16,11 @@
 //! The intake runs beside the API (it reads the API's projection) and
 //! answers agents with the platform's decision: after appending a bootstrap
 //! report or a join request it waits for the provisioner's verdict, then
-//! hands over what the agent needs — the join token comes from the secret
-//! store, never from the log.
+//! hands over what the agent needs — the join token (and, to a joining
+//! server, the cluster CA) comes from the secret store, never from the log.
 
+mod cluster_ca;
+mod dataplane;
 pub mod follow;
 mod heartbeat;
 pub mod limits;
@@ -26,6 +28,7 @@ mod local;
 pub mod nats;
 mod summary;
 mod validate;
+mod wireguard;
 
 pub use heartbeat::verify_heartbeat;
 
@@ -90,6 +93,8 @@ pub struct Intake {
     /// VIP holdings recorded lately, so a change is appended once while
     /// the projection catches up: (virtual IP, instance) → (generation, held).
     applied_sent: Arc<Mutex<AppliedSent>>,
+    /// Data-path checks appended lately: (virtual IP, generation).
+    reachable_sent: Arc<Mutex<std::collections::HashSet<(String, u64)>>>,
     /// Refusals not attributable to a verified sender, counted and summarised.
     unattributed: Arc<summary::Unattributed>,
     /// How long a submission waits for the platform's decision.
@@ -126,6 +131,7 @@ impl Intake {
             secrets,
             liveness,
             applied_sent: Arc::default(),
+            reachable_sent: Arc::default(),
             decision_timeout: Duration::from_secs(20),
             tasks: None,
         }
@@ -298,6 +304,7 @@ impl Intake {
                 self.bootstrap(event, &p.instance_id, secrets).await
             }
             EventPayload::HandshakeJoinRequest(p) => self.join(event, &p.instance_id).await,
+            EventPayload::WireguardKeyRegistered(p) => self.register_wireguard_key(event, p).await,
             EventPayload::HandshakeReady(p) => {
                 self.ready(
                     event,
@@ -307,7 +314,9 @@ impl Intake {
                 )
                 .await
             }
-            _ => unreachable!("validate::admit lets only handshake kinds through"),
+            _ => unreachable!(
+                "validate::admit lets only handshake kinds and key registrations through"
+            ),
         }
     }
 
@@ -335,7 +344,12 @@ impl Intake {
             self.append(&rejection).await?;
             return Ok(SubmitReply::Rejected { reason });
         }
-        let secrets = match validate::bootstrap_secrets(event, secrets) {
+        let checked =
+            validate::bootstrap_secrets(event, secrets).and_then(|s| match &s.cluster_ca {
+                Some(ca) => cluster_ca::check(ca, &s.kubeconfig).map(|()| s),
+                None => Ok(s),
+            });
+        let secrets = match checked {
             Ok(s) => s,
             Err(refused) => {
                 let reason = format!("{}: {}", refused.code, refused.message);
@@ -364,7 +378,8 @@ impl Intake {
                 ),
             ))
         } else {
-            self.put_secret(&[
+            let ca = secrets.cluster_ca.as_ref().map(cluster_ca::encode);
+            let mut all = vec![
                 (
                     SecretKey::join_token(account, &cluster_id),
                     secrets.node_token.as_bytes(),
@@ -373,8 +388,11 @@ impl Intake {
                     SecretKey::kubeconfig(account, &cluster_id),
                     secrets.kubeconfig.as_bytes(),
                 ),
-            ])
-            .await
+            ];
+            if let Some(ca) = &ca {
+                all.push((SecretKey::cluster_ca(account, &cluster_id), ca.as_slice()));
+            }
+            self.put_secret(&all).await
         };
         let created = match written {
             Ok(created) => created,
@@ -452,7 +470,11 @@ impl Intake {
                             .cluster_virtual_ip(account, &c.id)
                             .filter(|v| v.status == powernode_projections::fleet::VipStatus::Allocated)
                             .map(|v| v.vip.to_string());
-                        Some(Ok((c.id.clone(), c.api_endpoint.clone(), vip, c.server_flags.clone(), c.join_token_fingerprint.clone())))
+                        // Only a joining server gets the CA, never a worker.
+                        let server = fleet.cluster_nodes(account, &c.id).iter().any(|n| {
+                            n.instance_id == instance_id && n.role == powernode_events::payloads::k3s::NodeRole::ControlPlane
+                        });
+                        Some(Ok((c.id.clone(), c.api_endpoint.clone(), vip, c.server_flags.clone(), c.join_token_fingerprint.clone(), server)))
                     }
                     _ => None,
                 }
@@ -470,7 +492,8 @@ impl Intake {
             decided_ms = t0.elapsed().as_secs_f64() * 1000.0,
             "join request decided"
         );
-        let (cluster_id, api_endpoint, vip, server_flags, token_fingerprint) = match verdict {
+        let (cluster_id, api_endpoint, vip, server_flags, token_fingerprint, server) = match verdict
+        {
             Ok(granted) => granted,
             Err(reason) => return Ok(SubmitReply::Rejected { reason }),
         };
@@ -485,6 +508,14 @@ impl Intake {
             })?;
         let token = String::from_utf8(token)
             .map_err(|_| refusal("token_missing", "the stored join token is not text"))?;
+        let cluster_ca = match server {
+            true => self
+                .get_secret(SecretKey::cluster_ca(account, &cluster_id))
+                .await?
+                .map(|bytes| cluster_ca::decode(&bytes, &cluster_id))
+                .transpose()?,
+            false => None,
+        };
         Ok(SubmitReply::JoinGranted {
             cluster_id,
             api_endpoint,
@@ -492,7 +523,7 @@ impl Intake {
             token,
             token_fingerprint,
             server_flags,
-            cluster_ca: None,
+            cluster_ca,
         })
     }
 

@@ -28,6 +28,7 @@ fn reported_instance(payload: &EventPayload) -> Option<&str> {
         EventPayload::HandshakeBootstrap(p) => &p.instance_id,
         EventPayload::HandshakeJoinRequest(p) => &p.instance_id,
         EventPayload::HandshakeReady(p) => &p.instance_id,
+        EventPayload::WireguardKeyRegistered(p) => &p.instance_id,
         _ => return None,
     })
 }
@@ -139,7 +140,7 @@ pub(super) async fn admit(
         return Err(reject(
             refusal(
                 "kind_not_allowed",
-                format!("agents may report runtime.installing and handshake phases, not {kind}"),
+                format!("agents may report runtime.installing, handshake phases and their WireGuard key, not {kind}"),
             ),
             event,
         ));

@@ -41,6 +41,9 @@ pub use powernode_protocol::fingerprint;
 pub const KIND_JOIN_TOKEN: &str = "join_token";
 /// Kind of a cluster's admin kubeconfig.
 pub const KIND_KUBECONFIG: &str = "kubeconfig";
+/// Kind of a cluster's CA (certificate and key, JSON), when its bootstrap
+/// runtime made one the platform hands to joining servers.
+pub const KIND_CLUSTER_CA: &str = "cluster_ca";
 /// Kind of the credential an instance's agent enrolls with.
 pub const KIND_ENROLLMENT: &str = "enrollment";
 
@@ -80,6 +83,11 @@ impl SecretKey {
     /// The kubeconfig of `cluster_id` in `account`.
     pub fn kubeconfig(account: &AccountId, cluster_id: &str) -> Result<Self, SecretError> {
         Self::new(KIND_KUBECONFIG, account, cluster_id)
+    }
+
+    /// The CA of `cluster_id` in `account`.
+    pub fn cluster_ca(account: &AccountId, cluster_id: &str) -> Result<Self, SecretError> {
+        Self::new(KIND_CLUSTER_CA, account, cluster_id)
     }
 
     /// The enrollment credential of the agent of `instance_id` in `account`.

@@ -4,13 +4,15 @@
 //!
 //! Every service keeps the fleet projection and adds its decisions as a
 //! [`powernode_runtime::Reactor`]: [`provisioner`] (handshakes and clusters),
-//! [`sdwan`] (VIPs), [`failover`] (proposals, approvals, promotions). The
-//! [`sensor`] keeps the projection and watches VIP holders on a timer.
+//! [`sdwan`] (VIPs; and, on a timer, [`grants`] expiry), [`failover`]
+//! (proposals, approvals, promotions). The [`sensor`] keeps the projection
+//! and watches VIP holders on a timer.
 //! Sensor and failover hear agents' heartbeats ([`crate::liveness`]).
 
 pub mod failover;
 #[cfg(test)]
-mod given;
+pub(crate) mod given;
+pub mod grants;
 pub mod provisioner;
 pub mod sdwan;
 pub mod sensor;
@@ -99,7 +101,13 @@ pub async fn run_service(
             run_consumer(log, cps, config, shared, provisioner::Provisioner, stop).await
         }
         ServiceName::Sdwan => {
-            run_consumer(log, cps, config, shared, sdwan::Sdwan::default(), stop).await
+            // Access grant expiry runs next to the consumer.
+            let local = stop.child_token();
+            let expiry = grants::run_expiry(log.clone(), shared.clone(), Utc::now, local.clone());
+            let name = config.name.clone();
+            let reactor = sdwan::Sdwan::new(log.nats_client().map(|(c, _)| c));
+            let consumer = run_consumer(log, cps, config, shared, reactor, local.clone());
+            with_timer(&name, local, consumer, expiry).await
         }
         ServiceName::Sensor => {
             // The detector and the consumer stop together.

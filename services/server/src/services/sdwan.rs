@@ -1,6 +1,9 @@
 //! The sdwan service's decisions: a VIP for every new cluster's API
-//! endpoint, failover candidates as control-plane servers join, and the
-//! VIP's release when its cluster is decommissioned.
+//! endpoint, failover candidates as control-plane servers join, the
+//! VIP's release when its cluster is decommissioned, and a nudge to every
+//! agent of a network whose data plane changed ([`nudge`]).
+
+pub mod nudge;
 
 use super::emit;
 use chrono::{DateTime, Utc};
@@ -13,10 +16,11 @@ use powernode_events::payloads::sdwan::{
 use powernode_events::{AccountId, Envelope, EventPayload};
 use powernode_projections::fleet::{Peer, VipStatus};
 use powernode_projections::FleetState;
-use powernode_runtime::{Decisions, Reactor};
+use powernode_runtime::{Decisions, Outbox, ReactError, Reactor};
 use std::collections::BTreeMap;
-use std::convert::Infallible;
 use std::net::Ipv6Addr;
+
+pub use nudge::Nudge;
 
 /// The sdwan reactor.
 #[derive(Default)]
@@ -25,19 +29,36 @@ pub struct Sdwan {
     /// yet (decisions are appended after the batch): virtual IP id →
     /// (network id, address). Pruned as the projection catches up.
     in_flight: BTreeMap<String, (String, Ipv6Addr)>,
+    /// Where nudges go (none: the log is not on NATS, agents learn on
+    /// their next heartbeat).
+    nats: Option<async_nats::Client>,
 }
 
+impl Sdwan {
+    /// The reactor, nudging agents over `nats` when given.
+    pub fn new(nats: Option<async_nats::Client>) -> Self {
+        Self {
+            in_flight: BTreeMap::new(),
+            nats,
+        }
+    }
+}
+
+#[async_trait::async_trait]
 impl Reactor<FleetState> for Sdwan {
-    type Effect = Infallible;
+    type Effect = Nudge;
 
     fn decide(
         &mut self,
         state: &FleetState,
-        _seq: u64,
+        seq: u64,
         event: &Envelope,
         now: DateTime<Utc>,
-        out: &mut Decisions<Infallible>,
+        out: &mut Decisions<Nudge>,
     ) {
+        if let Some(n) = nudge::config_nudge(state, seq, event, now) {
+            out.effect(n);
+        }
         self.in_flight.retain(|id, _| {
             state
                 .account(&event.account_id)
@@ -107,6 +128,21 @@ impl Reactor<FleetState> for Sdwan {
         if let Some(payload) = decision {
             emit(out, event, now, "sdwan", payload);
         }
+    }
+
+    /// Sends the nudges (best effort: an agent not nudged learns of the
+    /// change on its next heartbeat).
+    async fn execute(
+        &mut self,
+        _seq: u64,
+        effects: &mut Vec<Nudge>,
+        _out: &mut Outbox,
+    ) -> Result<(), ReactError> {
+        for n in effects.drain(..) {
+            let targets: Vec<&str> = n.instances.iter().map(String::as_str).collect();
+            super::failover::nudge(self.nats.as_ref(), &targets, n.seq).await;
+        }
+        Ok(())
     }
 }
 

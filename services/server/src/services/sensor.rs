@@ -8,6 +8,13 @@
 //! a restart, or by a second replica) is a duplicate, not a second fact.
 //! When the holder is heard again, `sdwan.vip_holder_recovered` ends the
 //! episode.
+//!
+//! A holder that heartbeats but whose VIP the cluster's other agents
+//! cannot reach through the tunnel for longer than the threshold is silent
+//! too, with reason `data_path` (a zombie holder); a probe reaching it
+//! again ends that episode ([`datapath`]).
+
+pub mod datapath;
 
 use crate::liveness::SharedLiveness;
 use crate::services::failover::FailoverConfig;
@@ -89,8 +96,14 @@ pub async fn run_detector(
 fn describe(event: &Envelope) -> String {
     match &event.payload {
         EventPayload::VipHolderSilent(p) => format!(
-            "VIP {} holder {} silent since {}",
-            p.virtual_ip_id, p.holder_peer_id, p.last_seen_at
+            "VIP {} holder {} silent ({}) since {}",
+            p.virtual_ip_id,
+            p.holder_peer_id,
+            match p.reason {
+                SilenceReason::Heartbeat => "no heartbeat",
+                SilenceReason::DataPath => "heartbeats, but its VIP does not answer",
+            },
+            p.last_seen_at
         ),
         EventPayload::VipHolderRecovered(p) => format!(
             "VIP {} holder {} heard again after {} ms",
@@ -170,36 +183,76 @@ pub fn observe(
             let reference = since_promotion.map_or(heard, |p| p.max(heard));
             let quiet = (now - reference).to_std().unwrap_or_default();
             let episode = format!("{}/{}/{}", vip.id, vip.generation, vip.silence_episodes);
-            if !vip.holder_silent && quiet > threshold {
-                out.push(event(
+            let path = || {
+                datapath::assess(
+                    &liveness.probes(&vip.id),
+                    &peer.instance_id,
+                    vip.generation,
+                    |prober| account.instances.contains_key(prober),
+                    since_promotion,
+                    threshold,
+                    now,
+                )
+            };
+            let silent = |last_seen: DateTime<Utc>, reason| {
+                event(
                     account_id,
                     &format!("silent/{episode}"),
                     VipHolderSilent {
                         virtual_ip_id: vip.id.clone(),
                         holder_peer_id: vip.holder_peer_id.clone(),
-                        last_seen_at: reference
+                        last_seen_at: last_seen
                             .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
                         threshold_ms: threshold.as_millis() as u64,
                         observer: observer.to_string(),
-                        reason: SilenceReason::Heartbeat,
+                        reason,
                     },
-                ));
-            } else if vip.holder_silent {
-                let since = vip
-                    .silent_since
-                    .as_deref()
-                    .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
-                    .map(|t| t.with_timezone(&Utc));
-                if let Some(since) = since.filter(|s| heard > *s && quiet <= threshold) {
-                    out.push(event(
-                        account_id,
-                        &format!("recovered/{episode}"),
-                        VipHolderRecovered {
-                            virtual_ip_id: vip.id.clone(),
-                            holder_peer_id: vip.holder_peer_id.clone(),
-                            silent_for_ms: (heard - since).num_milliseconds().max(0) as u64,
-                        },
-                    ));
+                )
+            };
+            let recovered = |silent_for: chrono::Duration| {
+                event(
+                    account_id,
+                    &format!("recovered/{episode}"),
+                    VipHolderRecovered {
+                        virtual_ip_id: vip.id.clone(),
+                        holder_peer_id: vip.holder_peer_id.clone(),
+                        silent_for_ms: silent_for.num_milliseconds().max(0) as u64,
+                    },
+                )
+            };
+            let silent_since = vip
+                .silent_since
+                .as_deref()
+                .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+                .map(|t| t.with_timezone(&Utc));
+            match (vip.holder_silent, vip.silence_reason) {
+                (false, _) if quiet > threshold => {
+                    out.push(silent(reference, SilenceReason::Heartbeat));
+                }
+                // Heard: is its VIP reachable through the tunnel? Judged
+                // once it was promoted, or reached once since allocation
+                // (a cluster still starting is not a zombie).
+                (false, _) if since_promotion.is_some() || vip.reachable.is_some() => {
+                    if let datapath::DataPath::Unreachable(bad_since) = path() {
+                        let from = since_promotion.map_or(bad_since, |p| p.max(bad_since));
+                        if (now - from).to_std().unwrap_or_default() > threshold {
+                            out.push(silent(from, SilenceReason::DataPath));
+                        }
+                    }
+                }
+                (false, _) => {}
+                (true, Some(SilenceReason::DataPath)) => {
+                    if let (datapath::DataPath::Reachable(at), Some(since)) = (path(), silent_since)
+                    {
+                        if at > since {
+                            out.push(recovered(at - since));
+                        }
+                    }
+                }
+                (true, _) => {
+                    if let Some(since) = silent_since.filter(|s| heard > *s && quiet <= threshold) {
+                        out.push(recovered(heard - since));
+                    }
                 }
             }
         }

@@ -112,7 +112,7 @@ pub async fn list_nodes(
     })
 }
 
-/// Deletes a cluster's join token and kubeconfig (none there is fine).
+/// Deletes a cluster's join token, kubeconfig and CA (none there is fine).
 async fn delete_cluster_secrets(
     ctx: &ActionContext<'_>,
     account: &AccountId,
@@ -121,6 +121,7 @@ async fn delete_cluster_secrets(
     for key in [
         SecretKey::join_token(account, cluster_id),
         SecretKey::kubeconfig(account, cluster_id),
+        SecretKey::cluster_ca(account, cluster_id),
     ]
     .into_iter()
     .flatten()

@@ -1,6 +1,12 @@
 //! Cluster secrets: `kubernetes_get_kubeconfig` (audited) and
 //! `kubernetes_rotate_join_token`. The secrets come from the secret store;
 //! the events carry only fingerprints.
+//!
+//! A kubeconfig is handed out as the API's, not k3s's: its `server:` is the
+//! cluster's endpoint, and its cluster, context and user are named
+//! `k3s-<cluster name>` instead of k3s's `default` ([`for_cluster`]), so
+//! kubeconfigs of several clusters merge (`KUBECONFIG=a:b kubectl config
+//! view --merge --flatten`) without one silently dropping another.
 
 use super::{handlers, ActionContext};
 use crate::api::auth::fingerprint;
@@ -43,7 +49,8 @@ fn store_error(e: crate::secrets::SecretError) -> ApiError {
     ApiError::unavailable(e.to_string())
 }
 
-/// Points every `server:` of a kubeconfig at `endpoint`.
+/// Points every `server:` of a kubeconfig at `endpoint`, line by line
+/// (for a stored kubeconfig that is not YAML; [`for_cluster`] otherwise).
 pub fn with_server(kubeconfig: &str, endpoint: &str) -> String {
     kubeconfig
         .lines()
@@ -57,6 +64,80 @@ pub fn with_server(kubeconfig: &str, endpoint: &str) -> String {
         .collect::<Vec<_>>()
         .join("\n")
         + "\n"
+}
+
+/// The name of cluster `cluster_name`'s cluster, context and user in the
+/// kubeconfigs the API hands out.
+pub fn kubeconfig_name(cluster_name: &str) -> String {
+    format!("k3s-{cluster_name}")
+}
+
+/// `kubeconfig` with every cluster's `server` set to `endpoint` (when not
+/// empty) and its clusters, contexts and users renamed
+/// [`kubeconfig_name`]`(cluster_name)` — a second entry of a list keeps its
+/// old name as a suffix (`k3s-prod-<old>`) — with the contexts' references
+/// and `current-context` following. Other fields are kept as they are.
+pub fn for_cluster(
+    kubeconfig: &str,
+    cluster_name: &str,
+    endpoint: &str,
+) -> Result<String, serde_norway::Error> {
+    use serde_norway::Value;
+    let mut doc: Value = serde_norway::from_str(kubeconfig)?;
+    let base = kubeconfig_name(cluster_name);
+    // Renames the `name` of each entry of `list`; the old → new names.
+    let mut rename = |list: &str| -> Vec<(String, String)> {
+        let mut renamed = Vec::new();
+        let entries = doc.get_mut(list).and_then(Value::as_sequence_mut);
+        for (n, entry) in entries.into_iter().flatten().enumerate() {
+            let Some(name) = entry.get_mut("name") else {
+                continue;
+            };
+            let old = name.as_str().unwrap_or_default().to_owned();
+            let new = match n {
+                0 => base.clone(),
+                _ => format!("{base}-{old}"),
+            };
+            *name = Value::String(new.clone());
+            renamed.push((old, new));
+        }
+        renamed
+    };
+    let clusters = rename("clusters");
+    let users = rename("users");
+    let contexts = rename("contexts");
+    let renamed = |map: &[(String, String)], old: &Value| {
+        let old = old.as_str()?;
+        map.iter()
+            .find(|(o, _)| o == old)
+            .map(|(_, new)| Value::String(new.clone()))
+    };
+    if let Some(list) = doc.get_mut("contexts").and_then(Value::as_sequence_mut) {
+        for context in list.iter_mut().filter_map(|c| c.get_mut("context")) {
+            for (field, map) in [("cluster", &clusters), ("user", &users)] {
+                if let Some(value) = context.get_mut(field) {
+                    if let Some(new) = renamed(map, value) {
+                        *value = new;
+                    }
+                }
+            }
+        }
+    }
+    if let Some(current) = doc.get_mut("current-context") {
+        if let Some(new) = renamed(&contexts, current) {
+            *current = new;
+        }
+    }
+    if !endpoint.is_empty() {
+        if let Some(list) = doc.get_mut("clusters").and_then(Value::as_sequence_mut) {
+            for cluster in list.iter_mut().filter_map(|c| c.get_mut("cluster")) {
+                if let Some(server) = cluster.get_mut("server") {
+                    *server = Value::String(endpoint.to_owned());
+                }
+            }
+        }
+    }
+    serde_norway::to_string(&doc)
 }
 
 /// `kubernetes_get_kubeconfig({cluster_id})` → `{kubeconfig, api_endpoint}`.
@@ -77,7 +158,11 @@ pub async fn get_kubeconfig(
                 format!("cluster {} has no kubeconfig yet (its bootstrap server has not handed one over)", cluster.id),
             )
         })?;
-    let kubeconfig = with_server(&String::from_utf8_lossy(&raw), &cluster.api_endpoint);
+    let raw = String::from_utf8_lossy(&raw);
+    let kubeconfig = for_cluster(&raw, &cluster.name, &cluster.api_endpoint).unwrap_or_else(|e| {
+        tracing::warn!(cluster = %cluster.id, error = %e, "the stored kubeconfig is not a YAML kubeconfig; handing it out with only its server rewritten");
+        with_server(&raw, &cluster.api_endpoint)
+    });
     let audit = Envelope::new(
         ctx.operator.account.clone(),
         ctx.actor(),
@@ -239,5 +324,106 @@ async fn rotate_once(
         // The append may have landed: keep the token (it is the one the
         // event names if it did; a later rotation repairs it if not).
         Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What k3s writes (`/etc/rancher/k3s/k3s.yaml`).
+    const K3S_YAML: &str = "apiVersion: v1
+clusters:
+- cluster:
+    certificate-authority-data: LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCk1JSUI=
+    server: https://127.0.0.1:6443
+  name: default
+contexts:
+- context:
+    cluster: default
+    user: default
+  name: default
+current-context: default
+kind: Config
+preferences: {}
+users:
+- name: default
+  user:
+    client-certificate-data: Q0VSVA==
+    client-key-data: S0VZ
+";
+
+    #[test]
+    fn names_become_the_clusters_and_the_server_its_endpoint() {
+        let out = for_cluster(K3S_YAML, "prod", "https://[fd00:abcd:1::100]:6443").expect("YAML");
+        let doc: serde_norway::Value = serde_norway::from_str(&out).expect("re-parses");
+        assert_eq!(doc["clusters"][0]["name"].as_str(), Some("k3s-prod"));
+        assert_eq!(doc["users"][0]["name"].as_str(), Some("k3s-prod"));
+        assert_eq!(doc["contexts"][0]["name"].as_str(), Some("k3s-prod"));
+        assert_eq!(
+            doc["contexts"][0]["context"]["cluster"].as_str(),
+            Some("k3s-prod")
+        );
+        assert_eq!(
+            doc["contexts"][0]["context"]["user"].as_str(),
+            Some("k3s-prod")
+        );
+        assert_eq!(doc["current-context"].as_str(), Some("k3s-prod"));
+        // Kept as they were.
+        assert_eq!(doc["kind"].as_str(), Some("Config"));
+        assert_eq!(
+            doc["users"][0]["user"]["client-key-data"].as_str(),
+            Some("S0VZ")
+        );
+        assert!(out.contains(
+            "certificate-authority-data: LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCk1JSUI=\n"
+        ));
+        // Plain `key: value` lines, as tools grepping kubeconfigs expect.
+        assert!(
+            out.contains("    server: https://[fd00:abcd:1::100]:6443\n"),
+            "{out}"
+        );
+        assert!(!out.contains("default"), "{out}");
+    }
+
+    #[test]
+    fn several_entries_stay_distinct_and_references_follow() {
+        let two = "clusters:
+- cluster: {server: 'https://a:6443'}
+  name: default
+- cluster: {server: 'https://b:6443'}
+  name: other
+contexts:
+- context: {cluster: other, user: admin}
+  name: ctx
+users:
+- name: admin
+  user: {token: t}
+current-context: ctx
+";
+        let out = for_cluster(two, "staging", "").expect("YAML");
+        let doc: serde_norway::Value = serde_norway::from_str(&out).expect("re-parses");
+        assert_eq!(
+            doc["clusters"][1]["name"].as_str(),
+            Some("k3s-staging-other")
+        );
+        assert_eq!(
+            doc["clusters"][1]["cluster"]["server"].as_str(),
+            Some("https://b:6443")
+        );
+        assert_eq!(
+            doc["contexts"][0]["context"]["cluster"].as_str(),
+            Some("k3s-staging-other")
+        );
+        assert_eq!(
+            doc["contexts"][0]["context"]["user"].as_str(),
+            Some("k3s-staging")
+        );
+        assert_eq!(doc["current-context"].as_str(), Some("k3s-staging"));
+    }
+
+    #[test]
+    fn what_is_not_yaml_is_an_error() {
+        assert!(for_cluster("clusters: [", "prod", "https://x:6443").is_err());
     }
 }

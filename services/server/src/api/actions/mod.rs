@@ -10,6 +10,7 @@ mod accounts;
 mod approvals;
 mod clusters;
 mod events;
+mod grants;
 mod instances;
 mod kubeconfig;
 mod sdwan;

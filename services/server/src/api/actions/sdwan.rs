@@ -479,7 +479,7 @@ pub async fn attach_peer(
         acc.peers
             .values()
             .find(|p| p.network_id == a.network_id && p.instance_id == a.node_instance_id)
-            .map(views::peer)
+            .map(|p| views::peer_with_key(p, acc.wireguard_keys.get(&p.instance_id)))
     });
     Ok(AttachPeerAnswer { peer })
 }

@@ -188,6 +188,7 @@ pub fn k8s_node(n: &fleet::K8sNode) -> clusters::K8sNode {
         version,
         node_name,
         registered_seq,
+        registered_at,
     } = n;
     clusters::K8sNode {
         cluster_id: cluster_id.clone(),
@@ -200,6 +201,7 @@ pub fn k8s_node(n: &fleet::K8sNode) -> clusters::K8sNode {
         version: version.clone(),
         node_name: node_name.clone(),
         registered_seq: *registered_seq,
+        registered_at: *registered_at,
     }
 }
 
@@ -214,8 +216,8 @@ pub fn network(n: &fleet::Network) -> sdwan::Network {
         pod_subnet_prefix,
         routing_mode,
         created_seq,
-        config_seq: _,
-        pod_subnets: _,
+        config_seq,
+        pod_subnets,
     } = n;
     sdwan::Network {
         id: id.clone(),
@@ -226,6 +228,30 @@ pub fn network(n: &fleet::Network) -> sdwan::Network {
         pod_subnet_prefix: *pod_subnet_prefix,
         routing_mode: *routing_mode,
         created_seq: *created_seq,
+        config_seq: *config_seq,
+        pod_subnets: pod_subnets.clone(),
+    }
+}
+
+/// A peer's registered WireGuard identity (public key and endpoint only).
+pub fn peer_wireguard(k: Option<&fleet::WireguardKey>) -> Option<sdwan::PeerWireguard> {
+    let fleet::WireguardKey {
+        public_key,
+        endpoint,
+        registered_seq,
+    } = k?;
+    Some(sdwan::PeerWireguard {
+        public_key: public_key.clone(),
+        endpoint: endpoint.clone(),
+        registered_seq: *registered_seq,
+    })
+}
+
+/// A peer, with the WireGuard identity its instance registered.
+pub fn peer_with_key(p: &fleet::Peer, key: Option<&fleet::WireguardKey>) -> sdwan::Peer {
+    sdwan::Peer {
+        wireguard: peer_wireguard(key),
+        ..peer(p)
     }
 }
 
@@ -246,6 +272,7 @@ pub fn peer(p: &fleet::Peer) -> sdwan::Peer {
         overlay_ip: *overlay_ip,
         lan_subnets: lan_subnets.clone(),
         attached_seq: *attached_seq,
+        wireguard: None,
     }
 }
 
@@ -395,6 +422,7 @@ pub(super) mod tests {
             version: Some("v1".into()),
             node_name: None,
             registered_seq: 8,
+            registered_at: Some(chrono::Utc::now()),
         };
         same(&k, &k8s_node(&k));
         let net = fleet::Network {

@@ -1,9 +1,14 @@
-//! SD-WAN reads: `system_sdwan_get_virtual_ip`, `system_sdwan_list_networks`.
+//! SD-WAN reads: `system_sdwan_get_virtual_ip`, `system_sdwan_list_networks`,
+//! `system_sdwan_get_peer_config`.
 
 use super::{handlers, views, ActionContext};
 use crate::api::error::{ApiError, ErrorCode};
-use powernode_actions::sdwan::{ListNetworksAnswer, ListNetworksArgs, NetworkView};
-use powernode_actions::vips::{FailoverPeer, GetVirtualIpAnswer, GetVirtualIpArgs, VirtualIpView};
+use powernode_actions::sdwan::{
+    GetPeerConfigAnswer, GetPeerConfigArgs, ListNetworksAnswer, ListNetworksArgs, NetworkView,
+};
+use powernode_actions::vips::{
+    FailoverPeer, GetVirtualIpAnswer, GetVirtualIpArgs, Reachability, VirtualIpView,
+};
 use powernode_events::AccountId;
 use powernode_projections::fleet::{VipStatus, VirtualIp};
 use powernode_projections::FleetState;
@@ -12,6 +17,7 @@ use serde_json::json;
 handlers! {
     GetVirtualIp => get_virtual_ip,
     ListNetworks => list_networks,
+    GetPeerConfig => get_peer_config,
 }
 
 /// A VIP as operators see it: `holders` are instance ids (the tutorial's
@@ -70,6 +76,17 @@ pub(super) fn vip_json(fleet: &FleetState, account: &AccountId, v: &VirtualIp) -
         pending_approval: v.pending_proposal.as_ref().map(|p| p.approval_id.clone()),
         last_promotion: v.promotions.last().map(views::promotion),
         release_reason: v.release_reason.clone(),
+        silence_reason: v.silence_reason,
+        reachable: v.reachable.as_ref().map(|r| Reachability {
+            generation: r.generation,
+            holder_peer_id: r.holder_peer_id.clone(),
+            probed_by_peer_id: r.probed_by_peer_id.clone(),
+            probed_at: r.probed_at.clone(),
+        }),
+        reachable_now: v.status == VipStatus::Allocated
+            && v.reachable.as_ref().is_some_and(|r| {
+                r.generation == v.generation && r.holder_peer_id == v.holder_peer_id
+            }),
     }
 }
 
@@ -151,4 +168,40 @@ pub async fn list_networks(
         })
         .collect();
     Ok(ListNetworksAnswer { networks: out })
+}
+
+/// `system_sdwan_get_peer_config({peer_id})`: the peer's desired WireGuard
+/// config (public keys only), the revision its agent last reported
+/// applied (as heard by this API), and whether they match. A peer of
+/// another account is not found, like any unknown peer.
+pub async fn get_peer_config(
+    ctx: &ActionContext<'_>,
+    a: GetPeerConfigArgs,
+) -> Result<GetPeerConfigAnswer, ApiError> {
+    let fleet = ctx.fleet().await;
+    let account = &ctx.operator.account;
+    let acct = fleet
+        .account(account)
+        .ok_or_else(|| ApiError::not_found("peer", &a.peer_id))?;
+    let peer = acct
+        .peers
+        .get(&a.peer_id)
+        .ok_or_else(|| ApiError::not_found("peer", &a.peer_id))?;
+    let desired = fleet.wireguard_config(account, &peer.id);
+    let applied_revision = ctx
+        .liveness()
+        .applied_revision(&peer.instance_id, &peer.network_id);
+    let in_sync = match (&desired, applied_revision) {
+        (Some(d), Some(r)) => r >= d.revision,
+        _ => false,
+    };
+    Ok(GetPeerConfigAnswer {
+        peer_id: peer.id.clone(),
+        network_id: peer.network_id.clone(),
+        instance_id: peer.instance_id.clone(),
+        wireguard: views::peer_wireguard(acct.wireguard_keys.get(&peer.instance_id)),
+        desired,
+        applied_revision,
+        in_sync,
+    })
 }

@@ -15,7 +15,7 @@ fn bootstrap_of(instance: &str) -> HandshakeBootstrap {
     }
 }
 
-fn allocated(out: &Decisions<Infallible>) -> &VirtualIpAllocated {
+fn allocated(out: &Decisions<Nudge>) -> &VirtualIpAllocated {
     match payloads(out)[..] {
         [EventPayload::VirtualIpAllocated(v)] => v,
         ref other => panic!("expected one allocation, got {other:?}"),
@@ -205,4 +205,77 @@ fn a_decommissioned_clusters_vip_is_released() {
         panic!("{:?}", payloads(&out));
     };
     assert_eq!(r.virtual_ip_id, vip);
+}
+
+mod nudges {
+    use super::*;
+    use powernode_events::payloads::sdwan::{VirtualIpPromoted, WireguardKeyRegistered};
+
+    const KEY: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+
+    fn nudged(out: &Decisions<Nudge>) -> Vec<&Nudge> {
+        out.effects().iter().collect()
+    }
+
+    #[test]
+    fn a_promotion_nudges_every_agent_of_the_network_with_its_sequence() {
+        let mut g = Given::joined_worker();
+        let promotion = VirtualIpPromoted {
+            virtual_ip_id: g.ids.vip.clone(),
+            from_peer_id: Some(g.ids.server_peer.clone()),
+            to_peer_id: g.ids.worker_peer.clone(),
+            generation: 2,
+            reason: "test".into(),
+            to_instance_id: None,
+            approval_id: None,
+        };
+        let out = g.when(&mut Sdwan::default(), promotion);
+        let seq = g.last_pair().0;
+        let mut everyone = vec![g.ids.server.clone(), g.ids.worker.clone()];
+        everyone.sort();
+        assert_eq!(
+            nudged(&out),
+            [&Nudge {
+                seq,
+                instances: everyone
+            }]
+        );
+    }
+
+    #[test]
+    fn a_key_registration_nudges_and_a_candidate_added_does_not() {
+        let mut g = Given::joined_worker();
+        let key = WireguardKeyRegistered {
+            instance_id: g.ids.worker.clone(),
+            public_key: KEY.into(),
+            endpoint: "10.0.0.2:51820".into(),
+        };
+        let out = g.when(&mut Sdwan::default(), key);
+        assert_eq!(nudged(&out).len(), 1);
+        assert!(nudged(&out)[0].instances.contains(&g.ids.server));
+        // Not a data-plane change: the network's revision stays.
+        let candidate = VirtualIpCandidateAdded {
+            virtual_ip_id: g.ids.vip.clone(),
+            peer_id: g.ids.worker_peer.clone(),
+        };
+        let out = g.when(&mut Sdwan::default(), candidate);
+        assert!(nudged(&out).is_empty(), "{:?}", out.effects());
+    }
+
+    #[test]
+    fn a_replayed_change_nudges_nobody() {
+        let mut g = Given::joined_worker();
+        g.and(VirtualIpPromoted {
+            virtual_ip_id: g.ids.vip.clone(),
+            from_peer_id: Some(g.ids.server_peer.clone()),
+            to_peer_id: g.ids.worker_peer.clone(),
+            generation: 2,
+            reason: "test".into(),
+            to_instance_id: None,
+            approval_id: None,
+        });
+        let much_later = g.now_plus(chrono::Duration::minutes(5));
+        let out = g.decide(&mut Sdwan::default(), much_later);
+        assert!(nudged(&out).is_empty());
+    }
 }

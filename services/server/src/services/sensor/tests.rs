@@ -171,3 +171,251 @@ async fn the_detector_appends_a_silence_soon_after_the_threshold() {
     stop.cancel();
     detector.await.unwrap();
 }
+
+mod data_path {
+    use super::*;
+    use crate::liveness::dataplane::ProbeReport;
+    use powernode_events::payloads::sdwan::VirtualIpReachable;
+
+    /// The worker's probe of the VIP heard at `at`: reached `answered_by`
+    /// at `generation`, or nothing.
+    fn probe(answered_by: Option<(&str, u64)>, at: DateTime<Utc>) -> ProbeReport {
+        ProbeReport {
+            reached: answered_by.is_some(),
+            answered_by: answered_by.map(|(by, _)| by.to_string()),
+            generation: answered_by.map(|(_, g)| g),
+            probed_at_ms: at.timestamp_millis(),
+            heard_at: at,
+        }
+    }
+
+    /// A joined worker, and the VIP (held by the server at generation 1)
+    /// reached once through the tunnel.
+    fn reached_once() -> Given {
+        let mut g = Given::joined_worker();
+        let payload = VirtualIpReachable {
+            virtual_ip_id: g.ids.vip.clone(),
+            generation: 1,
+            holder_peer_id: g.ids.server_peer.clone(),
+            probed_by_peer_id: g.ids.worker_peer.clone(),
+            probed_at: g.last().occurred_at.to_rfc3339(),
+        };
+        g.and(payload);
+        g
+    }
+
+    /// The worker's probes failing every 500 ms from `from` to `to`, the
+    /// holder heard at `to`.
+    fn failing(g: &Given, from: DateTime<Utc>, to: DateTime<Utc>) -> Liveness {
+        let liveness = heard(g, to);
+        let mut at = from;
+        while at <= to {
+            liveness.record_probe(&g.ids.worker, &g.ids.vip, probe(None, at));
+            at += Span::milliseconds(500);
+        }
+        liveness
+    }
+
+    fn silence_of(events: &[Envelope]) -> &VipHolderSilent {
+        match events {
+            [e] => match &e.payload {
+                EventPayload::VipHolderSilent(p) => p,
+                other => panic!("{other:?}"),
+            },
+            other => panic!("expected one silence, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_holder_that_beats_but_does_not_answer_is_silent_on_the_data_path() {
+        let g = reached_once();
+        let t0 = g.now_plus(Span::seconds(1));
+        // Failing for less than the threshold: nothing yet.
+        let early = t0 + Span::milliseconds(2900);
+        assert!(observed(&g, &failing(&g, t0, early), early).is_empty());
+        // Past it: one data-path silence, dated from the first failure.
+        let late = t0 + Span::milliseconds(3500);
+        let events = observed(&g, &failing(&g, t0, late), late);
+        let p = silence_of(&events);
+        assert_eq!(p.reason, SilenceReason::DataPath);
+        assert_eq!(p.holder_peer_id, g.ids.server_peer);
+        assert_eq!(
+            p.last_seen_at,
+            t0.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+        );
+    }
+
+    #[test]
+    fn one_prober_reaching_the_holder_keeps_it_healthy() {
+        let g = reached_once();
+        let t0 = g.now_plus(Span::seconds(1));
+        let late = t0 + Span::seconds(5);
+        let liveness = failing(&g, t0, late);
+        // After seconds of failures, the worker's newest probe reaches
+        // the holder.
+        liveness.record_probe(
+            &g.ids.worker,
+            &g.ids.vip,
+            probe(Some((&g.ids.server, 1)), late + Span::milliseconds(100)),
+        );
+        let now = late + Span::milliseconds(100);
+        assert!(observed(&g, &liveness, now).is_empty());
+    }
+
+    #[test]
+    fn probes_of_strangers_and_of_the_holder_itself_do_not_count() {
+        let g = reached_once();
+        let t0 = g.now_plus(Span::seconds(1));
+        let late = t0 + Span::seconds(5);
+        let liveness = heard(&g, late);
+        let mut at = t0;
+        while at <= late {
+            // An instance of no account here, and the holder itself.
+            liveness.record_probe("inst-elsewhere", &g.ids.vip, probe(None, at));
+            liveness.record_probe(&g.ids.server, &g.ids.vip, probe(None, at));
+            at += Span::milliseconds(500);
+        }
+        assert!(observed(&g, &liveness, late).is_empty());
+    }
+
+    #[test]
+    fn a_vip_never_reached_since_allocation_is_not_judged() {
+        let g = Given::joined_worker();
+        let t0 = g.now_plus(Span::seconds(1));
+        let late = t0 + Span::seconds(10);
+        assert!(observed(&g, &failing(&g, t0, late), late).is_empty());
+    }
+
+    #[test]
+    fn stale_probes_say_nothing() {
+        let g = reached_once();
+        let t0 = g.now_plus(Span::seconds(1));
+        let end = t0 + Span::seconds(5);
+        let liveness = failing(&g, t0, end);
+        // The prober went quiet long ago; the holder is heard now.
+        let now = end + Span::seconds(60);
+        liveness.record(&g.ids.server, now);
+        assert!(observed(&g, &liveness, now).is_empty());
+    }
+
+    #[test]
+    fn after_a_promotion_an_answer_from_the_old_holder_is_a_failure() {
+        let mut g = Given::joined_worker();
+        let (vip, server, worker) = (
+            g.ids.vip.clone(),
+            g.ids.server_peer.clone(),
+            g.ids.worker_peer.clone(),
+        );
+        g.and(VirtualIpPromoted {
+            virtual_ip_id: vip.clone(),
+            from_peer_id: Some(server),
+            to_peer_id: worker,
+            generation: 2,
+            reason: "test".into(),
+            to_instance_id: None,
+            approval_id: None,
+        });
+        let promoted = g.last().occurred_at;
+        // The new holder (the worker) beats; the server probes the VIP and
+        // the old holder (itself, still holding at generation 1) answers.
+        let end = promoted + Span::milliseconds(3600);
+        let liveness = Liveness::default();
+        liveness.record(&g.ids.worker, end);
+        let mut at = promoted + Span::milliseconds(100);
+        while at <= end {
+            liveness.record_probe(&g.ids.server, &vip, probe(Some((&g.ids.server, 1)), at));
+            at += Span::milliseconds(500);
+        }
+        let events = observed(&g, &liveness, end);
+        let p = silence_of(&events);
+        assert_eq!(p.reason, SilenceReason::DataPath);
+        assert_eq!(p.holder_peer_id, g.ids.worker_peer);
+        // Answered by the new holder at the new generation: healthy.
+        liveness.record_probe(
+            &g.ids.server,
+            &vip,
+            probe(Some((&g.ids.worker, 2)), end + Span::milliseconds(1)),
+        );
+        assert!(observed(&g, &liveness, end + Span::milliseconds(1)).is_empty());
+    }
+
+    #[test]
+    fn a_data_path_silence_ends_when_a_probe_reaches_the_holder_not_on_a_beat() {
+        let mut g = reached_once();
+        let t0 = g.now_plus(Span::seconds(1));
+        let late = t0 + Span::seconds(4);
+        let liveness = failing(&g, t0, late);
+        let silence = observed(&g, &liveness, late).remove(0);
+        g.and(silence.payload.clone());
+        // Heartbeats alone do not end it.
+        let later = late + Span::seconds(1);
+        liveness.record(&g.ids.server, later);
+        liveness.record_probe(&g.ids.worker, &g.ids.vip, probe(None, later));
+        assert!(observed(&g, &liveness, later).is_empty());
+        // A probe reaching the holder does.
+        let back = later + Span::milliseconds(500);
+        liveness.record_probe(
+            &g.ids.worker,
+            &g.ids.vip,
+            probe(Some((&g.ids.server, 1)), back),
+        );
+        let events = observed(&g, &liveness, back);
+        let [e] = &events[..] else {
+            panic!("{events:?}")
+        };
+        let EventPayload::VipHolderRecovered(p) = &e.payload else {
+            panic!("{e:?}")
+        };
+        assert_eq!(p.holder_peer_id, g.ids.server_peer);
+        assert_eq!(p.silent_for_ms, 5500);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_detector_reports_a_zombie_holder_after_the_threshold() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = EmbeddedLog::open_shared(dir.path()).unwrap();
+        let g = reached_once();
+        let shared: Shared<FleetState> = Shared::default();
+        *shared.state.write().await = g.state();
+        let clock = paused_clock(g.now_plus(Span::seconds(1)));
+        let liveness = Liveness::shared();
+        let stop = CancellationToken::new();
+        let detector = tokio::spawn(run_detector(
+            log.clone(),
+            shared.clone(),
+            liveness.clone(),
+            FailoverConfig::default(),
+            clock.clone(),
+            stop.clone(),
+        ));
+        let records = || async { log.read(1, 10, &Filter::all()).await.unwrap() };
+        // The holder beats and the worker's probes fail, every 100 ms.
+        let beat = |liveness: &Liveness| {
+            liveness.record(&g.ids.server, clock());
+            liveness.record_probe(&g.ids.worker, &g.ids.vip, probe(None, clock()));
+        };
+        for _ in 0..29 {
+            beat(&liveness);
+            tokio::time::advance(Duration::from_millis(100)).await;
+        }
+        assert!(
+            settled_for(Duration::from_millis(20), &records)
+                .await
+                .is_empty(),
+            "not silent before the threshold"
+        );
+        for _ in 0..3 {
+            beat(&liveness);
+            tokio::time::advance(Duration::from_millis(100)).await;
+        }
+        let found = settled(&records).await;
+        assert_eq!(found.len(), 1, "one data-path silence");
+        let event = Envelope::decode(&found[0].bytes).unwrap();
+        let EventPayload::VipHolderSilent(p) = &event.payload else {
+            panic!("{event:?}")
+        };
+        assert_eq!(p.reason, SilenceReason::DataPath);
+        stop.cancel();
+        detector.await.unwrap();
+    }
+}

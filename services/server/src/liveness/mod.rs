@@ -10,8 +10,15 @@
 //! only its share when several API replicas run).
 //! Each beat is verified against the key the instance enrolled with before
 //! it counts.
+//!
+//! A beat also carries data-plane reports (the WireGuard revisions applied,
+//! probes through VIPs), kept here too ([`dataplane`]).
+
+pub mod dataplane;
 
 use chrono::{DateTime, Utc};
+use dataplane::{DataPlaneTable, ProbeReport};
+use powernode_protocol::Heartbeat;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -23,6 +30,8 @@ pub struct Liveness {
     /// instance: a beat both the intake and the follower of one process
     /// receive is verified once.
     beats: Mutex<HashMap<String, i64>>,
+    /// Applied WireGuard revisions and VIP probes, per instance.
+    data_plane: Mutex<DataPlaneTable>,
     started_at: DateTime<Utc>,
 }
 
@@ -34,6 +43,7 @@ impl Default for Liveness {
         Self {
             seen: Mutex::default(),
             beats: Mutex::default(),
+            data_plane: Mutex::default(),
             started_at: Utc::now(),
         }
     }
@@ -62,6 +72,49 @@ impl Liveness {
             *entry = (*entry).max(sent_at_ms);
         }
         self.record(instance_id, Utc::now());
+    }
+
+    /// A verified heartbeat arrived now: its time ([`Self::record_beat`])
+    /// and its data-plane reports (applied revisions, VIP probes).
+    pub fn record_heartbeat(&self, hb: &Heartbeat) {
+        self.record_beat(&hb.instance_id, hb.sent_at_ms);
+        let now = Utc::now();
+        let mut table = self.data_plane.lock().unwrap_or_else(|e| e.into_inner());
+        table.record_applied(&hb.instance_id, &hb.wireguard_applied);
+        for probe in &hb.vip_probes {
+            table.record_probe(
+                &hb.instance_id,
+                &probe.virtual_ip_id,
+                ProbeReport::new(probe, now),
+            );
+        }
+    }
+
+    /// Records one probe report of `prober` about `vip_id` (what
+    /// [`Self::record_heartbeat`] does per probe; tests give the time).
+    pub fn record_probe(&self, prober: &str, vip_id: &str, report: ProbeReport) {
+        self.data_plane
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .record_probe(prober, vip_id, report);
+    }
+
+    /// The WireGuard revision `instance_id` last reported applied on
+    /// `network_id`, if this process heard it.
+    pub fn applied_revision(&self, instance_id: &str, network_id: &str) -> Option<u64> {
+        self.data_plane
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .applied(instance_id, network_id)
+    }
+
+    /// Every prober's recent reports about `vip_id` (prober instance →
+    /// reports, oldest first).
+    pub fn probes(&self, vip_id: &str) -> HashMap<String, Vec<ProbeReport>> {
+        self.data_plane
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .probes(vip_id)
     }
 
     /// Whether the beat the agent sent at `sent_at_ms` (or a later one) was

@@ -1,22 +1,36 @@
 //! The simulated driver: no k3s, no commands, no files. It keeps what it
 //! was asked to do in memory and, once a cluster has been "created", hands
-//! back artefacts shaped like the real ones (a k3s kubeconfig, a
-//! `K10<ca hash>::server:<password>` node token). The virtual IPs it holds
-//! are a map in memory ([`HeldAddresses`]), forgotten on restart like the
-//! rest.
+//! back artefacts like the real ones: a kubeconfig whose CA is a real
+//! per-cluster CA and whose user is a client certificate issued by it, and
+//! a `K10<ca hash>::server:<password>` node token ([`artifacts`]). The
+//! virtual IPs it holds are a map in memory ([`HeldAddresses`]), forgotten
+//! on restart like the rest.
+//!
+//! Given a listen address ([`SimulatedRuntime::with_api_listen`]), a
+//! started server (bootstrap or join) also serves the simulated Kubernetes
+//! API there ([`crate::driver::apiserver`]) with a certificate issued by the
+//! cluster CA: the bootstrap's own, or the one the platform hands a joining
+//! server. The certificate's SANs are the plan's (`tls_sans`, the overlay
+//! address) and the node's local names; it is issued again when they
+//! change.
 //!
 //! It refuses what k3s would refuse (a plan that neither creates nor joins,
 //! a `K10…` token on the first server, starting what was not installed), so
 //! the rig catches what a real node would trip on.
 
+mod api;
+mod artifacts;
+
+use super::apiserver::ApiServer;
 use super::k3s::{
     secure_token_parts, token_password, validate_agent_plan, validate_server_plan, API_PORT,
     SECURE_TOKEN_ON_FIRST_SERVER,
 };
-use super::{AgentPlan, BootstrapArtifacts, Role, Runtime, RuntimeError, ServerPlan};
-use rand::RngCore;
-use sha2::{Digest, Sha256};
+use super::{
+    AgentPlan, BootstrapArtifacts, ClusterCa, ClusterNode, Role, Runtime, RuntimeError, ServerPlan,
+};
 use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
 pub use powernode_protocol::token::new_token;
@@ -38,6 +52,29 @@ impl HeldAddresses {
         self.lock().get(vip).copied()
     }
 
+    /// The generation at which the address `host` is held, comparing
+    /// addresses rather than spellings (`[fd00::1]`, `fd00:0::1/128` and
+    /// `fd00::1` are one address).
+    pub fn generation_of_address(&self, host: &str) -> Option<u64> {
+        let parse = |s: &str| {
+            let s = s.trim();
+            let s = s.split('/').next().unwrap_or(s);
+            let s = s
+                .strip_prefix('[')
+                .and_then(|s| s.strip_suffix(']'))
+                .unwrap_or(s);
+            s.parse::<IpAddr>().ok()
+        };
+        let held = self.lock();
+        if let Some(generation) = held.get(host) {
+            return Some(*generation);
+        }
+        let wanted = parse(host)?;
+        held.iter()
+            .find(|(vip, _)| parse(vip) == Some(wanted))
+            .map(|(_, generation)| *generation)
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, u64>> {
         // A poisoned lock only means a panic elsewhere; the map is intact.
         self.0
@@ -56,6 +93,19 @@ pub struct SimulatedRuntime {
     agent: Option<AgentPlan>,
     artifacts: Option<BootstrapArtifacts>,
     vips: HeldAddresses,
+    /// The cluster CA: made at bootstrap, or handed to a joining server.
+    ca: Option<ClusterCa>,
+    /// Where the simulated API listens once a server is started (none: no
+    /// API).
+    api_listen: Option<SocketAddr>,
+    /// The running API (shared by clones: they are the same node).
+    api: Option<Arc<ApiServer>>,
+    /// The SANs the API's current certificate was issued for.
+    cert_sans: Vec<String>,
+    /// This node's instance id and its cluster's nodes, as the platform
+    /// last said.
+    instance_id: Option<String>,
+    nodes: Vec<ClusterNode>,
 }
 
 impl SimulatedRuntime {
@@ -69,7 +119,35 @@ impl SimulatedRuntime {
             agent: None,
             artifacts: None,
             vips: HeldAddresses::default(),
+            ca: None,
+            api_listen: None,
+            api: None,
+            cert_sans: Vec::new(),
+            instance_id: None,
+            nodes: Vec::new(),
         }
+    }
+
+    /// Serves the simulated Kubernetes API on `addr` (e.g. `[::]:6443`, or
+    /// `127.0.0.1:0` in tests) once a server is started.
+    pub fn with_api_listen(mut self, addr: SocketAddr) -> Self {
+        self.api_listen = Some(addr);
+        self
+    }
+
+    /// Where the simulated API listens, once it does.
+    pub fn api_address(&self) -> Option<SocketAddr> {
+        self.api.as_ref().map(|api| api.local_addr())
+    }
+
+    /// The cluster CA this node issues its API certificate from.
+    pub fn cluster_ca(&self) -> Option<&ClusterCa> {
+        self.ca.as_ref()
+    }
+
+    /// The SANs of the API's current certificate.
+    pub fn certificate_sans(&self) -> &[String] {
+        &self.cert_sans
     }
 
     /// The virtual IPs this node holds (a shared view that stays current).
@@ -133,7 +211,12 @@ impl Runtime for SimulatedRuntime {
                         "{SECURE_TOKEN_ON_FIRST_SERVER} (simulated)"
                     )));
                 }
-                None => self.artifacts = Some(bootstrap_artifacts(&plan.token)),
+                None => {
+                    let ca = super::apiserver::pki::new_cluster_ca()?;
+                    self.ca = Some(ca.clone());
+                    let port = self.ensure_api()?.map_or(API_PORT, |a| a.port());
+                    self.artifacts = Some(artifacts::bootstrap_artifacts(&plan.token, &ca, port)?);
+                }
                 // A restart: like k3s, refuse a token of another cluster (the
                 // datastore is encrypted with the first password; a secure
                 // token's hash must be this cluster's CA's).
@@ -153,9 +236,11 @@ impl Runtime for SimulatedRuntime {
                 }
                 Some(_) => {}
             }
+        } else if let Some(ca) = &plan.cluster_ca {
+            self.ca = Some(ca.clone());
         }
         self.server = Some(plan.clone());
-        Ok(())
+        self.serve_api()
     }
 
     fn read_artifacts(&mut self) -> Result<BootstrapArtifacts, RuntimeError> {
@@ -190,134 +275,8 @@ impl Runtime for SimulatedRuntime {
         self.vips.lock().remove(vip);
         Ok(())
     }
-}
 
-/// What a fresh `k3s server --cluster-init --token <token>` writes: a
-/// kubeconfig for `https://127.0.0.1:6443` and the node token
-/// `K10<sha256 of the CA PEM>::server:<token>` (a random password when
-/// `token` is empty, as k3s does).
-fn bootstrap_artifacts(token: &str) -> BootstrapArtifacts {
-    let ca = pem("CERTIFICATE", &der(380));
-    let client_cert = pem("CERTIFICATE", &der(360));
-    let client_key = pem("EC PRIVATE KEY", &der(117));
-    let password = if token.is_empty() {
-        random_hex(16)
-    } else {
-        token.to_owned()
-    };
-    let ca_hash = hex::encode(Sha256::digest(ca.as_bytes()));
-    let kubeconfig = format!(
-        "apiVersion: v1\n\
-         clusters:\n\
-         - cluster:\n    \
-         certificate-authority-data: {ca}\n    \
-         server: https://127.0.0.1:{API_PORT}\n  \
-         name: default\n\
-         contexts:\n\
-         - context:\n    \
-         cluster: default\n    \
-         user: default\n  \
-         name: default\n\
-         current-context: default\n\
-         kind: Config\n\
-         preferences: {{}}\n\
-         users:\n\
-         - name: default\n  \
-         user:\n    \
-         client-certificate-data: {cert}\n    \
-         client-key-data: {key}\n",
-        ca = base64(ca.as_bytes()),
-        cert = base64(client_cert.as_bytes()),
-        key = base64(client_key.as_bytes()),
-    );
-    BootstrapArtifacts {
-        kubeconfig,
-        node_token: format!("K10{ca_hash}::server:{password}"),
-    }
-}
-
-/// Random bytes behind a DER SEQUENCE header of `body_len` bytes, so the
-/// PEM body starts like a real one (`MII…`).
-fn der(body_len: usize) -> Vec<u8> {
-    let mut bytes = if body_len < 128 {
-        vec![0x30, body_len as u8]
-    } else {
-        vec![0x30, 0x82, (body_len >> 8) as u8, body_len as u8]
-    };
-    let start = bytes.len();
-    bytes.resize(start + body_len, 0);
-    rand::thread_rng().fill_bytes(&mut bytes[start..]);
-    bytes
-}
-
-/// A PEM block with 64-column lines.
-fn pem(label: &str, der: &[u8]) -> String {
-    let body = base64(der);
-    let mut out = format!("-----BEGIN {label}-----\n");
-    // base64 output is ASCII, so every 64-byte chunk is valid UTF-8.
-    for line in body.as_bytes().chunks(64) {
-        out.push_str(&String::from_utf8_lossy(line));
-        out.push('\n');
-    }
-    out.push_str(&format!("-----END {label}-----\n"));
-    out
-}
-
-fn random_hex(bytes: usize) -> String {
-    let mut buf = vec![0u8; bytes];
-    rand::thread_rng().fill_bytes(&mut buf);
-    hex::encode(buf)
-}
-
-/// Standard base64 with padding (RFC 4648 §4).
-fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[((n >> (18 - 6 * i)) & 0x3f) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn base64_matches_rfc_4648_vectors() {
-        for (plain, encoded) in [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foo", "Zm9v"),
-            ("foob", "Zm9vYg=="),
-            ("fooba", "Zm9vYmE="),
-            ("foobar", "Zm9vYmFy"),
-        ] {
-            assert_eq!(base64(plain.as_bytes()), encoded);
-        }
-    }
-
-    #[test]
-    fn pem_bodies_look_like_certificates() {
-        let cert = pem("CERTIFICATE", &der(380));
-        assert!(
-            cert.starts_with("-----BEGIN CERTIFICATE-----\nMIIB"),
-            "{cert}"
-        );
-        assert!(cert
-            .lines()
-            .all(|l| l.len() <= 64 || l.starts_with("-----")));
-        assert!(base64(cert.as_bytes()).starts_with("LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0t"));
+    fn observe_cluster(&mut self, instance_id: &str, nodes: &[ClusterNode]) {
+        self.observe(instance_id, nodes);
     }
 }
