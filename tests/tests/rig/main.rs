@@ -17,15 +17,22 @@
 //! * `replicas` — a replica of `failover` and of `provisioner` killed
 //!   mid-flow; the other carries on, the killed one resumes from its
 //!   checkpoint, nothing is decided twice;
-//! * `partition` — an agent cut off the network and reconnected.
+//! * `partition` — an agent cut off the network and reconnected;
+//! * `dataplane` — an operator's access grant brought up on the test
+//!   machine, the real `kubectl get nodes` through cluster A's VIP (its
+//!   agents run WireGuard in their containers), the holder `docker kill`ed,
+//!   the move approved, `kubectl` answered by the new holder; the client's
+//!   downtime measured; the grant revoked.
 //!
 //! After every scenario: nothing acknowledged is missing from the stream,
 //! no event id is stored twice, and the API projection and every service's
 //! cursor reach the stream's last sequence. The figures go to
 //! `.rig/report.json`.
 
+mod dataplane;
 mod failover;
 mod nats_kill;
+mod operator;
 mod partition;
 mod replicas;
 mod runbook;
@@ -37,7 +44,7 @@ use std::time::Instant;
 use support::Rig;
 
 /// The scenarios after the runbook, by name.
-const SCENARIOS: [&str; 4] = ["failover", "nats", "replicas", "partition"];
+const SCENARIOS: [&str; 5] = ["failover", "nats", "replicas", "partition", "dataplane"];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rig() -> anyhow::Result<()> {
@@ -71,6 +78,7 @@ async fn rig() -> anyhow::Result<()> {
             "nats" => nats_kill::run(&mut rig, &clusters).await,
             "replicas" => replicas::run(&mut rig, &clusters).await,
             "partition" => partition::run(&mut rig, &clusters).await,
+            "dataplane" => dataplane::run(&mut rig, &clusters).await,
             other => unreachable!("unknown scenario {other}"),
         };
         let measured = match measured {

@@ -2,7 +2,8 @@
 //! reconnected: cluster A's VIP holder. Cut off, it goes silent and the
 //! failover service proposes a move; nobody approves; reconnected, it is
 //! heard again, the silence is over (`sdwan.vip_holder_recovered`), the
-//! waiting proposal is superseded, and the VIP never moved.
+//! waiting proposal is superseded, and the VIP never moved. It comes back
+//! with its address (its WireGuard endpoint, when it runs the data plane).
 
 use crate::failover::vip_events;
 use crate::runbook::Clusters;
@@ -29,6 +30,14 @@ pub async fn run(rig: &mut Rig, clusters: &Clusters) -> anyhow::Result<Value> {
         .await?
         .len();
 
+    // Reconnected with the address it had: a data-plane agent's WireGuard
+    // endpoint is that address (Docker would hand out a new one).
+    let address = rig.docker(&[
+        "inspect",
+        "-f",
+        &format!("{{{{(index .NetworkSettings.Networks \"{network}\").IPAddress}}}}"),
+        &holder.container,
+    ])?;
     let cut = Instant::now();
     rig.docker(&["network", "disconnect", &network, &holder.container])?;
     let outcome = async {
@@ -51,7 +60,14 @@ pub async fn run(rig: &mut Rig, clusters: &Clusters) -> anyhow::Result<Value> {
     .await;
     // Reconnect whatever happened.
     let healed = Instant::now();
-    rig.docker(&["network", "connect", &network, &holder.container])?;
+    rig.docker(&[
+        "network",
+        "connect",
+        "--ip",
+        &address,
+        &network,
+        &holder.container,
+    ])?;
     let (approval, proposed_ms) = outcome?;
     let approval_id = approval["id"].as_str().context("approval id")?.to_string();
 
