@@ -85,9 +85,7 @@ pub async fn run(rig: &mut Rig, clusters: &Clusters) -> anyhow::Result<Value> {
         gateway["instance_id"] == worker.as_str(),
         "the grant's gateway is not a-worker-1 (the data-plane peer without VIP duty): {gateway}"
     );
-    let text = g["wireguard_config"]
-        .as_str()
-        .context("wireguard_config")?;
+    let text = g["wireguard_config"].as_str().context("wireguard_config")?;
     let config = QuickConfig::parse(text)?;
     ensure!(
         gateway["wireguard"]["endpoint"] == config.endpoint.as_str(),
@@ -117,13 +115,17 @@ pub async fn run(rig: &mut Rig, clusters: &Clusters) -> anyhow::Result<Value> {
         kind: "system.sdwan.access_grant.revoked".into(),
     });
     let target = target_of(&dir)?;
-    wait_until(STEP, "the VIP to stop answering the revoked grant", || async {
-        match probe_once(&target, PROBE_TIMEOUT).await {
-            Ok(r) if r.outcome.is_err() => Ok(()),
-            Ok(r) => Err(format!("still answered: {:?}", r.outcome)),
-            Err(e) => Err(format!("{e:#}")),
-        }
-    })
+    wait_until(
+        STEP,
+        "the VIP to stop answering the revoked grant",
+        || async {
+            match probe_once(&target, PROBE_TIMEOUT).await {
+                Ok(r) if r.outcome.is_err() => Ok(()),
+                Ok(r) => Err(format!("still answered: {:?}", r.outcome)),
+                Err(e) => Err(format!("{e:#}")),
+            }
+        },
+    )
     .await?;
     let cut_ms = ms(revoked);
     let kubeconfig = dir.join("a.yaml");
@@ -166,20 +168,25 @@ async fn through_the_failover(
         "the kubeconfig points at {}, not the VIP {address}",
         target.server
     );
-    wait_until(STEP, "an answer through the VIP from its holder", || async {
-        let r = probe_once(&target, Duration::from_secs(2))
-            .await
-            .map_err(|e| format!("{e:#}"))?;
-        match r.outcome {
-            Ok(a) if a.instance == holder => Ok(a),
-            other => Err(format!("{other:?}")),
-        }
-    })
+    wait_until(
+        STEP,
+        "an answer through the VIP from its holder",
+        || async {
+            let r = probe_once(&target, Duration::from_secs(2))
+                .await
+                .map_err(|e| format!("{e:#}"))?;
+            match r.outcome {
+                Ok(a) if a.instance == holder => Ok(a),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
     .await?;
     let before = tokio::task::block_in_place(|| operator::nodes(&kubeconfig))?;
     let grant_to_kubectl_ms = ms(started);
     check_nodes(&before, expected, holder, "before the kill")?;
-    let table = tokio::task::block_in_place(|| operator::kubectl(&kubeconfig, "5s", &["get", "nodes"]))?;
+    let table =
+        tokio::task::block_in_place(|| operator::kubectl(&kubeconfig, "5s", &["get", "nodes"]))?;
     println!("kubectl get nodes through the VIP:\n{table}");
     ensure!(table.contains("SERVED-BY"), "no SERVED-BY column:\n{table}");
 

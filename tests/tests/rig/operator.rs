@@ -146,7 +146,10 @@ impl Tunnel {
         }
         run("wg", &wg)?;
         for address in &config.addresses {
-            run("ip", &[family(address), "addr", "add", address, "dev", iface])?;
+            run(
+                "ip",
+                &[family(address), "addr", "add", address, "dev", iface],
+            )?;
         }
         run("ip", &["link", "set", iface, "up"])?;
         for net in &config.allowed_ips {
@@ -247,12 +250,16 @@ pub struct Nodes {
 pub fn nodes(kubeconfig: &Path) -> anyhow::Result<Nodes> {
     let out = kubectl(kubeconfig, "5s", &["get", "nodes", "-o", "json"])?;
     let v: Value = serde_json::from_str(&out).with_context(|| format!("kubectl said {out}"))?;
-    let items = v["items"].as_array().with_context(|| format!("no items: {v}"))?;
+    let items = v["items"]
+        .as_array()
+        .with_context(|| format!("no items: {v}"))?;
     let text = |n: &Value, p: &str| n.pointer(p).and_then(Value::as_str).map(str::to_string);
     Ok(Nodes {
         names: items
             .iter()
-            .map(|n| text(n, "/metadata/name").with_context(|| format!("a node without a name: {n}")))
+            .map(|n| {
+                text(n, "/metadata/name").with_context(|| format!("a node without a name: {n}"))
+            })
             .collect::<anyhow::Result<_>>()?,
         served_by: items
             .iter()
