@@ -3,7 +3,7 @@
 //! apply, a re-apply (nothing), a VIP moving, a peer removed, a restart
 //! over stale state, the userspace fallback and its absence.
 
-mod wireguard_fake;
+use powernode_agent::wireguard::simulated as wireguard_fake;
 
 use ipnet::IpNet;
 use powernode_agent::wireguard::{DataPlane, DataPlaneError, WireguardKey};
