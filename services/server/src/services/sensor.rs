@@ -188,7 +188,16 @@ pub fn observe(
                     &liveness.probes(&vip.id),
                     &peer.instance_id,
                     vip.generation,
-                    |prober| account.instances.contains_key(prober),
+                    // Only probers whose tunnel already routes the VIP
+                    // where the log says: an agent that has not applied
+                    // that config yet cannot reach it, through no fault of
+                    // the holder's.
+                    |prober| {
+                        account.instances.contains_key(prober)
+                            && liveness
+                                .applied_revision(prober, &vip.network_id)
+                                .is_some_and(|r| r >= vip.route_changed_seq)
+                    },
                     since_promotion,
                     threshold,
                     now,

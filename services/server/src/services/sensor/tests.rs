@@ -208,6 +208,15 @@ mod data_path {
     /// holder heard at `to`.
     fn failing(g: &Given, from: DateTime<Utc>, to: DateTime<Utc>) -> Liveness {
         let liveness = heard(g, to);
+        // The worker's tunnel has the newest config (a prober that has
+        // not applied it does not count).
+        liveness.record_applied(
+            &g.ids.worker,
+            &[powernode_protocol::AppliedConfig {
+                network_id: g.ids.network.clone(),
+                revision: u64::MAX,
+            }],
+        );
         let mut at = from;
         while at <= to {
             liveness.record_probe(&g.ids.worker, &g.ids.vip, probe(None, at));
@@ -224,6 +233,24 @@ mod data_path {
             },
             other => panic!("expected one silence, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_prober_whose_tunnel_lacks_the_route_does_not_count() {
+        let g = reached_once();
+        let t0 = g.now_plus(Span::seconds(1));
+        let late = t0 + Span::milliseconds(3500);
+        let liveness = failing(&g, t0, late);
+        // The same failures, from a worker that applied only an older
+        // config: no evidence against the holder.
+        liveness.record_applied(
+            &g.ids.worker,
+            &[powernode_protocol::AppliedConfig {
+                network_id: g.ids.network.clone(),
+                revision: 0,
+            }],
+        );
+        assert!(observed(&g, &liveness, late).is_empty());
     }
 
     #[test]
@@ -321,6 +348,13 @@ mod data_path {
         let end = promoted + Span::milliseconds(3600);
         let liveness = Liveness::default();
         liveness.record(&g.ids.worker, end);
+        liveness.record_applied(
+            &g.ids.server,
+            &[powernode_protocol::AppliedConfig {
+                network_id: g.ids.network.clone(),
+                revision: u64::MAX,
+            }],
+        );
         let mut at = promoted + Span::milliseconds(100);
         while at <= end {
             liveness.record_probe(&g.ids.server, &vip, probe(Some((&g.ids.server, 1)), at));
@@ -392,6 +426,13 @@ mod data_path {
         // The holder beats and the worker's probes fail, every 100 ms.
         let beat = |liveness: &Liveness| {
             liveness.record(&g.ids.server, clock());
+            liveness.record_applied(
+                &g.ids.worker,
+                &[powernode_protocol::AppliedConfig {
+                    network_id: g.ids.network.clone(),
+                    revision: u64::MAX,
+                }],
+            );
             liveness.record_probe(&g.ids.worker, &g.ids.vip, probe(None, clock()));
         };
         for _ in 0..29 {
