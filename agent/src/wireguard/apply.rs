@@ -183,26 +183,23 @@ impl DataPlane {
         if prev.listen_port != cfg.listen_port {
             head.extend(["listen-port".to_owned(), cfg.listen_port.to_string()]);
         }
-        let mut removals: Vec<String> = before
+        let removals: Vec<String> = before
             .keys()
             .filter(|k| !after.contains(*k))
             .map(|k| (*k).to_owned())
             .collect();
-        let mut adds = Vec::new();
-        for peer in &cfg.peers {
-            let old = before.get(peer.public_key.as_str()).copied();
-            if old == Some(peer) {
-                continue;
-            }
-            match old {
-                Some(_) if userspace => {
-                    removals.push(peer.public_key.clone());
-                    adds.push((peer, None));
+        if userspace {
+            self.update_userspace(iface, head, removals, &before, cfg)?;
+        } else {
+            let mut adds = Vec::new();
+            for peer in &cfg.peers {
+                let old = before.get(peer.public_key.as_str()).copied();
+                if old != Some(peer) {
+                    adds.push((peer, old));
                 }
-                _ => adds.push((peer, old)),
             }
+            self.set_peers(iface, head, removals, adds)?;
         }
-        self.set_peers(iface, head, removals, adds)?;
         if prev.address != cfg.address {
             let own = format!("{}/128", cfg.address);
             self.run("ip", &["-6", "addr", "replace", &own, "dev", iface])?;
@@ -221,6 +218,45 @@ impl DataPlane {
         if cfg.forwarding && (!prev.forwarding || (v4(&new) && !v4(&old))) {
             self.forwarding(v4(&new))?;
         }
+        Ok(())
+    }
+
+    /// The peer changes on a userspace interface, which cannot modify a
+    /// peer in place: each changed peer is removed and added back on its
+    /// own. Peers that gain an address go first: while one is re-added,
+    /// what it gains is still routed to the peer it comes from (a moving
+    /// VIP stays with its old holder, which still answers, until the new
+    /// holder's peer is back). Then peers that only lose addresses, then
+    /// the settings and the peers that are gone.
+    fn update_userspace(
+        &mut self,
+        iface: &str,
+        head: Vec<String>,
+        removals: Vec<String>,
+        before: &BTreeMap<&str, &WireguardPeer>,
+        cfg: &WireguardConfig,
+    ) -> Result<(), DataPlaneError> {
+        let gains = |peer: &WireguardPeer| match before.get(peer.public_key.as_str()) {
+            None => true,
+            Some(old) => peer
+                .allowed_ips
+                .iter()
+                .any(|ip| !old.allowed_ips.contains(ip)),
+        };
+        let changed: Vec<&WireguardPeer> = cfg
+            .peers
+            .iter()
+            .filter(|p| before.get(p.public_key.as_str()).copied() != Some(*p))
+            .collect();
+        let (gaining, losing): (Vec<&WireguardPeer>, Vec<&WireguardPeer>) =
+            changed.into_iter().partition(|p| gains(p));
+        for peer in gaining.into_iter().chain(losing) {
+            if before.contains_key(peer.public_key.as_str()) {
+                self.set_peers(iface, Vec::new(), vec![peer.public_key.clone()], Vec::new())?;
+            }
+            self.set_peers(iface, Vec::new(), Vec::new(), vec![(peer, None)])?;
+        }
+        self.set_peers(iface, head, removals, Vec::new())?;
         Ok(())
     }
 
