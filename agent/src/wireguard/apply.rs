@@ -11,6 +11,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
+/// The UDP port a handshake-starting datagram goes to (discard).
+const KICK_PORT: u16 = 9;
+
 /// How long a userspace WireGuard may take to create its UAPI socket.
 const USERSPACE_WAIT: Duration = Duration::from_secs(2);
 
@@ -162,6 +165,9 @@ impl DataPlane {
         if cfg.forwarding {
             self.forwarding(wanted.iter().any(|n| matches!(n, IpNet::V4(_))))?;
         }
+        if userspace {
+            Self::kick(&cfg.peers.iter().collect::<Vec<_>>());
+        }
         Ok(())
     }
 
@@ -188,8 +194,9 @@ impl DataPlane {
             .filter(|k| !after.contains(*k))
             .map(|k| (*k).to_owned())
             .collect();
+        let mut readded = Vec::new();
         if userspace {
-            self.update_userspace(iface, head, removals, &before, cfg)?;
+            readded = self.update_userspace(iface, head, removals, &before, cfg)?;
         } else {
             let mut adds = Vec::new();
             for peer in &cfg.peers {
@@ -218,6 +225,7 @@ impl DataPlane {
         if cfg.forwarding && (!prev.forwarding || (v4(&new) && !v4(&old))) {
             self.forwarding(v4(&new))?;
         }
+        Self::kick(&readded);
         Ok(())
     }
 
@@ -228,14 +236,14 @@ impl DataPlane {
     /// VIP stays with its old holder, which still answers, until the new
     /// holder's peer is back). Then peers that only lose addresses, then
     /// the settings and the peers that are gone.
-    fn update_userspace(
+    fn update_userspace<'c>(
         &mut self,
         iface: &str,
         head: Vec<String>,
         removals: Vec<String>,
         before: &BTreeMap<&str, &WireguardPeer>,
-        cfg: &WireguardConfig,
-    ) -> Result<(), DataPlaneError> {
+        cfg: &'c WireguardConfig,
+    ) -> Result<Vec<&'c WireguardPeer>, DataPlaneError> {
         let gains = |peer: &WireguardPeer| match before.get(peer.public_key.as_str()) {
             None => true,
             Some(old) => peer
@@ -250,14 +258,38 @@ impl DataPlane {
             .collect();
         let (gaining, losing): (Vec<&WireguardPeer>, Vec<&WireguardPeer>) =
             changed.into_iter().partition(|p| gains(p));
+        let mut readded = Vec::new();
         for peer in gaining.into_iter().chain(losing) {
             if before.contains_key(peer.public_key.as_str()) {
                 self.set_peers(iface, Vec::new(), vec![peer.public_key.clone()], Vec::new())?;
             }
             self.set_peers(iface, Vec::new(), Vec::new(), vec![(peer, None)])?;
+            readded.push(peer);
         }
         self.set_peers(iface, head, removals, Vec::new())?;
-        Ok(())
+        Ok(readded)
+    }
+
+    /// Starts a handshake with each of `peers` now: a re-added userspace
+    /// peer has lost its session on this side only, and the far side keeps
+    /// sending with the old one (which this side can no longer decrypt)
+    /// until its own rekey timers fire, seconds later. One datagram to the
+    /// peer's address makes this side handshake at once. Best effort.
+    fn kick(peers: &[&WireguardPeer]) {
+        for peer in peers {
+            let Some(IpNet::V6(net)) = peer
+                .allowed_ips
+                .iter()
+                .find(|n| matches!(n, IpNet::V6(v) if v.prefix_len() == 128))
+            else {
+                continue;
+            };
+            let target = std::net::SocketAddr::from((net.addr(), KICK_PORT));
+            let sent = std::net::UdpSocket::bind("[::]:0").and_then(|s| s.send_to(b"", target));
+            if let Err(e) = sent {
+                tracing::debug!(peer = %peer.id, error = %e, "could not start a handshake");
+            }
+        }
     }
 
     /// Whether a userspace implementation serves `iface` (its UAPI socket
