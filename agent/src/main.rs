@@ -162,19 +162,22 @@ async fn main() -> anyhow::Result<()> {
         .clone()
         .or(store.load()?.hostname)
         .unwrap_or_else(|| "simulated-node".into());
-    let make_runtime = || -> Box<dyn Runtime> {
-        match args.runtime {
+    // The simulated node is saved in the state dir like k3s's data dir: a
+    // restarted agent's server is still started and serves its API again.
+    let make_runtime = || -> anyhow::Result<Box<dyn Runtime>> {
+        Ok(match args.runtime {
             RuntimeKind::K3s => {
                 Box::new(K3sRuntime::system().with_vip_interface(args.vip_interface.clone()))
             }
             RuntimeKind::Simulated => {
                 let rt = SimulatedRuntime::new(node_name.clone(), "v1.30.5+k3s1".into());
-                Box::new(match args.k3s_api_listen {
+                let rt = match args.k3s_api_listen {
                     Some(addr) => rt.with_api_listen(addr),
                     None => rt,
-                })
+                };
+                Box::new(rt.with_state_dir(&args.state_dir)?)
             }
-        }
+        })
     };
     // The identity key is the agent's NATS credential; until it has
     // enrolled, the one-time enrollment credential goes along as the token.
@@ -197,7 +200,7 @@ async fn main() -> anyhow::Result<()> {
         match Agent::start(
             Identity::load_or_create(&key_file)?,
             link.clone(),
-            make_runtime(),
+            make_runtime()?,
             store.clone(),
             args.enroll.clone(),
         )

@@ -5,7 +5,7 @@
 //! network's interface, a restarted old holder removing the address, and
 //! probe results reported once.
 
-mod wireguard_fake;
+use powernode_agent::wireguard::simulated as wireguard_fake;
 
 use async_trait::async_trait;
 use ed25519_dalek::{Signature, Verifier, VerifyingKey};

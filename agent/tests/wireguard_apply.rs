@@ -3,7 +3,7 @@
 //! apply, a re-apply (nothing), a VIP moving, a peer removed, a restart
 //! over stale state, the userspace fallback and its absence.
 
-mod wireguard_fake;
+use powernode_agent::wireguard::simulated as wireguard_fake;
 
 use ipnet::IpNet;
 use powernode_agent::wireguard::{DataPlane, DataPlaneError, WireguardKey};
@@ -327,7 +327,7 @@ fn without_any_wireguard_the_error_names_both_options() {
 }
 
 #[test]
-fn a_userspace_peer_is_replaced_not_modified_and_added_one_command_each() {
+fn a_userspace_peer_is_replaced_not_modified_the_gaining_peer_first() {
     let Rig {
         kernel,
         calls,
@@ -348,18 +348,21 @@ fn a_userspace_peer_is_replaced_not_modified_and_added_one_command_each() {
         ],
     );
     assert!(plane.apply_all(&[moved]));
+    // The peer that gains the VIP is replaced first: while it is away the
+    // VIP is still routed to its old holder. Then the peer that lost it.
     assert_eq!(
         drain(&calls),
         vec![
             format!("ip link show {IF}"),
-            format!("wg set {IF} peer {} remove peer {} remove", key(2), key(3)),
-            format!(
-                "wg set {IF} peer {} endpoint 10.99.0.2:51820 persistent-keepalive 25 allowed-ips fd00:abcd::2/128,10.42.1.0/24",
-                key(2)
-            ),
+            format!("wg set {IF} peer {} remove", key(3)),
             format!(
                 "wg set {IF} peer {} endpoint 10.99.0.3:51820 persistent-keepalive 25 allowed-ips fd00:abcd::3/128,{VIP_NET}",
                 key(3)
+            ),
+            format!("wg set {IF} peer {} remove", key(2)),
+            format!(
+                "wg set {IF} peer {} endpoint 10.99.0.2:51820 persistent-keepalive 25 allowed-ips fd00:abcd::2/128,10.42.1.0/24",
+                key(2)
             ),
         ]
     );

@@ -32,7 +32,8 @@ impl Agent {
     /// enrollment, every reply's WireGuard configs are applied with
     /// `plane`, held VIPs also go on their network's interface, and the
     /// cluster's VIPs are probed every `probe_interval` while
-    /// [`Agent::run`] runs.
+    /// [`Agent::run`] runs (`Duration::ZERO`: never, for a simulated data
+    /// plane whose VIPs nothing can reach).
     pub fn with_data_plane(mut self, plane: DataPlane, probe_interval: Duration) -> Self {
         self.data_plane = Some(DataPlaneSlot {
             plane: std::sync::Mutex::new(Some(plane)),
@@ -196,6 +197,9 @@ impl Agent {
         shutdown: &tokio_util::sync::CancellationToken,
     ) -> Option<tokio_util::sync::DropGuard> {
         let slot = self.data_plane.as_ref()?;
+        if slot.probe_interval.is_zero() {
+            return None;
+        }
         let timeout = slot.probe_interval.max(Duration::from_millis(100));
         match crate::probe::client(timeout) {
             Ok(client) => {

@@ -14,7 +14,9 @@
 //!   (a kubeconfig with a real per-cluster CA, a `K10…::server:…` token) for
 //!   demos, tests and the rig, and keeps the VIPs it holds in memory. Given a
 //!   listen address it also serves a simulated Kubernetes API over TLS
-//!   ([`apiserver`]) that the real `kubectl` talks to.
+//!   ([`apiserver`]) that the real `kubectl` talks to; given a state dir it
+//!   remembers its cluster across restarts, like k3s's own data dir, and a
+//!   restarted agent's server serves its API again.
 
 pub mod apiserver;
 pub mod k3s;
@@ -22,9 +24,11 @@ pub mod runner;
 pub mod simulated;
 
 pub use powernode_protocol::{ClusterCa, ClusterNode};
+use serde::{Deserialize, Serialize};
 
 /// What the node runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Role {
     /// `k3s server` (control plane + etcd).
     Server,
@@ -32,8 +36,10 @@ pub enum Role {
     Agent,
 }
 
-/// How to start (or restart) a k3s server.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+/// How to start (or restart) a k3s server. Its `Debug` output redacts the
+/// token and the CA.
+#[derive(Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ServerPlan {
     /// `--cluster-init`: this server creates the cluster (embedded etcd).
     pub cluster_init: bool,
@@ -67,8 +73,25 @@ impl ServerPlan {
     }
 }
 
-/// How to start a k3s agent (worker).
-#[derive(Debug, Clone, PartialEq, Eq)]
+impl std::fmt::Debug for ServerPlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerPlan")
+            .field("cluster_init", &self.cluster_init)
+            .field("server_url", &self.server_url)
+            .field("token", &"<redacted>")
+            .field("tls_sans", &self.tls_sans)
+            .field("overlay_ip", &self.overlay_ip)
+            .field(
+                "cluster_ca",
+                &self.cluster_ca.as_ref().map(|_| "<redacted>"),
+            )
+            .field("extra_flags", &self.extra_flags)
+            .finish()
+    }
+}
+
+/// How to start a k3s agent (worker). Its `Debug` output redacts the token.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgentPlan {
     /// `K3S_URL`, e.g. `https://[fd00:abcd:1::100]:6443`.
     pub server_url: String,
@@ -76,9 +99,18 @@ pub struct AgentPlan {
     pub token: String,
 }
 
+impl std::fmt::Debug for AgentPlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentPlan")
+            .field("server_url", &self.server_url)
+            .field("token", &"<redacted>")
+            .finish()
+    }
+}
+
 /// What a bootstrap server hands the platform (secrets: they go to the
 /// platform's secret store, never into an event).
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BootstrapArtifacts {
     /// The admin kubeconfig k3s wrote (`/etc/rancher/k3s/k3s.yaml`).
     pub kubeconfig: String,
@@ -86,6 +118,7 @@ pub struct BootstrapArtifacts {
     pub node_token: String,
     /// The cluster CA, when the runtime made one the platform must hand to
     /// joining servers (the simulated runtime; real k3s keeps its own).
+    #[serde(default)]
     pub cluster_ca: Option<ClusterCa>,
 }
 

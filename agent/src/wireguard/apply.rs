@@ -11,6 +11,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
+/// The UDP port a handshake-starting datagram goes to (discard).
+const KICK_PORT: u16 = 9;
+
 /// How long a userspace WireGuard may take to create its UAPI socket.
 const USERSPACE_WAIT: Duration = Duration::from_secs(2);
 
@@ -162,6 +165,9 @@ impl DataPlane {
         if cfg.forwarding {
             self.forwarding(wanted.iter().any(|n| matches!(n, IpNet::V4(_))))?;
         }
+        if userspace {
+            Self::kick(&cfg.peers.iter().collect::<Vec<_>>());
+        }
         Ok(())
     }
 
@@ -183,26 +189,24 @@ impl DataPlane {
         if prev.listen_port != cfg.listen_port {
             head.extend(["listen-port".to_owned(), cfg.listen_port.to_string()]);
         }
-        let mut removals: Vec<String> = before
+        let removals: Vec<String> = before
             .keys()
             .filter(|k| !after.contains(*k))
             .map(|k| (*k).to_owned())
             .collect();
-        let mut adds = Vec::new();
-        for peer in &cfg.peers {
-            let old = before.get(peer.public_key.as_str()).copied();
-            if old == Some(peer) {
-                continue;
-            }
-            match old {
-                Some(_) if userspace => {
-                    removals.push(peer.public_key.clone());
-                    adds.push((peer, None));
+        let mut readded = Vec::new();
+        if userspace {
+            readded = self.update_userspace(iface, head, removals, &before, cfg)?;
+        } else {
+            let mut adds = Vec::new();
+            for peer in &cfg.peers {
+                let old = before.get(peer.public_key.as_str()).copied();
+                if old != Some(peer) {
+                    adds.push((peer, old));
                 }
-                _ => adds.push((peer, old)),
             }
+            self.set_peers(iface, head, removals, adds)?;
         }
-        self.set_peers(iface, head, removals, adds)?;
         if prev.address != cfg.address {
             let own = format!("{}/128", cfg.address);
             self.run("ip", &["-6", "addr", "replace", &own, "dev", iface])?;
@@ -221,7 +225,71 @@ impl DataPlane {
         if cfg.forwarding && (!prev.forwarding || (v4(&new) && !v4(&old))) {
             self.forwarding(v4(&new))?;
         }
+        Self::kick(&readded);
         Ok(())
+    }
+
+    /// The peer changes on a userspace interface, which cannot modify a
+    /// peer in place: each changed peer is removed and added back on its
+    /// own. Peers that gain an address go first: while one is re-added,
+    /// what it gains is still routed to the peer it comes from (a moving
+    /// VIP stays with its old holder, which still answers, until the new
+    /// holder's peer is back). Then peers that only lose addresses, then
+    /// the settings and the peers that are gone.
+    fn update_userspace<'c>(
+        &mut self,
+        iface: &str,
+        head: Vec<String>,
+        removals: Vec<String>,
+        before: &BTreeMap<&str, &WireguardPeer>,
+        cfg: &'c WireguardConfig,
+    ) -> Result<Vec<&'c WireguardPeer>, DataPlaneError> {
+        let gains = |peer: &WireguardPeer| match before.get(peer.public_key.as_str()) {
+            None => true,
+            Some(old) => peer
+                .allowed_ips
+                .iter()
+                .any(|ip| !old.allowed_ips.contains(ip)),
+        };
+        let changed: Vec<&WireguardPeer> = cfg
+            .peers
+            .iter()
+            .filter(|p| before.get(p.public_key.as_str()).copied() != Some(*p))
+            .collect();
+        let (gaining, losing): (Vec<&WireguardPeer>, Vec<&WireguardPeer>) =
+            changed.into_iter().partition(|p| gains(p));
+        let mut readded = Vec::new();
+        for peer in gaining.into_iter().chain(losing) {
+            if before.contains_key(peer.public_key.as_str()) {
+                self.set_peers(iface, Vec::new(), vec![peer.public_key.clone()], Vec::new())?;
+            }
+            self.set_peers(iface, Vec::new(), Vec::new(), vec![(peer, None)])?;
+            readded.push(peer);
+        }
+        self.set_peers(iface, head, removals, Vec::new())?;
+        Ok(readded)
+    }
+
+    /// Starts a handshake with each of `peers` now: a re-added userspace
+    /// peer has lost its session on this side only, and the far side keeps
+    /// sending with the old one (which this side can no longer decrypt)
+    /// until its own rekey timers fire, seconds later. One datagram to the
+    /// peer's address makes this side handshake at once. Best effort.
+    fn kick(peers: &[&WireguardPeer]) {
+        for peer in peers {
+            let Some(IpNet::V6(net)) = peer
+                .allowed_ips
+                .iter()
+                .find(|n| matches!(n, IpNet::V6(v) if v.prefix_len() == 128))
+            else {
+                continue;
+            };
+            let target = std::net::SocketAddr::from((net.addr(), KICK_PORT));
+            let sent = std::net::UdpSocket::bind("[::]:0").and_then(|s| s.send_to(b"", target));
+            if let Err(e) = sent {
+                tracing::debug!(peer = %peer.id, error = %e, "could not start a handshake");
+            }
+        }
     }
 
     /// Whether a userspace implementation serves `iface` (its UAPI socket

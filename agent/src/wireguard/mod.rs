@@ -20,6 +20,7 @@ mod apply;
 pub mod key;
 mod parse;
 pub mod runner;
+pub mod simulated;
 
 pub use key::{KeyError, WireguardKey};
 

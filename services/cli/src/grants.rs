@@ -43,7 +43,7 @@ fn parse_ttl(text: &str) -> Result<u64, String> {
 }
 
 /// A fresh x25519 key pair: (private, public), base64.
-fn key_pair() -> (String, String) {
+pub(crate) fn key_pair() -> (String, String) {
     let secret = x25519_dalek::StaticSecret::random();
     let public = x25519_dalek::PublicKey::from(&secret);
     (
@@ -53,7 +53,7 @@ fn key_pair() -> (String, String) {
 }
 
 /// The server's file with the private key put where its placeholder is.
-fn fill_in(config: &str, private_key: &str) -> anyhow::Result<String> {
+pub(crate) fn fill_in(config: &str, private_key: &str) -> anyhow::Result<String> {
     anyhow::ensure!(
         config.lines().any(|l| l == PRIVATE_KEY_PLACEHOLDER),
         "the API answered a config without the private key placeholder; not writing it"
@@ -73,7 +73,7 @@ fn fill_in(config: &str, private_key: &str) -> anyhow::Result<String> {
 }
 
 /// Writes `text` to a new file at `path`, readable by its owner only.
-fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+pub(crate) fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]

@@ -11,6 +11,8 @@ use powernode_agent::agent::Agent;
 use powernode_agent::driver::simulated::SimulatedRuntime;
 use powernode_agent::identity::Identity;
 use powernode_agent::state::StateStore;
+use powernode_agent::wireguard::simulated::SimulatedRunner;
+use powernode_agent::wireguard::{DataPlane, WireguardKey};
 use powernode_runtime::supervisor::Spawner;
 use powernode_server::api::Provisioned;
 use powernode_server::intake::Intake;
@@ -70,6 +72,25 @@ fn existing_agents(dir: &Path) -> Vec<String> {
         .collect()
 }
 
+/// A simulated agent's data plane: a real WireGuard key (kept under its
+/// home), an underlay endpoint on loopback with a port derived from the
+/// instance id, and a simulated kernel (nothing touches the host). Configs
+/// are applied and reported like on a real node; VIPs are not probed
+/// (nothing can reach them), so the data-path check stays quiet.
+fn simulated_data_plane(home: &Path, instance_id: &str) -> anyhow::Result<DataPlane> {
+    let key = WireguardKey::load_or_create(home)?;
+    let port = 20_000
+        + (instance_id
+            .bytes()
+            .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)))
+            % 40_000) as u16;
+    Ok(DataPlane::new(
+        key,
+        format!("127.0.0.1:{port}"),
+        Box::new(SimulatedRunner::new(home.join("wireguard"))),
+    ))
+}
+
 /// Starts one agent (a task that may end: an agent that cannot start gives
 /// up, logged, without stopping the node).
 fn spawn_agent(
@@ -119,7 +140,13 @@ fn spawn_agent(
                 ) => started,
             };
             match started {
-                Ok(a) => break a,
+                Ok(a) => match simulated_data_plane(&home, &instance_id) {
+                    Ok(plane) => break a.with_data_plane(plane, Duration::ZERO),
+                    Err(e) => {
+                        warn!(instance = %instance_id, error = %e, "simulated agent: no WireGuard key; running without a data plane");
+                        break a;
+                    }
+                },
                 Err(e) if attempts < 20 => {
                     attempts += 1;
                     warn!(instance = %instance_id, error = %e, "simulated agent could not start; retrying");

@@ -10,6 +10,7 @@
 //! shows the timings.
 
 mod scenario;
+mod steps;
 
 use anyhow::{ensure, Context as _};
 use powernode_tests::netns::wireguard::{KeyPair, PeerSpec, Tunnel, WgQuick};

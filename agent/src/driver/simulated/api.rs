@@ -89,10 +89,16 @@ impl SimulatedRuntime {
 
     /// Takes in what the platform says of the cluster.
     pub(super) fn observe(&mut self, instance_id: &str, nodes: &[ClusterNode]) {
+        let before = (self.instance_id.clone(), self.nodes.clone());
         if !instance_id.is_empty() {
             self.instance_id = Some(instance_id.to_owned());
         }
         self.nodes = nodes.to_vec();
+        if before != (self.instance_id.clone(), self.nodes.clone()) {
+            if let Err(e) = self.persist() {
+                tracing::warn!(node = %self.node_name, error = %e, "could not save the simulated k3s node");
+            }
+        }
         // The platform's name for this node wins (an agent started before
         // it enrolled knew no hostname yet).
         let me = self.instance_id.as_deref();
@@ -107,6 +113,7 @@ impl SimulatedRuntime {
                 state.nodes = nodes.to_vec();
             });
         }
+        self.resume_api();
         if let Err(e) = self.reissue_if_needed() {
             tracing::warn!(node = %self.node_name, error = %e, "could not issue the simulated k3s API certificate again");
         }

@@ -1,10 +1,12 @@
-//! The simulated driver: no k3s, no commands, no files. It keeps what it
-//! was asked to do in memory and, once a cluster has been "created", hands
-//! back artefacts like the real ones: a kubeconfig whose CA is a real
+//! The simulated driver: no k3s, no commands. It keeps what it was asked
+//! to do in memory and, once a cluster has been "created", hands back
+//! artefacts like the real ones: a kubeconfig whose CA is a real
 //! per-cluster CA and whose user is a client certificate issued by it, and
 //! a `K10<ca hash>::server:<password>` node token ([`artifacts`]). The
 //! virtual IPs it holds are a map in memory ([`HeldAddresses`]), forgotten
-//! on restart like the rest.
+//! on restart. Given a state dir ([`SimulatedRuntime::with_state_dir`]) it
+//! saves the rest there, as k3s keeps its data dir ([`saved`]): a restarted
+//! agent's server is still installed and started, with the same CA.
 //!
 //! Given a listen address ([`SimulatedRuntime::with_api_listen`]), a
 //! started server (bootstrap or join) also serves the simulated Kubernetes
@@ -20,6 +22,7 @@
 
 mod api;
 mod artifacts;
+pub mod saved;
 
 use super::apiserver::ApiServer;
 use super::k3s::{
@@ -31,6 +34,7 @@ use super::{
 };
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 pub use powernode_protocol::token::new_token;
@@ -106,6 +110,8 @@ pub struct SimulatedRuntime {
     /// last said.
     instance_id: Option<String>,
     nodes: Vec<ClusterNode>,
+    /// Where the node is saved (none: memory only).
+    state_file: Option<PathBuf>,
 }
 
 impl SimulatedRuntime {
@@ -125,6 +131,7 @@ impl SimulatedRuntime {
             cert_sans: Vec::new(),
             instance_id: None,
             nodes: Vec::new(),
+            state_file: None,
         }
     }
 
@@ -197,6 +204,7 @@ impl Runtime for SimulatedRuntime {
     fn install(&mut self, role: Role) -> Result<(), RuntimeError> {
         if !self.installed.contains(&role) {
             self.installed.push(role);
+            self.persist()?;
         }
         Ok(())
     }
@@ -240,7 +248,10 @@ impl Runtime for SimulatedRuntime {
             self.ca = Some(ca.clone());
         }
         self.server = Some(plan.clone());
-        self.serve_api()
+        // Saved even when the API cannot listen yet: a restart serves it.
+        let served = self.serve_api();
+        self.persist()?;
+        served
     }
 
     fn read_artifacts(&mut self) -> Result<BootstrapArtifacts, RuntimeError> {
@@ -258,7 +269,7 @@ impl Runtime for SimulatedRuntime {
         self.require_installed(Role::Agent, "k3s-agent")?;
         validate_agent_plan(plan)?;
         self.agent = Some(plan.clone());
-        Ok(())
+        self.persist()
     }
 
     fn hold_vip(&mut self, vip: &str, generation: u64) -> Result<(), RuntimeError> {

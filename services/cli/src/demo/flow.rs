@@ -81,6 +81,7 @@ impl Tour {
         let staging = self.runbook_second_cluster().await?;
         self.runbook_targeted_worker(&prod, &staging).await?;
         self.runbook_ha(&prod).await?;
+        self.dataplane(&prod, dir).await?;
         self.n.step(
             "Runbook Phase 6",
             &format!("cross-cluster view: {}", ActionName::ListClusters),
@@ -94,6 +95,11 @@ impl Tour {
         self.runbook_misrouted_worker(&prod).await?;
         self.runbook_decommission(&staging).await?;
         Ok(Built { prod })
+    }
+
+    /// The SD-WAN network the tour's instances are peers of.
+    pub(super) fn network_id(&self) -> &str {
+        &self.network_id
     }
 
     /// An account and an operator token for it; the rest runs with that token.

@@ -3,6 +3,7 @@
 //! directory, then the tutorial and the multi-cluster runbook played
 //! through the HTTP API step by step, with the events each step caused.
 
+mod dataplane;
 mod flow;
 mod narrator;
 mod runbook;

@@ -90,6 +90,15 @@ impl Liveness {
         }
     }
 
+    /// Records the WireGuard revisions `instance_id` reported applied (what
+    /// [`Self::record_heartbeat`] does; tests call it directly).
+    pub fn record_applied(&self, instance_id: &str, applied: &[powernode_protocol::AppliedConfig]) {
+        self.data_plane
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .record_applied(instance_id, applied);
+    }
+
     /// Records one probe report of `prober` about `vip_id` (what
     /// [`Self::record_heartbeat`] does per probe; tests give the time).
     pub fn record_probe(&self, prober: &str, vip_id: &str, report: ProbeReport) {

@@ -160,6 +160,42 @@ fn describe(event: &Envelope) -> String {
     }
 }
 
+/// Whether `prober`'s probes of `vip` are evidence about its holder: the
+/// prober is of the VIP's account, its tunnel already routes the VIP where
+/// the log says (it applied the route's move and the holder's key), and
+/// the holder's tunnel already knows the prober (it applied the prober's
+/// key and peer), so an answer could come back. A probe that fails before
+/// both sides have their configs says nothing about the holder.
+fn probe_counts(
+    account: &powernode_projections::fleet::AccountState,
+    liveness: &crate::liveness::Liveness,
+    vip: &powernode_projections::fleet::VirtualIp,
+    holder: &str,
+    prober: &str,
+) -> bool {
+    if !account.instances.contains_key(prober) {
+        return false;
+    }
+    let known_since = |instance: &str| {
+        let key = account
+            .wireguard_keys
+            .get(instance)
+            .map(|k| k.registered_seq);
+        let peer = account
+            .peers
+            .values()
+            .filter(|p| p.instance_id == instance && p.network_id == vip.network_id)
+            .map(|p| p.attached_seq)
+            .max();
+        key.max(peer).unwrap_or(u64::MAX)
+    };
+    let applied = |instance: &str| liveness.applied_revision(instance, &vip.network_id);
+    let prober_ready =
+        applied(prober).is_some_and(|r| r >= vip.route_changed_seq.max(known_since(holder)));
+    let holder_ready = applied(holder).is_some_and(|r| r >= known_since(prober));
+    prober_ready && holder_ready
+}
+
 /// The silence and recovery events the state and liveness call for now.
 pub fn observe(
     state: &FleetState,
@@ -188,7 +224,7 @@ pub fn observe(
                     &liveness.probes(&vip.id),
                     &peer.instance_id,
                     vip.generation,
-                    |prober| account.instances.contains_key(prober),
+                    |prober| probe_counts(account, liveness, vip, &peer.instance_id, prober),
                     since_promotion,
                     threshold,
                     now,

@@ -208,12 +208,27 @@ mod data_path {
     /// holder heard at `to`.
     fn failing(g: &Given, from: DateTime<Utc>, to: DateTime<Utc>) -> Liveness {
         let liveness = heard(g, to);
+        applied_newest(&liveness, g);
         let mut at = from;
         while at <= to {
             liveness.record_probe(&g.ids.worker, &g.ids.vip, probe(None, at));
             at += Span::milliseconds(500);
         }
         liveness
+    }
+
+    /// Both the server's and the worker's agents report having applied the
+    /// newest WireGuard config (their probes count as evidence).
+    fn applied_newest(liveness: &Liveness, g: &Given) {
+        for instance in [&g.ids.server, &g.ids.worker] {
+            liveness.record_applied(
+                instance,
+                &[powernode_protocol::AppliedConfig {
+                    network_id: g.ids.network.clone(),
+                    revision: u64::MAX,
+                }],
+            );
+        }
     }
 
     fn silence_of(events: &[Envelope]) -> &VipHolderSilent {
@@ -224,6 +239,42 @@ mod data_path {
             },
             other => panic!("expected one silence, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_prober_whose_tunnel_lacks_the_route_does_not_count() {
+        let g = reached_once();
+        let t0 = g.now_plus(Span::seconds(1));
+        let late = t0 + Span::milliseconds(3500);
+        let liveness = failing(&g, t0, late);
+        // The same failures, from a worker that applied only an older
+        // config: no evidence against the holder.
+        liveness.record_applied(
+            &g.ids.worker,
+            &[powernode_protocol::AppliedConfig {
+                network_id: g.ids.network.clone(),
+                revision: 0,
+            }],
+        );
+        assert!(observed(&g, &liveness, late).is_empty());
+    }
+
+    #[test]
+    fn probes_before_the_holder_knows_the_prober_do_not_count() {
+        let g = reached_once();
+        let t0 = g.now_plus(Span::seconds(1));
+        let late = t0 + Span::milliseconds(3500);
+        let liveness = failing(&g, t0, late);
+        // The holder has not applied a config with the worker in it yet:
+        // its answers could not come back.
+        liveness.record_applied(
+            &g.ids.server,
+            &[powernode_protocol::AppliedConfig {
+                network_id: g.ids.network.clone(),
+                revision: 0,
+            }],
+        );
+        assert!(observed(&g, &liveness, late).is_empty());
     }
 
     #[test]
@@ -321,6 +372,7 @@ mod data_path {
         let end = promoted + Span::milliseconds(3600);
         let liveness = Liveness::default();
         liveness.record(&g.ids.worker, end);
+        applied_newest(&liveness, &g);
         let mut at = promoted + Span::milliseconds(100);
         while at <= end {
             liveness.record_probe(&g.ids.server, &vip, probe(Some((&g.ids.server, 1)), at));
@@ -392,6 +444,7 @@ mod data_path {
         // The holder beats and the worker's probes fail, every 100 ms.
         let beat = |liveness: &Liveness| {
             liveness.record(&g.ids.server, clock());
+            applied_newest(liveness, &g);
             liveness.record_probe(&g.ids.worker, &g.ids.vip, probe(None, clock()));
         };
         for _ in 0..29 {

@@ -1,12 +1,14 @@
-//! A fake kernel behind a `RecordingRunner`: it answers the `ip`, `wg` and
-//! `sysctl` commands the data plane runs and keeps the links, peers,
-//! addresses and routes they made, so tests assert both the commands and
-//! the resulting state.
+//! A simulated kernel behind a `RecordingRunner`: it answers the `ip`,
+//! `wg` and `sysctl` commands the data plane runs and keeps the links,
+//! peers, addresses and routes they made in memory. The simulated runtime's
+//! agents (`powernode up --simulate-agents`, the demo) run their data plane
+//! on it, so configs are applied and reported like on a real node without
+//! touching the host; tests assert both the commands and the state.
 
-#![allow(dead_code)]
-
-use powernode_agent::driver::runner::{CommandOutput, RecordedCommand, RecordingRunner};
+use crate::driver::runner::{CommandOutput, CommandRunner, RecordedCommand, RecordingRunner};
+use crate::driver::RuntimeError;
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 /// One WireGuard link.
@@ -62,39 +64,94 @@ pub fn runner(
 ) -> (RecordingRunner, Arc<Mutex<Vec<RecordedCommand>>>) {
     let k = kernel.clone();
     let runner = RecordingRunner::new(socket_dir).on_run(move |call, root| {
-        let mut k = k.lock().unwrap();
-        if call.program.ends_with("boringtun-cli") {
-            let name = call.args.last().cloned().unwrap_or_default();
-            k.links.insert(
-                name.clone(),
-                Link {
-                    userspace: true,
-                    ..Link::default()
-                },
-            );
-            std::fs::write(root.join(format!("{name}.sock")), b"").unwrap();
-            return ok(String::new());
-        }
-        if let ("wg", [show, name, port]) = (call.program.as_str(), call.args.as_slice()) {
-            if show == "show" && port == "listen-port" {
-                // A userspace link answers only through its visible socket.
-                return match k.links.get(name) {
-                    Some(l) if !l.userspace || root.join(format!("{name}.sock")).exists() => {
-                        ok("51820\n".into())
-                    }
-                    _ => fail("Unable to access interface: Protocol not supported"),
-                };
-            }
-        }
-        answer(&mut k, call)
+        simulate(&mut k.lock().unwrap_or_else(|e| e.into_inner()), call, root)
     });
     let calls = runner.calls();
     (runner, calls)
 }
 
+/// A runner on a simulated kernel of its own that keeps no record of the
+/// calls (for long-running simulated agents): a node whose kernel has a
+/// WireGuard module, so interfaces are made with `ip link add`.
+#[derive(Debug)]
+pub struct SimulatedRunner {
+    kernel: Kernel,
+    socket_dir: PathBuf,
+}
+
+impl SimulatedRunner {
+    /// A simulated node whose userspace WireGuard sockets (if one is ever
+    /// started) go to `socket_dir`.
+    pub fn new(socket_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            kernel: Kernel {
+                has_wireguard: true,
+                ..Kernel::default()
+            },
+            socket_dir: socket_dir.into(),
+        }
+    }
+}
+
+impl CommandRunner for SimulatedRunner {
+    fn run(
+        &mut self,
+        program: &str,
+        args: &[String],
+        env: &[(String, String)],
+    ) -> Result<CommandOutput, RuntimeError> {
+        let call = RecordedCommand {
+            program: program.to_owned(),
+            args: args.to_vec(),
+            env: env.to_vec(),
+        };
+        let out = simulate(&mut self.kernel, &call, &self.socket_dir);
+        if out.status == 0 {
+            Ok(out)
+        } else {
+            Err(RuntimeError::Command {
+                command: call.line(),
+                detail: out.stderr,
+            })
+        }
+    }
+}
+
+/// One command against `k`: a userspace WireGuard start, a `wg show …
+/// listen-port` (answered only through a visible socket for a userspace
+/// link), or any other command [`answer`] knows.
+fn simulate(k: &mut Kernel, call: &RecordedCommand, root: &Path) -> CommandOutput {
+    if call.program.ends_with("boringtun-cli") {
+        let name = call.args.last().cloned().unwrap_or_default();
+        k.links.insert(
+            name.clone(),
+            Link {
+                userspace: true,
+                ..Link::default()
+            },
+        );
+        return match std::fs::write(root.join(format!("{name}.sock")), b"") {
+            Ok(()) => ok(String::new()),
+            Err(e) => fail(&format!("cannot make the UAPI socket: {e}")),
+        };
+    }
+    if let ("wg", [show, name, port]) = (call.program.as_str(), call.args.as_slice()) {
+        if show == "show" && port == "listen-port" {
+            // A userspace link answers only through its visible socket.
+            return match k.links.get(name) {
+                Some(l) if !l.userspace || root.join(format!("{name}.sock")).exists() => {
+                    ok("51820\n".into())
+                }
+                _ => fail("Unable to access interface: Protocol not supported"),
+            };
+        }
+    }
+    answer(k, call)
+}
+
 /// The calls made so far as lines, and forgets them.
 pub fn drain(calls: &Arc<Mutex<Vec<RecordedCommand>>>) -> Vec<String> {
-    std::mem::take(&mut *calls.lock().unwrap())
+    std::mem::take(&mut *calls.lock().unwrap_or_else(|e| e.into_inner()))
         .into_iter()
         .map(|c| c.line())
         .collect()
@@ -198,39 +255,47 @@ fn answer(k: &mut Kernel, call: &RecordedCommand) -> CommandOutput {
             let mut i = 0;
             let mut peer: Option<String> = None;
             while i < rest.len() {
+                let value = rest.get(i + 1).copied();
+                if rest[i] == "remove" {
+                    if let Some(p) = peer.take() {
+                        l.peers.remove(&p);
+                    }
+                    i += 1;
+                    continue;
+                }
+                let Some(value) = value else {
+                    return fail(&format!("Invalid argument: {} needs a value", rest[i]));
+                };
                 match rest[i] {
-                    "listen-port" => l.listen_port = Some(rest[i + 1].to_owned()),
-                    "private-key" => l.private_key = Some(rest[i + 1].to_owned()),
+                    "listen-port" => l.listen_port = Some(value.to_owned()),
+                    "private-key" => l.private_key = Some(value.to_owned()),
                     "peer" => {
-                        let pk = rest[i + 1].to_owned();
                         let removing = rest.get(i + 2) == Some(&"remove");
-                        if l.userspace && !removing && l.peers.contains_key(&pk) {
+                        if l.userspace && !removing && l.peers.contains_key(value) {
                             return fail("Unable to modify interface: Protocol error");
                         }
-                        l.peers.entry(pk.clone()).or_default();
-                        peer = Some(pk);
-                    }
-                    "remove" => {
-                        l.peers.remove(peer.as_deref().unwrap());
-                        i += 1;
-                        continue;
-                    }
-                    "endpoint" => {
-                        l.peers.get_mut(peer.as_deref().unwrap()).unwrap().0 =
-                            Some(rest[i + 1].to_owned())
+                        l.peers.entry(value.to_owned()).or_default();
+                        peer = Some(value.to_owned());
                     }
                     "persistent-keepalive" => {}
-                    "allowed-ips" => {
-                        let ips: Vec<String> = rest[i + 1]
-                            .split(',')
-                            .filter(|s| !s.is_empty())
-                            .map(str::to_owned)
-                            .collect();
-                        // An allowed IP belongs to one peer only.
-                        for (_, (_, other)) in l.peers.iter_mut() {
-                            other.retain(|x| !ips.contains(x));
+                    "endpoint" | "allowed-ips" => {
+                        let Some(pk) = peer.clone() else {
+                            return fail(&format!("Invalid argument: {} before any peer", rest[i]));
+                        };
+                        if rest[i] == "allowed-ips" {
+                            let ips: Vec<String> = value
+                                .split(',')
+                                .filter(|s| !s.is_empty())
+                                .map(str::to_owned)
+                                .collect();
+                            // An allowed IP belongs to one peer only.
+                            for (_, (_, other)) in l.peers.iter_mut() {
+                                other.retain(|x| !ips.contains(x));
+                            }
+                            l.peers.entry(pk).or_default().1 = ips;
+                        } else {
+                            l.peers.entry(pk).or_default().0 = Some(value.to_owned());
                         }
-                        l.peers.get_mut(peer.as_deref().unwrap()).unwrap().1 = ips;
                     }
                     other => return fail(&format!("Invalid argument: {other}")),
                 }
@@ -242,6 +307,9 @@ fn answer(k: &mut Kernel, call: &RecordedCommand) -> CommandOutput {
             k.sysctls.insert((*setting).to_owned());
             ok(String::new())
         }
-        _ => fail(&format!("the fake kernel does not know `{}`", call.line())),
+        _ => fail(&format!(
+            "the simulated kernel does not know `{}`",
+            call.line()
+        )),
     }
 }
