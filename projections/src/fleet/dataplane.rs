@@ -76,16 +76,20 @@ pub(super) fn touch(account: &mut AccountState, network_id: &str, seq: u64) {
     }
 }
 
-/// Marks every network `instance_id` is a peer of changed at `seq`.
-pub(super) fn touch_instance(account: &mut AccountState, instance_id: &str, seq: u64) {
-    let networks: Vec<String> = account
+/// The networks `instance_id` is a peer of.
+fn networks_of(account: &AccountState, instance_id: &str) -> Vec<String> {
+    account
         .instance_peers
         .get(instance_id)
         .into_iter()
         .flatten()
         .filter_map(|p| account.peers.get(p).map(|p| p.network_id.clone()))
-        .collect();
-    for n in networks {
+        .collect()
+}
+
+/// Marks every network `instance_id` is a peer of changed at `seq`.
+pub(super) fn touch_instance(account: &mut AccountState, instance_id: &str, seq: u64) {
+    for n in networks_of(account, instance_id) {
         touch(account, &n, seq);
     }
 }
@@ -183,14 +187,7 @@ pub(super) fn assign_pod_subnet(account: &mut AccountState, instance_id: &str, s
     if !flannel_node {
         return;
     }
-    let networks: Vec<String> = account
-        .instance_peers
-        .get(instance_id)
-        .into_iter()
-        .flatten()
-        .filter_map(|p| account.peers.get(p).map(|p| p.network_id.clone()))
-        .collect();
-    for network_id in networks {
+    for network_id in networks_of(account, instance_id) {
         let Some(n) = account.networks.get_mut(&network_id) else {
             continue;
         };

@@ -241,40 +241,27 @@ mod data_path {
         }
     }
 
+    /// Failures past the threshold are no evidence while either end's
+    /// tunnel lacks the other: the prober's route to the holder (the
+    /// worker applied an older config) or the holder's way back (the
+    /// server has not applied a config with the worker in it).
     #[test]
-    fn a_prober_whose_tunnel_lacks_the_route_does_not_count() {
+    fn probes_count_only_once_both_ends_have_their_configs() {
         let g = reached_once();
         let t0 = g.now_plus(Span::seconds(1));
         let late = t0 + Span::milliseconds(3500);
-        let liveness = failing(&g, t0, late);
-        // The same failures, from a worker that applied only an older
-        // config: no evidence against the holder.
-        liveness.record_applied(
-            &g.ids.worker,
-            &[powernode_protocol::AppliedConfig {
-                network_id: g.ids.network.clone(),
-                revision: 0,
-            }],
-        );
-        assert!(observed(&g, &liveness, late).is_empty());
-    }
-
-    #[test]
-    fn probes_before_the_holder_knows_the_prober_do_not_count() {
-        let g = reached_once();
-        let t0 = g.now_plus(Span::seconds(1));
-        let late = t0 + Span::milliseconds(3500);
-        let liveness = failing(&g, t0, late);
-        // The holder has not applied a config with the worker in it yet:
-        // its answers could not come back.
-        liveness.record_applied(
-            &g.ids.server,
-            &[powernode_protocol::AppliedConfig {
-                network_id: g.ids.network.clone(),
-                revision: 0,
-            }],
-        );
-        assert!(observed(&g, &liveness, late).is_empty());
+        assert_eq!(observed(&g, &failing(&g, t0, late), late).len(), 1);
+        for behind in [&g.ids.worker, &g.ids.server] {
+            let liveness = failing(&g, t0, late);
+            liveness.record_applied(
+                behind,
+                &[powernode_protocol::AppliedConfig {
+                    network_id: g.ids.network.clone(),
+                    revision: 0,
+                }],
+            );
+            assert!(observed(&g, &liveness, late).is_empty(), "{behind} behind");
+        }
     }
 
     #[test]
