@@ -8,7 +8,8 @@
 //! * [`api_support`] — a running API node for action tests;
 //! * [`lifecycle_support`] — the whole platform and real agents, for the K3s lifecycle tests;
 //! * [`failover_support`] — HA clusters, events, approvals and forged beats for the VIP failover tests;
-//! * [`failover_replica`] — a second service replica as a `powernode serve` process, and its durable cursor.
+//! * [`failover_replica`] — a second service replica as a `powernode serve` process, and its durable cursor;
+//! * [`netns`] — network namespaces, an underlay bridge, processes and hand-made WireGuard tunnels in them, for the data-plane test.
 //!
 //! The integration tests themselves live in `tests/tests/`.
 
@@ -23,5 +24,6 @@ pub mod http;
 pub mod jetstream_support;
 pub mod lifecycle_support;
 pub mod nats;
+pub mod netns;
 pub mod replay_support;
 pub mod tail_support;
