@@ -55,30 +55,30 @@ pub(super) fn routes_to(
     }))
 }
 
-/// The raw ceiling of an apply: `rounds` bare `wg set <if> peer …
-/// allowed-ips …` (through `nsenter`, as the agent runs `wg` through a
-/// child process) on a scratch `boringtun-cli` interface in `host`, the
-/// allowed IP alternating; each call's milliseconds.
+/// The raw ceiling of an apply: `rounds` bare moves of an allowed IP on a
+/// scratch `boringtun-cli` interface in `host`, each `wg set <if> peer K
+/// remove` then `wg set <if> peer K allowed-ips <ip>` (boringtun 0.7 cannot
+/// modify a peer in place; the agent does the same), through `nsenter` as
+/// the agent runs `wg` as a child process; each move's milliseconds.
 pub(super) fn wg_set_ceiling(host: &Host, dir: &Path, rounds: usize) -> anyhow::Result<Vec<f64>> {
     let tunnel = Tunnel::start(host, "pnceil0", dir)?;
     let (own, other) = (KeyPair::generate()?, KeyPair::generate()?);
     tunnel.configure(host, &own, 51899, "fdcc::1/128", &[], dir)?;
+    let iface = tunnel.interface.as_str();
     let mut ms = Vec::with_capacity(rounds);
     for i in 0..rounds {
         let ip = format!("fdcc::{}/128", 2 + i % 2);
         let t = Instant::now();
+        if i > 0 {
+            host.run("wg", &["set", iface, "peer", &other.public, "remove"])?;
+        }
         host.run(
             "wg",
-            &[
-                "set",
-                &tunnel.interface,
-                "peer",
-                &other.public,
-                "allowed-ips",
-                &ip,
-            ],
+            &["set", iface, "peer", &other.public, "allowed-ips", &ip],
         )?;
-        ms.push(t.elapsed().as_secs_f64() * 1000.0);
+        if i > 0 {
+            ms.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
     }
     Ok(ms)
 }

@@ -141,7 +141,9 @@ pub async fn run(args: DataplaneArgs) -> anyhow::Result<()> {
             failover: FailoverConfig {
                 silence_threshold_ms: args.silence_threshold_ms,
                 policy: FailoverPolicy::Auto,
+                // The forced promotions must not damp the unplanned one.
                 cooldown_secs: 0,
+                max_promotions: usize::MAX,
                 ..FailoverConfig::default()
             },
             ..NodeExtras::default()

@@ -95,7 +95,11 @@ pub(super) async fn measure(
         "ceilings: {} bare `wg set`, 2 s of probes through the VIP…",
         args.rounds
     ));
-    f.wg_set_ms = sorted(measure::wg_set_ceiling(&laptop, &fleet.dir, args.rounds)?);
+    f.wg_set_ms = sorted(measure::wg_set_ceiling(
+        &laptop,
+        &fleet.dir,
+        args.rounds + 1,
+    )?);
     let rtt = ProbeLoop::start(&laptop, &target, OUTAGE_EVERY, PROBE_TIMEOUT)?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     f.probe_rtt_ms = sorted(measure::round_trips(&rtt.stop()?));
@@ -133,7 +137,15 @@ pub(super) async fn measure(
         measure::wait_loop_answer(&outage, &new_holder, super::fleet::WAIT)
     });
     let results = outage.stop()?;
-    waited?;
+    if let Err(e) = waited {
+        let v = fleet.vip(&c.id).await.unwrap_or_default();
+        return Err(e.context(format!(
+            "after the kill of {}: VIP {v}\n{}'s agent log:\n{}",
+            c.servers[holder].hostname,
+            c.servers[other].hostname,
+            c.servers[other].agent.log_tail(15)
+        )));
+    }
     f.unplanned_raw_ms = measure::first_answer_from(&results, killed, &new_holder)
         .context("no answer from the new holder after the kill")?
         .as_secs_f64()
