@@ -57,6 +57,8 @@ fn figures_json(args: &DataplaneArgs, bring_up_s: f64, f: &Figures) -> Value {
         "drain_requests": f.drain_requests,
         "drain_retried_after_reset": f.drain_retried,
         "drain_moved_ms": r2(f.drain_moved_ms),
+        "drain_completed": f.drain_error.is_none(),
+        "drain_error": f.drain_error,
         "peak_rss_mib_max": r2(rss_max),
         "peak_rss_mib_mean": r2(rss_mean),
         "agents_measured": f.rss_mib.len(),
