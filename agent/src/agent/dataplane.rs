@@ -153,7 +153,16 @@ impl Agent {
         })
         .await
         .unwrap_or_default();
-        if self.wireguard_applied() != before {
+        let after = self.wireguard_applied();
+        if after != before {
+            let at_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis());
+            // One line per newly applied revision, with the wall clock
+            // (`powernode bench dataplane` reads it: config propagation).
+            for c in after.iter().filter(|c| !before.contains(c)) {
+                info!(network = %c.network_id, revision = c.revision, at_ms, "WireGuard config applied");
+            }
             self.report_now = true;
         }
     }

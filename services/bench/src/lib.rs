@@ -8,6 +8,7 @@
 //! not assert).
 
 mod ceiling;
+pub mod dataplane;
 mod failover;
 mod lifecycle;
 mod log_bench;
@@ -54,6 +55,12 @@ pub enum BenchCommand {
     /// verified, then again with --trust-signatures: events/s and peak RSS
     /// of each (`--generate N` writes a synthetic export first).
     Replay(replay::ReplayBenchArgs),
+    /// N real agents, each in its own network namespace with its WireGuard
+    /// interface (root, boringtun-cli): config propagation over forced
+    /// promotions, unplanned downtime under the auto policy, failed
+    /// requests during a drain, agents' peak RSS, beside a bare `wg set`
+    /// and the probe's own round trip.
+    Dataplane(dataplane::DataplaneArgs),
 }
 
 /// Runs a benchmark.
@@ -64,6 +71,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Failover(args) => failover::run(args).await,
         BenchCommand::RecentEvents(args) => recent_events::run(args).await,
         BenchCommand::Replay(args) => replay::run(args).await,
+        BenchCommand::Dataplane(args) => dataplane::run(args).await,
     }
 }
 
