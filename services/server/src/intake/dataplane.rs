@@ -200,6 +200,54 @@ pub fn reachable_events(
     out
 }
 
+/// Checks the VIP addresses a heartbeat names (held, or probed) against
+/// the log: a VIP of the instance's account must be named with its own
+/// address, which lies in its network's VIP range. An agent naming another
+/// address (outside the range, or another VIP's) is refused and nothing of
+/// its beat is recorded. VIP ids the account does not have are ignored, as
+/// elsewhere in the heartbeat.
+pub fn check_vip_addresses(
+    fleet: &FleetState,
+    account: &AccountId,
+    hb: &powernode_protocol::Heartbeat,
+) -> Result<(), super::Refusal> {
+    let Some(a) = fleet.account(account) else {
+        return Ok(());
+    };
+    let named = hb
+        .held_vips
+        .iter()
+        .map(|h| ("held_vips", &h.virtual_ip_id, &h.vip))
+        .chain(
+            hb.vip_probes
+                .iter()
+                .map(|p| ("vip_probes", &p.virtual_ip_id, &p.vip)),
+        );
+    for (field, id, address) in named {
+        let Some(vip) = a.virtual_ips.get(id) else {
+            continue;
+        };
+        let range = a.networks.get(&vip.network_id).map(|n| n.vip_range);
+        let parsed = address.parse::<std::net::Ipv6Addr>().ok();
+        if parsed != Some(vip.vip) {
+            let outside = match (parsed, range) {
+                (Some(ip), Some(r)) if !r.contains(&ip) => {
+                    format!(", outside network {}'s VIP range {r}", vip.network_id)
+                }
+                _ => String::new(),
+            };
+            return Err(super::refusal(
+                "vip_mismatch",
+                format!(
+                    "{field}: {address:?} is not virtual IP {id}'s address {}{outside}",
+                    vip.vip
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -223,6 +271,44 @@ mod tests {
 
     fn account() -> AccountId {
         AccountId::new(ACCOUNT).expect("a valid account id")
+    }
+
+    #[test]
+    fn a_vip_named_with_another_address_is_refused_naming_it() {
+        let g = keyed();
+        let state = g.state();
+        let vip = state
+            .account(&account())
+            .and_then(|a| a.virtual_ips.get(&g.ids.vip))
+            .expect("the given VIP")
+            .clone();
+        let beat = |held: &str, probed: &str| powernode_protocol::Heartbeat {
+            instance_id: g.ids.server.clone(),
+            sent_at_ms: 0,
+            held_vips: vec![powernode_protocol::HeldVip {
+                virtual_ip_id: g.ids.vip.clone(),
+                vip: held.to_string(),
+                generation: 1,
+            }],
+            after_seq: None,
+            wireguard_applied: Vec::new(),
+            vip_probes: vec![VipProbe {
+                virtual_ip_id: g.ids.vip.clone(),
+                vip: probed.to_string(),
+                ..probe(&g.ids.server, 1)
+            }],
+            signature: String::new(),
+        };
+        let own = vip.vip.to_string();
+        assert!(check_vip_addresses(&state, &account(), &beat(&own, &own)).is_ok());
+        let e = check_vip_addresses(&state, &account(), &beat("fd00:dead::1", &own))
+            .expect_err("an address outside the range");
+        assert_eq!(e.code, "vip_mismatch");
+        assert!(e.message.contains("outside network"), "{}", e.message);
+        assert!(e.message.contains("held_vips"), "{}", e.message);
+        let e = check_vip_addresses(&state, &account(), &beat(&own, "not-an-address"))
+            .expect_err("a probe of something else");
+        assert!(e.message.contains("vip_probes"), "{}", e.message);
     }
 
     fn probe(by: &str, generation: u64) -> VipProbe {

@@ -68,7 +68,8 @@ pub fn verify_heartbeat(fleet: &FleetState, hb: &Heartbeat) -> Result<(), Refusa
                 format!("instance {} has no enrolled key", hb.instance_id),
             )
         })?;
-    validate::verify_detached(&key, &hb.bytes_to_sign(), &hb.signature)
+    validate::verify_detached(&key, &hb.bytes_to_sign(), &hb.signature)?;
+    super::dataplane::check_vip_addresses(fleet, account, hb)
 }
 
 impl Intake {
