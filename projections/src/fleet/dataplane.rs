@@ -178,12 +178,20 @@ pub(super) fn vip_reachable(account: &mut AccountState, seq: u64, p: &VirtualIpR
 /// row and none yet. Indices are handed out in fold order and never reused,
 /// so a node's pod subnet never moves.
 pub(super) fn assign_pod_subnet(account: &mut AccountState, instance_id: &str, seq: u64) {
-    let flannel_node = account.k8s_nodes.iter().any(|(cluster_id, rows)| {
-        rows.contains_key(instance_id)
-            && account.clusters.get(cluster_id).is_some_and(|c| {
-                c.pod_cidr.is_some() && c.status != super::ClusterStatus::Decommissioned
-            })
-    });
+    // The instance's own cluster (a node is in one cluster at a time).
+    let flannel_node = account
+        .instances
+        .get(instance_id)
+        .and_then(|i| i.cluster_id.as_deref())
+        .is_some_and(|cluster_id| {
+            account
+                .k8s_nodes
+                .get(cluster_id)
+                .is_some_and(|rows| rows.contains_key(instance_id))
+                && account.clusters.get(cluster_id).is_some_and(|c| {
+                    c.pod_cidr.is_some() && c.status != super::ClusterStatus::Decommissioned
+                })
+        });
     if !flannel_node {
         return;
     }

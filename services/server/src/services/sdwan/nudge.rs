@@ -3,7 +3,8 @@
 //! `config_seq` to the event's sequence — a peer attached, a key
 //! registered, a VIP allocated, promoted or released, a grant created or
 //! revoked, a pod subnet given, a cluster decommissioned, an instance
-//! terminated), every agent with a peer on that network is told to beat
+//! terminated), every agent with a data plane (a registered WireGuard
+//! key) and a peer on that network is told to beat
 //! now, so it applies the new revision within milliseconds instead of a
 //! heartbeat interval later. This is on the failover critical path: a
 //! promotion appended → every peer's AllowedIPs updated.
@@ -48,17 +49,28 @@ pub fn config_nudge(
     if changed.is_empty() {
         return None;
     }
+    // Only agents running a data plane (a registered key) apply configs;
+    // walking the keys, not every peer, keeps this cheap on a fleet whose
+    // agents run none.
     let instances: BTreeSet<String> = account
-        .peers
-        .values()
-        .filter(|p| changed.contains(p.network_id.as_str()))
-        .filter(|p| {
+        .wireguard_keys
+        .keys()
+        .filter(|instance| {
             account
                 .instances
-                .get(&p.instance_id)
+                .get(*instance)
                 .is_some_and(|i| i.status != InstanceStatus::Terminated)
         })
-        .map(|p| p.instance_id.clone())
+        .filter(|instance| {
+            account
+                .instance_peers
+                .get(*instance)
+                .into_iter()
+                .flatten()
+                .filter_map(|p| account.peers.get(p))
+                .any(|p| changed.contains(p.network_id.as_str()))
+        })
+        .cloned()
         .collect();
     (!instances.is_empty()).then(|| Nudge {
         seq,

@@ -220,6 +220,13 @@ mod nudges {
     #[test]
     fn a_promotion_nudges_every_agent_of_the_network_with_its_sequence() {
         let mut g = Given::joined_worker();
+        for (n, instance) in [(1u8, g.ids.server.clone()), (2, g.ids.worker.clone())] {
+            g.and(WireguardKeyRegistered {
+                instance_id: instance,
+                public_key: powernode_events::wireguard::encode_base64(&[n; 32]),
+                endpoint: format!("10.0.0.{n}:51820"),
+            });
+        }
         let promotion = VirtualIpPromoted {
             virtual_ip_id: g.ids.vip.clone(),
             from_peer_id: Some(g.ids.server_peer.clone()),
@@ -245,6 +252,13 @@ mod nudges {
     #[test]
     fn a_key_registration_nudges_and_a_candidate_added_does_not() {
         let mut g = Given::joined_worker();
+        // The server runs a data plane already (an agent without one
+        // applies no config and is not nudged).
+        g.and(WireguardKeyRegistered {
+            instance_id: g.ids.server.clone(),
+            public_key: powernode_events::wireguard::encode_base64(&[9; 32]),
+            endpoint: "10.0.0.1:51820".into(),
+        });
         let key = WireguardKeyRegistered {
             instance_id: g.ids.worker.clone(),
             public_key: KEY.into(),
