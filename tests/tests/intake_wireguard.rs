@@ -271,12 +271,18 @@ async fn a_data_plane_change_nudges_every_agent_of_the_network() -> anyhow::Resu
     let net = p.op.network("prod-net", None).await?;
     p.op.attach(&net, &a.instance_id).await?;
     p.op.attach(&net, &b.instance_id).await?;
+    // A runs a data plane already; C has a key but no peer on the network.
+    for (agent, n, endpoint) in [(&a, 1, "10.99.0.2:51820"), (&c, 3, "10.99.0.4:51820")] {
+        let e = agent.signed(registration(agent, &key(n), endpoint))?;
+        agent.submit(&e, None).await?;
+    }
     p.settle().await?;
     let wa = p.watch(&subjects::nudge(&a.instance_id)).await?;
     let wb = p.watch(&subjects::nudge(&b.instance_id)).await?;
     let wc = p.watch(&subjects::nudge(&c.instance_id)).await?;
     // B registers its key: the network's config changes at that sequence,
     // and both of its agents are told (C is on no network: not nudged).
+    // An agent without a data plane would not be nudged either.
     let e = b.signed(registration(&b, &key(2), "10.99.0.3:51820"))?;
     let r = b.submit(&e, None).await?;
     let seq = r["ok"]["seq"].as_u64().context("a seq")?;
