@@ -74,6 +74,7 @@ impl AgentLink for FakeLink {
             wireguard: Vec::new(),
             probe_targets: Vec::new(),
             cluster_nodes: Vec::new(),
+            upgrade: None,
         })
     }
 

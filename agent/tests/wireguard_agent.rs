@@ -55,6 +55,7 @@ impl FakeLink {
             wireguard,
             probe_targets: Vec::new(),
             cluster_nodes: Vec::new(),
+            upgrade: None,
         });
     }
 
@@ -103,6 +104,7 @@ impl AgentLink for FakeLink {
                 wireguard: Vec::new(),
                 probe_targets: Vec::new(),
                 cluster_nodes: Vec::new(),
+                upgrade: None,
             }))
     }
 

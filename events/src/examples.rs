@@ -5,7 +5,7 @@
 use crate::envelope::Envelope;
 use crate::ids::{AccountId, Actor};
 use crate::kinds::EventPayload;
-use crate::payloads::{approvals::*, fleet::*, k3s::*, log::*, sdwan::*};
+use crate::payloads::{approvals::*, fleet::*, k3s::*, log::*, sdwan::*, skills::*};
 use chrono::{TimeZone, Utc};
 use std::collections::BTreeMap;
 use uuid::Uuid;
@@ -38,6 +38,7 @@ pub fn example_envelope(payload: impl Into<EventPayload>) -> Envelope {
 const CLUSTER: &str = "cluster-0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b";
 const INSTANCE: &str = "inst-0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a01";
 const VIP: &str = "vip-0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a77";
+const EXEC: &str = "exec-0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a99";
 const FP: &str = "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
 
 /// One example of every kind, in kind-table order.
@@ -198,6 +199,8 @@ pub fn example_payloads() -> Vec<EventPayload> {
                 target_cluster_id: Some(CLUSTER.into()),
                 extra: BTreeMap::new(),
             },
+            module_version_id: Some("v-k3s-agent-1.30.5".into()),
+            instance_id: None,
         }
         .into(),
         RuntimeInstalling {
@@ -293,6 +296,131 @@ pub fn example_payloads() -> Vec<EventPayload> {
         KubeconfigRetrieved {
             cluster_id: CLUSTER.into(),
             fingerprint: FP.into(),
+        }
+        .into(),
+        ModuleVersionCreated {
+            module_version_id: "v-k3s-1.31.0".into(),
+            module_id: "mod-k3s-server".into(),
+            module_name: K3sModule::K3sServer,
+            version: "1.31.0".into(),
+            k3s_version: "v1.31.0+k3s1".into(),
+        }
+        .into(),
+        SkillExecutionStarted {
+            execution_id: EXEC.into(),
+            skill: SkillName::RollingModuleUpgrade,
+            inputs: SkillInputs {
+                template_id: Some("tmpl-k3s-prod-server".into()),
+                module_id: Some("mod-k3s-server".into()),
+                target_version_id: Some("v-k3s-1.31.0".into()),
+                batch_pct: Some(50),
+                max_consecutive_failures: Some(1),
+                ..SkillInputs::default()
+            },
+            scope: "template/tmpl-k3s-prod-server".into(),
+            steps: vec![PlanStep {
+                step: 0,
+                batch: 0,
+                action: StepAction::Upgrade,
+                instance_id: INSTANCE.into(),
+                node_name: "k3s-prod-1".into(),
+                role: K3sModule::K3sServer,
+                cluster_id: Some(CLUSTER.into()),
+                from_version_id: Some("v-k3s-1.30.5".into()),
+                to_version_id: Some("v-k3s-1.31.0".into()),
+                extra_flags: vec![],
+                vip_moves: vec![PlannedVipMove {
+                    virtual_ip_id: VIP.into(),
+                    vip: "fd00:abcd:1::100".into(),
+                }],
+            }],
+            max_consecutive_failures: 1,
+        }
+        .into(),
+        SkillStepStarted {
+            execution_id: EXEC.into(),
+            step: 0,
+            instance_id: INSTANCE.into(),
+        }
+        .into(),
+        SkillStepSucceeded {
+            execution_id: EXEC.into(),
+            step: 0,
+            instance_id: INSTANCE.into(),
+            running_version_id: Some("v-k3s-1.31.0".into()),
+        }
+        .into(),
+        SkillStepFailed {
+            execution_id: EXEC.into(),
+            step: 0,
+            instance_id: INSTANCE.into(),
+            reason: "node did not become ready within 300 s".into(),
+            rolled_back: true,
+            running_version_id: Some("v-k3s-1.30.5".into()),
+            consecutive_failures: 1,
+        }
+        .into(),
+        SkillExecutionPaused {
+            execution_id: EXEC.into(),
+            reason: "paused by operator".into(),
+        }
+        .into(),
+        SkillExecutionResumed {
+            execution_id: EXEC.into(),
+        }
+        .into(),
+        SkillExecutionCompleted {
+            execution_id: EXEC.into(),
+            succeeded: 3,
+            failed: 0,
+            cluster_id: None,
+        }
+        .into(),
+        SkillExecutionAborted {
+            execution_id: EXEC.into(),
+            reason: "max_consecutive_failures".into(),
+            detail: "1 failure in a row (k3s-prod-2: node did not become ready); no further node touched".into(),
+        }
+        .into(),
+        ModuleUpgraded {
+            execution_id: EXEC.into(),
+            step: 0,
+            instance_id: INSTANCE.into(),
+            module_name: K3sModule::K3sServer,
+            from_version_id: Some("v-k3s-1.30.5".into()),
+            to_version_id: Some("v-k3s-1.31.0".into()),
+            k3s_version: "v1.31.0+k3s1".into(),
+            phases: vec![PhaseReport {
+                phase: UpgradePhase::Upgrade,
+                ok: true,
+                at_ms: 1_795_348_800_000,
+                detail: None,
+            }],
+        }
+        .into(),
+        ModuleUpgradeFailed {
+            execution_id: EXEC.into(),
+            step: 0,
+            instance_id: INSTANCE.into(),
+            module_name: K3sModule::K3sServer,
+            to_version_id: Some("v-k3s-1.31.0".into()),
+            failed_phase: UpgradePhase::WaitReady,
+            reason: "node did not become ready within 300 s".into(),
+            rolled_back: true,
+            running_version_id: Some("v-k3s-1.30.5".into()),
+            k3s_version: "v1.30.5+k3s1".into(),
+            phases: vec![PhaseReport {
+                phase: UpgradePhase::Rollback,
+                ok: true,
+                at_ms: 1_795_348_800_000,
+                detail: Some("reinstalled v1.30.5+k3s1".into()),
+            }],
+        }
+        .into(),
+        AgentOutdated {
+            instance_id: INSTANCE.into(),
+            agent_version: "0.0.9".into(),
+            missing_capabilities: vec!["module_versions".into()],
         }
         .into(),
         ApprovalRequested {

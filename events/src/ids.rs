@@ -95,6 +95,10 @@ pub enum AggregateType {
     Approval,
     /// The log itself (rejections of malformed records).
     Log,
+    /// A module of the catalog (`mod-k3s-server`): its versions.
+    Module,
+    /// A skill execution (rolling upgrade, provision_cluster, re-stamp).
+    SkillExecution,
 }
 
 impl AggregateType {
@@ -111,6 +115,8 @@ impl AggregateType {
             Self::VirtualIp => "virtual_ip",
             Self::Approval => "approval",
             Self::Log => "log",
+            Self::Module => "module",
+            Self::SkillExecution => "skill_execution",
         }
     }
 }

@@ -7,7 +7,7 @@
 
 use crate::error::{DecodeError, EncodeError, UnknownKindError};
 use crate::ids::{AggregateRef, AggregateType};
-use crate::payloads::{approvals::*, fleet::*, k3s::*, log::*, sdwan::*};
+use crate::payloads::{approvals::*, fleet::*, k3s::*, log::*, sdwan::*, skills::*};
 use std::fmt;
 use std::str::FromStr;
 
@@ -198,6 +198,19 @@ define_events! {
     ClusterDecommissioned = "system.k3s.cluster.decommissioned", v = 1, Cluster(cluster_id);
     PodSubnetPrefixIgnored = "system.cluster_bootstrap.pod_subnet_prefix_ignored", v = 1, Cluster(cluster_id);
     KubeconfigRetrieved = "system.k3s.kubeconfig.retrieved", v = 1, Cluster(cluster_id);
+    // day-2: the module catalog, skill executions, agents' upgrade reports
+    ModuleVersionCreated = "system.module.version.created", v = 1, Module(module_id);
+    SkillExecutionStarted = "system.skill.execution.started", v = 1, SkillExecution(execution_id);
+    SkillStepStarted = "system.skill.execution.step_started", v = 1, SkillExecution(execution_id);
+    SkillStepSucceeded = "system.skill.execution.step_succeeded", v = 1, SkillExecution(execution_id);
+    SkillStepFailed = "system.skill.execution.step_failed", v = 1, SkillExecution(execution_id);
+    SkillExecutionPaused = "system.skill.execution.paused", v = 1, SkillExecution(execution_id);
+    SkillExecutionResumed = "system.skill.execution.resumed", v = 1, SkillExecution(execution_id);
+    SkillExecutionCompleted = "system.skill.execution.completed", v = 1, SkillExecution(execution_id);
+    SkillExecutionAborted = "system.skill.execution.aborted", v = 1, SkillExecution(execution_id);
+    ModuleUpgraded = "system.k3s.module.upgraded", v = 1, SkillExecution(execution_id);
+    ModuleUpgradeFailed = "system.k3s.module.upgrade_failed", v = 1, SkillExecution(execution_id);
+    AgentOutdated = "system.agent.outdated", v = 1, Instance(instance_id);
     // approvals
     ApprovalRequested = "system.approval.requested", v = 1, Approval(approval_id);
     ApprovalGranted = "system.approval.granted", v = 1, Approval(approval_id);

@@ -35,6 +35,7 @@ async fn an_unanswered_heartbeat_fails_within_the_heartbeat_timeout() -> anyhow:
         after_seq: None,
         wireguard_applied: Vec::new(),
         vip_probes: Vec::new(),
+        report: None,
         signature: String::new(),
     };
     let started = Instant::now();

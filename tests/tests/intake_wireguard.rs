@@ -183,6 +183,7 @@ async fn beat(a: &ManualAgent, applied: Vec<AppliedConfig>) -> anyhow::Result<Va
         after_seq: None,
         wireguard_applied: applied,
         vip_probes: Vec::new(),
+        report: None,
         signature: String::new(),
     };
     hb.signature = a.identity.sign_bytes(&hb.bytes_to_sign());

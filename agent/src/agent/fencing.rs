@@ -119,6 +119,7 @@ pub(super) fn signed_heartbeat(identity: &Identity, report: Report<'_>) -> Heart
         after_seq: report.after_seq,
         wireguard_applied: report.wireguard_applied,
         vip_probes: report.vip_probes,
+        report: None,
         signature: String::new(),
     };
     beat.signature = identity.sign_bytes(&beat.bytes_to_sign());

@@ -16,6 +16,37 @@ payload! {
     }
 }
 
+impl K3sModule {
+    /// Both modules.
+    pub const ALL: [K3sModule; 2] = [Self::K3sServer, Self::K3sAgent];
+
+    /// The module name, `k3s-server` or `k3s-agent`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::K3sServer => "k3s-server",
+            Self::K3sAgent => "k3s-agent",
+        }
+    }
+
+    /// The catalog id, `mod-k3s-server` or `mod-k3s-agent`.
+    pub const fn module_id(self) -> &'static str {
+        match self {
+            Self::K3sServer => "mod-k3s-server",
+            Self::K3sAgent => "mod-k3s-agent",
+        }
+    }
+
+    /// The id of version `version` of this module: `v-k3s-<version>` for
+    /// the server module (the seed's `v-k3s-1.31.0`), `v-k3s-agent-<version>`
+    /// for the agent module.
+    pub fn version_id(self, version: &str) -> String {
+        match self {
+            Self::K3sServer => format!("v-k3s-{version}"),
+            Self::K3sAgent => format!("v-k3s-agent-{version}"),
+        }
+    }
+}
+
 payload! {
     /// Module configuration as the operator gave it.
     pub struct ModuleConfig {
@@ -37,6 +68,14 @@ payload! {
         pub module_name: K3sModule,
         /// Configuration.
         pub config: ModuleConfig,
+        /// The catalog version it pins (`v-k3s-1.31.0`); absent: the
+        /// newest at assignment time, or unpinned when the catalog has none.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub module_version_id: Option<String>,
+        /// Only this instance of the template (provision_cluster's
+        /// bootstrap server); absent: every instance of the template.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub instance_id: Option<String>,
     }
 }
 

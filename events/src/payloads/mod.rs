@@ -141,3 +141,4 @@ pub mod fleet;
 pub mod k3s;
 pub mod log;
 pub mod sdwan;
+pub mod skills;

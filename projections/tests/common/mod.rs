@@ -231,6 +231,8 @@ pub fn bootstrap(s: &mut Stream, account: &str, ids: &Ids) {
                 target_cluster_id: None,
                 extra: BTreeMap::new(),
             },
+            module_version_id: None,
+            instance_id: None,
         },
     )
     .push_as(
@@ -319,6 +321,8 @@ pub fn worker_join(s: &mut Stream, account: &str, ids: &Ids) {
                 target_cluster_id: Some(ids.cluster.clone()),
                 extra: BTreeMap::new(),
             },
+            module_version_id: None,
+            instance_id: None,
         },
     )
     .push_as(

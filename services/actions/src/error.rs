@@ -117,6 +117,21 @@ error_codes! {
     NoGateway = "no_gateway", 409;
     /// 409: the access grant was already revoked; nothing changed.
     AlreadyRevoked = "already_revoked", 409;
+    /// 409: that module already has that version.
+    ModuleVersionExists = "module_version_exists", 409;
+    /// 404: no skill has that name.
+    UnknownSkill = "unknown_skill", 404;
+    /// 422: the version belongs to another module.
+    VersionOfAnotherModule = "version_of_another_module", 422;
+    /// 409: every instance already runs the target version; nothing to do.
+    NothingToUpgrade = "nothing_to_upgrade", 409;
+    /// 409: another execution is running on the same template or cluster
+    /// (the message names it).
+    ExecutionInProgress = "execution_in_progress", 409;
+    /// 409: the execution has finished (completed or aborted).
+    ExecutionFinished = "execution_finished", 409;
+    /// 409: the templates do not hold enough idle enrolled instances.
+    NotEnoughInstances = "not_enough_instances", 409;
 }
 
 impl ErrorCode {

@@ -27,9 +27,12 @@ pub mod error;
 pub mod events;
 pub mod grants;
 pub mod instances;
+pub mod introspect;
 pub mod kubeconfig;
+pub mod modules;
 pub mod permission;
 pub mod sdwan;
+pub mod skills;
 pub mod templates;
 pub mod vips;
 
@@ -460,6 +463,72 @@ actions! { $
         args: grants::RevokeAccessGrantArgs,
         answer: grants::RevokeAccessGrantAnswer,
         errors: [Forbidden, NotFound, AlreadyRevoked, Expired, IdTaken, InvalidEvent, Unavailable, LogError],
+    }
+    /// Adds a version to a module's catalog (`v-k3s-1.31.0`).
+    CreateModuleVersion = "system_create_module_version" {
+        permission: Some(Permission::KubernetesProvision),
+        args: modules::CreateModuleVersionArgs,
+        answer: modules::CreateModuleVersionAnswer,
+        errors: [Forbidden, ModuleVersionExists, IdTaken, InvalidEvent, Unavailable, LogError],
+    }
+    /// The modules, their versions, and which instances run what.
+    ListModules = "system_list_modules" {
+        permission: None,
+        args: modules::ListModulesArgs,
+        answer: modules::ListModulesAnswer,
+        errors: [],
+    }
+    /// Runs a skill (`system-rolling-module-upgrade`, `provision_cluster`);
+    /// `dry_run` answers the plan and appends nothing.
+    ExecuteSkill = "execute_skill" {
+        permission: Some(Permission::KubernetesProvision),
+        args: skills::ExecuteSkillArgs,
+        answer: skills::ExecuteSkillAnswer,
+        errors: [Forbidden, NotFound, UnknownSkill, VersionOfAnotherModule, NothingToUpgrade, ExecutionInProgress, NotEnoughInstances, Conflict, IdTaken, InvalidEvent, Unavailable, LogError],
+    }
+    /// One skill execution: its plan, steps and outcome.
+    GetSkillExecution = "system_get_skill_execution" {
+        permission: None,
+        args: skills::ExecutionIdArgs,
+        answer: skills::ExecutionAnswer,
+        errors: [NotFound],
+    }
+    /// The account's skill executions, oldest first.
+    ListSkillExecutions = "system_list_skill_executions" {
+        permission: None,
+        args: skills::ListExecutionsArgs,
+        answer: skills::ListExecutionsAnswer,
+        errors: [UnknownSkill],
+    }
+    /// Pauses an execution: steps under way finish, none starts.
+    PauseSkillExecution = "system_pause_skill_execution" {
+        permission: Some(Permission::KubernetesProvision),
+        args: skills::ExecutionIdArgs,
+        answer: skills::ExecutionAnswer,
+        errors: [Forbidden, NotFound, ExecutionFinished, Conflict, InvalidEvent, Unavailable, LogError],
+    }
+    /// Resumes a paused execution where it was.
+    ResumeSkillExecution = "system_resume_skill_execution" {
+        permission: Some(Permission::KubernetesProvision),
+        args: skills::ExecutionIdArgs,
+        answer: skills::ExecutionAnswer,
+        errors: [Forbidden, NotFound, ExecutionFinished, Conflict, InvalidEvent, Unavailable, LogError],
+    }
+    /// Cancels an execution: steps under way finish, then it is aborted.
+    CancelSkillExecution = "system_cancel_skill_execution" {
+        permission: Some(Permission::KubernetesProvision),
+        args: skills::ExecutionIdArgs,
+        answer: skills::ExecutionAnswer,
+        errors: [Forbidden, NotFound, ExecutionFinished, Conflict, InvalidEvent, Unavailable, LogError],
+    }
+    /// What a platform service (each replica: cursor, lag, last error,
+    /// checkpoint age, uptime) or a node agent (version, modules, handshake,
+    /// heartbeat, WireGuard revision, errors) says about itself.
+    AgentIntrospect = "agent_introspect" {
+        permission: None,
+        args: introspect::AgentIntrospectArgs,
+        answer: introspect::AgentIntrospectAnswer,
+        errors: [NotFound, Unavailable],
     }
 }
 

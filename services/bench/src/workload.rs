@@ -159,6 +159,8 @@ fn cluster_lifecycle(account: &AccountId, i: usize, cap: usize) -> ClusterStream
             target_cluster_id: None,
             extra: BTreeMap::new(),
         },
+        module_version_id: None,
+        instance_id: None,
     });
     let (boot, boot_key, _, _) = &members[0];
     b.agent(
@@ -244,6 +246,8 @@ fn cluster_lifecycle(account: &AccountId, i: usize, cap: usize) -> ClusterStream
             target_cluster_id: Some(cluster_id.clone()),
             extra: BTreeMap::new(),
         },
+        module_version_id: None,
+        instance_id: None,
     });
     for (inst, key, server, n) in members.iter().skip(1) {
         let module = if *server {

@@ -133,6 +133,10 @@ pub struct Heartbeat {
     /// last beat (empty when it probes nothing). Signed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub vip_probes: Vec<VipProbe>,
+    /// The agent's own report (version, runtime, modules, recent errors);
+    /// absent from older agents. Signed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<AgentReport>,
     /// Hex of the ed25519 signature.
     pub signature: String,
 }
@@ -167,7 +171,12 @@ impl Heartbeat {
             })
             .collect();
         probes.sort();
-        for line in lines.into_iter().chain(probes) {
+        let report = self
+            .report
+            .as_ref()
+            .map(AgentReport::signed_lines)
+            .unwrap_or_default();
+        for line in lines.into_iter().chain(probes).chain(report) {
             bytes.push(b'\n');
             bytes.extend_from_slice(line.as_bytes());
         }
@@ -230,6 +239,139 @@ pub struct Assignment {
     pub module_name: K3sModule,
     /// The cluster to join; absent on a bootstrap server.
     pub target_cluster_id: Option<String>,
+    /// The catalog version to install (`INSTALL_K3S_VERSION`): the
+    /// assignment's pin, or the version an upgrade since put on this
+    /// instance; absent: the runtime's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<ModuleVersionPin>,
+}
+
+/// A catalog version, as an agent needs it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModuleVersionPin {
+    /// Version id, e.g. `v-k3s-1.31.0`.
+    pub module_version_id: String,
+    /// The version, e.g. `1.31.0`.
+    pub version: String,
+    /// The k3s release, e.g. `v1.31.0+k3s1`.
+    pub k3s_version: String,
+}
+
+/// A step of a skill execution this instance is to run now: upgrade (or
+/// re-stamp) its module, phase by phase, then submit
+/// `system.k3s.module.upgraded` or `…upgrade_failed` for
+/// (`execution_id`, `step`). Repeated in every reply until the outcome is
+/// in the log; an agent runs one (execution, step) once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpgradeOrder {
+    /// Execution id.
+    pub execution_id: String,
+    /// Step number.
+    pub step: u32,
+    /// `upgrade` or `restamp`.
+    pub action: powernode_events::payloads::skills::StepAction,
+    /// The module.
+    pub module_name: K3sModule,
+    /// What it runs now (put back on failure); `None`: unpinned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<ModuleVersionPin>,
+    /// What to run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<ModuleVersionPin>,
+    /// k3s server flags to reinstall with (re-stamp), verbatim.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_flags: Vec<String>,
+}
+
+/// What an agent says about itself in each heartbeat (for
+/// `agent_introspect`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct AgentReport {
+    /// The agent binary's version (`CARGO_PKG_VERSION`).
+    pub agent_version: String,
+    /// `simulated` or `k3s`.
+    pub runtime: String,
+    /// What this binary understands, e.g. `module_versions`,
+    /// `flannel_sdwan`, `wireguard`, `upgrades`, `token_rotation`
+    /// (see [`CAPABILITIES`]).
+    pub capabilities: Vec<String>,
+    /// The modules it runs and at which version.
+    pub modules: Vec<RunningModule>,
+    /// The last few errors (newest last, at most [`MAX_RECENT_ERRORS`];
+    /// never a secret).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recent_errors: Vec<AgentError>,
+    /// The upgrade step it is running, if any: `<execution_id>/<step>/<phase>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upgrading: Option<String>,
+}
+
+/// Every capability this build's agent has.
+pub const CAPABILITIES: &[&str] = &[
+    "module_versions",
+    "upgrades",
+    "flannel_sdwan",
+    "wireguard",
+    "token_rotation",
+];
+
+/// How many recent errors a report carries at most.
+pub const MAX_RECENT_ERRORS: usize = 10;
+
+impl AgentReport {
+    /// The lines of the report the heartbeat's signature covers.
+    pub fn signed_lines(&self) -> Vec<String> {
+        let mut lines = vec![format!(
+            "agent {} {} {}",
+            self.agent_version,
+            self.runtime,
+            self.capabilities.join(",")
+        )];
+        let mut modules: Vec<String> = self
+            .modules
+            .iter()
+            .map(|m| {
+                format!(
+                    "module {} {} {}",
+                    m.module_name.as_str(),
+                    m.module_version_id.as_deref().unwrap_or("-"),
+                    m.k3s_version
+                )
+            })
+            .collect();
+        modules.sort();
+        lines.extend(modules);
+        lines.extend(
+            self.recent_errors
+                .iter()
+                .map(|e| format!("error {} {}", e.at_ms, e.message)),
+        );
+        if let Some(u) = &self.upgrading {
+            lines.push(format!("upgrading {u}"));
+        }
+        lines
+    }
+}
+
+/// A module an agent runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunningModule {
+    /// The module.
+    pub module_name: K3sModule,
+    /// Its catalog version; `None`: unpinned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub module_version_id: Option<String>,
+    /// The k3s release it runs.
+    pub k3s_version: String,
+}
+
+/// An error an agent met.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentError {
+    /// When (ms since the Unix epoch).
+    pub at_ms: i64,
+    /// What (no secrets).
+    pub message: String,
 }
 
 /// The platform's view of the instance, returned to every heartbeat.
@@ -262,6 +404,9 @@ pub struct HeartbeatReply {
     /// The instance's cluster's nodes (for a `k3s-server`'s API).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cluster_nodes: Vec<ClusterNode>,
+    /// The skill step this instance is to run now, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upgrade: Option<UpgradeOrder>,
 }
 
 /// Secrets a bootstrap server hands over with its report.

@@ -315,6 +315,18 @@ pub fn describe(ev: &Envelope, state: &FleetState) -> String {
         | EventPayload::JoinTokenRotated(_)
         | EventPayload::PodSubnetPrefixIgnored(_)
         | EventPayload::KubeconfigRetrieved(_)
+        | EventPayload::ModuleVersionCreated(_)
+        | EventPayload::SkillExecutionStarted(_)
+        | EventPayload::SkillStepStarted(_)
+        | EventPayload::SkillStepSucceeded(_)
+        | EventPayload::SkillStepFailed(_)
+        | EventPayload::SkillExecutionPaused(_)
+        | EventPayload::SkillExecutionResumed(_)
+        | EventPayload::SkillExecutionCompleted(_)
+        | EventPayload::SkillExecutionAborted(_)
+        | EventPayload::ModuleUpgraded(_)
+        | EventPayload::ModuleUpgradeFailed(_)
+        | EventPayload::AgentOutdated(_)
         | EventPayload::RecordRejected(_)
         | EventPayload::AgentSubmissionsRejectedSummary(_) => generic(ev),
     }

@@ -297,6 +297,7 @@ mod tests {
                 vip: probed.to_string(),
                 ..probe(&g.ids.server, 1)
             }],
+            report: None,
             signature: String::new(),
         };
         let own = vip.vip.to_string();

@@ -131,6 +131,7 @@ impl Intake {
                         assignment_id: a.assignment_id.clone(),
                         module_name: a.module_name,
                         target_cluster_id: a.config.target_cluster_id.clone(),
+                        version: None,
                     })
                     .collect()
             })
@@ -192,6 +193,7 @@ impl Intake {
             } else {
                 Vec::new()
             },
+            upgrade: None,
         };
         drop(fleet);
         if !changes.is_empty() {

@@ -291,6 +291,7 @@ mod tests {
                 revision: 3,
             }],
             vip_probes: vec![probe("inst-2")],
+            report: None,
             signature: "ab".into(),
         };
         assert!(heartbeat(&hb).is_ok());

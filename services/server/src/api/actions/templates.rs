@@ -87,6 +87,8 @@ pub async fn assign_module(
                 target_cluster_id,
                 extra,
             },
+            module_version_id: None,
+            instance_id: None,
         },
     );
     ctx.append(&[event]).await?;
