@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 payload! {
     /// Which k3s module.
+    #[derive(Hash, PartialOrd, Ord)]
     pub enum K3sModule {
         /// `k3s-server`: bootstraps a cluster, or joins one as control plane.
         #[serde(rename = "k3s-server")]

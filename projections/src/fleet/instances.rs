@@ -21,14 +21,56 @@ pub struct Template {
     /// Current module assignments, at most one per module, in the order the
     /// modules were first assigned.
     pub module_assignments: Vec<ModuleAssignment>,
+    /// Assignments for one instance of the template only (provision_cluster
+    /// gives its bootstrap server and its joiners different configs): they
+    /// override the template-wide assignment of the same module.
+    #[serde(default)]
+    pub instance_assignments: std::collections::BTreeMap<String, Vec<ModuleAssignment>>,
 }
 
 impl Template {
-    /// The current assignment of `module`, if any.
+    /// The current template-wide assignment of `module`, if any.
     pub fn assignment(&self, module: K3sModule) -> Option<&ModuleAssignment> {
         self.module_assignments
             .iter()
             .find(|a| a.module_name == module)
+    }
+
+    /// The assignment of `module` that applies to `instance_id`: its own,
+    /// else the template-wide one.
+    pub fn assignment_for(
+        &self,
+        instance_id: &str,
+        module: K3sModule,
+    ) -> Option<&ModuleAssignment> {
+        self.instance_assignments
+            .get(instance_id)
+            .and_then(|v| v.iter().find(|a| a.module_name == module))
+            .or_else(|| self.assignment(module))
+    }
+
+    /// Every assignment that applies to `instance_id`, one per module, in
+    /// the template's module order (then the instance's own modules).
+    pub fn assignments_for(&self, instance_id: &str) -> Vec<&ModuleAssignment> {
+        let mut out: Vec<&ModuleAssignment> = Vec::new();
+        let mut modules: Vec<K3sModule> = self
+            .module_assignments
+            .iter()
+            .map(|a| a.module_name)
+            .collect();
+        if let Some(own) = self.instance_assignments.get(instance_id) {
+            for a in own {
+                if !modules.contains(&a.module_name) {
+                    modules.push(a.module_name);
+                }
+            }
+        }
+        for m in modules {
+            if let Some(a) = self.assignment_for(instance_id, m) {
+                out.push(a);
+            }
+        }
+        out
     }
 }
 
@@ -43,6 +85,13 @@ pub struct ModuleAssignment {
     pub config: ModuleConfig,
     /// Sequence of the assigning event.
     pub assigned_seq: u64,
+    /// The catalog version it pins (the newest at assignment time when the
+    /// operator named none; `None`: unpinned).
+    #[serde(default)]
+    pub module_version_id: Option<String>,
+    /// The one instance it is for (`None`: every instance of the template).
+    #[serde(default)]
+    pub instance_id: Option<String>,
 }
 
 /// A node definition.
@@ -132,6 +181,10 @@ pub struct Instance {
     pub phase_seq: u64,
     /// Sequence of the provisioning event.
     pub provisioned_seq: u64,
+    /// Capabilities its config needs that its agent lacks
+    /// (`system.agent.outdated`; empty: none known).
+    #[serde(default)]
+    pub outdated_capabilities: Vec<String>,
 }
 
 /// What a bootstrap server reported (`system.k3s.handshake.bootstrap`).
@@ -155,6 +208,7 @@ pub(super) fn template_created(account: &mut AccountState, seq: u64, p: &Templat
             name: p.name.clone(),
             created_seq: seq,
             module_assignments: Vec::new(),
+            instance_assignments: Default::default(),
         });
 }
 
@@ -170,9 +224,17 @@ pub(super) fn module_assigned(account: &mut AccountState, seq: u64, p: &ModuleAs
         module_name: p.module_name,
         config: p.config.clone(),
         assigned_seq: seq,
+        module_version_id: p.module_version_id.clone(),
+        instance_id: p.instance_id.clone(),
     };
-    match template
-        .module_assignments
+    let list = match &p.instance_id {
+        Some(instance) => template
+            .instance_assignments
+            .entry(instance.clone())
+            .or_default(),
+        None => &mut template.module_assignments,
+    };
+    match list
         .iter_mut()
         .find(|a| a.module_name == p.module_name || a.assignment_id == p.assignment_id)
     {
@@ -224,6 +286,7 @@ pub(super) fn instance_provisioned(
             bootstrap: None,
             phase_seq: 0,
             provisioned_seq: seq,
+            outdated_capabilities: Vec::new(),
         },
     );
     true

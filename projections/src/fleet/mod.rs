@@ -17,6 +17,7 @@ mod dataplane;
 mod instances;
 mod queries;
 mod sdwan;
+mod skills;
 mod wireguard;
 
 pub use accounts::OperatorToken;
@@ -27,6 +28,10 @@ pub use instances::{
     BootstrapReport, Instance, InstanceStatus, K3sPhase, ModuleAssignment, Node, Template,
 };
 pub use sdwan::{Network, Peer, Promotion, Proposal, VipStatus, VirtualIp, PROMOTIONS_KEPT};
+pub use skills::{
+    version_numbers, AgentStepReport, Execution, ExecutionState, ExecutionStep, InstanceVersions,
+    ModuleVersion, StepState,
+};
 
 use crate::snapshot::{self, SnapshotError, SnapshotFormat};
 use crate::Projection;
@@ -40,7 +45,7 @@ use std::collections::BTreeMap;
 const FORMAT: SnapshotFormat = SnapshotFormat {
     projection: "fleet",
     magic: *b"PNfl",
-    version: 4,
+    version: 5,
 };
 
 /// Everything one account owns. All maps are keyed by object id.
@@ -86,6 +91,17 @@ pub struct AccountState {
     /// Access grants by grant id (ended ones included).
     #[serde(default)]
     pub grants: BTreeMap<String, AccessGrant>,
+    /// The module catalog: versions by version id.
+    #[serde(default)]
+    pub module_versions: BTreeMap<String, ModuleVersion>,
+    /// Skill executions by execution id (finished ones included).
+    #[serde(default)]
+    pub executions: BTreeMap<String, Execution>,
+    /// The version an upgrade put each instance's module on (before any,
+    /// its assignment's pin counts: see
+    /// [`AccountState::instance_module_version`]).
+    #[serde(default)]
+    pub instance_versions: InstanceVersions,
 }
 
 /// The fleet as the log describes it: every account's objects, plus the
@@ -336,6 +352,41 @@ impl FleetState {
             EventPayload::ApprovalSuperseded(p) => {
                 self.update(acct, |a| approvals::superseded(a, seq, &event.actor, p))
             }
+            // day-2: the catalog, executions, agents' upgrade reports
+            EventPayload::ModuleVersionCreated(p) => {
+                self.update(acct, |a| skills::version_created(a, seq, p))
+            }
+            EventPayload::SkillExecutionStarted(p) => {
+                self.update(acct, |a| skills::started(a, seq, event.occurred_at, p))
+            }
+            EventPayload::SkillStepStarted(p) => {
+                self.update(acct, |a| skills::step_started(a, seq, event.occurred_at, p))
+            }
+            EventPayload::SkillStepSucceeded(p) => self.update(acct, |a| {
+                skills::step_succeeded(a, seq, event.occurred_at, p)
+            }),
+            EventPayload::SkillStepFailed(p) => {
+                self.update(acct, |a| skills::step_failed(a, seq, event.occurred_at, p))
+            }
+            EventPayload::SkillExecutionPaused(p) => {
+                self.update(acct, |a| skills::paused(a, seq, p))
+            }
+            EventPayload::SkillExecutionResumed(p) => {
+                self.update(acct, |a| skills::resumed(a, seq, p))
+            }
+            EventPayload::SkillExecutionCompleted(p) => {
+                self.update(acct, |a| skills::completed(a, seq, event.occurred_at, p))
+            }
+            EventPayload::SkillExecutionAborted(p) => {
+                self.update(acct, |a| skills::aborted(a, seq, event.occurred_at, p))
+            }
+            EventPayload::ModuleUpgraded(p) => {
+                self.update(acct, |a| skills::module_upgraded(a, seq, p))
+            }
+            EventPayload::ModuleUpgradeFailed(p) => {
+                self.update(acct, |a| skills::module_upgrade_failed(a, seq, p))
+            }
+            EventPayload::AgentOutdated(p) => self.update(acct, |a| skills::agent_outdated(a, p)),
             // Facts the fleet state does not keep:
             // * the endpoint fallback is already in `cluster.bootstrapped`'s `api_endpoint`;
             // * the ignored-prefix warning and kubeconfig audit are read from the log;
@@ -346,18 +397,6 @@ impl FleetState {
             | EventPayload::FailoverSuppressed(_)
             | EventPayload::PodSubnetPrefixIgnored(_)
             | EventPayload::KubeconfigRetrieved(_)
-            | EventPayload::ModuleVersionCreated(_)
-            | EventPayload::SkillExecutionStarted(_)
-            | EventPayload::SkillStepStarted(_)
-            | EventPayload::SkillStepSucceeded(_)
-            | EventPayload::SkillStepFailed(_)
-            | EventPayload::SkillExecutionPaused(_)
-            | EventPayload::SkillExecutionResumed(_)
-            | EventPayload::SkillExecutionCompleted(_)
-            | EventPayload::SkillExecutionAborted(_)
-            | EventPayload::ModuleUpgraded(_)
-            | EventPayload::ModuleUpgradeFailed(_)
-            | EventPayload::AgentOutdated(_)
             | EventPayload::RecordRejected(_)
             | EventPayload::AgentSubmissionRejected(_)
             | EventPayload::AgentSubmissionsRejectedSummary(_) => {}

@@ -176,6 +176,10 @@ pub struct Instance {
     pub phase_seq: u64,
     /// Sequence of the provisioning event.
     pub provisioned_seq: u64,
+    /// Capabilities its config needs that its agent lacks (an older agent
+    /// binary ignores those fields); empty: none known.
+    #[serde(default)]
+    pub outdated_capabilities: Vec<String>,
 }
 
 /// What a bootstrap server reported (`system.k3s.handshake.bootstrap`).

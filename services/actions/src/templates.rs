@@ -34,6 +34,10 @@ pub struct AssignModuleArgs {
     /// when the agent asks to join); other keys are kept verbatim.
     #[serde(default)]
     pub config: BTreeMap<String, String>,
+    /// The catalog version to pin (`v-k3s-1.31.0`); without it, the
+    /// module's newest version (unpinned when the catalog has none).
+    #[serde(default)]
+    pub module_version_id: Option<String>,
 }
 
 /// Answer of `system_create_template`, `system_get_template` and
@@ -56,6 +60,10 @@ pub struct Template {
     /// Current module assignments, at most one per module, in the order the
     /// modules were first assigned.
     pub module_assignments: Vec<ModuleAssignment>,
+    /// Assignments for one instance only, by instance id (they override
+    /// the template-wide one of the same module).
+    #[serde(default)]
+    pub instance_assignments: std::collections::BTreeMap<String, Vec<ModuleAssignment>>,
 }
 
 /// One module assigned to a template.
@@ -69,4 +77,10 @@ pub struct ModuleAssignment {
     pub config: ModuleConfig,
     /// Sequence of the assigning event.
     pub assigned_seq: u64,
+    /// The catalog version it pins (`v-k3s-1.31.0`); `None`: unpinned.
+    #[serde(default)]
+    pub module_version_id: Option<String>,
+    /// The one instance it is for (`None`: every instance of the template).
+    #[serde(default)]
+    pub instance_id: Option<String>,
 }

@@ -14,28 +14,37 @@ pub fn template(t: &fleet::Template) -> templates::Template {
         name,
         created_seq,
         module_assignments,
+        instance_assignments,
     } = t;
     templates::Template {
         id: id.clone(),
         name: name.clone(),
         created_seq: *created_seq,
-        module_assignments: module_assignments
+        module_assignments: module_assignments.iter().map(module_assignment).collect(),
+        instance_assignments: instance_assignments
             .iter()
-            .map(|a| {
-                let fleet::ModuleAssignment {
-                    assignment_id,
-                    module_name,
-                    config,
-                    assigned_seq,
-                } = a;
-                templates::ModuleAssignment {
-                    assignment_id: assignment_id.clone(),
-                    module_name: *module_name,
-                    config: config.clone(),
-                    assigned_seq: *assigned_seq,
-                }
-            })
+            .map(|(k, v)| (k.clone(), v.iter().map(module_assignment).collect()))
             .collect(),
+    }
+}
+
+/// A module assignment.
+fn module_assignment(a: &fleet::ModuleAssignment) -> templates::ModuleAssignment {
+    let fleet::ModuleAssignment {
+        assignment_id,
+        module_name,
+        config,
+        assigned_seq,
+        module_version_id,
+        instance_id,
+    } = a;
+    templates::ModuleAssignment {
+        assignment_id: assignment_id.clone(),
+        module_name: *module_name,
+        config: config.clone(),
+        assigned_seq: *assigned_seq,
+        module_version_id: module_version_id.clone(),
+        instance_id: instance_id.clone(),
     }
 }
 
@@ -76,6 +85,7 @@ pub fn instance(i: &fleet::Instance) -> instances::Instance {
         bootstrap,
         phase_seq,
         provisioned_seq,
+        outdated_capabilities,
     } = i;
     instances::Instance {
         id: id.clone(),
@@ -105,6 +115,7 @@ pub fn instance(i: &fleet::Instance) -> instances::Instance {
         }),
         phase_seq: *phase_seq,
         provisioned_seq: *provisioned_seq,
+        outdated_capabilities: outdated_capabilities.clone(),
     }
 }
 
@@ -367,7 +378,10 @@ pub(super) mod tests {
                     extra: [("k".to_string(), "v".to_string())].into(),
                 },
                 assigned_seq: 2,
+                module_version_id: Some("v-k3s-1.31.0".into()),
+                instance_id: None,
             }],
+            instance_assignments: Default::default(),
         };
         same(&t, &template(&t));
         let n = fleet::Node {
@@ -407,6 +421,7 @@ pub(super) mod tests {
                 bootstrap,
                 phase_seq: 4,
                 provisioned_seq: 4,
+                outdated_capabilities: vec!["module_versions".into()],
             };
             same(&i, &instance(&i));
         }
