@@ -88,6 +88,9 @@ pub enum Command {
         /// Silence detection and failover.
         #[command(flatten)]
         failover: powernode_server::services::failover::FailoverConfig,
+        /// Skill executions.
+        #[command(flatten)]
+        skills: powernode_server::services::skills::SkillsConfig,
     },
     /// Run one service alone.
     Serve {
@@ -103,6 +106,9 @@ pub enum Command {
         /// Silence detection and failover (sensor and failover services).
         #[command(flatten)]
         failover: powernode_server::services::failover::FailoverConfig,
+        /// Skill executions (skills service).
+        #[command(flatten)]
+        skills: powernode_server::services::skills::SkillsConfig,
         /// Name of this replica, when several run the same service: each
         /// gets its own durable cursor and checkpoint (`<service>-<replica>`).
         #[arg(long, env = "POWERNODE_REPLICA")]
@@ -194,11 +200,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             simulate_agents,
             heartbeat_ms,
             failover,
+            skills,
         } => {
             let extras = NodeExtras {
                 simulate_agents: simulate_agents
                     .then(|| sim::agents(std::time::Duration::from_millis(heartbeat_ms))),
                 failover,
+                skills,
                 replica: None,
                 nats_creds: None,
                 secrets_key_file: None,
@@ -210,6 +218,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             log,
             listen,
             failover,
+            skills,
             replica,
         } => {
             let checkpoint_name = match &replica {
@@ -218,6 +227,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let extras = NodeExtras {
                 failover,
+                skills,
                 replica,
                 ..NodeExtras::default()
             };

@@ -179,6 +179,8 @@ pub struct NodeExtras {
     pub simulate_agents: Option<SimulatedAgents>,
     /// Silence threshold, failover policy and damping.
     pub failover: crate::services::failover::FailoverConfig,
+    /// Skill executions: step timeout and timer tick.
+    pub skills: crate::services::skills::SkillsConfig,
     /// Replica name (see [`ServiceContext::replica`]).
     pub replica: Option<String>,
     /// The platform's NATS credentials: with the auth-callout issuer key in
@@ -210,6 +212,7 @@ pub async fn start_node_with(
         shutdown: shutdown.clone(),
         liveness: crate::liveness::Liveness::shared(),
         failover: extras.failover.clone(),
+        skills: extras.skills.clone(),
         replica: extras.replica.clone(),
     };
     info!(log = %log.describe(), data_dir = %data_dir.display(), "starting {} service(s)", services.len());

@@ -122,16 +122,21 @@ impl Intake {
             InstanceStatus::Drained => "drained",
             InstanceStatus::Terminated => "terminated",
         };
+        let acct = fleet.account(account);
         let assignments: Vec<Assignment> = fleet
             .template(account, &instance.template_id)
             .map(|t| {
-                t.module_assignments
-                    .iter()
+                t.assignments_for(&instance.id)
+                    .into_iter()
                     .map(|a| Assignment {
                         assignment_id: a.assignment_id.clone(),
                         module_name: a.module_name,
                         target_cluster_id: a.config.target_cluster_id.clone(),
-                        version: None,
+                        version: acct
+                            .and_then(|acct| {
+                                acct.instance_module_version(&instance.id, a.module_name)
+                            })
+                            .map(super::upgrade::pin),
                     })
                     .collect()
             })
@@ -193,7 +198,10 @@ impl Intake {
             } else {
                 Vec::new()
             },
-            upgrade: None,
+            upgrade: match (terminated, acct) {
+                (false, Some(acct)) => super::upgrade::order_for(acct, &instance.id),
+                _ => None,
+            },
         };
         drop(fleet);
         if !changes.is_empty() {
