@@ -177,7 +177,7 @@ impl Intake {
                 &mut sent,
             ));
         }
-        let reply = HeartbeatReply {
+        let mut reply = HeartbeatReply {
             status: status.to_string(),
             assignments,
             cluster_id: instance.cluster_id.clone(),
@@ -202,8 +202,10 @@ impl Intake {
                 (false, Some(acct)) => super::upgrade::order_for(acct, &instance.id),
                 _ => None,
             },
+            join_token: None,
         };
         drop(fleet);
+        reply.join_token = self.join_token_update(&hb).await;
         if !changes.is_empty() {
             // Recorded in the background: the beat is answered at once.
             // A few appends, each tried once: the helper ends on its own,

@@ -27,6 +27,7 @@ pub mod limits;
 mod local;
 pub mod nats;
 mod summary;
+mod token;
 mod upgrade;
 mod validate;
 mod wireguard;
