@@ -28,3 +28,4 @@ pub mod natsauth;
 pub mod node;
 pub mod secrets;
 pub mod services;
+pub mod status;
