@@ -155,6 +155,33 @@ mod tests {
     }
 
     #[test]
+    fn agents_may_neither_publish_nor_read_status() {
+        let grant = crate::natsauth::callout::Grant {
+            instance_id: "i-1".into(),
+            nkey: "UAGENT".into(),
+            enrolled: true,
+        };
+        let subject = subject_of("sdwan", "sdwan");
+        // A NATS subject pattern covers `subject` when each token matches
+        // (`*` one token, `>` the rest).
+        let covers = |pattern: &str| {
+            let (mut p, mut s) = (pattern.split('.'), subject.split('.'));
+            loop {
+                match (p.next(), s.next()) {
+                    (Some(">"), Some(_)) => return true,
+                    (Some(a), Some(b)) if a == "*" || a == b => continue,
+                    (None, None) => return true,
+                    _ => return false,
+                }
+            }
+        };
+        for pattern in grant.publish().iter().chain(&grant.subscribe()) {
+            assert!(!covers(pattern), "an agent's {pattern} covers {subject}");
+        }
+        assert!(covers("pn.status.>") && covers(SUBJECT_ANY));
+    }
+
+    #[test]
     fn the_newest_report_of_a_replica_wins() {
         let board = StatusBoard::default();
         let s = board.track("sdwan", "sdwan-a");
