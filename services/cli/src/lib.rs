@@ -11,6 +11,7 @@
 //! it prints only what a command was asked for (diagnostics go to stderr
 //! through `tracing`).
 
+pub mod agents;
 mod api_args;
 pub mod approvals;
 mod call;
@@ -126,6 +127,8 @@ pub enum Command {
     Vip(fleet::VipArgs),
     /// Failover proposals waiting for an operator: list, approve, reject.
     Approvals(approvals::ApprovalsArgs),
+    /// Platform services and node agents: introspect.
+    Agents(agents::AgentsArgs),
     /// The event log: tail, export, import, explain.
     Events(events::EventsArgs),
     /// Rebuild the fleet state from the log up to a point and print it
@@ -240,6 +243,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Networks(args) => fleet::run_networks(&cli.api, args).await,
         Command::Vip(args) => fleet::run_vip(&cli.api, args).await,
         Command::Approvals(args) => approvals::run(&cli.api, args).await,
+        Command::Agents(args) => agents::run(&cli.api, args).await,
         Command::Events(args) => events::run(&cli.api, args).await,
         Command::Replay(args) => replay::run(args).await,
         Command::Demo(args) => demo::run(args).await,

@@ -30,3 +30,4 @@ pub mod node;
 pub mod secrets;
 pub mod services;
 pub mod skills;
+pub mod status;

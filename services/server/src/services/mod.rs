@@ -90,6 +90,8 @@ pub struct ServiceContext {
     /// durable cursor and checkpoint (`<service>-<replica>`), or they would
     /// split the log between them. `None`: the service name alone.
     pub replica: Option<String>,
+    /// Where this process's consumers report their status.
+    pub status: crate::status::SharedBoard,
 }
 
 /// Runs the consumer of one service over `shared` until shutdown.
@@ -98,10 +100,11 @@ pub async fn run_service(
     ctx: ServiceContext,
     shared: Shared<FleetState>,
 ) -> Result<(), RuntimeError> {
-    let config = ConsumerConfig::new(match &ctx.replica {
+    let mut config = ConsumerConfig::new(match &ctx.replica {
         Some(r) => format!("{}-{r}", name.as_str()),
         None => name.as_str().to_string(),
     });
+    config.status = ctx.status.track(name.as_str(), &config.name);
     let (log, cps, stop) = (ctx.log, ctx.checkpoints, ctx.shutdown);
     match name {
         ServiceName::Provisioner => {
