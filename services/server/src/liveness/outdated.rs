@@ -192,6 +192,7 @@ mod tests {
                 modules: vec![],
                 recent_errors: vec![],
                 upgrading: None,
+                join_token_fingerprint: None,
             }),
         }
     }
