@@ -174,9 +174,29 @@ pub fn rolling_upgrade(
 
 /// The plan of `system-pod-subnet-restamp`: every ready node of the
 /// cluster reinstalled with `flags` (the flannel flags of the network's
-/// new `pod_subnet_prefix`), version unchanged, workers first, in batches
-/// of `ceil(batch_pct % × the cluster's ready nodes)`.
+/// new `pod_subnet_prefix`: see `services::provisioner::stamp`), version
+/// unchanged, workers first, in batches of `ceil(batch_pct % × the
+/// cluster's ready nodes)`; one failure stops it (set
+/// [`Plan::max_consecutive_failures`] for more).
 pub fn restamp(
+    state: &FleetState,
+    account: &AccountId,
+    network_id: &str,
+    cluster_id: &str,
+    flags: &[String],
+    batch_pct: u32,
+) -> Result<Plan, PlanError> {
+    let inputs = RestampInputs {
+        network_id: network_id.to_string(),
+        cluster_id: cluster_id.to_string(),
+        batch_pct,
+        max_consecutive_failures: 1,
+    };
+    restamp_with(state, account, &inputs, flags)
+}
+
+/// [`restamp`] with every input given (`execute_skill`).
+pub fn restamp_with(
     state: &FleetState,
     account: &AccountId,
     inputs: &RestampInputs,

@@ -82,7 +82,7 @@ pub(super) fn plan_for(
                     cluster.id, i.network_id
                 )));
             }
-            skills::restamp(state, account, i, &stamp.server_flags)
+            skills::restamp_with(state, account, i, &stamp.server_flags)
         }
     }
 }
