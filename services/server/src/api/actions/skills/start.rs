@@ -44,7 +44,10 @@ pub async fn execute_skill(
     if let SkillRequest::Provision(p) = &request {
         return provision::run(ctx, p).await;
     }
-    let (id, _) = start(ctx, |fleet| plan_for(fleet, &account, &request)).await?;
+    let (id, _) = start(ctx, &request.scope(), |fleet| {
+        plan_for(fleet, &account, &request)
+    })
+    .await?;
     let fleet = ctx.fleet().await;
     let execution = find(&fleet, &account, &id)?;
     Ok(ExecuteSkillAnswer {
@@ -111,21 +114,24 @@ fn in_progress(running: &Execution) -> ApiError {
     )
 }
 
-/// Plans with `decide` and appends the start, one execution per scope at
-/// a time; answers the execution id and its plan.
+/// Plans with `decide` and appends the start, one execution per `scope`
+/// (the plan's) at a time; answers the execution id and its plan. An
+/// execution running on the scope is named before anything is planned.
 pub(super) async fn start(
     ctx: &ActionContext<'_>,
+    scope: &str,
     decide: impl Fn(&FleetState) -> Result<Plan, PlanError>,
 ) -> Result<(String, Plan), ApiError> {
     let account = ctx.operator.account.clone();
     for attempt in 0..GUARDED_ATTEMPTS {
         let (plan, id) = {
             let fleet = ctx.fleet().await;
-            let plan = decide(&fleet).map_err(plan_error)?;
             let acct = fleet.account(&account);
-            if let Some(running) = acct.and_then(|a| a.running_execution(&plan.scope)) {
+            if let Some(running) = acct.and_then(|a| a.running_execution(scope)) {
                 return Err(in_progress(running));
             }
+            let plan = decide(&fleet).map_err(plan_error)?;
+            debug_assert_eq!(plan.scope, scope, "a request's scope is its plan's");
             let n = acct.map_or(0, |a| {
                 a.executions
                     .values()
