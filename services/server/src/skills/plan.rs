@@ -85,6 +85,27 @@ pub fn cluster_scope(cluster_id: &str) -> String {
     format!("cluster/{cluster_id}")
 }
 
+/// The id of the `n`-th execution (from 0) on `scope` in `account`:
+/// `exec-<UUIDv5 of "<account>/<scope>/<n>">`.
+pub fn execution_id(account: &AccountId, scope: &str, n: usize) -> String {
+    let name = format!("{}/{scope}/{n}", account.as_str());
+    format!(
+        "exec-{}",
+        uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, name.as_bytes()).simple()
+    )
+}
+
+/// The id the next execution on `scope` gets: [`execution_id`] with `n` =
+/// how many executions the scope has had. Two starts decided on the same
+/// state get the same id, so appending the start under `Expect::NoEvents`
+/// on its aggregate lets only one of them win.
+pub fn next_execution_id(state: &FleetState, account: &AccountId, scope: &str) -> String {
+    let n = state.account(account).map_or(0, |a| {
+        a.executions.values().filter(|e| e.scope == scope).count()
+    });
+    execution_id(account, scope, n)
+}
+
 /// The module a catalog id names (`mod-k3s-server`, `mod-k3s-agent`).
 pub fn module_of_id(module_id: &str) -> Option<K3sModule> {
     K3sModule::ALL

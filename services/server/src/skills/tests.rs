@@ -474,3 +474,20 @@ fn a_restamp_names_what_it_cannot_work_on() {
     assert_eq!(plan.max_consecutive_failures, 1);
     assert_eq!(batches(&plan), vec![vec!["prod-w1"], vec!["prod-s1"]]);
 }
+
+#[test]
+fn execution_ids_are_per_account_scope_and_count() {
+    let a = AccountId::new("acct-a").expect("id");
+    let b = AccountId::new("acct-b").expect("id");
+    let id = execution_id(&a, "template/t", 0);
+    assert!(id.starts_with("exec-") && id.len() == 37, "{id}");
+    assert_eq!(id, execution_id(&a, "template/t", 0));
+    assert_ne!(id, execution_id(&a, "template/t", 1));
+    assert_ne!(id, execution_id(&a, "template/u", 0));
+    assert_ne!(id, execution_id(&b, "template/t", 0));
+    let g = Given::new();
+    assert_eq!(
+        next_execution_id(&g.state, &Given::account(), "template/t"),
+        execution_id(&Given::account(), "template/t", 0)
+    );
+}
