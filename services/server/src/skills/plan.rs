@@ -35,7 +35,7 @@ impl Plan {
         SkillExecutionStarted {
             execution_id: execution_id.to_string(),
             skill: self.skill,
-            inputs: self.inputs.clone(),
+            inputs: Box::new(self.inputs.clone()),
             scope: self.scope.clone(),
             steps: self.steps.clone(),
             max_consecutive_failures: self.max_consecutive_failures,
