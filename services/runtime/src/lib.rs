@@ -336,8 +336,7 @@ where
                 if let Some((event, effects)) = decided.filter(|(_, e)| !e.is_empty()) {
                     state = None;
                     execute(
-                        &config.name,
-                        &status,
+                        &config,
                         &mut reactor,
                         record.seq,
                         &event,
@@ -354,7 +353,7 @@ where
                 }
             }
             drop(state);
-            end_batch(&config.name, &status, &mut reactor, applied, &shutdown).await?;
+            end_batch(&config, &mut reactor, applied, &shutdown).await?;
             debug!(
                 applied,
                 process_ms = fetch_start.elapsed().as_secs_f64() * 1000.0 - fetch_ms,
@@ -470,8 +469,7 @@ where
 /// released), retrying while the reactor asks to; never folds or decides
 /// the event again.
 async fn execute<S, R: Reactor<S>>(
-    name: &str,
-    status: &status::ConsumerStatus,
+    config: &ConsumerConfig,
     reactor: &mut R,
     seq: u64,
     event: &Envelope,
@@ -485,7 +483,7 @@ async fn execute<S, R: Reactor<S>>(
         loop {
             match reactor.execute(seq, &mut effects, outbox).await {
                 Ok(()) => return Ok(()),
-                Err(e) => pause_before_retry(name, status, &what, e, shutdown).await?,
+                Err(e) => pause_before_retry(config, &what, e, shutdown).await?,
             }
         }
     }
@@ -495,8 +493,7 @@ async fn execute<S, R: Reactor<S>>(
 
 /// Runs the reactor's deferred work of a batch, retrying while it asks to.
 async fn end_batch<S, R: Reactor<S>>(
-    name: &str,
-    status: &status::ConsumerStatus,
+    config: &ConsumerConfig,
     reactor: &mut R,
     applied: u64,
     shutdown: &CancellationToken,
@@ -505,7 +502,7 @@ async fn end_batch<S, R: Reactor<S>>(
     loop {
         match reactor.end_batch().await {
             Ok(()) => return Ok(()),
-            Err(e) => pause_before_retry(name, status, &what, e, shutdown).await?,
+            Err(e) => pause_before_retry(config, &what, e, shutdown).await?,
         }
     }
 }
@@ -514,12 +511,12 @@ async fn end_batch<S, R: Reactor<S>>(
 /// asks for; stops on a `Fatal` one, or when shut down meanwhile — without
 /// checkpointing past `what`, so it is tried again after a restart.
 async fn pause_before_retry(
-    name: &str,
-    status: &status::ConsumerStatus,
+    config: &ConsumerConfig,
     what: &str,
     error: ReactError,
     shutdown: &CancellationToken,
 ) -> Result<(), RuntimeError> {
+    let (name, status) = (&config.name, &config.status);
     let fatal = |reason: String| RuntimeError::Fatal {
         name: name.to_string(),
         reason,
