@@ -69,9 +69,19 @@ async fn an_execution_runs_batch_by_batch_to_completion_as_agents_report() -> an
     );
     ensure!(report_ok(&w.agents[1], id, 1).await?["ok"]["outcome"] == "accepted");
     w.wait_started(id, &[2, 3]).await?;
+    // Step 0 is done: no order any more, and its assignment pins the
+    // version the upgrade put there; a node not upgraded yet has no pin.
+    let reply = beat(&w.agents[0]).await?;
+    ensure!(reply["ok"]["upgrade"].is_null(), "{reply}");
     ensure!(
-        beat(&w.agents[0]).await?["ok"]["upgrade"].is_null(),
-        "step 0 is done"
+        reply["ok"]["assignments"][0]["version"]["module_version_id"] == TO,
+        "{reply}"
+    );
+    let reply = beat(&w.agents[2]).await?;
+    ensure!(
+        reply["ok"]["assignments"][0]["version"].is_null()
+            && reply["ok"]["assignments"][0]["module_name"] == "k3s-agent",
+        "{reply}"
     );
     ensure!(
         w.events("system.k3s.module.upgraded").await?.len() == 2,

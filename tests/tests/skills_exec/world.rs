@@ -101,6 +101,8 @@ impl World {
             dir,
         };
         let template = w.op.template("workers").await?;
+        w.op.assign(&template, "k3s-agent", Some("cluster-elsewhere"))
+            .await?;
         for i in 0..n {
             let agent = w.enroll(&format!("worker-{i}"), &template).await?;
             w.agents.push(agent);
