@@ -3,7 +3,7 @@
 //! Everything a node runs, on top of the log ([`powernode_log`]) and the
 //! consumer runtime ([`powernode_runtime`]):
 //!
-//! * [`services`] — the services (provisioner, sdwan, sensor, failover),
+//! * [`services`] — the services (provisioner, sdwan, sensor, failover, skills),
 //!   each a reactor the runtime drives, runnable alone or together;
 //! * [`intake`] — where agents enroll, beat and submit their signed events;
 //! * [`liveness`] — when each agent was last heard;
