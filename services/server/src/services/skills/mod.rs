@@ -45,7 +45,7 @@ pub enum Effect {
     /// Append an execution's decisions, guarded ([`perform::perform`]).
     Execution(Decision),
     /// Move a VIP off a node before its step (fenced promotion).
-    Promote(PendingPromotion),
+    Promote(Box<PendingPromotion>),
 }
 
 /// Decides about `event` (folded into `state` at `seq`) at `now`: what
@@ -72,7 +72,7 @@ pub fn decide(
             out.effect(Effect::Execution(d));
         }
         for p in decided.promotions {
-            out.effect(Effect::Promote(p));
+            out.effect(Effect::Promote(Box::new(p)));
         }
     }
 }
@@ -130,7 +130,7 @@ impl Reactor<FleetState> for Skills {
                         .insert((d.account.clone(), d.execution_id.clone()), d);
                 }
                 Effect::Promote(p) => {
-                    self.promotions.insert(p.promotion.aggregate.id.clone(), p);
+                    self.promotions.insert(p.promotion.aggregate.id.clone(), *p);
                 }
             }
         }
