@@ -202,7 +202,7 @@ impl World {
         self.append(SkillExecutionStarted {
             execution_id: id.into(),
             skill: SkillName::RollingModuleUpgrade,
-            inputs: SkillInputs::default(),
+            inputs: Box::default(),
             scope: "template/workers".into(),
             steps,
             max_consecutive_failures: max_failures,
