@@ -72,6 +72,9 @@ pub struct AgentProcess {
     /// Its heartbeat interval (milliseconds; `None`: the binary's
     /// default), kept across restarts.
     pub heartbeat_ms: Option<u64>,
+    /// More arguments (`--node-upgrade-ms`, `--k3s-api-listen`, …), kept
+    /// across restarts.
+    pub extra_args: Vec<String>,
 }
 
 impl AgentProcess {
@@ -93,6 +96,18 @@ impl AgentProcess {
         state_dir: &Path,
         heartbeat_ms: Option<u64>,
     ) -> anyhow::Result<Self> {
+        Self::spawn_with_args(nats_url, credential, state_dir, heartbeat_ms, &[])
+    }
+
+    /// [`spawn_with`](Self::spawn_with) passing `extra_args` too (kept for
+    /// [`restart`](Self::restart)).
+    pub fn spawn_with_args(
+        nats_url: &str,
+        credential: Option<&str>,
+        state_dir: &Path,
+        heartbeat_ms: Option<u64>,
+        extra_args: &[String],
+    ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(state_dir)?;
         let log = state_dir.with_extension("log");
         let out = std::fs::OpenOptions::new()
@@ -113,12 +128,14 @@ impl AgentProcess {
         if let Some(ms) = heartbeat_ms {
             cmd.args(["--heartbeat-ms", &ms.to_string()]);
         }
+        cmd.args(extra_args);
         let child = cmd.spawn().context("cannot start powernode-agent")?;
         Ok(Self {
             child: Some(child),
             state_dir: state_dir.to_path_buf(),
             log,
             heartbeat_ms,
+            extra_args: extra_args.to_vec(),
         })
     }
 
@@ -126,7 +143,13 @@ impl AgentProcess {
     /// again or not (an enrolled agent does not need it).
     pub fn restart(&mut self, nats_url: &str, credential: Option<&str>) -> anyhow::Result<()> {
         self.kill();
-        let again = Self::spawn_with(nats_url, credential, &self.state_dir, self.heartbeat_ms)?;
+        let again = Self::spawn_with_args(
+            nats_url,
+            credential,
+            &self.state_dir,
+            self.heartbeat_ms,
+            &self.extra_args,
+        )?;
         *self = again;
         Ok(())
     }

@@ -35,6 +35,7 @@ async fn a_node_agent_shows_its_instance_and_last_heartbeat() -> anyhow::Result<
             && n["status"] == "enrolled"
             && n["handshake_phase"].is_string()
             && n["cluster_id"].is_string()
+            && n["agent_version"] == env!("CARGO_PKG_VERSION")
         {
             Ok(a)
         } else {
@@ -45,8 +46,13 @@ async fn a_node_agent_shows_its_instance_and_last_heartbeat() -> anyhow::Result<
     let n = &heard["node"];
     ensure!(n["heartbeat_age_ms"].as_u64().is_some(), "{heard}");
     ensure!(
-        n["agent_version"].is_string(),
-        "a heard agent has a version (or `unknown`): {heard}"
+        n["agent_version"] == env!("CARGO_PKG_VERSION"),
+        "the agent binary's package version: {heard}"
+    );
+    ensure!(n["runtime"] == "simulated", "{heard}");
+    ensure!(
+        n["outdated"] == serde_json::json!([]),
+        "nothing its config needs is missing: {heard}"
     );
     Ok(())
 }
