@@ -169,6 +169,12 @@ impl Agent {
             store.save(&state)?;
         }
         let info = (runtime.name(), runtime.version(), runtime.node_name());
+        let upgrades = upgrade::UpgradeStore::new(store.sibling("upgrade.json"));
+        // A step that ended after the state was last saved changed the
+        // version running.
+        if let Some(record) = upgrades.load().filter(|r| r.outcome.is_some()) {
+            state.module_version = record.running;
+        }
         let running_pin = state.module_version.clone();
         Ok(Self {
             identity: Arc::new(identity),
@@ -177,7 +183,7 @@ impl Agent {
             info: Arc::new(std::sync::Mutex::new(info)),
             diagnostics: Arc::default(),
             running_pin: Arc::new(std::sync::Mutex::new(running_pin)),
-            upgrades: upgrade::UpgradeStore::new(store.sibling("upgrade.json")),
+            upgrades,
             upgrade_task: None,
             ready_timeout: upgrade::DEFAULT_READY_TIMEOUT,
             store,
@@ -418,6 +424,7 @@ impl Agent {
         self.with_runtime(move |rt| rt.install_version(role, pin.as_ref()))
             .await?;
         *self.running_pin.lock().unwrap_or_else(|e| e.into_inner()) = plan.version.clone();
+        self.upgrades.installed(plan.version.clone());
         self.runtime_checked = true;
         self.state.phase = Phase::Installed;
         Ok(Step::Advanced(Phase::Installed))

@@ -124,7 +124,10 @@ fn upgrade_phases_on_a_server_use_its_admin_kubeconfig() {
         Some("v1.31.0+k3s1")
     );
     assert_eq!(got[3], "systemctl restart k3s");
-    assert_eq!(got[4], format!("{K3S_BIN} kubectl get node node-a --no-headers"));
+    assert_eq!(
+        got[4],
+        format!("{K3S_BIN} kubectl get node node-a --no-headers")
+    );
     assert_eq!(got[5], format!("{K3S_BIN} kubectl uncordon node-a"));
     assert_eq!(got.len(), 6);
 }
@@ -202,7 +205,10 @@ fn the_rotating_server_runs_k3s_token_rotate_and_rewrites_its_config() {
     );
     for file in [CONFIG_FILE, SERVER_DROP_IN] {
         let text = std::fs::read_to_string(under(dir.path(), file)).unwrap();
-        assert!(text.contains(NEW_TOKEN) && !text.contains(OLD_TOKEN), "{file}");
+        assert!(
+            text.contains(NEW_TOKEN) && !text.contains(OLD_TOKEN),
+            "{file}"
+        );
     }
 }
 
@@ -226,13 +232,20 @@ fn another_node_only_rewrites_its_token_and_errors_hold_no_token() {
 
     // A failing rotation names the command without either token.
     let dir = tempfile::tempdir().unwrap();
-    let (mut rt, _) = runtime(dir.path(), Arc::new(Mutex::new("Ready")), Some("token rotate"));
+    let (mut rt, _) = runtime(
+        dir.path(),
+        Arc::new(Mutex::new("Ready")),
+        Some("token rotate"),
+    );
     let err = rt
         .adopt_token(Role::Server, OLD_TOKEN, NEW_TOKEN, true)
         .unwrap_err()
         .to_string();
     assert!(err.contains("token rotate"), "{err}");
-    assert!(!err.contains(OLD_TOKEN) && !err.contains(NEW_TOKEN), "{err}");
+    assert!(
+        !err.contains(OLD_TOKEN) && !err.contains(NEW_TOKEN),
+        "{err}"
+    );
     // A worker is never the rotating node.
     let err = rt
         .adopt_token(Role::Agent, OLD_TOKEN, NEW_TOKEN, true)

@@ -95,6 +95,16 @@ impl UpgradeStore {
         }
     }
 
+    /// A fresh install of `pin` supersedes what the last step left running.
+    pub fn installed(&self, pin: Option<ModuleVersionPin>) {
+        if let Some(mut record) = self.load() {
+            record.running = pin;
+            if let Err(e) = self.save(&record) {
+                warn!(error = %e, "could not save the upgrade record");
+            }
+        }
+    }
+
     /// Saves atomically.
     pub fn save(&self, record: &UpgradeRecord) -> std::io::Result<()> {
         let Some(path) = &self.path else {
