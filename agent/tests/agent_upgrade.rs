@@ -120,9 +120,12 @@ impl AgentLink for FakeLink {
     async fn submit(&self, s: Submission) -> Result<SubmitReply, LinkError> {
         let event = Envelope::decode(&hex::decode(&s.event).unwrap()).unwrap();
         match &event.payload {
-            EventPayload::RuntimeInstalling(_) | EventPayload::HandshakeReady(_) => {
+            EventPayload::RuntimeInstalling(p) => {
+                // The pinned release is what is installed.
+                assert_eq!(p.version, v1().k3s_version);
                 Ok(SubmitReply::Accepted { seq: 1 })
             }
+            EventPayload::HandshakeReady(_) => Ok(SubmitReply::Accepted { seq: 1 }),
             EventPayload::HandshakeJoinRequest(_) => Ok(SubmitReply::JoinGranted {
                 cluster_id: "c-1".into(),
                 api_endpoint: "https://[fd00:abcd:1::100]:6443".into(),

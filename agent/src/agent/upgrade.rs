@@ -12,8 +12,9 @@
 //! (the platform answers it as a duplicate). Submission is retried until
 //! the platform answers.
 
+use super::calls::run_on;
 use super::report::Diagnostics;
-use super::{run_on, SharedInfo, SharedRuntime};
+use super::{SharedInfo, SharedRuntime};
 use crate::driver::{ModuleVersionPin, Role};
 use crate::identity::Identity;
 use crate::link::AgentLink;
