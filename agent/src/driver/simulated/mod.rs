@@ -333,12 +333,22 @@ impl Runtime for SimulatedRuntime {
     }
 
     fn upgrade(&mut self, role: Role, pin: Option<&ModuleVersionPin>) -> Result<(), RuntimeError> {
+        self.restarting(true);
         self.pace();
-        self.install_pinned(role, pin)
+        let done = self.install_pinned(role, pin);
+        let version = self.version.clone();
+        if let Some(api) = &self.api {
+            api.update(|s| s.version = version);
+        }
+        self.restarting(false);
+        done
     }
 
     fn restamp(&mut self, extra_flags: &[String]) -> Result<(), RuntimeError> {
-        self.restamp_flags(extra_flags)
+        self.restarting(true);
+        let done = self.restamp_flags(extra_flags);
+        self.restarting(false);
+        done
     }
 
     fn wait_ready(&mut self, _role: Role, timeout: Duration) -> Result<(), RuntimeError> {

@@ -61,6 +61,15 @@ impl SimulatedRuntime {
         self.token_rotations
     }
 
+    /// Whether k3s is restarting: its simulated API (if it serves one)
+    /// answers every request 503 meanwhile, like a real apiserver that is
+    /// down for its upgrade.
+    pub(super) fn restarting(&self, restarting: bool) {
+        if let Some(api) = &self.api {
+            api.update(|s| s.restarting = restarting);
+        }
+    }
+
     /// One phase's share of the upgrade time.
     pub(super) fn pace(&self) {
         let share = self.behaviour.node_upgrade / PHASES;
