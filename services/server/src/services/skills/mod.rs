@@ -18,6 +18,7 @@
 
 pub mod config;
 pub mod perform;
+pub mod restamp;
 pub mod rules;
 pub mod timer;
 pub mod triggers;
@@ -58,6 +59,11 @@ pub fn decide(
     config: &SkillsConfig,
     out: &mut Decisions<Effect>,
 ) {
+    if let powernode_events::EventPayload::PodSubnetPrefixSet(p) = &event.payload {
+        for start in restamp::starts(state, event, p, now) {
+            out.append(start);
+        }
+    }
     let ctx = Context {
         state,
         account: &event.account_id,
