@@ -2,10 +2,36 @@
 //! equal the started execution's, the plan frozen in
 //! `system.skill.execution.started`, and the order the steps started in.
 
-use crate::world::World;
+use crate::world::*;
 use anyhow::{ensure, Context as _};
 use powernode_events::EventPayload;
 use serde_json::{json, Value};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dry_run_plan_is_what_runs() -> anyhow::Result<()> {
+    let w = World::start().await?;
+    let c = w.cluster("plan", 3, 1, |_| AgentFlags::default()).await?;
+    let args = World::upgrade_inputs(&c.server_template, "mod-k3s-server", SERVER_TO, 50, 1);
+    let plan = w.dry_run(args.clone()).await?;
+    ensure!(
+        w.events("system.skill.").await?.is_empty(),
+        "a dry run appends nothing"
+    );
+    ensure!(
+        plan["steps"][2]["instance_id"] == c.servers[0].instance_id.as_str()
+            && plan["steps"][2]["vip_moves"]
+                .as_array()
+                .is_some_and(|m| m.len() == 1),
+        "the plan says the holder goes last and which VIP moves: {plan}"
+    );
+    let exec = w.execute(args).await?;
+    assert_plan_is_the_execution(&plan, &exec)?;
+    let id = exec["id"].as_str().context("execution id")?;
+    let done = w.wait_finished(id).await?;
+    ensure!(done["status"] == "completed", "{done}");
+    assert_plan_is_the_execution(&plan, &done)?;
+    assert_ran_as_planned(&w, id, &plan).await
+}
 
 /// What the plan fixes of a step (not its progress).
 fn planned(step: &Value) -> Value {

@@ -3,9 +3,27 @@
 //! on the version it was upgraded to (as the platform has it and as the
 //! agent reports it), and nothing outdated.
 
-use crate::world::{Node, World};
-use anyhow::ensure;
+use crate::world::*;
+use anyhow::{ensure, Context as _};
 use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgraded_node_agent_shows_its_version_runtime_and_modules() -> anyhow::Result<()> {
+    let w = World::start().await?;
+    let c = w.cluster("intro", 2, 0, |_| AgentFlags::default()).await?;
+    let before = w.introspect(&c.servers[1].instance_id).await?;
+    ensure!(before["runtime"] == "simulated", "{before}");
+    let args = World::upgrade_inputs(&c.server_template, "mod-k3s-server", SERVER_TO, 50, 1);
+    let exec = w.execute(args).await?;
+    let done = w
+        .wait_finished(exec["id"].as_str().context("execution id")?)
+        .await?;
+    ensure!(done["status"] == "completed", "{done}");
+    for s in &c.servers {
+        assert_upgraded_node(&w, s, "k3s-server", SERVER_TO).await?;
+    }
+    Ok(())
+}
 
 /// `n` introspected after its `module` was upgraded to `version`.
 pub async fn assert_upgraded_node(

@@ -3,16 +3,19 @@
 //! the quorum rule, the VIP during an upgrade, `provision_cluster` and
 //! `agent_introspect` — with a real nats-server, every powernode service,
 //! and real `powernode-agent --runtime simulated` processes (no mocks).
+//! One file per scenario, each with its own test on its own platform:
 //!
 //! * `full_upgrade` — the runbook's cluster (3 servers, 3 workers) upgraded
-//!   template by template with `batch_pct: 50`; along the way the checks of
-//!   `dry_run` (the plan that runs), `quorum` (no two servers mid-step at
-//!   once), `vip` (every probe of the recorded holder answers; the VIP
-//!   moves before its holder's step) and `introspect` (an upgraded node
-//!   agent as it reports itself);
+//!   template by template with `batch_pct: 50`, running the checks of the
+//!   other scenarios on the way;
 //! * `failure` — an injected failure on one worker stops the rollout;
 //! * `pause_restart` — paused, every service restarted, resumed;
-//! * `provision` — `provision_cluster` from idle enrolled agents.
+//! * `dry_run` — the dry run's plan is the one that runs;
+//! * `quorum` — no two of three servers mid-step at once (from the log);
+//! * `vip` — every probe of the recorded VIP holder answers; the VIP moves
+//!   before its holder's step;
+//! * `provision` — `provision_cluster` from idle enrolled agents;
+//! * `introspect` — an upgraded node agent as `agent_introspect` shows it.
 
 mod dry_run;
 mod failure;

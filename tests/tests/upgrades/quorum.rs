@@ -3,10 +3,29 @@
 //! step's interval runs from its `step_started` to its outcome
 //! (`step_succeeded` / `step_failed`); no two intervals overlap.
 
-use crate::world::World;
+use crate::world::*;
 use anyhow::{ensure, Context as _};
 use powernode_events::EventPayload;
+use serde_json::json;
 use std::collections::BTreeMap;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_two_of_three_servers_are_mid_step_at_once_even_at_batch_pct_100() -> anyhow::Result<()>
+{
+    let w = World::start().await?;
+    let c = w.cluster("quorum", 3, 0, |_| AgentFlags::default()).await?;
+    // 100 % would put every server in one batch; the quorum rule splits them.
+    let args = World::upgrade_inputs(&c.server_template, "mod-k3s-server", SERVER_TO, 100, 1);
+    let exec = w.execute(args).await?;
+    ensure!(exec["batches"] == json!([[0], [1], [2]]), "{exec}");
+    let id = exec["id"].as_str().context("execution id")?;
+    let done = w.wait_finished(id).await?;
+    ensure!(
+        done["status"] == "completed" && done["succeeded"] == 3,
+        "{done}"
+    );
+    assert_servers_one_at_a_time(&w, &done, 3).await
+}
 
 /// `(started seq, outcome seq)` of every step of execution `id`.
 pub async fn intervals(w: &World, id: &str) -> anyhow::Result<BTreeMap<u32, (u64, u64)>> {

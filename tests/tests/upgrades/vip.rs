@@ -2,12 +2,12 @@
 //! the server upgrade runs, a prober reads `system_sdwan_get_virtual_ip`
 //! again and again and sends `GET /version` to the recorded holder's
 //! simulated k3s API (verified with the cluster's CA from the kubeconfig);
-//! a simulated server's API is down during its own `upgrade` phase, so a
-//! holder upgraded before its VIP moved would not answer. Every probe of
+//! a simulated server's API answers 503 during its own `upgrade` phase (k3s
+//! restarting), so a holder upgraded before its VIP moved would not answer. Every probe of
 //! the recorded holder answers, and the log shows the VIP promoted (reason
 //! `upgrade`) to an upgraded server before the holder's step started.
 
-use crate::world::{Cluster, World};
+use crate::world::*;
 use anyhow::{ensure, Context as _};
 use powernode_events::EventPayload;
 use powernode_tests::lifecycle_support::Operator;
@@ -17,6 +17,48 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_probe_of_the_recorded_holder_answers_through_the_server_upgrade(
+) -> anyhow::Result<()> {
+    let w = World::start().await?;
+    let c = w.cluster("vip", 3, 0, |_| AgentFlags::default()).await?;
+    let args = World::upgrade_inputs(&c.server_template, "mod-k3s-server", SERVER_TO, 50, 1);
+    let prober = Prober::start(&w, &c).await?;
+    let exec = w.execute(args).await?;
+    let done = w
+        .wait_finished(exec["id"].as_str().context("execution id")?)
+        .await;
+    let probes = prober.stop().await?;
+    let done = done?;
+    ensure!(done["status"] == "completed", "{done}");
+    assert_holder_always_answered(&c, &probes)?;
+    assert_moved_before_the_holders_step(&w, &c, &done).await?;
+    // Every server's API answers again, on the new release.
+    let target = api_target(&w, &c).await?;
+    let client = target.client(Duration::from_secs(2))?;
+    for s in &c.servers {
+        let port = s.api_port.context("a server serves its API")?;
+        let body = client
+            .get(format!("https://127.0.0.1:{port}/version"))
+            .send()
+            .await?
+            .error_for_status()?
+            .text()
+            .await?;
+        let v: Value = serde_json::from_str(&body)?;
+        ensure!(v["gitVersion"] == "v1.31.0+k3s1", "{}: {v}", s.host);
+    }
+    Ok(())
+}
+
+/// The cluster's API as its kubeconfig names it (its CA).
+async fn api_target(w: &World, c: &Cluster) -> anyhow::Result<ApiTarget> {
+    let kc =
+        w.op.ok("kubernetes_get_kubeconfig", json!({ "cluster_id": c.id }))
+            .await?;
+    ApiTarget::from_kubeconfig(kc["kubeconfig"].as_str().context("kubeconfig")?)
+}
 
 /// One probe of the recorded holder.
 #[derive(Debug, Clone)]
@@ -49,7 +91,7 @@ async fn vip(op: &Operator, cluster_id: &str) -> anyhow::Result<Value> {
 }
 
 impl Prober {
-    /// Starts probing the holder of `c`'s VIP every 20 ms.
+    /// Starts probing the holder of `c`'s VIP every 10 ms.
     pub async fn start(w: &World, c: &Cluster) -> anyhow::Result<Self> {
         let kc =
             w.op.ok("kubernetes_get_kubeconfig", json!({ "cluster_id": c.id }))
@@ -100,7 +142,7 @@ impl Prober {
                     outcome,
                     moved_meanwhile,
                 });
-                tokio::time::sleep(Duration::from_millis(20)).await;
+                tokio::time::sleep(Duration::from_millis(10)).await;
             }
             Ok(out)
         });

@@ -23,7 +23,7 @@ use std::time::Duration;
 /// How long a wait may take (a whole rolling upgrade included).
 pub const WAIT: Duration = Duration::from_secs(40);
 /// How long a simulated node upgrade takes (five phases).
-pub const UPGRADE_MS: u64 = 500;
+pub const UPGRADE_MS: u64 = 800;
 /// The server module's versions.
 pub const SERVER_FROM: &str = "v-k3s-1.30.5";
 /// The server module's versions.
@@ -508,8 +508,9 @@ impl World {
         Ok(a["node"].clone())
     }
 
-    /// Waits until `n`'s agent reports running `version` of `module` (its
-    /// report, as `agent_introspect` shows it); its introspection.
+    /// Waits until `n`'s agent reports running `version` of `module` and
+    /// no upgrade under way (its report, as `agent_introspect` shows it);
+    /// its introspection.
     pub async fn wait_reported(
         &self,
         n: &Node,
@@ -529,7 +530,7 @@ impl World {
                     .into_iter()
                     .flatten()
                     .any(|m| m["module_name"] == module && m["reported_version_id"] == version);
-                if reported {
+                if reported && node["upgrading"].is_null() {
                     Ok(node)
                 } else {
                     Err(node.to_string())
