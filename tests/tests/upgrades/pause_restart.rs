@@ -1,9 +1,10 @@
 //! Scenario 3: pause and resume across a restart of the services. The
 //! execution is paused while a step runs, every service is stopped, the
-//! agent finishes its step meanwhile, the services start again on their
-//! checkpoints: the step's outcome comes in, nothing new starts while
-//! paused, and once resumed the execution completes with no step started
-//! twice (counted in the log).
+//! agent finishes its step meanwhile (its signed outcome waits in its
+//! `upgrade.json`), the services start again on their checkpoints: the
+//! step's outcome comes in, nothing new starts while paused, and once
+//! resumed the execution completes with no step started twice (counted in
+//! the log).
 
 use crate::world::*;
 use anyhow::{ensure, Context as _};
@@ -43,8 +44,30 @@ async fn paused_across_a_restart_of_the_services_then_resumed_to_completion() ->
     ensure!(paused["execution"]["status"] == "paused", "{paused}");
     let under_way: Vec<u32> = w.started(&id).await?.iter().map(|(_, s)| *s).collect();
 
-    // Every service stops while a step is under way; its agent goes on.
+    // Every service stops while a step is under way; its agent goes on,
+    // finishes the step and signs its outcome with no platform to take it.
     w.stop_services().await?;
+    for step in &under_way {
+        let host = exec["steps"][*step as usize]["node_name"]
+            .as_str()
+            .context("node name")?;
+        let n = c
+            .workers
+            .iter()
+            .find(|n| n.host == host)
+            .with_context(|| format!("no worker {host}"))?;
+        let record = n.agent.state_dir.join("upgrade.json");
+        wait_until(WAIT, &format!("{host} signing its outcome"), || async {
+            let text = std::fs::read_to_string(&record).map_err(|e| e.to_string())?;
+            let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+            if v["outcome"].is_string() && v["submitted"] == false {
+                Ok(())
+            } else {
+                Err(text)
+            }
+        })
+        .await?;
+    }
     w.restart_services().await?;
 
     // The step's outcome comes in; the execution stays paused and starts
