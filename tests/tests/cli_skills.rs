@@ -55,7 +55,13 @@ async fn platform(bin: &Path, extra: &[&str]) -> anyhow::Result<Platform> {
             .spawn()?,
     );
     let admin = admin_token(port, &data).await?;
-    let account = ok(port, &admin, "system_create_account", json!({"name": "cli-skills"})).await?;
+    let account = ok(
+        port,
+        &admin,
+        "system_create_account",
+        json!({"name": "cli-skills"}),
+    )
+    .await?;
     let token = ok(
         port,
         &admin,
@@ -87,10 +93,22 @@ impl Platform {
 
     /// A template with `module` assigned (pinned to `version`, joining
     /// `target` when given); its id.
-    async fn template(&self, name: &str, module: &str, version: &str, target: Option<&str>) -> anyhow::Result<String> {
-        let t = self.ok("system_create_template", json!({ "name": name })).await?;
-        let id = t["template"]["id"].as_str().context("no template id")?.to_string();
-        let mut assign = json!({"template_id": id, "module_name": module, "module_version_id": version});
+    async fn template(
+        &self,
+        name: &str,
+        module: &str,
+        version: &str,
+        target: Option<&str>,
+    ) -> anyhow::Result<String> {
+        let t = self
+            .ok("system_create_template", json!({ "name": name }))
+            .await?;
+        let id = t["template"]["id"]
+            .as_str()
+            .context("no template id")?
+            .to_string();
+        let mut assign =
+            json!({"template_id": id, "module_name": module, "module_version_id": version});
         if let Some(c) = target {
             assign["config"] = json!({ "target_cluster_id": c });
         }
@@ -106,7 +124,12 @@ impl Platform {
                 json!({"hostname": hostname, "node_template_id": template, "memory_mb": 2048}),
             )
             .await?;
-        let inst = self.ok("system_provision_instance", json!({"node_id": node["node"]["id"]})).await?;
+        let inst = self
+            .ok(
+                "system_provision_instance",
+                json!({"node_id": node["node"]["id"]}),
+            )
+            .await?;
         let id = inst["id"].as_str().context("no instance id")?.to_string();
         self.ok(
             "system_sdwan_attach_peer",
@@ -120,7 +143,9 @@ impl Platform {
     async fn ready_nodes(&self, cluster: &str, n: usize) -> anyhow::Result<()> {
         let start = Instant::now();
         loop {
-            let nodes = self.ok("kubernetes_list_nodes", json!({ "cluster_id": cluster })).await?;
+            let nodes = self
+                .ok("kubernetes_list_nodes", json!({ "cluster_id": cluster }))
+                .await?;
             let ready = nodes["nodes"]
                 .as_array()
                 .into_iter()
@@ -146,21 +171,31 @@ async fn fleet(p: &Platform, bin: &Path) -> anyhow::Result<(String, Vec<String>)
         ("k3s-agent", "1.30.5", "v1.30.5+k3s1"),
         ("mod-k3s-agent", "1.31.0", "v1.31.0+k3s1"),
     ] {
-        let out = p.cli(bin, &["modules", "add-version", module, version, "--k3s", k3s])?;
+        let out = p.cli(
+            bin,
+            &["modules", "add-version", module, version, "--k3s", k3s],
+        )?;
         let said = succeeded(&out);
         assert!(said.starts_with("added v-k3s-"), "{said}");
     }
-    let net = p.ok("system_sdwan_create_network", json!({"name": "n"})).await?;
-    let net = net["network"]["id"].as_str().context("no network id")?.to_string();
-    let server_t = p.template("srv", "k3s-server", "v-k3s-1.30.5", None).await?;
+    let net = p
+        .ok("system_sdwan_create_network", json!({"name": "n"}))
+        .await?;
+    let net = net["network"]["id"]
+        .as_str()
+        .context("no network id")?
+        .to_string();
+    let server_t = p
+        .template("srv", "k3s-server", "v-k3s-1.30.5", None)
+        .await?;
     let server = p.instance(&net, &server_t, "srv-1").await?;
     let start = Instant::now();
     let cluster = loop {
         let list = p.ok("kubernetes_list_clusters", json!({})).await?;
-        if let Some(c) = list["clusters"]
-            .as_array()
-            .and_then(|a| a.iter().find(|c| c["status"] == "active" && c["bootstrap_instance_id"] == server.as_str()))
-        {
+        if let Some(c) = list["clusters"].as_array().and_then(|a| {
+            a.iter()
+                .find(|c| c["status"] == "active" && c["bootstrap_instance_id"] == server.as_str())
+        }) {
             break c["id"].as_str().context("no cluster id")?.to_string();
         }
         if start.elapsed() > Duration::from_secs(60) {
@@ -168,7 +203,9 @@ async fn fleet(p: &Platform, bin: &Path) -> anyhow::Result<(String, Vec<String>)
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    let worker_t = p.template("wrk", "k3s-agent", "v-k3s-agent-1.30.5", Some(&cluster)).await?;
+    let worker_t = p
+        .template("wrk", "k3s-agent", "v-k3s-agent-1.30.5", Some(&cluster))
+        .await?;
     let mut workers = Vec::new();
     for n in 1..=3 {
         workers.push(p.instance(&net, &worker_t, &format!("wrk-{n}")).await?);
@@ -179,8 +216,19 @@ async fn fleet(p: &Platform, bin: &Path) -> anyhow::Result<(String, Vec<String>)
 
 fn upgrade_args<'a>(template: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
     let mut a = vec![
-        "skills", "run", "system-rolling-module-upgrade", "--template", template, "--module",
-        "mod-k3s-agent", "--to", "v-k3s-agent-1.31.0", "--batch-pct", "50", "--max-failures", "1",
+        "skills",
+        "run",
+        "system-rolling-module-upgrade",
+        "--template",
+        template,
+        "--module",
+        "mod-k3s-agent",
+        "--to",
+        "v-k3s-agent-1.31.0",
+        "--batch-pct",
+        "50",
+        "--max-failures",
+        "1",
     ];
     a.extend_from_slice(extra);
     a
@@ -218,23 +266,40 @@ async fn skills_run_plans_follows_and_reports_a_rolling_upgrade() -> anyhow::Res
     let out = p.cli(&bin, &["modules", "list"])?;
     let listed = succeeded(&out);
     for w in &workers {
-        let row = listed.lines().find(|l| l.starts_with(w.as_str())).unwrap_or_default();
-        assert!(row.contains("v-k3s-agent-1.30.5") && row.contains("behind (newest v-k3s-agent-1.31.0)"), "{listed}");
+        let row = listed
+            .lines()
+            .find(|l| l.starts_with(w.as_str()))
+            .unwrap_or_default();
+        assert!(
+            row.contains("v-k3s-agent-1.30.5")
+                && row.contains("behind (newest v-k3s-agent-1.31.0)"),
+            "{listed}"
+        );
     }
 
     // The plan: two batches (ceil(50% of 3) = 2, then 1), every worker once.
     let out = p.cli(&bin, &upgrade_args(&worker_t, &["--dry-run"]))?;
     let plan = succeeded(&out);
     assert!(plan.contains("3 nodes in 2 batch(es)"), "{plan}");
-    assert!(plan.contains("batch 1/2 (2 nodes)") && plan.contains("batch 2/2 (1 node)"), "{plan}");
+    assert!(
+        plan.contains("batch 1/2 (2 nodes)") && plan.contains("batch 2/2 (1 node)"),
+        "{plan}"
+    );
     for w in &workers {
         assert_eq!(plan.matches(w.as_str()).count(), 1, "{plan}");
     }
-    assert!(plan.contains("v-k3s-agent-1.30.5 → v-k3s-agent-1.31.0"), "{plan}");
+    assert!(
+        plan.contains("v-k3s-agent-1.30.5 → v-k3s-agent-1.31.0"),
+        "{plan}"
+    );
     assert!(plan.contains("nothing was appended"), "{plan}");
     let out = p.cli(&bin, &["skills", "list", "-o", "json"])?;
     let list: Value = serde_json::from_str(&succeeded(&out))?;
-    assert_eq!(list["executions"], json!([]), "a dry run appended an execution");
+    assert_eq!(
+        list["executions"],
+        json!([]),
+        "a dry run appended an execution"
+    );
 
     // Bad input: refused with its code, nothing runs.
     let out = p.cli(&bin, &upgrade_args(&worker_t, &["--batch-pct", "0"]))?;
@@ -246,11 +311,19 @@ async fn skills_run_plans_follows_and_reports_a_rolling_upgrade() -> anyhow::Res
     let out = p.cli(&bin, &upgrade_args(&worker_t, &[]))?;
     let run = succeeded(&out);
     assert!(run.starts_with("started execution exec-"), "{run}");
-    assert!(run.contains("batch 1/2 [████████████████████████] 2/2 done"), "{run}");
-    assert!(run.contains("batch 2/2 [████████████████████████] 1/1 done"), "{run}");
+    assert!(
+        run.contains("batch 1/2 [████████████████████████] 2/2 done"),
+        "{run}"
+    );
+    assert!(
+        run.contains("batch 2/2 [████████████████████████] 1/1 done"),
+        "{run}"
+    );
     for w in &workers {
         assert!(
-            run.lines().any(|l| l.contains(&format!("✓ wrk-")) && l.contains(w.as_str()) && l.contains("succeeded, runs v-k3s-agent-1.31.0")),
+            run.lines().any(|l| l.contains(&format!("✓ wrk-"))
+                && l.contains(w.as_str())
+                && l.contains("succeeded, runs v-k3s-agent-1.31.0")),
             "no success line for {w}:\n{run}"
         );
     }
@@ -271,7 +344,12 @@ async fn skills_run_plans_follows_and_reports_a_rolling_upgrade() -> anyhow::Res
     }
     let out = p.cli(&bin, &["skills", "list"])?;
     let listed = succeeded(&out);
-    assert!(listed.lines().any(|l| l.starts_with(id.as_str()) && l.contains("completed")), "{listed}");
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.starts_with(id.as_str()) && l.contains("completed")),
+        "{listed}"
+    );
 
     // Nothing left to do, said so; a finished execution cannot be cancelled.
     let out = p.cli(&bin, &upgrade_args(&worker_t, &[]))?;
@@ -284,8 +362,14 @@ async fn skills_run_plans_follows_and_reports_a_rolling_upgrade() -> anyhow::Res
     let out = p.cli(&bin, &["modules", "list"])?;
     let listed = succeeded(&out);
     for w in &workers {
-        let row = listed.lines().find(|l| l.starts_with(w.as_str())).unwrap_or_default();
-        assert!(row.contains("v-k3s-agent-1.31.0") && row.ends_with("newest"), "{listed}");
+        let row = listed
+            .lines()
+            .find(|l| l.starts_with(w.as_str()))
+            .unwrap_or_default();
+        assert!(
+            row.contains("v-k3s-agent-1.31.0") && row.ends_with("newest"),
+            "{listed}"
+        );
     }
     Ok(())
 }
@@ -299,15 +383,30 @@ async fn a_failed_node_aborts_the_run_and_the_command_says_why() -> anyhow::Resu
     let out = p.cli(&bin, &upgrade_args(&worker_t, &[]))?;
     let shown = failed_with(&out, &["was aborted", "max_consecutive_failures"]);
     assert!(shown.contains("FAILED"), "{shown}");
-    assert!(shown.contains("back in service on v-k3s-agent-1.30.5"), "{shown}");
-    let id = shown.split_whitespace().nth(2).context("no execution id")?.to_string();
-    let got = p.ok("system_get_skill_execution", json!({ "execution_id": id })).await?;
-    let steps = got["execution"]["steps"].as_array().context("no steps")?.clone();
+    assert!(
+        shown.contains("back in service on v-k3s-agent-1.30.5"),
+        "{shown}"
+    );
+    let id = shown
+        .split_whitespace()
+        .nth(2)
+        .context("no execution id")?
+        .to_string();
+    let got = p
+        .ok("system_get_skill_execution", json!({ "execution_id": id }))
+        .await?;
+    let steps = got["execution"]["steps"]
+        .as_array()
+        .context("no steps")?
+        .clone();
     // Batch 2 never started: no node after the failure was touched.
     let batch2: Vec<&Value> = steps.iter().filter(|s| s["batch"] == 1).collect();
     assert!(!batch2.is_empty(), "{got}");
     for s in batch2 {
-        assert!(matches!(s["status"].as_str(), Some("pending" | "skipped")), "{got}");
+        assert!(
+            matches!(s["status"].as_str(), Some("pending" | "skipped")),
+            "{got}"
+        );
         assert_eq!(s["started_at"], Value::Null, "{got}");
     }
     Ok(())
