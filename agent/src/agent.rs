@@ -35,6 +35,16 @@ use tracing::{info, warn};
 
 mod dataplane;
 mod fencing;
+mod orders;
+pub mod report;
+pub mod upgrade;
+
+/// The driver, shared with a background upgrade: each call holds it for
+/// its duration (one phase at a time).
+pub(crate) type SharedRuntime = Arc<std::sync::Mutex<Box<dyn Runtime>>>;
+/// The driver's name, k3s version and node name as of its last call
+/// (answered while a phase holds the driver).
+pub(crate) type SharedInfo = Arc<std::sync::Mutex<(&'static str, String, String)>>;
 
 /// Why a reconcile step failed.
 #[derive(Debug, thiserror::Error)]
@@ -77,11 +87,21 @@ pub enum Step {
 
 /// One agent.
 pub struct Agent {
-    identity: Identity,
+    identity: Arc<Identity>,
     link: Arc<dyn AgentLink>,
-    /// The driver, taken out while a blocking call runs (the mutex only
-    /// makes the agent `Sync`; it is never contended).
-    runtime: std::sync::Mutex<Option<Box<dyn Runtime>>>,
+    /// The driver (held by one blocking call at a time).
+    runtime: SharedRuntime,
+    /// What the driver last said of itself.
+    info: SharedInfo,
+    /// Recent errors and the upgrade running, for the self report.
+    diagnostics: Arc<report::Diagnostics>,
+    /// The catalog version running (an upgrade changes it).
+    running_pin: Arc<std::sync::Mutex<Option<powernode_protocol::ModuleVersionPin>>>,
+    /// Upgrade steps: their record, the one running in this process, and
+    /// how long `wait_ready` waits.
+    upgrades: upgrade::UpgradeStore,
+    upgrade_task: Option<(String, u32, tokio::task::JoinHandle<()>)>,
+    ready_timeout: Duration,
     store: StateStore,
     state: AgentState,
     /// Whether this process has fixed its plan yet (a plan is taken from the
@@ -148,10 +168,18 @@ impl Agent {
             state.phase = Phase::Enrolled;
             store.save(&state)?;
         }
+        let info = (runtime.name(), runtime.version(), runtime.node_name());
+        let running_pin = state.module_version.clone();
         Ok(Self {
-            identity,
+            identity: Arc::new(identity),
             link,
-            runtime: std::sync::Mutex::new(Some(runtime)),
+            runtime: Arc::new(std::sync::Mutex::new(runtime)),
+            info: Arc::new(std::sync::Mutex::new(info)),
+            diagnostics: Arc::default(),
+            running_pin: Arc::new(std::sync::Mutex::new(running_pin)),
+            upgrades: upgrade::UpgradeStore::new(store.sibling("upgrade.json")),
+            upgrade_task: None,
+            ready_timeout: upgrade::DEFAULT_READY_TIMEOUT,
             store,
             state,
             plan_fixed: false,
@@ -192,6 +220,7 @@ impl Agent {
         }
         let hb = self.heartbeat().await?;
         self.apply_vip_duties(&hb.vips).await?;
+        self.take_orders(&hb).await;
         self.observe_cluster(&hb);
         if self.data_plane_on() {
             self.apply_wireguard(hb.wireguard, hb.probe_targets).await;
@@ -210,7 +239,9 @@ impl Agent {
             let resumed = self.state.phase >= Phase::Installed && self.state.phase != Phase::Ready;
             if let (true, Some(plan)) = (resumed, &self.state.plan) {
                 let role = role_of(plan.module);
-                self.with_runtime(move |rt| rt.install(role)).await?;
+                let pin = self.state.module_version.clone();
+                self.with_runtime(move |rt| rt.install_version(role, pin.as_ref()))
+                    .await?;
             }
             self.runtime_checked = true;
         }
@@ -247,6 +278,11 @@ impl Agent {
             }
             _ => {}
         }
+        self.state.module_version = self
+            .running_pin
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         self.store.save(&self.state)?;
         step
     }
@@ -276,6 +312,7 @@ impl Agent {
                 }
                 Err(e) => {
                     warn!(instance = %self.instance_id(), error = %e, "reconcile failed; retrying");
+                    self.diagnostics.error(format!("reconcile failed: {e}"));
                     interval
                 }
             };
@@ -302,6 +339,7 @@ impl Agent {
                 after_seq: self.after_seq,
                 wireguard_applied: self.wireguard_applied(),
                 vip_probes: self.take_vip_probes(),
+                report: Some(self.self_report()),
             },
         );
         Ok(self.link.heartbeat(hb).await?)
@@ -323,6 +361,7 @@ impl Agent {
             assignment_id: a.assignment_id.clone(),
             module: a.module_name,
             target_cluster_id: a.target_cluster_id.clone().filter(|t| !t.is_empty()),
+            version: a.version.clone(),
         };
         if let Some(old) = &self.state.plan {
             if (old.module, &old.target_cluster_id) != (plan.module, &plan.target_cluster_id)
@@ -375,7 +414,10 @@ impl Agent {
             return Ok(Step::Refused(reason));
         }
         let role = role_of(plan.module);
-        self.with_runtime(move |rt| rt.install(role)).await?;
+        let pin = plan.version.clone();
+        self.with_runtime(move |rt| rt.install_version(role, pin.as_ref()))
+            .await?;
+        *self.running_pin.lock().unwrap_or_else(|e| e.into_inner()) = plan.version.clone();
         self.runtime_checked = true;
         self.state.phase = Phase::Installed;
         Ok(Step::Advanced(Phase::Installed))
@@ -531,11 +573,7 @@ impl Agent {
 
     /// The driver's name, k3s version and node name.
     fn runtime_info(&self) -> (&'static str, String, String) {
-        let guard = self.runtime.lock().expect("runtime lock");
-        let rt = guard
-            .as_deref()
-            .expect("the runtime is back after every call");
-        (rt.name(), rt.version(), rt.node_name())
+        self.info.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Tells the driver what the platform knows of the cluster, and keeps
@@ -545,7 +583,9 @@ impl Agent {
             self.overlay_ip = Some(config.address.to_string());
         }
         let id = self.instance_id().to_owned();
-        if let Some(rt) = self.runtime.lock().expect("runtime lock").as_deref_mut() {
+        // Skipped while an upgrade phase holds the driver: the next beat
+        // says it again.
+        if let Ok(mut rt) = self.runtime.try_lock() {
             rt.observe_cluster(&id, &hb.cluster_nodes);
         }
     }
@@ -555,20 +595,7 @@ impl Agent {
         &mut self,
         f: impl FnOnce(&mut dyn Runtime) -> Result<T, RuntimeError> + Send + 'static,
     ) -> Result<T, RuntimeError> {
-        let mut rt = self
-            .runtime
-            .lock()
-            .expect("runtime lock")
-            .take()
-            .expect("the runtime is back after every call");
-        let (rt, out) = tokio::task::spawn_blocking(move || {
-            let out = f(rt.as_mut());
-            (rt, out)
-        })
-        .await
-        .expect("runtime driver panicked");
-        *self.runtime.lock().expect("runtime lock") = Some(rt);
-        out
+        run_on(&self.runtime, &self.info, f).await
     }
 
     /// Signs `payload` as this instance and submits it.
@@ -598,6 +625,24 @@ impl Agent {
             })
             .await?)
     }
+}
+
+/// Runs a blocking driver call off the async threads, holding the driver
+/// for its duration, and notes what the driver then says of itself.
+pub(crate) async fn run_on<T: Send + 'static>(
+    runtime: &SharedRuntime,
+    info: &SharedInfo,
+    f: impl FnOnce(&mut dyn Runtime) -> Result<T, RuntimeError> + Send + 'static,
+) -> Result<T, RuntimeError> {
+    let (runtime, info) = (Arc::clone(runtime), Arc::clone(info));
+    tokio::task::spawn_blocking(move || {
+        let mut rt = runtime.lock().unwrap_or_else(|e| e.into_inner());
+        let out = f(rt.as_mut());
+        *info.lock().unwrap_or_else(|e| e.into_inner()) = (rt.name(), rt.version(), rt.node_name());
+        out
+    })
+    .await
+    .expect("runtime driver panicked")
 }
 
 fn role_of(module: K3sModule) -> Role {

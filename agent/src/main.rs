@@ -13,7 +13,7 @@
 use clap::{Parser, Subcommand};
 use powernode_agent::agent::Agent;
 use powernode_agent::driver::k3s::K3sRuntime;
-use powernode_agent::driver::simulated::SimulatedRuntime;
+use powernode_agent::driver::simulated::{SimulatedRuntime, UpgradeBehaviour};
 use powernode_agent::driver::{Runtime, RuntimeKind};
 use powernode_agent::identity::Identity;
 use powernode_agent::link::{NatsAuth, NatsLink};
@@ -93,6 +93,21 @@ struct RunArgs {
     /// (simulated runtime; off by default).
     #[arg(long, env = "POWERNODE_K3S_API_LISTEN")]
     k3s_api_listen: Option<std::net::SocketAddr>,
+    /// How long a whole simulated node upgrade takes (ms), shared among
+    /// its phases (simulated runtime).
+    #[arg(long, env = "POWERNODE_NODE_UPGRADE_MS", default_value_t = 300)]
+    node_upgrade_ms: u64,
+    /// For tests: upgrading to this catalog version (e.g. `v-k3s-1.31.0`)
+    /// never gets ready, so the step rolls back (simulated runtime).
+    #[arg(long, env = "POWERNODE_FAIL_UPGRADE_TO")]
+    fail_upgrade_to: Option<String>,
+    /// For tests: the rollback after a failed upgrade fails too (simulated
+    /// runtime).
+    #[arg(long, env = "POWERNODE_FAIL_ROLLBACK")]
+    fail_rollback: bool,
+    /// How long an upgrade waits for the node to be ready again (ms).
+    #[arg(long, env = "POWERNODE_READY_TIMEOUT_MS", default_value_t = 300_000)]
+    ready_timeout_ms: u64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -170,7 +185,12 @@ async fn main() -> anyhow::Result<()> {
                 Box::new(K3sRuntime::system().with_vip_interface(args.vip_interface.clone()))
             }
             RuntimeKind::Simulated => {
-                let rt = SimulatedRuntime::new(node_name.clone(), "v1.30.5+k3s1".into());
+                let rt = SimulatedRuntime::new(node_name.clone(), "v1.30.5+k3s1".into())
+                    .with_upgrade_behaviour(UpgradeBehaviour {
+                        node_upgrade: Duration::from_millis(args.node_upgrade_ms),
+                        fail_upgrade_to: args.fail_upgrade_to.clone(),
+                        fail_rollback: args.fail_rollback,
+                    });
                 let rt = match args.k3s_api_listen {
                     Some(addr) => rt.with_api_listen(addr),
                     None => rt,
@@ -218,6 +238,7 @@ async fn main() -> anyhow::Result<()> {
             Err(e) => return Err(e.into()),
         }
     };
+    let agent = agent.with_ready_timeout(Duration::from_millis(args.ready_timeout_ms));
     let agent = match data_plane {
         Some(plane) => {
             agent.with_data_plane(plane, Duration::from_millis(args.probe_interval_ms.max(10)))

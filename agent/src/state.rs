@@ -39,6 +39,9 @@ pub struct Plan {
     pub module: K3sModule,
     /// The cluster to join; `None` on a bootstrap server (or "most recent active").
     pub target_cluster_id: Option<String>,
+    /// The catalog version to install (the assignment's pin).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<powernode_protocol::ModuleVersionPin>,
 }
 
 /// The persisted state.
@@ -54,6 +57,9 @@ pub struct AgentState {
     pub plan: Option<Plan>,
     /// Handshake progress.
     pub phase: Phase,
+    /// The catalog version installed (a pin, or what an upgrade put on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub module_version: Option<powernode_protocol::ModuleVersionPin>,
     /// The cluster it created or joined.
     pub cluster_id: Option<String>,
     /// That cluster's API endpoint.
@@ -127,6 +133,11 @@ impl StateStore {
         Self {
             path: Some(dir.join("state.json")),
         }
+    }
+
+    /// `<state-dir>/<name>` (none in memory).
+    pub fn sibling(&self, name: &str) -> Option<PathBuf> {
+        Some(self.path.as_ref()?.parent()?.join(name))
     }
 
     /// Nothing persisted.

@@ -75,6 +75,7 @@ impl AgentLink for FakeLink {
             probe_targets: Vec::new(),
             cluster_nodes: Vec::new(),
             upgrade: None,
+            join_token: None,
         })
     }
 

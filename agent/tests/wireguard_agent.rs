@@ -56,6 +56,7 @@ impl FakeLink {
             probe_targets: Vec::new(),
             cluster_nodes: Vec::new(),
             upgrade: None,
+            join_token: None,
         });
     }
 
@@ -105,6 +106,7 @@ impl AgentLink for FakeLink {
                 probe_targets: Vec::new(),
                 cluster_nodes: Vec::new(),
                 upgrade: None,
+                join_token: None,
             }))
     }
 

@@ -7,7 +7,7 @@ use crate::identity::Identity;
 use crate::vips::{self, VipAction};
 use futures::stream::BoxStream;
 use futures::{FutureExt, StreamExt};
-use powernode_protocol::{AppliedConfig, Heartbeat, HeldVip, VipDuty, VipProbe};
+use powernode_protocol::{AgentReport, AppliedConfig, Heartbeat, HeldVip, VipDuty, VipProbe};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -108,6 +108,8 @@ pub(super) struct Report<'a> {
     pub wireguard_applied: Vec<AppliedConfig>,
     /// VIP probe results not reported yet.
     pub vip_probes: Vec<VipProbe>,
+    /// The agent's report of itself.
+    pub report: Option<AgentReport>,
 }
 
 /// A heartbeat carrying `report`, signed over [`Heartbeat::bytes_to_sign`] now.
@@ -119,7 +121,7 @@ pub(super) fn signed_heartbeat(identity: &Identity, report: Report<'_>) -> Heart
         after_seq: report.after_seq,
         wireguard_applied: report.wireguard_applied,
         vip_probes: report.vip_probes,
-        report: None,
+        report: report.report,
         signature: String::new(),
     };
     beat.signature = identity.sign_bytes(&beat.bytes_to_sign());

@@ -14,12 +14,15 @@
 //! (`ip -6 addr replace` / `ip -6 addr del`, see [`vip`]).
 
 use super::runner::{redact, CommandRunner, SystemRunner};
-use super::{AgentPlan, BootstrapArtifacts, Role, Runtime, RuntimeError, ServerPlan};
+use super::{
+    AgentPlan, BootstrapArtifacts, ModuleVersionPin, Role, Runtime, RuntimeError, ServerPlan,
+};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 mod config;
+pub mod upgrade;
 pub mod vip;
 use config::{invalid, server_config, server_drop_in, systemd_env, ExtraFlags};
 pub(crate) use config::{validate_agent_plan, validate_server_plan};
@@ -93,6 +96,8 @@ pub struct K3sRuntime {
     vip_interface: String,
     /// Tokens seen in plans, scrubbed from every command error.
     secrets: Vec<String>,
+    /// The server plan last started (for a re-stamp).
+    last_server: Option<ServerPlan>,
 }
 
 impl std::fmt::Debug for K3sRuntime {
@@ -128,6 +133,7 @@ impl K3sRuntime {
             artifact_timeout: Self::DEFAULT_ARTIFACT_TIMEOUT,
             vip_interface: DEFAULT_VIP_INTERFACE.to_owned(),
             secrets: Vec::new(),
+            last_server: None,
         }
     }
 
@@ -196,13 +202,23 @@ impl K3sRuntime {
         args: &[&str],
         env: &[(&str, &str)],
     ) -> Result<(), RuntimeError> {
+        self.run_output(program, args, env).map(drop)
+    }
+
+    /// [`Self::run`], answering the command's stdout.
+    fn run_output(
+        &mut self,
+        program: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<String, RuntimeError> {
         let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
         let env: Vec<(String, String)> = env
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
         match self.runner.run(program, &args, &env) {
-            Ok(_) => Ok(()),
+            Ok(out) => Ok(out.stdout),
             Err(RuntimeError::Command { command, detail }) => Err(RuntimeError::Command {
                 command: redact(&command, &self.secrets),
                 detail: redact(&detail, &self.secrets),
@@ -315,6 +331,7 @@ impl Runtime for K3sRuntime {
         let drop_in = server_drop_in(plan, &flags);
         write_file(&self.path(CONFIG_FILE), &config, 0o600)?;
         write_file(&self.path(SERVER_DROP_IN), &drop_in, 0o600)?;
+        self.last_server = Some(plan.clone());
         self.apply("k3s", SERVER_APPLIED, &[&config, &drop_in])
     }
 
@@ -377,6 +394,48 @@ impl Runtime for K3sRuntime {
 
     fn release_vip(&mut self, vip: &str) -> Result<(), RuntimeError> {
         self.del_vip(vip)
+    }
+
+    fn install_version(
+        &mut self,
+        role: Role,
+        pin: Option<&ModuleVersionPin>,
+    ) -> Result<(), RuntimeError> {
+        self.install_pinned(role, pin)
+    }
+
+    fn cordon(&mut self, role: Role) -> Result<(), RuntimeError> {
+        self.cordon_node(role)
+    }
+
+    fn drain(&mut self, role: Role, timeout: Duration) -> Result<(), RuntimeError> {
+        self.drain_node(role, timeout)
+    }
+
+    fn upgrade(&mut self, role: Role, pin: Option<&ModuleVersionPin>) -> Result<(), RuntimeError> {
+        self.upgrade_node(role, pin)
+    }
+
+    fn restamp(&mut self, extra_flags: &[String]) -> Result<(), RuntimeError> {
+        self.restamp_server(extra_flags)
+    }
+
+    fn wait_ready(&mut self, role: Role, timeout: Duration) -> Result<(), RuntimeError> {
+        self.wait_node_ready(role, timeout)
+    }
+
+    fn uncordon(&mut self, role: Role) -> Result<(), RuntimeError> {
+        self.uncordon_node(role)
+    }
+
+    fn adopt_token(
+        &mut self,
+        role: Role,
+        old: &str,
+        new: &str,
+        rotate: bool,
+    ) -> Result<(), RuntimeError> {
+        self.adopt_join_token(role, old, new, rotate)
     }
 }
 
@@ -498,109 +557,4 @@ fn detect_hostname() -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::config::{check_server_url, systemd_word};
-    use super::*;
-
-    #[test]
-    fn urls_bracket_ipv6_and_sans_are_bare() {
-        assert_eq!(
-            api_server_url("fd00:abcd:1::100"),
-            "https://[fd00:abcd:1::100]:6443"
-        );
-        assert_eq!(
-            api_server_url("[fd00:abcd:1::100]"),
-            "https://[fd00:abcd:1::100]:6443"
-        );
-        assert_eq!(api_server_url("10.0.0.1"), "https://10.0.0.1:6443");
-        assert_eq!(bare_host("[fd00::1]"), "fd00::1");
-        assert!(check_server_url("https://[fd00::1]:6443").is_ok());
-        assert!(check_server_url("https://fd00::1:6443").is_err());
-        assert!(check_server_url("http://10.0.0.1:6443").is_err());
-    }
-
-    #[test]
-    fn extra_flags_become_config_keys() {
-        let flags: Vec<String> = [
-            "--flannel-iface=wg0",
-            "--disable-network-policy",
-            "--node-label=a=b",
-            "--node-label=c=d",
-            "--node-ip",
-            "10.0.0.1",
-            "--write-kubeconfig-mode '0644'",
-            "--tls-san=[fd00::2]",
-            "--secrets-encryption=true",
-        ]
-        .map(String::from)
-        .to_vec();
-        let parsed = ExtraFlags::parse(&["fd00::1".into()], &flags).unwrap();
-        assert_eq!(parsed.tls_sans, ["fd00::1", "fd00::2"]);
-        let plan = ServerPlan {
-            cluster_init: true,
-            ..ServerPlan::default()
-        };
-        let yaml = server_config(&plan, &parsed);
-        for line in [
-            "cluster-init: true\n",
-            "flannel-iface: \"wg0\"\n",
-            "disable-network-policy: true\n",
-            "node-label:\n  - \"a=b\"\n  - \"c=d\"\n",
-            "node-ip: \"10.0.0.1\"\n",
-            "write-kubeconfig-mode: \"0644\"\n",
-            "tls-san:\n  - \"fd00::1\"\n  - \"fd00::2\"\n",
-            "secrets-encryption: true\n",
-        ] {
-            assert!(yaml.contains(line), "{line:?} not in\n{yaml}");
-        }
-        assert!(!yaml.contains("token"), "{yaml}");
-        assert_eq!(
-            parsed.command_line(),
-            [
-                "--flannel-iface=wg0",
-                "--disable-network-policy",
-                "--node-label=a=b",
-                "--node-label=c=d",
-                "--node-ip=10.0.0.1",
-                "--write-kubeconfig-mode=0644",
-                "--secrets-encryption",
-            ]
-        );
-    }
-
-    #[test]
-    fn extra_flags_may_not_override_the_plan_or_be_garbage() {
-        for bad in [
-            "--token=x",
-            "--server=https://a:6443",
-            "--cluster-init",
-            "oops",
-            "--",
-        ] {
-            let err = ExtraFlags::parse(&[], &[bad.to_owned()]).unwrap_err();
-            assert!(!err.to_string().contains("=x"), "{err}");
-        }
-    }
-
-    #[test]
-    fn systemd_words_are_escaped() {
-        assert_eq!(systemd_word("--flannel-iface=wg0"), "--flannel-iface=wg0");
-        assert_eq!(systemd_word("a b"), "\"a b\"");
-        assert_eq!(systemd_word("50%"), "50%%");
-        assert_eq!(systemd_word("$HOME"), "$$HOME");
-        assert_eq!(systemd_env("K3S_URL", "x\"y"), "\"K3S_URL=x\\\"y\"");
-    }
-
-    #[test]
-    fn secure_tokens_are_recognised() {
-        assert_eq!(
-            secure_token_parts("K10abcdef0123::server:secret"),
-            Some(("abcdef0123", "server:secret"))
-        );
-        assert_eq!(secure_token_parts("secret"), None);
-        assert_eq!(secure_token_parts("K10xyz::server:secret"), None);
-        assert_eq!(secure_token_parts("K10abc::"), None);
-        assert_eq!(token_password("K10abcdef0123::server:secret"), "secret");
-        assert_eq!(token_password("secret"), "secret");
-    }
-}
+mod tests;

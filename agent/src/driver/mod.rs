@@ -23,8 +23,9 @@ pub mod k3s;
 pub mod runner;
 pub mod simulated;
 
-pub use powernode_protocol::{ClusterCa, ClusterNode};
+pub use powernode_protocol::{ClusterCa, ClusterNode, ModuleVersionPin};
 use serde::{Deserialize, Serialize};
+use std::time::Duration;
 
 /// What the node runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -189,6 +190,39 @@ pub trait Runtime: Send {
     fn observe_cluster(&mut self, instance_id: &str, nodes: &[ClusterNode]) {
         let _ = (instance_id, nodes);
     }
+    /// Installs the catalog version `pin` for `role` without starting it
+    /// (`None`: the driver's default release); [`Self::version`] answers
+    /// its release from then on.
+    fn install_version(
+        &mut self,
+        role: Role,
+        pin: Option<&ModuleVersionPin>,
+    ) -> Result<(), RuntimeError>;
+    /// Marks the node unschedulable.
+    fn cordon(&mut self, role: Role) -> Result<(), RuntimeError>;
+    /// Evicts the node's pods (DaemonSets stay), within `timeout`.
+    fn drain(&mut self, role: Role, timeout: Duration) -> Result<(), RuntimeError>;
+    /// Installs `pin` (as [`Self::install_version`]) and restarts k3s on it.
+    fn upgrade(&mut self, role: Role, pin: Option<&ModuleVersionPin>) -> Result<(), RuntimeError>;
+    /// Rewrites the server's platform-stamped flags with `extra_flags` and
+    /// restarts k3s (a re-stamp; servers only).
+    fn restamp(&mut self, extra_flags: &[String]) -> Result<(), RuntimeError>;
+    /// Waits at most `timeout` for the node to report `Ready`.
+    fn wait_ready(&mut self, role: Role, timeout: Duration) -> Result<(), RuntimeError>;
+    /// Marks the node schedulable again.
+    fn uncordon(&mut self, role: Role) -> Result<(), RuntimeError>;
+    /// Takes the cluster's rotated join token `new` in place of `old`:
+    /// with `rotate` (one server of the cluster) it first rotates the
+    /// token in k3s itself (`k3s token rotate`); every node then rewrites
+    /// its stored token (server config, agent environment) without
+    /// restarting. Neither token ever appears in an error.
+    fn adopt_token(
+        &mut self,
+        role: Role,
+        old: &str,
+        new: &str,
+        rotate: bool,
+    ) -> Result<(), RuntimeError>;
 }
 
 /// Which driver to build (`--runtime`).

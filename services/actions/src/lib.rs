@@ -264,7 +264,7 @@ actions! { $
         permission: Some(Permission::KubernetesProvision),
         args: templates::AssignModuleArgs,
         answer: templates::TemplateAnswer,
-        errors: [Forbidden, NotFound, IdTaken, InvalidEvent, Unavailable, LogError],
+        errors: [Forbidden, NotFound, VersionOfAnotherModule, IdTaken, InvalidEvent, Unavailable, LogError],
     }
     /// Creates a node following a template.
     CreateNode = "system_create_node" {

@@ -251,6 +251,7 @@ async fn serve(
         liveness: Arc::default(),
         failover: Default::default(),
         shutdown: Default::default(),
+        status: Default::default(),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", listener.local_addr()?);

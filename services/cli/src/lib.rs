@@ -11,6 +11,7 @@
 //! it prints only what a command was asked for (diagnostics go to stderr
 //! through `tracing`).
 
+pub mod agents;
 mod api_args;
 pub mod approvals;
 mod call;
@@ -97,6 +98,9 @@ pub enum Command {
         /// Silence detection and failover.
         #[command(flatten)]
         failover: powernode_server::services::failover::FailoverConfig,
+        /// Skill executions.
+        #[command(flatten)]
+        skills: powernode_server::services::skills::SkillsConfig,
     },
     /// Run one service alone.
     Serve {
@@ -112,6 +116,9 @@ pub enum Command {
         /// Silence detection and failover (sensor and failover services).
         #[command(flatten)]
         failover: powernode_server::services::failover::FailoverConfig,
+        /// Skill executions (skills service).
+        #[command(flatten)]
+        skills: powernode_server::services::skills::SkillsConfig,
         /// Name of this replica, when several run the same service: each
         /// gets its own durable cursor and checkpoint (`<service>-<replica>`).
         #[arg(long, env = "POWERNODE_REPLICA")]
@@ -129,6 +136,8 @@ pub enum Command {
     Vip(fleet::VipArgs),
     /// Failover proposals waiting for an operator: list, approve, reject.
     Approvals(approvals::ApprovalsArgs),
+    /// Platform services and node agents: introspect.
+    Agents(agents::AgentsArgs),
     /// The module catalog: list (versions, who runs what), add-version.
     Modules(modules::ModulesArgs),
     /// Skills (rolling upgrades, cluster provisioning): run (with
@@ -210,6 +219,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             node_upgrade_ms,
             fail_upgrade_to,
             failover,
+            skills,
         } => {
             let upgrades = sim::SimUpgrades {
                 node_upgrade: std::time::Duration::from_millis(node_upgrade_ms),
@@ -220,6 +230,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     sim::agents_with(std::time::Duration::from_millis(heartbeat_ms), upgrades)
                 }),
                 failover,
+                skills,
                 replica: None,
                 nats_creds: None,
                 secrets_key_file: None,
@@ -231,6 +242,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             log,
             listen,
             failover,
+            skills,
             replica,
         } => {
             let checkpoint_name = match &replica {
@@ -239,6 +251,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let extras = NodeExtras {
                 failover,
+                skills,
                 replica,
                 ..NodeExtras::default()
             };
@@ -251,6 +264,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Networks(args) => fleet::run_networks(&cli.api, args).await,
         Command::Vip(args) => fleet::run_vip(&cli.api, args).await,
         Command::Approvals(args) => approvals::run(&cli.api, args).await,
+        Command::Agents(args) => agents::run(&cli.api, args).await,
         Command::Modules(args) => modules::run(&cli.api, args).await,
         Command::Skills(args) => skills::run(&cli.api, args).await,
         Command::Events(args) => events::run(&cli.api, args).await,

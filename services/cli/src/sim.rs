@@ -8,7 +8,7 @@
 //! stop with it, and a panic in one stops the node.
 
 use powernode_agent::agent::Agent;
-use powernode_agent::driver::simulated::SimulatedRuntime;
+use powernode_agent::driver::simulated::{SimulatedRuntime, UpgradeBehaviour};
 use powernode_agent::identity::Identity;
 use powernode_agent::state::StateStore;
 use powernode_agent::wireguard::simulated::SimulatedRunner;
@@ -164,10 +164,18 @@ fn spawn_agent(
                     return;
                 }
             };
-            let runtime = Box::new(SimulatedRuntime::new(
-                hostname.clone(),
-                SIMULATED_K3S_VERSION.into(),
-            ));
+            let upgrades = upgrades();
+            // Upgrade orders are run by the agent itself
+            // (`powernode_agent::agent::upgrade`); the runtime only paces
+            // them and fails them where told.
+            let runtime = Box::new(
+                SimulatedRuntime::new(hostname.clone(), SIMULATED_K3S_VERSION.into())
+                    .with_upgrade_behaviour(UpgradeBehaviour {
+                        node_upgrade: upgrades.node_upgrade,
+                        fail_upgrade_to: upgrades.fail_upgrade_to,
+                        fail_rollback: false,
+                    }),
+            );
             let started = tokio::select! {
                 // Starting may wait for the platform's decisions, which a
                 // stopping node no longer makes.

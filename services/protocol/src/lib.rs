@@ -304,6 +304,11 @@ pub struct AgentReport {
     /// The upgrade step it is running, if any: `<execution_id>/<step>/<phase>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upgrading: Option<String>,
+    /// `sha256:<hex>` ([`fingerprint`]) of the cluster join token the node
+    /// holds, once it holds one: the intake answers a stale one with
+    /// [`HeartbeatReply::join_token`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub join_token_fingerprint: Option<String>,
 }
 
 /// Every capability this build's agent has.
@@ -348,6 +353,9 @@ impl AgentReport {
         );
         if let Some(u) = &self.upgrading {
             lines.push(format!("upgrading {u}"));
+        }
+        if let Some(fp) = &self.join_token_fingerprint {
+            lines.push(format!("join_token {fp}"));
         }
         lines
     }
@@ -407,6 +415,35 @@ pub struct HeartbeatReply {
     /// The skill step this instance is to run now, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upgrade: Option<UpgradeOrder>,
+    /// The cluster's current join token, when the node reported another
+    /// fingerprint (rotated since). Only ever on the agent's own reply
+    /// subject; secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub join_token: Option<JoinTokenUpdate>,
+}
+
+/// A rotated cluster join token for a node to adopt. `rotate`: this node
+/// (exactly one server of the cluster) runs `k3s token rotate` from its
+/// old token to this one first; every other node only rewrites its stored
+/// token. `Debug` redacts the token.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JoinTokenUpdate {
+    /// `sha256:<hex>` of `token`.
+    pub fingerprint: String,
+    /// The token (secret).
+    pub token: String,
+    /// Whether this node rotates the cluster's token in k3s itself.
+    pub rotate: bool,
+}
+
+impl std::fmt::Debug for JoinTokenUpdate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JoinTokenUpdate")
+            .field("fingerprint", &self.fingerprint)
+            .field("token", &"<redacted>")
+            .field("rotate", &self.rotate)
+            .finish()
+    }
 }
 
 /// Secrets a bootstrap server hands over with its report.

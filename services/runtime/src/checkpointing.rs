@@ -11,6 +11,7 @@
 
 use super::{RuntimeError, Shared};
 use crate::checkpoint::{Checkpoint, CheckpointStore};
+use crate::status::ConsumerStatus;
 use powernode_log::DurableCursor;
 use powernode_projections::Projection;
 use std::sync::Arc;
@@ -38,6 +39,8 @@ pub(super) struct Checkpointer<S> {
     saved_at: Instant,
     /// The checkpoint being written: its sequence and the writer.
     writing: Option<(u64, JoinHandle<Result<(), String>>)>,
+    /// Told when a checkpoint is saved.
+    status: ConsumerStatus,
 }
 
 impl<S: Projection + Clone + Sync> Checkpointer<S> {
@@ -48,6 +51,7 @@ impl<S: Projection + Clone + Sync> Checkpointer<S> {
         name: &str,
         every: Every,
         saved: u64,
+        status: ConsumerStatus,
     ) -> Self {
         Self {
             shared,
@@ -57,6 +61,7 @@ impl<S: Projection + Clone + Sync> Checkpointer<S> {
             saved,
             saved_at: Instant::now(),
             writing: None,
+            status,
         }
     }
 
@@ -149,6 +154,7 @@ impl<S: Projection + Clone + Sync> Checkpointer<S> {
             .map_err(|reason| self.failed(reason))?;
         self.saved = seq;
         self.saved_at = Instant::now();
+        self.status.checkpointed();
         if let Err(e) = cursor.ack_through(seq).await {
             // Not fatal: the checkpoint is authoritative and redeliveries are skipped.
             warn!(error = %e, seq, "ack failed after checkpoint");

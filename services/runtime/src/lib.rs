@@ -40,6 +40,7 @@ pub mod checkpoint;
 mod checkpointing;
 mod reactor;
 pub mod replay;
+pub mod status;
 pub mod supervisor;
 
 pub use reactor::{derived_event_id, Decisions, Outbox, ProjectOnly, ReactError, Reactor};
@@ -101,13 +102,17 @@ pub struct ConsumerConfig {
     pub checkpoint_every: u64,
     /// …or after this long, whichever comes first.
     pub checkpoint_interval: Duration,
+    /// Its live status, kept by the loop ([`status`]).
+    pub status: status::ConsumerStatus,
 }
 
 impl ConsumerConfig {
     /// Defaults for a consumer of every record.
     pub fn new(name: impl Into<String>) -> Self {
+        let name = name.into();
         Self {
-            name: name.into(),
+            status: status::ConsumerStatus::new(&name, &name),
+            name,
             filter: Filter::all(),
             batch: 1000,
             wait: Duration::from_millis(500),
@@ -182,8 +187,27 @@ impl<S> Shared<S> {
     }
 }
 
-/// Runs one consumer until `shutdown` is cancelled or a fatal error.
+/// Runs one consumer until `shutdown` is cancelled or a fatal error,
+/// keeping `config.status` (stopped, with the error, when it ends).
 pub async fn run_consumer<S, R>(
+    log: SharedLog,
+    checkpoints: Arc<CheckpointStore>,
+    config: ConsumerConfig,
+    shared: Shared<S>,
+    reactor: R,
+    shutdown: CancellationToken,
+) -> Result<(), RuntimeError>
+where
+    S: Projection + Clone + Send + Sync,
+    R: Reactor<S>,
+{
+    let status = config.status.clone();
+    let result = consume(log, checkpoints, config, shared, reactor, shutdown).await;
+    status.stopped(result.as_ref().err().map(|e| e.to_string()).as_deref());
+    result
+}
+
+async fn consume<S, R>(
     log: SharedLog,
     checkpoints: Arc<CheckpointStore>,
     config: ConsumerConfig,
@@ -214,12 +238,21 @@ where
         let Some(mut cursor) = open_cursor(&log, &config, applied, &shutdown).await? else {
             return Ok(());
         };
+        let status = config.status.clone();
+        // Where "caught up" is: the head now (unknown: as far as it got).
+        status.started(applied, log.last_seq().await.unwrap_or(applied));
         let every = checkpointing::Every {
             records: config.checkpoint_every,
             interval: config.checkpoint_interval,
         };
-        let mut checkpoints =
-            checkpointing::Checkpointer::new(shared.clone(), checkpoints, &name, every, applied);
+        let mut checkpoints = checkpointing::Checkpointer::new(
+            shared.clone(),
+            checkpoints,
+            &name,
+            every,
+            applied,
+            status.clone(),
+        );
         let mut hints = admission::KeyHints::default();
 
         // 2-4. Consume.
@@ -234,6 +267,7 @@ where
                 Ok(b) => b,
                 Err(e) if e.is_retryable() => {
                     warn!(error = %e, "fetch failed; retrying");
+                    status.retrying(&format!("fetching from the log: {e}"));
                     tokio::select! {
                         _ = shutdown.cancelled() => break,
                         _ = tokio::time::sleep(Duration::from_millis(500)) => continue,
@@ -244,6 +278,7 @@ where
             // Decode and check signatures on a blocking thread (CPU work, off
             // the async workers) and before taking the write lock, so readers
             // (the API) are only held up while events are applied.
+            let fetched = batch.len();
             let fresh: Vec<Record> = batch.into_iter().filter(|r| r.seq > applied).collect();
             if let Some(first) = fresh.first() {
                 debug!(
@@ -302,6 +337,7 @@ where
                     state = None;
                     execute(
                         &config.name,
+                        &status,
                         &mut reactor,
                         record.seq,
                         &event,
@@ -318,7 +354,7 @@ where
                 }
             }
             drop(state);
-            end_batch(&config.name, &mut reactor, applied, &shutdown).await?;
+            end_batch(&config.name, &status, &mut reactor, applied, &shutdown).await?;
             debug!(
                 applied,
                 process_ms = fetch_start.elapsed().as_secs_f64() * 1000.0 - fetch_ms,
@@ -336,6 +372,7 @@ where
                 );
             }
             checkpoints.after_batch(applied, cursor.as_mut()).await?;
+            status.applied(applied, fetched == 0);
             if shutdown.is_cancelled() {
                 break;
             }
@@ -434,6 +471,7 @@ where
 /// the event again.
 async fn execute<S, R: Reactor<S>>(
     name: &str,
+    status: &status::ConsumerStatus,
     reactor: &mut R,
     seq: u64,
     event: &Envelope,
@@ -447,7 +485,7 @@ async fn execute<S, R: Reactor<S>>(
         loop {
             match reactor.execute(seq, &mut effects, outbox).await {
                 Ok(()) => return Ok(()),
-                Err(e) => pause_before_retry(name, &what, e, shutdown).await?,
+                Err(e) => pause_before_retry(name, status, &what, e, shutdown).await?,
             }
         }
     }
@@ -458,6 +496,7 @@ async fn execute<S, R: Reactor<S>>(
 /// Runs the reactor's deferred work of a batch, retrying while it asks to.
 async fn end_batch<S, R: Reactor<S>>(
     name: &str,
+    status: &status::ConsumerStatus,
     reactor: &mut R,
     applied: u64,
     shutdown: &CancellationToken,
@@ -466,7 +505,7 @@ async fn end_batch<S, R: Reactor<S>>(
     loop {
         match reactor.end_batch().await {
             Ok(()) => return Ok(()),
-            Err(e) => pause_before_retry(name, &what, e, shutdown).await?,
+            Err(e) => pause_before_retry(name, status, &what, e, shutdown).await?,
         }
     }
 }
@@ -476,6 +515,7 @@ async fn end_batch<S, R: Reactor<S>>(
 /// checkpointing past `what`, so it is tried again after a restart.
 async fn pause_before_retry(
     name: &str,
+    status: &status::ConsumerStatus,
     what: &str,
     error: ReactError,
     shutdown: &CancellationToken,
@@ -487,6 +527,7 @@ async fn pause_before_retry(
     match error {
         ReactError::Retry(reason) => {
             warn!(%reason, "reaction to {what} failed; retrying");
+            status.retrying(&format!("reaction to {what}: {reason}"));
             tokio::select! {
                 _ = shutdown.cancelled() => Err(fatal(format!("shut down while retrying {what}: {reason}"))),
                 _ = tokio::time::sleep(Duration::from_millis(250)) => Ok(()),

@@ -3,6 +3,7 @@
 //! Everything a node runs, on top of the log ([`powernode_log`]) and the
 //! consumer runtime ([`powernode_runtime`]):
 //!
+//! * [`skills`] — the day-2 skills' inputs and plans (pure: no I/O);
 //! * [`services`] — the services (provisioner, sdwan, sensor, failover),
 //!   each a reactor the runtime drives, runnable alone or together;
 //! * [`intake`] — where agents enroll, beat and submit their signed events;
@@ -14,7 +15,7 @@
 //! * [`node`] — the wiring: which of these a process runs, on which log.
 //!
 //! Module order (each uses only those before it): `secrets`, `liveness`,
-//! `natsauth` → `services` → `intake` → `api` → `node`.
+//! `natsauth` → `skills` → `services` → `intake` → `api` → `node`.
 //!
 //! Nothing here holds state that cannot be rebuilt from the log (secrets
 //! aside, which the log only fingerprints). This crate never parses a
@@ -28,3 +29,5 @@ pub mod natsauth;
 pub mod node;
 pub mod secrets;
 pub mod services;
+pub mod skills;
+pub mod status;

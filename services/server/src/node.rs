@@ -179,6 +179,8 @@ pub struct NodeExtras {
     pub simulate_agents: Option<SimulatedAgents>,
     /// Silence threshold, failover policy and damping.
     pub failover: crate::services::failover::FailoverConfig,
+    /// Skill executions: step timeout and timer tick.
+    pub skills: crate::services::skills::SkillsConfig,
     /// Replica name (see [`ServiceContext::replica`]).
     pub replica: Option<String>,
     /// The platform's NATS credentials: with the auth-callout issuer key in
@@ -210,7 +212,9 @@ pub async fn start_node_with(
         shutdown: shutdown.clone(),
         liveness: crate::liveness::Liveness::shared(),
         failover: extras.failover.clone(),
+        skills: extras.skills.clone(),
         replica: extras.replica.clone(),
+        status: crate::status::StatusBoard::shared(),
     };
     info!(log = %log.describe(), data_dir = %data_dir.display(), "starting {} service(s)", services.len());
 
@@ -292,6 +296,7 @@ pub async fn start_node_with(
                 liveness: ctx.liveness.clone(),
                 failover: ctx.failover.clone(),
                 shutdown: shutdown.clone(),
+                status: ctx.status.clone(),
             });
             let stop = shutdown.clone();
             node.supervisor.spawn("HTTP server", async move {
@@ -299,11 +304,37 @@ pub async fn start_node_with(
                     .with_graceful_shutdown(async move { stop.cancelled().await })
                     .await
             });
+            if let Some((client, _)) = log.nats_client() {
+                let (board, stop) = (ctx.status.clone(), shutdown.clone());
+                node.supervisor.spawn(
+                    "status collector",
+                    crate::status::publish::run_collector(board, client, stop),
+                );
+            }
+            let (log, fleet, liveness, stop) = (
+                log.clone(),
+                shared.clone(),
+                ctx.liveness.clone(),
+                shutdown.clone(),
+            );
+            node.supervisor.spawn(
+                "outdated agents",
+                crate::liveness::outdated::run_outdated(log, fleet, liveness, stop),
+            );
             api = Some(shared.clone());
         }
         node.supervisor.spawn(
             format!("service {}", name.as_str()),
             run_service(name, ctx.clone(), shared),
+        );
+    }
+    // Every consumer's status, on the board (and NATS).
+    {
+        let client = log.nats_client().map(|(c, _)| c);
+        let (board, log, stop) = (ctx.status.clone(), log.clone(), shutdown.clone());
+        node.supervisor.spawn(
+            "status publisher",
+            crate::status::publish::run_publisher(board, log, client, stop),
         );
     }
     // Sensor, failover and the API need every agent's heartbeats. The intake of this

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// The durable cursors of the rig's services (one per replica).
-pub const CURSORS: [&str; 7] = [
+pub const CURSORS: [&str; 8] = [
     "api",
     "provisioner-1",
     "provisioner-2",
@@ -26,6 +26,7 @@ pub const CURSORS: [&str; 7] = [
     "sensor",
     "failover-1",
     "failover-2",
+    "skills",
 ];
 
 /// How long a scenario step may take before the test fails.

@@ -246,7 +246,9 @@ async fn embedded_a_resent_bootstrap_cannot_replace_the_clusters_secrets() -> an
         shutdown: n.node.as_ref().context("running")?.shutdown.clone(),
         liveness: powernode_server::liveness::Liveness::shared(),
         failover: Default::default(),
+        skills: Default::default(),
         replica: Some("secrets-test".into()),
+        status: Default::default(),
     };
     let liveness = ctx.liveness.clone();
     tokio::spawn(run_service(ServiceName::Api, ctx, fleet.clone()));

@@ -23,6 +23,9 @@
 mod api;
 mod artifacts;
 pub mod saved;
+mod upgrade;
+
+pub use upgrade::UpgradeBehaviour;
 
 use super::apiserver::ApiServer;
 use super::k3s::{
@@ -30,12 +33,14 @@ use super::k3s::{
     SECURE_TOKEN_ON_FIRST_SERVER,
 };
 use super::{
-    AgentPlan, BootstrapArtifacts, ClusterCa, ClusterNode, Role, Runtime, RuntimeError, ServerPlan,
+    AgentPlan, BootstrapArtifacts, ClusterCa, ClusterNode, ModuleVersionPin, Role, Runtime,
+    RuntimeError, ServerPlan,
 };
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 pub use powernode_protocol::token::new_token;
 
@@ -112,6 +117,19 @@ pub struct SimulatedRuntime {
     nodes: Vec<ClusterNode>,
     /// Where the node is saved (none: memory only).
     state_file: Option<PathBuf>,
+    /// The release installed when no catalog version is pinned.
+    default_version: String,
+    /// The catalog version installed, when one was pinned.
+    module_version_id: Option<String>,
+    /// Whether the node is cordoned.
+    cordoned: bool,
+    /// How many times this node rotated its cluster's join token.
+    token_rotations: u32,
+    /// How upgrades behave (pace, injected failures).
+    behaviour: UpgradeBehaviour,
+    /// Whether a `wait_ready` failed since the last successful one (so a
+    /// rollback's `wait_ready` can be made to fail too).
+    failed_ready: bool,
 }
 
 impl SimulatedRuntime {
@@ -119,7 +137,7 @@ impl SimulatedRuntime {
     pub fn new(node_name: String, version: String) -> Self {
         Self {
             node_name,
-            version,
+            version: version.clone(),
             installed: Vec::new(),
             server: None,
             agent: None,
@@ -132,6 +150,12 @@ impl SimulatedRuntime {
             instance_id: None,
             nodes: Vec::new(),
             state_file: None,
+            default_version: version,
+            module_version_id: None,
+            cordoned: false,
+            token_rotations: 0,
+            behaviour: UpgradeBehaviour::default(),
+            failed_ready: false,
         }
     }
 
@@ -289,5 +313,49 @@ impl Runtime for SimulatedRuntime {
 
     fn observe_cluster(&mut self, instance_id: &str, nodes: &[ClusterNode]) {
         self.observe(instance_id, nodes);
+    }
+
+    fn install_version(
+        &mut self,
+        role: Role,
+        pin: Option<&ModuleVersionPin>,
+    ) -> Result<(), RuntimeError> {
+        self.install_pinned(role, pin)
+    }
+
+    fn cordon(&mut self, _role: Role) -> Result<(), RuntimeError> {
+        self.set_cordoned(true)
+    }
+
+    fn drain(&mut self, _role: Role, _timeout: Duration) -> Result<(), RuntimeError> {
+        self.pace();
+        Ok(())
+    }
+
+    fn upgrade(&mut self, role: Role, pin: Option<&ModuleVersionPin>) -> Result<(), RuntimeError> {
+        self.pace();
+        self.install_pinned(role, pin)
+    }
+
+    fn restamp(&mut self, extra_flags: &[String]) -> Result<(), RuntimeError> {
+        self.restamp_flags(extra_flags)
+    }
+
+    fn wait_ready(&mut self, _role: Role, timeout: Duration) -> Result<(), RuntimeError> {
+        self.check_ready(timeout)
+    }
+
+    fn uncordon(&mut self, _role: Role) -> Result<(), RuntimeError> {
+        self.set_cordoned(false)
+    }
+
+    fn adopt_token(
+        &mut self,
+        role: Role,
+        old: &str,
+        new: &str,
+        rotate: bool,
+    ) -> Result<(), RuntimeError> {
+        self.take_token(role, old, new, rotate)
     }
 }

@@ -29,6 +29,11 @@ struct SavedNode {
     ca: Option<ClusterCa>,
     instance_id: Option<String>,
     nodes: Vec<ClusterNode>,
+    /// The release running (absent in files saved before it was kept).
+    version: Option<String>,
+    module_version_id: Option<String>,
+    cordoned: bool,
+    token_rotations: u32,
 }
 
 fn io_error(path: &Path, source: std::io::Error) -> RuntimeError {
@@ -89,6 +94,12 @@ impl SimulatedRuntime {
             self.ca = saved.ca;
             self.instance_id = saved.instance_id;
             self.nodes = saved.nodes;
+            if let Some(version) = saved.version {
+                self.version = version;
+            }
+            self.module_version_id = saved.module_version_id;
+            self.cordoned = saved.cordoned;
+            self.token_rotations = saved.token_rotations;
             let me = self.instance_id.as_deref();
             if let Some(listed) = self
                 .nodes
@@ -130,6 +141,10 @@ impl SimulatedRuntime {
                 ca: self.ca.clone(),
                 instance_id: self.instance_id.clone(),
                 nodes: self.nodes.clone(),
+                version: Some(self.version.clone()),
+                module_version_id: self.module_version_id.clone(),
+                cordoned: self.cordoned,
+                token_rotations: self.token_rotations,
             },
         )
     }

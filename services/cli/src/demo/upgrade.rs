@@ -14,7 +14,7 @@ use powernode_actions::modules::ListModulesAnswer;
 use powernode_actions::skills::{ExecuteSkillAnswer, ExecutionStatus};
 use powernode_actions::ActionName;
 use powernode_events::payloads::k3s::K3sModule;
-use serde_json::{json, Value};
+use serde_json::json;
 
 /// The release the tour's nodes are installed with (pinned).
 pub(super) const FROM: (&str, &str) = ("1.30.5", "v1.30.5+k3s1");
@@ -166,7 +166,7 @@ impl Tour {
                 json!({ "agent_id": "sdwan_manager_agent" }),
             )
             .await?;
-        say_block(&indented(&render_service(&sdwan)));
+        say_block(&indented(&crate::agents::render(&sdwan)));
         let server = self.bootstrap_instance(prod).await?;
         let node = self
             .n
@@ -175,7 +175,7 @@ impl Tour {
                 json!({ "agent_id": server }),
             )
             .await?;
-        say_block(&indented(&render_node(&node["node"])));
+        say_block(&indented(&crate::agents::render(&node)));
         Ok(())
     }
 
@@ -249,76 +249,4 @@ impl Tour {
             .map(str::to_string)
             .with_context(|| format!("instance {boot} has no template"))
     }
-}
-
-/// A service's replicas: status, applied seq, lag, checkpoint age, uptime.
-fn render_service(a: &Value) -> String {
-    let mut t = crate::output::Table::new(&[
-        "REPLICA",
-        "STATUS",
-        "APPLIED",
-        "HEAD",
-        "LAG",
-        "CHECKPOINT-AGE",
-        "UPTIME",
-        "LAST-ERROR",
-    ]);
-    for r in a["replicas"].as_array().into_iter().flatten() {
-        let secs = |k: &str| r[k].as_f64().map_or("-".into(), |s| format!("{s:.1}s"));
-        t.row(vec![
-            field(r, "replica"),
-            field(r, "status"),
-            field(r, "applied_seq"),
-            field(r, "log_head_seq"),
-            field(r, "lag"),
-            secs("checkpoint_age_secs"),
-            secs("uptime_secs"),
-            field(r, "last_error"),
-        ]);
-    }
-    format!(
-        "agent_introspect {}:\n{}",
-        field(a, "agent_id"),
-        t.render("no replica reported")
-    )
-}
-
-/// A node agent: version, runtime, modules, heartbeat, upgrade.
-fn render_node(n: &Value) -> String {
-    let modules: Vec<String> = n["modules"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|m| {
-            format!(
-                "{} {} (k3s {})",
-                field(m, "module_name"),
-                field(m, "reported_version_id"),
-                field(m, "k3s_version")
-            )
-        })
-        .collect();
-    crate::output::key_values(&[
-        (
-            "Instance",
-            format!("{} ({})", field(n, "instance_id"), field(n, "hostname")),
-        ),
-        (
-            "Agent",
-            format!(
-                "{} ({} runtime)",
-                field(n, "agent_version"),
-                field(n, "runtime")
-            ),
-        ),
-        ("Modules", modules.join(", ")),
-        ("Handshake", field(n, "handshake_phase")),
-        (
-            "Heartbeat",
-            format!("{} ms ago", field(n, "heartbeat_age_ms")),
-        ),
-        ("Upgrading", field(n, "upgrading")),
-        ("Recent errors", field(n, "recent_errors")),
-        ("Outdated", field(n, "outdated")),
-    ])
 }

@@ -59,6 +59,8 @@ pub struct ApiState {
     /// Cancelled when the node stops: ends open event streams so the HTTP
     /// server's graceful shutdown does not wait for their clients.
     pub shutdown: tokio_util::sync::CancellationToken,
+    /// Every service replica's status (`agent_introspect`).
+    pub status: crate::status::SharedBoard,
 }
 
 /// The router.

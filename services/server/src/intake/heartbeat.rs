@@ -122,16 +122,21 @@ impl Intake {
             InstanceStatus::Drained => "drained",
             InstanceStatus::Terminated => "terminated",
         };
+        let acct = fleet.account(account);
         let assignments: Vec<Assignment> = fleet
             .template(account, &instance.template_id)
             .map(|t| {
-                t.module_assignments
-                    .iter()
+                t.assignments_for(&instance.id)
+                    .into_iter()
                     .map(|a| Assignment {
                         assignment_id: a.assignment_id.clone(),
                         module_name: a.module_name,
                         target_cluster_id: a.config.target_cluster_id.clone(),
-                        version: None,
+                        version: acct
+                            .and_then(|acct| {
+                                acct.instance_module_version(&instance.id, a.module_name)
+                            })
+                            .map(super::upgrade::pin),
                     })
                     .collect()
             })
@@ -172,7 +177,7 @@ impl Intake {
                 &mut sent,
             ));
         }
-        let reply = HeartbeatReply {
+        let mut reply = HeartbeatReply {
             status: status.to_string(),
             assignments,
             cluster_id: instance.cluster_id.clone(),
@@ -193,9 +198,14 @@ impl Intake {
             } else {
                 Vec::new()
             },
-            upgrade: None,
+            upgrade: match (terminated, acct) {
+                (false, Some(acct)) => super::upgrade::order_for(acct, &instance.id),
+                _ => None,
+            },
+            join_token: None,
         };
         drop(fleet);
+        reply.join_token = self.join_token_update(&hb).await;
         if !changes.is_empty() {
             // Recorded in the background: the beat is answered at once.
             // A few appends, each tried once: the helper ends on its own,

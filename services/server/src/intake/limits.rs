@@ -208,9 +208,57 @@ pub fn event(e: &Envelope) -> Result<(), Refusal> {
             )?;
             check("payload.endpoint", &p.endpoint, MAX_ADDRESS, Chars::Token)
         }
+        EventPayload::ModuleUpgraded(p) => {
+            id("payload.instance_id", &p.instance_id)?;
+            id("payload.execution_id", &p.execution_id)?;
+            for v in [&p.from_version_id, &p.to_version_id].into_iter().flatten() {
+                id("payload.version_id", v)?;
+            }
+            check(
+                "payload.k3s_version",
+                &p.k3s_version,
+                MAX_VERSION,
+                Chars::Token,
+            )?;
+            phases(&p.phases)
+        }
+        EventPayload::ModuleUpgradeFailed(p) => {
+            id("payload.instance_id", &p.instance_id)?;
+            id("payload.execution_id", &p.execution_id)?;
+            for v in [&p.to_version_id, &p.running_version_id]
+                .into_iter()
+                .flatten()
+            {
+                id("payload.version_id", v)?;
+            }
+            check(
+                "payload.k3s_version",
+                &p.k3s_version,
+                MAX_VERSION,
+                Chars::Token,
+            )?;
+            check("payload.reason", &p.reason, MAX_REASON, Chars::Text)?;
+            phases(&p.phases)
+        }
         // Other kinds are refused by kind before their fields matter.
         _ => Ok(()),
     }
+}
+
+/// Longest reason or phase detail in an upgrade report (bytes).
+pub const MAX_REASON: usize = 2048;
+/// Most phases an upgrade report lists.
+pub const MAX_PHASES: usize = 16;
+
+/// The phases of an upgrade report.
+fn phases(phases: &[powernode_events::payloads::skills::PhaseReport]) -> Result<(), Refusal> {
+    count("payload.phases", phases.len(), MAX_PHASES)?;
+    for p in phases {
+        if let Some(d) = &p.detail {
+            check("payload.phases[].detail", d, MAX_REASON, Chars::Text)?;
+        }
+    }
+    Ok(())
 }
 
 /// Every field of a heartbeat.

@@ -27,6 +27,8 @@ pub mod limits;
 mod local;
 pub mod nats;
 mod summary;
+mod token;
+mod upgrade;
 mod validate;
 mod wireguard;
 
@@ -305,6 +307,9 @@ impl Intake {
             }
             EventPayload::HandshakeJoinRequest(p) => self.join(event, &p.instance_id).await,
             EventPayload::WireguardKeyRegistered(p) => self.register_wireguard_key(event, p).await,
+            EventPayload::ModuleUpgraded(_) | EventPayload::ModuleUpgradeFailed(_) => {
+                self.upgrade_report(event).await
+            }
             EventPayload::HandshakeReady(p) => {
                 self.ready(
                     event,
@@ -315,7 +320,7 @@ impl Intake {
                 .await
             }
             _ => unreachable!(
-                "validate::admit lets only handshake kinds and key registrations through"
+                "validate::admit lets only handshake kinds, key registrations and upgrade reports through"
             ),
         }
     }

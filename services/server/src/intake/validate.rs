@@ -29,6 +29,8 @@ fn reported_instance(payload: &EventPayload) -> Option<&str> {
         EventPayload::HandshakeJoinRequest(p) => &p.instance_id,
         EventPayload::HandshakeReady(p) => &p.instance_id,
         EventPayload::WireguardKeyRegistered(p) => &p.instance_id,
+        EventPayload::ModuleUpgraded(p) => &p.instance_id,
+        EventPayload::ModuleUpgradeFailed(p) => &p.instance_id,
         _ => return None,
     })
 }
@@ -140,7 +142,7 @@ pub(super) async fn admit(
         return Err(reject(
             refusal(
                 "kind_not_allowed",
-                format!("agents may report runtime.installing, handshake phases and their WireGuard key, not {kind}"),
+                format!("agents may report runtime.installing, handshake phases, their WireGuard key and upgrade outcomes, not {kind}"),
             ),
             event,
         ));

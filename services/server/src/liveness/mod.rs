@@ -12,14 +12,18 @@
 //! it counts.
 //!
 //! A beat also carries data-plane reports (the WireGuard revisions applied,
-//! probes through VIPs), kept here too ([`dataplane`]).
+//! probes through VIPs), kept here too ([`dataplane`]), and the agent's
+//! own report (version, capabilities, modules, errors), which
+//! `agent_introspect` shows and [`outdated`] checks against what the
+//! instance's config needs.
 
 pub mod dataplane;
+pub mod outdated;
 
 use chrono::{DateTime, Utc};
 use dataplane::{DataPlaneTable, ProbeReport};
-use powernode_protocol::Heartbeat;
-use std::collections::HashMap;
+use powernode_protocol::{AgentReport, Heartbeat};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 /// Last-heard times of agents, by instance id.
@@ -32,7 +36,23 @@ pub struct Liveness {
     beats: Mutex<HashMap<String, i64>>,
     /// Applied WireGuard revisions and VIP probes, per instance.
     data_plane: Mutex<DataPlaneTable>,
+    /// The last verified beat's report (`None`: an agent that sends none)
+    /// and when that beat arrived, per instance.
+    reports: Mutex<HashMap<String, LastBeat>>,
+    /// Instances whose report arrived since [`Self::take_reported`], and
+    /// the wake-up of whoever takes them.
+    reported: Mutex<BTreeSet<String>>,
+    reported_notify: tokio::sync::Notify,
     started_at: DateTime<Utc>,
+}
+
+/// An instance's last verified heartbeat, as far as introspection cares.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LastBeat {
+    /// When it arrived here.
+    pub at: DateTime<Utc>,
+    /// The agent's report; `None` from an agent too old to send one.
+    pub report: Option<AgentReport>,
 }
 
 /// A liveness table shared by the parts of one process.
@@ -44,6 +64,9 @@ impl Default for Liveness {
             seen: Mutex::default(),
             beats: Mutex::default(),
             data_plane: Mutex::default(),
+            reports: Mutex::default(),
+            reported: Mutex::default(),
+            reported_notify: tokio::sync::Notify::new(),
             started_at: Utc::now(),
         }
     }
@@ -79,6 +102,7 @@ impl Liveness {
     pub fn record_heartbeat(&self, hb: &Heartbeat) {
         self.record_beat(&hb.instance_id, hb.sent_at_ms);
         let now = Utc::now();
+        self.record_report(&hb.instance_id, hb.report.clone(), now);
         let mut table = self.data_plane.lock().unwrap_or_else(|e| e.into_inner());
         table.record_applied(&hb.instance_id, &hb.wireguard_applied);
         for probe in &hb.vip_probes {
@@ -87,6 +111,60 @@ impl Liveness {
                 &probe.virtual_ip_id,
                 ProbeReport::new(probe, now),
             );
+        }
+    }
+
+    /// Records the report of a verified beat of `instance_id` that arrived
+    /// `at` (what [`Self::record_heartbeat`] does; tests call it directly).
+    pub fn record_report(&self, instance_id: &str, report: Option<AgentReport>, at: DateTime<Utc>) {
+        let changed = {
+            let mut reports = self.reports.lock().unwrap_or_else(|e| e.into_inner());
+            let last = LastBeat { at, report };
+            let changed = reports
+                .get(instance_id)
+                .is_none_or(|old| old.report != last.report);
+            reports.insert(instance_id.to_string(), last);
+            changed
+        };
+        if changed {
+            self.reported
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(instance_id.to_string());
+            self.reported_notify.notify_one();
+        }
+    }
+
+    /// The instance's last verified beat heard by this process, if any.
+    pub fn last_beat(&self, instance_id: &str) -> Option<LastBeat> {
+        self.reports
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(instance_id)
+            .cloned()
+    }
+
+    /// Every instance whose beat was verified here.
+    pub fn heard_instances(&self) -> Vec<String> {
+        self.reports
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    /// The instances whose report is new or changed since the last call
+    /// (the first beat of each counts), waiting for one if there is none.
+    pub async fn take_reported(&self) -> BTreeSet<String> {
+        loop {
+            let notified = self.reported_notify.notified();
+            let taken =
+                std::mem::take(&mut *self.reported.lock().unwrap_or_else(|e| e.into_inner()));
+            if !taken.is_empty() {
+                return taken;
+            }
+            notified.await;
         }
     }
 

@@ -16,6 +16,7 @@ pub mod grants;
 pub mod provisioner;
 pub mod sdwan;
 pub mod sensor;
+pub mod skills;
 
 use chrono::{DateTime, Utc};
 use powernode_events::{Actor, Envelope, EventPayload};
@@ -42,15 +43,18 @@ pub enum ServiceName {
     Sensor,
     /// VIP failover proposals and promotions.
     Failover,
+    /// Skill executions: rolling upgrades, cluster provisioning, re-stamps.
+    Skills,
 }
 
 impl ServiceName {
     /// Every service, in start order.
-    pub const ALL: [ServiceName; 5] = [
+    pub const ALL: [ServiceName; 6] = [
         Self::Provisioner,
         Self::Sdwan,
         Self::Sensor,
         Self::Failover,
+        Self::Skills,
         Self::Api,
     ];
 
@@ -62,6 +66,7 @@ impl ServiceName {
             Self::Sdwan => "sdwan",
             Self::Sensor => "sensor",
             Self::Failover => "failover",
+            Self::Skills => "skills",
         }
     }
 }
@@ -79,10 +84,14 @@ pub struct ServiceContext {
     pub liveness: crate::liveness::SharedLiveness,
     /// Silence threshold, failover policy and damping.
     pub failover: failover::FailoverConfig,
+    /// Skill executions: step timeout and timer tick.
+    pub skills: skills::SkillsConfig,
     /// Replica name: several replicas of one service each need their own
     /// durable cursor and checkpoint (`<service>-<replica>`), or they would
     /// split the log between them. `None`: the service name alone.
     pub replica: Option<String>,
+    /// Where this process's consumers report their status.
+    pub status: crate::status::SharedBoard,
 }
 
 /// Runs the consumer of one service over `shared` until shutdown.
@@ -91,10 +100,11 @@ pub async fn run_service(
     ctx: ServiceContext,
     shared: Shared<FleetState>,
 ) -> Result<(), RuntimeError> {
-    let config = ConsumerConfig::new(match &ctx.replica {
+    let mut config = ConsumerConfig::new(match &ctx.replica {
         Some(r) => format!("{}-{r}", name.as_str()),
         None => name.as_str().to_string(),
     });
+    config.status = ctx.status.track(name.as_str(), &config.name);
     let (log, cps, stop) = (ctx.log, ctx.checkpoints, ctx.shutdown);
     match name {
         ServiceName::Provisioner => {
@@ -131,6 +141,22 @@ pub async fn run_service(
             let name = config.name.clone();
             let consumer = run_consumer(log, cps, config, shared, reactor, local.clone());
             with_timer(&name, local, consumer, expiry).await
+        }
+        ServiceName::Skills => {
+            let local = stop.child_token();
+            let nats = log.nats_client().map(|(c, _)| c);
+            let timer = skills::run_timer(
+                log.clone(),
+                nats.clone(),
+                shared.clone(),
+                ctx.skills.clone(),
+                Utc::now,
+                local.clone(),
+            );
+            let reactor = skills::Skills::new(log.clone(), nats, ctx.skills);
+            let name = config.name.clone();
+            let consumer = run_consumer(log, cps, config, shared, reactor, local.clone());
+            with_timer(&name, local, consumer, timer).await
         }
         ServiceName::Api => run_consumer(log, cps, config, shared, ProjectOnly, stop).await,
     }

@@ -113,6 +113,11 @@ impl ActionContext<'_> {
         &self.api.liveness
     }
 
+    /// Every service replica's status.
+    pub fn status(&self) -> &crate::status::SharedBoard {
+        &self.api.status
+    }
+
     /// Failover tuning.
     pub fn failover(&self) -> &crate::services::failover::FailoverConfig {
         &self.api.failover

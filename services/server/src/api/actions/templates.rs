@@ -8,7 +8,6 @@ use powernode_actions::templates::{
 use powernode_events::payloads::fleet::TemplateCreated;
 use powernode_events::payloads::k3s::{K3sModule, ModuleAssigned, ModuleConfig};
 use powernode_events::Envelope;
-use serde_json::Value;
 
 handlers! {
     CreateTemplate => create_template,
@@ -49,31 +48,29 @@ pub async fn get_template(
     })
 }
 
-/// `system_assign_module_to_template({template_id, module_name, config?})`.
+/// `system_assign_module_to_template({template_id, module_name, config?,
+/// module_version_id?})`. The assignment pins `module_version_id` (a
+/// version of that module), else the module's newest version (unpinned
+/// while the catalog has none).
 /// `config.target_cluster_id` is checked when the agent asks to join, as the
 /// runbook says; other config keys are kept verbatim (strings only).
 pub async fn assign_module(
     ctx: &ActionContext<'_>,
     a: AssignModuleArgs,
 ) -> Result<TemplateAnswer, ApiError> {
-    let module: K3sModule =
-        serde_json::from_value(Value::String(a.module_name.clone())).map_err(|_| {
-            ApiError::bad_request(
-                ErrorCode::InvalidArguments,
-                format!(
-                    "unknown module_name {:?}; known: k3s-server, k3s-agent",
-                    a.module_name
-                ),
-            )
-        })?;
-    if ctx
-        .fleet()
-        .await
-        .template(&ctx.operator.account, &a.template_id)
-        .is_none()
-    {
-        return Err(ApiError::not_found("template", &a.template_id));
-    }
+    let module: K3sModule = super::modules::parse_module(&a.module_name)?;
+    let module_version_id = {
+        let fleet = ctx.fleet().await;
+        let account = &ctx.operator.account;
+        if fleet.template(account, &a.template_id).is_none() {
+            return Err(ApiError::not_found("template", &a.template_id));
+        }
+        pinned_version(
+            fleet.account(account),
+            module,
+            a.module_version_id.as_deref(),
+        )?
+    };
     let mut extra = a.config;
     let target_cluster_id = extra.remove("target_cluster_id").filter(|t| !t.is_empty());
     let event = Envelope::new(
@@ -87,10 +84,38 @@ pub async fn assign_module(
                 target_cluster_id,
                 extra,
             },
-            module_version_id: None,
+            module_version_id,
             instance_id: None,
         },
     );
     ctx.append(&[event]).await?;
     get_template(ctx, GetTemplateArgs { id: a.template_id }).await
+}
+
+/// The version an assignment of `module` pins: `asked` when it is a version
+/// of that module, else the newest (`None` while the catalog is empty).
+fn pinned_version(
+    account: Option<&powernode_projections::fleet::AccountState>,
+    module: K3sModule,
+    asked: Option<&str>,
+) -> Result<Option<String>, ApiError> {
+    let Some(id) = asked else {
+        return Ok(account
+            .and_then(|a| a.newest_module_version(module))
+            .map(|v| v.id.clone()));
+    };
+    let version = account
+        .and_then(|a| a.module_versions.get(id))
+        .ok_or_else(|| ApiError::not_found("module version", id))?;
+    if version.module_name != module {
+        return Err(ApiError::new(
+            ErrorCode::VersionOfAnotherModule,
+            format!(
+                "{id} is a version of {}, not of {}",
+                version.module_name.module_id(),
+                module.module_id()
+            ),
+        ));
+    }
+    Ok(Some(version.id.clone()))
 }
