@@ -102,15 +102,17 @@ impl Tour {
         say_block(&indented(&render_modules(&modules)));
         self.n.events().await?;
 
-        let template = self.server_template(prod).await?;
+        let (holder, holder_t, others) = self.server_templates(prod).await?;
         let target = K3sModule::K3sServer.version_id(TO.0);
-        let inputs = json!({
-            "template_id": template,
-            "module_id": K3sModule::K3sServer.module_id(),
-            "target_version_id": target,
-            "batch_pct": 50,
-            "max_consecutive_failures": 1,
-        });
+        let inputs = |template: &str| {
+            json!({
+                "template_id": template,
+                "module_id": K3sModule::K3sServer.module_id(),
+                "target_version_id": target,
+                "batch_pct": 50,
+                "max_consecutive_failures": 1,
+            })
+        };
         self.n.step(
             "Day-2 · rolling upgrade, dry run",
             &format!(
@@ -119,13 +121,13 @@ impl Tour {
             ),
         );
         self.n.info(&format!(
-            "powernode skills run {SKILL} --template {template} --module mod-k3s-server --to {target} --batch-pct 50 --max-failures 1 --dry-run"
+            "powernode skills run {SKILL} --template {holder_t} --module mod-k3s-server --to {target} --batch-pct 50 --max-failures 1 --dry-run"
         ));
         let plan = self
             .n
             .call(
                 ActionName::ExecuteSkill.as_str(),
-                json!({ "skill": SKILL, "inputs": inputs, "dry_run": true }),
+                json!({ "skill": SKILL, "inputs": inputs(&holder_t), "dry_run": true }),
             )
             .await?;
         let plan: ExecuteSkillAnswer =
@@ -135,30 +137,56 @@ impl Tour {
             bail!("{}: the dry run appended events", self.n.current());
         }
         self.n.info("(no events: a dry run appends nothing)");
+        self.n.info(&format!(
+            "{holder} holds prod's VIP: it goes last, its VIP drained to an upgraded server first,"
+        ));
+        self.n
+            .info("so the template of prod's other server (Runbook Phase 4) is upgraded first");
 
-        self.n.step(
-            "Day-2 · rolling upgrade",
-            "each node cordoned, drained, upgraded, waited ready, uncordoned; a failure stops the rollout",
-        );
-        let started = self
+        for (i, template) in others.iter().chain([&holder_t]).enumerate() {
+            self.n.step(
+                "Day-2 · rolling upgrade",
+                &if i < others.len() {
+                    format!("template {template}: the other server first")
+                } else {
+                    format!("template {template}: the VIP holder, its VIP moved to the upgraded server first")
+                },
+            );
+            self.n.info(&format!(
+                "powernode skills run {SKILL} --template {template} --module mod-k3s-server --to {target} --batch-pct 50 --max-failures 1"
+            ));
+            let started = self
+                .n
+                .call(
+                    ActionName::ExecuteSkill.as_str(),
+                    json!({ "skill": SKILL, "inputs": inputs(template) }),
+                )
+                .await?;
+            let id = started["execution"]["id"]
+                .as_str()
+                .context("execute_skill answered no execution.id")?
+                .to_string();
+            self.n.info(&format!("execution {id} started"));
+            self.follow(&id).await?;
+            self.n.events().await?;
+        }
+        let vip = self
             .n
             .call(
-                ActionName::ExecuteSkill.as_str(),
-                json!({ "skill": SKILL, "inputs": inputs }),
+                ActionName::GetVirtualIp.as_str(),
+                json!({ "cluster_id": prod }),
             )
             .await?;
-        let id = started["execution"]["id"]
-            .as_str()
-            .context("execute_skill answered no execution.id")?
-            .to_string();
-        self.n.info(&format!("execution {id} started"));
-        self.follow(&id).await?;
-        self.n.events().await?;
+        self.show_vip(&vip["virtual_ip"]);
 
         self.n.step(
             "Day-2 · agent_introspect",
             "what the platform's services and the upgraded node's agent say about themselves",
         );
+        self.n.info(&format!(
+            "{} {{\"agent_id\": \"sdwan_manager_agent\"}} (powernode agents introspect sdwan_manager_agent):",
+            ActionName::AgentIntrospect
+        ));
         let sdwan = self
             .n
             .call(
@@ -167,14 +195,33 @@ impl Tour {
             )
             .await?;
         say_block(&indented(&crate::agents::render(&sdwan)));
-        let server = self.bootstrap_instance(prod).await?;
-        let node = self
+        // The agent reports what it runs in its next heartbeat.
+        let mut w = self
             .n
-            .call(
-                ActionName::AgentIntrospect.as_str(),
-                json!({ "agent_id": server }),
-            )
-            .await?;
+            .wait(&format!("{holder}'s agent to report running {target}"));
+        let node = loop {
+            let node = self
+                .n
+                .call(
+                    ActionName::AgentIntrospect.as_str(),
+                    json!({ "agent_id": holder }),
+                )
+                .await?;
+            let reported = node["node"]["modules"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|m| m["reported_version_id"] == target.as_str());
+            if reported && node["node"]["upgrading"].is_null() {
+                break node;
+            }
+            w.pending("not reported yet").await?;
+        };
+        w.done(&format!("it runs {target}"));
+        self.n.info(&format!(
+            "{} {{\"agent_id\": \"{holder}\"}} (powernode agents introspect {holder}):",
+            ActionName::AgentIntrospect
+        ));
         say_block(&indented(&crate::agents::render(&node)));
         Ok(())
     }
@@ -233,20 +280,59 @@ impl Tour {
             .with_context(|| format!("cluster {cluster} names no bootstrap instance"))
     }
 
-    /// The template of the instance that bootstrapped `cluster`.
-    async fn server_template(&self, cluster: &str) -> anyhow::Result<String> {
-        let boot = self.bootstrap_instance(cluster).await?;
+    /// Prod's VIP holder, its template, and the templates of the
+    /// cluster's other control-plane nodes.
+    async fn server_templates(
+        &self,
+        cluster: &str,
+    ) -> anyhow::Result<(String, String, Vec<String>)> {
+        let vip = self
+            .n
+            .call(
+                ActionName::GetVirtualIp.as_str(),
+                json!({ "cluster_id": cluster }),
+            )
+            .await?;
+        let holder = match vip["virtual_ip"]["holders"][0].as_str() {
+            Some(h) => h.to_string(),
+            None => self.bootstrap_instance(cluster).await?,
+        };
+        let nodes = self
+            .n
+            .call(
+                ActionName::ListNodes.as_str(),
+                json!({ "cluster_id": cluster }),
+            )
+            .await?;
+        let servers: Vec<String> = nodes["nodes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|n| n["role"] == "control-plane")
+            .filter_map(|n| n["instance_id"].as_str().map(str::to_string))
+            .collect();
         let list = self
             .n
             .call(ActionName::ListInstances.as_str(), json!({}))
             .await?;
-        list["instances"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|i| i["id"] == boot.as_str())
-            .and_then(|i| i["template_id"].as_str())
-            .map(str::to_string)
-            .with_context(|| format!("instance {boot} has no template"))
+        let template_of = |id: &str| {
+            list["instances"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|i| i["id"] == id)
+                .and_then(|i| i["template_id"].as_str())
+                .map(str::to_string)
+        };
+        let holder_t =
+            template_of(&holder).with_context(|| format!("instance {holder} has no template"))?;
+        let mut others: Vec<String> = servers
+            .iter()
+            .filter(|s| **s != holder)
+            .filter_map(|s| template_of(s))
+            .filter(|t| *t != holder_t)
+            .collect();
+        others.dedup();
+        Ok((holder, holder_t, others))
     }
 }

@@ -147,6 +147,7 @@ pub fn step_state(s: &StepView, live: &LivePhases) -> String {
                     "; back in service on {}",
                     s.from_version_id.as_deref().unwrap_or("its old version")
                 ),
+                Some(false) if s.phases.is_empty() => "; the node was not touched".into(),
                 Some(false) => "; NOT rolled back".into(),
                 None => String::new(),
             };
