@@ -302,7 +302,10 @@ async fn skills_run_plans_follows_and_reports_a_rolling_upgrade() -> anyhow::Res
     );
 
     // Bad input: refused with its code, nothing runs.
-    let out = p.cli(&bin, &upgrade_args(&worker_t, &["--batch-pct", "0"]))?;
+    let mut zero = upgrade_args(&worker_t, &[]);
+    zero[10] = "0";
+    assert_eq!(zero[9], "--batch-pct");
+    let out = p.cli(&bin, &zero)?;
     failed_with(&out, &["batch_pct"]);
     let out = p.cli(&bin, &["skills", "run", "no-such-skill", "--input", "x=1"])?;
     failed_with(&out, &["unknown_skill"]);
