@@ -324,7 +324,7 @@ async fn skills_run_plans_follows_and_reports_a_rolling_upgrade() -> anyhow::Res
     );
     for w in &workers {
         assert!(
-            run.lines().any(|l| l.contains(&format!("✓ wrk-"))
+            run.lines().any(|l| l.contains("✓ wrk-")
                 && l.contains(w.as_str())
                 && l.contains("succeeded, runs v-k3s-agent-1.31.0")),
             "no success line for {w}:\n{run}"
