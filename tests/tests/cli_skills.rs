@@ -9,7 +9,7 @@
 //!   succeeded on the target; `modules list` shows the workers on it;
 //! * bad input is refused with its code and nothing runs (batch_pct 0,
 //!   upgrading to the version already running, an unknown skill);
-//!   `skills cancel` without a terminal and without `--yes` refuses;
+//!   `skills cancel` of a finished execution says so, with or without `--yes`;
 //! * with upgrades to 1.31.0 made to fail, the run is aborted after one
 //!   failure: the command exits non-zero saying why, the failed node is
 //!   back on 1.30.5, and no later node was touched.
@@ -358,7 +358,7 @@ async fn skills_run_plans_follows_and_reports_a_rolling_upgrade() -> anyhow::Res
     let out = p.cli(&bin, &upgrade_args(&worker_t, &[]))?;
     failed_with(&out, &["nothing_to_upgrade"]);
     let out = p.cli(&bin, &["skills", "cancel", &id])?;
-    failed_with(&out, &["without confirmation", "--yes"]);
+    failed_with(&out, &["is already completed; nothing to cancel"]);
     let out = p.cli(&bin, &["skills", "cancel", &id, "--yes"])?;
     failed_with(&out, &["execution_finished"]);
 

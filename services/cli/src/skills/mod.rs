@@ -235,6 +235,12 @@ pub async fn run(api: &ApiArgs, args: SkillsArgs) -> anyhow::Result<()> {
         } => {
             if !yes {
                 let e = follow::get(&ctx.api, &execution_id).await?;
+                if e.status.is_finished() {
+                    bail!(
+                        "execution {execution_id} is already {}; nothing to cancel",
+                        e.status.as_str()
+                    );
+                }
                 let pending = e
                     .steps
                     .iter()
