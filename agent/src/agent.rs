@@ -21,10 +21,9 @@ use crate::state::{AgentState, Phase, Plan, StateStore};
 use powernode_events::payloads::k3s::{
     HandshakeBootstrap, HandshakeJoinRequest, HandshakeReady, K3sModule, RuntimeInstalling,
 };
-use powernode_events::{AccountId, Actor, Envelope, EventPayload};
+
 use powernode_protocol::{
-    fingerprint, Assignment, BootstrapSecrets, EnrollRequest, HeartbeatReply, HeldVip, Submission,
-    SubmitReply,
+    fingerprint, Assignment, BootstrapSecrets, EnrollRequest, HeartbeatReply, HeldVip, SubmitReply,
 };
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -33,6 +32,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+mod calls;
 mod dataplane;
 mod fencing;
 mod orders;
@@ -169,6 +169,12 @@ impl Agent {
             store.save(&state)?;
         }
         let info = (runtime.name(), runtime.version(), runtime.node_name());
+        let upgrades = upgrade::UpgradeStore::new(store.sibling("upgrade.json"));
+        // A step that ended after the state was last saved changed the
+        // version running.
+        if let Some(record) = upgrades.load().filter(|r| r.outcome.is_some()) {
+            state.module_version = record.running;
+        }
         let running_pin = state.module_version.clone();
         Ok(Self {
             identity: Arc::new(identity),
@@ -177,7 +183,7 @@ impl Agent {
             info: Arc::new(std::sync::Mutex::new(info)),
             diagnostics: Arc::default(),
             running_pin: Arc::new(std::sync::Mutex::new(running_pin)),
-            upgrades: upgrade::UpgradeStore::new(store.sibling("upgrade.json")),
+            upgrades,
             upgrade_task: None,
             ready_timeout: upgrade::DEFAULT_READY_TIMEOUT,
             store,
@@ -399,7 +405,11 @@ impl Agent {
     }
 
     async fn install(&mut self, plan: &Plan) -> Result<Step, AgentError> {
-        let version = self.runtime_info().1;
+        // The pinned release, else the driver's default.
+        let version = plan
+            .version
+            .as_ref()
+            .map_or_else(|| self.runtime_info().1, |p| p.k3s_version.clone());
         let reply = self
             .submit(
                 RuntimeInstalling {
@@ -418,6 +428,7 @@ impl Agent {
         self.with_runtime(move |rt| rt.install_version(role, pin.as_ref()))
             .await?;
         *self.running_pin.lock().unwrap_or_else(|e| e.into_inner()) = plan.version.clone();
+        self.upgrades.installed(plan.version.clone());
         self.runtime_checked = true;
         self.state.phase = Phase::Installed;
         Ok(Step::Advanced(Phase::Installed))
@@ -562,87 +573,6 @@ impl Agent {
             _ => Err(AgentError::Unexpected("ready")),
         }
     }
-
-    fn node_name(&self) -> String {
-        let (name, _, node_name) = self.runtime_info();
-        match (&self.state.hostname, name) {
-            (Some(h), "simulated") => h.clone(),
-            _ => node_name,
-        }
-    }
-
-    /// The driver's name, k3s version and node name.
-    fn runtime_info(&self) -> (&'static str, String, String) {
-        self.info.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    /// Tells the driver what the platform knows of the cluster, and keeps
-    /// the overlay address the WireGuard config names.
-    fn observe_cluster(&mut self, hb: &HeartbeatReply) {
-        if let Some(config) = hb.wireguard.first() {
-            self.overlay_ip = Some(config.address.to_string());
-        }
-        let id = self.instance_id().to_owned();
-        // Skipped while an upgrade phase holds the driver: the next beat
-        // says it again.
-        if let Ok(mut rt) = self.runtime.try_lock() {
-            rt.observe_cluster(&id, &hb.cluster_nodes);
-        }
-    }
-
-    /// Runs a blocking driver call off the async threads.
-    async fn with_runtime<T: Send + 'static>(
-        &mut self,
-        f: impl FnOnce(&mut dyn Runtime) -> Result<T, RuntimeError> + Send + 'static,
-    ) -> Result<T, RuntimeError> {
-        run_on(&self.runtime, &self.info, f).await
-    }
-
-    /// Signs `payload` as this instance and submits it.
-    async fn submit(
-        &self,
-        payload: impl Into<EventPayload>,
-        secrets: Option<BootstrapSecrets>,
-    ) -> Result<SubmitReply, AgentError> {
-        let account = AccountId::new(self.state.account_id.clone().unwrap_or_default())
-            .map_err(|_| AgentError::NotEnrolled)?;
-        let mut event = Envelope::new(
-            account,
-            Actor::Agent {
-                instance_id: self.instance_id().to_string(),
-            },
-            payload,
-        );
-        self.identity.sign(&mut event)?;
-        let bytes = event
-            .encode()
-            .map_err(|e| AgentError::Encode(e.to_string()))?;
-        Ok(self
-            .link
-            .submit(Submission {
-                event: hex::encode(bytes),
-                secrets,
-            })
-            .await?)
-    }
-}
-
-/// Runs a blocking driver call off the async threads, holding the driver
-/// for its duration, and notes what the driver then says of itself.
-pub(crate) async fn run_on<T: Send + 'static>(
-    runtime: &SharedRuntime,
-    info: &SharedInfo,
-    f: impl FnOnce(&mut dyn Runtime) -> Result<T, RuntimeError> + Send + 'static,
-) -> Result<T, RuntimeError> {
-    let (runtime, info) = (Arc::clone(runtime), Arc::clone(info));
-    tokio::task::spawn_blocking(move || {
-        let mut rt = runtime.lock().unwrap_or_else(|e| e.into_inner());
-        let out = f(rt.as_mut());
-        *info.lock().unwrap_or_else(|e| e.into_inner()) = (rt.name(), rt.version(), rt.node_name());
-        out
-    })
-    .await
-    .expect("runtime driver panicked")
 }
 
 fn role_of(module: K3sModule) -> Role {

@@ -275,16 +275,20 @@ async fn the_held_vips_are_reported_signed() {
     let key: [u8; 32] = hex::decode(public).unwrap().try_into().unwrap();
     let key = VerifyingKey::from_bytes(&key).unwrap();
     let signature = Signature::from_slice(&hex::decode(&beat.signature).unwrap()).unwrap();
-    let bytes = Heartbeat::signing_bytes(&beat.instance_id, beat.sent_at_ms, &beat.held_vips);
-    key.verify(&bytes, &signature).expect("the beat verifies");
+    key.verify(&beat.bytes_to_sign(), &signature)
+        .expect("the beat verifies");
 
     // The signature covers the held VIPs: claiming another generation breaks it.
-    let mut forged = beat.held_vips.clone();
-    forged[0].generation += 1;
-    let forged = Heartbeat::signing_bytes(&beat.instance_id, beat.sent_at_ms, &forged);
-    assert!(key.verify(&forged, &signature).is_err());
-    let none = Heartbeat::signing_bytes(&beat.instance_id, beat.sent_at_ms, &[]);
-    assert!(key.verify(&none, &signature).is_err());
+    let mut forged = beat.clone();
+    forged.held_vips[0].generation += 1;
+    assert!(key.verify(&forged.bytes_to_sign(), &signature).is_err());
+    let mut none = beat.clone();
+    none.held_vips.clear();
+    assert!(key.verify(&none.bytes_to_sign(), &signature).is_err());
+    // And the agent's report: claiming another version breaks it.
+    let mut forged = beat.clone();
+    forged.report.as_mut().expect("a report").agent_version = "0.0.0".into();
+    assert!(key.verify(&forged.bytes_to_sign(), &signature).is_err());
 }
 
 #[tokio::test]

@@ -309,14 +309,14 @@ pub fn example_payloads() -> Vec<EventPayload> {
         SkillExecutionStarted {
             execution_id: EXEC.into(),
             skill: SkillName::RollingModuleUpgrade,
-            inputs: SkillInputs {
+            inputs: Box::new(SkillInputs {
                 template_id: Some("tmpl-k3s-prod-server".into()),
                 module_id: Some("mod-k3s-server".into()),
                 target_version_id: Some("v-k3s-1.31.0".into()),
                 batch_pct: Some(50),
                 max_consecutive_failures: Some(1),
                 ..SkillInputs::default()
-            },
+            }),
             scope: "template/tmpl-k3s-prod-server".into(),
             steps: vec![PlanStep {
                 step: 0,

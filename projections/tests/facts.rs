@@ -266,3 +266,43 @@ fn events_about_unknown_objects_are_tolerated() {
     let snapshot = state.snapshot().unwrap();
     assert_eq!(FleetState::restore(&snapshot).unwrap(), state);
 }
+
+#[test]
+fn an_assignment_for_one_instance_overrides_the_template_wide_one_for_it_alone() {
+    use powernode_events::payloads::k3s::{K3sModule, ModuleAssigned, ModuleConfig};
+    // given a fleet whose server template has its template-wide k3s-server assignment
+    let (a, ids) = ("acme", Ids::new("acme"));
+    let mut s = Stream::new();
+    setup(&mut s, a, &ids);
+    // when one instance of the template gets its own assignment
+    s.push(
+        a,
+        ModuleAssigned {
+            assignment_id: "asg-own".into(),
+            template_id: ids.server_tmpl.clone(),
+            module_name: K3sModule::K3sServer,
+            config: ModuleConfig {
+                target_cluster_id: Some("cluster-x".into()),
+                extra: Default::default(),
+            },
+            module_version_id: Some("v-k3s-1.31.0".into()),
+            instance_id: Some(ids.server.clone()),
+        },
+    );
+    let state = s.fold();
+    let t = state.template(&acct(a), &ids.server_tmpl).unwrap();
+    // then the template-wide list is unchanged, and only that instance sees its own
+    assert!(t
+        .module_assignments
+        .iter()
+        .all(|x| x.assignment_id != "asg-own"));
+    let own = t.assignment_for(&ids.server, K3sModule::K3sServer).unwrap();
+    assert_eq!(own.assignment_id, "asg-own");
+    assert_eq!(own.config.target_cluster_id.as_deref(), Some("cluster-x"));
+    let other = t.assignment_for("acme-inst-other", K3sModule::K3sServer);
+    assert_ne!(other.map(|x| x.assignment_id.as_str()), Some("asg-own"));
+    assert_eq!(
+        t.assignments_for(&ids.server).len(),
+        t.module_assignments.len().max(1)
+    );
+}

@@ -33,10 +33,8 @@ impl Agent {
     }
 
     async fn adopt_token(&mut self, update: &powernode_protocol::JoinTokenUpdate) {
-        let joined = matches!(
-            self.state.phase,
-            Phase::Bootstrapped | Phase::Joined | Phase::Ready
-        );
+        // A node still joining is refused at `ready` and joins again.
+        let joined = self.state.phase == Phase::Ready;
         let (Some(plan), Some(old)) = (self.state.plan.clone(), self.state.token.clone()) else {
             return;
         };

@@ -12,8 +12,9 @@
 //! (the platform answers it as a duplicate). Submission is retried until
 //! the platform answers.
 
+use super::calls::run_on;
 use super::report::Diagnostics;
-use super::{run_on, SharedInfo, SharedRuntime};
+use super::{SharedInfo, SharedRuntime};
 use crate::driver::{ModuleVersionPin, Role};
 use crate::identity::Identity;
 use crate::link::AgentLink;
@@ -91,6 +92,16 @@ impl UpgradeStore {
             Err(e) => {
                 warn!(path = %path.display(), error = %e, "unreadable upgrade record; ignored");
                 None
+            }
+        }
+    }
+
+    /// A fresh install of `pin` supersedes what the last step left running.
+    pub fn installed(&self, pin: Option<ModuleVersionPin>) {
+        if let Some(mut record) = self.load() {
+            record.running = pin;
+            if let Err(e) = self.save(&record) {
+                warn!(error = %e, "could not save the upgrade record");
             }
         }
     }

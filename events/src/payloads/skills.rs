@@ -173,8 +173,9 @@ payload! {
         pub execution_id: String,
         /// The skill.
         pub skill: SkillName,
-        /// Its inputs.
-        pub inputs: SkillInputs,
+        /// Its inputs (boxed: the largest payload would otherwise size every
+        /// event in memory).
+        pub inputs: Box<SkillInputs>,
         /// What only one execution at a time may work on: `template/<id>`
         /// or `cluster/<id>`.
         pub scope: String,

@@ -239,7 +239,7 @@ pub(super) fn module_assigned(account: &mut AccountState, seq: u64, p: &ModuleAs
         .find(|a| a.module_name == p.module_name || a.assignment_id == p.assignment_id)
     {
         Some(existing) => *existing = assignment,
-        None => template.module_assignments.push(assignment),
+        None => list.push(assignment),
     }
 }
 

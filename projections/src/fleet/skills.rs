@@ -229,7 +229,7 @@ pub(super) fn started(
         .or_insert_with(|| Execution {
             id: p.execution_id.clone(),
             skill: p.skill,
-            inputs: p.inputs.clone(),
+            inputs: (*p.inputs).clone(),
             scope: p.scope.clone(),
             max_consecutive_failures: p.max_consecutive_failures,
             steps: p

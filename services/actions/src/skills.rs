@@ -6,7 +6,9 @@
 //! * `system-rolling-module-upgrade` — inputs `template_id`, `module_id`,
 //!   `target_version_id`, `batch_pct` (1-100), `max_consecutive_failures`;
 //! * `provision_cluster` — inputs `network_id`, `server_template_id`,
-//!   `worker_template_id`, `servers`, `workers`;
+//!   `worker_template_id` (when `workers` > 0), `servers`, `workers`, and
+//!   `timeout_secs` (how long the call waits for the cluster, default
+//!   600; after it the call answers the execution still running);
 //! * `system-pod-subnet-restamp` — started by the platform when a
 //!   network's `pod_subnet_prefix` is set under running flannel clusters.
 //!

@@ -40,10 +40,12 @@ pub mod checkpoint;
 mod checkpointing;
 mod reactor;
 pub mod replay;
+mod retry;
 pub mod status;
 pub mod supervisor;
 
 pub use reactor::{derived_event_id, Decisions, Outbox, ProjectOnly, ReactError, Reactor};
+use retry::{end_batch, execute};
 
 use crate::checkpoint::CheckpointStore;
 use chrono::Utc;
@@ -336,8 +338,7 @@ where
                 if let Some((event, effects)) = decided.filter(|(_, e)| !e.is_empty()) {
                     state = None;
                     execute(
-                        &config.name,
-                        &status,
+                        &config,
                         &mut reactor,
                         record.seq,
                         &event,
@@ -354,7 +355,7 @@ where
                 }
             }
             drop(state);
-            end_batch(&config.name, &status, &mut reactor, applied, &shutdown).await?;
+            end_batch(&config, &mut reactor, applied, &shutdown).await?;
             debug!(
                 applied,
                 process_ms = fetch_start.elapsed().as_secs_f64() * 1000.0 - fetch_ms,
@@ -464,77 +465,6 @@ where
     let (events, effects) = decisions.into_parts();
     outbox.events.extend(events);
     Some((event, effects))
-}
-
-/// Performs the effects decided about the event at `seq` (the lock is
-/// released), retrying while the reactor asks to; never folds or decides
-/// the event again.
-async fn execute<S, R: Reactor<S>>(
-    name: &str,
-    status: &status::ConsumerStatus,
-    reactor: &mut R,
-    seq: u64,
-    event: &Envelope,
-    mut effects: Vec<R::Effect>,
-    outbox: &mut Outbox,
-    shutdown: &CancellationToken,
-) -> Result<(), RuntimeError> {
-    let span = info_span!("effects", seq, event_id = %event.id, kind = event.kind());
-    async {
-        let what = format!("seq {seq}");
-        loop {
-            match reactor.execute(seq, &mut effects, outbox).await {
-                Ok(()) => return Ok(()),
-                Err(e) => pause_before_retry(name, status, &what, e, shutdown).await?,
-            }
-        }
-    }
-    .instrument(span)
-    .await
-}
-
-/// Runs the reactor's deferred work of a batch, retrying while it asks to.
-async fn end_batch<S, R: Reactor<S>>(
-    name: &str,
-    status: &status::ConsumerStatus,
-    reactor: &mut R,
-    applied: u64,
-    shutdown: &CancellationToken,
-) -> Result<(), RuntimeError> {
-    let what = format!("the batch through seq {applied}");
-    loop {
-        match reactor.end_batch().await {
-            Ok(()) => return Ok(()),
-            Err(e) => pause_before_retry(name, status, &what, e, shutdown).await?,
-        }
-    }
-}
-
-/// After a failed reaction to `what`: pauses before the retry a `Retry`
-/// asks for; stops on a `Fatal` one, or when shut down meanwhile — without
-/// checkpointing past `what`, so it is tried again after a restart.
-async fn pause_before_retry(
-    name: &str,
-    status: &status::ConsumerStatus,
-    what: &str,
-    error: ReactError,
-    shutdown: &CancellationToken,
-) -> Result<(), RuntimeError> {
-    let fatal = |reason: String| RuntimeError::Fatal {
-        name: name.to_string(),
-        reason,
-    };
-    match error {
-        ReactError::Retry(reason) => {
-            warn!(%reason, "reaction to {what} failed; retrying");
-            status.retrying(&format!("reaction to {what}: {reason}"));
-            tokio::select! {
-                _ = shutdown.cancelled() => Err(fatal(format!("shut down while retrying {what}: {reason}"))),
-                _ = tokio::time::sleep(Duration::from_millis(250)) => Ok(()),
-            }
-        }
-        ReactError::Fatal(reason) => Err(fatal(format!("{what}: {reason}"))),
-    }
 }
 
 /// Appends a batch's decisions: all submitted at once, in order, so the

@@ -4,7 +4,7 @@
 //! consumer runtime ([`powernode_runtime`]):
 //!
 //! * [`skills`] — the day-2 skills' inputs and plans (pure: no I/O);
-//! * [`services`] — the services (provisioner, sdwan, sensor, failover),
+//! * [`services`] — the services (provisioner, sdwan, sensor, failover, skills),
 //!   each a reactor the runtime drives, runnable alone or together;
 //! * [`intake`] — where agents enroll, beat and submit their signed events;
 //! * [`liveness`] — when each agent was last heard;

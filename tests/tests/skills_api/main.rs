@@ -6,8 +6,10 @@
 //!
 //! * `world` — the API, an account and a 3-server + 3-worker cluster;
 //! * `catalog` — `system_create_module_version`, `system_list_modules`, pins;
-//! * `execute` — dry runs, refusals, concurrent starts, pause/resume/cancel.
+//! * `execute` — dry runs, refusals, concurrent starts, pause/resume/cancel;
+//! * `provision` — `provision_cluster`'s start, attachments and bootstrap assignment.
 
 mod catalog;
 mod execute;
+mod provision;
 mod world;

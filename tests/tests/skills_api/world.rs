@@ -5,8 +5,8 @@
 //! v1.30.0 whose first server holds the VIP.
 //!
 //! What agents and services would report (enrollment, the cluster, its
-//! nodes ready, the VIP) is written straight to the log, as the intake and
-//! the provisioner would append it.
+//! nodes ready, the VIP) is written straight to the log by a test service
+//! (agents' own events would have to be signed by their keys).
 
 use anyhow::ensure;
 use powernode_events::payloads::fleet::{AgentEnrolled, CniPlugin};
@@ -95,7 +95,7 @@ impl World {
                 &json!({}),
             )
             .await?;
-            if h.body["data"]["applied"].as_u64().unwrap_or(0) >= seq {
+            if h.body["data"]["seq"].as_u64().unwrap_or(0) >= seq {
                 return Ok(());
             }
             ensure!(Instant::now() < deadline, "the API never applied seq {seq}");
@@ -119,9 +119,7 @@ impl World {
             .await?;
         let instance_id = s(&i["id"]);
         self.report(
-            Actor::Agent {
-                instance_id: instance_id.clone(),
-            },
+            Actor::service("test-intake"),
             AgentEnrolled {
                 instance_id: instance_id.clone(),
                 public_key: hex_key(&instance_id),
@@ -279,9 +277,7 @@ pub(crate) async fn world() -> anyhow::Result<World> {
         )
         .await?;
         w.report(
-            Actor::Agent {
-                instance_id: id.clone(),
-            },
+            Actor::service("test-intake"),
             HandshakeReady {
                 instance_id: id,
                 cluster_id: w.cluster_id.clone(),

@@ -80,7 +80,7 @@ pub fn cluster_nodes(
 ) -> Vec<ClusterNode> {
     let server = fleet
         .template(account, &instance.template_id)
-        .and_then(|t| t.assignment(K3sModule::K3sServer))
+        .and_then(|t| t.assignment_for(&instance.id, K3sModule::K3sServer))
         .is_some();
     let (Some(a), Some(cluster_id)) = (fleet.account(account), instance.cluster_id.as_deref())
     else {

@@ -212,7 +212,6 @@ pub fn event(e: &Envelope) -> Result<(), Refusal> {
             id("payload.instance_id", &p.instance_id)?;
             id("payload.execution_id", &p.execution_id)?;
             for v in [&p.from_version_id, &p.to_version_id].into_iter().flatten() {
-                // Catalog version ids carry the dotted version (`v-k3s-1.31.0`).
                 check("payload.version_id", v, MAX_ID, Chars::Token)?;
             }
             check(
@@ -230,7 +229,6 @@ pub fn event(e: &Envelope) -> Result<(), Refusal> {
                 .into_iter()
                 .flatten()
             {
-                // Catalog version ids carry the dotted version (`v-k3s-1.31.0`).
                 check("payload.version_id", v, MAX_ID, Chars::Token)?;
             }
             check(

@@ -5,6 +5,8 @@
 //! told to `rotate` (run `k3s token rotate` from its old token): the
 //! bootstrap server while it is a member, else the ready server with the
 //! lowest instance id. Every other node only rewrites its stored token.
+//! Only ready nodes are answered: one still joining is refused at `ready`
+//! and joins again with the current token.
 //!
 //! The reply goes only to the agent's own reply subject (heartbeats are
 //! refused on another instance's subject), and the token never appears in
@@ -44,7 +46,12 @@ pub(super) fn stale_token(fleet: &FleetState, hb: &Heartbeat) -> Option<StaleTok
         return None;
     }
     let nodes = fleet.cluster_nodes(account, &cluster.id);
-    if !nodes.iter().any(|n| n.instance_id == hb.instance_id) {
+    // A node still joining is refused at `ready` with a stale token and
+    // joins again with the current one.
+    if !nodes
+        .iter()
+        .any(|n| n.instance_id == hb.instance_id && n.status == K8sNodeStatus::Ready)
+    {
         return None;
     }
     let live = |id: &str| {

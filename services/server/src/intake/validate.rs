@@ -214,7 +214,7 @@ pub(super) fn may_bootstrap(fleet: &FleetState, event: &Envelope) -> Result<(), 
         .ok_or_else(|| format!("unknown_instance: no instance {}", p.instance_id))?;
     let server = fleet
         .template(account, &instance.template_id)
-        .and_then(|t| t.assignment(K3sModule::K3sServer));
+        .and_then(|t| t.assignment_for(&p.instance_id, K3sModule::K3sServer));
     match server {
         None => {
             return Err(format!(

@@ -5,7 +5,9 @@
 //! Every service keeps the fleet projection and adds its decisions as a
 //! [`powernode_runtime::Reactor`]: [`provisioner`] (handshakes and clusters),
 //! [`sdwan`] (VIPs; and, on a timer, [`grants`] expiry), [`failover`]
-//! (proposals, approvals, promotions). The [`sensor`] keeps the projection
+//! (proposals, approvals, promotions), [`skills`] (skill executions:
+//! steps started batch by batch, agents' reports made outcomes; and, on a
+//! timer, step timeouts). The [`sensor`] keeps the projection
 //! and watches VIP holders on a timer.
 //! Sensor and failover hear agents' heartbeats ([`crate::liveness`]).
 

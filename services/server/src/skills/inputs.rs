@@ -26,6 +26,17 @@ impl SkillRequest {
             Self::Restamp(_) => SkillName::PodSubnetRestamp,
         }
     }
+
+    /// What only one execution at a time may work on: the plan's scope
+    /// (`template/<id>` for an upgrade or a provision, by its server
+    /// template; `cluster/<id>` for a re-stamp).
+    pub fn scope(&self) -> String {
+        match self {
+            Self::RollingUpgrade(i) => super::plan::template_scope(&i.template_id),
+            Self::Provision(i) => super::plan::template_scope(&i.server_template_id),
+            Self::Restamp(i) => super::plan::cluster_scope(&i.cluster_id),
+        }
+    }
 }
 
 /// Inputs of `system-rolling-module-upgrade`.
@@ -308,6 +319,8 @@ mod tests {
     #[test]
     fn the_runbook_inputs_are_read() {
         let r = parse("system-rolling-module-upgrade", &runbook()).expect("read");
+        assert_eq!(r.scope(), "template/tmpl-1");
+        assert_eq!(r.skill(), SkillName::RollingModuleUpgrade);
         assert_eq!(
             r,
             SkillRequest::RollingUpgrade(UpgradeInputs {

@@ -16,8 +16,8 @@ pub use inputs::{
     ProvisionInputs, RestampInputs, SkillRequest, UpgradeInputs, DEFAULT_TIMEOUT_SECS,
 };
 pub use plan::{
-    cluster_scope, module_of_id, provision, restamp, rolling_upgrade, template_scope, Plan,
-    PlanError,
+    cluster_scope, execution_id, module_of_id, next_execution_id, provision, restamp, restamp_with,
+    rolling_upgrade, template_scope, Plan, PlanError,
 };
 
 #[cfg(test)]

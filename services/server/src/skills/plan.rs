@@ -35,7 +35,7 @@ impl Plan {
         SkillExecutionStarted {
             execution_id: execution_id.to_string(),
             skill: self.skill,
-            inputs: self.inputs.clone(),
+            inputs: Box::new(self.inputs.clone()),
             scope: self.scope.clone(),
             steps: self.steps.clone(),
             max_consecutive_failures: self.max_consecutive_failures,
@@ -83,6 +83,27 @@ pub fn template_scope(template_id: &str) -> String {
 /// The scope of an execution on a cluster.
 pub fn cluster_scope(cluster_id: &str) -> String {
     format!("cluster/{cluster_id}")
+}
+
+/// The id of the `n`-th execution (from 0) on `scope` in `account`:
+/// `exec-<UUIDv5 of "<account>/<scope>/<n>">`.
+pub fn execution_id(account: &AccountId, scope: &str, n: usize) -> String {
+    let name = format!("{}/{scope}/{n}", account.as_str());
+    format!(
+        "exec-{}",
+        uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, name.as_bytes()).simple()
+    )
+}
+
+/// The id the next execution on `scope` gets: [`execution_id`] with `n` =
+/// how many executions the scope has had. Two starts decided on the same
+/// state get the same id, so appending the start under `Expect::NoEvents`
+/// on its aggregate lets only one of them win.
+pub fn next_execution_id(state: &FleetState, account: &AccountId, scope: &str) -> String {
+    let n = state.account(account).map_or(0, |a| {
+        a.executions.values().filter(|e| e.scope == scope).count()
+    });
+    execution_id(account, scope, n)
 }
 
 /// The module a catalog id names (`mod-k3s-server`, `mod-k3s-agent`).
@@ -174,9 +195,29 @@ pub fn rolling_upgrade(
 
 /// The plan of `system-pod-subnet-restamp`: every ready node of the
 /// cluster reinstalled with `flags` (the flannel flags of the network's
-/// new `pod_subnet_prefix`), version unchanged, workers first, in batches
-/// of `ceil(batch_pct % × the cluster's ready nodes)`.
+/// new `pod_subnet_prefix`: see `services::provisioner::stamp`), version
+/// unchanged, workers first, in batches of `ceil(batch_pct % × the
+/// cluster's ready nodes)`; one failure stops it (set
+/// [`Plan::max_consecutive_failures`] for more).
 pub fn restamp(
+    state: &FleetState,
+    account: &AccountId,
+    network_id: &str,
+    cluster_id: &str,
+    flags: &[String],
+    batch_pct: u32,
+) -> Result<Plan, PlanError> {
+    let inputs = RestampInputs {
+        network_id: network_id.to_string(),
+        cluster_id: cluster_id.to_string(),
+        batch_pct,
+        max_consecutive_failures: 1,
+    };
+    restamp_with(state, account, &inputs, flags)
+}
+
+/// [`restamp`] with every input given (`execute_skill`).
+pub fn restamp_with(
     state: &FleetState,
     account: &AccountId,
     inputs: &RestampInputs,

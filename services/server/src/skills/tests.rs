@@ -400,13 +400,10 @@ fn a_restamp_plans_every_ready_node_with_the_flags() {
     let plan = restamp(
         &g.state,
         &Given::account(),
-        &RestampInputs {
-            network_id: "net-1".into(),
-            cluster_id: "cluster-prod".into(),
-            batch_pct: 50,
-            max_consecutive_failures: 1,
-        },
+        "net-1",
+        "cluster-prod",
         &flags,
+        50,
     )
     .expect("a plan");
     assert_eq!(plan.scope, "cluster/cluster-prod");
@@ -461,5 +458,36 @@ fn provision_takes_idle_instances_and_says_how_many_there_are() {
         PlanError::NotEnoughInstances(
             "template tmpl-w has 1 idle instance(s) (enrolled, not terminated, in no cluster); 2 worker(s) asked for".into()
         )
+    );
+}
+
+#[test]
+fn a_restamp_names_what_it_cannot_work_on() {
+    let mut g = Given::new();
+    g.cluster("prod", 1, 1, "1.30.0");
+    let account = Given::account();
+    let e = restamp(&g.state, &account, "net-1", "cluster-nope", &[], 50).expect_err("no cluster");
+    assert_eq!(e.to_string(), "no cluster \"cluster-nope\" in this account");
+    let e = restamp(&g.state, &account, "net-2", "cluster-prod", &[], 50).expect_err("no network");
+    assert_eq!(e.to_string(), "no network \"net-2\" in this account");
+    let plan = restamp(&g.state, &account, "net-1", "cluster-prod", &[], 100).expect("a plan");
+    assert_eq!(plan.max_consecutive_failures, 1);
+    assert_eq!(batches(&plan), vec![vec!["prod-w1"], vec!["prod-s1"]]);
+}
+
+#[test]
+fn execution_ids_are_per_account_scope_and_count() {
+    let a = AccountId::new("acct-a").expect("id");
+    let b = AccountId::new("acct-b").expect("id");
+    let id = execution_id(&a, "template/t", 0);
+    assert!(id.starts_with("exec-") && id.len() == 37, "{id}");
+    assert_eq!(id, execution_id(&a, "template/t", 0));
+    assert_ne!(id, execution_id(&a, "template/t", 1));
+    assert_ne!(id, execution_id(&a, "template/u", 0));
+    assert_ne!(id, execution_id(&b, "template/t", 0));
+    let g = Given::new();
+    assert_eq!(
+        next_execution_id(&g.state, &Given::account(), "template/t"),
+        execution_id(&Given::account(), "template/t", 0)
     );
 }

@@ -52,7 +52,7 @@ impl SkillsConfig {
     /// The step timeout in words (`600 s`, `1500 ms`).
     pub fn step_timeout_words(&self) -> String {
         let ms = self.step_timeout_ms.max(1);
-        if ms % 1000 == 0 {
+        if ms.is_multiple_of(1000) {
             format!("{} s", ms / 1000)
         } else {
             format!("{ms} ms")

@@ -18,6 +18,7 @@
 
 pub mod config;
 pub mod perform;
+pub mod restamp;
 pub mod rules;
 pub mod timer;
 pub mod triggers;
@@ -45,7 +46,7 @@ pub enum Effect {
     /// Append an execution's decisions, guarded ([`perform::perform`]).
     Execution(Decision),
     /// Move a VIP off a node before its step (fenced promotion).
-    Promote(PendingPromotion),
+    Promote(Box<PendingPromotion>),
 }
 
 /// Decides about `event` (folded into `state` at `seq`) at `now`: what
@@ -58,6 +59,11 @@ pub fn decide(
     config: &SkillsConfig,
     out: &mut Decisions<Effect>,
 ) {
+    if let powernode_events::EventPayload::PodSubnetPrefixSet(p) = &event.payload {
+        for start in restamp::starts(state, event, p, now) {
+            out.append(start);
+        }
+    }
     let ctx = Context {
         state,
         account: &event.account_id,
@@ -72,7 +78,7 @@ pub fn decide(
             out.effect(Effect::Execution(d));
         }
         for p in decided.promotions {
-            out.effect(Effect::Promote(p));
+            out.effect(Effect::Promote(Box::new(p)));
         }
     }
 }
@@ -130,7 +136,7 @@ impl Reactor<FleetState> for Skills {
                         .insert((d.account.clone(), d.execution_id.clone()), d);
                 }
                 Effect::Promote(p) => {
-                    self.promotions.insert(p.promotion.aggregate.id.clone(), p);
+                    self.promotions.insert(p.promotion.aggregate.id.clone(), *p);
                 }
             }
         }

@@ -53,6 +53,8 @@ pub struct Decision {
     pub execution_id: String,
     /// The execution's last sequence in the state decided on.
     pub seen_last_seq: u64,
+    /// The sequence the state decided on had applied.
+    pub seen_seq: u64,
     /// The events, in order.
     pub events: Vec<Envelope>,
     /// Instances whose steps start (their agents beat at once).
@@ -145,6 +147,7 @@ pub fn decide_execution(ctx: &Context<'_>, exec: &Execution) -> Decided {
         account: ctx.account.clone(),
         execution_id: exec.id.clone(),
         seen_last_seq: exec.last_seq,
+        seen_seq: ctx.seen_seq,
         events: work.events,
         nudge: work.nudge,
     });

@@ -39,7 +39,11 @@ pub async fn run(
     inputs: &ProvisionInputs,
 ) -> Result<ExecuteSkillAnswer, ApiError> {
     let account = ctx.operator.account.clone();
-    let (id, plan) = start(ctx, |fleet| skills::provision(fleet, &account, inputs)).await?;
+    let scope = skills::template_scope(&inputs.server_template_id);
+    let (id, plan) = start(ctx, &scope, |fleet| {
+        skills::provision(fleet, &account, inputs)
+    })
+    .await?;
     if let Err(e) = prepare(ctx, inputs, &plan).await {
         let abort = Envelope::new(
             account.clone(),

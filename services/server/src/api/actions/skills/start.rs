@@ -2,7 +2,8 @@
 //!
 //! Two executions on one scope (`template/<id>`, `cluster/<id>`) never
 //! both start: the execution id is derived from the account, the scope and
-//! how many executions the scope has had ([`execution_id`]), and the start
+//! how many executions the scope has had
+//! ([`crate::skills::next_execution_id`]), and the start
 //! is appended under `Expect::NoEvents` on that execution's aggregate. Of
 //! two concurrent starts one wins; the other decides again on a projection
 //! that has seen the winner and is refused with `execution_in_progress`
@@ -44,7 +45,10 @@ pub async fn execute_skill(
     if let SkillRequest::Provision(p) = &request {
         return provision::run(ctx, p).await;
     }
-    let (id, _) = start(ctx, |fleet| plan_for(fleet, &account, &request)).await?;
+    let (id, _) = start(ctx, &request.scope(), |fleet| {
+        plan_for(fleet, &account, &request)
+    })
+    .await?;
     let fleet = ctx.fleet().await;
     let execution = find(&fleet, &account, &id)?;
     Ok(ExecuteSkillAnswer {
@@ -82,19 +86,9 @@ pub(super) fn plan_for(
                     cluster.id, i.network_id
                 )));
             }
-            skills::restamp(state, account, i, &stamp.server_flags)
+            skills::restamp_with(state, account, i, &stamp.server_flags)
         }
     }
-}
-
-/// The id of the `n`-th execution (from 0) on `scope` in `account`:
-/// `exec-<UUIDv5 of "<account>/<scope>/<n>">`.
-pub fn execution_id(account: &AccountId, scope: &str, n: usize) -> String {
-    let name = format!("{account}/{scope}/{n}", account = account.as_str());
-    format!(
-        "exec-{}",
-        uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, name.as_bytes()).simple()
-    )
 }
 
 /// The refusal of a start while `running` works on the same scope.
@@ -111,28 +105,25 @@ fn in_progress(running: &Execution) -> ApiError {
     )
 }
 
-/// Plans with `decide` and appends the start, one execution per scope at
-/// a time; answers the execution id and its plan.
+/// Plans with `decide` and appends the start, one execution per `scope`
+/// (the plan's) at a time; answers the execution id and its plan. An
+/// execution running on the scope is named before anything is planned.
 pub(super) async fn start(
     ctx: &ActionContext<'_>,
+    scope: &str,
     decide: impl Fn(&FleetState) -> Result<Plan, PlanError>,
 ) -> Result<(String, Plan), ApiError> {
     let account = ctx.operator.account.clone();
     for attempt in 0..GUARDED_ATTEMPTS {
         let (plan, id) = {
             let fleet = ctx.fleet().await;
-            let plan = decide(&fleet).map_err(plan_error)?;
             let acct = fleet.account(&account);
-            if let Some(running) = acct.and_then(|a| a.running_execution(&plan.scope)) {
+            if let Some(running) = acct.and_then(|a| a.running_execution(scope)) {
                 return Err(in_progress(running));
             }
-            let n = acct.map_or(0, |a| {
-                a.executions
-                    .values()
-                    .filter(|e| e.scope == plan.scope)
-                    .count()
-            });
-            let id = execution_id(&account, &plan.scope, n);
+            let plan = decide(&fleet).map_err(plan_error)?;
+            debug_assert_eq!(plan.scope, scope, "a request's scope is its plan's");
+            let id = skills::next_execution_id(&fleet, &account, scope);
             (plan, id)
         };
         let event = Envelope::new(account.clone(), ctx.actor(), plan.started(&id));
@@ -167,21 +158,4 @@ pub(super) fn find<'a>(
         .account(account)
         .and_then(|a| a.executions.get(id))
         .ok_or_else(|| ApiError::not_found("skill execution", id))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn execution_ids_are_per_account_scope_and_count() {
-        let a = AccountId::new("acct-a").expect("id");
-        let b = AccountId::new("acct-b").expect("id");
-        let id = execution_id(&a, "template/t", 0);
-        assert!(id.starts_with("exec-") && id.len() == 37, "{id}");
-        assert_eq!(id, execution_id(&a, "template/t", 0));
-        assert_ne!(id, execution_id(&a, "template/t", 1));
-        assert_ne!(id, execution_id(&a, "template/u", 0));
-        assert_ne!(id, execution_id(&b, "template/t", 0));
-    }
 }

@@ -164,7 +164,7 @@ fn the_holders_vip_moves_to_an_upgraded_server_before_its_step() {
         .effects()
         .iter()
         .find_map(|e| match e {
-            Effect::Promote(p) => Some(p.clone()),
+            Effect::Promote(p) => Some(p.as_ref().clone()),
             Effect::Execution(_) => None,
         })
         .expect("the VIP is moved first");

@@ -174,7 +174,7 @@ pub fn started(skill: SkillName, steps: Vec<PlanStep>, max: u32) -> SkillExecuti
     SkillExecutionStarted {
         execution_id: EXEC.into(),
         skill,
-        inputs: SkillInputs::default(),
+        inputs: Box::default(),
         scope: "template/t".into(),
         steps,
         max_consecutive_failures: max,
