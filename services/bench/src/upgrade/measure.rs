@@ -151,7 +151,7 @@ mod tests {
         let exec = EventPayload::SkillExecutionStarted(SkillExecutionStarted {
             execution_id: "e".into(),
             skill: SkillName::RollingModuleUpgrade,
-            inputs: SkillInputs::default(),
+            inputs: Box::default(),
             scope: "template/t".into(),
             steps: vec![],
             max_consecutive_failures: 1,
