@@ -253,3 +253,22 @@ fn another_node_only_rewrites_its_token_and_errors_hold_no_token() {
         .to_string();
     assert!(err.contains("only a server"), "{err}");
 }
+
+#[test]
+fn a_workers_restamp_writes_its_flannel_iface_to_the_config_and_restarts_the_agent() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut rt, calls) = runtime(dir.path(), Arc::new(Mutex::new("Ready")), None);
+    rt.restamp(Role::Agent, &["--flannel-iface=wg-sdwan-prod".to_string()])
+        .unwrap();
+    let config = std::fs::read_to_string(under(dir.path(), CONFIG_FILE)).unwrap();
+    assert!(
+        config.lines().any(|l| l == "flannel-iface: \"wg-sdwan-prod\""
+            || l == "flannel-iface: wg-sdwan-prod"),
+        "{config}"
+    );
+    assert!(!config.contains("cluster-cidr"), "{config}");
+    assert_eq!(
+        lines(&calls).last().map(String::as_str),
+        Some("systemctl restart k3s-agent")
+    );
+}

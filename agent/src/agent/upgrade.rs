@@ -211,7 +211,7 @@ impl UpgradeCtx {
             let timeout = self.ready_timeout;
             let upgraded = match self
                 .phase(record, UpgradePhase::Upgrade, move |rt| match action {
-                    StepAction::Restamp => rt.restamp(&flags),
+                    StepAction::Restamp => rt.restamp(role, &flags),
                     _ => rt.upgrade(role, to_pin.as_ref()),
                 })
                 .await

@@ -416,7 +416,10 @@ impl Runtime for K3sRuntime {
         self.upgrade_node(role, pin)
     }
 
-    fn restamp(&mut self, extra_flags: &[String]) -> Result<(), RuntimeError> {
+    fn restamp(&mut self, role: Role, extra_flags: &[String]) -> Result<(), RuntimeError> {
+        if role == Role::Agent {
+            return self.restamp_agent(extra_flags);
+        }
         self.restamp_server(extra_flags)
     }
 

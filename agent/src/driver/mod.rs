@@ -204,9 +204,10 @@ pub trait Runtime: Send {
     fn drain(&mut self, role: Role, timeout: Duration) -> Result<(), RuntimeError>;
     /// Installs `pin` (as [`Self::install_version`]) and restarts k3s on it.
     fn upgrade(&mut self, role: Role, pin: Option<&ModuleVersionPin>) -> Result<(), RuntimeError>;
-    /// Rewrites the server's platform-stamped flags with `extra_flags` and
-    /// restarts k3s (a re-stamp; servers only).
-    fn restamp(&mut self, extra_flags: &[String]) -> Result<(), RuntimeError>;
+    /// Rewrites the platform-stamped flags with `extra_flags` and restarts
+    /// k3s (a re-stamp): a server's whole stamp, a worker's per-node flags
+    /// (`--flannel-iface`).
+    fn restamp(&mut self, role: Role, extra_flags: &[String]) -> Result<(), RuntimeError>;
     /// Waits at most `timeout` for the node to report `Ready`.
     fn wait_ready(&mut self, role: Role, timeout: Duration) -> Result<(), RuntimeError>;
     /// Marks the node schedulable again.

@@ -223,6 +223,14 @@ pub(super) fn started(
     at: DateTime<Utc>,
     p: &SkillExecutionStarted,
 ) {
+    if account.executions.contains_key(&p.execution_id) {
+        return;
+    }
+    // A re-stamp records the cluster's new flags and pod CIDR as it starts
+    // (its nodes take them batch by batch; joiners from now on at once).
+    if p.skill == SkillName::PodSubnetRestamp {
+        restamp_started(account, p);
+    }
     account
         .executions
         .entry(p.execution_id.clone())
@@ -256,6 +264,32 @@ pub(super) fn started(
             cluster_id: None,
             last_seq: seq,
         });
+}
+
+/// The cluster a re-stamp starts on takes the servers' new flags and the
+/// network's pod subnet prefix.
+fn restamp_started(account: &mut AccountState, p: &SkillExecutionStarted) {
+    let Some(cluster_id) = &p.inputs.cluster_id else {
+        return;
+    };
+    let prefix = p
+        .inputs
+        .network_id
+        .as_ref()
+        .and_then(|n| account.networks.get(n))
+        .and_then(|n| n.pod_subnet_prefix);
+    let flags = p
+        .steps
+        .iter()
+        .find(|s| s.role == K3sModule::K3sServer)
+        .map(|s| s.extra_flags.clone())
+        .filter(|f| !f.is_empty());
+    if let (Some(c), Some(prefix), Some(flags)) =
+        (account.clusters.get_mut(cluster_id), prefix, flags)
+    {
+        c.pod_cidr = Some(prefix);
+        c.server_flags = flags;
+    }
 }
 
 /// Runs `f` on execution `id` when it is known, and records `seq` as its last.

@@ -86,6 +86,13 @@ fn route<B>(
     req: &Request<B>,
     host: Option<&str>,
 ) -> Response<Full<Bytes>> {
+    if state.restarting {
+        return status(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ServiceUnavailable",
+            "k3s is restarting (upgrade in progress)",
+        );
+    }
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return status(
             StatusCode::METHOD_NOT_ALLOWED,

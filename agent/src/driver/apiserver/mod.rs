@@ -51,6 +51,9 @@ pub struct ApiState {
     pub started_at: chrono::DateTime<chrono::Utc>,
     /// The VIPs this node holds.
     pub vip_generation: VipLookup,
+    /// k3s is restarting (an upgrade's install phase): every request is
+    /// answered 503, as a real apiserver that is down would not answer.
+    pub restarting: bool,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -60,6 +63,7 @@ impl std::fmt::Debug for ApiState {
             .field("version", &self.version)
             .field("instance_id", &self.instance_id)
             .field("nodes", &self.nodes.len())
+            .field("restarting", &self.restarting)
             .finish_non_exhaustive()
     }
 }

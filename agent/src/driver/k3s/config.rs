@@ -249,6 +249,20 @@ pub(super) fn server_config(plan: &ServerPlan, flags: &ExtraFlags) -> String {
             out.push_str(&format!("  - {}\n", yaml_string(san)));
         }
     }
+    push_entries(&mut out, flags);
+    out
+}
+
+/// `/etc/rancher/k3s/config.yaml` for a worker: its stamped flags only
+/// (its URL and token stay in the `k3s-agent` drop-in).
+pub(super) fn agent_config(flags: &ExtraFlags) -> String {
+    let mut out = String::from(FILE_HEADER);
+    push_entries(&mut out, flags);
+    out
+}
+
+/// One YAML key per flag (a list for repeated flags).
+fn push_entries(out: &mut String, flags: &ExtraFlags) {
     for (key, values) in &flags.entries {
         match values.as_slice() {
             [one] => out.push_str(&format!("{key}: {}\n", yaml_value(one))),
@@ -260,7 +274,6 @@ pub(super) fn server_config(plan: &ServerPlan, flags: &ExtraFlags) -> String {
             }
         }
     }
-    out
 }
 
 /// One `ExecStart` word: `%` and `$` escaped, quoted when it holds spaces

@@ -130,6 +130,16 @@ impl K3sRuntime {
         }
     }
 
+    /// A worker's re-stamp: its per-node flags (`--flannel-iface`) go to
+    /// `/etc/rancher/k3s/config.yaml` (k3s agent reads it too) and
+    /// `k3s-agent` restarts.
+    pub(super) fn restamp_agent(&mut self, extra_flags: &[String]) -> Result<(), RuntimeError> {
+        let flags = super::config::ExtraFlags::parse(&[], extra_flags)?;
+        let config = super::config::agent_config(&flags);
+        super::write_file(&self.path(super::CONFIG_FILE), &config, 0o600)?;
+        self.apply("k3s-agent", super::AGENT_APPLIED, &[&config])
+    }
+
     pub(super) fn restamp_server(&mut self, extra_flags: &[String]) -> Result<(), RuntimeError> {
         let mut plan = self.last_server.clone().ok_or_else(|| {
             RuntimeError::Unexpected(

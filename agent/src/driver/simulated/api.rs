@@ -84,6 +84,7 @@ impl SimulatedRuntime {
             nodes: self.nodes.clone(),
             started_at: chrono::Utc::now(),
             vip_generation: Arc::new(move |host| held.generation_of_address(host)),
+            restarting: false,
         }
     }
 

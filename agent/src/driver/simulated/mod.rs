@@ -123,6 +123,8 @@ pub struct SimulatedRuntime {
     module_version_id: Option<String>,
     /// Whether the node is cordoned.
     cordoned: bool,
+    /// A worker's platform-stamped flags (a re-stamp's `--flannel-iface`).
+    agent_flags: Vec<String>,
     /// How many times this node rotated its cluster's join token.
     token_rotations: u32,
     /// How upgrades behave (pace, injected failures).
@@ -153,6 +155,7 @@ impl SimulatedRuntime {
             default_version: version,
             module_version_id: None,
             cordoned: false,
+            agent_flags: Vec::new(),
             token_rotations: 0,
             behaviour: UpgradeBehaviour::default(),
             failed_ready: false,
@@ -333,12 +336,22 @@ impl Runtime for SimulatedRuntime {
     }
 
     fn upgrade(&mut self, role: Role, pin: Option<&ModuleVersionPin>) -> Result<(), RuntimeError> {
+        self.restarting(true);
         self.pace();
-        self.install_pinned(role, pin)
+        let done = self.install_pinned(role, pin);
+        let version = self.version.clone();
+        if let Some(api) = &self.api {
+            api.update(|s| s.version = version);
+        }
+        self.restarting(false);
+        done
     }
 
-    fn restamp(&mut self, extra_flags: &[String]) -> Result<(), RuntimeError> {
-        self.restamp_flags(extra_flags)
+    fn restamp(&mut self, role: Role, extra_flags: &[String]) -> Result<(), RuntimeError> {
+        self.restarting(true);
+        let done = self.restamp_flags(role, extra_flags);
+        self.restarting(false);
+        done
     }
 
     fn wait_ready(&mut self, _role: Role, timeout: Duration) -> Result<(), RuntimeError> {

@@ -34,6 +34,9 @@ struct SavedNode {
     module_version_id: Option<String>,
     cordoned: bool,
     token_rotations: u32,
+    /// A worker's platform-stamped flags.
+    #[serde(default)]
+    agent_flags: Vec<String>,
 }
 
 fn io_error(path: &Path, source: std::io::Error) -> RuntimeError {
@@ -100,6 +103,7 @@ impl SimulatedRuntime {
             self.module_version_id = saved.module_version_id;
             self.cordoned = saved.cordoned;
             self.token_rotations = saved.token_rotations;
+            self.agent_flags = saved.agent_flags;
             let me = self.instance_id.as_deref();
             if let Some(listed) = self
                 .nodes
@@ -145,6 +149,7 @@ impl SimulatedRuntime {
                 module_version_id: self.module_version_id.clone(),
                 cordoned: self.cordoned,
                 token_rotations: self.token_rotations,
+                agent_flags: self.agent_flags.clone(),
             },
         )
     }

@@ -61,6 +61,15 @@ impl SimulatedRuntime {
         self.token_rotations
     }
 
+    /// Whether k3s is restarting: its simulated API (if it serves one)
+    /// answers every request 503 meanwhile, like a real apiserver that is
+    /// down for its upgrade.
+    pub(super) fn restarting(&self, restarting: bool) {
+        if let Some(api) = &self.api {
+            api.update(|s| s.restarting = restarting);
+        }
+    }
+
     /// One phase's share of the upgrade time.
     pub(super) fn pace(&self) {
         let share = self.behaviour.node_upgrade / PHASES;
@@ -88,8 +97,21 @@ impl SimulatedRuntime {
         self.persist()
     }
 
-    pub(super) fn restamp_flags(&mut self, extra_flags: &[String]) -> Result<(), RuntimeError> {
+    pub(super) fn restamp_flags(
+        &mut self,
+        role: Role,
+        extra_flags: &[String],
+    ) -> Result<(), RuntimeError> {
         self.pace();
+        if role == Role::Agent {
+            if self.agent.is_none() {
+                return Err(RuntimeError::Unexpected(
+                    "cannot re-stamp: no k3s agent was started on this node (simulated)".into(),
+                ));
+            }
+            self.agent_flags = extra_flags.to_vec();
+            return self.persist();
+        }
         let Some(mut plan) = self.server.clone() else {
             return Err(RuntimeError::Unexpected(
                 "cannot re-stamp: no k3s server was started on this node (simulated)".into(),

@@ -262,7 +262,16 @@ pub fn restamp_with(
             let mut c = candidate(acct, i, module);
             c.from_version_id = version.clone();
             c.to_version_id = version;
-            c.extra_flags = flags.to_vec();
+            // A worker takes only the per-node flag; the pod CIDR and the
+            // backend are the servers'.
+            c.extra_flags = match module {
+                K3sModule::K3sServer => flags.to_vec(),
+                K3sModule::K3sAgent => flags
+                    .iter()
+                    .filter(|f| f.starts_with("--flannel-iface"))
+                    .cloned()
+                    .collect(),
+            };
             c
         })
         .collect();
