@@ -40,6 +40,14 @@ fn demo_plays_the_tour_and_exits_zero() -> anyhow::Result<()> {
         "decommissioned",
         "already_decommissioned",
         "powernode clusters list",
+        "Day-2 · rolling upgrade, dry run",
+        "moves first",
+        "(no events: a dry run appends nothing)",
+        "system.skill.execution.completed",
+        "succeeded, runs v-k3s-1.31.0",
+        "system.sdwan.virtual_ip.promoted",
+        "sdwan_manager_agent",
+        "✓ it runs v-k3s-1.31.0",
     ] {
         assert!(
             stdout.contains(expected),

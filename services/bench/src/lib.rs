@@ -14,6 +14,7 @@ mod lifecycle;
 mod log_bench;
 mod recent_events;
 mod replay;
+mod upgrade;
 pub mod workload;
 
 use clap::Subcommand;
@@ -61,6 +62,12 @@ pub enum BenchCommand {
     /// requests during a drain, agents' peak RSS, beside a bare `wg set`
     /// and the probe's own round trip.
     Dataplane(dataplane::DataplaneArgs),
+    /// C clusters × (S servers + W workers) of simulated agents over NATS,
+    /// pinned to an old k3s; one rolling upgrade per worker template (and
+    /// server template when S > 1) at once: total time against the least
+    /// the plans allow, the executor's scheduling overhead between batches,
+    /// events against the raw JetStream ceiling.
+    Upgrade(upgrade::UpgradeArgs),
 }
 
 /// Runs a benchmark.
@@ -72,6 +79,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::RecentEvents(args) => recent_events::run(args).await,
         BenchCommand::Replay(args) => replay::run(args).await,
         BenchCommand::Dataplane(args) => dataplane::run(args).await,
+        BenchCommand::Upgrade(args) => upgrade::run(args).await,
     }
 }
 

@@ -23,12 +23,14 @@ pub mod explain;
 pub mod export;
 pub mod fleet;
 pub mod grants;
+pub mod modules;
 pub mod nats;
 pub mod output;
 pub mod peer_config;
 pub mod replay;
 pub mod replay_show;
 pub mod sim;
+pub mod skills;
 
 pub use api_args::ApiArgs;
 
@@ -86,6 +88,13 @@ pub enum Command {
         /// Heartbeat interval of simulated agents, in milliseconds.
         #[arg(long, env = "POWERNODE_HEARTBEAT_MS", default_value_t = 1000)]
         heartbeat_ms: u64,
+        /// How long a simulated node's upgrade takes, in milliseconds.
+        #[arg(long, env = "POWERNODE_NODE_UPGRADE_MS", default_value_t = 300)]
+        node_upgrade_ms: u64,
+        /// For tests: simulated upgrades to this catalog version (e.g.
+        /// `v-k3s-agent-1.31.0`) never get ready, so the node rolls back.
+        #[arg(long, env = "POWERNODE_FAIL_UPGRADE_TO")]
+        fail_upgrade_to: Option<String>,
         /// Silence detection and failover.
         #[command(flatten)]
         failover: powernode_server::services::failover::FailoverConfig,
@@ -129,6 +138,11 @@ pub enum Command {
     Approvals(approvals::ApprovalsArgs),
     /// Platform services and node agents: introspect.
     Agents(agents::AgentsArgs),
+    /// The module catalog: list (versions, who runs what), add-version.
+    Modules(modules::ModulesArgs),
+    /// Skills (rolling upgrades, cluster provisioning): run (with
+    /// --dry-run for the plan), list, get, pause, resume, cancel.
+    Skills(skills::SkillsArgs),
     /// The event log: tail, export, import, explain.
     Events(events::EventsArgs),
     /// Rebuild the fleet state from the log up to a point and print it
@@ -202,12 +216,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             listen,
             simulate_agents,
             heartbeat_ms,
+            node_upgrade_ms,
+            fail_upgrade_to,
             failover,
             skills,
         } => {
+            let upgrades = sim::SimUpgrades {
+                node_upgrade: std::time::Duration::from_millis(node_upgrade_ms),
+                fail_upgrade_to,
+            };
             let extras = NodeExtras {
-                simulate_agents: simulate_agents
-                    .then(|| sim::agents(std::time::Duration::from_millis(heartbeat_ms))),
+                simulate_agents: simulate_agents.then(|| {
+                    sim::agents_with(std::time::Duration::from_millis(heartbeat_ms), upgrades)
+                }),
                 failover,
                 skills,
                 replica: None,
@@ -244,6 +265,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Vip(args) => fleet::run_vip(&cli.api, args).await,
         Command::Approvals(args) => approvals::run(&cli.api, args).await,
         Command::Agents(args) => agents::run(&cli.api, args).await,
+        Command::Modules(args) => modules::run(&cli.api, args).await,
+        Command::Skills(args) => skills::run(&cli.api, args).await,
         Command::Events(args) => events::run(&cli.api, args).await,
         Command::Replay(args) => replay::run(args).await,
         Command::Demo(args) => demo::run(args).await,

@@ -8,7 +8,7 @@
 //! stop with it, and a panic in one stops the node.
 
 use powernode_agent::agent::Agent;
-use powernode_agent::driver::simulated::SimulatedRuntime;
+use powernode_agent::driver::simulated::{SimulatedRuntime, UpgradeBehaviour};
 use powernode_agent::identity::Identity;
 use powernode_agent::state::StateStore;
 use powernode_agent::wireguard::simulated::SimulatedRunner;
@@ -25,9 +25,50 @@ use tracing::{info, warn};
 /// The k3s version simulated agents report.
 pub const SIMULATED_K3S_VERSION: &str = "v1.30.5+k3s1";
 
+/// How the simulated nodes' upgrades behave: how long one takes, and a
+/// catalog version whose upgrades never get ready (for tests).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimUpgrades {
+    /// How long a whole node upgrade takes.
+    pub node_upgrade: Duration,
+    /// Upgrading to this catalog version fails (the node rolls back).
+    pub fail_upgrade_to: Option<String>,
+}
+
+impl Default for SimUpgrades {
+    fn default() -> Self {
+        Self {
+            node_upgrade: Duration::from_millis(300),
+            fail_upgrade_to: None,
+        }
+    }
+}
+
+/// The simulator's upgrade behaviour (one simulator per process: the
+/// node's start hook is a plain function, so it is read from here).
+static UPGRADES: std::sync::Mutex<Option<SimUpgrades>> = std::sync::Mutex::new(None);
+
+fn upgrades() -> SimUpgrades {
+    UPGRADES
+        .lock()
+        .map(|u| u.clone().unwrap_or_default())
+        .unwrap_or_default()
+}
+
 /// The node option that runs this simulator with `interval` heartbeats.
 pub fn agents(interval: Duration) -> powernode_server::node::SimulatedAgents {
     powernode_server::node::SimulatedAgents { interval, start }
+}
+
+/// [`agents`] whose nodes upgrade as `upgrades` says.
+pub fn agents_with(
+    interval: Duration,
+    upgrades: SimUpgrades,
+) -> powernode_server::node::SimulatedAgents {
+    if let Ok(mut u) = UPGRADES.lock() {
+        *u = Some(upgrades);
+    }
+    agents(interval)
 }
 
 /// Starts the simulator under `tasks`: resumes the agents under `dir`, and
@@ -123,10 +164,18 @@ fn spawn_agent(
                     return;
                 }
             };
-            let runtime = Box::new(SimulatedRuntime::new(
-                hostname.clone(),
-                SIMULATED_K3S_VERSION.into(),
-            ));
+            let upgrades = upgrades();
+            // Upgrade orders are run by the agent itself
+            // (`powernode_agent::agent::upgrade`); the runtime only paces
+            // them and fails them where told.
+            let runtime = Box::new(
+                SimulatedRuntime::new(hostname.clone(), SIMULATED_K3S_VERSION.into())
+                    .with_upgrade_behaviour(UpgradeBehaviour {
+                        node_upgrade: upgrades.node_upgrade,
+                        fail_upgrade_to: upgrades.fail_upgrade_to,
+                        fail_rollback: false,
+                    }),
+            );
             let started = tokio::select! {
                 // Starting may wait for the platform's decisions, which a
                 // stopping node no longer makes.

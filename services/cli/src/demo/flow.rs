@@ -39,6 +39,8 @@ pub struct Tour {
     admin: Api,
     pub(super) n: Narrator,
     network_id: String,
+    /// Whether assignments pin the catalog's 1.30.5 (after the catalog step).
+    pub(super) pinned: bool,
 }
 
 impl Tour {
@@ -49,6 +51,7 @@ impl Tour {
             admin,
             n,
             network_id: String::new(),
+            pinned: false,
         }
     }
 
@@ -76,6 +79,7 @@ impl Tour {
         ));
         self.operator(dir).await?;
         self.network().await?;
+        self.catalog().await?;
 
         let prod = self.tutorial().await?;
         let staging = self.runbook_second_cluster().await?;
@@ -94,6 +98,7 @@ impl Tour {
         self.n.events().await?;
         self.runbook_misrouted_worker(&prod).await?;
         self.runbook_decommission(&staging).await?;
+        self.upgrade(&prod).await?;
         Ok(Built { prod })
     }
 
@@ -231,11 +236,16 @@ impl Tour {
         if let Some(t) = target {
             args["config"] = json!({ "target_cluster_id": t });
         }
+        let pin = self.pin(module);
+        if let Some(p) = &pin {
+            args["module_version_id"] = json!(p);
+        }
         self.n
             .call(ActionName::AssignModuleToTemplate.as_str(), args)
             .await?;
         self.n.info(&format!(
-            "assigned {module} to {}{}",
+            "assigned {module}{} to {}{}",
+            pin.map_or(String::new(), |p| format!(" pinned to {p}")),
             host.hostname,
             target.map_or(String::new(), |t| format!(" with target_cluster_id={t}"))
         ));

@@ -8,6 +8,7 @@ mod flow;
 mod narrator;
 mod runbook;
 mod tutorial;
+mod upgrade;
 
 use anyhow::{anyhow, Context};
 use narrator::say;
@@ -36,6 +37,10 @@ pub struct DemoArgs {
     /// Heartbeat interval of the simulated agents, in milliseconds.
     #[arg(long, default_value_t = 200)]
     pub heartbeat_ms: u64,
+    /// How long a simulated node's upgrade takes, in milliseconds (shared
+    /// among cordon, drain, upgrade, wait ready, uncordon).
+    #[arg(long, default_value_t = 250)]
+    pub node_upgrade_ms: u64,
     /// How long one step may wait for the platform, in seconds.
     #[arg(long, default_value_t = 30)]
     pub timeout_secs: u64,
@@ -109,9 +114,13 @@ async fn start(args: &DemoArgs, dir: &Path) -> anyhow::Result<RunningNode> {
         args.listen,
         "demo",
         NodeExtras {
-            simulate_agents: Some(crate::sim::agents(Duration::from_millis(
-                args.heartbeat_ms.max(10),
-            ))),
+            simulate_agents: Some(crate::sim::agents_with(
+                Duration::from_millis(args.heartbeat_ms.max(10)),
+                crate::sim::SimUpgrades {
+                    node_upgrade: Duration::from_millis(args.node_upgrade_ms),
+                    fail_upgrade_to: None,
+                },
+            )),
             ..NodeExtras::default()
         },
     )
@@ -162,6 +171,8 @@ fn hints(args: &DemoArgs, dir: &Path, url: &str, built: &flow::Built) {
         "powernode instances list".to_string(),
         "powernode networks list".to_string(),
         "powernode events tail --kind-prefix system.k3s --follow".to_string(),
+        "powernode modules list".to_string(),
+        "powernode skills list".to_string(),
         format!(
             "powernode --url {url} call {} '{{}}'",
             powernode_actions::ActionName::ListClusters
