@@ -52,6 +52,7 @@ pub(super) fn spec(action: &str) -> Option<&'static [(&'static str, Ty)]> {
             ("template_id", Str),
             ("module_name", Str),
             ("config", OptMap),
+            ("module_version_id", OptStr),
         ],
         "system_create_node" => &[
             ("hostname", Str),
@@ -105,6 +106,18 @@ pub(super) fn spec(action: &str) -> Option<&'static [(&'static str, Ty)]> {
         ],
         "system_sdwan_list_access_grants" => &[("network_id", OptStr)],
         "system_sdwan_revoke_access_grant" => &[("grant_id", Str)],
+        "system_create_module_version" => {
+            &[("module_name", Str), ("version", Str), ("k3s_version", Str)]
+        }
+        "system_list_modules" => &[],
+        // `inputs` is any JSON object (each skill reads its own).
+        "execute_skill" => &[("skill", Str), ("inputs", Any), ("dry_run", OptBool)],
+        "system_get_skill_execution"
+        | "system_pause_skill_execution"
+        | "system_resume_skill_execution"
+        | "system_cancel_skill_execution" => &[("execution_id", Str), ("reason", OptStr)],
+        "system_list_skill_executions" => &[("skill", OptStr), ("status", OptEnum)],
+        "agent_introspect" => &[("agent_id", Str)],
         _ => return None,
     })
 }
