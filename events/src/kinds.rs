@@ -208,8 +208,8 @@ define_events! {
     SkillExecutionResumed = "system.skill.execution.resumed", v = 1, SkillExecution(execution_id);
     SkillExecutionCompleted = "system.skill.execution.completed", v = 1, SkillExecution(execution_id);
     SkillExecutionAborted = "system.skill.execution.aborted", v = 1, SkillExecution(execution_id);
-    ModuleUpgraded = "system.k3s.module.upgraded", v = 1, SkillExecution(execution_id);
-    ModuleUpgradeFailed = "system.k3s.module.upgrade_failed", v = 1, SkillExecution(execution_id);
+    ModuleUpgraded = "system.k3s.module.upgraded", v = 1, Instance(instance_id);
+    ModuleUpgradeFailed = "system.k3s.module.upgrade_failed", v = 1, Instance(instance_id);
     AgentOutdated = "system.agent.outdated", v = 1, Instance(instance_id);
     // approvals
     ApprovalRequested = "system.approval.requested", v = 1, Approval(approval_id);

@@ -6,8 +6,9 @@
 //! frozen in `…execution.started`, each node's step is started, then
 //! succeeds or fails, and the execution completes or is aborted. The
 //! agents' own reports (`system.k3s.module.upgraded` /
-//! `…upgrade_failed`) are appended by the intake on the same aggregate, so
-//! one step has one outcome.
+//! `…upgrade_failed`) are appended by the intake on the reporting
+//! instance's aggregate (one report per step, checked there), so agents
+//! reporting at once never race the executor's guarded decisions.
 
 use super::k3s::K3sModule;
 

@@ -417,9 +417,11 @@ pub(super) fn aborted(
 }
 
 /// `system.k3s.module.upgraded`: the agent's report on its step (the
-/// first report of a step counts).
+/// first report of a step counts). Reports are on the instance's
+/// aggregate: they do not move the execution's `last_seq` (the sequence
+/// its own aggregate's guard is on).
 pub(super) fn module_upgraded(account: &mut AccountState, seq: u64, p: &ModuleUpgraded) {
-    with_execution(account, &p.execution_id, seq, |e| {
+    if let Some(e) = account.executions.get_mut(&p.execution_id) {
         if let Some(s) = e.step_mut(p.step) {
             if s.plan.instance_id == p.instance_id && s.agent_report.is_none() {
                 s.agent_report = Some(AgentStepReport {
@@ -433,15 +435,15 @@ pub(super) fn module_upgraded(account: &mut AccountState, seq: u64, p: &ModuleUp
                 });
             }
         }
-    });
+    }
     if let Some(i) = account.instances.get_mut(&p.instance_id) {
         i.k3s_version = Some(p.k3s_version.clone());
     }
 }
 
-/// `system.k3s.module.upgrade_failed`.
+/// `system.k3s.module.upgrade_failed` (as [`module_upgraded`]).
 pub(super) fn module_upgrade_failed(account: &mut AccountState, seq: u64, p: &ModuleUpgradeFailed) {
-    with_execution(account, &p.execution_id, seq, |e| {
+    if let Some(e) = account.executions.get_mut(&p.execution_id) {
         if let Some(s) = e.step_mut(p.step) {
             if s.plan.instance_id == p.instance_id && s.agent_report.is_none() {
                 s.agent_report = Some(AgentStepReport {
@@ -455,7 +457,7 @@ pub(super) fn module_upgrade_failed(account: &mut AccountState, seq: u64, p: &Mo
                 });
             }
         }
-    });
+    }
     if let Some(i) = account.instances.get_mut(&p.instance_id) {
         i.k3s_version = Some(p.k3s_version.clone());
     }

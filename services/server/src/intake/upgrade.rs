@@ -9,9 +9,11 @@
 //! the execution: it exists in the signer's account, the step exists, is
 //! the signer's, and is running. A second report for a step that has one
 //! is answered with the first one's sequence, and nothing is appended. The
-//! report is appended on the execution's aggregate, guarded on its last
-//! sequence (decided on a projection that has it): a report racing the
-//! step's timeout cannot land after the step failed.
+//! report is appended on the instance's aggregate, guarded on its last
+//! sequence (decided on a projection that has it), so one step gets one
+//! report; it does not race the executor's decisions, which are guarded
+//! on the execution's aggregate (a report that lands after its step timed
+//! out is kept as what the node did, and changes no outcome).
 
 use super::{log_refusal, refusal, Intake, Refusal};
 use powernode_events::payloads::skills::StepAction;
@@ -192,7 +194,7 @@ impl Intake {
         Err(refusal(
             "conflict",
             format!(
-                "execution {} changed {ATTEMPTS} times while recording the report; retry",
+                "instance {} changed {ATTEMPTS} times while recording the report; retry",
                 event.aggregate.id
             ),
         ))

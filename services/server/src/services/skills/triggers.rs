@@ -18,13 +18,14 @@ pub fn executions<'a>(state: &'a FleetState, event: &Envelope) -> Vec<&'a Execut
     let Some(acct) = state.account(&event.account_id) else {
         return Vec::new();
     };
-    let own = || {
+    let of = |id: &str| -> Vec<&'a Execution> {
         acct.executions
-            .get(&event.aggregate.id)
+            .get(id)
             .filter(|e| at_work(e))
             .into_iter()
             .collect()
     };
+    let own = || of(&event.aggregate.id);
     let every = || acct.executions.values().filter(|e| at_work(e)).collect();
     match &event.payload {
         EventPayload::SkillExecutionStarted(_)
@@ -34,9 +35,10 @@ pub fn executions<'a>(state: &'a FleetState, event: &Envelope) -> Vec<&'a Execut
         | EventPayload::SkillExecutionPaused(_)
         | EventPayload::SkillExecutionResumed(_)
         | EventPayload::SkillExecutionCompleted(_)
-        | EventPayload::SkillExecutionAborted(_)
-        | EventPayload::ModuleUpgraded(_)
-        | EventPayload::ModuleUpgradeFailed(_) => own(),
+        | EventPayload::SkillExecutionAborted(_) => own(),
+        // Agents' reports are on the instance's aggregate.
+        EventPayload::ModuleUpgraded(p) => of(&p.execution_id),
+        EventPayload::ModuleUpgradeFailed(p) => of(&p.execution_id),
         EventPayload::VirtualIpPromoted(_)
         | EventPayload::VirtualIpReleased(_)
         | EventPayload::HandshakeReady(_)
