@@ -42,7 +42,7 @@ fn demo_plays_the_tour_and_exits_zero() -> anyhow::Result<()> {
         "powernode clusters list",
         "Day-2 · rolling upgrade, dry run",
         "moves first",
-        "(no events: a dry run appends nothing)",
+        "(no skill execution appended: a dry run appends nothing)",
         "system.skill.execution.completed",
         "succeeded, runs v-k3s-1.31.0",
         "system.sdwan.virtual_ip.promoted",
