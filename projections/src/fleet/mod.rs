@@ -45,7 +45,7 @@ use std::collections::BTreeMap;
 const FORMAT: SnapshotFormat = SnapshotFormat {
     projection: "fleet",
     magic: *b"PNfl",
-    version: 5,
+    version: 6,
 };
 
 /// Everything one account owns. All maps are keyed by object id.
@@ -97,6 +97,9 @@ pub struct AccountState {
     /// Skill executions by execution id (finished ones included).
     #[serde(default)]
     pub executions: BTreeMap<String, Execution>,
+    /// Index: the ids of the executions [`Execution::at_work`].
+    #[serde(default)]
+    pub executions_at_work: std::collections::BTreeSet<String>,
     /// The version an upgrade put each instance's module on (before any,
     /// its assignment's pin counts: see
     /// [`AccountState::instance_module_version`]).

@@ -159,6 +159,13 @@ pub struct Execution {
 }
 
 impl Execution {
+    /// Whether the executor still has something to do for it: it is not
+    /// finished, or a step of it is still running (its outcome is to be
+    /// recorded).
+    pub fn at_work(&self) -> bool {
+        !self.state.is_finished() || self.steps.iter().any(|s| s.state == StepState::Running)
+    }
+
     /// The steps of batch `batch`.
     pub fn batch(&self, batch: u32) -> impl Iterator<Item = &ExecutionStep> {
         self.steps.iter().filter(move |s| s.plan.batch == batch)
@@ -231,10 +238,10 @@ pub(super) fn started(
     if p.skill == SkillName::PodSubnetRestamp {
         restamp_started(account, p);
     }
-    account
-        .executions
-        .entry(p.execution_id.clone())
-        .or_insert_with(|| Execution {
+    account.executions_at_work.insert(p.execution_id.clone());
+    account.executions.insert(
+        p.execution_id.clone(),
+        Execution {
             id: p.execution_id.clone(),
             skill: p.skill,
             inputs: (*p.inputs).clone(),
@@ -263,7 +270,8 @@ pub(super) fn started(
             reason: None,
             cluster_id: None,
             last_seq: seq,
-        });
+        },
+    );
 }
 
 /// The cluster a re-stamp starts on takes the servers' new flags and the
@@ -297,6 +305,16 @@ fn with_execution(account: &mut AccountState, id: &str, seq: u64, f: impl FnOnce
     if let Some(e) = account.executions.get_mut(id) {
         f(e);
         e.last_seq = seq;
+        index_at_work(&mut account.executions_at_work, e);
+    }
+}
+
+/// Keeps [`AccountState::executions_at_work`] in step with `e`.
+fn index_at_work(index: &mut std::collections::BTreeSet<String>, e: &Execution) {
+    if e.at_work() {
+        index.insert(e.id.clone());
+    } else {
+        index.remove(&e.id);
     }
 }
 
@@ -524,9 +542,17 @@ impl AccountState {
 
     /// The execution not finished whose scope is `scope`, if any.
     pub fn running_execution(&self, scope: &str) -> Option<&Execution> {
-        self.executions
-            .values()
+        self.executions_at_work()
             .find(|e| e.scope == scope && !e.state.is_finished())
+    }
+
+    /// The executions the executor still has something to do for
+    /// ([`Execution::at_work`]), from the index the fold keeps: heartbeats
+    /// and the executor look only at these, not at every execution ever.
+    pub fn executions_at_work(&self) -> impl Iterator<Item = &Execution> {
+        self.executions_at_work
+            .iter()
+            .filter_map(|id| self.executions.get(id))
     }
 }
 

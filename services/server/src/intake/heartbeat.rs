@@ -204,8 +204,11 @@ impl Intake {
             },
             join_token: None,
         };
+        let stale_token = super::token::stale_token(&fleet, &hb);
         drop(fleet);
-        reply.join_token = self.join_token_update(&hb).await;
+        if let Some(stale) = stale_token {
+            reply.join_token = self.join_token_update(stale).await;
+        }
         if !changes.is_empty() {
             // Recorded in the background: the beat is answered at once.
             // A few appends, each tried once: the helper ends on its own,

@@ -89,11 +89,9 @@ impl Intake {
     /// The join token to hand `hb`'s node in its reply, if its token is
     /// stale: the stored token, only when it is the one the log vouches for
     /// (a rotation in flight answers nothing until its event is applied).
-    pub(super) async fn join_token_update(&self, hb: &Heartbeat) -> Option<JoinTokenUpdate> {
-        let stale = {
-            let fleet = self.fleet.state.read().await;
-            stale_token(&fleet, hb)?
-        };
+    /// `stale` is [`stale_token`] of the beat, decided under the lock the
+    /// heartbeat answer already holds.
+    pub(super) async fn join_token_update(&self, stale: StaleToken) -> Option<JoinTokenUpdate> {
         let key = SecretKey::join_token(&stale.account, &stale.cluster_id);
         let token = match self.get_secret(key).await {
             Ok(Some(bytes)) => String::from_utf8(bytes).ok()?,

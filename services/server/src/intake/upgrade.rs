@@ -44,8 +44,7 @@ pub(super) fn order_for(acct: &AccountState, instance_id: &str) -> Option<Upgrad
             .and_then(|id| acct.module_versions.get(id))
             .map(pin)
     };
-    acct.executions
-        .values()
+    acct.executions_at_work()
         .filter(|e| !e.state.is_finished())
         .find_map(|e| {
             let s = e.steps.iter().find(|s| {

@@ -7,7 +7,6 @@
 
 use super::perform::perform_all;
 use super::rules::{decide_execution, Context, Decision};
-use super::triggers::at_work;
 use super::SkillsConfig;
 use crate::services::failover::promote::PendingPromotion;
 use chrono::{DateTime, Utc};
@@ -36,7 +35,7 @@ pub fn decide_all(
             cause: None,
             config,
         };
-        for exec in acct.executions.values().filter(|e| at_work(e)) {
+        for exec in acct.executions_at_work() {
             let decided = decide_execution(&ctx, exec);
             decisions.extend(decided.execution);
             promotions.extend(decided.promotions);

@@ -4,14 +4,8 @@
 //! node, a provisioned node ready or refused); none for the rest.
 
 use powernode_events::{Envelope, EventPayload};
-use powernode_projections::fleet::{Execution, StepState};
+use powernode_projections::fleet::Execution;
 use powernode_projections::FleetState;
-
-/// Whether the rules still have something to do for `e`: it is not
-/// finished, or a step of it is still running (its outcome is recorded).
-pub fn at_work(e: &Execution) -> bool {
-    !e.state.is_finished() || e.steps.iter().any(|s| s.state == StepState::Running)
-}
 
 /// The executions `event` (folded into `state`) may change the next step of.
 pub fn executions<'a>(state: &'a FleetState, event: &Envelope) -> Vec<&'a Execution> {
@@ -21,12 +15,12 @@ pub fn executions<'a>(state: &'a FleetState, event: &Envelope) -> Vec<&'a Execut
     let of = |id: &str| -> Vec<&'a Execution> {
         acct.executions
             .get(id)
-            .filter(|e| at_work(e))
+            .filter(|e| e.at_work())
             .into_iter()
             .collect()
     };
     let own = || of(&event.aggregate.id);
-    let every = || acct.executions.values().filter(|e| at_work(e)).collect();
+    let every = || acct.executions_at_work().collect();
     match &event.payload {
         EventPayload::SkillExecutionStarted(_)
         | EventPayload::SkillStepStarted(_)
