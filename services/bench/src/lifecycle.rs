@@ -110,6 +110,32 @@ impl Operator {
         })
     }
 
+    /// A new account `name` on `node`'s API (made with the node's admin
+    /// token) and an operator of it carrying `permissions`, with its token.
+    pub(super) async fn for_new_account(
+        node: &powernode_server::node::RunningNode,
+        name: &str,
+        permissions: &[Permission],
+    ) -> anyhow::Result<(Self, String)> {
+        let api = node.api_addr.context("the API runs here")?.to_string();
+        let admin =
+            std::fs::read_to_string(node.admin_token_file.as_ref().context("admin token")?)?;
+        let admin = Operator::new(&api, admin.trim())?;
+        let account = admin
+            .act::<CreateAccount>(&CreateAccountArgs { name: name.into() })
+            .await?
+            .account;
+        let token = admin
+            .act::<CreateOperatorToken>(&CreateOperatorTokenArgs {
+                account_id: account.id,
+                permissions: permissions.iter().map(|p| p.as_str().to_string()).collect(),
+                ttl_secs: None,
+            })
+            .await?
+            .token;
+        Ok((Operator::new(&api, &token)?, token))
+    }
+
     pub(super) async fn call(&self, action: &str, args: Value) -> anyhow::Result<Value> {
         self.api
             .call(action, &args)
@@ -330,25 +356,8 @@ pub async fn run(args: LifecycleArgs) -> anyhow::Result<()> {
     )
     .await?;
     let api = node.api_addr.context("the API runs here")?.to_string();
-    let admin = std::fs::read_to_string(node.admin_token_file.as_ref().context("admin token")?)?
-        .trim()
-        .to_string();
-    let admin = Operator::new(&api, &admin)?;
-    let account = admin
-        .act::<CreateAccount>(&CreateAccountArgs {
-            name: "bench".into(),
-        })
-        .await?
-        .account;
-    let op_token = admin
-        .act::<CreateOperatorToken>(&CreateOperatorTokenArgs {
-            account_id: account.id,
-            permissions: vec![Permission::KubernetesProvision.as_str().into()],
-            ttl_secs: None,
-        })
-        .await?
-        .token;
-    let op = Operator::new(&api, &op_token)?;
+    let (op, op_token) =
+        Operator::for_new_account(&node, "bench", &[Permission::KubernetesProvision]).await?;
     let link = Arc::new(TimingLink {
         // One connection stands in for every simulated agent: the
         // platform's own user (an agent's grant covers its own subjects only).

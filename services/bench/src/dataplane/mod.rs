@@ -28,8 +28,7 @@ use crate::lifecycle::Operator;
 use anyhow::{bail, Context as _};
 use fleet::{AgentSpec, Fleet, Member};
 use futures::future::try_join_all;
-use powernode_actions::accounts::{CreateAccountArgs, CreateOperatorTokenArgs};
-use powernode_actions::{CreateAccount, CreateOperatorToken, Permission};
+use powernode_actions::Permission;
 use powernode_log::jetstream::{JetStreamConfig, JetStreamLog};
 use powernode_log::SharedLog;
 use powernode_server::node::{start_node_with, NodeExtras};
@@ -175,31 +174,17 @@ pub async fn run(args: DataplaneArgs) -> anyhow::Result<()> {
 /// An account for the bench and an operator token allowed to provision,
 /// get kubeconfigs and fail over.
 async fn operator(node: &powernode_server::node::RunningNode) -> anyhow::Result<Operator> {
-    let api = node.api_addr.context("the API runs here")?.to_string();
-    let admin = std::fs::read_to_string(node.admin_token_file.as_ref().context("admin token")?)?;
-    let admin = Operator::new(&api, admin.trim())?;
-    let account = admin
-        .act::<CreateAccount>(&CreateAccountArgs {
-            name: "bench-dataplane".into(),
-        })
-        .await?
-        .account;
-    let token = admin
-        .act::<CreateOperatorToken>(&CreateOperatorTokenArgs {
-            account_id: account.id,
-            permissions: [
-                Permission::KubernetesProvision,
-                Permission::KubernetesKubeconfig,
-                Permission::SdwanFailover,
-            ]
-            .iter()
-            .map(|p| p.as_str().to_string())
-            .collect(),
-            ttl_secs: None,
-        })
-        .await?
-        .token;
-    Operator::new(&api, &token)
+    Operator::for_new_account(
+        node,
+        "bench-dataplane",
+        &[
+            Permission::KubernetesProvision,
+            Permission::KubernetesKubeconfig,
+            Permission::SdwanFailover,
+        ],
+    )
+    .await
+    .map(|(op, _)| op)
 }
 
 /// The first server bootstraps the cluster; then the second server and

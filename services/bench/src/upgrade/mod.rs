@@ -16,8 +16,7 @@ use super::lifecycle::{percentile, Operator};
 use anyhow::{bail, Context};
 use fleet::{Agents, BenchCluster};
 use futures::{StreamExt, TryStreamExt};
-use powernode_actions::accounts::{CreateAccountArgs, CreateOperatorTokenArgs};
-use powernode_actions::{ActionName, CreateAccount, CreateOperatorToken, Permission};
+use powernode_actions::{ActionName, Permission};
 use powernode_agent::link::NatsLink;
 use powernode_events::Envelope;
 use powernode_log::jetstream::{JetStreamConfig, JetStreamLog};
@@ -131,24 +130,9 @@ pub async fn run(args: UpgradeArgs) -> anyhow::Result<()> {
         NodeExtras::default(),
     )
     .await?;
-    let api = node.api_addr.context("the API runs here")?.to_string();
-    let admin = std::fs::read_to_string(node.admin_token_file.as_ref().context("admin token")?)?;
-    let admin = Operator::new(&api, admin.trim())?;
-    let account = admin
-        .act::<CreateAccount>(&CreateAccountArgs {
-            name: "bench-upgrade".into(),
-        })
-        .await?
-        .account;
-    let token = admin
-        .act::<CreateOperatorToken>(&CreateOperatorTokenArgs {
-            account_id: account.id,
-            permissions: vec![Permission::KubernetesProvision.as_str().into()],
-            ttl_secs: None,
-        })
-        .await?
-        .token;
-    let op = Operator::new(&api, &token)?;
+    let (op, _) =
+        Operator::for_new_account(&node, "bench-upgrade", &[Permission::KubernetesProvision])
+            .await?;
     let agents = Agents {
         // One connection stands in for every simulated agent: the
         // platform's own user (an agent's grant covers its own subjects only).
