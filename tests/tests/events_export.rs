@@ -419,11 +419,7 @@ async fn export_through_the_api_of_a_running_node_is_account_scoped() -> anyhow:
         },
         &data,
         || {
-            ApiArgs {
-                url: url.clone(),
-                token: None,
-            }
-            .connect(&data)
+            ApiArgs::for_url(&url, &data).client()
         },
     )
     .await?;

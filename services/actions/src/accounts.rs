@@ -111,3 +111,41 @@ pub struct OperatorTokenView {
     /// True once revoked.
     pub revoked: bool,
 }
+
+/// Arguments of `system_whoami` (none).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WhoamiArgs {}
+
+/// Answer of `system_whoami`: who the presented token is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct WhoamiAnswer {
+    /// The account the token acts in (`system` for the bootstrap admin).
+    pub account_id: String,
+    /// The account's name, when it has one.
+    pub account_name: Option<String>,
+    /// The token's id (never the token).
+    pub token_id: String,
+    /// Its permissions.
+    pub permissions: Vec<String>,
+    /// True for the platform admin (every permission, its own account only
+    /// for objects).
+    pub admin: bool,
+    /// Admin only: the other accounts, with how many clusters and
+    /// instances each holds (to tell an operator why their own lists are
+    /// empty). Empty for other tokens.
+    pub other_accounts: Vec<AccountSummary>,
+}
+
+/// An account and how much it holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct AccountSummary {
+    /// Account id.
+    pub id: String,
+    /// Its name, if known.
+    pub name: Option<String>,
+    /// Clusters (decommissioned ones included).
+    pub clusters: usize,
+    /// Instances.
+    pub instances: usize,
+}

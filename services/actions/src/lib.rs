@@ -245,6 +245,14 @@ actions! { $
         answer: accounts::ListOperatorTokensAnswer,
         errors: [Forbidden, NotFound],
     }
+    /// Who the presented token is: its account, id and permissions (the
+    /// admin also sees which other accounts hold objects).
+    Whoami = "system_whoami" {
+        permission: None,
+        args: accounts::WhoamiArgs,
+        answer: accounts::WhoamiAnswer,
+        errors: [],
+    }
     /// Creates a node template.
     CreateTemplate = "system_create_template" {
         permission: Some(Permission::KubernetesProvision),

@@ -1,7 +1,7 @@
 //! `powernode agents introspect <id>`: what a platform service's replicas
 //! or a node's agent report about themselves (agent_introspect).
 
-use super::output::{cell, field, ClientOpts, Ctx, Table};
+use super::output::{cell, field, Ctx, Table};
 use crate::ApiArgs;
 use powernode_actions::introspect::AgentIntrospectArgs;
 use powernode_actions::AgentIntrospect;
@@ -10,9 +10,6 @@ use serde_json::Value;
 /// `powernode agents`.
 #[derive(Debug, clap::Args)]
 pub struct AgentsArgs {
-    /// Output and token options.
-    #[command(flatten)]
-    pub opts: ClientOpts,
     /// What to do.
     #[command(subcommand)]
     pub command: AgentsCommand,
@@ -32,7 +29,7 @@ pub enum AgentsCommand {
 
 /// Runs `powernode agents …`.
 pub async fn run(api: &ApiArgs, args: AgentsArgs) -> anyhow::Result<()> {
-    let ctx = Ctx::new(api, &args.opts)?;
+    let ctx = Ctx::new(api)?;
     match args.command {
         AgentsCommand::Introspect { agent_id } => {
             let answer = ctx

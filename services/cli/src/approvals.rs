@@ -2,7 +2,7 @@
 //! `powernode vip failover` (dry run or forced promotion of a VIP).
 
 use super::confirm::{confirm, Target};
-use super::output::{cell, field, line, print_json, ClientOpts, Ctx, Table};
+use super::output::{cell, field, line, print_json, Ctx, Table};
 use crate::ApiArgs;
 use anyhow::bail;
 use chrono::{DateTime, Utc};
@@ -14,9 +14,6 @@ use std::time::{Duration, Instant};
 /// `powernode approvals`.
 #[derive(Debug, clap::Args)]
 pub struct ApprovalsArgs {
-    /// Output and token options.
-    #[command(flatten)]
-    pub opts: ClientOpts,
     /// What to do.
     #[command(subcommand)]
     pub command: ApprovalsCommand,
@@ -89,7 +86,7 @@ fn non_blank(s: &str) -> Result<String, String> {
 
 /// Runs `powernode approvals …`.
 pub async fn run(api: &ApiArgs, args: ApprovalsArgs) -> anyhow::Result<()> {
-    let ctx = Ctx::new(api, &args.opts)?;
+    let ctx = Ctx::new(api)?;
     match args.command {
         ApprovalsCommand::List { status } => {
             let query = match status {

@@ -2,7 +2,6 @@
 
 use crate::ApiArgs;
 use anyhow::Context;
-use std::path::PathBuf;
 
 /// Arguments of `powernode call` (the API address and token are the global
 /// `--url` / `--token`).
@@ -12,14 +11,11 @@ pub struct CallArgs {
     pub action: String,
     /// Its arguments as a JSON object (default `{}`); `-` reads stdin.
     pub args: Option<String>,
-    /// Where `powernode up` keeps its state (for the admin token).
-    #[arg(long, env = "POWERNODE_DATA_DIR", default_value = "./.powernode")]
-    pub data_dir: PathBuf,
 }
 
 /// Runs the action; exits non-zero with the error's code and message when refused.
 pub async fn run(api: &ApiArgs, a: CallArgs) -> anyhow::Result<()> {
-    let client = api.connect(&a.data_dir)?;
+    let client = api.client()?;
     let body = match a.args.as_deref() {
         None => "{}".to_string(),
         Some("-") => {
@@ -28,6 +24,6 @@ pub async fn run(api: &ApiArgs, a: CallArgs) -> anyhow::Result<()> {
         Some(s) => s.to_string(),
     };
     let data = client.call_bytes(&a.action, body.as_bytes()).await?;
-    super::output::print_json(&data);
+    super::output::print_data(api.output, &data);
     Ok(())
 }

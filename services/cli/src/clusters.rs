@@ -2,7 +2,7 @@
 //! tokens and decommission K3s clusters.
 
 use super::confirm::{confirm, Target};
-use super::output::{cell, field, key_values, line, print_json, ClientOpts, Ctx, Table};
+use super::output::{cell, field, key_values, line, print_json, Ctx, Table};
 use crate::ApiArgs;
 use anyhow::Context;
 use powernode_actions::ActionName;
@@ -12,9 +12,6 @@ use std::path::PathBuf;
 /// `powernode clusters`.
 #[derive(Debug, clap::Args)]
 pub struct ClustersArgs {
-    /// Output and token options.
-    #[command(flatten)]
-    pub opts: ClientOpts,
     /// What to do.
     #[command(subcommand)]
     pub command: ClustersCommand,
@@ -66,7 +63,7 @@ pub enum ClustersCommand {
 
 /// Runs `powernode clusters …`.
 pub async fn run(api: &ApiArgs, args: ClustersArgs) -> anyhow::Result<()> {
-    let ctx = Ctx::new(api, &args.opts)?;
+    let ctx = Ctx::new(api)?;
     match args.command {
         ClustersCommand::List { all } => {
             let data = ctx

@@ -7,7 +7,7 @@ mod tail;
 
 pub use tail::TailArgs;
 
-use super::output::{cell, ClientOpts, Table};
+use super::output::{cell, Table};
 use crate::ApiArgs;
 use powernode_actions::ActionName;
 use powernode_client::Api;
@@ -16,9 +16,6 @@ use serde_json::{json, Value};
 /// `powernode events`.
 #[derive(Debug, clap::Args)]
 pub struct EventsArgs {
-    /// Output and token options.
-    #[command(flatten)]
-    pub opts: ClientOpts,
     /// What to do.
     #[command(subcommand)]
     pub command: EventsCommand,
@@ -45,11 +42,17 @@ const MAX_LIMIT: usize = 1000;
 pub async fn run(api: &ApiArgs, args: EventsArgs) -> anyhow::Result<()> {
     let tail = match args.command {
         EventsCommand::Tail(a) => a,
-        EventsCommand::Export(a) => return super::export::export(api, a).await,
-        EventsCommand::Import(a) => return super::export::import(a).await,
-        EventsCommand::Explain(a) => return super::explain::run(api, &args.opts, a).await,
+        EventsCommand::Export(mut a) => {
+            (a.data_dir, a.output) = (api.data_dir(), api.output);
+            return super::export::export(api, a).await;
+        }
+        EventsCommand::Import(mut a) => {
+            (a.data_dir, a.output) = (api.data_dir(), api.output);
+            return super::export::import(a).await;
+        }
+        EventsCommand::Explain(a) => return super::explain::run(api, a).await,
     };
-    tail::run(api, &args.opts, tail).await
+    tail::run(api, tail).await
 }
 
 /// The event's log sequence (0 when absent).

@@ -4,7 +4,7 @@
 //! change it made to the object — and a short "why" for its current state.
 //! The work is [`powernode_inspect::explain`]; this file parses and prints.
 
-use super::output::{emit, print_json, ClientOpts, Format};
+use super::output::{emit, print_data};
 use crate::ApiArgs;
 use chrono::{DateTime, Utc};
 use powernode_archive::{Bound, SourceArgs};
@@ -33,22 +33,20 @@ pub struct ExplainArgs {
 }
 
 /// Runs `powernode events explain`.
-pub async fn run(api: &ApiArgs, opts: &ClientOpts, args: ExplainArgs) -> anyhow::Result<()> {
+pub async fn run(api: &ApiArgs, args: ExplainArgs) -> anyhow::Result<()> {
     let until = match args.until.as_deref() {
         Some(u) => Bound::parse(u)?,
         None => Bound::End,
     };
     // Without --file or --nats: the embedded log of a stopped node, or the
     // running node's log through its API.
-    let source = powernode_inspect::open_source(&args.source, &opts.data_dir, || {
-        api.connect(&opts.data_dir)
-    })
-    .await?;
+    let source =
+        powernode_inspect::open_source(&args.source, &api.data_dir(), || api.client()).await?;
     let mut e = explain::explain(&source, args.id.trim(), until).await?;
     e.source = source.describe();
-    match opts.output {
-        Format::Json => print_json(&serde_json::to_value(&e)?),
-        Format::Table => emit(&render(&e)),
+    match api.output {
+        f if f.is_data() => print_data(f, &serde_json::to_value(&e)?),
+        _ => emit(&render(&e)),
     }
     Ok(())
 }

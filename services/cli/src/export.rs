@@ -72,10 +72,10 @@ pub struct ExportArgs {
     #[arg(long, conflicts_with_all = ["file", "nats"])]
     pub api: bool,
     /// `--data-dir` of the `events` group.
-    #[arg(from_global)]
+    #[arg(skip)]
     pub data_dir: PathBuf,
     /// `-o` of the `events` group.
-    #[arg(from_global)]
+    #[arg(skip = Format::Table)]
     pub output: Format,
 }
 
@@ -105,10 +105,10 @@ pub struct ImportArgs {
     #[arg(long, default_value_t = 1)]
     pub replicas: usize,
     /// `--data-dir` of the `events` group: the embedded log goes to `<DIR>/log`.
-    #[arg(from_global)]
+    #[arg(skip)]
     pub data_dir: PathBuf,
     /// `-o` of the `events` group.
-    #[arg(from_global)]
+    #[arg(skip = Format::Table)]
     pub output: Format,
 }
 
@@ -161,10 +161,10 @@ pub async fn export(api: &ApiArgs, args: ExportArgs) -> anyhow::Result<()> {
             let summary = fetch(api, &args.data_dir, &query, &args.out, to_stdout)
                 .await
                 .with_context(|| match &fallback {
-                    Some(why) => format!("{why}; exporting through the API at {}", api.url),
-                    None => format!("exporting through the API at {}", api.url),
+                    Some(why) => format!("{why}; exporting through the API at {}", api.url()),
+                    None => format!("exporting through the API at {}", api.url()),
                 })?;
-            (summary, format!("the API at {}", api.url))
+            (summary, format!("the API at {}", api.url()))
         }
     };
     report(&args, &summary, &from, started.elapsed());
@@ -253,7 +253,10 @@ async fn fetch(
     out: &Path,
     to_stdout: bool,
 ) -> anyhow::Result<Summary> {
-    let client = api.connect(data_dir)?;
+    let client = {
+        let _ = data_dir;
+        api.client()?
+    };
     let progress = Arc::new(Mutex::new(Some(Progress::new(None, "exporting"))));
     let shown = progress.clone();
     let mut n = 0u64;
@@ -342,7 +345,7 @@ fn report(args: &ExportArgs, summary: &Summary, from: &str, took: Duration) {
     } else {
         args.out.display().to_string()
     };
-    if args.output == Format::Json {
+    if args.output.is_data() {
         let v = json!({
             "file": file,
             "events": summary.records,

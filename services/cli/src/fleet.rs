@@ -3,7 +3,7 @@
 //! (`vip failover` lives in [`super::approvals`]).
 
 use super::confirm::{confirm, Target};
-use super::output::{cell, field, key_values, ClientOpts, Ctx, Table};
+use super::output::{cell, field, key_values, Ctx, Table};
 use crate::ApiArgs;
 use powernode_actions::ActionName;
 use serde_json::{json, Value};
@@ -11,9 +11,6 @@ use serde_json::{json, Value};
 /// `powernode instances`.
 #[derive(Debug, clap::Args)]
 pub struct InstancesArgs {
-    /// Output and token options.
-    #[command(flatten)]
-    pub opts: ClientOpts,
     /// What to do.
     #[command(subcommand)]
     pub command: InstancesCommand,
@@ -42,9 +39,6 @@ pub enum InstancesCommand {
 /// `powernode networks`.
 #[derive(Debug, clap::Args)]
 pub struct NetworksArgs {
-    /// Output and token options.
-    #[command(flatten)]
-    pub opts: ClientOpts,
     /// What to do.
     #[command(subcommand)]
     pub command: NetworksCommand,
@@ -81,9 +75,6 @@ pub enum NetworksCommand {
 /// `powernode vip`.
 #[derive(Debug, clap::Args)]
 pub struct VipArgs {
-    /// Output and token options.
-    #[command(flatten)]
-    pub opts: ClientOpts,
     /// What to do.
     #[command(subcommand)]
     pub command: VipCommand,
@@ -118,7 +109,7 @@ pub struct VipSelector {
 
 /// Runs `powernode instances …`.
 pub async fn run_instances(api: &ApiArgs, args: InstancesArgs) -> anyhow::Result<()> {
-    let ctx = Ctx::new(api, &args.opts)?;
+    let ctx = Ctx::new(api)?;
     match args.command {
         InstancesCommand::List => {
             let data = ctx
@@ -238,14 +229,12 @@ pub fn render_instances(data: &Value, indent: usize) -> String {
 /// Runs `powernode networks …`.
 pub async fn run_networks(api: &ApiArgs, args: NetworksArgs) -> anyhow::Result<()> {
     match args.command {
-        NetworksCommand::List => list_networks(&Ctx::new(api, &args.opts)?).await,
-        NetworksCommand::Grant(a) => super::grants::grant(api, &args.opts, a).await,
-        NetworksCommand::Grants { network } => super::grants::list(api, &args.opts, network).await,
-        NetworksCommand::RevokeGrant { grant } => {
-            super::grants::revoke(api, &args.opts, grant).await
-        }
+        NetworksCommand::List => list_networks(&Ctx::new(api)?).await,
+        NetworksCommand::Grant(a) => super::grants::grant(api, a).await,
+        NetworksCommand::Grants { network } => super::grants::list(api, network).await,
+        NetworksCommand::RevokeGrant { grant } => super::grants::revoke(api, grant).await,
         NetworksCommand::PeerConfig { peer } => {
-            super::peer_config::run(&Ctx::new(api, &args.opts)?, &peer).await
+            super::peer_config::run(&Ctx::new(api)?, &peer).await
         }
     }
 }
@@ -286,7 +275,7 @@ async fn list_networks(ctx: &Ctx) -> anyhow::Result<()> {
 
 /// Runs `powernode vip …`.
 pub async fn run_vip(api: &ApiArgs, args: VipArgs) -> anyhow::Result<()> {
-    let ctx = Ctx::new(api, &args.opts)?;
+    let ctx = Ctx::new(api)?;
     match args.command {
         VipCommand::Get(sel) => {
             let query = match (sel.cluster, sel.id, sel.name) {

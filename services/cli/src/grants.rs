@@ -3,7 +3,7 @@
 //! machine, sends only the public key, and writes the wg-quick file with
 //! the private key filled in (mode 0600).
 
-use super::output::{field, ClientOpts, Ctx, Table};
+use super::output::{field, Ctx, Table};
 use crate::ApiArgs;
 use anyhow::Context;
 use powernode_actions::grants::{
@@ -87,8 +87,8 @@ pub(crate) fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
 }
 
 /// Runs `powernode networks grant …`.
-pub async fn grant(api: &ApiArgs, opts: &ClientOpts, a: GrantArgs) -> anyhow::Result<()> {
-    let ctx = Ctx::new(api, opts)?;
+pub async fn grant(api: &ApiArgs, a: GrantArgs) -> anyhow::Result<()> {
+    let ctx = Ctx::new(api)?;
     if a.out.exists() {
         anyhow::bail!("{} exists; choose another --out", a.out.display());
     }
@@ -127,8 +127,8 @@ pub async fn grant(api: &ApiArgs, opts: &ClientOpts, a: GrantArgs) -> anyhow::Re
 }
 
 /// Runs `powernode networks grants [<network>]`.
-pub async fn list(api: &ApiArgs, opts: &ClientOpts, network: Option<String>) -> anyhow::Result<()> {
-    let ctx = Ctx::new(api, opts)?;
+pub async fn list(api: &ApiArgs, network: Option<String>) -> anyhow::Result<()> {
+    let ctx = Ctx::new(api)?;
     let answer = ctx
         .api
         .act::<ListAccessGrants>(&ListAccessGrantsArgs {
@@ -157,8 +157,8 @@ pub async fn list(api: &ApiArgs, opts: &ClientOpts, network: Option<String>) -> 
 }
 
 /// Runs `powernode networks revoke-grant <grant>`.
-pub async fn revoke(api: &ApiArgs, opts: &ClientOpts, grant_id: String) -> anyhow::Result<()> {
-    let ctx = Ctx::new(api, opts)?;
+pub async fn revoke(api: &ApiArgs, grant_id: String) -> anyhow::Result<()> {
+    let ctx = Ctx::new(api)?;
     let answer = ctx
         .api
         .act::<RevokeAccessGrant>(&RevokeAccessGrantArgs { grant_id })

@@ -17,12 +17,15 @@ pub mod approvals;
 mod call;
 pub mod clusters;
 mod confirm;
+pub mod context;
 pub mod demo;
 pub mod events;
 pub mod explain;
 pub mod export;
 pub mod fleet;
 pub mod grants;
+pub mod kube;
+pub mod mcp;
 pub mod modules;
 pub mod nats;
 pub mod output;
@@ -101,6 +104,12 @@ pub enum Command {
         /// Skill executions.
         #[command(flatten)]
         skills: powernode_server::services::skills::SkillsConfig,
+        /// How the API serves (https by default).
+        #[command(flatten)]
+        tls: powernode_server::tls::TlsArgs,
+        /// Metrics.
+        #[command(flatten)]
+        metrics: powernode_server::metrics::MetricsArgs,
     },
     /// Run one service alone.
     Serve {
@@ -123,7 +132,21 @@ pub enum Command {
         /// gets its own durable cursor and checkpoint (`<service>-<replica>`).
         #[arg(long, env = "POWERNODE_REPLICA")]
         replica: Option<String>,
+        /// How the API serves (https by default; api service only).
+        #[command(flatten)]
+        tls: powernode_server::tls::TlsArgs,
+        /// Metrics.
+        #[command(flatten)]
+        metrics: powernode_server::metrics::MetricsArgs,
     },
+    /// Named APIs with their token and pinned CA: add, use, list, current,
+    /// delete.
+    Context(context::ContextArgs),
+    /// kubectl-grade verbs.
+    #[command(flatten)]
+    Kube(kube::KubeCommand),
+    /// Serve the MCP tools (every action) on stdin/stdout for an assistant.
+    Mcp(mcp::McpArgs),
     /// Run one action: `powernode call kubernetes_list_clusters '{}'`.
     Call(call::CallArgs),
     /// K3s clusters: list, get, nodes, kubeconfig, decommission, rotate-token.
@@ -210,9 +233,10 @@ pub fn quiet_diagnostics() {
 
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    output::set_no_headers(cli.api.no_headers);
     match cli.command {
         Command::Up {
-            log,
+            mut log,
             listen,
             simulate_agents,
             heartbeat_ms,
@@ -220,7 +244,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             fail_upgrade_to,
             failover,
             skills,
+            tls,
+            metrics,
         } => {
+            log.data_dir = cli.api.data_dir();
             let upgrades = sim::SimUpgrades {
                 node_upgrade: std::time::Duration::from_millis(node_upgrade_ms),
                 fail_upgrade_to,
@@ -234,17 +261,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 replica: None,
                 nats_creds: None,
                 secrets_key_file: None,
+                tls,
+                metrics,
             };
             powernode_server::node::run_node(&log, &ServiceName::ALL, listen, "up", extras).await
         }
         Command::Serve {
             service,
-            log,
+            mut log,
             listen,
             failover,
             skills,
             replica,
+            tls,
+            metrics,
         } => {
+            log.data_dir = cli.api.data_dir();
             let checkpoint_name = match &replica {
                 Some(r) => format!("{}-{r}", service.as_str()),
                 None => service.as_str().to_string(),
@@ -253,12 +285,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 failover,
                 skills,
                 replica,
+                tls,
+                metrics,
                 ..NodeExtras::default()
             };
             powernode_server::node::run_node(&log, &[service], listen, &checkpoint_name, extras)
                 .await
         }
         Command::Call(args) => call::run(&cli.api, args).await,
+        Command::Context(args) => context::run(&cli.api, args).await,
+        Command::Kube(cmd) => kube::run(&cli.api, cmd).await,
+        Command::Mcp(args) => mcp::run(&cli.api, args).await,
         Command::Clusters(args) => clusters::run(&cli.api, args).await,
         Command::Instances(args) => fleet::run_instances(&cli.api, args).await,
         Command::Networks(args) => fleet::run_networks(&cli.api, args).await,
@@ -268,9 +305,25 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Modules(args) => modules::run(&cli.api, args).await,
         Command::Skills(args) => skills::run(&cli.api, args).await,
         Command::Events(args) => events::run(&cli.api, args).await,
-        Command::Replay(args) => replay::run(args).await,
-        Command::Demo(args) => demo::run(args).await,
+        Command::Replay(mut args) => {
+            (args.data_dir, args.output) = (cli.api.data_dir(), cli.api.output);
+            replay::run(args).await
+        }
+        Command::Demo(mut args) => {
+            args.data_dir = cli.api.data_dir.clone();
+            demo::run(args).await
+        }
         Command::Bench(b) => powernode_bench::run(b).await,
-        Command::Nats(n) => nats::run(n),
+        Command::Nats(n) => nats::run(n, cli.api.output),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_is_well_formed() {
+        // Clap's own checks: no two arguments share a name or a flag (the
+        // global options reach every subcommand).
+        <super::Cli as clap::CommandFactory>::command().debug_assert();
     }
 }

@@ -1,7 +1,7 @@
 //! `powernode modules …`: the module catalog (k3s releases by version) and
 //! which instance runs what.
 
-use super::output::{line, print_json, ClientOpts, Ctx, Table};
+use super::output::{line, print_json, Ctx, Table};
 use crate::ApiArgs;
 use anyhow::{bail, Context};
 use powernode_actions::modules::{
@@ -13,9 +13,6 @@ use serde_json::json;
 /// `powernode modules`.
 #[derive(Debug, clap::Args)]
 pub struct ModulesArgs {
-    /// Output and token options.
-    #[command(flatten)]
-    pub opts: ClientOpts,
     /// What to do.
     #[command(subcommand)]
     pub command: ModulesCommand,
@@ -42,7 +39,7 @@ pub enum ModulesCommand {
 
 /// Runs `powernode modules …`.
 pub async fn run(api: &ApiArgs, args: ModulesArgs) -> anyhow::Result<()> {
-    let ctx = Ctx::new(api, &args.opts)?;
+    let ctx = Ctx::new(api)?;
     match args.command {
         ModulesCommand::List => {
             let data = ctx

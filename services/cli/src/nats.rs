@@ -23,23 +23,15 @@ pub enum NatsCommand {
         /// Replace existing files (new keys: restart the platform with them).
         #[arg(long)]
         force: bool,
-        /// Print what was made as JSON.
-        #[arg(short = 'o', long = "output", value_parser = ["text", "json"], default_value = "text")]
-        output: String,
     },
 }
 
-/// Runs a `nats` subcommand.
-pub fn run(cmd: NatsCommand) -> anyhow::Result<()> {
+/// Runs a `nats` subcommand; `-o json` prints what was made as JSON.
+pub fn run(cmd: NatsCommand, output: crate::output::Format) -> anyhow::Result<()> {
     match cmd {
-        NatsCommand::Init {
-            dir,
-            listen,
-            force,
-            output,
-        } => {
+        NatsCommand::Init { dir, listen, force } => {
             let made = init(&dir, &listen, force)?;
-            if output == "json" {
+            if output.is_data() {
                 println!(
                     "{}",
                     serde_json::json!({

@@ -1,43 +1,45 @@
 //! Output of the friendly subcommands: aligned tables and `key: value`
-//! views by default, the action's `data` as pretty JSON with `-o json`.
+//! views by default, the action's `data` as pretty JSON with `-o json` or
+//! YAML with `-o yaml`.
 
 use crate::ApiArgs;
 use powernode_client::Api;
 use serde_json::Value;
 use std::io::Write;
-use std::path::PathBuf;
 
 /// How a command prints its answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
     /// Aligned columns for people.
     Table,
+    /// The table with more columns.
+    Wide,
     /// The action's data as pretty JSON.
     Json,
+    /// The action's data as YAML.
+    Yaml,
+    /// `kind/id`, one object per line (for scripts: `| xargs`).
+    Name,
 }
 
-/// Options every friendly subcommand takes (after its group name or after
-/// the leaf command).
-#[derive(Debug, Clone, clap::Args)]
-pub struct ClientOpts {
-    /// Output format.
-    #[arg(
-        short = 'o',
-        long = "output",
-        value_enum,
-        default_value = "table",
-        global = true
-    )]
-    pub output: Format,
-    /// Where `powernode up` keeps its state (for the admin token when no
-    /// --token / POWERNODE_TOKEN is given).
-    #[arg(
-        long,
-        env = "POWERNODE_DATA_DIR",
-        default_value = "./.powernode",
-        global = true
-    )]
-    pub data_dir: PathBuf,
+impl Format {
+    /// True for the machine formats that print the action's data as it is
+    /// (`json`, `yaml`).
+    pub fn is_data(self) -> bool {
+        matches!(self, Format::Json | Format::Yaml)
+    }
+}
+
+/// `--no-headers`, set once from the global options.
+static NO_HEADERS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Tables print without their header row from now on (`--no-headers`).
+pub fn set_no_headers(on: bool) {
+    NO_HEADERS.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+fn no_headers() -> bool {
+    NO_HEADERS.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// What a friendly command works with: the API and the output format.
@@ -49,26 +51,49 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    /// Connects with the global API options and the command's options.
-    pub fn new(api: &ApiArgs, opts: &ClientOpts) -> anyhow::Result<Self> {
+    /// Connects with the global options.
+    pub fn new(api: &ApiArgs) -> anyhow::Result<Self> {
         Ok(Self {
-            api: api.connect(&opts.data_dir)?,
-            format: opts.output,
+            api: api.client()?,
+            format: api.output,
         })
     }
 
-    /// True with `-o json`.
+    /// True with `-o json` or `-o yaml` (the data printed as it is).
     pub fn json(&self) -> bool {
-        self.format == Format::Json
+        self.format.is_data()
     }
 
-    /// Prints `data` as pretty JSON (`-o json`) or `table(data)` otherwise.
+    /// Prints `data` as pretty JSON (`-o json`), YAML (`-o yaml`) or
+    /// `table(data)` otherwise.
     pub fn show(&self, data: &Value, table: impl FnOnce(&Value) -> String) {
-        if self.json() {
-            print_json(data);
-        } else {
-            emit(&table(data));
+        match self.format {
+            Format::Json => print_json(data),
+            Format::Yaml => print_yaml(data),
+            _ => emit(&table(data)),
         }
+    }
+
+    /// Prints `data` as JSON or YAML, whichever `-o` chose (JSON for the
+    /// table formats).
+    pub fn print_data(&self, data: &Value) {
+        print_data(self.format, data);
+    }
+}
+
+/// Prints `data` as YAML with `-o yaml`, else as pretty JSON.
+pub fn print_data(format: Format, data: &Value) {
+    match format {
+        Format::Yaml => print_yaml(data),
+        _ => print_json(data),
+    }
+}
+
+/// Prints `v` as YAML.
+pub fn print_yaml(v: &Value) {
+    match serde_norway::to_string(v) {
+        Ok(text) => emit(&text),
+        Err(_) => print_json(v),
     }
 }
 
@@ -166,7 +191,8 @@ impl Table {
             }
         }
         let mut out = String::new();
-        for row in std::iter::once(&self.header).chain(&self.rows) {
+        let header = (!no_headers()).then_some(&self.header);
+        for row in header.into_iter().chain(&self.rows) {
             let mut text = pad.clone();
             for (i, w) in widths.iter().enumerate() {
                 let c = row.get(i).map_or("-", String::as_str);

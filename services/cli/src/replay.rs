@@ -7,7 +7,7 @@
 //! bytes (no clock, no hash-map order; timing goes to the progress bar on
 //! stderr only).
 
-use super::output::{emit, line, print_json, Format};
+use super::output::{emit, line, print_data, Format};
 use crate::replay_show::{self as show, Show};
 use powernode_archive::{Bound, Source, SourceArgs};
 use powernode_inspect::replay::{self, DiffTotals, EventDiff, Folded};
@@ -26,8 +26,8 @@ pub struct ReplayArgs {
     /// a stopped `powernode up` in --data-dir).
     #[command(flatten)]
     pub source: SourceArgs,
-    /// Where `powernode up` keeps its state (the embedded log).
-    #[arg(long, env = "POWERNODE_DATA_DIR", default_value = "./.powernode")]
+    /// Where `powernode up` keeps its state (the global `--data-dir`).
+    #[arg(skip)]
     pub data_dir: PathBuf,
     /// Stop at the last record at or before this point: a sequence number
     /// or an RFC 3339 time (default: the end of the log).
@@ -53,8 +53,8 @@ pub struct ReplayArgs {
     /// the log was exported would be let through).
     #[arg(long)]
     pub trust_signatures: bool,
-    /// Output format.
-    #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
+    /// The global `-o`.
+    #[arg(skip = Format::Table)]
     pub output: Format,
 }
 
@@ -83,15 +83,15 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<()> {
     let folded = replay::fold(&source, until, args.trust_signatures, true).await?;
     let hash = format!("sha256:{}", replay::state_hash(&folded.state));
     let header = header_json(&source, until, &folded.stats, &args, &hash);
-    match (args.hash, args.output) {
-        (true, Format::Table) => line(&format!("{hash}  seq {}", folded.stats.last_seq)),
-        (true, Format::Json) => print_json(&header),
-        (false, Format::Json) => {
+    match (args.hash, args.output.is_data()) {
+        (true, false) => line(&format!("{hash}  seq {}", folded.stats.last_seq)),
+        (true, true) => print_data(args.output, &header),
+        (false, true) => {
             let mut out = header;
             out["accounts"] = show::json(&folded.state, args.show);
-            print_json(&out);
+            print_data(args.output, &out);
         }
-        (false, Format::Table) => {
+        (false, false) => {
             let mut out = header_text(&source, until, &folded, &args, &hash);
             out.push_str(&show::tables(&folded.state, args.show));
             emit(&out);
@@ -191,7 +191,7 @@ fn header_text(
 /// `--diff A B`.
 async fn run_diff(args: &ReplayArgs, source: &Source, a: Bound, b: Bound) -> anyhow::Result<()> {
     let folded = replay::fold(source, a, args.trust_signatures, true).await?;
-    let json = args.output == Format::Json;
+    let json = args.output.is_data();
     if !json {
         let mut out = String::new();
         let _ = writeln!(out, "source:      {}", source.describe());

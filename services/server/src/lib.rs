@@ -25,9 +25,11 @@
 pub mod api;
 pub mod intake;
 pub mod liveness;
+pub mod metrics;
 pub mod natsauth;
 pub mod node;
 pub mod secrets;
 pub mod services;
 pub mod skills;
 pub mod status;
+pub mod tls;

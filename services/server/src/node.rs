@@ -36,8 +36,9 @@ pub struct LogArgs {
     /// the embedded log in --data-dir is used.
     #[arg(long, env = "POWERNODE_NATS_URL")]
     pub nats: Option<String>,
-    /// Local state: the embedded log and the services' checkpoints.
-    #[arg(long, env = "POWERNODE_DATA_DIR", default_value = "./.powernode")]
+    /// Local state: the embedded log and the services' checkpoints (the
+    /// CLI's global `--data-dir`, set by the command that runs the node).
+    #[arg(skip = PathBuf::from("./.powernode"))]
     pub data_dir: PathBuf,
     /// JetStream stream name.
     #[arg(long, env = "POWERNODE_STREAM", default_value = powernode_log::jetstream::DEFAULT_STREAM)]
@@ -188,6 +189,12 @@ pub struct NodeExtras {
     pub nats_creds: Option<PlatformCreds>,
     /// The secrets key file (`None`: [`crate::secrets::seal::resolve_key_file`]).
     pub secrets_key_file: Option<PathBuf>,
+    /// How the API serves (https by default from the CLI; the library's
+    /// default serves plain http, as in-process tests use).
+    pub tls: crate::tls::TlsArgs,
+    /// Metrics: where a node without the API serves `/metrics`, and the
+    /// scrape token.
+    pub metrics: crate::metrics::MetricsArgs,
 }
 
 /// [`start_node`] with optional parts. The API brings the agent intake

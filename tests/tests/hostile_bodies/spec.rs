@@ -109,7 +109,7 @@ pub(super) fn spec(action: &str) -> Option<&'static [(&'static str, Ty)]> {
         "system_create_module_version" => {
             &[("module_name", Str), ("version", Str), ("k3s_version", Str)]
         }
-        "system_list_modules" => &[],
+        "system_list_modules" | "system_whoami" => &[],
         // `inputs` is any JSON object (each skill reads its own).
         "execute_skill" => &[("skill", Str), ("inputs", Any), ("dry_run", OptBool)],
         "system_get_skill_execution"

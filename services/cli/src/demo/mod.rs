@@ -30,9 +30,9 @@ pub struct DemoArgs {
     /// Address the demo's API listens on (default: a free loopback port).
     #[arg(long, default_value = "127.0.0.1:0")]
     pub listen: SocketAddr,
-    /// Keep the demo's state here instead of a temporary directory that is
-    /// deleted at the end.
-    #[arg(long)]
+    /// The global `--data-dir`: keep the demo's state there instead of a
+    /// temporary directory that is deleted at the end.
+    #[arg(skip)]
     pub data_dir: Option<PathBuf>,
     /// Heartbeat interval of the simulated agents, in milliseconds.
     #[arg(long, default_value_t = 200)]

@@ -10,7 +10,7 @@
 //! even before the first event), and anything at or below it is skipped.
 
 use super::{render_styled, summary, time};
-use crate::output::{cell, emit, ClientOpts, Ctx};
+use crate::output::{cell, emit, Ctx};
 use crate::ApiArgs;
 use powernode_actions::ActionName;
 use powernode_client::{Api, EventsQuery};
@@ -51,11 +51,11 @@ pub struct TailArgs {
 }
 
 /// Runs `powernode events tail`.
-pub async fn run(api: &ApiArgs, opts: &ClientOpts, args: TailArgs) -> anyhow::Result<()> {
+pub async fn run(api: &ApiArgs, args: TailArgs) -> anyhow::Result<()> {
     if args.limit > PAGE || (args.limit == 0 && !args.follow && args.since.is_none()) {
         anyhow::bail!("-n/--limit must be 1-{PAGE} (0 only with --follow)");
     }
-    let ctx = Ctx::new(api, opts)?;
+    let ctx = Ctx::new(api)?;
     let mut out = Printer::new(ctx.json(), args.follow);
     let mut filters = Map::new();
     for (key, value) in [

@@ -2,7 +2,7 @@
 //! damaged export imports nothing), then its records, byte for byte, into
 //! an empty log in order ([`powernode_log::EventLog::append_raw`]).
 
-use super::super::output::{emit, print_json, Format};
+use super::super::output::{emit, print_json};
 use super::ImportArgs;
 use anyhow::{bail, Context};
 use powernode_archive::{Reader, Summary};
@@ -208,7 +208,7 @@ fn report(args: &ImportArgs, summary: &Summary, target: &str, imported: u64, sta
         0.0
     };
     let renumbered = summary.renumbers();
-    if args.output == Format::Json {
+    if args.output.is_data() {
         print_json(&json!({
             "file": args.file.display().to_string(),
             "events": imported,

@@ -9,7 +9,7 @@ pub use follow::{follow, get, live_phase, live_phases, Follower};
 pub use render::{frame, render_execution, render_list, render_plan, summary, LivePhases};
 
 use crate::confirm::{confirm, Target};
-use crate::output::{emit, line, print_json, ClientOpts, Ctx};
+use crate::output::{emit, line, print_json, Ctx};
 use crate::ApiArgs;
 use anyhow::{bail, Context};
 use powernode_actions::skills::{
@@ -22,9 +22,6 @@ use serde_json::{json, Map, Value};
 /// `powernode skills`.
 #[derive(Debug, clap::Args)]
 pub struct SkillsArgs {
-    /// Output and token options.
-    #[command(flatten)]
-    pub opts: ClientOpts,
     /// What to do.
     #[command(subcommand)]
     pub command: SkillsCommand,
@@ -167,7 +164,7 @@ impl RunArgs {
 
 /// Runs `powernode skills …`.
 pub async fn run(api: &ApiArgs, args: SkillsArgs) -> anyhow::Result<()> {
-    let ctx = Ctx::new(api, &args.opts)?;
+    let ctx = Ctx::new(api)?;
     match args.command {
         SkillsCommand::Run(r) => run_skill(&ctx, r).await,
         SkillsCommand::List { skill, status } => {

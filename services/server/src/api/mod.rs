@@ -9,6 +9,8 @@ pub mod auth;
 pub mod bootstrap;
 pub mod error;
 pub mod export;
+pub mod mcp;
+pub mod openapi;
 pub mod sse;
 
 use error::{ApiError, ErrorCode};
@@ -70,7 +72,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/actions/{name}", post(action))
         .route(export::PATH, get(export::export))
         .route(sse::PATH, get(sse::stream))
-        .with_state(state)
+        .route(crate::metrics::PATH, get(crate::metrics::scrape))
+        .route(openapi::PATH, get(openapi::document))
+        .with_state(state.clone())
+        .merge(mcp::router(state))
 }
 
 async fn healthz(State(st): State<ApiState>) -> Response {

@@ -20,6 +20,40 @@ handlers! {
     CreateOperatorToken => create_operator_token,
     RevokeOperatorToken => revoke_operator_token,
     ListOperatorTokens => list_operator_tokens,
+    Whoami => whoami,
+}
+
+/// `system_whoami({})` — any token: who it is.
+pub async fn whoami(
+    ctx: &ActionContext<'_>,
+    _: powernode_actions::accounts::WhoamiArgs,
+) -> Result<powernode_actions::accounts::WhoamiAnswer, ApiError> {
+    use powernode_actions::accounts::{AccountSummary, WhoamiAnswer};
+    let op = &ctx.operator;
+    let fleet = ctx.fleet().await;
+    let admin = op.is_admin();
+    let other_accounts = if admin {
+        fleet
+            .accounts()
+            .filter(|(id, _)| **id != op.account)
+            .map(|(id, a)| AccountSummary {
+                id: id.to_string(),
+                name: a.name.clone(),
+                clusters: a.clusters.len(),
+                instances: a.instances.len(),
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    Ok(WhoamiAnswer {
+        account_id: op.account.to_string(),
+        account_name: fleet.account(&op.account).and_then(|a| a.name.clone()),
+        token_id: op.token_id.clone(),
+        permissions: op.permissions.clone(),
+        admin,
+        other_accounts,
+    })
 }
 
 /// `system_create_account({name})` — admin only.
