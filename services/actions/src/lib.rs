@@ -540,6 +540,10 @@ actions! { $
     }
 }
 
+// After the table: it uses `for_each_action!` (a macro-expanded macro,
+// in scope only below its definition).
+pub mod openapi;
+
 /// Every action's schemas, in table order.
 pub fn schemas() -> Vec<ActionSchema> {
     macro_rules! all_schemas {
