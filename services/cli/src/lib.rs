@@ -43,9 +43,21 @@ use powernode_server::services::ServiceName;
 use std::net::SocketAddr;
 use std::sync::OnceLock;
 
+/// The git revision this binary was built from (`build.rs`): 12 hex
+/// digits, `-dirty` when built with uncommitted changes, or `unknown`.
+pub const REVISION: &str = env!("POWERNODE_BUILD_REV");
+
+/// `--version`: `0.1.0 (rev 1a2b3c4d5e6f)`.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (rev ",
+    env!("POWERNODE_BUILD_REV"),
+    ")"
+);
+
 /// powernode — an event-sourced control plane for fleets of K3s clusters.
 #[derive(Debug, Parser)]
-#[command(name = "powernode", version, about)]
+#[command(name = "powernode", version = VERSION, about)]
 pub struct Cli {
     /// Log format for diagnostics on stderr.
     #[arg(

@@ -11,6 +11,7 @@ use powernode_cli::{init_tracing, run, Cli};
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
+    powernode_log::metrics::set_revision(powernode_cli::REVISION);
     let cli = Cli::parse();
     init_tracing(cli.log_format);
     match run(cli).await {

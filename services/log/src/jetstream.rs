@@ -451,10 +451,13 @@ impl EventLog for JetStreamLog {
                 let stored_subject = self.subject_at(stored.seq).await?;
                 Self::check_duplicate(event, &subject, stored.seq, &stored_subject)
             }
-            Ok(stored) => Ok(Appended {
-                seq: stored.seq,
-                duplicate: false,
-            }),
+            Ok(stored) => {
+                crate::metrics::event_appended(event.payload.event_kind());
+                Ok(Appended {
+                    seq: stored.seq,
+                    duplicate: false,
+                })
+            }
             Err(PublishFailure::Conflict) => {
                 let after = guard.unwrap_or(0);
                 match self.find_stored(&aggregate_key, &event_id, after).await? {

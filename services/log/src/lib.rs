@@ -19,6 +19,7 @@
 
 pub mod embedded;
 pub mod jetstream;
+pub mod metrics;
 pub mod nats;
 pub mod sled_db;
 

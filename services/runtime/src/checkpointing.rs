@@ -108,6 +108,7 @@ impl<S: Projection + Clone + Sync> Checkpointer<S> {
             .map_err(|e| self.failed(e.to_string()))?;
         let copy_ms = ms(t.elapsed());
         let (store, name) = (self.store.clone(), self.name.clone());
+        let (service, started) = (self.status.report().service, t);
         let writer = tokio::task::spawn_blocking(move || {
             let t = Instant::now();
             let snapshot = copy.snapshot().map_err(|e| e.to_string())?;
@@ -119,6 +120,7 @@ impl<S: Projection + Clone + Sync> Checkpointer<S> {
                 snapshot,
             };
             store.save(&name, &checkpoint).map_err(|e| e.to_string())?;
+            powernode_log::metrics::checkpoint_saved(&service, started.elapsed(), bytes);
             debug!(
                 applied,
                 bytes,

@@ -344,6 +344,11 @@ pub async fn start_node_with(
             crate::status::publish::run_publisher(board, log, client, stop),
         );
     }
+    // Metrics: the scrape token, and /metrics on --metrics-listen.
+    if let Err(e) = crate::metrics::start(&extras.metrics, &log, &ctx.status, &node.tasks()).await {
+        let _ = node.stop().await;
+        return Err(e);
+    }
     // Sensor, failover and the API need every agent's heartbeats. The intake of this
     // process records the beats it answers, but intakes share beats through
     // a queue group: with NATS, also follow the heartbeat subject (once per

@@ -1,6 +1,7 @@
 //! `powernode events tail`: a catch-up through `recent_events` (the last
-//! `-n` events, or every event from `--since`), then, with `--follow`, the
-//! live events from `GET /v1/events/stream`.
+//! `-n` events, or the events from `--since`: every one, or the first
+//! `-n`), then, with `--follow`, the live events from
+//! `GET /v1/events/stream` (after the last one printed).
 //!
 //! No gap and no duplicate at the switch: `recent_events` answers
 //! `through`, the log position its answer is complete up to, and the
@@ -20,6 +21,8 @@ use std::time::Duration;
 
 /// The most `recent_events` answers at once.
 const PAGE: usize = 1000;
+/// `-n` without `--since`, when not given.
+const DEFAULT_LIMIT: usize = 20;
 /// Longest wait between two reconnection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
@@ -40,10 +43,12 @@ pub struct TailArgs {
     /// RFC 3339 time, or a duration back from now (`30s`, `10m`, `2h`).
     #[arg(long, value_name = "SEQ|TIME|DURATION")]
     pub since: Option<String>,
-    /// How many of the newest events to print first, without --since
-    /// (1-1000; with --follow, 0 prints only what comes next).
-    #[arg(long, short = 'n', default_value_t = 20)]
-    pub limit: usize,
+    /// How many events to print first. Without --since: the N newest
+    /// (default 20; 1-1000; with --follow, 0 prints only what comes next).
+    /// With --since: the first N from that point, oldest first (default:
+    /// all of them); --follow then carries on after the last one printed.
+    #[arg(long, short = 'n', value_name = "N")]
+    pub limit: Option<usize>,
     /// Keep printing events as they are appended (a server-sent-events
     /// stream that reconnects on its own, resuming where it stopped).
     #[arg(long, short = 'f')]
@@ -52,8 +57,14 @@ pub struct TailArgs {
 
 /// Runs `powernode events tail`.
 pub async fn run(api: &ApiArgs, args: TailArgs) -> anyhow::Result<()> {
-    if args.limit > PAGE || (args.limit == 0 && !args.follow && args.since.is_none()) {
-        anyhow::bail!("-n/--limit must be 1-{PAGE} (0 only with --follow)");
+    match (args.limit, &args.since) {
+        (Some(n), None) if n > PAGE || (n == 0 && !args.follow) => {
+            anyhow::bail!("-n/--limit must be 1-{PAGE} (0 only with --follow), got {n}")
+        }
+        (Some(0), Some(_)) if !args.follow => {
+            anyhow::bail!("-n/--limit 0 with --since prints nothing: give 1 or more (or --follow)")
+        }
+        _ => {}
     }
     let ctx = Ctx::new(api)?;
     let mut out = Printer::new(ctx.json(), args.follow);
@@ -92,27 +103,50 @@ async fn catch_up(
         Value::Object(a)
     };
     let Some(since) = &args.since else {
-        if args.limit == 0 {
+        let limit = args.limit.unwrap_or(DEFAULT_LIMIT);
+        if limit == 0 {
             return Ok(None);
         }
         let data = api
-            .call(ActionName::RecentEvents.as_str(), &ask(None, args.limit))
+            .call(ActionName::RecentEvents.as_str(), &ask(None, limit))
             .await?;
         out.events(events_of(&data));
         return Ok(data["through"].as_u64());
     };
+    // With -n, the first N from `since`: pages of at most what is still
+    // wanted; once N are printed, the position is the last one's seq (the
+    // answer's `through` when more follow), so --follow goes on after it.
+    let mut left = args.limit;
     let mut since = json!(since);
     loop {
+        let page = left.map_or(PAGE, |l| l.min(PAGE));
+        if page == 0 {
+            // `-n 0 --since X --follow`: nothing printed, follow from X.
+            return Ok(start_of(&since));
+        }
         let data = api
-            .call(ActionName::RecentEvents.as_str(), &ask(Some(since), PAGE))
+            .call(ActionName::RecentEvents.as_str(), &ask(Some(since), page))
             .await?;
-        out.events(events_of(&data));
+        let events = events_of(&data);
+        out.events(events);
         let through = data["through"].as_u64().unwrap_or(0);
-        if data["more"] != json!(true) {
+        left = left.map(|l| l.saturating_sub(events.len()));
+        if data["more"] != json!(true) || left == Some(0) {
             return Ok(Some(through));
         }
         since = json!(through + 1);
     }
+}
+
+/// The position just before `since` when it is a sequence number (the
+/// stream then starts at it); `None` (from now) for a time or duration.
+fn start_of(since: &Value) -> Option<u64> {
+    let seq = match since {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => s.parse::<u64>().ok(),
+        _ => None,
+    }?;
+    Some(seq.saturating_sub(1))
 }
 
 fn events_of(data: &Value) -> &[Value] {

@@ -168,6 +168,9 @@ impl EventLog for EmbeddedLog {
             expect,
         };
         let appended = self.submit(guard, subject, bytes).await?;
+        if !appended.duplicate {
+            crate::metrics::event_appended(event.payload.event_kind());
+        }
         tracing::trace!(event_id = %event.id, kind = event.kind(), seq = appended.seq, duplicate = appended.duplicate, "appended");
         Ok(appended)
     }

@@ -97,35 +97,29 @@ async fn healthz(State(st): State<ApiState>) -> Response {
     }
 }
 
+/// `POST /v1/actions/<name>`, timed: `powernode_action_duration_seconds`
+/// by action (`unknown` for a name that is none, so callers cannot make
+/// series up) and answered code (`ok` or the error code).
 async fn action(
     State(st): State<ApiState>,
     name: Result<Path<String>, axum::extract::rejection::PathRejection>,
     headers: HeaderMap,
     body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
-    let (name, body) = match (name, body) {
-        (Ok(Path(name)), Ok(body)) => (name, body),
-        (name, body) => {
-            // Authentication first, as for every other refusal; then the
-            // same error shape as every action's (axum's own is plain text).
-            if let Err(e) = auth::authenticate(&headers, &*st.fleet.state.read().await) {
-                return e.into_response();
-            }
-            let e = match (name, body) {
-                (_, Err(r)) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                    ApiError::new(ErrorCode::BodyTooLarge, r.body_text())
-                }
-                (_, Err(r)) => ApiError {
-                    status: r.status(),
-                    ..ApiError::new(ErrorCode::MalformedBody, r.body_text())
-                },
-                (Err(r), _) => ApiError::new(ErrorCode::UnknownAction, r.body_text()),
-                (Ok(_), Ok(_)) => unreachable!("handled above"),
-            };
-            return e.into_response();
-        }
+    let started = std::time::Instant::now();
+    let label = match &name {
+        Ok(Path(n)) => n
+            .parse::<powernode_actions::ActionName>()
+            .map_or("unknown", |a| a.as_str()),
+        Err(_) => "unknown",
     };
-    match actions::dispatch(&st, &headers, &name, &body).await {
+    let answer = answer_action(&st, name, &headers, body).await;
+    let code = match &answer {
+        Ok(_) => "ok",
+        Err(e) => e.code.as_str(),
+    };
+    powernode_log::metrics::action_answered(label, code, started.elapsed());
+    match answer {
         Ok(Answer::Json(data)) => Json(json!({ "data": data })).into_response(),
         Ok(Answer::Raw(data)) => {
             let mut body = String::with_capacity(data.len() + 10);
@@ -140,6 +134,34 @@ async fn action(
         }
         Err(e) => e.into_response(),
     }
+}
+
+async fn answer_action(
+    st: &ApiState,
+    name: Result<Path<String>, axum::extract::rejection::PathRejection>,
+    headers: &HeaderMap,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Answer, ApiError> {
+    let (name, body) = match (name, body) {
+        (Ok(Path(name)), Ok(body)) => (name, body),
+        (name, body) => {
+            // Authentication first, as for every other refusal; then the
+            // same error shape as every action's (axum's own is plain text).
+            auth::authenticate(headers, &*st.fleet.state.read().await)?;
+            return Err(match (name, body) {
+                (_, Err(r)) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                    ApiError::new(ErrorCode::BodyTooLarge, r.body_text())
+                }
+                (_, Err(r)) => ApiError {
+                    status: r.status(),
+                    ..ApiError::new(ErrorCode::MalformedBody, r.body_text())
+                },
+                (Err(r), _) => ApiError::new(ErrorCode::UnknownAction, r.body_text()),
+                (Ok(_), Ok(_)) => unreachable!("handled above"),
+            });
+        }
+    };
+    actions::dispatch(st, headers, &name, &body).await
 }
 
 /// A freshly provisioned instance and the credential its agent enrolls with.

@@ -87,6 +87,7 @@ impl Intake {
         sender: Option<&str>,
         hb: Heartbeat,
     ) -> Result<HeartbeatReply, Refusal> {
+        powernode_log::metrics::heartbeat_received();
         super::limits::heartbeat(&hb)?;
         if let Some(sender) = sender.filter(|s| *s != hb.instance_id) {
             return Err(refusal(

@@ -12,16 +12,20 @@ use powernode_protocol::{
 #[async_trait]
 impl AgentLink for Intake {
     async fn enroll(&self, req: EnrollRequest) -> Result<EnrollReply, LinkError> {
-        Intake::enroll(self, req).await.map_err(LinkError::Refused)
+        Intake::enroll(self, req).await.map_err(refused)
     }
 
     async fn heartbeat(&self, hb: Heartbeat) -> Result<HeartbeatReply, LinkError> {
-        Intake::heartbeat(self, hb)
-            .await
-            .map_err(LinkError::Refused)
+        Intake::heartbeat(self, hb).await.map_err(refused)
     }
 
     async fn submit(&self, s: Submission) -> Result<SubmitReply, LinkError> {
-        Intake::submit(self, s).await.map_err(LinkError::Refused)
+        Intake::submit(self, s).await.map_err(refused)
     }
+}
+
+/// A refusal answered, counted by its code.
+fn refused(r: super::Refusal) -> LinkError {
+    powernode_log::metrics::intake_refused(&r.code);
+    LinkError::Refused(r)
 }

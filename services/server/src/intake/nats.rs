@@ -120,6 +120,9 @@ fn spawn_answer<Q, A, F, Fut>(
                 format!("{}: {e}", msg.subject),
             )),
         };
+        if let Reply::Error(e) = &answer {
+            powernode_log::metrics::intake_refused(&e.code);
+        }
         let body = serde_json::to_vec(&answer).expect("replies serialize");
         if let Err(e) = client.publish(reply_to, body.into()).await {
             warn!(error = %e, "could not answer an agent");

@@ -48,6 +48,7 @@ pub async fn promote(
     };
     let promoted = append_guarded(log, seen_seq, event, guard).await?;
     if let Promoted::Landed(seq) = promoted {
+        powernode_log::metrics::failover(&mine.reason);
         info!(
             vip = %mine.virtual_ip_id,
             to = %mine.to_peer_id,
