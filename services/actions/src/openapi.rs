@@ -181,6 +181,7 @@ fn error_body_schema() -> Value {
 /// body with `code` narrowed to an enum of those codes, and a description
 /// naming each with its meaning.
 fn error_responses(codes: &[ErrorCode], responses: &mut Map<String, Value>) {
+    let meanings = code_meanings();
     let mut by_status: BTreeMap<u16, Vec<ErrorCode>> = BTreeMap::new();
     for code in codes {
         let list = by_status.entry(code.status()).or_default();
@@ -192,9 +193,12 @@ fn error_responses(codes: &[ErrorCode], responses: &mut Map<String, Value>) {
         let names: Vec<&str> = codes.iter().map(|c| c.as_str()).collect();
         let description = codes
             .iter()
-            .map(|c| format!("`{}`", c.as_str()))
+            .map(|c| match meanings.get(c.as_str()) {
+                Some(m) if !m.is_empty() => format!("`{}` ({m})", c.as_str()),
+                _ => format!("`{}`", c.as_str()),
+            })
             .collect::<Vec<_>>()
-            .join(", ");
+            .join("; ");
         responses.insert(
             status.to_string(),
             json!({
@@ -213,6 +217,31 @@ fn error_responses(codes: &[ErrorCode], responses: &mut Map<String, Value>) {
             }),
         );
     }
+}
+
+/// Each error code's meaning, from its doc comment (the status dropped).
+fn code_meanings() -> BTreeMap<String, String> {
+    let schema = schemars::schema_for!(ErrorCode);
+    let mut out = BTreeMap::new();
+    for alt in schema
+        .get("oneOf")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        if let (Some(code), Some(doc)) = (
+            alt.get("const").and_then(Value::as_str),
+            alt.get("description").and_then(Value::as_str),
+        ) {
+            let doc = doc.split_whitespace().collect::<Vec<_>>().join(" ");
+            let meaning = markdown::split_status(&doc)
+                .1
+                .trim_end_matches('.')
+                .to_string();
+            out.insert(code.to_string(), meaning);
+        }
+    }
+    out
 }
 
 /// `POST /v1/actions/<name>`.

@@ -434,7 +434,7 @@ fn permission(op: &Value, none: &str) -> String {
 }
 
 /// `401: the token …` → (`401`, `the token …`).
-fn split_status(description: &str) -> (String, &str) {
+pub(super) fn split_status(description: &str) -> (String, &str) {
     let digits: String = description
         .chars()
         .take_while(char::is_ascii_digit)
