@@ -29,7 +29,10 @@ fn main() {
             println!("cargo:rerun-if-changed={}", dir.join("index").display());
         }
         if let Some(common) = git(&["rev-parse", "--git-common-dir"]).map(PathBuf::from) {
-            println!("cargo:rerun-if-changed={}", common.join("packed-refs").display());
+            println!(
+                "cargo:rerun-if-changed={}",
+                common.join("packed-refs").display()
+            );
             if let Some(head_ref) = git(&["symbolic-ref", "-q", "HEAD"]) {
                 println!("cargo:rerun-if-changed={}", common.join(head_ref).display());
             }
@@ -45,7 +48,11 @@ fn main() {
         }
     });
     let rev = rev
-        .or_else(|| std::env::var("POWERNODE_GIT_REV").ok().filter(|r| !r.trim().is_empty()))
+        .or_else(|| {
+            std::env::var("POWERNODE_GIT_REV")
+                .ok()
+                .filter(|r| !r.trim().is_empty())
+        })
         .unwrap_or_else(|| "unknown".to_string());
     println!("cargo:rustc-env=POWERNODE_BUILD_REV={}", rev.trim());
 }

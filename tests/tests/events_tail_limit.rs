@@ -71,7 +71,15 @@ async fn since_with_n_prints_the_first_n_and_follow_carries_on() -> anyhow::Resu
     // With --follow: the first 3, then everything after them, live ones too.
     let mut tail = TailProcess::spawn(
         &api,
-        &["--since", "1", "-n", "3", "--follow", "--kind-prefix", PREFIX],
+        &[
+            "--since",
+            "1",
+            "-n",
+            "3",
+            "--follow",
+            "--kind-prefix",
+            PREFIX,
+        ],
         dir.path(),
     )?;
     let later = append(&log, 2).await?;

@@ -20,7 +20,8 @@ const TOKEN: &str = "metrics-s3cret";
 async fn get_metrics(port: u16, bearer: Option<&str>) -> anyhow::Result<(u16, String)> {
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
     let auth = bearer.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
-    let req = format!("GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n{auth}\r\n");
+    let req =
+        format!("GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n{auth}\r\n");
     s.write_all(req.as_bytes()).await?;
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).await?;
@@ -60,7 +61,10 @@ fn action_histogram(scrape: &Scrape, action: &str, code: &str) -> anyhow::Result
         .find(|s| label(s, "action") == Some(action) && label(s, "code") == Some(code))
         .with_context(|| format!("no latency histogram for {action}/{code}"))?;
     let PValue::Histogram(buckets) = &s.value else {
-        bail!("powernode_action_duration_seconds is not a histogram: {:?}", s.value);
+        bail!(
+            "powernode_action_duration_seconds is not a histogram: {:?}",
+            s.value
+        );
     };
     anyhow::ensure!(buckets.len() > 5, "too few buckets: {buckets:?}");
     let last = buckets.last().context("no buckets")?;
@@ -73,7 +77,11 @@ fn action_histogram(scrape: &Scrape, action: &str, code: &str) -> anyhow::Result
         .find(|s| label(s, "action") == Some(action) && label(s, "code") == Some(code))
         .map(number)
         .context("no _count")?;
-    anyhow::ensure!(count >= 1.0 && last.count == count, "count {count}, +Inf {}", last.count);
+    anyhow::ensure!(
+        count >= 1.0 && last.count == count,
+        "count {count}, +Inf {}",
+        last.count
+    );
     anyhow::ensure!(sum > 0.0, "sum {sum}");
     Ok(count)
 }
@@ -103,8 +111,18 @@ async fn nodes_serve_metrics_a_prometheus_parser_reads() -> anyhow::Result<()> {
 
     // Actions: some answered ok, one refused.
     let account = ok(port, &admin, "system_create_account", json!({"name": "m"})).await?;
-    let refused = action(port, Some(&admin), "system_create_account", &json!({"name": 5})).await?;
-    anyhow::ensure!(refused.status >= 400, "a numeric name was accepted: {:?}", refused.body);
+    let refused = action(
+        port,
+        Some(&admin),
+        "system_create_account",
+        &json!({"name": 5}),
+    )
+    .await?;
+    anyhow::ensure!(
+        refused.status >= 400,
+        "a numeric name was accepted: {:?}",
+        refused.body
+    );
     let refusal_code = refused.body["error"]["code"]
         .as_str()
         .context("no error code")?
@@ -128,7 +146,13 @@ async fn nodes_serve_metrics_a_prometheus_parser_reads() -> anyhow::Result<()> {
         json!({"hostname": "n-1", "node_template_id": tmpl["template"]["id"], "memory_mb": 2048}),
     )
     .await?;
-    ok(port, &token, "system_provision_instance", json!({"node_id": node["node"]["id"]})).await?;
+    ok(
+        port,
+        &token,
+        "system_provision_instance",
+        json!({"node_id": node["node"]["id"]}),
+    )
+    .await?;
     // A malformed heartbeat over NATS: refused by the intake.
     let client = nats.client().await?;
     let reply = client
@@ -136,7 +160,10 @@ async fn nodes_serve_metrics_a_prometheus_parser_reads() -> anyhow::Result<()> {
         .await
         .context("the intake did not answer a malformed heartbeat")?;
     let reply = String::from_utf8_lossy(&reply.payload).to_string();
-    anyhow::ensure!(reply.contains("malformed_request"), "intake answered {reply}");
+    anyhow::ensure!(
+        reply.contains("malformed_request"),
+        "intake answered {reply}"
+    );
 
     // Without the token: 401 with a body saying why; with it: 200.
     let (status, body) = get_metrics(port, None).await?;
@@ -144,7 +171,10 @@ async fn nodes_serve_metrics_a_prometheus_parser_reads() -> anyhow::Result<()> {
     let (status, body) = get_metrics(port, Some("wrong")).await?;
     anyhow::ensure!(status == 401, "a wrong token got {status}: {body}");
     let (status, _) = get_metrics(port, Some(&admin)).await?;
-    anyhow::ensure!(status == 401, "the operator token opened /metrics: {status}");
+    anyhow::ensure!(
+        status == 401,
+        "the operator token opened /metrics: {status}"
+    );
 
     let start = Instant::now();
     let scrape = loop {
@@ -173,7 +203,14 @@ async fn nodes_serve_metrics_a_prometheus_parser_reads() -> anyhow::Result<()> {
         .sum();
     anyhow::ensure!(refusals >= 1.0, "malformed heartbeat not counted");
 
-    for service in ["api", "provisioner", "sdwan", "sensor", "failover", "skills"] {
+    for service in [
+        "api",
+        "provisioner",
+        "sdwan",
+        "sensor",
+        "failover",
+        "skills",
+    ] {
         let lag = samples(&scrape, "powernode_consumer_lag_events")
             .find(|s| label(s, "service") == Some(service))
             .with_context(|| format!("no lag for {service}"))?;

@@ -90,7 +90,8 @@ pub const INTAKE_REFUSALS: MetricDesc = MetricDesc {
     name: "powernode_intake_refusals_total",
     kind: MetricType::Counter,
     labels: &["reason"],
-    help: "Agent requests (enroll, heartbeat, submit) this process's intake refused, by refusal code.",
+    help:
+        "Agent requests (enroll, heartbeat, submit) this process's intake refused, by refusal code.",
 };
 /// `powernode_checkpoint_duration_seconds`.
 pub const CHECKPOINT_DURATION: MetricDesc = MetricDesc {
@@ -375,16 +376,17 @@ pub fn encode(out: &mut String) {
     let r = registry();
 
     header(out, &BUILD_INFO);
-    let info = labels(
-        BUILD_INFO.labels,
-        &[env!("CARGO_PKG_VERSION"), revision()],
-    );
+    let info = labels(BUILD_INFO.labels, &[env!("CARGO_PKG_VERSION"), revision()]);
     sample(out, BUILD_INFO.name, &info, 1);
 
     header(out, &ACTION_DURATION);
     for (values, h) in r.actions.snapshot() {
         let values: Vec<&str> = values.iter().map(String::as_str).collect();
-        h.encode(out, ACTION_DURATION.name, &labels(ACTION_DURATION.labels, &values));
+        h.encode(
+            out,
+            ACTION_DURATION.name,
+            &labels(ACTION_DURATION.labels, &values),
+        );
     }
 
     header(out, &EVENTS_APPENDED);
@@ -397,7 +399,12 @@ pub fn encode(out: &mut String) {
     }
 
     header(out, &HEARTBEATS);
-    sample(out, HEARTBEATS.name, "", r.heartbeats.load(Ordering::Relaxed));
+    sample(
+        out,
+        HEARTBEATS.name,
+        "",
+        r.heartbeats.load(Ordering::Relaxed),
+    );
 
     for (m, family) in [(&FAILOVERS, &r.failovers), (&INTAKE_REFUSALS, &r.refusals)] {
         header(out, m);
@@ -453,12 +460,19 @@ mod tests {
         action_answered("t_action", "ok", Duration::from_millis(3));
         let mut out = String::new();
         encode(&mut out);
-        let line = format!("powernode_events_appended_total{{kind=\"{}\"}}", kind.as_str());
+        let line = format!(
+            "powernode_events_appended_total{{kind=\"{}\"}}",
+            kind.as_str()
+        );
         assert!(out.contains(&line), "{out}");
-        assert!(out.contains("powernode_action_duration_seconds_count{action=\"t_action\",code=\"ok\"} 1"));
-        for name in out.lines().filter(|l| !l.starts_with('#')).map(|l| {
-            l.split(['{', ' ']).next().unwrap_or_default()
-        }) {
+        assert!(out.contains(
+            "powernode_action_duration_seconds_count{action=\"t_action\",code=\"ok\"} 1"
+        ));
+        for name in out
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| l.split(['{', ' ']).next().unwrap_or_default())
+        {
             let base = ["_bucket", "_sum", "_count"]
                 .iter()
                 .find_map(|s| name.strip_suffix(s))

@@ -392,6 +392,13 @@ mod tests {
     }
 
     #[test]
+    fn since_a_sequence_follows_from_just_before_it() {
+        assert_eq!(start_of(&json!("7")), Some(6));
+        assert_eq!(start_of(&json!(1)), Some(0));
+        assert_eq!(start_of(&json!("30s")), None);
+    }
+
+    #[test]
     fn backoff_doubles_to_a_ceiling() {
         assert_eq!(backoff(1), Duration::from_millis(250));
         assert_eq!(backoff(2), Duration::from_millis(500));

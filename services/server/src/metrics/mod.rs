@@ -60,7 +60,10 @@ impl std::fmt::Debug for MetricsArgs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MetricsArgs")
             .field("metrics_listen", &self.metrics_listen)
-            .field("metrics_token", &self.metrics_token.as_ref().map(|_| "<secret>"))
+            .field(
+                "metrics_token",
+                &self.metrics_token.as_ref().map(|_| "<secret>"),
+            )
             .field("metrics_token_file", &self.metrics_token_file)
             .finish()
     }
@@ -72,9 +75,7 @@ impl MetricsArgs {
         let token = match (&self.metrics_token, &self.metrics_token_file) {
             (Some(t), _) => t.trim().to_string(),
             (None, Some(path)) => std::fs::read_to_string(path)
-                .with_context(|| {
-                    format!("cannot read the metrics token file {}", path.display())
-                })?
+                .with_context(|| format!("cannot read the metrics token file {}", path.display()))?
                 .lines()
                 .next()
                 .unwrap_or_default()
@@ -161,7 +162,10 @@ async fn answer(log: &SharedLog, board: &SharedBoard, headers: &HeaderMap) -> Re
     if let Err(why) = authorized(headers) {
         return (
             StatusCode::UNAUTHORIZED,
-            [(header::WWW_AUTHENTICATE, "Bearer realm=\"powernode metrics\"")],
+            [(
+                header::WWW_AUTHENTICATE,
+                "Bearer realm=\"powernode metrics\"",
+            )],
             format!("{why}\n"),
         )
             .into_response();

@@ -29,7 +29,11 @@ fn metric_names(expr: &str) -> Vec<String> {
 #[test]
 fn the_dashboard_parses_and_queries_only_metrics_the_registry_has() {
     let d: serde_json::Value = serde_json::from_str(DASHBOARD).expect("dashboard JSON");
-    assert_eq!(d["__inputs"][0]["pluginId"], "prometheus", "{}", d["__inputs"]);
+    assert_eq!(
+        d["__inputs"][0]["pluginId"], "prometheus",
+        "{}",
+        d["__inputs"]
+    );
     let panels = d["panels"].as_array().expect("panels");
     let mut queried = std::collections::BTreeSet::new();
     for p in panels {
@@ -87,10 +91,13 @@ fn the_token_comes_from_the_flag_or_the_file_and_is_never_empty() {
     };
     assert!(empty.token().unwrap_err().to_string().contains("empty"));
     assert_eq!(MetricsArgs::default().token().unwrap(), None);
-    let debug = format!("{:?}", MetricsArgs {
-        metrics_token: Some("s3cret".into()),
-        ..Default::default()
-    });
+    let debug = format!(
+        "{:?}",
+        MetricsArgs {
+            metrics_token: Some("s3cret".into()),
+            ..Default::default()
+        }
+    );
     assert!(!debug.contains("s3cret"), "{debug}");
     assert!(constant_time_eq(b"abc", b"abc") && !constant_time_eq(b"abc", b"abd"));
     assert!(!constant_time_eq(b"abc", b"ab"));
