@@ -136,7 +136,8 @@ pub fn command(spec: &CreateSpec) -> (Command, Vec<Prop>) {
     for r in required {
         cmd = cmd.mut_arg(r, |a| a.required(true));
     }
-    (crate::kube::with_globals(cmd), props)
+    let about = format!("Create {} ({}).", spec.about, spec.action);
+    (crate::kube::with_globals(cmd).about(about), props)
 }
 
 /// Resolves every id-valued property of `args` given as a name.
@@ -159,6 +160,18 @@ pub async fn resolve_ids(api: &Api, args: &mut Map<String, Value>) -> anyhow::Re
 
 /// `powernode create KIND …`.
 pub async fn run(global: &ApiArgs, kind: &str, rest: Vec<String>) -> anyhow::Result<()> {
+    if matches!(kind, "-h" | "--help" | "help") {
+        let mut cli = <crate::Cli as clap::CommandFactory>::command();
+        if let Some(c) = cli.find_subcommand_mut("create") {
+            c.print_long_help()?;
+        }
+        let mut kinds = String::from("\nKinds:\n");
+        for s in CREATES {
+            kinds.push_str(&format!("  {:<14} {} ({})\n", s.kind, s.about, s.action));
+        }
+        line(&kinds);
+        return Ok(());
+    }
     let spec = spec(kind)?;
     let (cmd, props) = command(spec);
     let m = match cmd.try_get_matches_from(std::iter::once(format!("create {}", spec.kind)).chain(rest)) {
@@ -179,13 +192,13 @@ pub async fn run(global: &ApiArgs, kind: &str, rest: Vec<String>) -> anyhow::Res
         }
         args.insert(p.to_string(), json!(n));
     }
-    if let Some(c) = m.get_one::<String>("__cluster") {
+    if let Some(c) = m.try_get_one::<String>("__cluster").ok().flatten() {
         let config = args.entry("config").or_insert_with(|| json!({}));
         config["target_cluster_id"] = json!(c);
     }
     resolve_ids(&api, &mut args).await?;
     if spec.kind == "cluster" {
-        prepare_cluster(&api, &args, name.as_deref(), m.get_one::<String>("__network")).await?;
+        prepare_cluster(&api, &args, name.as_deref(), m.try_get_one::<String>("__network").ok().flatten()).await?;
     }
     let data = api.call(spec.action.as_str(), &Value::Object(args.clone())).await?;
     let wait_for = m.get_flag("__wait").then(|| {

@@ -69,8 +69,10 @@ pub enum KubeCommand {
     /// --template web --network tut --wait`. `powernode create KIND --help`
     /// lists a kind's flags (kinds: template, node, instance, network,
     /// peer, grant, token, moduleversion, assignment, cluster, worker).
+    #[command(disable_help_flag = true)]
     Create {
-        /// Object kind.
+        /// Object kind (`--help`: this help and the kinds).
+        #[arg(allow_hyphen_values = true)]
         kind: String,
         /// NAME and the kind's flags.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
