@@ -279,7 +279,7 @@ mod tests {
         assert!(e.contains("document 1") && e.contains("memory_mb"), "{e}");
         let e = parse("[{\"action\": \"system_reboot\"}]").unwrap_err().to_string();
         assert!(e.contains("document 0") && e.contains("system_reboot"), "{e}");
-        let e = parse("- action: system_create_template\n  args: {name: ${1.x}}\n- action: system_list_templates\n").unwrap_err().to_string();
+        let e = parse("- action: system_create_template\n  args: {name: '${1.x}'}\n- action: system_list_templates\n").unwrap_err().to_string();
         assert!(e.contains("no earlier document"), "{e}");
         let e = parse("- action: system_create_template\n  args: {nam: web}\n").unwrap_err().to_string();
         assert!(e.contains("document 0") && e.contains("nam"), "{e}");
