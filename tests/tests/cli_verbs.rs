@@ -69,7 +69,12 @@ impl Platform {
         Ok(powernode(&self.bin)
             .current_dir(self.dir.path())
             .args(args)
-            .args(["--url", &self.url, "--data-dir", self.data.to_str().unwrap()])
+            .args([
+                "--url",
+                &self.url,
+                "--data-dir",
+                self.data.to_str().unwrap(),
+            ])
             .output()?)
     }
 
@@ -106,12 +111,28 @@ impl Platform {
 /// One host of the tutorial: template, node, instance (enrolled), peer.
 fn host(p: &Platform, template: &str, hostname: &str) -> anyhow::Result<()> {
     let out = p.ok(&["create", "template", template])?;
-    ensure!(out.starts_with("template/tmpl-") && out.contains("created"), "{out}");
+    ensure!(
+        out.starts_with("template/tmpl-") && out.contains("created"),
+        "{out}"
+    );
     let out = p.ok(&[
-        "create", "node", hostname, "--template", template, "--memory-mb", "2048",
+        "create",
+        "node",
+        hostname,
+        "--template",
+        template,
+        "--memory-mb",
+        "2048",
     ])?;
     ensure!(out.starts_with("node/"), "{out}");
-    let out = p.ok(&["create", "instance", hostname, "--wait", "--wait-timeout", "60s"])?;
+    let out = p.ok(&[
+        "create",
+        "instance",
+        hostname,
+        "--wait",
+        "--wait-timeout",
+        "60s",
+    ])?;
     ensure!(out.contains("created (enrolled)"), "{out}");
     let out = p.ok(&["create", "peer", hostname, "--network", "tut", "-o", "name"])?;
     ensure!(out.trim().starts_with("peer/"), "{out}");
@@ -126,8 +147,16 @@ async fn the_tutorial_with_create_get_and_wait() -> anyhow::Result<()> {
 
     // The cluster: k3s-server assigned, waited active; named after its node.
     let out = p.ok(&[
-        "create", "cluster", "prod-1", "--template", "k3s-prod-server", "--wait", "--wait-timeout",
-        "90s", "-o", "name",
+        "create",
+        "cluster",
+        "prod-1",
+        "--template",
+        "k3s-prod-server",
+        "--wait",
+        "--wait-timeout",
+        "90s",
+        "-o",
+        "name",
     ])?;
     let cluster = out.trim().to_string();
     ensure!(cluster.starts_with("cluster/"), "{out}");
@@ -142,8 +171,15 @@ async fn the_tutorial_with_create_get_and_wait() -> anyhow::Result<()> {
     // A worker joins by the cluster's name.
     host(&p, "k3s-prod-worker", "prod-worker-1")?;
     let out = p.ok(&[
-        "create", "worker", "--template", "k3s-prod-worker", "--cluster", "prod-1", "--wait",
-        "--wait-timeout", "90s",
+        "create",
+        "worker",
+        "--template",
+        "k3s-prod-worker",
+        "--cluster",
+        "prod-1",
+        "--wait",
+        "--wait-timeout",
+        "90s",
     ])?;
     ensure!(out.contains("ready nodes of"), "{out}");
     let described = p.ok(&["describe", "cluster", "prod-1"])?;
@@ -167,11 +203,20 @@ async fn the_tutorial_with_create_get_and_wait() -> anyhow::Result<()> {
         "{names}"
     );
     let wide = p.ok(&["get", "cl", "-o", "wide"])?;
-    ensure!(wide.contains("BOOTSTRAP") && wide.contains("NETWORK"), "{wide}");
+    ensure!(
+        wide.contains("BOOTSTRAP") && wide.contains("NETWORK"),
+        "{wide}"
+    );
     let bare = p.ok(&["get", "templates", "--no-headers"])?;
-    ensure!(!bare.contains("NAME") && bare.lines().count() == 2, "{bare}");
+    ensure!(
+        !bare.contains("NAME") && bare.lines().count() == 2,
+        "{bare}"
+    );
     let one: Value = serde_json::from_str(&p.ok(&["get", "inst", "prod-1", "-o", "json"])?)?;
-    ensure!(one["hostname"] == "prod-1" && one["status"] == "enrolled", "{one}");
+    ensure!(
+        one["hostname"] == "prod-1" && one["status"] == "enrolled",
+        "{one}"
+    );
     let peers = p.ok(&["get", "peers"])?;
     ensure!(peers.contains("prod-worker-1"), "{peers}");
     let nodes = p.ok(&["get", "nodes", "-o", "name"])?;
@@ -184,7 +229,14 @@ async fn the_tutorial_with_create_get_and_wait() -> anyhow::Result<()> {
 
     // wait: met, and timed out naming what it saw.
     p.ok(&["wait", &cluster, "--for", "status=active"])?;
-    let err = p.fails(&["wait", "cluster/prod-1", "--for", "status=decommissioned", "--wait-timeout", "1s"])?;
+    let err = p.fails(&[
+        "wait",
+        "cluster/prod-1",
+        "--for",
+        "status=decommissioned",
+        "--wait-timeout",
+        "1s",
+    ])?;
     ensure!(
         err.contains("timed out after 1s") && err.contains("last seen: status=active"),
         "{err}"
@@ -221,9 +273,15 @@ async fn apply_checks_everything_before_sending_anything() -> anyhow::Result<()>
     let networks = p.ok(&["get", "networks", "-o", "name"])?;
     ensure!(networks.trim().is_empty(), "{networks}");
     let unknown = p.path("unknown.json");
-    std::fs::write(&unknown, r#"[{"action": "system_list_templates"}, {"action": "system_reboot", "args": {}}]"#)?;
+    std::fs::write(
+        &unknown,
+        r#"[{"action": "system_list_templates"}, {"action": "system_reboot", "args": {}}]"#,
+    )?;
     let err = p.fails(&["apply", "-f", unknown.to_str().unwrap()])?;
-    ensure!(err.contains("document 1") && err.contains("system_reboot"), "{err}");
+    ensure!(
+        err.contains("document 1") && err.contains("system_reboot"),
+        "{err}"
+    );
 
     // A good file: in order, later documents use earlier answers.
     let good = p.path("good.yaml");
@@ -257,7 +315,10 @@ async fn apply_checks_everything_before_sending_anything() -> anyhow::Result<()>
         "{err}"
     );
     let names = p.ok(&["get", "templates", "--no-headers"])?;
-    ensure!(names.contains("second") && !names.contains("third"), "{names}");
+    ensure!(
+        names.contains("second") && !names.contains("third"),
+        "{names}"
+    );
     Ok(())
 }
 
@@ -266,17 +327,45 @@ async fn kubeconfig_write_refuses_forces_and_merges() -> anyhow::Result<()> {
     let p = platform().await?;
     p.ok(&["create", "network", "tut"])?;
     host(&p, "a", "alpha")?;
-    p.ok(&["create", "cluster", "alpha", "--template", "a", "--wait", "--wait-timeout", "90s"])?;
+    p.ok(&[
+        "create",
+        "cluster",
+        "alpha",
+        "--template",
+        "a",
+        "--wait",
+        "--wait-timeout",
+        "90s",
+    ])?;
     host(&p, "b", "beta")?;
-    p.ok(&["create", "cluster", "beta", "--template", "b", "--wait", "--wait-timeout", "90s"])?;
+    p.ok(&[
+        "create",
+        "cluster",
+        "beta",
+        "--template",
+        "b",
+        "--wait",
+        "--wait-timeout",
+        "90s",
+    ])?;
 
     let kc = p.path("kube.yaml");
     let kc_s = kc.to_str().unwrap();
     std::fs::write(&kc, "placeholder\n")?;
     let err = p.fails(&["clusters", "kubeconfig", "alpha", "--write", kc_s])?;
-    ensure!(err.contains("exists") && err.contains("--force") && err.contains("--merge"), "{err}");
+    ensure!(
+        err.contains("exists") && err.contains("--force") && err.contains("--merge"),
+        "{err}"
+    );
     ensure!(std::fs::read_to_string(&kc)? == "placeholder\n");
-    p.ok(&["clusters", "kubeconfig", "alpha", "--write", kc_s, "--force"])?;
+    p.ok(&[
+        "clusters",
+        "kubeconfig",
+        "alpha",
+        "--write",
+        kc_s,
+        "--force",
+    ])?;
     p.ok(&["clusters", "kubeconfig", "beta", "--write", kc_s, "--merge"])?;
     #[cfg(unix)]
     {
@@ -297,9 +386,19 @@ async fn kubeconfig_write_refuses_forces_and_merges() -> anyhow::Result<()> {
     }
     ensure!(view["current-context"] == "k3s-beta", "{view}");
     // Merging again replaces by name.
-    p.ok(&["clusters", "kubeconfig", "alpha", "--write", kc_s, "--merge"])?;
+    p.ok(&[
+        "clusters",
+        "kubeconfig",
+        "alpha",
+        "--write",
+        kc_s,
+        "--merge",
+    ])?;
     let view = kubectl(p.dir.path(), kc_s, &["config", "view", "-o", "json"])?;
-    ensure!(view["clusters"].as_array().map(Vec::len) == Some(2), "{view}");
+    ensure!(
+        view["clusters"].as_array().map(Vec::len) == Some(2),
+        "{view}"
+    );
     ensure!(view["current-context"] == "k3s-alpha", "{view}");
     Ok(())
 }
@@ -317,7 +416,11 @@ fn kubectl(home: &Path, kubeconfig: &str, args: &[&str]) -> anyhow::Result<Value
         .env("KUBECONFIG", kubeconfig)
         .env("HOME", home)
         .output()?;
-    ensure!(out.status.success(), "kubectl failed: {}", text(&out.stderr));
+    ensure!(
+        out.status.success(),
+        "kubectl failed: {}",
+        text(&out.stderr)
+    );
     Ok(serde_json::from_slice(&out.stdout)?)
 }
 
@@ -326,17 +429,31 @@ fn completion_and_man_pages() -> anyhow::Result<()> {
     let bin = powernode_bin()?;
     let out = powernode(&bin).args(["completion", "bash"]).output()?;
     let script = text(&out.stdout);
-    ensure!(out.status.success() && script.contains("_powernode") && script.contains("describe"), "{script}");
+    ensure!(
+        out.status.success() && script.contains("_powernode") && script.contains("describe"),
+        "{script}"
+    );
     for shell in ["zsh", "fish"] {
         let out = powernode(&bin).args(["completion", shell]).output()?;
         ensure!(out.status.success() && !out.stdout.is_empty(), "{shell}");
     }
     let out = powernode(&bin).arg("man").output()?;
-    ensure!(out.status.success() && text(&out.stdout).contains(".TH powernode"), "{}", text(&out.stderr));
+    ensure!(
+        out.status.success() && text(&out.stdout).contains(".TH powernode"),
+        "{}",
+        text(&out.stderr)
+    );
     let dir = tempfile::tempdir()?;
-    let out = powernode(&bin).args(["man", "--dir", dir.path().to_str().unwrap()]).output()?;
+    let out = powernode(&bin)
+        .args(["man", "--dir", dir.path().to_str().unwrap()])
+        .output()?;
     ensure!(out.status.success(), "{}", text(&out.stderr));
-    for page in ["powernode.1", "powernode-get.1", "powernode-apply.1", "powernode-clusters-kubeconfig.1"] {
+    for page in [
+        "powernode.1",
+        "powernode-get.1",
+        "powernode-apply.1",
+        "powernode-clusters-kubeconfig.1",
+    ] {
         ensure!(dir.path().join(page).is_file(), "no {page}");
     }
     Ok(())

@@ -45,7 +45,8 @@ pub fn documents(text: &str) -> anyhow::Result<Vec<Value>> {
     } else {
         let mut out = Vec::new();
         for (i, doc) in serde_norway::Deserializer::from_str(text).enumerate() {
-            let v = Value::deserialize(doc).with_context(|| format!("YAML document {i} is not valid YAML"))?;
+            let v = Value::deserialize(doc)
+                .with_context(|| format!("YAML document {i} is not valid YAML"))?;
             out.push(v);
         }
         out
@@ -109,7 +110,11 @@ fn substitute(v: &Value, lookup: &dyn Fn(&str) -> anyhow::Result<Value>) -> anyh
             out.push_str(rest);
             Value::String(out)
         }
-        Value::Array(a) => Value::Array(a.iter().map(|x| substitute(x, lookup)).collect::<anyhow::Result<_>>()?),
+        Value::Array(a) => Value::Array(
+            a.iter()
+                .map(|x| substitute(x, lookup))
+                .collect::<anyhow::Result<_>>()?,
+        ),
         Value::Object(m) => Value::Object(
             m.iter()
                 .map(|(k, x)| Ok((k.clone(), substitute(x, lookup)?)))
@@ -151,8 +156,9 @@ pub fn parse(text: &str) -> anyhow::Result<Vec<Item>> {
     }
     let mut items: Vec<Item> = Vec::new();
     for (i, d) in docs.into_iter().enumerate() {
-        let raw: RawItem = serde_json::from_value(d)
-            .map_err(|e| anyhow!("document {i}: {e} (each document is `action: NAME` with `args: {{…}}`)"))?;
+        let raw: RawItem = serde_json::from_value(d).map_err(|e| {
+            anyhow!("document {i}: {e} (each document is `action: NAME` with `args: {{…}}`)")
+        })?;
         let action: ActionName = raw
             .action
             .parse()
@@ -238,10 +244,20 @@ pub async fn run(api_args: &ApiArgs, file: &Path, dry_run: bool) -> anyhow::Resu
             .call(it.action.as_str(), &args)
             .await
             .map_err(anyhow::Error::from)
-            .with_context(|| format!("document {i} ({}) refused; {}, later ones not sent", it.action, applied()))?;
+            .with_context(|| {
+                format!(
+                    "document {i} ({}) refused; {}, later ones not sent",
+                    it.action,
+                    applied()
+                )
+            })?;
         if !format.is_data() {
             let id = super::create::made_id(&data);
-            let what = if id == "-" { String::new() } else { format!(" → {id}") };
+            let what = if id == "-" {
+                String::new()
+            } else {
+                format!(" → {id}")
+            };
             match format {
                 Format::Name if id != "-" => line(&id),
                 Format::Name => {}
@@ -277,11 +293,18 @@ mod tests {
         let text = "- action: system_create_template\n  args: {name: web}\n- action: system_create_node\n  args: {hostname: x, node_template_id: t, memory_mb: lots}\n";
         let e = format!("{:#}", parse(text).unwrap_err());
         assert!(e.contains("document 1") && e.contains("memory_mb"), "{e}");
-        let e = parse("[{\"action\": \"system_reboot\"}]").unwrap_err().to_string();
-        assert!(e.contains("document 0") && e.contains("system_reboot"), "{e}");
+        let e = parse("[{\"action\": \"system_reboot\"}]")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("document 0") && e.contains("system_reboot"),
+            "{e}"
+        );
         let e = parse("- action: system_create_template\n  args: {name: '${1.x}'}\n- action: system_list_templates\n").unwrap_err().to_string();
         assert!(e.contains("no earlier document"), "{e}");
-        let e = parse("- action: system_create_template\n  args: {nam: web}\n").unwrap_err().to_string();
+        let e = parse("- action: system_create_template\n  args: {nam: web}\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("document 0") && e.contains("nam"), "{e}");
     }
 }

@@ -55,7 +55,11 @@ pub fn spec(word: &str) -> anyhow::Result<&'static CreateSpec> {
         .ok_or_else(|| {
             anyhow!(
                 "cannot create {word:?}; kinds: {}",
-                CREATES.iter().map(|s| s.kind).collect::<Vec<_>>().join(", ")
+                CREATES
+                    .iter()
+                    .map(|s| s.kind)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )
         })
 }
@@ -63,7 +67,9 @@ pub fn spec(word: &str) -> anyhow::Result<&'static CreateSpec> {
 /// The kind whose id property `prop` names (`template_id` → template).
 pub fn id_kind(prop: &str) -> Option<&'static str> {
     Some(match prop {
-        "template_id" | "node_template_id" | "server_template_id" | "worker_template_id" => "template",
+        "template_id" | "node_template_id" | "server_template_id" | "worker_template_id" => {
+            "template"
+        }
         "node_id" => "node",
         "network_id" => "network",
         "node_instance_id" | "instance_id" => "instance",
@@ -107,7 +113,9 @@ pub fn command(spec: &CreateSpec) -> (Command, Vec<Prop>) {
                 .index(1)
                 .help(match spec.positional {
                     Some(p) => format!("Sets --{}", p.replace('_', "-")),
-                    None => "The cluster's name: the hostname of the template's node (checked)".into(),
+                    None => {
+                        "The cluster's name: the hostname of the template's node (checked)".into()
+                    }
                 }),
         );
     let mut flagged = props.clone();
@@ -118,13 +126,29 @@ pub fn command(spec: &CreateSpec) -> (Command, Vec<Prop>) {
     }
     cmd = add_flags(cmd, &flagged, &|name| aliases_for(name, &props));
     if spec.kind == "cluster" {
-        cmd = cmd.arg(Arg::new("__network").long("network").value_name("NETWORK").help("Attach the template's instances to this network first (name or id)"));
+        cmd = cmd.arg(
+            Arg::new("__network")
+                .long("network")
+                .value_name("NETWORK")
+                .help("Attach the template's instances to this network first (name or id)"),
+        );
     }
     if spec.kind == "worker" {
-        cmd = cmd.arg(Arg::new("__cluster").long("cluster").value_name("CLUSTER").required(true).help("The cluster to join (name or id): config target_cluster_id"));
+        cmd = cmd.arg(
+            Arg::new("__cluster")
+                .long("cluster")
+                .value_name("CLUSTER")
+                .required(true)
+                .help("The cluster to join (name or id): config target_cluster_id"),
+        );
     }
     cmd = cmd
-        .arg(Arg::new("__wait").long("wait").action(ArgAction::SetTrue).help("Wait for the asynchronous effect"))
+        .arg(
+            Arg::new("__wait")
+                .long("wait")
+                .action(ArgAction::SetTrue)
+                .help("Wait for the asynchronous effect"),
+        )
         .arg(
             Arg::new("__wait_timeout")
                 .long("wait-timeout")
@@ -132,7 +156,11 @@ pub fn command(spec: &CreateSpec) -> (Command, Vec<Prop>) {
                 .value_parser(crate::api_args::parse_duration)
                 .help("How long --wait waits (default: --timeout, else 2m)"),
         );
-    let required: Vec<String> = flagged.iter().filter(|p| p.required).map(|p| p.name.clone()).collect();
+    let required: Vec<String> = flagged
+        .iter()
+        .filter(|p| p.required)
+        .map(|p| p.name.clone())
+        .collect();
     for r in required {
         cmd = cmd.mut_arg(r, |a| a.required(true));
     }
@@ -145,14 +173,20 @@ pub async fn resolve_ids(api: &Api, args: &mut Map<String, Value>) -> anyhow::Re
     for (prop, v) in args.iter_mut() {
         if let (Some(k), Some(s)) = (id_kind(prop), v.as_str()) {
             let kind = kinds::kind(k)?;
-            let obj = kind.resolve(api, s).await.with_context(|| format!("--{}", prop.replace('_', "-")))?;
+            let obj = kind
+                .resolve(api, s)
+                .await
+                .with_context(|| format!("--{}", prop.replace('_', "-")))?;
             *v = json!(kind.id_of(&obj));
         }
     }
     if let Some(Value::Object(config)) = args.get_mut("config") {
         if let Some(Value::String(c)) = config.get("target_cluster_id").cloned() {
             let kind = kinds::kind("cluster")?;
-            config.insert("target_cluster_id".into(), json!(kind.id_of(&kind.resolve(api, &c).await?)));
+            config.insert(
+                "target_cluster_id".into(),
+                json!(kind.id_of(&kind.resolve(api, &c).await?)),
+            );
         }
     }
     Ok(())
@@ -174,7 +208,9 @@ pub async fn run(global: &ApiArgs, kind: &str, rest: Vec<String>) -> anyhow::Res
     }
     let spec = spec(kind)?;
     let (cmd, props) = command(spec);
-    let m = match cmd.try_get_matches_from(std::iter::once(format!("create {}", spec.kind)).chain(rest)) {
+    let m = match cmd
+        .try_get_matches_from(std::iter::once(format!("create {}", spec.kind)).chain(rest))
+    {
         Ok(m) => m,
         Err(e) => e.exit(),
     };
@@ -198,22 +234,42 @@ pub async fn run(global: &ApiArgs, kind: &str, rest: Vec<String>) -> anyhow::Res
     }
     resolve_ids(&api, &mut args).await?;
     if spec.kind == "cluster" {
-        prepare_cluster(&api, &args, name.as_deref(), m.try_get_one::<String>("__network").ok().flatten()).await?;
+        prepare_cluster(
+            &api,
+            &args,
+            name.as_deref(),
+            m.try_get_one::<String>("__network").ok().flatten(),
+        )
+        .await?;
     }
-    let data = api.call(spec.action.as_str(), &Value::Object(args.clone())).await?;
+    let data = api
+        .call(spec.action.as_str(), &Value::Object(args.clone()))
+        .await?;
     let wait_for = m.get_flag("__wait").then(|| {
-        m.get_one::<Duration>("__wait_timeout").copied().or(api_args.timeout).unwrap_or(wait::DEFAULT_WAIT)
+        m.get_one::<Duration>("__wait_timeout")
+            .copied()
+            .or(api_args.timeout)
+            .unwrap_or(wait::DEFAULT_WAIT)
     });
     report(&api, api_args.output, spec, &args, &data, wait_for).await
 }
 
 /// `create cluster`: NAME must be the hostname of one of the template's
 /// nodes (the cluster takes it); `--network` attaches its instances.
-async fn prepare_cluster(api: &Api, args: &Map<String, Value>, name: Option<&str>, network: Option<&String>) -> anyhow::Result<()> {
+async fn prepare_cluster(
+    api: &Api,
+    args: &Map<String, Value>,
+    name: Option<&str>,
+    network: Option<&String>,
+) -> anyhow::Result<()> {
     let template = args["template_id"].as_str().unwrap_or_default();
     if let Some(n) = name {
         let nodes = kinds::kind("node")?.list(api, true).await?;
-        let hostnames: Vec<String> = nodes.iter().filter(|x| x["template_id"] == template).map(|x| field(x, "hostname")).collect();
+        let hostnames: Vec<String> = nodes
+            .iter()
+            .filter(|x| x["template_id"] == template)
+            .map(|x| field(x, "hostname"))
+            .collect();
         if !hostnames.iter().any(|h| h == n) {
             bail!(
                 "a cluster takes the hostname of its bootstrap node, and template {template} has no node {n:?} (its nodes: {}); create one with `powernode create node {n} --template {template}`",
@@ -225,7 +281,12 @@ async fn prepare_cluster(api: &Api, args: &Map<String, Value>, name: Option<&str
         let networks = kinds::kind("network")?;
         let network_id = networks.id_of(&networks.resolve(api, net).await?);
         let instances = kinds::kind("instance")?;
-        for i in instances.list(api, true).await?.iter().filter(|i| i["template_id"] == template && is_live(i)) {
+        for i in instances
+            .list(api, true)
+            .await?
+            .iter()
+            .filter(|i| i["template_id"] == template && is_live(i))
+        {
             api.call(
                 ActionName::AttachPeer.as_str(),
                 &json!({ "network_id": network_id, "node_instance_id": instances.id_of(i) }),
@@ -238,12 +299,28 @@ async fn prepare_cluster(api: &Api, args: &Map<String, Value>, name: Option<&str
 
 /// The id of what `data` (an answer of `spec.action`) made.
 pub fn made_id(data: &Value) -> String {
-    for key in ["template", "node", "instance", "network", "peer", "grant", "module_version", "cluster"] {
+    for key in [
+        "template",
+        "node",
+        "instance",
+        "network",
+        "peer",
+        "grant",
+        "module_version",
+        "cluster",
+    ] {
         if let Some(id) = data[key]["id"].as_str() {
             return id.to_string();
         }
     }
-    field(data, if data.get("token_id").is_some() { "token_id" } else { "id" })
+    field(
+        data,
+        if data.get("token_id").is_some() {
+            "token_id"
+        } else {
+            "id"
+        },
+    )
 }
 
 async fn report(
@@ -255,16 +332,24 @@ async fn report(
     wait_for: Option<Duration>,
 ) -> anyhow::Result<()> {
     let id = made_id(data);
-    let template = args.get("template_id").and_then(Value::as_str).unwrap_or_default();
+    let template = args
+        .get("template_id")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     let (shown, waited) = match (spec.kind, wait_for) {
         ("cluster", Some(t)) => {
             let c = wait::cluster_of_template(api, template, t).await?;
             (format!("cluster/{}", field(&c, "id")), Some(c))
         }
         ("worker", Some(t)) => {
-            let cluster = args["config"]["target_cluster_id"].as_str().unwrap_or_default();
+            let cluster = args["config"]["target_cluster_id"]
+                .as_str()
+                .unwrap_or_default();
             let rows = wait::nodes_ready(api, template, cluster, t).await?;
-            (format!("template/{template}"), Some(json!({ "nodes": rows })))
+            (
+                format!("template/{template}"),
+                Some(json!({ "nodes": rows })),
+            )
         }
         ("instance", Some(t)) => {
             let k = kinds::kind("instance")?;
@@ -326,7 +411,16 @@ mod tests {
         }
         let (cmd, _) = command(spec("node").unwrap());
         let m = cmd
-            .try_get_matches_from(["x", "web-1", "--template", "web", "--memory-mb", "2048", "-o", "name"])
+            .try_get_matches_from([
+                "x",
+                "web-1",
+                "--template",
+                "web",
+                "--memory-mb",
+                "2048",
+                "-o",
+                "name",
+            ])
             .unwrap();
         assert_eq!(m.get_one::<String>("node_template_id").unwrap(), "web");
         assert_eq!(m.get_one::<String>("__name").unwrap(), "web-1");

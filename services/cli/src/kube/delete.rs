@@ -27,7 +27,12 @@ pub async fn run(
     let id = kind.id_of(&obj);
     let shown = kind.ref_of(&obj);
     if !kinds::is_live(&obj) {
-        report(api_args.output, &shown, "already ended; nothing to do", &json!({ "changed": false, kind.name: obj }));
+        report(
+            api_args.output,
+            &shown,
+            "already ended; nothing to do",
+            &json!({ "changed": false, kind.name: obj }),
+        );
         return Ok(());
     }
     let (action, args, verb) = match kind.name {
@@ -45,12 +50,17 @@ pub async fn run(
                         format!("status:    {}", field(&obj, "status")),
                         format!("nodes:     {}", field(&obj, "node_count")),
                         format!("endpoint:  {}", field(&obj, "api_endpoint")),
-                        "its node rows are removed and its VIP released; its instances are kept".into(),
+                        "its node rows are removed and its VIP released; its instances are kept"
+                            .into(),
                     ],
                 },
                 yes,
             )?;
-            (ActionName::DecommissionCluster, json!({ "cluster_id": id }), "decommissioned")
+            (
+                ActionName::DecommissionCluster,
+                json!({ "cluster_id": id }),
+                "decommissioned",
+            )
         }
         "instance" => {
             let hostname = field(&obj, "hostname");
@@ -70,10 +80,25 @@ pub async fn run(
                 },
                 yes,
             )?;
-            (ActionName::TerminateInstance, json!({ "id": id }), "terminated")
+            (
+                ActionName::TerminateInstance,
+                json!({ "id": id }),
+                "terminated",
+            )
         }
-        "grant" => (ActionName::RevokeAccessGrant, json!({ "grant_id": id }), "revoked"),
-        "token" => (ActionName::RevokeOperatorToken, json!({ "token_id": id }), "revoked"),
+        "grant" => (
+            ActionName::RevokeAccessGrant,
+            json!({ "grant_id": id }),
+            "revoked",
+        ),
+        "token" => (
+            ActionName::RevokeOperatorToken,
+            json!({ "token_id": id }),
+            "revoked",
+        ),
+        "approval" if reason.as_deref().is_none_or(|r| r.trim().is_empty()) => {
+            bail!("rejecting approval {id} needs --reason TEXT (recorded with the rejection)")
+        }
         "approval" => (
             ActionName::Reject,
             json!({ "approval_id": id, "reason": reason }),
@@ -86,7 +111,12 @@ pub async fn run(
     let data = match api.call(action.as_str(), &args).await {
         Ok(d) => d,
         Err(e) if e.has_code("already_decommissioned") || e.has_code("already_revoked") => {
-            report(api_args.output, &shown, "already ended; nothing to do", &json!({ "changed": false }));
+            report(
+                api_args.output,
+                &shown,
+                "already ended; nothing to do",
+                &json!({ "changed": false }),
+            );
             return Ok(());
         }
         Err(e) => return Err(e.into()),

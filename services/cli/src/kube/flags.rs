@@ -132,7 +132,11 @@ fn prop_type(root: &Value, p: &Value) -> PropType {
 
 /// Adds a flag for every property of `props` to `cmd` (`aliases` gives
 /// extra long names by property, e.g. `--template` for `template_id`).
-pub fn add_flags(mut cmd: Command, props: &[Prop], aliases: &dyn Fn(&str) -> Vec<String>) -> Command {
+pub fn add_flags(
+    mut cmd: Command,
+    props: &[Prop],
+    aliases: &dyn Fn(&str) -> Vec<String>,
+) -> Command {
     for p in props {
         let id = p.name.clone();
         let mut arg = Arg::new(id).long(p.flag()).help(p.help.clone());
@@ -146,9 +150,7 @@ pub fn add_flags(mut cmd: Command, props: &[Prop], aliases: &dyn Fn(&str) -> Vec
                 .value_delimiter(',')
                 .value_name("ITEM"),
             PropType::Map => arg.action(ArgAction::Append).value_name("KEY=VALUE"),
-            PropType::Int => arg
-                .value_parser(clap::value_parser!(u64))
-                .value_name("N"),
+            PropType::Int => arg.value_parser(clap::value_parser!(u64)).value_name("N"),
             PropType::Num => arg
                 .value_parser(clap::value_parser!(f64))
                 .value_name("NUMBER"),
@@ -178,9 +180,9 @@ pub fn args_from(m: &ArgMatches, props: &[Prop]) -> anyhow::Result<Map<String, V
                 Some(vs) => {
                     let mut map = Map::new();
                     for kv in vs {
-                        let (k, v) = kv.split_once('=').ok_or_else(|| {
-                            anyhow!("--{} takes KEY=VALUE, not {kv:?}", p.flag())
-                        })?;
+                        let (k, v) = kv
+                            .split_once('=')
+                            .ok_or_else(|| anyhow!("--{} takes KEY=VALUE, not {kv:?}", p.flag()))?;
                         map.insert(k.to_string(), Value::String(v.to_string()));
                     }
                     Some(Value::Object(map))
@@ -223,7 +225,10 @@ mod tests {
         assert!(!config.required);
         let p = props(ActionName::ProvisionInstance);
         let cni = p.iter().find(|p| p.name == "cni_plugin").unwrap();
-        assert!(matches!(&cni.ty, PropType::Enum(v) if v.contains(&"flannel".to_string())), "{cni:?}");
+        assert!(
+            matches!(&cni.ty, PropType::Enum(v) if v.contains(&"flannel".to_string())),
+            "{cni:?}"
+        );
         let p = props(ActionName::CreateOperatorToken);
         let perms = p.iter().find(|p| p.name == "permissions").unwrap();
         assert_eq!(perms.ty, PropType::List);

@@ -117,7 +117,12 @@ pub async fn describe(api_args: &ApiArgs, kind: &str, name: &str) -> anyhow::Res
         out.push_str("\nNodes:\n");
         let mut t = Table::new(&["INSTANCE", "ROLE", "STATUS", "VERSION", "NODE-NAME"]);
         for n in nodes {
-            t.row(["instance_id", "role", "status", "version", "node_name"].iter().map(|f| field(n, f)).collect());
+            t.row(
+                ["instance_id", "role", "status", "version", "node_name"]
+                    .iter()
+                    .map(|f| field(n, f))
+                    .collect(),
+            );
         }
         out.push_str(&t.render_indented(2, "none"));
     }
@@ -153,7 +158,11 @@ pub async fn describe(api_args: &ApiArgs, kind: &str, name: &str) -> anyhow::Res
         out.push_str("\nEvents:\n");
         let mut t = Table::new(&["TIME", "KIND", "ACTOR"]);
         for e in events {
-            t.row(vec![field(e, "occurred_at"), field(e, "kind"), actor(&e["actor"])]);
+            t.row(vec![
+                field(e, "occurred_at"),
+                field(e, "kind"),
+                actor(&e["actor"]),
+            ]);
         }
         out.push_str(&t.render_indented(2, "none"));
     }
@@ -205,7 +214,10 @@ async fn related(api: &Api, kind: &Kind, obj: &Value) -> anyhow::Result<Value> {
                 .call(ActionName::ListNodes.as_str(), &json!({ "cluster_id": id }))
                 .await?;
             let vip = api
-                .call(ActionName::GetVirtualIp.as_str(), &json!({ "cluster_id": id }))
+                .call(
+                    ActionName::GetVirtualIp.as_str(),
+                    &json!({ "cluster_id": id }),
+                )
                 .await
                 .map(|d| d["virtual_ip"].clone())
                 .unwrap_or(Value::Null);

@@ -139,10 +139,7 @@ pub const KINDS: &[Kind] = &[
             ("INSTANCE", "instance_id"),
             ("OVERLAY-IP", "overlay_ip"),
         ],
-        wide: &[
-            ("LAN", "lan_subnets"),
-            ("ENDPOINT", "wireguard.endpoint"),
-        ],
+        wide: &[("LAN", "lan_subnets"), ("ENDPOINT", "wireguard.endpoint")],
     },
     Kind {
         name: "grant",
@@ -223,7 +220,11 @@ pub fn kind(word: &str) -> anyhow::Result<&'static Kind> {
         .ok_or_else(|| {
             anyhow::anyhow!(
                 "unknown kind {word:?}; kinds: {}",
-                KINDS.iter().map(|k| k.plural).collect::<Vec<_>>().join(", ")
+                KINDS
+                    .iter()
+                    .map(|k| k.plural)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )
         })
 }
@@ -252,7 +253,10 @@ impl Kind {
 
     /// The name of `obj`.
     pub fn name_of(&self, obj: &Value) -> String {
-        obj[self.name_field].as_str().unwrap_or_default().to_string()
+        obj[self.name_field]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
     }
 
     /// `kind/id` of `obj` (what `-o name` prints).

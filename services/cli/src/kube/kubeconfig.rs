@@ -18,9 +18,7 @@ pub fn merge(old: &str, new: &str) -> anyhow::Result<String> {
         bail!("the existing file is not a kubeconfig (not a YAML mapping)");
     };
     for list in ["clusters", "contexts", "users"] {
-        let entries = b
-            .entry(list)
-            .or_insert_with(|| Value::Array(Vec::new()));
+        let entries = b.entry(list).or_insert_with(|| Value::Array(Vec::new()));
         if entries.is_null() {
             *entries = Value::Array(Vec::new());
         }

@@ -71,9 +71,10 @@ impl std::str::FromStr for Condition {
         }
         let s = s.strip_prefix("jsonpath=").unwrap_or(s);
         match s.split_once('=') {
-            Some((f, v)) if !f.is_empty() && !v.is_empty() => {
-                Ok(Condition::Field(f.trim_start_matches('.').to_string(), v.to_string()))
-            }
+            Some((f, v)) if !f.is_empty() && !v.is_empty() => Ok(Condition::Field(
+                f.trim_start_matches('.').to_string(),
+                v.to_string(),
+            )),
             _ => Err(format!(
                 "--for takes FIELD=VALUE (e.g. status=active) or delete, not {s:?}"
             )),
@@ -128,9 +129,9 @@ pub async fn run(
     cond: &Condition,
     timeout: Duration,
 ) -> anyhow::Result<()> {
-    let (k, name) = target
-        .split_once('/')
-        .ok_or_else(|| anyhow::anyhow!("wait takes KIND/NAME (e.g. cluster/prod), not {target:?}"))?;
+    let (k, name) = target.split_once('/').ok_or_else(|| {
+        anyhow::anyhow!("wait takes KIND/NAME (e.g. cluster/prod), not {target:?}")
+    })?;
     let kind = kinds::kind(k)?;
     let obj = wait_for(api, kind, name, cond, timeout).await?;
     let shown = if obj.is_null() {
@@ -154,7 +155,11 @@ pub async fn run(
 
 /// Waits until the cluster bootstrapped by one of `template`'s instances
 /// is active; answers the cluster.
-pub async fn cluster_of_template(api: &Api, template: &str, timeout: Duration) -> anyhow::Result<Value> {
+pub async fn cluster_of_template(
+    api: &Api,
+    template: &str,
+    timeout: Duration,
+) -> anyhow::Result<Value> {
     let instances = kinds::kind("instance")?;
     let clusters = kinds::kind("cluster")?;
     until(
@@ -171,14 +176,17 @@ pub async fn cluster_of_template(api: &Api, template: &str, timeout: Duration) -
             if mine.is_empty() {
                 return Ok(Err(format!("template {template} has no instance")));
             }
-            let cluster = clusters
-                .list(api, false)
-                .await?
-                .into_iter()
-                .find(|c| mine.iter().any(|i| c["bootstrap_instance_id"] == i.as_str()));
+            let cluster = clusters.list(api, false).await?.into_iter().find(|c| {
+                mine.iter()
+                    .any(|i| c["bootstrap_instance_id"] == i.as_str())
+            });
             Ok(match cluster {
                 Some(c) if c["status"] == "active" => Ok(c),
-                Some(c) => Err(format!("cluster {} status={}", clusters.id_of(&c), column(&c, "status"))),
+                Some(c) => Err(format!(
+                    "cluster {} status={}",
+                    clusters.id_of(&c),
+                    column(&c, "status")
+                )),
                 None => Err("no cluster bootstrapped yet".into()),
             })
         },
@@ -228,6 +236,42 @@ pub async fn nodes_ready(
                 Ok(Value::Array(rows))
             } else {
                 Err(format!("not ready yet: {}", waiting.join(", ")))
+            })
+        },
+    )
+    .await
+}
+
+/// Waits until virtual IP `vip_id` has moved past `generation` and its
+/// new holder's agent reports holding it at the new generation (`approve
+/// --wait`); answers the VIP.
+pub async fn vip_applied(
+    api: &Api,
+    vip_id: &str,
+    generation: u64,
+    timeout: Duration,
+) -> anyhow::Result<Value> {
+    until(
+        &format!("the new holder of VIP {vip_id} to apply it"),
+        timeout,
+        || async {
+            let data = api
+                .call(
+                    powernode_actions::ActionName::GetVirtualIp.as_str(),
+                    &json!({ "id": vip_id }),
+                )
+                .await?;
+            let v = data["virtual_ip"].clone();
+            let now = v["generation"].as_u64().unwrap_or_default();
+            let holder = v["holder_peer_id"].as_str().unwrap_or_default();
+            let applied = v["applied_generations"][holder].as_u64();
+            Ok(if now > generation && applied == Some(now) {
+                Ok(v)
+            } else {
+                Err(format!(
+                    "generation {now}, holder {holder} applied {}",
+                    applied.map_or("nothing yet".to_string(), |g| format!("generation {g}"))
+                ))
             })
         },
     )
