@@ -21,12 +21,11 @@ fn render(kind: &Kind, format: Format, objects: &[Value], single: bool) -> Strin
             } else {
                 json!({ kind.key: objects })
             };
-            let text = if format == Format::Json {
+            if format == Format::Json {
                 serde_json::to_string_pretty(&v).unwrap_or_default() + "\n"
             } else {
                 serde_norway::to_string(&v).unwrap_or_default()
-            };
-            text
+            }
         }
         Format::Name => objects.iter().map(|o| kind.ref_of(o) + "\n").collect(),
         Format::Table | Format::Wide => kind
