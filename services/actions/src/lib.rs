@@ -410,7 +410,7 @@ actions! { $
         permission: None,
         args: sdwan::ListPeersArgs,
         answer: sdwan::ListPeersAnswer,
-        errors: [],
+        errors: [NotFound],
     }
     /// The account's instances, oldest first.
     ListInstances = "system_list_instances" {
@@ -439,7 +439,7 @@ actions! { $
         permission: None,
         args: instances::ListSystemNodesArgs,
         answer: instances::ListSystemNodesAnswer,
-        errors: [],
+        errors: [NotFound],
     }
     /// Approval requests, the waiting ones by default.
     ListApprovals = "system_list_approvals" {

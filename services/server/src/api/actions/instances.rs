@@ -33,6 +33,11 @@ pub async fn list_nodes(
     a: ListSystemNodesArgs,
 ) -> Result<ListSystemNodesAnswer, ApiError> {
     let fleet = ctx.fleet().await;
+    if let Some(t) = &a.template_id {
+        if fleet.template(&ctx.operator.account, t).is_none() {
+            return Err(ApiError::not_found("template", t));
+        }
+    }
     let mut all: Vec<_> = fleet
         .account(&ctx.operator.account)
         .map(|acc| {

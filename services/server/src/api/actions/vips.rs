@@ -29,7 +29,13 @@ pub async fn list_peers(
     a: ListPeersArgs,
 ) -> Result<ListPeersAnswer, ApiError> {
     let fleet = ctx.fleet().await;
-    let Some(acc) = fleet.account(&ctx.operator.account) else {
+    let acc = fleet.account(&ctx.operator.account);
+    if let Some(n) = &a.network_id {
+        if acc.is_none_or(|acc| !acc.networks.contains_key(n)) {
+            return Err(ApiError::not_found("network", n));
+        }
+    }
+    let Some(acc) = acc else {
         return Ok(ListPeersAnswer { peers: Vec::new() });
     };
     let mut all: Vec<_> = acc
