@@ -33,6 +33,10 @@ struct Platform {
 }
 
 async fn platform() -> anyhow::Result<Platform> {
+    platform_with(&[]).await
+}
+
+async fn platform_with(extra: &[&str]) -> anyhow::Result<Platform> {
     let bin = powernode_bin()?;
     let dir = tempfile::tempdir()?;
     let data = dir.path().join("data");
@@ -49,6 +53,7 @@ async fn platform() -> anyhow::Result<Platform> {
                 "--listen",
                 &format!("127.0.0.1:{port}"),
             ])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()?,
@@ -400,6 +405,79 @@ async fn kubeconfig_write_refuses_forces_and_merges() -> anyhow::Result<()> {
         "{view}"
     );
     ensure!(view["current-context"] == "k3s-alpha", "{view}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn approve_waits_until_the_new_holder_applied_the_vip() -> anyhow::Result<()> {
+    let p = platform_with(&["--silence-threshold-ms", "1500"]).await?;
+    p.ok(&["create", "network", "tut"])?;
+    host(&p, "s1", "ha-1")?;
+    p.ok(&[
+        "create",
+        "cluster",
+        "ha-1",
+        "--template",
+        "s1",
+        "--wait",
+        "--wait-timeout",
+        "90s",
+    ])?;
+    // Two more servers join by the cluster's name (a generic assignment).
+    host(&p, "s2", "ha-2")?;
+    p.ok(&[
+        "create",
+        "node",
+        "ha-3",
+        "--template",
+        "s2",
+        "--memory-mb",
+        "2048",
+    ])?;
+    p.ok(&["create", "instance", "ha-3", "--wait"])?;
+    p.ok(&["create", "peer", "ha-3", "--network", "tut"])?;
+    p.ok(&[
+        "create",
+        "assignment",
+        "s2",
+        "--module-name",
+        "k3s-server",
+        "--config",
+        "target_cluster_id=ha-1",
+    ])?;
+    for i in ["instance/ha-2", "instance/ha-3"] {
+        p.ok(&[
+            "wait",
+            i,
+            "--for",
+            "k3s_phase=ready",
+            "--wait-timeout",
+            "60s",
+        ])?;
+    }
+    // The holder goes silent: an approval is asked for.
+    p.ok(&["delete", "instance", "ha-1", "--yes"])?;
+    let start = std::time::Instant::now();
+    let approval = loop {
+        let names = p.ok(&["get", "approvals", "-o", "name"])?;
+        if let Some(a) = names.lines().next() {
+            break a.trim_start_matches("approval/").to_string();
+        }
+        ensure!(start.elapsed().as_secs() < 60, "no approval within 60s");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let out = p.ok(&[
+        "approvals",
+        "approve",
+        &approval,
+        "--wait",
+        "--wait-timeout",
+        "30s",
+    ])?;
+    ensure!(
+        out.contains("applied by its holder at generation 2"),
+        "{out}"
+    );
     Ok(())
 }
 
