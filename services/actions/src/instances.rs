@@ -192,3 +192,19 @@ pub struct BootstrapReport {
     /// Sequence of the report.
     pub seq: u64,
 }
+
+/// Arguments of `system_list_nodes`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListSystemNodesArgs {
+    /// Only the nodes following this template.
+    #[serde(default)]
+    pub template_id: Option<String>,
+}
+
+/// Answer of `system_list_nodes`, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ListSystemNodesAnswer {
+    /// The account's node definitions.
+    pub nodes: Vec<Node>,
+}

@@ -274,6 +274,14 @@ actions! { $
         answer: templates::TemplateAnswer,
         errors: [Forbidden, NotFound, VersionOfAnotherModule, IdTaken, InvalidEvent, Unavailable, LogError],
     }
+    /// The account's node templates, oldest first, with their module
+    /// assignments.
+    ListTemplates = "system_list_templates" {
+        permission: None,
+        args: templates::ListTemplatesArgs,
+        answer: templates::ListTemplatesAnswer,
+        errors: [],
+    }
     /// Creates a node following a template.
     CreateNode = "system_create_node" {
         permission: Some(Permission::KubernetesProvision),
@@ -396,6 +404,14 @@ actions! { $
         answer: sdwan::UpdateNetworkAnswer,
         errors: [Forbidden, NotFound, PodSubnetPrefixImmutable, PrefixOverlap, IdTaken, InvalidEvent, Unavailable, LogError],
     }
+    /// The account's SD-WAN peers (or one network's), oldest first, with
+    /// their instance's hostname.
+    ListPeers = "system_sdwan_list_peers" {
+        permission: None,
+        args: sdwan::ListPeersArgs,
+        answer: sdwan::ListPeersAnswer,
+        errors: [NotFound],
+    }
     /// The account's instances, oldest first.
     ListInstances = "system_list_instances" {
         permission: None,
@@ -417,6 +433,13 @@ actions! { $
         args: instances::InstanceIdArgs,
         answer: instances::InstanceStatusAnswer,
         errors: [Forbidden, NotFound, Conflict, IdTaken, InvalidEvent, Unavailable, LogError],
+    }
+    /// The account's node definitions (or one template's), oldest first.
+    ListSystemNodes = "system_list_nodes" {
+        permission: None,
+        args: instances::ListSystemNodesArgs,
+        answer: instances::ListSystemNodesAnswer,
+        errors: [NotFound],
     }
     /// Approval requests, the waiting ones by default.
     ListApprovals = "system_list_approvals" {

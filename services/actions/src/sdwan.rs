@@ -183,3 +183,29 @@ pub struct GetPeerConfigAnswer {
     /// Whether the applied revision is the desired one.
     pub in_sync: bool,
 }
+
+/// Arguments of `system_sdwan_list_peers`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListPeersArgs {
+    /// Only the peers of this network.
+    #[serde(default)]
+    pub network_id: Option<String>,
+}
+
+/// Answer of `system_sdwan_list_peers`, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ListPeersAnswer {
+    /// The account's peers.
+    pub peers: Vec<PeerView>,
+}
+
+/// A peer with its instance's hostname.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct PeerView {
+    /// The peer.
+    #[serde(flatten)]
+    pub peer: Peer,
+    /// The hostname of its instance's node.
+    pub hostname: Option<String>,
+}

@@ -84,3 +84,15 @@ pub struct ModuleAssignment {
     #[serde(default)]
     pub instance_id: Option<String>,
 }
+
+/// Arguments of `system_list_templates` (none).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ListTemplatesArgs {}
+
+/// Answer of `system_list_templates`, oldest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ListTemplatesAnswer {
+    /// The account's templates with their module assignments.
+    pub templates: Vec<Template>,
+}

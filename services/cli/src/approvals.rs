@@ -34,6 +34,12 @@ pub enum ApprovalsCommand {
     Approve {
         /// Approval id (`appr-…`, from `approvals list`).
         approval_id: String,
+        /// Wait until the new holder's agent applied the VIP.
+        #[arg(long)]
+        wait: bool,
+        /// How long --wait waits (default: --timeout, else 2m).
+        #[arg(long, value_parser = crate::api_args::parse_duration, value_name = "DURATION")]
+        wait_timeout: Option<Duration>,
     },
     /// Reject a request: the VIP stays where it is (system_reject;
     /// permission system.sdwan_failover).
@@ -100,7 +106,26 @@ pub async fn run(api: &ApiArgs, args: ApprovalsArgs) -> anyhow::Result<()> {
             let waiting_only = matches!(status, None | Some(StatusFilter::Requested));
             ctx.show(&data, |d| render_approvals(d, Utc::now(), waiting_only));
         }
-        ApprovalsCommand::Approve { approval_id } => approve(&ctx, &approval_id).await?,
+        ApprovalsCommand::Approve {
+            approval_id,
+            wait,
+            wait_timeout,
+        } => {
+            let before = find_approval(&ctx, &approval_id).await?;
+            approve(&ctx, &approval_id).await?;
+            if let (true, Some(a)) = (wait, before) {
+                let (vip, generation) = (field(&a, "virtual_ip_id"), a["generation"].as_u64());
+                let t = crate::kube::wait_timeout(wait_timeout, api);
+                let v = crate::kube::wait::vip_applied(&ctx.api, &vip, generation.unwrap_or(0), t)
+                    .await?;
+                if !ctx.json() {
+                    line(&format!(
+                        "VIP {vip} applied by its holder at generation {}",
+                        field(&v, "generation")
+                    ));
+                }
+            }
+        }
         ApprovalsCommand::Reject {
             approval_id,
             reason,

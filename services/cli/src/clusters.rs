@@ -28,26 +28,34 @@ pub enum ClustersCommand {
     },
     /// Show one cluster (kubernetes_get_cluster).
     Get {
-        /// Cluster id.
+        /// Cluster name or id.
         id: String,
     },
     /// List a cluster's Kubernetes nodes (kubernetes_list_nodes).
     Nodes {
-        /// Cluster id.
+        /// Cluster name or id.
         id: String,
     },
     /// Print a cluster's kubeconfig (kubernetes_get_kubeconfig; audited).
     Kubeconfig {
-        /// Cluster id.
+        /// Cluster name or id.
         id: String,
-        /// Write it to this file (mode 0600) instead of printing it.
+        /// Write it to this file (mode 0600) instead of printing it; an
+        /// existing file is refused without --force or --merge.
         #[arg(long, value_name = "FILE")]
         write: Option<PathBuf>,
+        /// Overwrite an existing --write file.
+        #[arg(long, requires = "write", conflicts_with = "merge")]
+        force: bool,
+        /// Merge into an existing --write file: clusters, contexts and
+        /// users by name, its current-context set to this cluster's.
+        #[arg(long, requires = "write")]
+        merge: bool,
     },
     /// Decommission a cluster: its node rows go, its VIP is released, its
     /// instances are kept (kubernetes_decommission_cluster). Idempotent.
     Decommission {
-        /// Cluster id.
+        /// Cluster name or id.
         id: String,
         /// Do not ask for confirmation (required without a terminal).
         #[arg(long, short = 'y')]
@@ -56,7 +64,7 @@ pub enum ClustersCommand {
     /// Issue a new join token; agents holding the old one ask again
     /// (kubernetes_rotate_join_token).
     RotateToken {
-        /// Cluster id.
+        /// Cluster name or id.
         id: String,
     },
 }
@@ -64,7 +72,16 @@ pub enum ClustersCommand {
 /// Runs `powernode clusters …`.
 pub async fn run(api: &ApiArgs, args: ClustersArgs) -> anyhow::Result<()> {
     let ctx = Ctx::new(api)?;
-    match args.command {
+    let mut command = args.command;
+    match &mut command {
+        ClustersCommand::List { .. } => {}
+        ClustersCommand::Get { id }
+        | ClustersCommand::Nodes { id }
+        | ClustersCommand::Kubeconfig { id, .. }
+        | ClustersCommand::Decommission { id, .. }
+        | ClustersCommand::RotateToken { id } => *id = cluster_id(&ctx, id).await?,
+    }
+    match command {
         ClustersCommand::List { all } => {
             let data = ctx
                 .api
@@ -89,7 +106,19 @@ pub async fn run(api: &ApiArgs, args: ClustersArgs) -> anyhow::Result<()> {
                 .await?;
             ctx.show(&data, |d| render_nodes(d, 0));
         }
-        ClustersCommand::Kubeconfig { id, write } => kubeconfig(&ctx, &id, write).await?,
+        ClustersCommand::Kubeconfig {
+            id,
+            write,
+            force,
+            merge,
+        } => {
+            let mode = match (force, merge) {
+                (_, true) => WriteMode::Merge,
+                (true, _) => WriteMode::Force,
+                _ => WriteMode::New,
+            };
+            kubeconfig(&ctx, &id, write, mode).await?
+        }
         ClustersCommand::Decommission { id, yes } => decommission(&ctx, &id, yes).await?,
         ClustersCommand::RotateToken { id } => {
             let data = ctx
@@ -109,6 +138,18 @@ pub async fn run(api: &ApiArgs, args: ClustersArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The id of the cluster named (or with id) `given`; an unknown one is
+/// passed on as it is (the server names it in its refusal).
+async fn cluster_id(ctx: &Ctx, given: &str) -> anyhow::Result<String> {
+    let kind = crate::kube::kinds::kind("cluster")?;
+    let all = kind.list(&ctx.api, true).await?;
+    match kind.pick(&all, given) {
+        Ok(c) => Ok(kind.id_of(&c)),
+        Err(e) if e.to_string().contains("ambiguous") => Err(e),
+        Err(_) => Ok(given.to_string()),
+    }
 }
 
 /// `{clusters:[…]}` as a table: ID NAME STATUS ENDPOINT NODES CNI VERSION.
@@ -172,7 +213,20 @@ pub fn render_cluster(c: &Value) -> String {
     ])
 }
 
-async fn kubeconfig(ctx: &Ctx, id: &str, write: Option<PathBuf>) -> anyhow::Result<()> {
+async fn kubeconfig(
+    ctx: &Ctx,
+    id: &str,
+    write: Option<PathBuf>,
+    mode: WriteMode,
+) -> anyhow::Result<()> {
+    if let (Some(path), WriteMode::New) = (&write, mode) {
+        if path.exists() {
+            anyhow::bail!(
+                "{} exists; pass --force to overwrite it or --merge to merge into it",
+                path.display()
+            );
+        }
+    }
     let data = ctx
         .api
         .call(
@@ -183,7 +237,16 @@ async fn kubeconfig(ctx: &Ctx, id: &str, write: Option<PathBuf>) -> anyhow::Resu
     let text = data["kubeconfig"].as_str().unwrap_or_default();
     match write {
         Some(path) => {
-            write_private(&path, text)
+            let text = match mode {
+                WriteMode::Merge if path.exists() => {
+                    let old = std::fs::read_to_string(&path)
+                        .with_context(|| format!("cannot read {}", path.display()))?;
+                    crate::kube::kubeconfig::merge(&old, text)
+                        .with_context(|| format!("cannot merge into {}", path.display()))?
+                }
+                _ => text.to_string(),
+            };
+            write_private(&path, &text)
                 .with_context(|| format!("cannot write {}", path.display()))?;
             if ctx.json() {
                 print_json(&json!({
@@ -202,6 +265,17 @@ async fn kubeconfig(ctx: &Ctx, id: &str, write: Option<PathBuf>) -> anyhow::Resu
         None => super::output::emit(text),
     }
     Ok(())
+}
+
+/// How `clusters kubeconfig --write` treats an existing file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WriteMode {
+    /// Refuse it.
+    New,
+    /// Overwrite it (`--force`).
+    Force,
+    /// Merge into it (`--merge`).
+    Merge,
 }
 
 /// Writes `text` to `path`, readable by its owner only.

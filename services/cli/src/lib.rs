@@ -24,6 +24,7 @@ pub mod explain;
 pub mod export;
 pub mod fleet;
 pub mod grants;
+pub mod hint;
 pub mod kube;
 pub mod mcp;
 pub mod modules;

@@ -70,6 +70,7 @@ impl Ctx {
         match self.format {
             Format::Json => print_json(data),
             Format::Yaml => print_yaml(data),
+            Format::Name => emit(&names(data)),
             _ => emit(&table(data)),
         }
     }
@@ -81,12 +82,49 @@ impl Ctx {
     }
 }
 
-/// Prints `data` as YAML with `-o yaml`, else as pretty JSON.
+/// Prints `data` as YAML with `-o yaml`, `kind/id` lines with `-o name`,
+/// else as pretty JSON.
 pub fn print_data(format: Format, data: &Value) {
     match format {
         Format::Yaml => print_yaml(data),
+        Format::Name => emit(&names(data)),
         _ => print_json(data),
     }
+}
+
+/// The `kind/id` lines of an action's data (`-o name`): every object
+/// with an id under a key (`{cluster: {id}}` → `cluster/<id>`) or in a
+/// list (`{clusters: [{id}…]}` → one line each).
+pub fn names(data: &Value) -> String {
+    let id_of = |o: &Value| {
+        ["id", "token_id", "execution_id", "instance_id"]
+            .iter()
+            .find_map(|k| o.get(*k).and_then(Value::as_str))
+            .map(printable)
+    };
+    let mut out = String::new();
+    for (key, v) in data.as_object().into_iter().flatten() {
+        match v {
+            Value::Array(items) => {
+                let kind = key.strip_suffix('s').unwrap_or(key);
+                for id in items.iter().filter_map(id_of) {
+                    out.push_str(&format!("{kind}/{id}\n"));
+                }
+            }
+            Value::Object(_) => {
+                if let Some(id) = id_of(v) {
+                    out.push_str(&format!("{key}/{id}\n"));
+                }
+            }
+            _ => {}
+        }
+    }
+    if out.is_empty() {
+        if let Some(id) = id_of(data) {
+            out = format!("{id}\n");
+        }
+    }
+    out
 }
 
 /// Prints `v` as YAML.
@@ -258,6 +296,14 @@ mod tests {
         assert_eq!(cell(&json!("a\u{7f}b")), "a\\u{7f}b");
         let kv = key_values(&[("Name", "x\ny".to_string())]);
         assert_eq!(kv.lines().count(), 1, "{kv}");
+    }
+
+    #[test]
+    fn names_are_kind_slash_id() {
+        let d = json!({"clusters": [{"id": "c1"}, {"id": "c2"}]});
+        assert_eq!(names(&d), "cluster/c1\ncluster/c2\n");
+        assert_eq!(names(&json!({"template": {"id": "t1"}})), "template/t1\n");
+        assert_eq!(names(&json!({"id": "i1", "hostname": "x"})), "i1\n");
     }
 
     #[test]

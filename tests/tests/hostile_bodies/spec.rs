@@ -91,6 +91,9 @@ pub(super) fn spec(action: &str) -> Option<&'static [(&'static str, Ty)]> {
         "system_sdwan_get_peer_config" => &[("peer_id", Str)],
         "system_sdwan_update_network" => &[("network_id", Str), ("pod_subnet_prefix", Str)],
         "system_drain_instance" | "system_terminate_instance" => &[("id", Str)],
+        "system_list_templates" => &[],
+        "system_list_nodes" => &[("template_id", OptStr)],
+        "system_sdwan_list_peers" => &[("network_id", OptStr)],
         "system_list_approvals" => &[("status", OptStr)],
         "system_approve" | "system_reject" => &[("approval_id", Str), ("reason", OptStr)],
         "system_sdwan_failover_virtual_ip" => &[

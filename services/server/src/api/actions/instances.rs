@@ -6,7 +6,8 @@ use crate::api::auth::{fingerprint, new_token, Permission};
 use crate::api::error::{ApiError, ErrorCode};
 use powernode_actions::instances::{
     CreateNodeAnswer, CreateNodeArgs, InstanceIdArgs, InstanceStatusAnswer, InstanceView,
-    ListInstancesAnswer, ListInstancesArgs, ProvisionInstanceAnswer, ProvisionInstanceArgs,
+    ListInstancesAnswer, ListInstancesArgs, ListSystemNodesAnswer, ListSystemNodesArgs,
+    ProvisionInstanceAnswer, ProvisionInstanceArgs,
 };
 use powernode_events::payloads::fleet::{
     CniPlugin, InstanceDrained, InstanceProvisioned, InstanceTerminated, NodeCreated,
@@ -23,6 +24,33 @@ handlers! {
     ListInstances => list_instances,
     DrainInstance => drain_instance,
     TerminateInstance => terminate_instance,
+    ListSystemNodes => list_nodes,
+}
+
+/// `system_list_nodes({template_id?})` → `{nodes: [...]}`, oldest first.
+pub async fn list_nodes(
+    ctx: &ActionContext<'_>,
+    a: ListSystemNodesArgs,
+) -> Result<ListSystemNodesAnswer, ApiError> {
+    let fleet = ctx.fleet().await;
+    if let Some(t) = &a.template_id {
+        if fleet.template(&ctx.operator.account, t).is_none() {
+            return Err(ApiError::not_found("template", t));
+        }
+    }
+    let mut all: Vec<_> = fleet
+        .account(&ctx.operator.account)
+        .map(|acc| {
+            acc.nodes
+                .values()
+                .filter(|n| a.template_id.as_ref().is_none_or(|t| *t == n.template_id))
+                .collect()
+        })
+        .unwrap_or_default();
+    all.sort_by_key(|n| n.created_seq);
+    Ok(ListSystemNodesAnswer {
+        nodes: all.into_iter().map(views::node).collect(),
+    })
 }
 
 /// `system_create_node({hostname, node_template_id, memory_mb})`.

@@ -3,7 +3,8 @@
 use super::{check_name, handlers, new_id, views, ActionContext};
 use crate::api::error::{ApiError, ErrorCode};
 use powernode_actions::templates::{
-    AssignModuleArgs, CreateTemplateArgs, GetTemplateArgs, TemplateAnswer,
+    AssignModuleArgs, CreateTemplateArgs, GetTemplateArgs, ListTemplatesAnswer, ListTemplatesArgs,
+    TemplateAnswer,
 };
 use powernode_events::payloads::fleet::TemplateCreated;
 use powernode_events::payloads::k3s::{K3sModule, ModuleAssigned, ModuleConfig};
@@ -13,6 +14,23 @@ handlers! {
     CreateTemplate => create_template,
     GetTemplate => get_template,
     AssignModuleToTemplate => assign_module,
+    ListTemplates => list_templates,
+}
+
+/// `system_list_templates({})` → `{templates: [...]}`, oldest first.
+pub async fn list_templates(
+    ctx: &ActionContext<'_>,
+    _: ListTemplatesArgs,
+) -> Result<ListTemplatesAnswer, ApiError> {
+    let fleet = ctx.fleet().await;
+    let mut all: Vec<_> = fleet
+        .account(&ctx.operator.account)
+        .map(|a| a.templates.values().collect())
+        .unwrap_or_default();
+    all.sort_by_key(|t| t.created_seq);
+    Ok(ListTemplatesAnswer {
+        templates: all.into_iter().map(views::template).collect(),
+    })
 }
 
 /// `system_create_template({name})`.

@@ -4,7 +4,8 @@
 use super::{handlers, views, ActionContext};
 use crate::api::error::{ApiError, ErrorCode};
 use powernode_actions::sdwan::{
-    GetPeerConfigAnswer, GetPeerConfigArgs, ListNetworksAnswer, ListNetworksArgs, NetworkView,
+    GetPeerConfigAnswer, GetPeerConfigArgs, ListNetworksAnswer, ListNetworksArgs, ListPeersAnswer,
+    ListPeersArgs, NetworkView, PeerView,
 };
 use powernode_actions::vips::{
     FailoverPeer, GetVirtualIpAnswer, GetVirtualIpArgs, Reachability, VirtualIpView,
@@ -18,6 +19,43 @@ handlers! {
     GetVirtualIp => get_virtual_ip,
     ListNetworks => list_networks,
     GetPeerConfig => get_peer_config,
+    ListPeers => list_peers,
+}
+
+/// `system_sdwan_list_peers({network_id?})` → `{peers: [...]}`, oldest
+/// first, each with its instance's hostname.
+pub async fn list_peers(
+    ctx: &ActionContext<'_>,
+    a: ListPeersArgs,
+) -> Result<ListPeersAnswer, ApiError> {
+    let fleet = ctx.fleet().await;
+    let acc = fleet.account(&ctx.operator.account);
+    if let Some(n) = &a.network_id {
+        if acc.is_none_or(|acc| !acc.networks.contains_key(n)) {
+            return Err(ApiError::not_found("network", n));
+        }
+    }
+    let Some(acc) = acc else {
+        return Ok(ListPeersAnswer { peers: Vec::new() });
+    };
+    let mut all: Vec<_> = acc
+        .peers
+        .values()
+        .filter(|p| a.network_id.as_ref().is_none_or(|n| *n == p.network_id))
+        .collect();
+    all.sort_by_key(|p| p.attached_seq);
+    let peers = all
+        .into_iter()
+        .map(|p| PeerView {
+            peer: views::peer_with_key(p, acc.wireguard_keys.get(&p.instance_id)),
+            hostname: acc
+                .instances
+                .get(&p.instance_id)
+                .and_then(|i| acc.nodes.get(&i.node_id))
+                .map(|n| n.hostname.clone()),
+        })
+        .collect();
+    Ok(ListPeersAnswer { peers })
 }
 
 /// A VIP as operators see it: `holders` are instance ids (the tutorial's
