@@ -46,7 +46,7 @@ pub async fn describe<C: Caller>(
         ActionName::DecommissionCluster => {
             let c = read(ActionName::GetCluster, json!({ "cluster_id": id })).await?;
             let name = c["cluster"]["name"].as_str().unwrap_or(id).to_string();
-            let nodes = c["node_count"].as_u64().unwrap_or(0);
+            let nodes = c["cluster"]["node_count"].as_u64().unwrap_or(0);
             let summary = format!(
                 "Decommission cluster {name} ({id}): its {nodes} node row{} go, its VIP is \
                  released, its instances are kept, its join token and kubeconfig are deleted.",
@@ -56,7 +56,7 @@ pub async fn describe<C: Caller>(
         }
         ActionName::TerminateInstance => {
             let list = read(ActionName::ListInstances, json!({})).await?;
-            let i = find(&list, "instances", "/instance/id", id).ok_or_else(|| not_found("instance", id))?;
+            let i = find(&list, "instances", "/id", id).ok_or_else(|| not_found("instance", id))?;
             let name = i["hostname"].as_str().unwrap_or(id).to_string();
             target(name.clone(), format!("Terminate instance {name} ({id}): final, it cannot be started again."))
         }
