@@ -75,7 +75,7 @@ async def refused(s, tool, args, code):
 
 
 async def status(s, cluster_id):
-    return (await ok(s, "kubernetes_get_cluster", {"cluster_id": cluster_id}))["cluster"]["status"]
+    return (await ok(s, "kubernetes_get_cluster", {"id": cluster_id}))["cluster"]["status"]
 
 
 async def main():
@@ -107,7 +107,7 @@ async def main():
         clusters = await ok(s, "kubernetes_list_clusters", {})
         ids = [c["id"] for c in clusters["clusters"]]
         assert c1 in ids and c2 in ids, clusters
-        got = await ok(s, "kubernetes_get_cluster", {"cluster_id": c1})
+        got = await ok(s, "kubernetes_get_cluster", {"id": c1})
         name1 = got["cluster"]["name"]
         nodes = await ok(s, "kubernetes_list_nodes", {"cluster_id": c1})
         assert len(nodes["nodes"]) >= 1, nodes
@@ -118,7 +118,7 @@ async def main():
         # A write.
         net = await ok(s, "system_sdwan_create_network", {"name": f"mcp-{TRANSPORT}"})
         summary["network_id"] = net["network"]["id"]
-        await refused(s, "kubernetes_get_cluster", {"cluster_id": "cluster-nope"}, "not_found")
+        await refused(s, "kubernetes_get_cluster", {"id": "cluster-nope"}, "not_found")
 
         # Decommission through the confirmation.
         first = await ok(s, DECOMMISSION, {"cluster_id": c1})
@@ -139,7 +139,7 @@ async def main():
         async with session(CFG["other_token"]) as o:
             # Another account's token: this account's cluster is not found,
             # and this token's confirmation id confirms nothing for it.
-            await refused(o, "kubernetes_get_cluster", {"cluster_id": c1}, "not_found")
+            await refused(o, "kubernetes_get_cluster", {"id": c1}, "not_found")
             # Over HTTP both sessions share the API's store; over stdio each
             # `powernode mcp` has its own, so the id is unknown there.
             code = "confirmation_of_another_principal" if TRANSPORT == "http" else "confirmation_unknown"
@@ -163,7 +163,7 @@ async def main():
         return types.ElicitResult(action="accept", content={"name": typed["answer"]})
 
     async with session(CFG["token"], elicit) as s:
-        name2 = (await ok(s, "kubernetes_get_cluster", {"cluster_id": c2}))["cluster"]["name"]
+        name2 = (await ok(s, "kubernetes_get_cluster", {"id": c2}))["cluster"]["name"]
         await refused(s, DECOMMISSION, {"cluster_id": c2}, "confirmation_declined")
         typed["answer"] = name2 + "-typo"
         await refused(s, DECOMMISSION, {"cluster_id": c2}, "confirmation_mismatch")

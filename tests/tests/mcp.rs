@@ -36,8 +36,19 @@ struct Platform {
     other: String,
 }
 
-async fn token_for(port: u16, admin: &str, name: &str, permissions: Value) -> anyhow::Result<String> {
-    let account = ok(port, admin, "system_create_account", json!({ "name": name })).await?;
+async fn token_for(
+    port: u16,
+    admin: &str,
+    name: &str,
+    permissions: Value,
+) -> anyhow::Result<String> {
+    let account = ok(
+        port,
+        admin,
+        "system_create_account",
+        json!({ "name": name }),
+    )
+    .await?;
     let t = ok(
         port,
         admin,
@@ -74,10 +85,19 @@ async fn platform(bin: &Path) -> anyhow::Result<Platform> {
         port,
         &admin,
         "mcp",
-        json!(["system.kubernetes_provision", "system.kubernetes_decommission"]),
+        json!([
+            "system.kubernetes_provision",
+            "system.kubernetes_decommission"
+        ]),
     )
     .await?;
-    let other = token_for(port, &admin, "mcp-other", json!(["system.kubernetes_decommission"])).await?;
+    let other = token_for(
+        port,
+        &admin,
+        "mcp-other",
+        json!(["system.kubernetes_decommission"]),
+    )
+    .await?;
     Ok(Platform {
         _dir: dir,
         _up: up,
@@ -93,7 +113,13 @@ impl Platform {
     /// it is active.
     async fn cluster(&self, name: &str) -> anyhow::Result<String> {
         let (port, t) = (self.port, self.token.as_str());
-        let net = ok(port, t, "system_sdwan_create_network", json!({ "name": name })).await?;
+        let net = ok(
+            port,
+            t,
+            "system_sdwan_create_network",
+            json!({ "name": name }),
+        )
+        .await?;
         let tmpl = ok(port, t, "system_create_template", json!({ "name": name })).await?;
         let node = ok(
             port,
@@ -102,7 +128,13 @@ impl Platform {
             json!({"hostname": name, "node_template_id": tmpl["template"]["id"], "memory_mb": 2048}),
         )
         .await?;
-        let inst = ok(port, t, "system_provision_instance", json!({"node_id": node["node"]["id"]})).await?;
+        let inst = ok(
+            port,
+            t,
+            "system_provision_instance",
+            json!({"node_id": node["node"]["id"]}),
+        )
+        .await?;
         ok(
             port,
             t,
@@ -178,13 +210,31 @@ fn check_summary(s: &Value, transport: &str, clusters: [&str; 2]) {
     names.sort_unstable();
     assert_eq!(tools, names, "every action is a tool, and nothing else");
     let a = &s["annotations"];
-    assert_eq!(a["kubernetes_decommission_cluster"], json!({"read_only": false, "destructive": true}));
-    assert_eq!(a["system_terminate_instance"], json!({"read_only": false, "destructive": true}));
-    assert_eq!(a["system_sdwan_failover_virtual_ip"], json!({"read_only": false, "destructive": true}));
-    assert_eq!(a["kubernetes_list_clusters"], json!({"read_only": true, "destructive": false}));
-    assert_eq!(a["system_sdwan_create_network"], json!({"read_only": false, "destructive": false}));
+    assert_eq!(
+        a["kubernetes_decommission_cluster"],
+        json!({"read_only": false, "destructive": true})
+    );
+    assert_eq!(
+        a["system_terminate_instance"],
+        json!({"read_only": false, "destructive": true})
+    );
+    assert_eq!(
+        a["system_sdwan_failover_virtual_ip"],
+        json!({"read_only": false, "destructive": true})
+    );
+    assert_eq!(
+        a["kubernetes_list_clusters"],
+        json!({"read_only": true, "destructive": false})
+    );
+    assert_eq!(
+        a["system_sdwan_create_network"],
+        json!({"read_only": false, "destructive": false})
+    );
     assert!(s["reads"]["nodes"].as_u64().unwrap() >= 1, "{s}");
-    assert!(s["network_id"].as_str().is_some_and(|n| !n.is_empty()), "{s}");
+    assert!(
+        s["network_id"].as_str().is_some_and(|n| !n.is_empty()),
+        "{s}"
+    );
     assert_eq!(s["decommissioned_by_confirmation"], clusters[0]);
     assert_eq!(s["decommissioned_by_elicitation"], clusters[1]);
     assert_eq!(s["elicitations"], 3, "declined, mistyped, typed: {s}");

@@ -85,11 +85,10 @@ impl ActionName {
     pub const fn object_field(self) -> Option<&'static str> {
         use ActionName as A;
         match self {
-            A::GetCluster
-            | A::ListNodes
-            | A::GetKubeconfig
-            | A::DecommissionCluster
-            | A::RotateJoinToken => Some("cluster_id"),
+            A::GetCluster => Some("id"),
+            A::ListNodes | A::GetKubeconfig | A::DecommissionCluster | A::RotateJoinToken => {
+                Some("cluster_id")
+            }
             A::DrainInstance | A::TerminateInstance => Some("id"),
             A::FailoverVirtualIp => Some("virtual_ip_id"),
             A::Approve | A::Reject => Some("approval_id"),

@@ -142,7 +142,13 @@ impl Store {
     /// Uses `id` for `principal` calling `tool` on `object`: removed when it
     /// matches (single use) or has expired; kept when presented by another
     /// principal or for another tool or object (they cannot spend it).
-    pub fn redeem(&self, id: &str, principal: &str, tool: &str, object: &str) -> Result<(), Refused> {
+    pub fn redeem(
+        &self,
+        id: &str,
+        principal: &str,
+        tool: &str,
+        object: &str,
+    ) -> Result<(), Refused> {
         let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         let Some(p) = pending.get(id) else {
             return Err(Refused::Unknown);
@@ -177,8 +183,14 @@ mod tests {
     fn ids_are_single_use_and_bound() {
         let s = Store::new(Duration::from_secs(60));
         let id = s.issue("tok-a", "t", "cl-1");
-        assert_eq!(s.redeem(&id, "tok-b", "t", "cl-1"), Err(Refused::OtherPrincipal));
-        assert_eq!(s.redeem(&id, "tok-a", "t", "cl-2"), Err(Refused::OtherObject));
+        assert_eq!(
+            s.redeem(&id, "tok-b", "t", "cl-1"),
+            Err(Refused::OtherPrincipal)
+        );
+        assert_eq!(
+            s.redeem(&id, "tok-a", "t", "cl-2"),
+            Err(Refused::OtherObject)
+        );
         assert_eq!(s.redeem(&id, "tok-a", "u", "cl-1"), Err(Refused::OtherTool));
         assert_eq!(s.redeem(&id, "tok-a", "t", "cl-1"), Ok(()));
         assert_eq!(s.redeem(&id, "tok-a", "t", "cl-1"), Err(Refused::Unknown));

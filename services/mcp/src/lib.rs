@@ -22,8 +22,8 @@ pub mod tools;
 use powernode_actions::effect::Effect;
 use powernode_actions::ActionName;
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, Extensions,
-    Implementation, ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig,
+    CallToolRequestParams, CallToolResponse, CallToolResult, Extensions, Implementation,
+    ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig,
 };
 use rmcp::service::{ElicitationError, ElicitationMode, RequestContext};
 use rmcp::{ErrorData, RoleServer, ServerHandler};
@@ -173,7 +173,13 @@ impl<C: Caller> Concierge<C> {
     }
 
     /// One tool call.
-    pub async fn call(&self, ext: &Extensions, ctx: Option<&RequestContext<RoleServer>>, name: &str, args: Option<rmcp::model::JsonObject>) -> CallToolResult {
+    pub async fn call(
+        &self,
+        ext: &Extensions,
+        ctx: Option<&RequestContext<RoleServer>>,
+        name: &str,
+        args: Option<rmcp::model::JsonObject>,
+    ) -> CallToolResult {
         let Ok(action) = name.parse::<ActionName>() else {
             return error_result(&Refusal::new(
                 "unknown_action",
@@ -202,13 +208,19 @@ impl<C: Caller> Concierge<C> {
             return self.run(ext, action, args, None).await;
         };
         // Only ids of our own shape are echoed into the audit.
-        let presented_tag = presented.clone().filter(|id| id.len() <= 64 && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
+        let presented_tag = presented.clone().filter(|id| {
+            id.len() <= 64 && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        });
         let principal = match self.principal(ext).await {
             Ok(p) => p,
             Err(r) => return error_result(&r),
         };
         let elicits = presented.is_none()
-            && ctx.is_some_and(|c| c.peer.supported_elicitation_modes().contains(&ElicitationMode::Form));
+            && ctx.is_some_and(|c| {
+                c.peer
+                    .supported_elicitation_modes()
+                    .contains(&ElicitationMode::Form)
+            });
         if presented.is_none() {
             let target = match target::describe(&*self.caller, ext, action, &object).await {
                 Ok(t) => t,
@@ -231,16 +243,24 @@ impl<C: Caller> Concierge<C> {
                         self.refuse(ext, action, args, None, r).await
                     }
                     Err(ElicitationError::UserDeclined) | Err(ElicitationError::UserCancelled) => {
-                        let r = Refusal::new("confirmation_declined", "the confirmation was declined; nothing was done");
+                        let r = Refusal::new(
+                            "confirmation_declined",
+                            "the confirmation was declined; nothing was done",
+                        );
                         self.refuse(ext, action, args, None, r).await
                     }
                     Err(e) => {
-                        let r = Refusal::new("confirmation_failed", format!("the confirmation could not be asked: {e}; nothing was done"));
+                        let r = Refusal::new(
+                            "confirmation_failed",
+                            format!("the confirmation could not be asked: {e}; nothing was done"),
+                        );
                         self.refuse(ext, action, args, None, r).await
                     }
                 };
             }
-            let id = self.confirmations.issue(&principal, action.as_str(), &object);
+            let id = self
+                .confirmations
+                .issue(&principal, action.as_str(), &object);
             let tag = Tag {
                 confirmation_id: Some(id.clone()),
                 outcome: Some("confirmation_requested".into()),
@@ -261,7 +281,10 @@ impl<C: Caller> Concierge<C> {
             return CallToolResult::structured(answer);
         }
         let id = presented.unwrap_or_default();
-        match self.confirmations.redeem(&id, &principal, action.as_str(), &object) {
+        match self
+            .confirmations
+            .redeem(&id, &principal, action.as_str(), &object)
+        {
             Ok(()) => {
                 let tag = Tag {
                     confirmation_id: presented_tag,
@@ -276,7 +299,13 @@ impl<C: Caller> Concierge<C> {
         }
     }
 
-    async fn run(&self, ext: &Extensions, action: ActionName, args: Value, tag: Option<Tag>) -> CallToolResult {
+    async fn run(
+        &self,
+        ext: &Extensions,
+        action: ActionName,
+        args: Value,
+        tag: Option<Tag>,
+    ) -> CallToolResult {
         let tag = tag.unwrap_or_default();
         match self.caller.call(ext, action, args, Some(tag)).await {
             Ok(data @ Value::Object(_)) => CallToolResult::structured(data),

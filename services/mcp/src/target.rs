@@ -44,7 +44,7 @@ pub async fn describe<C: Caller>(
     };
     Ok(match action {
         ActionName::DecommissionCluster => {
-            let c = read(ActionName::GetCluster, json!({ "cluster_id": id })).await?;
+            let c = read(ActionName::GetCluster, json!({ "id": id })).await?;
             let name = c["cluster"]["name"].as_str().unwrap_or(id).to_string();
             let nodes = c["cluster"]["node_count"].as_u64().unwrap_or(0);
             let summary = format!(
@@ -58,7 +58,10 @@ pub async fn describe<C: Caller>(
             let list = read(ActionName::ListInstances, json!({})).await?;
             let i = find(&list, "instances", "/id", id).ok_or_else(|| not_found("instance", id))?;
             let name = i["hostname"].as_str().unwrap_or(id).to_string();
-            target(name.clone(), format!("Terminate instance {name} ({id}): final, it cannot be started again."))
+            target(
+                name.clone(),
+                format!("Terminate instance {name} ({id}): final, it cannot be started again."),
+            )
         }
         ActionName::FailoverVirtualIp => {
             let v = read(ActionName::GetVirtualIp, json!({ "id": id })).await?;
@@ -76,10 +79,18 @@ pub async fn describe<C: Caller>(
                 Ok(list) => list,
                 Err(_) => read(ActionName::ListApprovals, json!({})).await?,
             };
-            let a = find(&list, "approvals", "/id", id).ok_or_else(|| not_found("approval request", id))?;
-            let verb = if action == ActionName::Approve { "Grant" } else { "Reject" };
+            let a = find(&list, "approvals", "/id", id)
+                .ok_or_else(|| not_found("approval request", id))?;
+            let verb = if action == ActionName::Approve {
+                "Grant"
+            } else {
+                "Reject"
+            };
             let what = a["summary"].as_str().unwrap_or("");
-            target(id.to_string(), format!("{verb} approval request {id}: {what}"))
+            target(
+                id.to_string(),
+                format!("{verb} approval request {id}: {what}"),
+            )
         }
         ActionName::RevokeOperatorToken => target(
             id.to_string(),
@@ -87,9 +98,13 @@ pub async fn describe<C: Caller>(
         ),
         ActionName::RevokeAccessGrant => {
             let list = read(ActionName::ListAccessGrants, json!({})).await?;
-            let g = find(&list, "grants", "/id", id).ok_or_else(|| not_found("access grant", id))?;
+            let g =
+                find(&list, "grants", "/id", id).ok_or_else(|| not_found("access grant", id))?;
             let name = g["name"].as_str().unwrap_or(id).to_string();
-            target(name.clone(), format!("Revoke access grant {name} ({id}): its peer is removed everywhere."))
+            target(
+                name.clone(),
+                format!("Revoke access grant {name} ({id}): its peer is removed everywhere."),
+            )
         }
         other => target(id.to_string(), format!("Run {other} on {id}.")),
     })

@@ -110,7 +110,9 @@ fn resolve(value: &Value, defs: &Map<String, Value>, depth: usize) -> Value {
                     .collect::<JsonObject>(),
             )
         }
-        Value::Array(items) => Value::Array(items.iter().map(|v| resolve(v, defs, depth)).collect()),
+        Value::Array(items) => {
+            Value::Array(items.iter().map(|v| resolve(v, defs, depth)).collect())
+        }
         other => other.clone(),
     }
 }
@@ -139,7 +141,10 @@ mod tests {
             assert!(t.input_schema.get("$defs").is_none());
             let a = t.annotations.as_ref().unwrap();
             assert_eq!(a.read_only_hint, Some(action.effect() == Effect::Read));
-            assert_eq!(a.destructive_hint, Some(action.effect() == Effect::Destructive));
+            assert_eq!(
+                a.destructive_hint,
+                Some(action.effect() == Effect::Destructive)
+            );
             assert_eq!(
                 t.input_schema["properties"].get(CONFIRMATION_ARG).is_some(),
                 action.effect() == Effect::Destructive

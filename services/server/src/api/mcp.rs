@@ -42,13 +42,19 @@ impl Caller for InProcess {
             .map(|p| p.headers.clone())
             .unwrap_or_else(HeaderMap::new);
         // Only this server tags calls for the audit.
-        for name in [headers::TOOL, headers::TRANSPORT, headers::CONFIRMATION, headers::OUTCOME] {
+        for name in [
+            headers::TOOL,
+            headers::TRANSPORT,
+            headers::CONFIRMATION,
+            headers::OUTCOME,
+        ] {
             headers.remove(name);
         }
         if let Some(tag) = tag {
             for (name, value) in tag.headers(action, "http") {
-                let value = HeaderValue::from_str(&value)
-                    .map_err(|_| Refusal::new("invalid_arguments", format!("{name}: not a header value")))?;
+                let value = HeaderValue::from_str(&value).map_err(|_| {
+                    Refusal::new("invalid_arguments", format!("{name}: not a header value"))
+                })?;
                 headers.insert(name, value);
             }
         }
@@ -87,7 +93,10 @@ pub fn router(state: ApiState) -> axum::Router {
     );
     axum::Router::new()
         .route(PATH, axum::routing::any(handle))
-        .with_state(McpState { api: state, service })
+        .with_state(McpState {
+            api: state,
+            service,
+        })
 }
 
 async fn handle(State(st): State<McpState>, request: Request) -> Response {
