@@ -261,14 +261,16 @@ async fn mcp_over_stdio_and_http_with_the_python_sdk() -> anyhow::Result<()> {
     let p = platform(&bin).await?;
 
     // /mcp needs a token like every other route.
-    let anonymous = reqwest::Client::new()
-        .post(format!("{}/mcp", p.url))
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .body(r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}"#)
-        .send()
-        .await?;
-    assert_eq!(anonymous.status().as_u16(), 401);
+    let anonymous = powernode_client::request(
+        &p.url,
+        "POST",
+        "/mcp",
+        None,
+        br#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}"#,
+    )
+    .await?;
+    assert_eq!(anonymous.status, 401, "{:?}", anonymous.body);
+    assert_eq!(anonymous.body["error"]["code"], "unauthorized", "{:?}", anonymous.body);
 
     let clusters = [
         p.cluster("mcp-a").await?,
