@@ -10,7 +10,7 @@
 use super::actions::dispatch;
 use super::{auth, Answer, ApiState};
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue};
+use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
 use powernode_actions::ActionName;
 use powernode_mcp::{confirm, headers, Caller, Concierge, Refusal, Tag};
@@ -40,7 +40,7 @@ impl Caller for InProcess {
         let mut headers = ext
             .get::<axum::http::request::Parts>()
             .map(|p| p.headers.clone())
-            .unwrap_or_else(HeaderMap::new);
+            .unwrap_or_default();
         // Only this server tags calls for the audit.
         for name in [
             headers::TOOL,
