@@ -22,6 +22,9 @@ pub fn tool(schema: &ActionSchema) -> Tool {
     let action = schema.action;
     let mut input = inline(&serde_json::to_value(&schema.args).unwrap_or_default());
     if action.effect() == Effect::Destructive {
+        if input.get("properties").is_none() {
+            input["properties"] = json!({});
+        }
         if let Some(props) = input.get_mut("properties").and_then(Value::as_object_mut) {
             props.insert(
                 CONFIRMATION_ARG.to_string(),
@@ -146,7 +149,10 @@ mod tests {
                 Some(action.effect() == Effect::Destructive)
             );
             assert_eq!(
-                t.input_schema["properties"].get(CONFIRMATION_ARG).is_some(),
+                t.input_schema
+                    .get("properties")
+                    .and_then(|p| p.get(CONFIRMATION_ARG))
+                    .is_some(),
                 action.effect() == Effect::Destructive
             );
         }
