@@ -254,8 +254,16 @@ pub async fn dispatch(
         (None, Ok(_)) => "ok".to_string(),
         (None, Err(e)) => e.code.to_string(),
     };
-    mcp_audit::append(&ctx, action, tag, outcome, object_id).await?;
-    answer
+    let audit_only = tag.outcome.is_some();
+    match mcp_audit::append(&ctx, action, tag, outcome, object_id).await {
+        Ok(()) => answer,
+        Err(e) if audit_only => Err(e),
+        // The action has run: its answer stands, the lost audit is logged.
+        Err(e) => {
+            tracing::error!(action = %action, code = %e.code, error = %e.message, "the audit event of an MCP tool call could not be appended");
+            answer
+        }
+    }
 }
 
 /// Runs `action` with its arguments (the generated dispatch).
