@@ -5,7 +5,7 @@
 use crate::envelope::Envelope;
 use crate::ids::{AccountId, Actor};
 use crate::kinds::EventPayload;
-use crate::payloads::{approvals::*, fleet::*, k3s::*, log::*, sdwan::*, skills::*};
+use crate::payloads::{approvals::*, fleet::*, k3s::*, log::*, mcp::*, sdwan::*, skills::*};
 use chrono::{TimeZone, Utc};
 use std::collections::BTreeMap;
 use uuid::Uuid;
@@ -467,6 +467,15 @@ pub fn example_payloads() -> Vec<EventPayload> {
                 ("bad_signature".to_string(), 1200),
                 ("unknown_instance".to_string(), 800),
             ]),
+        }
+        .into(),
+        McpToolCalled {
+            tool: "kubernetes_decommission_cluster".into(),
+            token_id: "tok-ops".into(),
+            transport: McpTransport::Stdio,
+            outcome: "confirmation_requested".into(),
+            confirmation_id: Some("cf-0190f3a2b4c5".into()),
+            object_id: Some(CLUSTER.into()),
         }
         .into(),
         VirtualIpApplied {

@@ -7,7 +7,7 @@
 
 use crate::error::{DecodeError, EncodeError, UnknownKindError};
 use crate::ids::{AggregateRef, AggregateType};
-use crate::payloads::{approvals::*, fleet::*, k3s::*, log::*, sdwan::*, skills::*};
+use crate::payloads::{approvals::*, fleet::*, k3s::*, log::*, mcp::*, sdwan::*, skills::*};
 use std::fmt;
 use std::str::FromStr;
 
@@ -220,6 +220,8 @@ define_events! {
     // the log
     RecordRejected = "system.log.record_rejected", v = 1, Log(rejected_seq);
     AgentSubmissionsRejectedSummary = "system.agent.submissions_rejected_summary", v = 1, Log(observed_by);
+    // the concierge's MCP server (audit)
+    McpToolCalled = "system.mcp.tool_called", v = 1, OperatorToken(token_id);
 }
 
 /// Looks up a kind in the table.

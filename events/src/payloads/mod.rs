@@ -140,5 +140,6 @@ pub mod approvals;
 pub mod fleet;
 pub mod k3s;
 pub mod log;
+pub mod mcp;
 pub mod sdwan;
 pub mod skills;

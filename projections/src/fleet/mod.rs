@@ -392,7 +392,7 @@ impl FleetState {
             EventPayload::AgentOutdated(p) => self.update(acct, |a| skills::agent_outdated(a, p)),
             // Facts the fleet state does not keep:
             // * the endpoint fallback is already in `cluster.bootstrapped`'s `api_endpoint`;
-            // * the ignored-prefix warning and kubeconfig audit are read from the log;
+            // * the ignored-prefix warning, kubeconfig and MCP audits are read from the log;
             // * failover outcomes without a promotion are read from the log;
             // * rejected records are about the log, not the fleet.
             EventPayload::VirtualIpAllocationFailed(_)
@@ -400,6 +400,7 @@ impl FleetState {
             | EventPayload::FailoverSuppressed(_)
             | EventPayload::PodSubnetPrefixIgnored(_)
             | EventPayload::KubeconfigRetrieved(_)
+            | EventPayload::McpToolCalled(_)
             | EventPayload::RecordRejected(_)
             | EventPayload::AgentSubmissionRejected(_)
             | EventPayload::AgentSubmissionsRejectedSummary(_) => {}

@@ -23,6 +23,7 @@
 pub mod accounts;
 pub mod approvals;
 pub mod clusters;
+pub mod effect;
 pub mod error;
 pub mod events;
 pub mod grants;

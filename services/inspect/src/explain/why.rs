@@ -315,6 +315,7 @@ pub fn describe(ev: &Envelope, state: &FleetState) -> String {
         | EventPayload::JoinTokenRotated(_)
         | EventPayload::PodSubnetPrefixIgnored(_)
         | EventPayload::KubeconfigRetrieved(_)
+        | EventPayload::McpToolCalled(_)
         | EventPayload::ModuleVersionCreated(_)
         | EventPayload::SkillExecutionStarted(_)
         | EventPayload::SkillStepStarted(_)

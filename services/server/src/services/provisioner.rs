@@ -89,6 +89,7 @@ impl Reactor<FleetState> for Provisioner {
             | EventPayload::ClusterDecommissioned(_)
             | EventPayload::PodSubnetPrefixIgnored(_)
             | EventPayload::KubeconfigRetrieved(_)
+            | EventPayload::McpToolCalled(_)
             | EventPayload::ModuleVersionCreated(_)
             | EventPayload::SkillExecutionStarted(_)
             | EventPayload::SkillStepStarted(_)

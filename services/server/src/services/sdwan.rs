@@ -117,6 +117,7 @@ impl Reactor<FleetState> for Sdwan {
             | EventPayload::ClusterActivated(_)
             | EventPayload::PodSubnetPrefixIgnored(_)
             | EventPayload::KubeconfigRetrieved(_)
+            | EventPayload::McpToolCalled(_)
             | EventPayload::ModuleVersionCreated(_)
             | EventPayload::SkillExecutionStarted(_)
             | EventPayload::SkillStepStarted(_)

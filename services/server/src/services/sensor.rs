@@ -150,6 +150,7 @@ fn describe(event: &Envelope) -> String {
         | EventPayload::ClusterDecommissioned(_)
         | EventPayload::PodSubnetPrefixIgnored(_)
         | EventPayload::KubeconfigRetrieved(_)
+        | EventPayload::McpToolCalled(_)
         | EventPayload::ModuleVersionCreated(_)
         | EventPayload::SkillExecutionStarted(_)
         | EventPayload::SkillStepStarted(_)

@@ -14,6 +14,7 @@ mod grants;
 mod instances;
 mod introspect;
 mod kubeconfig;
+mod mcp_audit;
 mod modules;
 mod sdwan;
 mod skills;
@@ -238,10 +239,43 @@ pub async fn dispatch(
     }
     check_characters("", &value)?;
     let ctx = ActionContext { api, operator };
+    let Some(tag) = mcp_audit::Tag::from_headers(headers)? else {
+        return run_action(&ctx, action, value).await;
+    };
+    // An MCP tool call: audited whatever its outcome (a call the MCP server
+    // settled itself, e.g. by asking for a confirmation, only is audited).
+    let object_id = action.object_id(&value);
+    let answer = match &tag.outcome {
+        Some(_) => Ok(super::Answer::Json(serde_json::json!({ "audited": true }))),
+        None => run_action(&ctx, action, value).await,
+    };
+    let outcome = match (&tag.outcome, &answer) {
+        (Some(outcome), _) => outcome.clone(),
+        (None, Ok(_)) => "ok".to_string(),
+        (None, Err(e)) => e.code.to_string(),
+    };
+    let audit_only = tag.outcome.is_some();
+    match mcp_audit::append(&ctx, action, tag, outcome, object_id).await {
+        Ok(()) => answer,
+        Err(e) if audit_only => Err(e),
+        // The action has run: its answer stands, the lost audit is logged.
+        Err(e) => {
+            tracing::error!(action = %action, code = %e.code, error = %e.message, "the audit event of an MCP tool call could not be appended");
+            answer
+        }
+    }
+}
+
+/// Runs `action` with its arguments (the generated dispatch).
+async fn run_action(
+    ctx: &ActionContext<'_>,
+    action: ActionName,
+    value: Value,
+) -> Result<super::Answer, ApiError> {
     macro_rules! dispatch_to {
         ($($action:ident)*) => {
             match action {
-                $( ActionName::$action => run::<powernode_actions::$action>(&ctx, value).await, )*
+                $( ActionName::$action => run::<powernode_actions::$action>(ctx, value).await, )*
             }
         };
     }

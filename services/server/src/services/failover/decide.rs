@@ -215,6 +215,7 @@ impl Rules {
             | EventPayload::ClusterDecommissioned(_)
             | EventPayload::PodSubnetPrefixIgnored(_)
             | EventPayload::KubeconfigRetrieved(_)
+            | EventPayload::McpToolCalled(_)
             | EventPayload::ModuleVersionCreated(_)
             | EventPayload::SkillExecutionStarted(_)
             | EventPayload::SkillStepStarted(_)

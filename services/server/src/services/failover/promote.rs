@@ -117,6 +117,7 @@ fn competing(mine: &VirtualIpPromoted, other: &Envelope) -> Option<String> {
         | EventPayload::ClusterDecommissioned(_)
         | EventPayload::PodSubnetPrefixIgnored(_)
         | EventPayload::KubeconfigRetrieved(_)
+        | EventPayload::McpToolCalled(_)
         | EventPayload::ModuleVersionCreated(_)
         | EventPayload::SkillExecutionStarted(_)
         | EventPayload::SkillStepStarted(_)

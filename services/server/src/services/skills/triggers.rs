@@ -76,6 +76,7 @@ pub fn executions<'a>(state: &'a FleetState, event: &Envelope) -> Vec<&'a Execut
         | EventPayload::ClusterDecommissioned(_)
         | EventPayload::PodSubnetPrefixIgnored(_)
         | EventPayload::KubeconfigRetrieved(_)
+        | EventPayload::McpToolCalled(_)
         | EventPayload::ModuleVersionCreated(_)
         | EventPayload::AgentOutdated(_)
         | EventPayload::ApprovalRequested(_)
