@@ -24,6 +24,7 @@ pub mod explain;
 pub mod export;
 pub mod fleet;
 pub mod grants;
+pub mod hint;
 pub mod kube;
 pub mod mcp;
 pub mod modules;
@@ -261,7 +262,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 replica: None,
                 nats_creds: None,
                 secrets_key_file: None,
-                tls,
+                tls: tls.transport(listen)?,
                 metrics,
             };
             powernode_server::node::run_node(&log, &ServiceName::ALL, listen, "up", extras).await
@@ -285,7 +286,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 failover,
                 skills,
                 replica,
-                tls,
+                tls: if service == ServiceName::Api {
+                    tls.transport(listen)?
+                } else {
+                    powernode_server::tls::ApiTransport::Http
+                },
                 metrics,
                 ..NodeExtras::default()
             };

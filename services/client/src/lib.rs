@@ -110,6 +110,7 @@ pub mod config;
 pub mod error;
 pub mod events;
 pub mod export;
+pub mod tls;
 
 pub use api::{request, Answer, Api};
 pub use config::{ClientConfig, MAX_IDLE};
@@ -118,3 +119,4 @@ pub use events::{
     percent_encode, query_string, EventStream, EventsQuery, SseEvent, EVENTS_PATH, IDLE_TIMEOUT,
 };
 pub use export::{DownloadError, ExportBody, ExportQuery, EXPORT_PATH};
+pub use tls::{cert_info, fingerprint, probe, CertInfo, CertProblem};
