@@ -147,7 +147,11 @@ impl ApiArgs {
     /// defaults: [`DEFAULT_URL`], `<data-dir>/tls/ca.pem` when it exists
     /// (for a loopback URL), and the data dir's admin token.
     pub fn resolve(&self) -> anyhow::Result<Resolved> {
-        let named = self.context.as_deref().map(str::trim).filter(|c| !c.is_empty());
+        let named = self
+            .context
+            .as_deref()
+            .map(str::trim)
+            .filter(|c| !c.is_empty());
         let context = if named.is_some() || self.url.is_none() {
             let path = crate::context::file::path()?;
             let config = crate::context::file::load(&path)?;
@@ -244,7 +248,10 @@ fn is_local(url: &str) -> bool {
     } else {
         format!("http://{url}")
     };
-    match url::Url::parse(&full).ok().and_then(|u| u.host().map(|h| h.to_owned())) {
+    match url::Url::parse(&full)
+        .ok()
+        .and_then(|u| u.host().map(|h| h.to_owned()))
+    {
         Some(url::Host::Domain(d)) => d == "localhost",
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),

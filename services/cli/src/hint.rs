@@ -12,10 +12,7 @@ use powernode_client::Api;
 /// there is nothing to say or `system_whoami` fails (a hint is never an
 /// error).
 pub async fn empty_list_hint(api: &Api, what: &str) -> Option<String> {
-    let who: WhoamiAnswer = api
-        .call_json("system_whoami", &WhoamiArgs {})
-        .await
-        .ok()?;
+    let who: WhoamiAnswer = api.call_json("system_whoami", &WhoamiArgs {}).await.ok()?;
     hint_for(&who, what)
 }
 
@@ -114,14 +111,22 @@ mod tests {
         assert!(h.starts_with("No clusters in account `system` (this token's). 2 other accounts hold clusters (acct-1 `ops`: 2 clusters; acct-2: 1 cluster)"), "{h}");
         assert!(h.contains("powernode context add"), "{h}");
         let h = hint_for(&w, "instances").unwrap();
-        assert!(h.contains("2 other accounts hold instances (acct-1 `ops`: 3 instances; acct-3: 4 instances)"), "{h}");
+        assert!(
+            h.contains(
+                "2 other accounts hold instances (acct-1 `ops`: 3 instances; acct-3: 4 instances)"
+            ),
+            "{h}"
+        );
     }
 
     #[test]
     fn one_account_reads_singular() {
         let w = who("system", true, vec![acct("acct-9", None, 1, 1)]);
         let h = hint_for(&w, "clusters").unwrap();
-        assert!(h.contains("1 other account holds clusters (acct-9: 1 cluster)"), "{h}");
+        assert!(
+            h.contains("1 other account holds clusters (acct-9: 1 cluster)"),
+            "{h}"
+        );
     }
 
     #[test]

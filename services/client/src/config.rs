@@ -210,8 +210,10 @@ fn tls_config(https: bool, config: &ClientConfig) -> Result<rustls::ClientConfig
         }
         (None, Some(pem)) => {
             let context = config.context.clone().unwrap_or_else(|| "?".into());
-            let (roots, pins) =
-                ca_roots(pem.as_bytes(), &format!("the CA pinned in context `{context}`"))?;
+            let (roots, pins) = ca_roots(
+                pem.as_bytes(),
+                &format!("the CA pinned in context `{context}`"),
+            )?;
             Verifier {
                 inner: webpki(roots)?,
                 trust: Trust::Pinned { context, pins },

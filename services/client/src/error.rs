@@ -387,7 +387,11 @@ mod tests {
         let r = Refusal::from_answer(502, b"<html>bad gateway</html>");
         assert_eq!((r.status, r.code.as_str()), (502, "error"));
         assert!(r.message.contains("HTTP 502"), "{}", r.message);
-        assert!(r.message.contains("begins: <html>bad gateway</html>"), "{}", r.message);
+        assert!(
+            r.message.contains("begins: <html>bad gateway</html>"),
+            "{}",
+            r.message
+        );
         let long = format!("<html>{}</html>", "x".repeat(5000));
         let r = Refusal::from_answer(502, long.as_bytes());
         assert!(r.message.len() < 400, "{}", r.message);

@@ -171,10 +171,9 @@ impl Verifier {
                 expected.to_str(),
                 presented.join(", ")
             ),
-            CertificateError::NotValidForName => format!(
-                "the API's certificate is not valid for {}",
-                name.to_str()
-            ),
+            CertificateError::NotValidForName => {
+                format!("the API's certificate is not valid for {}", name.to_str())
+            }
             other => format!("the API's certificate is refused: {other:?}"),
         };
         CertProblem(text)
@@ -322,7 +321,11 @@ pub async fn probe(
     let _tls = tokio::time::timeout(timeout, connect)
         .await
         .map_err(|_| format!("{host}:{port} did not answer within {timeout:?}"))??;
-    let seen = recorder.seen.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let seen = recorder
+        .seen
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
     Ok(seen)
 }
 

@@ -106,14 +106,18 @@ pub fn load(path: &Path) -> anyhow::Result<Config> {
     if text.trim().is_empty() {
         return Ok(Config::default());
     }
-    serde_norway::from_str(&text).with_context(|| format!("{} is not a powernode config", path.display()))
+    serde_norway::from_str(&text)
+        .with_context(|| format!("{} is not a powernode config", path.display()))
 }
 
 /// Writes `config` to `path` atomically (a temporary file renamed), mode
 /// 0600, creating the directory (0700) when needed.
 pub fn save(path: &Path, config: &Config) -> anyhow::Result<()> {
     use std::io::Write;
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     if !dir.exists() {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         #[cfg(unix)]
@@ -169,6 +173,9 @@ mod tests {
             assert!(e.contains("chmod 600"), "{e}");
         }
         let e = config.require("b", &path).unwrap_err().to_string();
-        assert!(e.contains("no context `b`") && e.contains("there are: a"), "{e}");
+        assert!(
+            e.contains("no context `b`") && e.contains("there are: a"),
+            "{e}"
+        );
     }
 }

@@ -82,7 +82,10 @@ pub async fn run(api: &ApiArgs, args: ContextArgs) -> anyhow::Result<()> {
             }
             file::save(&path, &config)?;
             if first {
-                eprintln!("Context `{name}` added to {} and made current.", path.display());
+                eprintln!(
+                    "Context `{name}` added to {} and made current.",
+                    path.display()
+                );
             } else {
                 eprintln!(
                     "Context `{name}` added to {} (`powernode context use {name}` to make it current).",
@@ -144,15 +147,21 @@ fn list(config: &file::Config, format: Format) {
             let mut table = Table::new(&["CURRENT", "NAME", "URL", "CA"]);
             for c in &config.contexts {
                 table.row(vec![
-                    if Some(c.name.as_str()) == current { "*" } else { "" }.to_string(),
+                    if Some(c.name.as_str()) == current {
+                        "*"
+                    } else {
+                        ""
+                    }
+                    .to_string(),
                     c.name.clone(),
                     c.url.clone(),
                     c.ca_fingerprint.clone().unwrap_or_else(|| "-".into()),
                 ]);
             }
-            emit(&table.render(
-                "No contexts (`powernode context add NAME --url URL --token-file F`).",
-            ));
+            emit(
+                &table
+                    .render("No contexts (`powernode context add NAME --url URL --token-file F`)."),
+            );
         }
     }
 }
@@ -182,7 +191,9 @@ async fn add(
             t
         }
         (None, false, Some(t)) => t.clone(),
-        (None, false, None) => bail!("`context add` needs a token: --token-file F or --token-stdin"),
+        (None, false, None) => {
+            bail!("`context add` needs a token: --token-file F or --token-stdin")
+        }
     };
     let token = token.trim().to_string();
     if token.is_empty() {
@@ -210,7 +221,9 @@ async fn add(
     let who = client
         .call("system_whoami", &json!({}))
         .await
-        .with_context(|| format!("cannot check the token against {url}; the context is not saved"))?;
+        .with_context(|| {
+            format!("cannot check the token against {url}; the context is not saved")
+        })?;
     let account = who["account_id"].as_str().unwrap_or("?");
     match who["account_name"].as_str() {
         Some(n) => eprintln!("The token works: account {account} ({n})."),
@@ -244,9 +257,7 @@ async fn trust_on_first_use(url: &str, timeout: Duration, yes: bool) -> anyhow::
     let chain = powernode_client::probe(url, timeout)
         .await
         .map_err(|e| anyhow::anyhow!("cannot fetch the API's certificate: {e}"))?;
-    let ca = chain
-        .last()
-        .context("the API presented no certificate")?;
+    let ca = chain.last().context("the API presented no certificate")?;
     let info = cert_info(ca).map_err(|e| anyhow::anyhow!("the API's CA certificate: {e}"))?;
     if !info.is_ca {
         bail!(
@@ -256,7 +267,10 @@ async fn trust_on_first_use(url: &str, timeout: Duration, yes: bool) -> anyhow::
         );
     }
     let mut err = std::io::stderr().lock();
-    writeln!(err, "The API at {url} presents a certificate signed by this CA:")?;
+    writeln!(
+        err,
+        "The API at {url} presents a certificate signed by this CA:"
+    )?;
     writeln!(err, "  subject:     {}", info.subject)?;
     writeln!(err, "  fingerprint: {}", info.fingerprint)?;
     writeln!(err, "  expires:     {}", info.not_after)?;

@@ -66,7 +66,12 @@ pub fn server_names(listen: IpAddr, extra: &[String]) -> BTreeSet<String> {
     if !listen.is_unspecified() {
         names.insert(listen.to_string());
     }
-    names.extend(extra.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()));
+    names.extend(
+        extra
+            .iter()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty()),
+    );
     names
 }
 
@@ -94,10 +99,13 @@ pub fn ensure(dir: &Path, names: &BTreeSet<String>) -> anyhow::Result<TlsFiles> 
         let key = KeyPair::generate().context("cannot make the CA key")?;
         let mut params = CertificateParams::new(Vec::<String>::new())?;
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(
+            DnType::CommonName,
+            format!("powernode API CA {}", short_id()),
+        );
         params
             .distinguished_name
-            .push(DnType::CommonName, format!("powernode API CA {}", short_id()));
-        params.distinguished_name.push(DnType::OrganizationName, "powernode");
+            .push(DnType::OrganizationName, "powernode");
         params.key_usages = vec![
             KeyUsagePurpose::KeyCertSign,
             KeyUsagePurpose::CrlSign,
@@ -105,7 +113,9 @@ pub fn ensure(dir: &Path, names: &BTreeSet<String>) -> anyhow::Result<TlsFiles> 
         ];
         params.not_before = now - Duration::hours(1);
         params.not_after = now + CA_VALIDITY;
-        let cert = params.self_signed(&key).context("cannot make the CA certificate")?;
+        let cert = params
+            .self_signed(&key)
+            .context("cannot make the CA certificate")?;
         write_file(&files.ca_key, key.serialize_pem().as_bytes(), true)?;
         write_file(&files.ca_cert, cert.pem().as_bytes(), false)?;
         // Made fresh: any server certificate there is not this CA's.
@@ -124,7 +134,9 @@ pub fn ensure(dir: &Path, names: &BTreeSet<String>) -> anyhow::Result<TlsFiles> 
             })
             .collect::<Result<_, rcgen::Error>>()
             .context("an invalid name for the server certificate (see --tls-san)")?;
-        params.distinguished_name.push(DnType::CommonName, "powernode API");
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "powernode API");
         params.is_ca = IsCa::NoCa;
         params.key_usages = vec![
             KeyUsagePurpose::DigitalSignature,
@@ -152,7 +164,9 @@ fn server_cert_stale(
     if !files.server_cert.exists() || !files.server_key.exists() {
         return Some("none yet");
     }
-    let Some((not_after, has)) = read(&files.server_cert).ok().and_then(|pem| cert_facts(&pem))
+    let Some((not_after, has)) = read(&files.server_cert)
+        .ok()
+        .and_then(|pem| cert_facts(&pem))
     else {
         return Some("the old one is unreadable");
     };
@@ -246,7 +260,10 @@ mod tests {
         assert_ne!(std::fs::read(&files.server_cert).unwrap(), server, "remade");
         assert_eq!(std::fs::read(&files.ca_cert).unwrap(), ca, "same CA");
         let (not_after, has) = cert_facts(&read(&files.server_cert).unwrap()).unwrap();
-        assert!(has.contains("10.1.2.3") && has.contains("api.example"), "{has:?}");
+        assert!(
+            has.contains("10.1.2.3") && has.contains("api.example"),
+            "{has:?}"
+        );
         let in_a_year = OffsetDateTime::now_utc() + SERVER_VALIDITY;
         assert!((not_after - in_a_year.unix_timestamp()).abs() < 7200);
     }

@@ -24,10 +24,20 @@ use std::sync::Arc;
 pub struct TlsArgs {
     /// The API's certificate chain (PEM, the server's certificate first),
     /// instead of the one made under `<data-dir>/tls/`. Needs --tls-key.
-    #[arg(long, env = "POWERNODE_TLS_CERT", value_name = "PEM", requires = "tls_key")]
+    #[arg(
+        long,
+        env = "POWERNODE_TLS_CERT",
+        value_name = "PEM",
+        requires = "tls_key"
+    )]
     pub tls_cert: Option<PathBuf>,
     /// The private key of --tls-cert (PEM).
-    #[arg(long, env = "POWERNODE_TLS_KEY", value_name = "PEM", requires = "tls_cert")]
+    #[arg(
+        long,
+        env = "POWERNODE_TLS_KEY",
+        value_name = "PEM",
+        requires = "tls_cert"
+    )]
     pub tls_key: Option<PathBuf>,
     /// Serve plain http instead of https: only on a loopback listen address.
     #[arg(long, env = "POWERNODE_INSECURE_HTTP", conflicts_with_all = ["tls_cert", "tls_key", "tls_san"])]
@@ -35,7 +45,12 @@ pub struct TlsArgs {
     /// Another name or IP address for the made server certificate
     /// (repeatable; `localhost`, `127.0.0.1`, `::1`, the host name and the
     /// listen IP are always in it).
-    #[arg(long, env = "POWERNODE_TLS_SAN", value_name = "NAME", value_delimiter = ',')]
+    #[arg(
+        long,
+        env = "POWERNODE_TLS_SAN",
+        value_name = "NAME",
+        value_delimiter = ','
+    )]
     pub tls_san: Vec<String>,
 }
 
