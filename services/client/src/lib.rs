@@ -18,6 +18,10 @@
 //!   one percent-encoder of query values.
 //! * [`export`]: [`ExportBody`] (the export as a stream of bytes) and
 //!   [`Api::download`] (into a file, with progress).
+//! * [`tls`]: whom https trusts (the CA pinned in a context, the
+//!   `--ca-cert` file, or the system's roots) and refusals in words
+//!   ([`CertProblem`]: a changed CA with both fingerprints, an expiry time,
+//!   a name mismatch), [`probe`] for trust on first use, [`fingerprint`].
 //! * [`error`]: [`ActionError`] (a [`Refusal`] of the API, keeping its
 //!   code and HTTP status, versus a timeout or a transport failure),
 //!   [`ConfigError`], [`DownloadError`].
