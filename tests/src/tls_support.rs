@@ -53,7 +53,7 @@ impl Up {
             port,
             log,
         };
-        if extra.iter().any(|a| *a == "--tls-cert") {
+        if extra.contains(&"--tls-cert") {
             up.wait_for_line("API listening").await?;
         } else {
             up.wait_ready(!extra.contains(&"--insecure-http")).await?;
