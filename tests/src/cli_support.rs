@@ -8,18 +8,32 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// The binary with a clean client environment and stdin closed (no TTY).
+/// The binary with a clean client environment and stdin closed (no TTY):
+/// none of the client's or server's variables, and a config file that does
+/// not exist (so no operator's contexts leak in; a test that needs one sets
+/// `POWERNODE_CONFIG` again).
 pub fn powernode(bin: &Path) -> Command {
     let mut c = Command::new(bin);
     for var in [
         "POWERNODE_URL",
         "POWERNODE_TOKEN",
+        "POWERNODE_CONTEXT",
+        "POWERNODE_CA_CERT",
+        "POWERNODE_TIMEOUT",
         "POWERNODE_DATA_DIR",
         "POWERNODE_LISTEN",
+        "POWERNODE_INSECURE_HTTP",
+        "POWERNODE_TLS_CERT",
+        "POWERNODE_TLS_KEY",
+        "POWERNODE_TLS_SAN",
         "RUST_LOG",
     ] {
         c.env_remove(var);
     }
+    c.env(
+        "POWERNODE_CONFIG",
+        std::env::temp_dir().join("powernode-tests-no-config/config.yaml"),
+    );
     c.stdin(Stdio::null());
     c
 }

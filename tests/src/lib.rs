@@ -27,3 +27,4 @@ pub mod nats;
 pub mod netns;
 pub mod replay_support;
 pub mod tail_support;
+pub mod tls_support;

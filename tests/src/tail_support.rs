@@ -91,7 +91,7 @@ impl ApiProcess {
             .append(true)
             .open(&self.log)?;
         let child = powernode(&powernode_bin()?)
-            .args(["serve", "api", "--nats", &self.nats_url])
+            .args(["serve", "api", "--insecure-http", "--nats", &self.nats_url])
             .envs(crate::nats::child_env(&self.nats_url))
             .args(["--listen", &format!("127.0.0.1:{}", self.port)])
             .arg("--data-dir")

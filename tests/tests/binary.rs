@@ -89,6 +89,7 @@ async fn up_on_a_fresh_data_dir_is_healthy_within_5s_and_stops_on_ctrl_c() -> an
         Command::new(bin)
             .args([
                 "up",
+                "--insecure-http",
                 "--data-dir",
                 data.to_str().unwrap(),
                 "--listen",
@@ -124,6 +125,7 @@ async fn up_on_nats_and_serve_one_service() -> anyhow::Result<()> {
     let data = dir.path().to_str().unwrap().to_string();
     let up = spawn(&[
         "up",
+        "--insecure-http",
         "--nats",
         &url,
         "--data-dir",
@@ -143,6 +145,7 @@ async fn up_on_nats_and_serve_one_service() -> anyhow::Result<()> {
     let api = spawn(&[
         "serve",
         "api",
+        "--insecure-http",
         "--nats",
         &url,
         "--data-dir",
@@ -164,6 +167,7 @@ async fn unreachable_log_is_a_clear_error_naming_the_url() -> anyhow::Result<()>
     let out = Command::new(bin)
         .args([
             "up",
+            "--insecure-http",
             "--nats",
             &url,
             "--data-dir",
@@ -191,7 +195,7 @@ async fn call_runs_actions_with_the_admin_token_from_the_data_dir() -> anyhow::R
     let port = free_port();
     let url = format!("127.0.0.1:{port}");
     let bin = powernode_bin()?;
-    let up = spawn(&["up", "--data-dir", data, "--listen", &url])?;
+    let up = spawn(&["up", "--insecure-http", "--data-dir", data, "--listen", &url])?;
     wait_healthy(port, Duration::from_secs(10)).await?;
     // The admin token file appears once the API has recorded it.
     let token_file = std::path::Path::new(data).join("admin.token");

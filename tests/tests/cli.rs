@@ -84,6 +84,7 @@ async fn platform(bin: &Path) -> anyhow::Result<Platform> {
         powernode(bin)
             .args([
                 "up",
+                "--insecure-http",
                 "--simulate-agents",
                 "--heartbeat-ms",
                 "200",

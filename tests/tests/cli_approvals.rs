@@ -44,6 +44,7 @@ async fn platform(bin: &Path, extra: &[&str]) -> anyhow::Result<Platform> {
         powernode(bin)
             .args([
                 "up",
+                "--insecure-http",
                 "--simulate-agents",
                 "--heartbeat-ms",
                 "200",

@@ -340,6 +340,7 @@ async fn export_through_the_api_of_a_running_node_is_account_scoped() -> anyhow:
         powernode(&powernode_tests::bins::powernode_bin()?)
             .args([
                 "up",
+                "--insecure-http",
                 "--data-dir",
                 d,
                 "--listen",

@@ -321,6 +321,7 @@ async fn a_server_open_to_anonymous_jetstream_is_refused() -> anyhow::Result<()>
     let out = std::process::Command::new(bin)
         .args([
             "up",
+            "--insecure-http",
             "--nats",
             &open.url(),
             "--listen",

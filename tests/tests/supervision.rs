@@ -163,6 +163,7 @@ async fn up_exits_non_zero_naming_the_failed_task() -> anyhow::Result<()> {
     let child = tokio::process::Command::new(bin)
         .args([
             "up",
+            "--insecure-http",
             "--data-dir",
             data.to_str().expect("a temporary path is UTF-8"),
             "--listen",

@@ -14,14 +14,43 @@ use std::time::Duration;
 /// Where a local `powernode up` keeps its state when no --data-dir is given.
 pub const DEFAULT_DATA_DIR: &str = "./.powernode";
 
-/// The API a command talks to when neither --url nor a context names one.
-pub const DEFAULT_URL: &str = "http://127.0.0.1:8080";
+/// The API a command talks to when neither --url nor a context names one:
+/// a local `powernode up` (https, its CA in `<data-dir>/tls/ca.pem`).
+pub const DEFAULT_URL: &str = "https://127.0.0.1:8080";
+
+/// Where the API's settings come from, after the resolution order of
+/// [`ApiArgs::resolve`].
+#[derive(Clone, Default)]
+pub struct Resolved {
+    /// The API base URL.
+    pub url: String,
+    /// The token, when a flag, the environment or a context gives it
+    /// (else the data dir's admin token).
+    pub token: Option<String>,
+    /// The CA file to trust (`--ca-cert`, or a local data dir's CA).
+    pub ca_cert: Option<PathBuf>,
+    /// The CA PEM pinned in the context used.
+    pub ca_pem: Option<String>,
+    /// The context used, if any.
+    pub context: Option<String>,
+}
+
+impl std::fmt::Debug for Resolved {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Resolved")
+            .field("url", &self.url)
+            .field("token", &self.token.as_ref().map(|_| "<hidden>"))
+            .field("ca_cert", &self.ca_cert)
+            .field("context", &self.context)
+            .finish_non_exhaustive()
+    }
+}
 
 /// Global options of every command.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ApiArgs {
     /// The API address (default: the current context's, else
-    /// http://127.0.0.1:8080).
+    /// https://127.0.0.1:8080).
     #[arg(long, env = "POWERNODE_URL", global = true)]
     pub url: Option<String>,
     /// Operator token (default: the current context's, else
@@ -101,10 +130,68 @@ impl ApiArgs {
             .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR))
     }
 
-    /// The API address these options select: --url / `POWERNODE_URL`, else
-    /// the default.
+    /// The API address these options select (see [`resolve`](Self::resolve);
+    /// the given or default URL when the config file cannot be read).
     pub fn url(&self) -> String {
-        self.url.clone().unwrap_or_else(|| DEFAULT_URL.to_string())
+        match self.resolve() {
+            Ok(r) => r.url,
+            Err(_) => self.url.clone().unwrap_or_else(|| DEFAULT_URL.to_string()),
+        }
+    }
+
+    /// Where the API's settings come from, field by field: flags and the
+    /// environment (`--url`, `--token`, `--ca-cert`) first; then the
+    /// context named by `--context` / `POWERNODE_CONTEXT`, else the config
+    /// file's current context (only when no `--url` is given: a context's
+    /// token goes to its own API only); then the zero-config local
+    /// defaults: [`DEFAULT_URL`], `<data-dir>/tls/ca.pem` when it exists
+    /// (for a loopback URL), and the data dir's admin token.
+    pub fn resolve(&self) -> anyhow::Result<Resolved> {
+        let named = self
+            .context
+            .as_deref()
+            .map(str::trim)
+            .filter(|c| !c.is_empty());
+        let context = if named.is_some() || self.url.is_none() {
+            let path = crate::context::file::path()?;
+            let config = crate::context::file::load(&path)?;
+            match named.map(String::from).or(config.current.clone()) {
+                Some(name) => Some(config.require(&name, &path)?.clone()),
+                None => None,
+            }
+        } else {
+            None
+        };
+        let url = self
+            .url
+            .clone()
+            .or_else(|| context.as_ref().map(|c| c.url.clone()))
+            .unwrap_or_else(|| DEFAULT_URL.to_string());
+        let token = self
+            .token
+            .as_ref()
+            .map(|t| t.trim().to_string())
+            .or_else(|| context.as_ref().map(|c| c.token.clone()));
+        let mut resolved = Resolved {
+            url,
+            token,
+            ca_cert: self.ca_cert.clone(),
+            ca_pem: None,
+            context: context.as_ref().map(|c| c.name.clone()),
+        };
+        if resolved.ca_cert.is_none() {
+            match &context {
+                Some(c) => resolved.ca_pem = c.ca_pem.clone(),
+                None if is_local(&resolved.url) => {
+                    let local = self.data_dir().join("tls").join("ca.pem");
+                    if local.exists() {
+                        resolved.ca_cert = Some(local);
+                    }
+                }
+                None => {}
+            }
+        }
+        Ok(resolved)
     }
 
     /// The operator token these options select: `--token` /
@@ -114,24 +201,21 @@ impl ApiArgs {
         if let Some(t) = &self.token {
             return Ok(t.trim().to_string());
         }
-        let path = data_dir.join("admin.token");
-        Ok(std::fs::read_to_string(&path)
-            .with_context(|| {
-                format!(
-                    "no --token / POWERNODE_TOKEN and cannot read {}",
-                    path.display()
-                )
-            })?
-            .trim()
-            .to_string())
+        admin_token(data_dir)
     }
 
     /// The client configuration these options select (see
-    /// [`token`](Self::token)).
+    /// [`resolve`](Self::resolve)).
     pub fn client_config(&self) -> anyhow::Result<ClientConfig> {
-        let data_dir = self.data_dir();
-        let mut config = ClientConfig::new(self.url(), self.token(&data_dir)?);
-        config.ca_cert = self.ca_cert.clone();
+        let r = self.resolve()?;
+        let token = match r.token {
+            Some(t) => t,
+            None => admin_token(&self.data_dir())?,
+        };
+        let mut config = ClientConfig::new(r.url, token);
+        config.ca_cert = r.ca_cert;
+        config.ca_pem = r.ca_pem;
+        config.context = r.context;
         config.timeout = self.timeout;
         Ok(config)
     }
@@ -139,6 +223,39 @@ impl ApiArgs {
     /// The client these options select.
     pub fn client(&self) -> anyhow::Result<Api> {
         Ok(Api::from_config(&self.client_config()?)?)
+    }
+}
+
+/// The admin token a local `powernode up` wrote into `data_dir`.
+fn admin_token(data_dir: &Path) -> anyhow::Result<String> {
+    let path = data_dir.join("admin.token");
+    Ok(std::fs::read_to_string(&path)
+        .with_context(|| {
+            format!(
+                "no --token / POWERNODE_TOKEN, no context, and cannot read {} (is `powernode up` \
+                 running with this --data-dir?)",
+                path.display()
+            )
+        })?
+        .trim()
+        .to_string())
+}
+
+/// True when `url`'s host is a loopback address or `localhost`.
+fn is_local(url: &str) -> bool {
+    let full = if url.contains("://") {
+        url.to_string()
+    } else {
+        format!("http://{url}")
+    };
+    match url::Url::parse(&full)
+        .ok()
+        .and_then(|u| u.host().map(|h| h.to_owned()))
+    {
+        Some(url::Host::Domain(d)) => d == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
     }
 }
 

@@ -274,7 +274,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 replica: None,
                 nats_creds: None,
                 secrets_key_file: None,
-                tls,
+                tls: tls.transport(listen)?,
                 metrics,
             };
             powernode_server::node::run_node(&log, &ServiceName::ALL, listen, "up", extras).await
@@ -298,7 +298,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 failover,
                 skills,
                 replica,
-                tls,
+                tls: if service == ServiceName::Api {
+                    tls.transport(listen)?
+                } else {
+                    powernode_server::tls::ApiTransport::Http
+                },
                 metrics,
                 ..NodeExtras::default()
             };

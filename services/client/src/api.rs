@@ -268,13 +268,10 @@ impl Api {
         if raw.iter().all(u8::is_ascii_whitespace) {
             return Ok(Value::Null);
         }
-        serde_json::from_slice(raw).map_err(|e| ActionError::Malformed {
+        serde_json::from_slice(raw).map_err(|_| ActionError::Malformed {
             url: self.url.clone(),
             status,
-            reason: format!(
-                "not JSON ({e}): {}",
-                String::from_utf8_lossy(&raw[..raw.len().min(200)])
-            ),
+            reason: crate::error::not_json(status, raw),
         })
     }
 

@@ -3,9 +3,10 @@
 //! `ring` provider, set per client: no process-wide provider is installed).
 
 use crate::error::ConfigError;
+use crate::tls::{Trust, Verifier};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use url::Url;
@@ -26,8 +27,14 @@ pub struct ClientConfig {
     /// The operator token, sent as `Authorization: Bearer <token>`.
     pub token: String,
     /// A PEM file with the CA certificate(s) to trust for https, instead of
-    /// the system's roots.
+    /// the system's roots (before [`ca_pem`](Self::ca_pem)).
     pub ca_cert: Option<PathBuf>,
+    /// The CA certificate(s) pinned in a context, as PEM text: trusted for
+    /// https instead of the system's roots when no `ca_cert` is given.
+    pub ca_pem: Option<String>,
+    /// The context the settings come from (named in refusals: "not signed
+    /// by the CA pinned in context `prod`").
+    pub context: Option<String>,
     /// The longest one action call or plain request may take, connecting
     /// included; `None` waits as long as the connection lives (as the
     /// hand-written client did). A stream or an export is bounded by it
@@ -42,6 +49,8 @@ impl std::fmt::Debug for ClientConfig {
             .field("url", &self.url)
             .field("token", &"<hidden>")
             .field("ca_cert", &self.ca_cert)
+            .field("ca_pem", &self.ca_pem.as_ref().map(|_| "<pinned>"))
+            .field("context", &self.context)
             .field("timeout", &self.timeout)
             .finish()
     }
@@ -54,8 +63,17 @@ impl ClientConfig {
             url: url.into(),
             token: token.into(),
             ca_cert: None,
+            ca_pem: None,
+            context: None,
             timeout: None,
         }
+    }
+
+    /// The same, trusting the CA PEM pinned in context `context`.
+    pub fn with_pinned_ca(mut self, context: impl Into<String>, pem: impl Into<String>) -> Self {
+        self.context = Some(context.into());
+        self.ca_pem = Some(pem.into());
+        self
     }
 
     /// The same, trusting the CA certificate(s) in the PEM file `path`.
@@ -136,7 +154,7 @@ pub(crate) fn http_client(
     config: &ClientConfig,
     max_idle: usize,
 ) -> Result<reqwest::Client, ConfigError> {
-    let tls = tls_config(base.scheme() == "https", config.ca_cert.as_deref())?;
+    let tls = tls_config(base.scheme() == "https", config)?;
     let mut builder = reqwest::Client::builder()
         .tls_backend_preconfigured(tls)
         .redirect(reqwest::redirect::Policy::none())
@@ -149,53 +167,91 @@ pub(crate) fn http_client(
     builder.build().map_err(ConfigError::Request)
 }
 
-/// rustls on `ring`: the CA certificates of `ca_cert` when given, else the
-/// system's roots. A plain-http client gets a configuration that trusts
-/// nothing (it never speaks TLS, and so needs no system roots).
-fn tls_config(https: bool, ca_cert: Option<&Path>) -> Result<rustls::ClientConfig, ConfigError> {
+/// rustls on `ring`: the CA certificates of `ca_cert` when given, else
+/// the CA pinned in the context, else the system's roots, behind a
+/// [`Verifier`] that names what is wrong with a refused certificate. A
+/// plain-http client gets a configuration that trusts nothing (it never
+/// speaks TLS, and so needs no system roots).
+fn tls_config(https: bool, config: &ClientConfig) -> Result<rustls::ClientConfig, ConfigError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(ConfigError::Tls)?;
-    let mut config = match (ca_cert, https) {
-        (Some(path), _) => builder
-            .with_root_certificates(ca_roots(path)?)
-            .with_no_client_auth(),
-        (None, true) => {
-            let verifier =
-                rustls_platform_verifier::Verifier::new(provider).map_err(ConfigError::Tls)?;
-            builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(verifier))
-                .with_no_client_auth()
-        }
-        (None, false) => builder
+    if !https {
+        let mut tls = builder
             .with_root_certificates(rustls::RootCertStore::empty())
-            .with_no_client_auth(),
+            .with_no_client_auth();
+        tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+        return Ok(tls);
+    }
+    let webpki = |roots: rustls::RootCertStore| {
+        rustls::client::WebPkiServerVerifier::builder_with_provider(
+            Arc::new(roots),
+            provider.clone(),
+        )
+        .build()
+        .map(|v| v as Arc<dyn rustls::client::danger::ServerCertVerifier>)
+        .map_err(|e| ConfigError::Tls(rustls::Error::General(e.to_string())))
     };
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(config)
+    let verifier = match (&config.ca_cert, &config.ca_pem) {
+        (Some(path), _) => {
+            let pem = std::fs::read(path).map_err(|source| ConfigError::CaFile {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            let (roots, pins) = ca_roots(&pem, &path.display().to_string())?;
+            Verifier {
+                inner: webpki(roots)?,
+                trust: Trust::CaFile {
+                    path: path.clone(),
+                    pins,
+                },
+            }
+        }
+        (None, Some(pem)) => {
+            let context = config.context.clone().unwrap_or_else(|| "?".into());
+            let (roots, pins) = ca_roots(
+                pem.as_bytes(),
+                &format!("the CA pinned in context `{context}`"),
+            )?;
+            Verifier {
+                inner: webpki(roots)?,
+                trust: Trust::Pinned { context, pins },
+            }
+        }
+        (None, None) => Verifier {
+            inner: Arc::new(
+                rustls_platform_verifier::Verifier::new(provider).map_err(ConfigError::Tls)?,
+            ),
+            trust: Trust::System,
+        },
+    };
+    let mut tls = builder
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(tls)
 }
 
-/// The certificates of the PEM file `path` as trust roots.
-fn ca_roots(path: &Path) -> Result<rustls::RootCertStore, ConfigError> {
-    let pem = std::fs::read(path).map_err(|source| ConfigError::CaFile {
-        path: path.to_path_buf(),
-        source,
-    })?;
+/// The certificates of PEM text `pem` (from `origin`, for messages) as
+/// trust roots, with their fingerprints.
+fn ca_roots(pem: &[u8], origin: &str) -> Result<(rustls::RootCertStore, Vec<String>), ConfigError> {
     let bad = |reason: String| ConfigError::CaCert {
-        path: path.to_path_buf(),
+        path: PathBuf::from(origin),
         reason,
     };
     let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(&pem) {
+    let mut pins = Vec::new();
+    for cert in CertificateDer::pem_slice_iter(pem) {
         let cert = cert.map_err(|e| bad(e.to_string()))?;
+        pins.push(crate::tls::fingerprint(&cert));
         roots.add(cert).map_err(|e| bad(e.to_string()))?;
     }
     if roots.is_empty() {
         return Err(bad("no CERTIFICATE block".into()));
     }
-    Ok(roots)
+    Ok((roots, pins))
 }
 
 #[cfg(test)]

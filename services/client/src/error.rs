@@ -52,7 +52,8 @@ impl Refusal {
                     "an empty HTTP {status} answer, not a powernode API error \
                      (is the URL, and any path prefix in it, the API's?)"
                 ),
-                None => String::from_utf8_lossy(body).into_owned(),
+                None if !parsed.is_null() => String::from_utf8_lossy(body).into_owned(),
+                None => not_json(status, body),
             },
         }
     }
@@ -133,6 +134,15 @@ pub enum ActionError {
         /// What is wrong with it.
         reason: String,
     },
+    /// The API's https certificate is refused: an unknown or changed CA, an
+    /// expired certificate, a name mismatch (the problem in words).
+    #[error("cannot trust the powernode API at {url}: {problem}")]
+    Certificate {
+        /// The API base URL.
+        url: String,
+        /// What is wrong with the certificate.
+        problem: crate::tls::CertProblem,
+    },
     /// The arguments could not be encoded as JSON.
     #[error("the arguments of {action} cannot be encoded as JSON")]
     Arguments {
@@ -145,6 +155,25 @@ pub enum ActionError {
     /// The request could not be made at all (bad URL, method, CA file).
     #[error(transparent)]
     Config(#[from] ConfigError),
+}
+
+/// How many bytes of an answer that is not JSON an error shows.
+pub const SHOWN_BYTES: usize = 120;
+
+/// The words for an answer that is not JSON: its status and its first
+/// [`SHOWN_BYTES`] bytes (escaped), never the whole body.
+pub fn not_json(status: u16, body: &[u8]) -> String {
+    let head = String::from_utf8_lossy(&body[..body.len().min(SHOWN_BYTES)]);
+    let head = printable(head.trim());
+    let more = if body.len() > SHOWN_BYTES {
+        format!("… ({} bytes in all)", body.len())
+    } else {
+        String::new()
+    };
+    format!(
+        "an HTTP {status} answer that is not the powernode API's JSON (a proxy's page? is the \
+         URL, and any path prefix in it, the API's?); it begins: {head}{more}"
+    )
 }
 
 fn fmt_secs(d: Duration) -> String {
@@ -202,6 +231,7 @@ impl ActionError {
             Self::Refused(r) => Some(r),
             Self::Timeout { .. }
             | Self::Transport { .. }
+            | Self::Certificate { .. }
             | Self::Malformed { .. }
             | Self::Arguments { .. }
             | Self::Config(_) => None,
@@ -216,19 +246,21 @@ impl ActionError {
             Self::Malformed { status, .. } => Some(*status),
             Self::Timeout { .. }
             | Self::Transport { .. }
+            | Self::Certificate { .. }
             | Self::Arguments { .. }
             | Self::Config(_) => None,
         }
     }
 
     /// The refusal's code; else a fixed code for the kind of failure:
-    /// `timeout`, `transport`, `malformed_answer`, `invalid_arguments`,
+    /// `timeout`, `transport`, `untrusted_certificate`, `malformed_answer`, `invalid_arguments`,
     /// `invalid_config`.
     pub fn code(&self) -> &str {
         match self {
             Self::Refused(r) => &r.code,
             Self::Timeout { .. } => "timeout",
             Self::Transport { .. } => "transport",
+            Self::Certificate { .. } => "untrusted_certificate",
             Self::Malformed { .. } => "malformed_answer",
             Self::Arguments { .. } => "invalid_arguments",
             Self::Config(_) => "invalid_config",
@@ -262,6 +294,12 @@ impl ActionError {
         }
         if e.is_builder() {
             return Self::Config(ConfigError::Request(e));
+        }
+        if let Some(problem) = crate::tls::CertProblem::find(&e) {
+            return Self::Certificate {
+                url: url.to_string(),
+                problem,
+            };
         }
         Self::Transport {
             url: url.to_string(),
@@ -347,10 +385,17 @@ mod tests {
             (409, "taken", "no")
         );
         let r = Refusal::from_answer(502, b"<html>bad gateway</html>");
-        assert_eq!(
-            (r.status, r.code.as_str(), r.message.as_str()),
-            (502, "error", "<html>bad gateway</html>")
+        assert_eq!((r.status, r.code.as_str()), (502, "error"));
+        assert!(r.message.contains("HTTP 502"), "{}", r.message);
+        assert!(
+            r.message.contains("begins: <html>bad gateway</html>"),
+            "{}",
+            r.message
         );
+        let long = format!("<html>{}</html>", "x".repeat(5000));
+        let r = Refusal::from_answer(502, long.as_bytes());
+        assert!(r.message.len() < 400, "{}", r.message);
+        assert!(r.message.contains("5013 bytes in all"), "{}", r.message);
         let r = Refusal::from_answer(404, b"");
         assert_eq!((r.status, r.code.as_str()), (404, "error"));
         assert!(r.message.contains("path prefix"), "{}", r.message);

@@ -18,6 +18,10 @@
 //!   one percent-encoder of query values.
 //! * [`export`]: [`ExportBody`] (the export as a stream of bytes) and
 //!   [`Api::download`] (into a file, with progress).
+//! * [`tls`]: whom https trusts (the CA pinned in a context, the
+//!   `--ca-cert` file, or the system's roots) and refusals in words
+//!   ([`CertProblem`]: a changed CA with both fingerprints, an expiry time,
+//!   a name mismatch), [`probe`] for trust on first use, [`fingerprint`].
 //! * [`error`]: [`ActionError`] (a [`Refusal`] of the API, keeping its
 //!   code and HTTP status, versus a timeout or a transport failure),
 //!   [`ConfigError`], [`DownloadError`].
@@ -110,6 +114,7 @@ pub mod config;
 pub mod error;
 pub mod events;
 pub mod export;
+pub mod tls;
 
 pub use api::{request, Answer, Api};
 pub use config::{ClientConfig, MAX_IDLE};
@@ -118,3 +123,4 @@ pub use events::{
     percent_encode, query_string, EventStream, EventsQuery, SseEvent, EVENTS_PATH, IDLE_TIMEOUT,
 };
 pub use export::{DownloadError, ExportBody, ExportQuery, EXPORT_PATH};
+pub use tls::{cert_info, fingerprint, probe, CertInfo, CertProblem};

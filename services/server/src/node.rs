@@ -97,6 +97,11 @@ pub async fn open_log(args: &LogArgs) -> anyhow::Result<SharedLog> {
 pub struct RunningNode {
     /// Where the API listens, when it runs here.
     pub api_addr: Option<SocketAddr>,
+    /// The API's URL scheme (`http` or `https`), when it runs here.
+    pub api_scheme: Option<&'static str>,
+    /// The CA file clients trust for this API's https (the one made under
+    /// `<data-dir>/tls/`), when it serves https with a known CA.
+    pub api_ca_file: Option<PathBuf>,
     /// The admin token file, when the API runs here.
     pub admin_token_file: Option<PathBuf>,
     /// Cancelling it stops every service.
@@ -106,6 +111,19 @@ pub struct RunningNode {
 }
 
 impl RunningNode {
+    /// The API's URL, `https://127.0.0.1:PORT` or `http://…`, when it runs
+    /// here (an unspecified listen address answered as loopback).
+    pub fn api_url(&self) -> Option<String> {
+        let mut addr = self.api_addr?;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(match addr {
+                SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+            });
+        }
+        Some(format!("{}://{addr}", self.api_scheme?))
+    }
+
     /// Runs until `shutdown` is cancelled or one of the node's tasks fails,
     /// panics or ends early (which cancels it), then joins every task
     /// (within [`SHUTDOWN_GRACE`]). The first failure is the error: a
@@ -189,9 +207,10 @@ pub struct NodeExtras {
     pub nats_creds: Option<PlatformCreds>,
     /// The secrets key file (`None`: [`crate::secrets::seal::resolve_key_file`]).
     pub secrets_key_file: Option<PathBuf>,
-    /// How the API serves (https by default from the CLI; the library's
-    /// default serves plain http, as in-process tests use).
-    pub tls: crate::tls::TlsArgs,
+    /// How the API serves (https by default from the CLI, through
+    /// [`TlsArgs::transport`](crate::tls::TlsArgs::transport); the
+    /// library's default serves plain http, as in-process tests use).
+    pub tls: crate::tls::ApiTransport,
     /// Metrics: where a node without the API serves `/metrics`, and the
     /// scrape token.
     pub metrics: crate::metrics::MetricsArgs,
@@ -227,6 +246,8 @@ pub async fn start_node_with(
 
     let mut node = RunningNode {
         api_addr: None,
+        api_scheme: None,
+        api_ca_file: None,
         admin_token_file: None,
         shutdown: shutdown.clone(),
         supervisor: Supervisor::new(shutdown.clone()),
@@ -249,8 +270,24 @@ pub async fn start_node_with(
                 .await
                 .with_context(|| format!("cannot listen on {listen}"))?;
             let addr = listener.local_addr()?;
-            info!("API listening on http://{addr}");
+            let tls = match &extras.tls {
+                crate::tls::ApiTransport::Http => {
+                    info!("API listening on http://{addr}");
+                    None
+                }
+                crate::tls::ApiTransport::Https(args) => {
+                    let tls = crate::tls::prepare(args, data_dir, addr)
+                        .context("cannot set up the API's https")?;
+                    match &tls.ca_fingerprint {
+                        Some(fp) => info!("API listening on https://{addr} (CA {fp})"),
+                        None => info!("API listening on https://{addr}"),
+                    }
+                    node.api_ca_file = tls.ca_file.clone();
+                    Some(tls.config)
+                }
+            };
             node.api_addr = Some(addr);
+            node.api_scheme = Some(extras.tls.scheme());
             let nats = log.nats_client();
             let secrets = crate::secrets::open_for(
                 nats.as_ref().map(|(c, _)| c),
@@ -306,11 +343,21 @@ pub async fn start_node_with(
                 status: ctx.status.clone(),
             });
             let stop = shutdown.clone();
-            node.supervisor.spawn("HTTP server", async move {
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(async move { stop.cancelled().await })
-                    .await
-            });
+            match tls {
+                None => node.supervisor.spawn("HTTP server", async move {
+                    axum::serve(listener, app)
+                        .with_graceful_shutdown(async move { stop.cancelled().await })
+                        .await
+                }),
+                Some(config) => {
+                    let listener = crate::tls::TlsListener::new(listener, config)?;
+                    node.supervisor.spawn("HTTPS server", async move {
+                        axum::serve(listener, app)
+                            .with_graceful_shutdown(async move { stop.cancelled().await })
+                            .await
+                    })
+                }
+            }
             if let Some((client, _)) = log.nats_client() {
                 let (board, stop) = (ctx.status.clone(), shutdown.clone());
                 node.supervisor.spawn(

@@ -66,8 +66,10 @@ pub struct Rig {
     pub op: Api,
     /// The operator's token (for the CLI).
     pub op_token: String,
-    /// The API URL.
+    /// The API URL (https).
     pub api_url: String,
+    /// The CA the API made in its data dir (trusted for its https).
+    pub api_ca: PathBuf,
     /// The event log, read as the test driver.
     pub log: JetStreamLog,
     /// A plain client as the test driver.
@@ -107,6 +109,7 @@ impl Rig {
         };
         let op_token = read("operator_token_file")?;
         let api_url = fleet["api_url"].as_str().context("api_url")?.to_string();
+        let api_ca = PathBuf::from(fleet["api_ca_file"].as_str().context("api_ca_file")?);
         let creds = PlatformCreds::read(&rig_dir.join("keys/rig-test.creds"))?;
         let seed = creds.user_seed.clone();
         let urls: Vec<String> = fleet["nats_urls"]
@@ -142,9 +145,12 @@ impl Rig {
             );
         }
         Ok(Some(Self {
-            op: Api::new(&api_url, &op_token)?,
+            op: Api::from_config(
+                &powernode_client::ClientConfig::new(&api_url, &op_token).with_ca_cert(&api_ca),
+            )?,
             op_token,
             api_url,
+            api_ca,
             log,
             nats,
             agents,
@@ -341,6 +347,7 @@ impl Rig {
         let out = std::process::Command::new(&bin)
             .args(args)
             .env("POWERNODE_URL", &self.api_url)
+            .env("POWERNODE_CA_CERT", &self.api_ca)
             .env("POWERNODE_TOKEN", &self.op_token)
             .output()
             .with_context(|| format!("cannot run {}", bin.display()))?;
@@ -529,7 +536,7 @@ impl Rig {
 
     /// `GET /healthz`.
     pub async fn healthz(&self) -> anyhow::Result<Value> {
-        let a = powernode_client::request(&self.api_url, "GET", "/healthz", None, b"").await?;
+        let a = self.op.request("GET", "/healthz", b"").await?;
         ensure!(a.status == 200, "healthz {}: {}", a.status, a.body);
         Ok(a.body)
     }

@@ -121,6 +121,8 @@ async fn start(args: &DemoArgs, dir: &Path) -> anyhow::Result<RunningNode> {
                     fail_upgrade_to: None,
                 },
             )),
+            // https, as `powernode up`: a CA made in the demo's data dir.
+            tls: powernode_server::tls::ApiTransport::Https(Default::default()),
             ..NodeExtras::default()
         },
     )
@@ -130,26 +132,29 @@ async fn start(args: &DemoArgs, dir: &Path) -> anyhow::Result<RunningNode> {
 
 /// The tour proper, then how to poke at what it built.
 async fn tour(args: &DemoArgs, dir: &Path, node: &RunningNode) -> anyhow::Result<()> {
-    let addr = node.api_addr.context("the demo platform has no API")?;
-    let url = format!("http://{addr}");
+    let url = node.api_url().context("the demo platform has no API")?;
+    let ca = node.api_ca_file.clone();
     let token_file = node
         .admin_token_file
         .clone()
         .context("the demo platform wrote no admin token")?;
     let admin_token = std::fs::read_to_string(&token_file)
         .with_context(|| format!("cannot read {}", token_file.display()))?;
-    let admin = Api::new(&url, admin_token.trim())?;
+    let mut config = powernode_client::ClientConfig::new(&url, admin_token.trim());
+    config.ca_cert = ca.clone();
+    let admin = Api::from_config(&config)?;
     let timeout = Duration::from_secs(args.timeout_secs.max(1));
     let built = flow::Tour::new(admin, timeout)
         .run(args, dir, &url, &token_file)
         .await?;
-    hints(args, dir, &url, &built);
+    hints(args, dir, &url, ca.as_deref(), &built);
     Ok(())
 }
 
 /// How to poke at the platform with the friendly CLI.
-fn hints(args: &DemoArgs, dir: &Path, url: &str, built: &flow::Built) {
+fn hints(args: &DemoArgs, dir: &Path, url: &str, ca: Option<&Path>, built: &flow::Built) {
     let token_file = dir.join("demo.token");
+    let ca_line = ca.map(|ca| format!("export POWERNODE_CA_CERT={}", ca.display()));
     say("");
     say("Done. Everything above went through the same HTTP API the CLI uses.");
     if args.keep {
@@ -157,9 +162,19 @@ fn hints(args: &DemoArgs, dir: &Path, url: &str, built: &flow::Built) {
     } else {
         say("Run `powernode demo --keep` to poke at it afterwards, e.g.:");
     }
+    if args.keep {
+        if let Some(ca) = ca {
+            say(&format!(
+                "(or once: `powernode context add demo --url {url} --token-file {} --ca-cert {}`)",
+                token_file.display(),
+                ca.display()
+            ));
+        }
+    }
     let lines = [
         format!("export POWERNODE_URL={url}"),
         format!("export POWERNODE_TOKEN=$(cat {})", token_file.display()),
+        ca_line.unwrap_or_default(),
         "powernode clusters list --all".to_string(),
         format!("powernode clusters get {}", built.prod),
         format!("powernode clusters nodes {}", built.prod),
@@ -178,7 +193,7 @@ fn hints(args: &DemoArgs, dir: &Path, url: &str, built: &flow::Built) {
             powernode_actions::ActionName::ListClusters
         ),
     ];
-    for l in lines {
+    for l in lines.iter().filter(|l| !l.is_empty()) {
         say(&format!("    {l}"));
     }
 }

@@ -179,12 +179,15 @@ async fn an_error_body_is_a_refusal_with_code_and_status() {
     assert!(ActionError::is(&any, "already_decommissioned"));
     assert_eq!(Refusal::of(&any).map(|r| r.status), Some(409));
 
-    // Not the API's JSON (a proxy's page): code `error`, the body as message.
+    // Not the API's JSON (a proxy's page): code `error`, the status and
+    // the first bytes named, never the whole page.
     let e = api.call("proxy_error", &json!({})).await.unwrap_err();
     let r = e.refusal().expect("a refusal");
-    assert_eq!(
-        (r.status, r.code.as_str(), r.message.as_str()),
-        (502, "error", "<html>bad gateway</html>")
+    assert_eq!((r.status, r.code.as_str()), (502, "error"));
+    assert!(
+        r.message.contains("HTTP 502") && r.message.contains("begins: <html>bad gateway</html>"),
+        "{}",
+        r.message
     );
     // A success that is not JSON.
     let e = api.call("not_json", &json!({})).await.unwrap_err();

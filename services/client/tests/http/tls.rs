@@ -143,15 +143,36 @@ async fn https_is_trusted_with_the_ca_file_and_refused_without() {
     let (other_ca, _) = ca_and_server(dir.path(), "theirs");
     let api = Api::from_config(&ClientConfig::new(&base, "t").with_ca_cert(&other_ca)).unwrap();
     let e = api.call("ping", &json!({})).await.unwrap_err();
-    assert!(matches!(e, ActionError::Transport { .. }), "{e:?}");
+    assert!(matches!(e, ActionError::Certificate { .. }), "{e:?}");
+    assert_eq!(e.code(), "untrusted_certificate");
+    assert!(
+        e.to_string().contains("not signed by the CA in --ca-cert"),
+        "{e}"
+    );
+
+    // The other CA pinned in a context: refused naming the context and
+    // both fingerprints.
+    let pem = std::fs::read_to_string(&other_ca).unwrap();
+    let api = Api::from_config(&ClientConfig::new(&base, "t").with_pinned_ca("prod", pem)).unwrap();
+    let e = api.call("ping", &json!({})).await.unwrap_err().to_string();
+    assert!(
+        e.contains("not signed by the CA pinned in context `prod` (pinned sha256:")
+            && e.contains("presented sha256:"),
+        "{e}"
+    );
+    // Our CA pinned: accepted.
+    let pem = std::fs::read_to_string(&ca).unwrap();
+    let api = Api::from_config(&ClientConfig::new(&base, "t").with_pinned_ca("prod", pem)).unwrap();
+    api.call("ping", &json!({})).await.unwrap();
 
     // The system's roots: refused (no system trusts a CA made a moment ago).
     // A machine without any system roots fails already at set-up.
     match Api::new(&base, "t") {
         Ok(api) => {
             let e = api.call("ping", &json!({})).await.unwrap_err();
-            assert!(matches!(e, ActionError::Transport { .. }), "{e:?}");
-            assert!(e.refusal().is_none() && e.is_unheard());
+            assert!(matches!(e, ActionError::Certificate { .. }), "{e:?}");
+            assert!(e.refusal().is_none() && !e.is_unheard());
+            assert!(e.to_string().contains("not trusted"), "{e}");
         }
         Err(e) => assert!(matches!(e, ConfigError::Tls(_)), "{e:?}"),
     }
