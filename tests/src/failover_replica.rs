@@ -55,7 +55,15 @@ impl ServeProcess {
         let log = data_dir.join("serve.log");
         let out = std::fs::File::create(&log)?;
         let child = Command::new(powernode_bin()?)
-            .args(["serve", service, "--insecure-http", "--nats", nats_url, "--replica", replica])
+            .args([
+                "serve",
+                service,
+                "--insecure-http",
+                "--nats",
+                nats_url,
+                "--replica",
+                replica,
+            ])
             .envs(crate::nats::child_env(nats_url))
             .args(["--listen", "127.0.0.1:0"])
             .arg("--data-dir")

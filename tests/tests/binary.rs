@@ -195,7 +195,14 @@ async fn call_runs_actions_with_the_admin_token_from_the_data_dir() -> anyhow::R
     let port = free_port();
     let url = format!("127.0.0.1:{port}");
     let bin = powernode_bin()?;
-    let up = spawn(&["up", "--insecure-http", "--data-dir", data, "--listen", &url])?;
+    let up = spawn(&[
+        "up",
+        "--insecure-http",
+        "--data-dir",
+        data,
+        "--listen",
+        &url,
+    ])?;
     wait_healthy(port, Duration::from_secs(10)).await?;
     // The admin token file appears once the API has recorded it.
     let token_file = std::path::Path::new(data).join("admin.token");

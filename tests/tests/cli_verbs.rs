@@ -17,16 +17,16 @@
 use anyhow::{ensure, Context};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Output, Stdio};
+use std::process::Output;
 
 use powernode_tests::bins::powernode_bin;
-use powernode_tests::cli_support::{admin_token, free_port, powernode, text, Running};
+use powernode_tests::cli_support::{free_port, powernode, text};
 
 /// `powernode up` with simulated agents; the CLI talks to it with the
 /// data dir's admin token.
 struct Platform {
     dir: tempfile::TempDir,
-    _up: Running,
+    _up: powernode_tests::tls_support::Up,
     bin: PathBuf,
     url: String,
     data: PathBuf,
@@ -41,29 +41,16 @@ async fn platform_with(extra: &[&str]) -> anyhow::Result<Platform> {
     let dir = tempfile::tempdir()?;
     let data = dir.path().join("data");
     let port = free_port();
-    let up = Running(
-        powernode(&bin)
-            .args([
-                "up",
-                "--simulate-agents",
-                "--heartbeat-ms",
-                "200",
-                "--data-dir",
-                data.to_str().unwrap(),
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-            ])
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?,
-    );
-    admin_token(port, &data).await?;
+    // The real default: https with the CA `up` makes in its data dir
+    // (the CLI finds it there for a loopback URL).
+    let mut args = vec!["--simulate-agents", "--heartbeat-ms", "200"];
+    args.extend_from_slice(extra);
+    let up = powernode_tests::tls_support::Up::start(&data, port, &args).await?;
     Ok(Platform {
         dir,
+        url: up.url(),
         _up: up,
         bin,
-        url: format!("http://127.0.0.1:{port}"),
         data,
     })
 }

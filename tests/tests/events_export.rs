@@ -419,9 +419,7 @@ async fn export_through_the_api_of_a_running_node_is_account_scoped() -> anyhow:
             stream: "PN_EVENTS".into(),
         },
         &data,
-        || {
-            ApiArgs::for_url(&url, &data).client()
-        },
+        || ApiArgs::for_url(&url, &data).client(),
     )
     .await?;
     let downloaded: Vec<_> = opened

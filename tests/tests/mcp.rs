@@ -67,6 +67,8 @@ async fn platform(bin: &Path) -> anyhow::Result<Platform> {
         powernode(bin)
             .args([
                 "up",
+                // The MCP session is the subject here; TLS has its own tests.
+                "--insecure-http",
                 "--simulate-agents",
                 "--heartbeat-ms",
                 "200",
@@ -270,7 +272,11 @@ async fn mcp_over_stdio_and_http_with_the_python_sdk() -> anyhow::Result<()> {
     )
     .await?;
     assert_eq!(anonymous.status, 401, "{:?}", anonymous.body);
-    assert_eq!(anonymous.body["error"]["code"], "unauthorized", "{:?}", anonymous.body);
+    assert_eq!(
+        anonymous.body["error"]["code"], "unauthorized",
+        "{:?}",
+        anonymous.body
+    );
 
     let clusters = [
         p.cluster("mcp-a").await?,

@@ -99,7 +99,14 @@ async fn nodes_serve_metrics_a_prometheus_parser_reads() -> anyhow::Result<()> {
             .arg("up")
             .args(nats.nats_args())
             .envs(child_env(&nats.url()))
-            .args(["--simulate-agents", "--heartbeat-ms", "200", "--data-dir"])
+            // Plain http on loopback: the scrape is the subject here.
+            .args([
+                "--insecure-http",
+                "--simulate-agents",
+                "--heartbeat-ms",
+                "200",
+                "--data-dir",
+            ])
             .arg(&data)
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .env("POWERNODE_METRICS_TOKEN", TOKEN)
