@@ -33,6 +33,7 @@ pub struct CreateSpec {
 
 /// Every kind `create` makes.
 pub const CREATES: &[CreateSpec] = &[
+    CreateSpec { kind: "account", aliases: &["accounts", "acct"], action: ActionName::CreateAccount, positional: Some("name"), fixed: &[], about: "an account (admin only)" },
     CreateSpec { kind: "template", aliases: &["templates", "tmpl"], action: ActionName::CreateTemplate, positional: Some("name"), fixed: &[], about: "a node template" },
     CreateSpec { kind: "node", aliases: &["nodes", "no"], action: ActionName::CreateNode, positional: Some("hostname"), fixed: &[], about: "a node following a template (NAME is its hostname)" },
     CreateSpec { kind: "instance", aliases: &["instances", "inst"], action: ActionName::ProvisionInstance, positional: Some("node_id"), fixed: &[], about: "an instance on a node (NAME is the node); --wait: until its agent enrolled" },
@@ -300,6 +301,7 @@ async fn prepare_cluster(
 /// The id of what `data` (an answer of `spec.action`) made.
 pub fn made_id(data: &Value) -> String {
     for key in [
+        "account",
         "template",
         "node",
         "instance",

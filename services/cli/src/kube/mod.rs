@@ -67,7 +67,7 @@ pub enum KubeCommand {
     /// `powernode create template web`, `powernode create node web-1
     /// --template web --memory-mb 2048`, `powernode create cluster web-1
     /// --template web --network tut --wait`. `powernode create KIND --help`
-    /// lists a kind's flags (kinds: template, node, instance, network,
+    /// lists a kind's flags (kinds: account, template, node, instance, network,
     /// peer, grant, token, moduleversion, assignment, cluster, worker).
     #[command(disable_help_flag = true)]
     Create {
