@@ -48,9 +48,9 @@ pub async fn describe<C: Caller>(
             let name = c["cluster"]["name"].as_str().unwrap_or(id).to_string();
             let nodes = c["cluster"]["node_count"].as_u64().unwrap_or(0);
             let summary = format!(
-                "Decommission cluster {name} ({id}): its {nodes} node row{} go, its VIP is \
+                "Decommission cluster {name} ({id}): its {nodes} node {} removed, its VIP is \
                  released, its instances are kept, its join token and kubeconfig are deleted.",
-                if nodes == 1 { "" } else { "s" }
+                if nodes == 1 { "row is" } else { "rows are" }
             );
             target(name, summary)
         }
