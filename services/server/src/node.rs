@@ -443,7 +443,11 @@ pub async fn run_node(
     // the node once started instead of killing the process.
     let signal = wait_for_signal();
     tokio::pin!(signal);
-    let mut signalled = false;
+    // One poll now installs the handlers: a start whose every step is
+    // ready at once never yields to the `select!` below, and until the
+    // handlers are installed a Ctrl-C kills the process instead of
+    // stopping it (seen: the API answered, then SIGINT killed it).
+    let mut signalled = futures::FutureExt::now_or_never(signal.as_mut()).is_some();
     let start = async {
         let log = open_log(args).await?;
         start_node_with(

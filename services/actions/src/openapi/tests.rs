@@ -95,11 +95,3 @@ fn openapi_docs_api_md_is_current() {
         );
     }
 }
-
-/// `cargo test -p powernode-actions openapi_print -- --ignored --nocapture`
-/// prints the document.
-#[test]
-#[ignore]
-fn openapi_print() {
-    println!("{:#}", document(env!("CARGO_PKG_VERSION")));
-}
