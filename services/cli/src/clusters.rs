@@ -91,6 +91,13 @@ pub async fn run(api: &ApiArgs, args: ClustersArgs) -> anyhow::Result<()> {
                 )
                 .await?;
             ctx.show(&data, |d| render_list(d, 0));
+            let empty = data["clusters"].as_array().is_none_or(Vec::is_empty);
+            if empty && !ctx.json() {
+                // The token may be why: say which accounts hold clusters.
+                if let Some(hint) = crate::hint::empty_list_hint(&ctx.api, "clusters").await {
+                    eprintln!("{hint}");
+                }
+            }
         }
         ClustersCommand::Get { id } => {
             let data = ctx
