@@ -1,7 +1,7 @@
 //! `powernode clusters …`: list, inspect, fetch kubeconfigs, rotate join
 //! tokens and decommission K3s clusters.
 
-use super::confirm::{confirm, Target};
+use super::confirm::confirm_decommission;
 use super::output::{cell, field, key_values, line, print_json, Ctx, Table};
 use crate::ApiArgs;
 use anyhow::Context;
@@ -325,24 +325,7 @@ async fn decommission(ctx: &Ctx, id: &str, yes: bool) -> anyhow::Result<()> {
             nothing_to_do(ctx);
             return Ok(());
         }
-        let name = field(c, "name");
-        confirm(
-            &Target {
-                verb: "decommission",
-                kind: "cluster",
-                id,
-                name: &name,
-                name_label: "name",
-                details: vec![
-                    format!("name:      {name}"),
-                    format!("status:    {}", field(c, "status")),
-                    format!("nodes:     {}", field(c, "node_count")),
-                    format!("endpoint:  {}", field(c, "api_endpoint")),
-                    "its node rows are removed and its VIP released; its instances are kept".into(),
-                ],
-            },
-            yes,
-        )?;
+        confirm_decommission(id, c, yes)?;
     }
     match ctx
         .api

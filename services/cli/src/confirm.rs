@@ -2,7 +2,9 @@
 //! name or id on a terminal. Without a terminal and without `--yes` the
 //! command refuses, so scripts never destroy anything by accident.
 
+use crate::output::field;
 use anyhow::bail;
+use serde_json::Value;
 use std::io::{BufRead, IsTerminal, Write};
 
 /// What is about to be destroyed.
@@ -59,4 +61,50 @@ pub fn confirm(target: &Target<'_>, yes: bool) -> anyhow::Result<()> {
         bail!("not confirmed ({answer:?} is neither {name:?} nor {id:?}); nothing changed");
     }
     Ok(())
+}
+
+/// Confirms decommissioning cluster `id` (`cluster`: its view), as every
+/// command that decommissions asks it.
+pub fn confirm_decommission(id: &str, cluster: &Value, yes: bool) -> anyhow::Result<()> {
+    let name = field(cluster, "name");
+    confirm(
+        &Target {
+            verb: "decommission",
+            kind: "cluster",
+            id,
+            name: &name,
+            name_label: "name",
+            details: vec![
+                format!("name:      {name}"),
+                format!("status:    {}", field(cluster, "status")),
+                format!("nodes:     {}", field(cluster, "node_count")),
+                format!("endpoint:  {}", field(cluster, "api_endpoint")),
+                "its node rows are removed and its VIP released; its instances are kept".into(),
+            ],
+        },
+        yes,
+    )
+}
+
+/// Confirms terminating instance `id` (`instance`: its view), as every
+/// command that terminates asks it.
+pub fn confirm_terminate(id: &str, instance: &Value, yes: bool) -> anyhow::Result<()> {
+    let hostname = field(instance, "hostname");
+    confirm(
+        &Target {
+            verb: "terminate",
+            kind: "instance",
+            id,
+            name: &hostname,
+            name_label: "hostname",
+            details: vec![
+                format!("hostname:  {hostname}"),
+                format!("status:    {}", field(instance, "status")),
+                format!("k3s phase: {}", field(instance, "k3s_phase")),
+                format!("cluster:   {}", field(instance, "cluster_id")),
+                "its agent stops and cannot come back; provision a new instance instead".into(),
+            ],
+        },
+        yes,
+    )
 }

@@ -2,7 +2,7 @@
 //! grant commands are in [`super::grants`]) and `powernode vip get`
 //! (`vip failover` lives in [`super::approvals`]).
 
-use super::confirm::{confirm, Target};
+use super::confirm::confirm_terminate;
 use super::output::{cell, field, key_values, Ctx, Table};
 use crate::ApiArgs;
 use powernode_actions::ActionName;
@@ -150,25 +150,7 @@ pub async fn run_instances(api: &ApiArgs, args: InstancesArgs) -> anyhow::Result
                     ));
                     return Ok(());
                 }
-                let hostname = field(&i, "hostname");
-                confirm(
-                    &Target {
-                        verb: "terminate",
-                        kind: "instance",
-                        id: &id,
-                        name: &hostname,
-                        name_label: "hostname",
-                        details: vec![
-                            format!("hostname:  {hostname}"),
-                            format!("status:    {}", field(&i, "status")),
-                            format!("k3s phase: {}", field(&i, "k3s_phase")),
-                            format!("cluster:   {}", field(&i, "cluster_id")),
-                            "its agent stops and cannot come back; provision a new instance instead"
-                                .into(),
-                        ],
-                    },
-                    yes,
-                )?;
+                confirm_terminate(&id, &i, yes)?;
             }
             let data = ctx
                 .api

@@ -233,15 +233,12 @@ impl<T> Default for Family<T> {
 
 impl<T> Family<T> {
     fn get(&self, values: &[&str], make: impl FnOnce() -> T) -> Arc<T> {
+        let key: Vec<String> = values.iter().map(|v| v.to_string()).collect();
         let mut series = self.series.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(s) = series.iter().find_map(|(k, v)| {
-            (k.len() == values.len() && k.iter().zip(values).all(|(a, b)| a == b)).then_some(v)
-        }) {
-            return s.clone();
-        }
-        let s = Arc::new(make());
-        series.insert(values.iter().map(|v| v.to_string()).collect(), s.clone());
-        s
+        series
+            .entry(key)
+            .or_insert_with(|| Arc::new(make()))
+            .clone()
     }
 
     fn snapshot(&self) -> Vec<(Vec<String>, Arc<T>)> {

@@ -4,8 +4,8 @@
 
 use super::kinds;
 use super::wait::{self, Condition};
-use crate::confirm::{confirm, Target};
-use crate::output::{field, line, print_data, Format};
+use crate::confirm::{confirm_decommission, confirm_terminate};
+use crate::output::{line, print_data, Format};
 use crate::ApiArgs;
 use anyhow::bail;
 use powernode_actions::ActionName;
@@ -37,25 +37,7 @@ pub async fn run(
     }
     let (action, args, verb) = match kind.name {
         "cluster" => {
-            let name = field(&obj, "name");
-            confirm(
-                &Target {
-                    verb: "decommission",
-                    kind: "cluster",
-                    id: &id,
-                    name: &name,
-                    name_label: "name",
-                    details: vec![
-                        format!("name:      {name}"),
-                        format!("status:    {}", field(&obj, "status")),
-                        format!("nodes:     {}", field(&obj, "node_count")),
-                        format!("endpoint:  {}", field(&obj, "api_endpoint")),
-                        "its node rows are removed and its VIP released; its instances are kept"
-                            .into(),
-                    ],
-                },
-                yes,
-            )?;
+            confirm_decommission(&id, &obj, yes)?;
             (
                 ActionName::DecommissionCluster,
                 json!({ "cluster_id": id }),
@@ -63,23 +45,7 @@ pub async fn run(
             )
         }
         "instance" => {
-            let hostname = field(&obj, "hostname");
-            confirm(
-                &Target {
-                    verb: "terminate",
-                    kind: "instance",
-                    id: &id,
-                    name: &hostname,
-                    name_label: "hostname",
-                    details: vec![
-                        format!("hostname:  {hostname}"),
-                        format!("status:    {}", field(&obj, "status")),
-                        format!("cluster:   {}", field(&obj, "cluster_id")),
-                        "its agent stops and cannot come back".into(),
-                    ],
-                },
-                yes,
-            )?;
+            confirm_terminate(&id, &obj, yes)?;
             (
                 ActionName::TerminateInstance,
                 json!({ "id": id }),
