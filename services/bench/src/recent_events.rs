@@ -252,6 +252,7 @@ async fn serve(
         failover: Default::default(),
         shutdown: Default::default(),
         status: Default::default(),
+        https: false,
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", listener.local_addr()?);

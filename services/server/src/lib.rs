@@ -33,3 +33,4 @@ pub mod services;
 pub mod skills;
 pub mod status;
 pub mod tls;
+pub mod ui;

@@ -341,6 +341,7 @@ pub async fn start_node_with(
                 failover: ctx.failover.clone(),
                 shutdown: shutdown.clone(),
                 status: ctx.status.clone(),
+                https: tls.is_some(),
             });
             let stop = shutdown.clone();
             match tls {

@@ -63,6 +63,9 @@ pub struct ApiState {
     pub shutdown: tokio_util::sync::CancellationToken,
     /// Every service replica's status (`agent_introspect`).
     pub status: crate::status::SharedBoard,
+    /// True when the API is served over https (the dashboard's session
+    /// cookie is then `Secure`).
+    pub https: bool,
 }
 
 /// The router.
@@ -75,7 +78,13 @@ pub fn router(state: ApiState) -> Router {
         .route(crate::metrics::PATH, get(crate::metrics::scrape))
         .route(openapi::PATH, get(openapi::document))
         .with_state(state.clone())
-        .merge(mcp::router(state))
+        .merge(mcp::router(state.clone()))
+        .merge(powernode_ui::router(powernode_ui::Ui::new(
+            std::sync::Arc::new(crate::ui::live::LiveBackend::new(
+                state.clone(),
+                state.https,
+            )),
+        )))
 }
 
 async fn healthz(State(st): State<ApiState>) -> Response {

@@ -1,0 +1,2 @@
+// powernode dashboard — the events page: live tail, pause, filters.
+"use strict";
