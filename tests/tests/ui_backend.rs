@@ -20,9 +20,9 @@ use powernode_actions::ActionName;
 use powernode_server::api::ApiState;
 use powernode_server::ui::live::LiveBackend;
 use powernode_server::ui::offline::{NoSecrets, OfflineBackend};
+use powernode_server::ui::{At, Backend, EventQuery, Principal, Refusal};
 use powernode_tests::bins::powernode_bin;
 use powernode_tests::cli_support::{admin_token, free_port, ok, powernode, text, Running};
-use powernode_server::ui::{At, Backend, EventQuery, Principal, Refusal};
 use serde_json::{json, Value};
 use std::path::Path;
 use std::process::Stdio;
@@ -70,7 +70,13 @@ async fn last_seq(port: u16) -> anyhow::Result<u64> {
 
 /// An account and a token of it.
 async fn account(port: u16, admin: &str, name: &str) -> anyhow::Result<(String, String)> {
-    let a = ok(port, admin, "system_create_account", json!({ "name": name })).await?;
+    let a = ok(
+        port,
+        admin,
+        "system_create_account",
+        json!({ "name": name }),
+    )
+    .await?;
     let id = a["account"]["id"].as_str().context("no id")?.to_string();
     let t = ok(
         port,
@@ -84,7 +90,13 @@ async fn account(port: u16, admin: &str, name: &str) -> anyhow::Result<(String, 
 
 /// A one-server cluster of the token's account, active; its id.
 async fn cluster(port: u16, t: &str) -> anyhow::Result<String> {
-    let net = ok(port, t, "system_sdwan_create_network", json!({"name": "nb"})).await?;
+    let net = ok(
+        port,
+        t,
+        "system_sdwan_create_network",
+        json!({"name": "nb"}),
+    )
+    .await?;
     let tmpl = ok(port, t, "system_create_template", json!({"name": "srv"})).await?;
     let node = ok(
         port,
@@ -201,33 +213,63 @@ async fn dashboard_backends_are_scoped_and_read_only_where_they_must_be() -> any
     let admin = admin_token(port, &data).await?;
     let logged = std::fs::read_to_string(dir.path().join("up.log"))?;
     assert!(
-        logged.contains(&format!("Dashboard: http://127.0.0.1:{port}/ui/ (sign in with an operator token, e.g. {}",
-            data.join("admin.token").display())),
+        logged.contains(&format!(
+            "Dashboard: http://127.0.0.1:{port}/ui/ (sign in with an operator token, e.g. {}",
+            data.join("admin.token").display()
+        )),
         "up logs the dashboard's URL:\n{logged}"
     );
 
     // Sign-in: a session cookie for a good token, none for a bad one.
-    let (status, head, _) = http(port, "POST", "/ui/login", None, Some(&format!("token={admin}"))).await?;
+    let (status, head, _) = http(
+        port,
+        "POST",
+        "/ui/login",
+        None,
+        Some(&format!("token={admin}")),
+    )
+    .await?;
     assert!((300..400).contains(&status), "{status} {head}");
     let cookie = head
         .lines()
-        .find_map(|l| l.strip_prefix("set-cookie: ").or_else(|| l.strip_prefix("Set-Cookie: ")))
+        .find_map(|l| {
+            l.strip_prefix("set-cookie: ")
+                .or_else(|| l.strip_prefix("Set-Cookie: "))
+        })
         .and_then(|c| c.split(';').next())
         .context("no session cookie")?
         .to_string();
     assert!(cookie.starts_with("pn_ui_session="), "{cookie}");
-    assert!(!head.contains(&admin), "the token is never sent back: {head}");
+    assert!(
+        !head.contains(&admin),
+        "the token is never sent back: {head}"
+    );
     let (status, _, _) = http(port, "GET", "/ui/fleet", Some(&cookie), None).await?;
     assert_eq!(status, 200);
     let (_, head, _) = http(port, "POST", "/ui/login", None, Some("token=pn_nope")).await?;
-    assert!(!head.to_lowercase().contains("set-cookie: pn_ui_session"), "{head}");
+    assert!(
+        !head.to_lowercase().contains("set-cookie: pn_ui_session"),
+        "{head}"
+    );
 
     let (a, token_a) = account(port, &admin, "ui-a").await?;
     let (b, token_b) = account(port, &admin, "ui-b").await?;
-    let net = ok(port, &token_a, "system_sdwan_create_network", json!({"name": "first"})).await?;
+    let net = ok(
+        port,
+        &token_a,
+        "system_sdwan_create_network",
+        json!({"name": "first"}),
+    )
+    .await?;
     let net_a = net["network"]["id"].as_str().context("no id")?.to_string();
     let early = last_seq(port).await?;
-    ok(port, &token_a, "system_sdwan_create_network", json!({"name": "second"})).await?;
+    ok(
+        port,
+        &token_a,
+        "system_sdwan_create_network",
+        json!({"name": "second"}),
+    )
+    .await?;
     let cluster_b = cluster(port, &token_b).await?;
     let built = Built {
         a,
@@ -283,25 +325,45 @@ async fn live(data: &Path, built: &Built) -> anyhow::Result<()> {
     let who_b = Principal::Token(built.token_b.clone());
 
     let e = refused(
-        ui.call(&Principal::Token("pn_nope".into()), At::Head, ActionName::ListNetworks, json!({}))
-            .await,
+        ui.call(
+            &Principal::Token("pn_nope".into()),
+            At::Head,
+            ActionName::ListNetworks,
+            json!({}),
+        )
+        .await,
     );
     assert!(e.needs_login(), "{e}");
     assert_eq!(ui.head(&who_a).await?.last_seq, head);
 
     // Time travel.
-    let now = ui.call(&who_a, At::Head, ActionName::ListNetworks, json!({})).await?;
+    let now = ui
+        .call(&who_a, At::Head, ActionName::ListNetworks, json!({}))
+        .await?;
     assert_eq!(networks(&now), ["first", "second"], "{now}");
     let then = ui
-        .call(&who_a, At::Seq(built.early), ActionName::ListNetworks, json!({}))
+        .call(
+            &who_a,
+            At::Seq(built.early),
+            ActionName::ListNetworks,
+            json!({}),
+        )
         .await?;
     assert_eq!(networks(&then), ["first"], "{then}");
     let e = refused(
-        ui.call(&who_a, At::Seq(head + 5), ActionName::ListNetworks, json!({}))
-            .await,
+        ui.call(
+            &who_a,
+            At::Seq(head + 5),
+            ActionName::ListNetworks,
+            json!({}),
+        )
+        .await,
     );
     assert_eq!((e.status, e.code.as_str()), (422, "invalid_arguments"));
-    assert_eq!(e.message, format!("seq {} is beyond the head {head}", head + 5));
+    assert_eq!(
+        e.message,
+        format!("seq {} is beyond the head {head}", head + 5)
+    );
     let e = refused(
         ui.call(
             &who_a,
@@ -355,7 +417,10 @@ async fn live(data: &Path, built: &Built) -> anyhow::Result<()> {
     assert_eq!(x["object"]["id"], built.net_a.as_str(), "{x}");
     let steps = x["events"].as_array().context("steps")?;
     assert!(!steps.is_empty());
-    assert!(steps.iter().all(|s| s["account_id"] == built.a.as_str()), "{x}");
+    assert!(
+        steps.iter().all(|s| s["account_id"] == built.a.as_str()),
+        "{x}"
+    );
     assert!(x["why"]["answer"].is_string());
     for id in [built.cluster_b.as_str(), "cluster-nope"] {
         let e = refused(ui.explain(&who_a, id).await);
@@ -368,11 +433,15 @@ async fn live(data: &Path, built: &Built) -> anyhow::Result<()> {
     // What changed: A's events only, the early one's network among them.
     let d = ui.diff(&who_a, 0, head).await?;
     let events = d["events"].as_array().context("events")?;
-    assert!(events.iter().all(|e| e["account"] == built.a.as_str()), "{d}");
+    assert!(
+        events.iter().all(|e| e["account"] == built.a.as_str()),
+        "{d}"
+    );
     assert!(
         events
             .iter()
-            .any(|e| e["kind"] == "system.sdwan.network.created" || e["kind"].as_str().is_some_and(|k| k.contains("network"))),
+            .any(|e| e["kind"] == "system.sdwan.network.created"
+                || e["kind"].as_str().is_some_and(|k| k.contains("network"))),
         "{d}"
     );
     let e = refused(ui.diff(&who_a, 0, head + 1).await);
@@ -384,7 +453,13 @@ async fn live(data: &Path, built: &Built) -> anyhow::Result<()> {
     // open (nothing more comes).
     let d_total = events.len();
     let feed = ui
-        .events(&who_a, EventQuery { after: Some(0), ..Default::default() })
+        .events(
+            &who_a,
+            EventQuery {
+                after: Some(0),
+                ..Default::default()
+            },
+        )
         .await?;
     let items = take(feed, d_total).await?;
     assert_eq!(items.len(), d_total);
@@ -400,7 +475,9 @@ async fn live(data: &Path, built: &Built) -> anyhow::Result<()> {
         )
         .await?;
     let items = take(filtered, 2).await?;
-    assert!(items.iter().all(|i| i["kind"].as_str().is_some_and(|k| k.starts_with("system.sdwan"))));
+    assert!(items.iter().all(|i| i["kind"]
+        .as_str()
+        .is_some_and(|k| k.starts_with("system.sdwan"))));
     Ok(())
 }
 
@@ -411,32 +488,72 @@ async fn offline(export: &Path, built: &Built) -> anyhow::Result<()> {
     assert!(!loaded.renumbered);
     assert_eq!(ui.accounts()[0], built.a);
     assert!(ui.accounts().contains(&built.b));
-    let who = Principal::Offline { account: built.a.clone() };
-    let now = ui.call(&who, At::Head, ActionName::ListNetworks, json!({})).await?;
+    let who = Principal::Offline {
+        account: built.a.clone(),
+    };
+    let now = ui
+        .call(&who, At::Head, ActionName::ListNetworks, json!({}))
+        .await?;
     assert_eq!(networks(&now), ["first", "second"], "{now}");
     let then = ui
-        .call(&who, At::Seq(built.early), ActionName::ListNetworks, json!({}))
+        .call(
+            &who,
+            At::Seq(built.early),
+            ActionName::ListNetworks,
+            json!({}),
+        )
         .await?;
     assert_eq!(networks(&then), ["first"]);
-    let who_b = Principal::Offline { account: built.b.clone() };
+    let who_b = Principal::Offline {
+        account: built.b.clone(),
+    };
     for (action, args) in [
         (ActionName::CreateNetwork, json!({"name": "x"})),
-        (ActionName::DecommissionCluster, json!({"cluster_id": built.cluster_b})),
+        (
+            ActionName::DecommissionCluster,
+            json!({"cluster_id": built.cluster_b}),
+        ),
         (ActionName::Approve, json!({"approval_id": "appr-1"})),
-        (ActionName::GetKubeconfig, json!({"cluster_id": built.cluster_b})),
+        (
+            ActionName::GetKubeconfig,
+            json!({"cluster_id": built.cluster_b}),
+        ),
     ] {
         let e = refused(ui.call(&who_b, At::Head, action, args).await);
-        assert_eq!((e.status, e.code.as_str()), (409, "read_only"), "{action}: {e}");
+        assert_eq!(
+            (e.status, e.code.as_str()),
+            (409, "read_only"),
+            "{action}: {e}"
+        );
         assert!(e.message.contains("export.pnx read-only"), "{e}");
         assert!(e.message.contains(action.as_str()), "{e}");
     }
-    let e = refused(ui.call(&Principal::Token("t".into()), At::Head, ActionName::ListNetworks, json!({})).await);
+    let e = refused(
+        ui.call(
+            &Principal::Token("t".into()),
+            At::Head,
+            ActionName::ListNetworks,
+            json!({}),
+        )
+        .await,
+    );
     assert_eq!(e.status, 401);
     let x = ui.explain(&who_b, &built.cluster_b).await?;
     assert_eq!(x["object"]["id"], built.cluster_b.as_str());
-    assert_eq!(refused(ui.explain(&who, &built.cluster_b).await).status, 404);
+    assert_eq!(
+        refused(ui.explain(&who, &built.cluster_b).await).status,
+        404
+    );
     // The feed ends at the export's last record.
-    let feed = ui.events(&who, EventQuery { after: Some(0), ..Default::default() }).await?;
+    let feed = ui
+        .events(
+            &who,
+            EventQuery {
+                after: Some(0),
+                ..Default::default()
+            },
+        )
+        .await?;
     let items = tokio::time::timeout(Duration::from_secs(10), feed.collect::<Vec<_>>()).await?;
     assert!(!items.is_empty());
     assert!(items.iter().all(|i| i["account_id"] == built.a.as_str()));
@@ -450,7 +567,11 @@ async fn offline_binary(bin: &Path, export: &Path, built: &Built) -> anyhow::Res
         .arg(export)
         .output()?;
     assert!(!out.status.success());
-    assert!(text(&out.stderr).contains("loopback"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("loopback"),
+        "{}",
+        text(&out.stderr)
+    );
 
     let port = free_port();
     let mut child = powernode(bin)
@@ -468,10 +589,26 @@ async fn offline_binary(bin: &Path, export: &Path, built: &Built) -> anyhow::Res
     .await??;
     assert_eq!(
         line.trim(),
-        format!("Dashboard (read-only, {}): http://127.0.0.1:{port}/ui/", export.display())
+        format!(
+            "Dashboard (read-only, {}): http://127.0.0.1:{port}/ui/",
+            export.display()
+        )
     );
-    for path in ["/ui/fleet", "/ui/approvals", "/ui/events", "/ui/travel", "/ui/explain"] {
-        let (status, _, _) = http(port, "GET", &format!("{path}?account={}", built.a), None, None).await?;
+    for path in [
+        "/ui/fleet",
+        "/ui/approvals",
+        "/ui/events",
+        "/ui/travel",
+        "/ui/explain",
+    ] {
+        let (status, _, _) = http(
+            port,
+            "GET",
+            &format!("{path}?account={}", built.a),
+            None,
+            None,
+        )
+        .await?;
         assert_eq!(status, 200, "{path}");
     }
     Ok(())

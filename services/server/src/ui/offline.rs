@@ -78,19 +78,16 @@ impl OfflineBackend {
                 .context("cannot copy the export into the temporary log")?;
         }
         let source = powernode_archive::Source::Log(log.clone());
-        let folded = powernode_inspect::replay::fold(
-            &source,
-            powernode_archive::Bound::End,
-            true,
-            false,
-        )
-        .await?;
+        let folded =
+            powernode_inspect::replay::fold(&source, powernode_archive::Bound::End, true, false)
+                .await?;
         let accounts = accounts(&folded.state, first_account)?;
         let fleet: Shared<FleetState> = Shared::default();
         *fleet.state.write().await = folded.state;
-        let name = file
-            .file_name()
-            .map_or_else(|| file.display().to_string(), |n| n.to_string_lossy().into_owned());
+        let name = file.file_name().map_or_else(
+            || file.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
         let api = ApiState {
             log,
             fleet,

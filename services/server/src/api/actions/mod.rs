@@ -290,9 +290,7 @@ pub async fn dispatch_as(
 pub fn read_only_gate(reason: &str, action: ActionName, args: &Value) -> Result<(), ApiError> {
     use powernode_actions::effect::Effect;
     let what = match action.effect_of(args) {
-        _ if action == ActionName::GetKubeconfig => {
-            "hands out a secret and records an audit event"
-        }
+        _ if action == ActionName::GetKubeconfig => "hands out a secret and records an audit event",
         Effect::Read => return Ok(()),
         Effect::Write | Effect::Destructive => "changes the fleet",
     };
