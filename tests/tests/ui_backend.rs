@@ -82,7 +82,7 @@ async fn account(port: u16, admin: &str, name: &str) -> anyhow::Result<(String, 
         port,
         admin,
         "system_create_operator_token",
-        json!({ "account_id": id, "permissions": ["system.kubernetes_provision"] }),
+        json!({ "account_id": id, "permissions": ["system.kubernetes_provision", "system.kubernetes_decommission"] }),
     )
     .await?;
     Ok((id, t["token"].as_str().context("no token")?.to_string()))
@@ -154,7 +154,7 @@ fn networks(v: &Value) -> Vec<String> {
         .as_array()
         .into_iter()
         .flatten()
-        .filter_map(|n| n["network"]["name"].as_str().map(str::to_string))
+        .filter_map(|n| n["name"].as_str().map(str::to_string))
         .collect()
 }
 
