@@ -11,6 +11,8 @@
 mod history;
 pub mod live;
 pub mod offline;
+#[cfg(test)]
+mod tests;
 
 use crate::api::error::ApiError;
 pub use powernode_ui::{At, Backend, EventQuery, Head, Mode, Principal, Refusal};
