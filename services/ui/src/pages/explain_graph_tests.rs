@@ -59,7 +59,7 @@ fn two_hundred_events_do_not_overlap_and_every_edge_is_drawn() {
     let rows = 200u32;
     let height = 2 * MARGIN + (rows - 1) * ROW_H + BOX_H;
     assert!(svg.contains(&format!("height=\"{height}\"")));
-    assert!(ROW_H > BOX_H && COL_W > BOX_W, "gaps between boxes");
+    const { assert!(ROW_H > BOX_H && COL_W > BOX_W, "gaps between boxes") };
 }
 
 #[test]

@@ -6,11 +6,13 @@ use axum::extract::Query;
 use powernode_actions::ActionName;
 
 fn fake() -> Fake {
-    let mut f = Fake::default();
-    f.head = Some(Head {
-        first_seq: 1,
-        last_seq: 102,
-    });
+    let mut f = Fake {
+        head: Some(Head {
+            first_seq: 1,
+            last_seq: 102,
+        }),
+        ..Default::default()
+    };
     let mut early = fixture("clusters_head.json");
     early["clusters"]
         .as_array_mut()
@@ -118,8 +120,7 @@ async fn what_changed_lists_each_event_and_its_fields() {
 
 #[tokio::test]
 async fn a_backend_without_history_says_so() {
-    let mut f = Fake::default();
-    f.head = None;
+    let f = Fake::default();
     let (status, html) = read(super::page(ctx(f), q(Some("3"), None, None)).await).await;
     assert_eq!(status, 501);
     assert!(html.contains(r#"data-code="not_implemented""#));
