@@ -234,7 +234,7 @@ fn filter_form(f: &Filters) -> Markup {
 /// `table#events`: one row per event, in the order given.
 pub(crate) fn events_table(events: &[&RecordedEvent]) -> Markup {
     html! {
-        table #events aria-label="Events, newest first" {
+        div.scroll { table.data #events aria-label="Events, newest first" {
             thead { tr {
                 th scope="col" { "Seq" }
                 th scope="col" { "Time" }
@@ -248,7 +248,7 @@ pub(crate) fn events_table(events: &[&RecordedEvent]) -> Markup {
                     tr.empty { td colspan="5" { "No events match." } }
                 }
             }
-        }
+        } }
     }
 }
 

@@ -34,7 +34,10 @@ async fn the_tail_lists_newest_first_with_the_stream_after_the_newest() {
     };
     let (status, html) = read(super::page(ctx(f), Query(q)).await).await;
     assert_eq!(status, 200);
-    assert!(html.contains(r#"<table id="events""#), "{html}");
+    assert!(
+        html.contains(r#"<table class="data" id="events""#),
+        "{html}"
+    );
     let first = html.find(r#"data-seq="100""#).unwrap();
     let older = html.find(r#"data-seq="17""#).unwrap();
     assert!(first < older, "newest first");

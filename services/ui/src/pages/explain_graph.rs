@@ -25,7 +25,7 @@ pub const MARGIN: u32 = 12;
 /// Characters of the kind shown in a box (the full kind is in its title).
 const KIND_CHARS: usize = 34;
 /// Characters of the actor shown in a box.
-const ACTOR_CHARS: usize = 38;
+const ACTOR_CHARS: usize = 35;
 
 /// One event of the graph.
 #[derive(Debug, Clone, PartialEq, Eq)]
