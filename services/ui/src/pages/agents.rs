@@ -149,7 +149,7 @@ pub fn agent_detail(a: &AgentIntrospectAnswer) -> Markup {
 
 fn node_detail(n: &NodeAgentStatus) -> Markup {
     html! {
-        dl.fields {
+        dl.kv {
             dt { "Hostname" } dd { (n.hostname) }
             dt { "Status" } dd data-field="status" { (n.status) }
             dt { "Agent version" } dd { (n.agent_version.as_deref().unwrap_or("—")) }

@@ -215,18 +215,21 @@ fn page_with_stream(
 /// The filter form (a plain GET).
 fn filter_form(f: &Filters) -> Markup {
     html! {
-        form #event-filters method="get" action="/ui/events" {
-            fieldset {
-                legend { "Filter" }
+        form.filters #event-filters method="get" action="/ui/events" aria-label="Filter events" {
+            div.field {
                 label for="f-kind" { "Kind prefix" }
                 input #f-kind name="kind_prefix" type="text" placeholder="system.sdwan." value=[f.kind_prefix.as_deref()];
+            }
+            div.field {
                 label for="f-cluster" { "Cluster" }
                 input #f-cluster name="cluster" type="text" placeholder="cluster-…" value=[f.cluster.as_deref()];
+            }
+            div.field {
                 label for="f-instance" { "Instance" }
                 input #f-instance name="instance" type="text" placeholder="inst-…" value=[f.instance.as_deref()];
-                button type="submit" { "Apply" }
-                " " a href="/ui/events" { "Clear" }
             }
+            button type="submit" { "Apply" }
+            a href="/ui/events" { "Clear" }
         }
     }
 }

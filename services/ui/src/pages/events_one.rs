@@ -125,7 +125,7 @@ pub(crate) fn envelope(
     html! {
         section #envelope aria-labelledby="envelope-h" {
             h2 #envelope-h { code { (e.kind) } }
-            dl.fields {
+            dl.kv {
                 dt { "Seq" } dd data-field="seq" { (e.seq)
                     " · "
                     @if e.seq > 1 { a rel="prev" href={ "/ui/events/" (e.seq - 1) } { "previous" } " · " }

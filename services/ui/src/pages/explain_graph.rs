@@ -222,11 +222,16 @@ fn truncate(s: &str, n: usize) -> String {
 
 /// One event's box at (x, y).
 fn node_box(n: &Node, x: u32, y: u32) -> Markup {
-    let class = match (n.why, n.linked) {
-        (true, _) => "node why",
-        (false, true) => "node linked",
-        (false, false) => "node",
-    };
+    let mut class = String::from("node");
+    if n.why {
+        class.push_str(" why highlight");
+    }
+    if n.linked {
+        class.push_str(" linked");
+    }
+    if n.kind.starts_with("system.approval.") {
+        class.push_str(" approval");
+    }
     let title = if n.text.is_empty() {
         format!("seq {} {} by {}", n.seq, n.kind, or_dash(&n.actor))
     } else {

@@ -82,7 +82,7 @@ fn an_explanation_becomes_nodes_links_and_the_why() {
     );
     let svg = g.svg("Causal graph").into_string();
     assert!(svg.starts_with("<svg id=\"graph\""));
-    assert!(svg.contains(r#"<g class="node why" data-seq="97" data-kind="system.sdwan.virtual_ip.promoted"><title>"#), "{svg}");
+    assert!(svg.contains(r#"<g class="node why highlight" data-seq="97" data-kind="system.sdwan.virtual_ip.promoted"><title>"#), "{svg}");
     assert!(svg.contains(r#"<a href="/ui/events/97">"#));
     assert!(svg.contains(r#"<path class="edge" data-from="96" data-to="97""#));
     assert!(

@@ -25,7 +25,9 @@ async fn a_vip_after_a_failover_names_the_approval() {
     assert_eq!(status, 200, "{html}");
     assert!(html.contains(r#"<form id="explain""#));
     assert!(html.contains(r#"<svg id="graph""#));
-    assert!(html.contains(r#"data-kind="system.approval.granted""#));
+    assert!(html.contains(
+        r#"<g class="node why highlight approval" data-seq="112" data-kind="system.approval.granted">"#
+    ));
     assert!(html.contains(r#"data-kind="system.approval.requested""#));
     assert!(html.contains(r#"data-kind="system.sdwan.failover.proposed""#));
     assert!(html.contains(r#"<path class="edge" data-from="112" data-to="113""#));

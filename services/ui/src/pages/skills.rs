@@ -131,7 +131,7 @@ pub fn execution(e: &SkillExecution) -> Markup {
     html! {
         section #execution data-execution-id=(e.id) aria-labelledby="exec-h" {
             h2 #exec-h { (wire(&e.skill)) }
-            dl.fields {
+            dl.kv {
                 dt { "Status" } dd data-field="status" { (wire(&e.status)) }
                 dt { "Target" } dd data-field="target" { (target(e)) }
                 dt { "Progress" } dd data-field="progress" { (progress_bar(e)) }
