@@ -22,3 +22,15 @@ use serde::de::DeserializeOwned;
 pub async fn home() -> Response {
     Redirect::to(&format!("{}/fleet", crate::PATH)).into_response()
 }
+
+/// An action's answer as its typed form (a mismatch is the API's bug, said
+/// as a refusal rather than a panic).
+pub(crate) fn typed<T: DeserializeOwned>(v: serde_json::Value) -> Result<T, Refusal> {
+    serde_json::from_value(v).map_err(|e| {
+        Refusal::new(
+            502,
+            "bad_answer",
+            format!("the API answered something the dashboard does not understand: {e}"),
+        )
+    })
+}
