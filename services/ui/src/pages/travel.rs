@@ -237,7 +237,8 @@ async fn fleet_at(ctx: &Ctx, seq: u64) -> Result<Markup, Refusal> {
                 "Rebuilt by replay through seq " strong { (seq) } ". "
                 a href={ "/ui/fleet?at=" (seq) } { "Open the fleet page as of then" }
             }
-            (clusters_table(seq, &clusters))
+            // The fleet page's table; its links follow the context's `at`.
+            (super::fleet::clusters_table(&Ctx { at: At::Seq(seq), ..ctx.clone() }, &clusters))
             h3 { "Approvals as of seq " (seq) }
             @match &approvals {
                 Ok(a) if a.approvals.is_empty() => p.muted { "None." },
@@ -246,41 +247,6 @@ async fn fleet_at(ctx: &Ctx, seq: u64) -> Result<Markup, Refusal> {
             }
         }
     })
-}
-
-/// `table#clusters` with the fleet page's markup, links as of `seq`.
-// The fleet page (ui-core) has `pages::fleet::clusters_table`; its links
-// follow the request's `?at=`, which this page does not carry, so this one
-// writes them with `seq`.
-fn clusters_table(seq: u64, a: &ListClustersAnswer) -> Markup {
-    html! {
-        div.scroll {
-            table.data #clusters {
-                caption.sr-only { "Clusters as of seq " (seq) }
-                thead { tr {
-                    th scope="col" { "Name" } th scope="col" { "Status" } th scope="col" { "API endpoint" }
-                    th scope="col" { "Nodes" } th scope="col" { "Version" } th scope="col" { "Network" }
-                } }
-                tbody {
-                    @for c in &a.clusters {
-                        @let cl = &c.cluster;
-                        @let status = wire(&cl.status);
-                        tr data-cluster-id=(cl.id) data-status=(status) {
-                            td.name { a href={ "/ui/clusters/" (urlencode(&cl.id)) "?at=" (seq) } { (cl.name) } }
-                            td.status { (status) }
-                            td.endpoint { (cl.api_endpoint) }
-                            td.nodes { (c.node_count) }
-                            td.version { (c.version.as_deref().or(cl.k3s_version.as_deref()).unwrap_or("—")) }
-                            td.network { (cl.network_id.as_deref().unwrap_or("—")) }
-                        }
-                    }
-                    @if a.clusters.is_empty() {
-                        tr.empty { td colspan="6" { "No clusters yet at seq " (seq) "." } }
-                    }
-                }
-            }
-        }
-    }
 }
 
 /// The approvals as of `seq`.

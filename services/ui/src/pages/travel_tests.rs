@@ -64,7 +64,11 @@ async fn an_early_seq_shows_the_earlier_fleet() {
         html.contains(r#"<table class="data" id="clusters">"#),
         "{html}"
     );
-    assert!(html.contains(r#"<tr data-cluster-id="cluster-5b411a2c2a94505599f51912106e7d15" data-status="bootstrapping">"#), "{html}");
+    assert!(
+        html.contains(r#"<tr data-cluster-id="cluster-5b411a2c2a94505599f51912106e7d15" data-status="bootstrapping">"#),
+        "{html}"
+    );
+    assert!(html.contains(r#"<td class="status">"#));
     assert!(
         !html.contains("cluster-1cb96b59f2e959dfbaace31372d5b77f"),
         "created later"
