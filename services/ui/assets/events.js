@@ -71,7 +71,8 @@
         : "Pause";
     };
     if (pause) {
-      pause.hidden = false;
+      var wrap = document.getElementById("pause-wrap");
+      if (wrap) wrap.hidden = false;
       pause.addEventListener("click", function () {
         paused = !paused;
         if (!paused) {

@@ -106,7 +106,7 @@ pub fn agents_table(
                             },
                             Ok(a) => @for rep in &a.replicas {
                                 tr data-agent=(rep.replica) data-kind="service" data-status=(rep.status) {
-                                    td { (rep.replica) } td { "service " (rep.service) }
+                                    td { (rep.replica) } td { "service" }
                                     td.status { (rep.status) }
                                     td { (rep.applied_seq) " / " (rep.log_head_seq) " (" (rep.lag) ")" }
                                     td { (rep.host) }
@@ -127,7 +127,7 @@ pub fn agents_table(
                                 td { a href={ "/ui/agents?agent=" (urlencode(&inst.id)) } { (i.hostname.as_deref().unwrap_or(&inst.id)) } br; span.muted.small { (inst.id) } }
                                 td { "node" }
                                 td.status { (wire(&inst.status)) }
-                                td { "—" } td { (i.hostname.as_deref().unwrap_or("—")) } td { "—" }
+                                td { "—" } td { "—" } td { "—" }
                                 td { (inst.last_join_rejection.as_deref().or(inst.last_bootstrap_rejection.as_deref()).unwrap_or("")) }
                             }
                         }

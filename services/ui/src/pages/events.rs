@@ -168,7 +168,10 @@ pub async fn page(ctx: Ctx, Query(filters): Query<Filters>) -> Response {
             p.hint #tail-status role="status" aria-live="polite" {
                 "The newest " (events.len()) " events, newest first; new ones appear at the top while the page is open (with JavaScript)."
             }
-            p { button #pause type="button" aria-pressed="false" hidden { "Pause" } }
+            // Hidden until the script runs (a pause button without it would
+            // do nothing); the wrapper carries `hidden`, as button styles
+            // may set `display`.
+            p #pause-wrap hidden { button #pause type="button" aria-pressed="false" { "Pause" } }
         }
         (events_table(&events))
     };

@@ -50,6 +50,9 @@ async fn the_tail_lists_newest_first_with_the_stream_after_the_newest() {
         r#"<td class="kind"><a href="/ui/events/17">system.sdwan.virtual_ip.allocated</a>"#
     ));
     assert!(html.contains("events.js"));
+    assert!(html.contains(
+        r#"<p id="pause-wrap" hidden><button id="pause" type="button" aria-pressed="false">Pause</button>"#
+    ));
     assert!(!html.contains("data-live"), "events.js does the live part");
     // Event text is escaped.
     assert!(!html.contains("<script>alert(1)"));
