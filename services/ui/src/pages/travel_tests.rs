@@ -137,3 +137,23 @@ async fn a_backend_without_history_says_so() {
     assert_eq!(status, 409);
     assert!(html.contains(r#"data-code="read_only""#));
 }
+
+#[tokio::test]
+async fn the_diff_is_read_as_an_object_with_events_too() {
+    let mut f = fake();
+    f.diff = Some(Ok(serde_json::json!({
+        "from": 43,
+        "to": 47,
+        "events": fixture("diff_43_47.json"),
+        "totals": {"records": 4, "changed": 4, "refused": 0},
+    })));
+    let (status, html) = read(super::page(ctx(f), q(None, Some("43"), Some("47"))).await).await;
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains(r#"<tr data-seq="45">"#));
+    assert!(html.contains("4 event(s): 4 changed the state, 0 changed nothing, 0 refused."));
+    // Neither shape: said, not a panic.
+    let mut f = fake();
+    f.diff = Some(Ok(serde_json::json!("nope")));
+    let (_, html) = read(super::page(ctx(f), q(None, Some("43"), Some("47"))).await).await;
+    assert!(html.contains(r#"data-code="bad_answer""#));
+}
