@@ -88,8 +88,8 @@ async fn account(port: u16, admin: &str, name: &str) -> anyhow::Result<(String, 
     Ok((id, t["token"].as_str().context("no token")?.to_string()))
 }
 
-/// A one-server cluster of the token's account, active; its id.
-async fn cluster(port: u16, t: &str) -> anyhow::Result<String> {
+/// A one-server cluster of the token's account, active; its id and name.
+async fn cluster(port: u16, t: &str) -> anyhow::Result<(String, String)> {
     let net = ok(
         port,
         t,
@@ -133,7 +133,9 @@ async fn cluster(port: u16, t: &str) -> anyhow::Result<String> {
             .as_array()
             .and_then(|a| a.iter().find(|c| c["status"] == "active"))
         {
-            return Ok(c["id"].as_str().context("no cluster id")?.to_string());
+            let id = c["id"].as_str().context("no cluster id")?.to_string();
+            let name = c["name"].as_str().context("no cluster name")?.to_string();
+            return Ok((id, name));
         }
         if start.elapsed() > Duration::from_secs(60) {
             bail!("no active cluster within 60s: {list}");
@@ -174,6 +176,167 @@ async fn take(
     Ok(out)
 }
 
+/// Signs in with `token`: the session cookie and the session's CSRF token.
+async fn sign_in(port: u16, token: &str) -> anyhow::Result<(String, String)> {
+    let (status, head, _) = http(
+        port,
+        "POST",
+        "/ui/login",
+        None,
+        Some(&format!("token={token}")),
+    )
+    .await?;
+    if !(300..400).contains(&status) {
+        bail!("sign-in answered {status}: {head}");
+    }
+    let cookie = session_cookie(&head).context("no session cookie")?;
+    let (_, _, body) = http(port, "GET", "/ui/fleet", Some(&cookie), None).await?;
+    Ok((
+        cookie,
+        csrf_of(&body).context("no CSRF field on the fleet page")?,
+    ))
+}
+
+/// The `pn_ui_session=…` pair a response sets.
+fn session_cookie(head: &str) -> Option<String> {
+    head.lines()
+        .filter_map(|l| l.split_once(':'))
+        .filter(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
+        .filter_map(|(_, v)| v.trim().split(';').next())
+        .find(|c| c.starts_with("pn_ui_session=") && c.len() > "pn_ui_session=".len())
+        .map(str::to_string)
+}
+
+/// The value of a page's hidden `csrf` input.
+fn csrf_of(html: &str) -> Option<String> {
+    let at = html.find(r#"name="csrf""#)?;
+    let rest = &html[at..];
+    let v = rest.split_once(r#"value=""#)?.1;
+    Some(v.split('"').next()?.to_string())
+}
+
+/// The error code a refusal page shows.
+fn code_of(html: &str) -> Option<&str> {
+    html.split_once(r#"data-code=""#)?.1.split('"').next()
+}
+
+/// The dashboard's pages over the live node: time travel, a seq beyond the
+/// head, an unknown id, and posts that must append nothing.
+async fn pages(
+    port: u16,
+    token_a: &str,
+    token_b: &str,
+    cluster_b: &str,
+    name_b: &str,
+    early: u64,
+) -> anyhow::Result<()> {
+    let (cookie_a, csrf_a) = sign_in(port, token_a).await?;
+    let (cookie_b, csrf_b) = sign_in(port, token_b).await?;
+    assert_ne!(csrf_a, csrf_b);
+    let row = format!(r#"data-cluster-id="{cluster_b}""#);
+    let (status, _, now) = http(port, "GET", "/ui/fleet", Some(&cookie_b), None).await?;
+    assert_eq!(status, 200);
+    assert!(now.contains(&row), "the fleet lists B's cluster:\n{now}");
+    let (status, _, then) = http(
+        port,
+        "GET",
+        &format!("/ui/fleet?at={early}"),
+        Some(&cookie_b),
+        None,
+    )
+    .await?;
+    assert_eq!(status, 200);
+    assert!(
+        !then.contains(&row),
+        "before it was made, no cluster:\n{then}"
+    );
+    assert!(then.contains(r#"id="as-of""#), "{then}");
+    let (_, _, other) = http(port, "GET", "/ui/fleet", Some(&cookie_a), None).await?;
+    assert!(!other.contains(&row), "A does not see B's cluster");
+
+    let head = last_seq(port).await?;
+    let (status, _, body) = http(
+        port,
+        "GET",
+        &format!("/ui/fleet?at={}", head + 1000),
+        Some(&cookie_b),
+        None,
+    )
+    .await?;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(code_of(&body), Some("invalid_arguments"));
+    assert!(
+        body.contains(&format!("seq {} is beyond the head", head + 1000)),
+        "{body}"
+    );
+    let (status, _, body) = http(
+        port,
+        "GET",
+        "/ui/explain?id=cluster-nope",
+        Some(&cookie_b),
+        None,
+    )
+    .await?;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(code_of(&body), Some("not_found"));
+    let (status, _, body) = http(
+        port,
+        "GET",
+        &format!("/ui/explain?id={cluster_b}"),
+        Some(&cookie_a),
+        None,
+    )
+    .await?;
+    assert_eq!(status, 404, "another account's id: {body}");
+
+    // Posts that must append nothing.
+    let path = format!("/ui/clusters/{cluster_b}/decommission");
+    let before = last_seq(port).await?;
+    let (status, _, body) = http(
+        port,
+        "POST",
+        &path,
+        Some(&cookie_b),
+        Some(&format!("confirm_name={name_b}")),
+    )
+    .await?;
+    assert_eq!(
+        (status, code_of(&body)),
+        (403, Some("csrf_failed")),
+        "no CSRF token"
+    );
+    let (status, _, body) = http(
+        port,
+        "POST",
+        &path,
+        Some(&cookie_b),
+        Some(&format!("csrf={csrf_a}&confirm_name={name_b}")),
+    )
+    .await?;
+    assert_eq!(
+        (status, code_of(&body)),
+        (403, Some("csrf_failed")),
+        "another session's token"
+    );
+    let (status, _, body) = http(
+        port,
+        "POST",
+        &path,
+        Some(&cookie_a),
+        Some(&format!("csrf={csrf_a}&confirm_name={name_b}")),
+    )
+    .await?;
+    assert_eq!(
+        (status, code_of(&body)),
+        (404, Some("not_found")),
+        "another account's cluster: {body}"
+    );
+    assert_eq!(last_seq(port).await?, before, "nothing was appended");
+    let (_, _, now) = http(port, "GET", "/ui/fleet", Some(&cookie_b), None).await?;
+    assert!(now.contains(&row));
+    Ok(())
+}
+
 /// What the test built on the node.
 struct Built {
     a: String,
@@ -181,6 +344,7 @@ struct Built {
     b: String,
     token_b: String,
     cluster_b: String,
+    name_b: String,
     /// The head once A had its first network, before its second.
     early: u64,
     net_a: String,
@@ -270,13 +434,15 @@ async fn dashboard_backends_are_scoped_and_read_only_where_they_must_be() -> any
         json!({"name": "second"}),
     )
     .await?;
-    let cluster_b = cluster(port, &token_b).await?;
+    let (cluster_b, name_b) = cluster(port, &token_b).await?;
+    pages(port, &token_a, &token_b, &cluster_b, &name_b, early).await?;
     let built = Built {
         a,
         token_a,
         b,
         token_b,
         cluster_b,
+        name_b,
         early,
         net_a,
     };
@@ -611,5 +777,58 @@ async fn offline_binary(bin: &Path, export: &Path, built: &Built) -> anyhow::Res
         .await?;
         assert_eq!(status, 200, "{path}");
     }
+    let (_, _, body) = http(
+        port,
+        "GET",
+        &format!("/ui/fleet?account={}", built.b),
+        None,
+        None,
+    )
+    .await?;
+    assert!(
+        body.contains(&format!(r#"data-cluster-id="{}""#, built.cluster_b)),
+        "{body}"
+    );
+    let page = format!("/ui/clusters/{}?account={}", built.cluster_b, built.b);
+    let (status, _, body) = http(port, "GET", &page, None, None).await?;
+    assert_eq!(status, 200, "{body}");
+    let csrf = csrf_of(&body).context("no CSRF field on the cluster page offline")?;
+    let posts = [
+        (
+            format!(
+                "/ui/clusters/{}/decommission?account={}",
+                built.cluster_b, built.b
+            ),
+            format!("csrf={csrf}&confirm_name={}", built.name_b),
+        ),
+        (
+            format!("/ui/approvals/appr-nope/approve?account={}", built.b),
+            format!("csrf={csrf}"),
+        ),
+    ];
+    for (path, form) in posts {
+        let (status, _, body) = http(port, "POST", &path, None, Some(&form)).await?;
+        assert_eq!(
+            (status, code_of(&body)),
+            (409, Some("read_only")),
+            "{path}: {body}"
+        );
+    }
+    let (status, _, body) = http(
+        port,
+        "GET",
+        &format!(
+            "/ui/clusters/{}/kubeconfig?account={}",
+            built.cluster_b, built.b
+        ),
+        None,
+        None,
+    )
+    .await?;
+    assert_eq!(
+        (status, code_of(&body)),
+        (409, Some("read_only")),
+        "kubeconfig offline: {body}"
+    );
     Ok(())
 }
