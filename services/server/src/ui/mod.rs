@@ -59,19 +59,30 @@ pub async fn serve_file(
         .with_context(|| format!("cannot listen on {listen}"))?;
     let addr = listener.local_addr()?;
     if loaded.renumbered {
-        eprintln!(
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stderr(),
             "note: {} is a filtered or partial export: its {} records are numbered 1… here, \
              not as in the log they came from",
             file.display(),
             loaded.records
         );
     }
-    println!(
-        "Dashboard (read-only, {}): http://{addr}/ui/",
+    // Written whatever becomes of stdout (a closed pipe must not stop the
+    // server, as `println!` would).
+    let mut announce = format!(
+        "Dashboard (read-only, {}): http://{addr}/ui/\n",
         file.display()
     );
     if !backend.accounts().is_empty() {
-        println!("accounts: {}", backend.accounts().join(", "));
+        announce.push_str(&format!("accounts: {}\n", backend.accounts().join(", ")));
+    }
+    {
+        use std::io::Write as _;
+        let mut out = std::io::stdout().lock();
+        let _ = out
+            .write_all(announce.as_bytes())
+            .and_then(|()| out.flush());
     }
     let app = powernode_ui::router(powernode_ui::Ui::new(std::sync::Arc::new(backend)));
     let stop = shutdown.clone();
