@@ -96,6 +96,8 @@ fn shell(title: &str, ctx: Option<&Ctx>, nav: &str, main: Markup) -> Markup {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) " · powernode" }
+                // No favicon request (a 404 would be logged as an error).
+                link rel="icon" href="data:,";
                 link rel="stylesheet" href=(crate::assets::href("ui.css"));
                 script src=(crate::assets::href("ui.js")) defer {}
             }

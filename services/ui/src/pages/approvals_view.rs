@@ -62,17 +62,19 @@ fn waiting_row(ctx: &Ctx, a: &ApprovalView, now: DateTime<Utc>) -> Markup {
                 br;
                 time.muted.small datetime=(a.expires_at) { (a.expires_at) }
             }
-            td.actions {
-                form.approve method="post" action={ "/ui/approvals/" (urlencode(&a.id)) "/approve" } {
-                    (csrf_field(ctx))
-                    button.ok type="submit" data-action="approve" { "Approve" }
-                }
-                form.reject method="post" action={ "/ui/approvals/" (urlencode(&a.id)) "/reject" } {
-                    (csrf_field(ctx))
-                    label for=(reason_id) { "Reason to reject" }
-                    textarea id=(reason_id) name="reason" rows="2" required
-                        placeholder="why the failover should not happen" {}
-                    button.bad type="submit" data-action="reject" { "Reject" }
+            td.decide {
+                div.actions {
+                    form.approve method="post" action={ "/ui/approvals/" (urlencode(&a.id)) "/approve" } {
+                        (csrf_field(ctx))
+                        button.ok type="submit" data-action="approve" { "Approve" }
+                    }
+                    form.reject method="post" action={ "/ui/approvals/" (urlencode(&a.id)) "/reject" } {
+                        (csrf_field(ctx))
+                        label for=(reason_id) { "Reason to reject" }
+                        textarea id=(reason_id) name="reason" rows="2" required
+                            placeholder="why the failover should not happen" {}
+                        button.bad type="submit" data-action="reject" { "Reject" }
+                    }
                 }
             }
         }
