@@ -163,7 +163,7 @@ pub fn login(next: Option<&str>, reason: Option<&str>, refused: Option<&Refusal>
                 @let (code, text) = reason_parts(reason);
                 div.error role="alert" data-code=[code] {
                     @if let Some(code) = code { strong { (code) } ": " }
-                    (text) " Sign in again."
+                    (text) @if !text.ends_with('.') { "." } " Sign in again."
                 }
             }
             @if let Some(r) = refused {
