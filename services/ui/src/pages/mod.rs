@@ -23,19 +23,6 @@ pub async fn home() -> Response {
     Redirect::to(&format!("{}/fleet", crate::PATH)).into_response()
 }
 
-/// A page not built yet (replaced page by page).
-pub(crate) fn todo(ctx: &crate::Ctx, title: &str, nav: &'static str) -> Response {
-    crate::layout::page(
-        ctx,
-        crate::layout::Page {
-            title: title.to_string(),
-            nav,
-            body: maud::html! { p { "This page is not built yet." } },
-            live: None,
-        },
-    )
-}
-
 /// An action's answer as its typed form (a mismatch is the API's bug, said
 /// as a refusal rather than a panic).
 pub(crate) fn typed<T: DeserializeOwned>(v: serde_json::Value) -> Result<T, Refusal> {
