@@ -153,6 +153,15 @@ impl<S: Default> Default for Shared<S> {
 }
 
 impl<S> Shared<S> {
+    /// A projection already folded through `applied` (a replay's result,
+    /// served read-only: time travel, an export file).
+    pub fn folded(state: S, applied: u64) -> Self {
+        Self {
+            state: Arc::new(RwLock::new(state)),
+            applied_tx: Arc::new(watch::channel(applied).0),
+        }
+    }
+
     /// The last applied sequence.
     pub fn applied(&self) -> u64 {
         *self.applied_tx.borrow()

@@ -149,8 +149,7 @@ impl History {
         let folded = replay::fold(&source, Bound::Seq(seq), true, false)
             .await
             .map_err(|e| unavailable(format!("{e:#}")))?;
-        let fleet: Shared<FleetState> = Shared::default();
-        *fleet.state.write().await = folded.state.clone();
+        let fleet: Shared<FleetState> = Shared::folded(folded.state.clone(), seq);
         let reason: Arc<str> = match &self.api.read_only {
             Some(r) => format!("{r}, as of seq {seq}").into(),
             None => as_of_reason(seq).into(),

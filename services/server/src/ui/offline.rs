@@ -78,12 +78,13 @@ impl OfflineBackend {
                 .context("cannot copy the export into the temporary log")?;
         }
         let source = powernode_archive::Source::Log(log.clone());
+        // An export file is not this node's log: every signature is
+        // checked, as a live consumer's admission would.
         let folded =
-            powernode_inspect::replay::fold(&source, powernode_archive::Bound::End, true, false)
+            powernode_inspect::replay::fold(&source, powernode_archive::Bound::End, false, false)
                 .await?;
         let accounts = accounts(&folded.state, first_account)?;
-        let fleet: Shared<FleetState> = Shared::default();
-        *fleet.state.write().await = folded.state;
+        let fleet: Shared<FleetState> = Shared::folded(folded.state, total);
         let name = file.file_name().map_or_else(
             || file.display().to_string(),
             |n| n.to_string_lossy().into_owned(),
