@@ -426,3 +426,37 @@ async fn answers_name_the_node_and_the_vip_generation_it_holds() {
     );
     assert!(head.contains("x-powernode-node: server-1\r\n"), "{head}");
 }
+
+/// A joining server that started before the platform handed it the
+/// cluster's CA serves a certificate of its own CA; once a start carries
+/// the CA, the same SANs are served from the cluster's CA (the SANs alone
+/// did not change, and the certificate must be issued again anyway: the
+/// failing probes of a freshly promoted holder were this).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_ca_handed_over_after_the_first_start_is_served() {
+    let mut first = server("server-1", &bootstrap_plan());
+    let ca = first.cluster_ca().cloned().expect("a CA");
+    let mut join = ServerPlan {
+        cluster_init: false,
+        server_url: Some(format!("https://[{VIP}]:6443")),
+        token: first.read_artifacts().expect("artefacts").node_token,
+        tls_sans: vec![VIP.into()],
+        overlay_ip: Some(OVERLAY_2.into()),
+        cluster_ca: None,
+        ..ServerPlan::default()
+    };
+    let mut second = server("server-2", &join);
+    second.observe_cluster("inst-2", &cluster_nodes());
+    let own = second.cluster_ca().cloned().expect("a CA of its own");
+    assert_ne!(own, ca);
+    let addr = second.api_address().expect("listens");
+    let (status, _, _) = get(addr, &own, None, &addr.to_string(), "/version").await;
+    assert_eq!(status, 200);
+
+    join.cluster_ca = Some(ca.clone());
+    second.start_server(&join).expect("start again with the CA");
+    assert_eq!(second.cluster_ca(), Some(&ca));
+    // `get` fails the handshake unless the certificate verifies with `ca`.
+    let (status, head, _) = get(addr, &ca, None, &addr.to_string(), "/version").await;
+    assert_eq!(status, 200, "{head}");
+}

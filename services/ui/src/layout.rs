@@ -158,7 +158,11 @@ pub fn login(next: Option<&str>, reason: Option<&str>, refused: Option<&Refusal>
         main id="main" {
             h1 { "Sign in" }
             @if let Some(reason) = reason {
-                p.error role="alert" { (reason) }
+                @let (code, text) = reason_parts(reason);
+                div.error role="alert" data-code=[code] {
+                    @if let Some(code) = code { strong { (code) } ": " }
+                    (text) " Sign in again."
+                }
             }
             @if let Some(r) = refused {
                 (refusal_box(r))
@@ -173,6 +177,22 @@ pub fn login(next: Option<&str>, reason: Option<&str>, refused: Option<&Refusal>
         }
     };
     (status, Html(shell("Sign in", None, "", main).into_string())).into_response()
+}
+
+/// `token_expired: the token …` as (`token_expired`, `the token …`); a
+/// reason without a code prefix as it is.
+fn reason_parts(reason: &str) -> (Option<&str>, &str) {
+    match reason.split_once(": ") {
+        Some((code, text))
+            if !code.is_empty()
+                && code
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b == b'_' || b.is_ascii_digit()) =>
+        {
+            (Some(code), text)
+        }
+        _ => (None, reason),
+    }
 }
 
 /// A refusal as a message box: code and message.

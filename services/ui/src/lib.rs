@@ -14,7 +14,8 @@
 //! * [`layout`] — the page shell, navigation, messages and refusals;
 //! * [`assets`] — the embedded stylesheet and script;
 //! * [`live`] — `/ui/stream`, the live feed for the script;
-//! * [`pages`] — one module per page.
+//! * [`pages`] — one module per page;
+//! * [`widgets`] — badges, flash messages, countdowns the pages share.
 
 pub mod assets;
 pub mod backend;
@@ -22,6 +23,7 @@ pub mod layout;
 pub mod live;
 pub mod pages;
 pub mod session;
+pub mod widgets;
 
 pub use backend::{At, Backend, BoxFut, EventQuery, Head, Mode, Principal, Refusal};
 pub use session::Ctx;

@@ -1,7 +1,9 @@
 //! `GET /ui/stream?kind_prefix=&cluster=&instance=`: the session's events
 //! as server-sent events for `ui.js` (the cookie authenticates, since
-//! `EventSource` cannot send a bearer token). Each event is `id: <seq>`,
-//! `event: <kind>`, `data: <the recent_events object>`.
+//! `EventSource` cannot send a bearer token). Each event is `id: <seq>`
+//! and `data: <the recent_events object>` (its `kind` inside); no `event:`
+//! name, so `EventSource.onmessage` sees every one. A reconnecting browser
+//! sends `Last-Event-ID` and catches up from there.
 
 use crate::backend::EventQuery;
 use crate::session::Ctx;

@@ -14,7 +14,7 @@ use crate::layout;
 use crate::Ui;
 use axum::extract::{FromRequestParts, Query, State};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap, HeaderValue};
+use axum::http::{header, HeaderMap, HeaderValue, Method};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
 use powernode_actions::ActionName;
@@ -200,11 +200,16 @@ impl FromRequestParts<Ui> for Ctx {
         let q: AtQuery = Query::try_from_uri(&parts.uri)
             .map(|Query(q)| q)
             .unwrap_or_default();
-        let path = parts
-            .uri
-            .path_and_query()
-            .map(|p| p.as_str().to_string())
-            .unwrap_or_else(|| crate::PATH.to_string());
+        let path = if parts.method == Method::GET || parts.method == Method::HEAD {
+            parts
+                .uri
+                .path_and_query()
+                .map(|p| p.as_str().to_string())
+                .unwrap_or_else(|| crate::PATH.to_string())
+        } else {
+            // A post's `next=` is the page its form was on.
+            referer_path(&parts.headers)
+        };
         let fragment = parts.headers.contains_key("x-pn-fragment");
         let at = match q.at.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
             None | Some("head") => At::Head,
@@ -283,6 +288,24 @@ pub fn urlencode(s: &str) -> String {
     out
 }
 
+/// The dashboard path of the request's `Referer` (the fleet without one).
+fn referer_path(headers: &HeaderMap) -> String {
+    let fallback = || format!("{}/fleet", crate::PATH);
+    let Some(r) = headers.get(header::REFERER).and_then(|v| v.to_str().ok()) else {
+        return fallback();
+    };
+    let rest = match r.split_once("://") {
+        Some((_, after)) => after.find('/').map(|i| &after[i..]).unwrap_or("/"),
+        None => r,
+    };
+    let rest = rest.split('#').next().unwrap_or_default();
+    if rest.starts_with(crate::PATH) && !rest.starts_with("//") {
+        rest.to_string()
+    } else {
+        fallback()
+    }
+}
+
 /// `next=` must stay inside the dashboard (no open redirect).
 fn safe_next(next: Option<&str>) -> String {
     match next {
@@ -293,6 +316,8 @@ fn safe_next(next: Option<&str>) -> String {
     }
 }
 
+/// The login page's query: where to go afterwards, and why the session
+/// ended (set by [`to_login`]).
 #[derive(Deserialize, Default)]
 pub struct LoginQuery {
     next: Option<String>,
@@ -307,6 +332,7 @@ pub async fn login_page(State(ui): State<Ui>, Query(q): Query<LoginQuery>) -> Re
     layout::login(q.next.as_deref(), q.reason.as_deref(), None)
 }
 
+/// The sign-in form.
 #[derive(Deserialize)]
 pub struct LoginForm {
     #[serde(default)]
@@ -362,16 +388,30 @@ pub async fn login(State(ui): State<Ui>, Form(form): Form<LoginForm>) -> Respons
     }
 }
 
-/// `POST /ui/logout`.
-pub async fn logout(State(ui): State<Ui>, headers: HeaderMap) -> Response {
+/// The sign-out form.
+#[derive(Deserialize)]
+pub struct LogoutForm {
+    #[serde(default)]
+    csrf: Option<String>,
+}
+
+/// `POST /ui/logout`: CSRF-checked (a forged post cannot sign anyone
+/// out); the session ends server-side and the cookie is cleared.
+pub async fn logout(ctx: Ctx, headers: HeaderMap, Form(form): Form<LogoutForm>) -> Response {
+    if let Err(r) = ctx.check_csrf(form.csrf.as_deref()) {
+        return layout::refusal(&ctx, &r);
+    }
     if let Some(sid) = cookie(&headers, COOKIE) {
-        ui.sessions.remove(sid);
+        ctx.ui.sessions.remove(sid);
     }
     let mut res = Redirect::to(&format!("{}/login", crate::PATH)).into_response();
     res.headers_mut().append(
         header::SET_COOKIE,
-        HeaderValue::from_str(&format!("{COOKIE}=; Path={}; Max-Age=0", crate::PATH))
-            .expect("ASCII"),
+        HeaderValue::from_str(&format!(
+            "{COOKIE}=; Path={}; Max-Age=0; HttpOnly; SameSite=Strict",
+            crate::PATH
+        ))
+        .expect("ASCII"),
     );
     res
 }

@@ -40,18 +40,23 @@ impl SimulatedRuntime {
         self.reissue_if_needed()
     }
 
-    /// Issues the API certificate again when the SANs it needs changed.
+    /// Issues the API certificate again when the SANs it needs changed,
+    /// or the cluster CA did (a joining server that started before the
+    /// platform handed it the cluster's CA served one of its own: once the
+    /// CA arrives, clients that verify with the kubeconfig must see a
+    /// certificate of that CA, whatever the SANs).
     fn reissue_if_needed(&mut self) -> Result<(), RuntimeError> {
         let (Some(api), Some(ca)) = (&self.api, &self.ca) else {
             return Ok(());
         };
         let sans = self.desired_sans();
-        if sans == self.cert_sans {
+        if sans == self.cert_sans && self.cert_ca.as_deref() == Some(ca.cert_pem.as_str()) {
             return Ok(());
         }
         let cert = pki::server_cert(ca, &self.node_name, &sans)?;
         api.set_certificate(ca, &cert)?;
         tracing::info!(node = %self.node_name, ?sans, "simulated k3s API certificate issued");
+        self.cert_ca = Some(ca.cert_pem.clone());
         self.cert_sans = sans;
         Ok(())
     }

@@ -111,6 +111,9 @@ pub struct SimulatedRuntime {
     api: Option<Arc<ApiServer>>,
     /// The SANs the API's current certificate was issued for.
     cert_sans: Vec<String>,
+    /// The CA certificate the API's current certificate was issued from
+    /// (a CA handed over after a first start must be served from too).
+    cert_ca: Option<String>,
     /// This node's instance id and its cluster's nodes, as the platform
     /// last said.
     instance_id: Option<String>,
@@ -149,6 +152,7 @@ impl SimulatedRuntime {
             api_listen: None,
             api: None,
             cert_sans: Vec::new(),
+            cert_ca: None,
             instance_id: None,
             nodes: Vec::new(),
             state_file: None,

@@ -13,10 +13,11 @@ use std::path::Path;
 use std::time::Duration;
 
 /// The permissions of the demo's operator token.
-const PERMISSIONS: [&str; 3] = [
+const PERMISSIONS: [&str; 4] = [
     "system.kubernetes_provision",
     "system.kubernetes_decommission",
     "system.kubernetes_kubeconfig",
+    "system.sdwan_failover",
 ];
 /// Lightweight nodes (< 4 GiB) get flannel.
 const MEMORY_MB: u64 = 2048;
@@ -25,6 +26,8 @@ const MEMORY_MB: u64 = 2048;
 pub struct Built {
     /// The prod cluster's id.
     pub prod: String,
+    /// With `--keep`: the failover left waiting for approval.
+    pub staged: Option<super::failover::Staged>,
 }
 
 /// A provisioned instance on its own template, peered on the network.
@@ -99,7 +102,11 @@ impl Tour {
         self.runbook_misrouted_worker(&prod).await?;
         self.runbook_decommission(&staging).await?;
         self.upgrade(&prod).await?;
-        Ok(Built { prod })
+        let staged = match args.keep {
+            true => Some(self.stage_failover(&prod).await?),
+            false => None,
+        };
+        Ok(Built { prod, staged })
     }
 
     /// The SD-WAN network the tour's instances are peers of.

@@ -4,6 +4,7 @@
 //! through the HTTP API step by step, with the events each step caused.
 
 mod dataplane;
+mod failover;
 mod flow;
 mod narrator;
 mod runbook;
@@ -148,6 +149,9 @@ async fn tour(args: &DemoArgs, dir: &Path, node: &RunningNode) -> anyhow::Result
         .run(args, dir, &url, &token_file)
         .await?;
     hints(args, dir, &url, ca.as_deref(), &built);
+    if let Some(staged) = &built.staged {
+        failover::say_waiting(staged, &url, &built.prod);
+    }
     Ok(())
 }
 

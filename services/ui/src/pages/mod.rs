@@ -5,29 +5,32 @@
 
 pub mod agents;
 pub mod approvals;
+mod approvals_view;
 pub mod cluster;
+mod cluster_vip;
 pub mod events;
 pub mod explain;
 pub mod fleet;
 pub mod skills;
 pub mod travel;
 
+use crate::backend::Refusal;
 use axum::response::{IntoResponse, Redirect, Response};
+use serde::de::DeserializeOwned;
 
 /// `GET /ui`: the fleet.
 pub async fn home() -> Response {
     Redirect::to(&format!("{}/fleet", crate::PATH)).into_response()
 }
 
-/// A page not built yet (replaced page by page).
-pub(crate) fn todo(ctx: &crate::Ctx, title: &str, nav: &'static str) -> Response {
-    crate::layout::page(
-        ctx,
-        crate::layout::Page {
-            title: title.to_string(),
-            nav,
-            body: maud::html! { p { "This page is not built yet." } },
-            live: None,
-        },
-    )
+/// An action's answer as its typed form (a mismatch is the API's bug, said
+/// as a refusal rather than a panic).
+pub(crate) fn typed<T: DeserializeOwned>(v: serde_json::Value) -> Result<T, Refusal> {
+    serde_json::from_value(v).map_err(|e| {
+        Refusal::new(
+            502,
+            "bad_answer",
+            format!("the API answered something the dashboard does not understand: {e}"),
+        )
+    })
 }
