@@ -21,7 +21,19 @@ from datetime import datetime, timezone
 
 from ui_harness import Failed, Harness, timeout_guard
 
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
+
+
+def retry_stale(fn, tries=4):
+    """Runs `fn`, again when the live script replaced what it touched."""
+    for i in range(tries):
+        try:
+            return fn()
+        except StaleElementReferenceException:
+            if i == tries - 1:
+                raise
+            time.sleep(0.3)
 
 
 def login(h, token):
@@ -147,7 +159,7 @@ def check_waiting(h):
     h.one(approval_row(aid) + " form.approve button[data-action=approve]", "the approve button")
     h.one(approval_row(aid) + " form.reject textarea[name=reason]", "the reason")
     h.shoot("approvals")
-    return f"{aid}, expires {at}: {h.one(approval_row(aid)).text!r}"
+    return f"{aid}, expires {at}"
 
 
 @timeout_guard
@@ -160,7 +172,7 @@ def check_approve(h):
         raise Failed("no approval waiting (see approval_waits)")
     h.go("/ui/approvals", "approvals (approve)")
     h.wait(approval_row(aid), "the approval still waiting")
-    h.one(approval_row(aid) + " form.approve button[data-action=approve]").click()
+    retry_stale(lambda: h.one(approval_row(aid) + " form.approve button[data-action=approve]").click())
     time.sleep(0.3)
     h.accept_dialog()
     h.wait(approval_row(aid), "the approval leaves the waiting list", gone=True, timeout=15)
@@ -206,20 +218,37 @@ def check_reject(h):
         raise Failed("no approval waiting (see approval_waits)")
     h.go("/ui/approvals", "approvals (reject)")
     h.wait(approval_row(aid), "the approval waiting")
-    reason = h.one(approval_row(aid) + " form.reject textarea[name=reason]")
-    if reason.get_attribute("required") is None:
+    reason_css = approval_row(aid) + " form.reject textarea[name=reason]"
+    if h.one(reason_css).get_attribute("required") is None:
         raise Failed("the reject reason is not `required`")
-    reason.clear()
+    # A reason being typed survives the live updates of the page.
+    typed = "planned outage"
+    retry_stale(lambda: h.one(reason_css).send_keys(typed))
+    time.sleep(1.5)
+    kept = h.one(reason_css).get_attribute("value")
+    if kept != typed:
+        raise Failed(f"the typed reason became {kept!r} while the page updated itself")
+    # Empty: the browser does not submit (HTML `required`).
     before = h.driver.current_url
     h.driver.execute_script("window.__pn_not_reloaded = true;")
-    h.one(approval_row(aid) + " form.reject button[data-action=reject]").click()
+
+    def click_empty():
+        h.one(reason_css).clear()
+        h.one(approval_row(aid) + " form.reject button[data-action=reject]").click()
+
+    retry_stale(click_empty)
     time.sleep(0.8)
     h.accept_dialog()
     if h.driver.current_url != before or not h.driver.execute_script(
         "return window.__pn_not_reloaded === true"
     ):
         raise Failed(f"an empty reason submitted the reject form (now at {h.path()})")
-    if not h.driver.execute_script("return arguments[0].validity.valueMissing", reason):
+    missing = retry_stale(
+        lambda: h.driver.execute_script(
+            "return arguments[0].validity.valueMissing", h.one(reason_css)
+        )
+    )
+    if not missing:
         raise Failed("the empty reason is not marked missing")
     csrf = h.one(approval_row(aid) + " form.reject input[name=csrf]").get_attribute("value")
     h.allow_refusals(f"/ui/approvals/{aid}/")

@@ -318,6 +318,7 @@ pub async fn run_browser(config: Value) -> anyhow::Result<(Value, bool, String)>
     let mut cmd = std::process::Command::new("python3");
     cmd.arg(&script)
         .arg(config.to_string())
+        .env("PYTHONDONTWRITEBYTECODE", "1")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());

@@ -111,6 +111,17 @@ async fn dashboard_in_a_real_browser() -> anyhow::Result<()> {
     let (report, exited_ok, stderr) = run_browser(config).await?;
 
     let checks = &report["checks"];
+    eprintln!(
+        "browser checks ({} s in the browser):",
+        report["elapsed_secs"]
+    );
+    for c in CHECKS {
+        eprintln!(
+            "  {c}: {} ({} s)",
+            if checks[*c]["ok"] == true { "ok" } else { "FAILED" },
+            checks[*c]["secs"]
+        );
+    }
     let failed: Vec<String> = CHECKS
         .iter()
         .filter(|c| checks[**c]["ok"] != true)
