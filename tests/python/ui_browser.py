@@ -202,6 +202,10 @@ def check_approve(h):
                 "form#decommission input[name=confirm_name]"):
         h.one(css, f"the cluster page's {css}")
     h.shoot("cluster")
+    # The VIP in view (the README's picture of a failover).
+    h.driver.execute_script("document.getElementById('vip').scrollIntoView()")
+    h.driver.save_screenshot(f"{h.out}/cluster-vip.png")
+    h.driver.execute_script("window.scrollTo(0, 0)")
     # Decided: the approval is in the decided list.
     h.go("/ui/approvals", "approvals (decided)")
     status = h.one(f"section#decided tr[data-approval-id='{aid}'] td.status", "the decided approval").text
