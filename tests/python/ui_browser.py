@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 
 from ui_harness import Failed, Harness, timeout_guard
 
-from selenium.common.exceptions import StaleElementReferenceException
+from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
 from selenium.webdriver.common.by import By
 
 
@@ -73,6 +73,30 @@ def check_login(h):
     if "/ui/fleet" not in h.path():
         raise Failed(f"after sign-in at {h.path()}, not the fleet")
     return f"wrong token: {said!r}"
+
+
+def check_many_pages(h):
+    """Ten live pages in a row each load at once: a page left (and kept in
+    the back/forward cache) must not keep its /ui/stream connection, or
+    the browser's six connections per host (HTTP/1.1) run out and the
+    seventh page stalls."""
+    h.driver.set_page_load_timeout(5)
+    try:
+        for i in range(10):
+            started = time.monotonic()
+            try:
+                h.go(f"/ui/fleet?n={i}", "fleet (page after page)")
+            except TimeoutException:
+                raise Failed(
+                    f"page {i + 1} of 10 did not load within 5 s: the pages left keep their "
+                    "/ui/stream open (back/forward cache) until the browser's connections per "
+                    "host run out; the script must close its EventSource on `pagehide` (and "
+                    "open it again on `pageshow`)"
+                ) from None
+            h.wait("table#clusters", f"page {i + 1} of 10")
+    finally:
+        h.driver.set_page_load_timeout(30)
+    return f"10 pages, the last in {time.monotonic() - started:.2f} s"
 
 
 def cluster_row(cid):
@@ -175,7 +199,13 @@ def check_approve(h):
     retry_stale(lambda: h.one(approval_row(aid) + " form.approve button[data-action=approve]").click())
     time.sleep(0.3)
     h.accept_dialog()
-    h.wait(approval_row(aid), "the approval leaves the waiting list", gone=True, timeout=15)
+    # The answer is the cluster page (its VIP): wait for it to load whole.
+    h.until(
+        "the approval's answer loaded",
+        lambda: f"/ui/clusters/{ha['id']}" in h.driver.current_url
+        and h.driver.execute_script("return document.readyState") == "complete",
+        timeout=15,
+    )
 
     # The API says who holds it now; the cluster page says the same.
     vip = h.until(
@@ -188,11 +218,13 @@ def check_approve(h):
     new_holder = vip["holders"][0]
     peer = vip.get("holder_peer_id") or ""
     h.observed["api_holder"], h.observed["api_peer"] = new_holder, peer
-    h.go(f"/ui/clusters/{ha['id']}", "cluster")
+    # The approval answers with the cluster page (or the queue): the VIP
+    # follows live there.
+    if not h.path().startswith(f"/ui/clusters/{ha['id']}"):
+        h.go(f"/ui/clusters/{ha['id']}", "cluster")
+    h.page = "cluster"
     h.wait("section#vip", "the cluster's VIP section")
-    gen = h.wait_text(
-        "section#vip [data-field=generation]", ["2"], "the new generation", reload_every=2
-    )
+    gen = h.wait_text("section#vip [data-field=generation]", ["2"], "the new generation")
     holder_text = h.one("section#vip [data-field=holder]").text
     if new_holder not in holder_text and (not peer or peer not in holder_text):
         raise Failed(f"the holder reads {holder_text!r}; the API says {new_holder} (peer {peer})")
@@ -315,7 +347,10 @@ def check_explain(h):
         seq = g.get_attribute("data-seq")
         if not g.find_elements(By.CSS_SELECTOR, "title"):
             raise Failed(f"node {seq} has no <title>")
-        links = [a.get_attribute("href") or a.get_attribute("xlink:href") for a in g.find_elements(By.CSS_SELECTOR, "a")]
+        links = [
+            a.get_dom_attribute("href") or a.get_dom_attribute("xlink:href")
+            for a in g.find_elements(By.CSS_SELECTOR, "a")
+        ]
         if not any(l and l.endswith(f"/ui/events/{seq}") for l in links):
             raise Failed(f"node {seq} does not link to its event: {links}")
     edges = len(h.find("svg#graph path.edge[data-from][data-to]"))
@@ -420,6 +455,7 @@ def main():
     h = Harness(cfg)
     try:
         h.check("login", lambda: check_login(h))
+        h.check("many_pages_in_a_row", lambda: check_many_pages(h))
         h.check("fleet_lists_clusters", lambda: check_fleet(h))
         h.check("new_cluster_without_reload", lambda: check_live_cluster(h))
         h.check("approval_waits", lambda: check_waiting(h))

@@ -297,6 +297,7 @@ def timeout_guard(fn):
         try:
             return fn(h, *a)
         except TimeoutException as e:
-            raise Failed(f"timed out: {e.msg}; main: {h.main_text()}") from None
+            where = "".join(traceback.format_tb(e.__traceback__)[1:3])
+            raise Failed(f"timed out: {e.msg}\n{where}main: {h.main_text()}") from None
 
     return run

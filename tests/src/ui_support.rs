@@ -258,7 +258,7 @@ pub struct Offline {
 }
 
 impl Offline {
-    /// Starts it and waits until `/ui/fleet` answers.
+    /// Starts it and waits until `/ui/fleet` answers (a page or a redirect).
     pub async fn start(file: &Path) -> anyhow::Result<Offline> {
         let port = free_port();
         let log = file.with_extension("ui.log");
@@ -279,15 +279,7 @@ impl Offline {
         };
         let start = Instant::now();
         loop {
-            let a = powernode_client::request(
-                &format!("127.0.0.1:{port}"),
-                "GET",
-                "/ui/fleet",
-                None,
-                b"",
-            )
-            .await;
-            if a.is_ok_and(|a| a.status == 200) {
+            if status_of(port, "/ui/fleet").await.is_some_and(|s| s < 500) {
                 return Ok(offline);
             }
             if start.elapsed() > Duration::from_secs(30) {
@@ -299,6 +291,25 @@ impl Offline {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
+}
+
+/// The status of `GET path` on `127.0.0.1:port` (plain http), if it answers.
+async fn status_of(port: u16, path: &str) -> Option<u16> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .ok()?;
+    let req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.ok()?;
+    let mut head = [0u8; 32];
+    let n = s.read(&mut head).await.ok()?;
+    // `HTTP/1.1 200 OK`
+    std::str::from_utf8(&head[..n])
+        .ok()?
+        .split(' ')
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 /// Where the screenshots go: `$POWERNODE_TEST_OUT/ui-screenshots`, else

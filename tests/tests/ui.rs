@@ -6,8 +6,9 @@
 //! one-server cluster, then (after the sequence the time-travel check
 //! goes back to) an HA cluster of two servers. The script checks, each a
 //! named entry of its JSON report asserted here:
-//! * sign-in (a wrong token is an alert) and the fleet listing both
-//!   clusters; a cluster made while the page is open appears without reload;
+//! * sign-in (a wrong token is an alert); ten live pages in a row each
+//!   load (a page left must not keep its event stream open); the fleet
+//!   listing both clusters; a cluster made while the page is open appears without reload;
 //! * the HA holder's instance terminated, its failover waits on
 //!   `/ui/approvals`; reject needs a reason (the browser keeps an empty
 //!   form, the server refuses a forged one and posts without CSRF token);
@@ -33,6 +34,7 @@ use serde_json::json;
 /// The checks the script must report, all passed.
 const CHECKS: &[&str] = &[
     "login",
+    "many_pages_in_a_row",
     "fleet_lists_clusters",
     "new_cluster_without_reload",
     "approval_waits",
@@ -118,14 +120,23 @@ async fn dashboard_in_a_real_browser() -> anyhow::Result<()> {
     for c in CHECKS {
         eprintln!(
             "  {c}: {} ({} s)",
-            if checks[*c]["ok"] == true { "ok" } else { "FAILED" },
+            if checks[*c]["ok"] == true {
+                "ok"
+            } else {
+                "FAILED"
+            },
             checks[*c]["secs"]
         );
     }
     let failed: Vec<String> = CHECKS
         .iter()
         .filter(|c| checks[**c]["ok"] != true)
-        .map(|c| format!("{c}: {}", checks[*c]["detail"].as_str().unwrap_or("missing")))
+        .map(|c| {
+            format!(
+                "{c}: {}",
+                checks[*c]["detail"].as_str().unwrap_or("missing")
+            )
+        })
         .collect();
     assert!(
         failed.is_empty() && exited_ok,
@@ -146,7 +157,9 @@ async fn dashboard_in_a_real_browser() -> anyhow::Result<()> {
         shown.contains(&second) || shown.contains(v["holder_peer_id"].as_str().unwrap_or("?")),
         "the UI showed holder {shown:?}; the API: {v}"
     );
-    let approval = report["observed"]["approval"].as_str().context("no approval")?;
+    let approval = report["observed"]["approval"]
+        .as_str()
+        .context("no approval")?;
     let granted = p
         .call("system_list_approvals", json!({ "status": "granted" }))
         .await?;
@@ -158,7 +171,9 @@ async fn dashboard_in_a_real_browser() -> anyhow::Result<()> {
             .any(|a| a["id"] == approval),
         "{approval} is not granted: {granted}"
     );
-    let live = report["observed"]["live_cluster"].as_str().context("no live cluster")?;
+    let live = report["observed"]["live_cluster"]
+        .as_str()
+        .context("no live cluster")?;
     let list = p.call("kubernetes_list_clusters", json!({})).await?;
     assert!(
         list["clusters"]
@@ -169,8 +184,18 @@ async fn dashboard_in_a_real_browser() -> anyhow::Result<()> {
         "{list}"
     );
     for page in [
-        "login", "fleet", "cluster", "approvals", "events", "event", "travel", "diff", "explain",
-        "skills", "agents", "offline",
+        "login",
+        "fleet",
+        "cluster",
+        "approvals",
+        "events",
+        "event",
+        "travel",
+        "diff",
+        "explain",
+        "skills",
+        "agents",
+        "offline",
     ] {
         let file = shots.join(format!("{page}.png"));
         let len = std::fs::metadata(&file)
