@@ -110,6 +110,7 @@
     var selStart = null, selEnd = null;
     try { if (focusKey) { selStart = active.selectionStart; selEnd = active.selectionEnd; } } catch (_) { }
     var x = window.scrollX, y = window.scrollY;
+    var flash = document.getElementById("flash"); // an action's message stays until a reload
 
     ["data-live", "data-at"].forEach(function (a) {
       if (fresh.hasAttribute(a)) m.setAttribute(a, fresh.getAttribute(a)); else m.removeAttribute(a);
@@ -118,6 +119,10 @@
     while (m.firstChild) m.removeChild(m.firstChild);
     nodes.forEach(function (n) { m.appendChild(n); });
 
+    if (flash && !document.getElementById("flash")) {
+      var h1 = m.querySelector("h1");
+      m.insertBefore(flash, h1 ? h1.nextSibling : m.firstChild);
+    }
     restore(m, kept);
     if (focusKey) {
       var again_ = null;

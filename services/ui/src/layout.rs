@@ -96,6 +96,8 @@ fn shell(title: &str, ctx: Option<&Ctx>, nav: &str, main: Markup) -> Markup {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) " · powernode" }
+                // No favicon request (a 404 would be logged as an error).
+                link rel="icon" href="data:,";
                 link rel="stylesheet" href=(crate::assets::href("ui.css"));
                 script src=(crate::assets::href("ui.js")) defer {}
             }
@@ -161,7 +163,7 @@ pub fn login(next: Option<&str>, reason: Option<&str>, refused: Option<&Refusal>
                 @let (code, text) = reason_parts(reason);
                 div.error role="alert" data-code=[code] {
                     @if let Some(code) = code { strong { (code) } ": " }
-                    (text) " Sign in again."
+                    (text) @if !text.ends_with('.') { "." } " Sign in again."
                 }
             }
             @if let Some(r) = refused {

@@ -233,3 +233,20 @@ async fn the_assets_are_served_from_the_binary() {
     assert!(js.contains("\"x-pn-fragment\": \"1\""));
     assert!(!js.contains("console.error"));
 }
+
+#[tokio::test]
+async fn a_vip_whose_dry_run_finds_no_candidate_says_so() {
+    let fake = fleet();
+    fake.answer(
+        ActionName::FailoverVirtualIp,
+        Ok(json!({
+            "resolved": false, "dry_run": true, "virtual_ip_id": "vip-1",
+            "current_holder": "peer-a", "generation": 3, "holder_silent": false,
+            "candidates": []
+        })),
+    );
+    let b = Browser::sign_in(fake).await;
+    let page = b.get("/ui/clusters/c-1").await;
+    assert!(page.body.contains("id=\"no-candidates\""));
+    assert!(!page.body.contains("data-candidate="));
+}

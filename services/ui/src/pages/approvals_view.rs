@@ -60,22 +60,32 @@ fn waiting_row(ctx: &Ctx, a: &ApprovalView, now: DateTime<Utc>) -> Markup {
             td.expires data-expires-at=(a.expires_at) {
                 span.countdown { (widgets::countdown(&a.expires_at, now)) }
                 br;
-                time.muted.small datetime=(a.expires_at) { (a.expires_at) }
+                time.muted.small datetime=(a.expires_at) { (clock(&a.expires_at)) }
             }
-            td.actions {
-                form.approve method="post" action={ "/ui/approvals/" (urlencode(&a.id)) "/approve" } {
-                    (csrf_field(ctx))
-                    button.ok type="submit" data-action="approve" { "Approve" }
-                }
-                form.reject method="post" action={ "/ui/approvals/" (urlencode(&a.id)) "/reject" } {
-                    (csrf_field(ctx))
-                    label for=(reason_id) { "Reason to reject" }
-                    textarea id=(reason_id) name="reason" rows="2" required
-                        placeholder="why the failover should not happen" {}
-                    button.bad type="submit" data-action="reject" { "Reject" }
+            td.decide {
+                div.actions {
+                    form.approve method="post" action={ "/ui/approvals/" (urlencode(&a.id)) "/approve" } {
+                        (csrf_field(ctx))
+                        button.ok type="submit" data-action="approve" { "Approve" }
+                    }
+                    form.reject method="post" action={ "/ui/approvals/" (urlencode(&a.id)) "/reject" } {
+                        (csrf_field(ctx))
+                        label for=(reason_id) { "Reason to reject" }
+                        textarea id=(reason_id) name="reason" rows="2" required
+                            placeholder="why the failover should not happen" {}
+                        button.bad type="submit" data-action="reject" { "Reject" }
+                    }
                 }
             }
         }
+    }
+}
+
+/// `2026-12-06T23:12:18Z` as `at 23:12:18 UTC` (as it is when unreadable).
+fn clock(rfc3339: &str) -> String {
+    match DateTime::parse_from_rfc3339(rfc3339) {
+        Ok(t) => format!("at {}", t.with_timezone(&Utc).format("%H:%M:%S UTC")),
+        Err(_) => rfc3339.to_string(),
     }
 }
 

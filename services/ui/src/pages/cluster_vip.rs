@@ -176,8 +176,8 @@ fn applied(v: &VirtualIpView) -> Markup {
 fn candidates(ctx: &Ctx, v: &VirtualIpView, scores: Option<&FailoverDryRun>) -> Markup {
     html! {
         h3 id="candidates-h" { "Failover candidates" }
-        @if v.failover_candidates.is_empty() && scores.is_none_or(|s| s.candidates.is_empty()) {
-            p.muted { "None: a single server, failover has nowhere to go." }
+        @if scores.map_or(v.failover_candidates.len(), |s| s.candidates.len()) == 0 {
+            p.muted id="no-candidates" { "None: no other server of the cluster can take it over (failover has nowhere to go)." }
         } @else {
             div.scroll {
                 table.data id="candidates" aria-labelledby="candidates-h" {
