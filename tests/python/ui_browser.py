@@ -133,6 +133,9 @@ def check_live_cluster(h):
     h.go("/ui/fleet", "fleet (live)")
     h.wait("table#clusters", "the fleet")
     h.driver.execute_script("window.__pn_not_reloaded = true;")
+    # Past any refresh the page makes by itself as it starts: what shows
+    # the cluster below is a live update.
+    time.sleep(1.0)
     net = h.api("system_sdwan_create_network", {"name": "ui-live"})["network"]["id"]
     tmpl = h.api("system_create_template", {"name": "ui-live-1"})["template"]["id"]
     node = h.api(
