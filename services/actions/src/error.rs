@@ -132,6 +132,12 @@ error_codes! {
     ExecutionFinished = "execution_finished", 409;
     /// 409: the templates do not hold enough idle enrolled instances.
     NotEnoughInstances = "not_enough_instances", 409;
+    // The dashboard.
+    /// 409: this API serves a read-only view (an export file, or the fleet
+    /// as of a past sequence): an action that changes the fleet, or records
+    /// an audit event, is refused and nothing is appended; the message
+    /// names the action and why the view is read-only.
+    ReadOnly = "read_only", 409;
 }
 
 impl ErrorCode {

@@ -253,6 +253,7 @@ async fn serve(
         shutdown: Default::default(),
         status: Default::default(),
         https: false,
+        read_only: None,
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", listener.local_addr()?);

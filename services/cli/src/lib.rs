@@ -35,6 +35,7 @@ pub mod replay;
 pub mod replay_show;
 pub mod sim;
 pub mod skills;
+pub mod ui;
 
 pub use api_args::ApiArgs;
 
@@ -187,6 +188,9 @@ pub enum Command {
     /// A guided tour: a throwaway platform with simulated agents, two K3s
     /// clusters built step by step through the API, narrated.
     Demo(demo::DemoArgs),
+    /// The web dashboard over an export file, read-only:
+    /// `powernode ui --file export.pnx` (a running node serves it at /ui).
+    Ui(ui::UiArgs),
     /// Benchmarks.
     #[command(subcommand)]
     Bench(powernode_bench::BenchCommand),
@@ -330,6 +334,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             args.data_dir = cli.api.data_dir.clone();
             demo::run(args).await
         }
+        Command::Ui(args) => ui::run(args).await,
         Command::Bench(b) => powernode_bench::run(b).await,
         Command::Nats(n) => nats::run(n, cli.api.output),
     }

@@ -342,6 +342,7 @@ pub async fn start_node_with(
                 shutdown: shutdown.clone(),
                 status: ctx.status.clone(),
                 https: tls.is_some(),
+                read_only: None,
             });
             let stop = shutdown.clone();
             match tls {
@@ -412,6 +413,12 @@ pub async fn start_node_with(
         match crate::api::bootstrap::ensure_admin_token(&log, &shared, data_dir).await {
             Ok(path) => {
                 info!("admin token in {}", path.display());
+                if let Some(url) = node.api_url() {
+                    info!(
+                        "Dashboard: {url}/ui/ (sign in with an operator token, e.g. {})",
+                        path.display()
+                    );
+                }
                 node.admin_token_file = Some(path);
             }
             Err(e) => {

@@ -166,6 +166,10 @@ fn hints(args: &DemoArgs, dir: &Path, url: &str, ca: Option<&Path>, built: &flow
     } else {
         say("Run `powernode demo --keep` to poke at it afterwards, e.g.:");
     }
+    say(&format!(
+        "Dashboard: {url}/ui/ — sign in with the token in {}",
+        token_file.display()
+    ));
     if args.keep {
         if let Some(ca) = ca {
             say(&format!(

@@ -66,6 +66,10 @@ pub struct ApiState {
     /// True when the API is served over https (the dashboard's session
     /// cookie is then `Secure`).
     pub https: bool,
+    /// Set when this state serves a read-only view (an export file, or the
+    /// fleet as of a past sequence): why. The dispatch then refuses every
+    /// action that would append (409 `read_only`) before any handler runs.
+    pub read_only: Option<std::sync::Arc<str>>,
 }
 
 /// The router.

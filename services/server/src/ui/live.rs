@@ -1,7 +1,11 @@
-//! The dashboard over this API node.
+//! The dashboard over this API node: every method authenticates the
+//! session's operator token against the API's projection first (401s as
+//! the API answers them), then answers for the token's account only
+//! ([`History`]).
 
-use super::{answer_json, not_yet, refusal};
-use crate::api::actions::dispatch;
+use super::history::History;
+use super::refusal;
+use crate::api::auth::{authenticate, Operator};
 use crate::api::ApiState;
 use axum::http::{header, HeaderMap, HeaderValue};
 use futures::stream::BoxStream;
@@ -11,17 +15,21 @@ use serde_json::Value;
 
 /// The dashboard over a live API node.
 pub struct LiveBackend {
-    api: ApiState,
+    history: History,
     https: bool,
 }
 
 impl LiveBackend {
     /// Over `api`, served over https or not.
     pub fn new(api: ApiState, https: bool) -> Self {
-        Self { api, https }
+        Self {
+            history: History::new(api, true),
+            https,
+        }
     }
 
-    fn headers(who: &Principal) -> Result<HeaderMap, Refusal> {
+    /// The operator the session's token authenticates as.
+    async fn operator(&self, who: &Principal) -> Result<Operator, Refusal> {
         let Principal::Token(token) = who else {
             return Err(Refusal::new(
                 401,
@@ -29,13 +37,14 @@ impl LiveBackend {
                 "a live dashboard needs an operator token",
             ));
         };
-        let mut h = HeaderMap::new();
-        h.insert(
+        let mut headers = HeaderMap::new();
+        headers.insert(
             header::AUTHORIZATION,
             HeaderValue::from_str(&format!("Bearer {token}"))
                 .map_err(|_| Refusal::new(401, "unauthorized", "the token is not header text"))?,
         );
-        Ok(h)
+        let fleet = self.history.api().fleet.state.read().await;
+        authenticate(&headers, &fleet).map_err(refusal)
     }
 }
 
@@ -52,48 +61,56 @@ impl Backend for LiveBackend {
         args: Value,
     ) -> BoxFut<'a, Result<Value, Refusal>> {
         Box::pin(async move {
-            let headers = Self::headers(who)?;
-            if let At::Seq(_) = at {
-                return Err(not_yet("time travel"));
-            }
-            let body = serde_json::to_vec(&args).expect("JSON");
-            dispatch(&self.api, &headers, action.as_str(), &body)
-                .await
-                .map_err(refusal)
-                .and_then(answer_json)
+            let operator = self.operator(who).await?;
+            self.history.call(operator, at, action, args).await
         })
     }
 
-    fn head<'a>(&'a self, _who: &'a Principal) -> BoxFut<'a, Result<Head, Refusal>> {
-        Box::pin(async move { Err(not_yet("the log's head")) })
+    fn head<'a>(&'a self, who: &'a Principal) -> BoxFut<'a, Result<Head, Refusal>> {
+        Box::pin(async move {
+            self.operator(who).await?;
+            self.history.head().await
+        })
     }
 
-    fn event<'a>(&'a self, _who: &'a Principal, _seq: u64) -> BoxFut<'a, Result<Value, Refusal>> {
-        Box::pin(async move { Err(not_yet("one event")) })
+    fn event<'a>(&'a self, who: &'a Principal, seq: u64) -> BoxFut<'a, Result<Value, Refusal>> {
+        Box::pin(async move {
+            let operator = self.operator(who).await?;
+            self.history.event(&operator.account, seq).await
+        })
     }
 
     fn diff<'a>(
         &'a self,
-        _who: &'a Principal,
-        _from: u64,
-        _to: u64,
+        who: &'a Principal,
+        from: u64,
+        to: u64,
     ) -> BoxFut<'a, Result<Value, Refusal>> {
-        Box::pin(async move { Err(not_yet("what changed")) })
+        Box::pin(async move {
+            let operator = self.operator(who).await?;
+            self.history.diff(&operator.account, from, to).await
+        })
     }
 
     fn explain<'a>(
         &'a self,
-        _who: &'a Principal,
-        _id: &'a str,
+        who: &'a Principal,
+        id: &'a str,
     ) -> BoxFut<'a, Result<Value, Refusal>> {
-        Box::pin(async move { Err(not_yet("explain")) })
+        Box::pin(async move {
+            let operator = self.operator(who).await?;
+            self.history.explain(&operator.account, id).await
+        })
     }
 
     fn events<'a>(
         &'a self,
-        _who: &'a Principal,
-        _query: EventQuery,
+        who: &'a Principal,
+        query: EventQuery,
     ) -> BoxFut<'a, Result<BoxStream<'static, Value>, Refusal>> {
-        Box::pin(async move { Err(not_yet("the live feed")) })
+        Box::pin(async move {
+            let operator = self.operator(who).await?;
+            self.history.events(&operator.account, query).await
+        })
     }
 }

@@ -8,11 +8,14 @@
 //! * [`offline::OfflineBackend`] — over an export file, read-only
 //!   (`powernode ui --file export.pnx`).
 
+mod history;
 pub mod live;
 pub mod offline;
+#[cfg(test)]
+mod tests;
 
 use crate::api::error::ApiError;
-use powernode_ui::Refusal;
+pub use powernode_ui::{At, Backend, EventQuery, Head, Mode, Principal, Refusal};
 
 /// An API refusal as the dashboard shows it.
 pub fn refusal(e: ApiError) -> Refusal {
@@ -28,7 +31,67 @@ pub fn answer_json(a: crate::api::Answer) -> Result<serde_json::Value, Refusal> 
     }
 }
 
-/// Not built yet (replaced as the backends grow).
-pub(crate) fn not_yet(what: &str) -> Refusal {
-    Refusal::new(501, "not_implemented", format!("{what} is not built yet"))
+/// Serves the dashboard over the export `file`, read-only, on `listen`
+/// (loopback only: plain http, no sign-in) until Ctrl-C; `account`, when
+/// given, is the account shown first. Prints the dashboard's URL once it
+/// listens.
+pub async fn serve_file(
+    file: &std::path::Path,
+    listen: std::net::SocketAddr,
+    account: Option<&str>,
+) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    if !listen.ip().is_loopback() {
+        anyhow::bail!(
+            "--listen {listen}: the offline dashboard listens on a loopback address only \
+             (127.0.0.1 or ::1): it is plain http without sign-in"
+        );
+    }
+    if !file.is_file() {
+        anyhow::bail!("{}: no such export file", file.display());
+    }
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let (backend, loaded) = offline::OfflineBackend::open(file, account, shutdown.clone())
+        .await
+        .with_context(|| format!("cannot serve {}", file.display()))?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let addr = listener.local_addr()?;
+    if loaded.renumbered {
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stderr(),
+            "note: {} is a filtered or partial export: its {} records are numbered 1… here, \
+             not as in the log they came from",
+            file.display(),
+            loaded.records
+        );
+    }
+    // Written whatever becomes of stdout (a closed pipe must not stop the
+    // server, as `println!` would).
+    let mut announce = format!(
+        "Dashboard (read-only, {}): http://{addr}/ui/\n",
+        file.display()
+    );
+    if !backend.accounts().is_empty() {
+        announce.push_str(&format!("accounts: {}\n", backend.accounts().join(", ")));
+    }
+    {
+        use std::io::Write as _;
+        let mut out = std::io::stdout().lock();
+        let _ = out
+            .write_all(announce.as_bytes())
+            .and_then(|()| out.flush());
+    }
+    let app = powernode_ui::router(powernode_ui::Ui::new(std::sync::Arc::new(backend)));
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        stop.cancel();
+    });
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+        .context("the dashboard's server stopped")
 }

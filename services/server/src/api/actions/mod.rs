@@ -220,6 +220,20 @@ pub async fn dispatch(
     body: &[u8],
 ) -> Result<super::Answer, ApiError> {
     let operator = authenticate(headers, &*api.fleet.state.read().await)?;
+    dispatch_as(api, operator, headers, name, body).await
+}
+
+/// [`dispatch`] for an operator already authenticated (the dashboard: at a
+/// past sequence the token is checked against the live projection, and
+/// offline there is no token, see `crate::ui`). `headers` only carry the
+/// MCP audit tag, if any.
+pub async fn dispatch_as(
+    api: &ApiState,
+    operator: Operator,
+    headers: &HeaderMap,
+    name: &str,
+    body: &[u8],
+) -> Result<super::Answer, ApiError> {
     let Ok(action) = name.parse::<ActionName>() else {
         return Err(ApiError::new(
             ErrorCode::UnknownAction,
@@ -238,6 +252,9 @@ pub async fn dispatch(
         ));
     }
     check_characters("", &value)?;
+    if let Some(reason) = &api.read_only {
+        read_only_gate(reason, action, &value)?;
+    }
     let ctx = ActionContext { api, operator };
     let Some(tag) = mcp_audit::Tag::from_headers(headers)? else {
         return run_action(&ctx, action, value).await;
@@ -264,6 +281,23 @@ pub async fn dispatch(
             answer
         }
     }
+}
+
+/// On a read-only view (`reason` says why), refuses every action that
+/// would append an event: those whose effect is not a read, and the
+/// kubeconfig retrieval (a read that records an audit event and hands out
+/// a secret).
+pub fn read_only_gate(reason: &str, action: ActionName, args: &Value) -> Result<(), ApiError> {
+    use powernode_actions::effect::Effect;
+    let what = match action.effect_of(args) {
+        _ if action == ActionName::GetKubeconfig => "hands out a secret and records an audit event",
+        Effect::Read => return Ok(()),
+        Effect::Write | Effect::Destructive => "changes the fleet",
+    };
+    Err(ApiError::new(
+        ErrorCode::ReadOnly,
+        format!("{reason}: {action} {what} and is refused"),
+    ))
 }
 
 /// Runs `action` with its arguments (the generated dispatch).
