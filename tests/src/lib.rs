@@ -9,6 +9,7 @@
 //! * [`lifecycle_support`] — the whole platform and real agents, for the K3s lifecycle tests;
 //! * [`failover_support`] — HA clusters, events, approvals and forged beats for the VIP failover tests;
 //! * [`failover_replica`] — a second service replica as a `powernode serve` process, and its durable cursor;
+//! * [`ui_support`] — the dashboard's browser test: the platform, the offline dashboard, the Selenium script;
 //! * [`netns`] — network namespaces, an underlay bridge, processes and hand-made WireGuard tunnels in them, for the data-plane test.
 //!
 //! The integration tests themselves live in `tests/tests/`.
@@ -28,3 +29,4 @@ pub mod netns;
 pub mod replay_support;
 pub mod tail_support;
 pub mod tls_support;
+pub mod ui_support;
