@@ -98,8 +98,14 @@
         add(e);
       }
     };
+    // Closed when the page is hidden (a cached page must not hold one of
+    // the browser's six connections per host); a page brought back from
+    // the back/forward cache loads again, with the rows it missed.
     window.addEventListener("pagehide", function () {
       source.close();
+    });
+    window.addEventListener("pageshow", function (e) {
+      if (e.persisted) location.reload();
     });
   }
 

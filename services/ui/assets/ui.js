@@ -218,6 +218,13 @@
     enhance(document);
     setInterval(tick, 1000);
     startLive();
+    // A page kept in the back/forward cache must not keep its stream open:
+    // browsers allow six connections per host over HTTP/1.1, and a few
+    // cached live pages would stall every next page load.
+    window.addEventListener("pagehide", stopLive);
+    window.addEventListener("pageshow", function (e) {
+      if (e.persisted) { startLive(); schedule(); }
+    });
   }
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
   else start();
