@@ -257,14 +257,14 @@ pub async fn dispatch_as(
     }
     let ctx = ActionContext { api, operator };
     let Some(tag) = mcp_audit::Tag::from_headers(headers)? else {
-        return run_action(&ctx, action, value).await;
+        return run_boxed(&ctx, action, value).await;
     };
     // An MCP tool call: audited whatever its outcome (a call the MCP server
     // settled itself, e.g. by asking for a confirmation, only is audited).
     let object_id = action.object_id(&value);
     let answer = match &tag.outcome {
         Some(_) => Ok(super::Answer::Json(serde_json::json!({ "audited": true }))),
-        None => run_action(&ctx, action, value).await,
+        None => run_boxed(&ctx, action, value).await,
     };
     let outcome = match (&tag.outcome, &answer) {
         (Some(outcome), _) => outcome.clone(),
@@ -301,6 +301,19 @@ pub fn read_only_gate(reason: &str, action: ActionName, args: &Value) -> Result<
 }
 
 /// Runs `action` with its arguments (the generated dispatch).
+/// [`run_action`] boxed: its state machine holds every handler of the
+/// table, and its poll function is ~180 KB of code. Awaited unboxed, each
+/// caller's future embeds it and the compiler may copy it into each (the
+/// HTTP, MCP and dashboard paths made five copies); behind one box there is
+/// one, for one allocation per action.
+fn run_boxed<'a>(
+    ctx: &'a ActionContext<'a>,
+    action: ActionName,
+    value: Value,
+) -> std::pin::Pin<Box<dyn Future<Output = Result<super::Answer, ApiError>> + Send + 'a>> {
+    Box::pin(run_action(ctx, action, value))
+}
+
 async fn run_action(
     ctx: &ActionContext<'_>,
     action: ActionName,
