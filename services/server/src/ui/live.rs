@@ -4,32 +4,34 @@
 //! ([`History`]).
 
 use super::history::History;
-use super::refusal;
+use super::{refusal, Dashboard, Sessions};
 use crate::api::auth::{authenticate, Operator};
 use crate::api::ApiState;
 use axum::http::{header, HeaderMap, HeaderValue};
-use futures::stream::BoxStream;
-use powernode_actions::ActionName;
-use powernode_ui::{At, Backend, BoxFut, EventQuery, Head, Mode, Principal, Refusal};
-use serde_json::Value;
+use powernode_ui::{BoxFut, Mode, Principal, Refusal};
 
-/// The dashboard over a live API node.
-pub struct LiveBackend {
+/// The sessions of a live API node: operator tokens.
+pub struct Live {
     history: History,
     https: bool,
 }
 
+/// The dashboard over a live API node.
+pub type LiveBackend = Dashboard<Live>;
+
 impl LiveBackend {
     /// Over `api`, served over https or not.
     pub fn new(api: ApiState, https: bool) -> Self {
-        Self {
+        Dashboard(Live {
             history: History::new(api, true),
             https,
-        }
+        })
     }
+}
 
+impl Live {
     /// The operator the session's token authenticates as.
-    async fn operator(&self, who: &Principal) -> Result<Operator, Refusal> {
+    async fn authenticate(&self, who: &Principal) -> Result<Operator, Refusal> {
         let Principal::Token(token) = who else {
             return Err(Refusal::new(
                 401,
@@ -48,69 +50,16 @@ impl LiveBackend {
     }
 }
 
-impl Backend for LiveBackend {
+impl Sessions for Live {
     fn mode(&self) -> Mode {
         Mode::Live { https: self.https }
     }
 
-    fn call<'a>(
-        &'a self,
-        who: &'a Principal,
-        at: At,
-        action: ActionName,
-        args: Value,
-    ) -> BoxFut<'a, Result<Value, Refusal>> {
-        Box::pin(async move {
-            let operator = self.operator(who).await?;
-            self.history.call(operator, at, action, args).await
-        })
+    fn history(&self) -> &History {
+        &self.history
     }
 
-    fn head<'a>(&'a self, who: &'a Principal) -> BoxFut<'a, Result<Head, Refusal>> {
-        Box::pin(async move {
-            self.operator(who).await?;
-            self.history.head().await
-        })
-    }
-
-    fn event<'a>(&'a self, who: &'a Principal, seq: u64) -> BoxFut<'a, Result<Value, Refusal>> {
-        Box::pin(async move {
-            let operator = self.operator(who).await?;
-            self.history.event(&operator.account, seq).await
-        })
-    }
-
-    fn diff<'a>(
-        &'a self,
-        who: &'a Principal,
-        from: u64,
-        to: u64,
-    ) -> BoxFut<'a, Result<Value, Refusal>> {
-        Box::pin(async move {
-            let operator = self.operator(who).await?;
-            self.history.diff(&operator.account, from, to).await
-        })
-    }
-
-    fn explain<'a>(
-        &'a self,
-        who: &'a Principal,
-        id: &'a str,
-    ) -> BoxFut<'a, Result<Value, Refusal>> {
-        Box::pin(async move {
-            let operator = self.operator(who).await?;
-            self.history.explain(&operator.account, id).await
-        })
-    }
-
-    fn events<'a>(
-        &'a self,
-        who: &'a Principal,
-        query: EventQuery,
-    ) -> BoxFut<'a, Result<BoxStream<'static, Value>, Refusal>> {
-        Box::pin(async move {
-            let operator = self.operator(who).await?;
-            self.history.events(&operator.account, query).await
-        })
+    fn operator<'a>(&'a self, who: &'a Principal) -> BoxFut<'a, Result<Operator, Refusal>> {
+        Box::pin(self.authenticate(who))
     }
 }

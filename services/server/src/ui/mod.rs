@@ -95,3 +95,99 @@ pub async fn serve_file(
         .await
         .context("the dashboard's server stopped")
 }
+
+/// What the live and the offline dashboards do differently: how they are
+/// served and who a request acts as. Everything else is [`History`],
+/// answered by the one [`Backend`] impl of [`Dashboard`].
+pub trait Sessions: Send + Sync + 'static {
+    /// Live or offline.
+    fn mode(&self) -> powernode_ui::Mode;
+    /// The history core both answer from.
+    fn history(&self) -> &history::History;
+    /// The operator a request acts as (a refusal names why there is none).
+    fn operator<'a>(
+        &'a self,
+        who: &'a powernode_ui::Principal,
+    ) -> powernode_ui::BoxFut<'a, Result<crate::api::auth::Operator, powernode_ui::Refusal>>;
+}
+
+/// A dashboard backend: [`Sessions`] resolve the operator, [`History`]
+/// answers for the operator's account.
+pub struct Dashboard<S>(pub S);
+
+impl<S: Sessions> powernode_ui::Backend for Dashboard<S> {
+    fn mode(&self) -> powernode_ui::Mode {
+        self.0.mode()
+    }
+
+    fn call<'a>(
+        &'a self,
+        who: &'a powernode_ui::Principal,
+        at: powernode_ui::At,
+        action: powernode_actions::ActionName,
+        args: serde_json::Value,
+    ) -> powernode_ui::BoxFut<'a, Result<serde_json::Value, powernode_ui::Refusal>> {
+        Box::pin(async move {
+            let operator = self.0.operator(who).await?;
+            self.0.history().call(operator, at, action, args).await
+        })
+    }
+
+    fn head<'a>(
+        &'a self,
+        who: &'a powernode_ui::Principal,
+    ) -> powernode_ui::BoxFut<'a, Result<powernode_ui::Head, powernode_ui::Refusal>> {
+        Box::pin(async move {
+            self.0.operator(who).await?;
+            self.0.history().head().await
+        })
+    }
+
+    fn event<'a>(
+        &'a self,
+        who: &'a powernode_ui::Principal,
+        seq: u64,
+    ) -> powernode_ui::BoxFut<'a, Result<serde_json::Value, powernode_ui::Refusal>> {
+        Box::pin(async move {
+            let operator = self.0.operator(who).await?;
+            self.0.history().event(&operator.account, seq).await
+        })
+    }
+
+    fn diff<'a>(
+        &'a self,
+        who: &'a powernode_ui::Principal,
+        from: u64,
+        to: u64,
+    ) -> powernode_ui::BoxFut<'a, Result<serde_json::Value, powernode_ui::Refusal>> {
+        Box::pin(async move {
+            let operator = self.0.operator(who).await?;
+            self.0.history().diff(&operator.account, from, to).await
+        })
+    }
+
+    fn explain<'a>(
+        &'a self,
+        who: &'a powernode_ui::Principal,
+        id: &'a str,
+    ) -> powernode_ui::BoxFut<'a, Result<serde_json::Value, powernode_ui::Refusal>> {
+        Box::pin(async move {
+            let operator = self.0.operator(who).await?;
+            self.0.history().explain(&operator.account, id).await
+        })
+    }
+
+    fn events<'a>(
+        &'a self,
+        who: &'a powernode_ui::Principal,
+        query: powernode_ui::EventQuery,
+    ) -> powernode_ui::BoxFut<
+        'a,
+        Result<futures::stream::BoxStream<'static, serde_json::Value>, powernode_ui::Refusal>,
+    > {
+        Box::pin(async move {
+            let operator = self.0.operator(who).await?;
+            self.0.history().events(&operator.account, query).await
+        })
+    }
+}

@@ -10,21 +10,19 @@
 //! secret can be served.
 
 use super::history::History;
+use super::{Dashboard, Sessions};
 use crate::api::auth::{Operator, Permission};
 use crate::api::ApiState;
 use crate::secrets::{Created, SecretError, SecretKey, SecretStore, Version};
 use anyhow::Context as _;
 use async_trait::async_trait;
-use futures::stream::BoxStream;
-use powernode_actions::ActionName;
 use powernode_archive::Reader;
 use powernode_events::{AccountId, RawEnvelope};
 use powernode_log::embedded::EmbeddedLog;
 use powernode_log::RawRecord;
 use powernode_projections::FleetState;
 use powernode_runtime::Shared;
-use powernode_ui::{At, Backend, BoxFut, EventQuery, Head, Mode, Principal, Refusal};
-use serde_json::Value;
+use powernode_ui::{BoxFut, Mode, Principal, Refusal};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -33,8 +31,8 @@ use tokio_util::sync::CancellationToken;
 /// Records appended per call while loading.
 const CHUNK: usize = 1000;
 
-/// The dashboard over an export file.
-pub struct OfflineBackend {
+/// The sessions of an export file: one synthetic operator per account.
+pub struct Offline {
     history: History,
     file: PathBuf,
     accounts: Vec<String>,
@@ -51,6 +49,9 @@ pub struct Loaded {
     /// numbered 1… here, not as in the log they came from.
     pub renumbered: bool,
 }
+
+/// The dashboard over an export file, read-only.
+pub type OfflineBackend = Dashboard<Offline>;
 
 impl OfflineBackend {
     /// Loads `file` (checked whole first: a damaged export loads nothing).
@@ -102,12 +103,12 @@ impl OfflineBackend {
             read_only: Some(format!("this dashboard serves {name} read-only").into()),
         };
         Ok((
-            Self {
+            Dashboard(Offline {
                 history: History::new(api, false),
                 file: file.to_path_buf(),
                 accounts,
                 _dir: dir,
-            },
+            }),
             Loaded {
                 records: total,
                 renumbered,
@@ -117,11 +118,13 @@ impl OfflineBackend {
 
     /// The export's accounts, those holding clusters first.
     pub fn accounts(&self) -> &[String] {
-        &self.accounts
+        &self.0.accounts
     }
+}
 
+impl Offline {
     /// The synthetic operator of the principal's account.
-    fn operator(&self, who: &Principal) -> Result<Operator, Refusal> {
+    fn resolve(&self, who: &Principal) -> Result<Operator, Refusal> {
         let Principal::Offline { account } = who else {
             return Err(Refusal::new(
                 401,
@@ -204,7 +207,7 @@ fn accounts(state: &FleetState, first: Option<&str>) -> anyhow::Result<Vec<Strin
     Ok(out)
 }
 
-impl Backend for OfflineBackend {
+impl Sessions for Offline {
     fn mode(&self) -> Mode {
         Mode::Offline {
             file: self.file.clone(),
@@ -212,65 +215,13 @@ impl Backend for OfflineBackend {
         }
     }
 
-    fn call<'a>(
-        &'a self,
-        who: &'a Principal,
-        at: At,
-        action: ActionName,
-        args: Value,
-    ) -> BoxFut<'a, Result<Value, Refusal>> {
-        Box::pin(async move {
-            let operator = self.operator(who)?;
-            self.history.call(operator, at, action, args).await
-        })
+    fn history(&self) -> &History {
+        &self.history
     }
 
-    fn head<'a>(&'a self, who: &'a Principal) -> BoxFut<'a, Result<Head, Refusal>> {
-        Box::pin(async move {
-            self.operator(who)?;
-            self.history.head().await
-        })
-    }
-
-    fn event<'a>(&'a self, who: &'a Principal, seq: u64) -> BoxFut<'a, Result<Value, Refusal>> {
-        Box::pin(async move {
-            let operator = self.operator(who)?;
-            self.history.event(&operator.account, seq).await
-        })
-    }
-
-    fn diff<'a>(
-        &'a self,
-        who: &'a Principal,
-        from: u64,
-        to: u64,
-    ) -> BoxFut<'a, Result<Value, Refusal>> {
-        Box::pin(async move {
-            let operator = self.operator(who)?;
-            self.history.diff(&operator.account, from, to).await
-        })
-    }
-
-    fn explain<'a>(
-        &'a self,
-        who: &'a Principal,
-        id: &'a str,
-    ) -> BoxFut<'a, Result<Value, Refusal>> {
-        Box::pin(async move {
-            let operator = self.operator(who)?;
-            self.history.explain(&operator.account, id).await
-        })
-    }
-
-    fn events<'a>(
-        &'a self,
-        who: &'a Principal,
-        query: EventQuery,
-    ) -> BoxFut<'a, Result<BoxStream<'static, Value>, Refusal>> {
-        Box::pin(async move {
-            let operator = self.operator(who)?;
-            self.history.events(&operator.account, query).await
-        })
+    fn operator<'a>(&'a self, who: &'a Principal) -> BoxFut<'a, Result<Operator, Refusal>> {
+        let operator = self.resolve(who);
+        Box::pin(async move { operator })
     }
 }
 
