@@ -71,6 +71,71 @@ pub async fn ok(port: u16, token: &str, name: &str, args: Value) -> anyhow::Resu
     Ok(a.body["data"].clone())
 }
 
+/// A one-server cluster of `token`'s account on a network of its own (the
+/// network, template and host all named `name`), through the API: network,
+/// template, node, instance, peer, `k3s-server` assignment. Answers the
+/// cluster (as `kubernetes_list_clusters` lists it) once it is active, or
+/// fails after `within`. Needs simulated (or real) agents on the platform.
+pub async fn one_server_cluster(
+    port: u16,
+    token: &str,
+    name: &str,
+    within: Duration,
+) -> anyhow::Result<Value> {
+    let t = token;
+    let net = ok(
+        port,
+        t,
+        "system_sdwan_create_network",
+        json!({ "name": name }),
+    )
+    .await?;
+    let tmpl = ok(port, t, "system_create_template", json!({ "name": name })).await?;
+    let node = ok(
+        port,
+        t,
+        "system_create_node",
+        json!({"hostname": name, "node_template_id": tmpl["template"]["id"], "memory_mb": 2048}),
+    )
+    .await?;
+    let inst = ok(
+        port,
+        t,
+        "system_provision_instance",
+        json!({"node_id": node["node"]["id"]}),
+    )
+    .await?;
+    ok(
+        port,
+        t,
+        "system_sdwan_attach_peer",
+        json!({"network_id": net["network"]["id"], "node_instance_id": inst["id"]}),
+    )
+    .await?;
+    ok(
+        port,
+        t,
+        "system_assign_module_to_template",
+        json!({"template_id": tmpl["template"]["id"], "module_name": "k3s-server"}),
+    )
+    .await?;
+    let network_id = net["network"]["id"].clone();
+    let start = Instant::now();
+    loop {
+        let list = ok(port, t, "kubernetes_list_clusters", json!({})).await?;
+        if let Some(c) = list["clusters"].as_array().and_then(|a| {
+            a.iter()
+                .find(|c| c["status"] == "active" && c["network_id"] == network_id)
+        }) {
+            return Ok(c.clone());
+        }
+        if start.elapsed() > within {
+            bail!("no active cluster on {network_id} within {within:?}: {list}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Waits until the `powernode up` on `port` wrote its admin token into
 /// `data_dir` and answers with it; the token.
 pub async fn admin_token(port: u16, data_dir: &Path) -> anyhow::Result<String> {

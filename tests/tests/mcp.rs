@@ -18,11 +18,13 @@
 
 use anyhow::{bail, Context};
 use powernode_tests::bins::powernode_bin;
-use powernode_tests::cli_support::{admin_token, free_port, ok, powernode, text, Running};
+use powernode_tests::cli_support::{
+    admin_token, free_port, ok, one_server_cluster, powernode, text, Running,
+};
 use serde_json::{json, Value};
 use std::path::Path;
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The confirmation TTL both transports run with (the script waits it out).
 const TTL_SECS: u64 = 3;
@@ -114,58 +116,8 @@ impl Platform {
     /// A one-server cluster on a network of its own; answers its id once
     /// it is active.
     async fn cluster(&self, name: &str) -> anyhow::Result<String> {
-        let (port, t) = (self.port, self.token.as_str());
-        let net = ok(
-            port,
-            t,
-            "system_sdwan_create_network",
-            json!({ "name": name }),
-        )
-        .await?;
-        let tmpl = ok(port, t, "system_create_template", json!({ "name": name })).await?;
-        let node = ok(
-            port,
-            t,
-            "system_create_node",
-            json!({"hostname": name, "node_template_id": tmpl["template"]["id"], "memory_mb": 2048}),
-        )
-        .await?;
-        let inst = ok(
-            port,
-            t,
-            "system_provision_instance",
-            json!({"node_id": node["node"]["id"]}),
-        )
-        .await?;
-        ok(
-            port,
-            t,
-            "system_sdwan_attach_peer",
-            json!({"network_id": net["network"]["id"], "node_instance_id": inst["id"]}),
-        )
-        .await?;
-        ok(
-            port,
-            t,
-            "system_assign_module_to_template",
-            json!({"template_id": tmpl["template"]["id"], "module_name": "k3s-server"}),
-        )
-        .await?;
-        let network_id = net["network"]["id"].clone();
-        let start = Instant::now();
-        loop {
-            let list = ok(port, t, "kubernetes_list_clusters", json!({})).await?;
-            if let Some(c) = list["clusters"].as_array().and_then(|a| {
-                a.iter()
-                    .find(|c| c["status"] == "active" && c["network_id"] == network_id)
-            }) {
-                return Ok(c["id"].as_str().context("no cluster id")?.to_string());
-            }
-            if start.elapsed() > Duration::from_secs(90) {
-                bail!("no active cluster on {network_id} within 90s: {list}");
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        let c = one_server_cluster(self.port, &self.token, name, Duration::from_secs(90)).await?;
+        Ok(c["id"].as_str().context("no cluster id")?.to_string())
     }
 
     /// Runs the Python session over `transport` with two clusters; answers

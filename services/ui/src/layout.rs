@@ -7,7 +7,7 @@ use crate::backend::{At, Mode, Refusal};
 use crate::session::{Ctx, CSRF_FIELD};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
-use maud::{html, Markup, PreEscaped, DOCTYPE};
+use maud::{html, Markup, DOCTYPE};
 
 /// The navigation's entries: (path under /ui, label).
 pub const NAV: &[(&str, &str)] = &[
@@ -231,9 +231,4 @@ pub fn bare_refusal(r: &Refusal) -> Response {
     let status = StatusCode::from_u16(r.status).unwrap_or(StatusCode::BAD_REQUEST);
     let main = html! { main id="main" { h1 { "Refused" } (refusal_box(r)) } };
     (status, Html(shell("Refused", None, "", main).into_string())).into_response()
-}
-
-/// Text kept as it is (already escaped or trusted markup).
-pub fn raw(s: &str) -> PreEscaped<String> {
-    PreEscaped(s.to_string())
 }

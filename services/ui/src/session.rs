@@ -17,6 +17,7 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, Method};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
+use powernode_actions::accounts::WhoamiAnswer;
 use powernode_actions::ActionName;
 use rand::RngCore;
 use serde::Deserialize;
@@ -366,11 +367,17 @@ pub async fn login(State(ui): State<Ui>, Form(form): Form<LoginForm>) -> Respons
         .await
     {
         Ok(me) => {
-            let account = me["account"]
-                .as_str()
-                .or_else(|| me["account_id"].as_str())
-                .unwrap_or_default()
-                .to_string();
+            let account = match serde_json::from_value::<WhoamiAnswer>(me) {
+                Ok(me) => me.account_id,
+                Err(e) => {
+                    let r = Refusal::new(
+                        502,
+                        "bad_answer",
+                        format!("the API answered system_whoami with something else: {e}"),
+                    );
+                    return layout::login(form.next.as_deref(), None, Some(&r));
+                }
+            };
             let (sid, _) = ui.sessions.insert(token, account);
             let mut res = Redirect::to(&safe_next(form.next.as_deref())).into_response();
             let cookie = format!(

@@ -3,9 +3,9 @@
 use anyhow::{bail, Context};
 use futures::StreamExt;
 use powernode_server::ui::Refusal;
-use powernode_tests::cli_support::ok;
+use powernode_tests::cli_support::{ok, one_server_cluster};
 use serde_json::{json, Value};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// One plain HTTP/1.1 exchange: status, head and body.
@@ -72,58 +72,10 @@ pub(crate) async fn account(
 
 /// A one-server cluster of the token's account, active; its id and name.
 pub(crate) async fn cluster(port: u16, t: &str) -> anyhow::Result<(String, String)> {
-    let net = ok(
-        port,
-        t,
-        "system_sdwan_create_network",
-        json!({"name": "nb"}),
-    )
-    .await?;
-    let tmpl = ok(port, t, "system_create_template", json!({"name": "srv"})).await?;
-    let node = ok(
-        port,
-        t,
-        "system_create_node",
-        json!({"hostname": "srv", "node_template_id": tmpl["template"]["id"], "memory_mb": 2048}),
-    )
-    .await?;
-    let inst = ok(
-        port,
-        t,
-        "system_provision_instance",
-        json!({"node_id": node["node"]["id"]}),
-    )
-    .await?;
-    ok(
-        port,
-        t,
-        "system_sdwan_attach_peer",
-        json!({"network_id": net["network"]["id"], "node_instance_id": inst["id"]}),
-    )
-    .await?;
-    ok(
-        port,
-        t,
-        "system_assign_module_to_template",
-        json!({"template_id": tmpl["template"]["id"], "module_name": "k3s-server"}),
-    )
-    .await?;
-    let start = Instant::now();
-    loop {
-        let list = ok(port, t, "kubernetes_list_clusters", json!({})).await?;
-        if let Some(c) = list["clusters"]
-            .as_array()
-            .and_then(|a| a.iter().find(|c| c["status"] == "active"))
-        {
-            let id = c["id"].as_str().context("no cluster id")?.to_string();
-            let name = c["name"].as_str().context("no cluster name")?.to_string();
-            return Ok((id, name));
-        }
-        if start.elapsed() > Duration::from_secs(60) {
-            bail!("no active cluster within 60s: {list}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let c = one_server_cluster(port, t, "srv", Duration::from_secs(60)).await?;
+    let id = c["id"].as_str().context("no cluster id")?.to_string();
+    let name = c["name"].as_str().context("no cluster name")?.to_string();
+    Ok((id, name))
 }
 
 pub(crate) fn refused(r: Result<Value, Refusal>) -> Refusal {

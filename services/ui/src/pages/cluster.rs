@@ -178,14 +178,22 @@ fn filename(name: &str) -> String {
     }
 }
 
-/// `GET /ui/clusters/{id}/kubeconfig`: the kubeconfig as a download.
-pub async fn kubeconfig(ctx: Ctx, Path(id): Path<String>) -> Response {
-    let cluster = match ctx
-        .call_head(ActionName::GetCluster, json!({ "id": id }))
+/// The cluster `id` at the live head (what the kubeconfig download and
+/// decommission act on; another account's id is the action's `not_found`).
+async fn at_head(
+    ctx: &Ctx,
+    id: &str,
+) -> Result<powernode_actions::clusters::Cluster, crate::Refusal> {
+    ctx.call_head(ActionName::GetCluster, json!({ "id": id }))
         .await
         .and_then(super::typed::<GetClusterAnswer>)
-    {
-        Ok(c) => c.cluster.cluster,
+        .map(|c| c.cluster.cluster)
+}
+
+/// `GET /ui/clusters/{id}/kubeconfig`: the kubeconfig as a download.
+pub async fn kubeconfig(ctx: Ctx, Path(id): Path<String>) -> Response {
+    let cluster = match at_head(&ctx, &id).await {
+        Ok(c) => c,
         Err(r) => return layout::refusal(&ctx, &r),
     };
     let answer = match ctx
@@ -239,12 +247,8 @@ pub async fn decommission(
     if let Err(r) = ctx.check_csrf(form.csrf.as_deref()) {
         return layout::refusal(&ctx, &r);
     }
-    let cluster = match ctx
-        .call_head(ActionName::GetCluster, json!({ "id": id }))
-        .await
-        .and_then(super::typed::<GetClusterAnswer>)
-    {
-        Ok(c) => c.cluster.cluster,
+    let cluster = match at_head(&ctx, &id).await {
+        Ok(c) => c,
         Err(r) => return layout::refusal(&ctx, &r),
     };
     let typed = form.confirm_name.trim();

@@ -84,7 +84,14 @@ impl Backend for Fake {
                 .unwrap()
                 .push((action.as_str().to_string(), at, args));
             if action == ActionName::Whoami {
-                return Ok(json!({ "account": "acct-1" }));
+                return Ok(json!({
+                    "account_id": "acct-1",
+                    "account_name": null,
+                    "token_id": "tok-1",
+                    "permissions": [],
+                    "admin": false,
+                    "other_accounts": [],
+                }));
             }
             self.answers
                 .lock()
