@@ -146,6 +146,9 @@ pub enum Command {
         /// gets its own durable cursor and checkpoint (`<service>-<replica>`).
         #[arg(long, env = "POWERNODE_REPLICA")]
         replica: Option<String>,
+        /// Splitting the accounts among the service's replicas.
+        #[command(flatten)]
+        partitions: powernode_server::services::partitions::PartitionArgs,
         /// How the API serves (https by default; api service only).
         #[command(flatten)]
         tls: powernode_server::tls::TlsArgs,
@@ -276,6 +279,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 failover,
                 skills,
                 replica: None,
+                partitions: Default::default(),
                 nats_creds: None,
                 secrets_key_file: None,
                 tls: tls.transport(listen)?,
@@ -290,6 +294,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             failover,
             skills,
             replica,
+            partitions,
             tls,
             metrics,
         } => {
@@ -302,6 +307,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 failover,
                 skills,
                 replica,
+                partitions,
                 tls: if service == ServiceName::Api {
                     tls.transport(listen)?
                 } else {

@@ -27,8 +27,11 @@
 //! What a service plugs in (its [`Reactor`], the [`Decisions`] it makes)
 //! is defined in `reactor.rs` and re-exported here. Also here: where
 //! consumers keep their checkpoints ([`checkpoint`], sled), rebuilding a
-//! projection by replay ([`replay`]), and the [`supervisor`] that owns a
-//! node's tasks.
+//! projection by replay ([`replay`]), the [`supervisor`] that owns a
+//! node's tasks, and [`partition`]: replicas of a service splitting the
+//! accounts between them (a consumer given an [`partition::Ownership`]
+//! folds and decides only for its partitions, and starts over from the
+//! log when they change).
 //!
 //! This crate runs services; it must never hold a service's rules (those
 //! are the reactors' `decide`), never do a reactor's I/O while holding the
@@ -38,6 +41,7 @@
 pub mod admission;
 pub mod checkpoint;
 mod checkpointing;
+pub mod partition;
 mod reactor;
 pub mod replay;
 mod retry;
@@ -106,6 +110,9 @@ pub struct ConsumerConfig {
     pub checkpoint_interval: Duration,
     /// Its live status, kept by the loop ([`status`]).
     pub status: status::ConsumerStatus,
+    /// The partitions this replica owns, when the service's replicas split
+    /// the accounts ([`partition`]); `None`: every account (one replica).
+    pub partitions: Option<partition::Ownership>,
 }
 
 impl ConsumerConfig {
@@ -122,6 +129,7 @@ impl ConsumerConfig {
             // replays little, rare enough that snapshotting stays cheap.
             checkpoint_every: 50_000,
             checkpoint_interval: Duration::from_secs(5),
+            partitions: None,
         }
     }
 }
@@ -237,159 +245,255 @@ where
             name: name.clone(),
             reason: e.to_string(),
         };
-        // 1. Restore.
+        // 1. Restore. A partitioned replica folds its partitions from the
+        // log instead: which ones it owns is known only once it holds leases.
         let mut applied = 0;
-        if let Some(cp) = checkpoints.load(&name).map_err(|e| cp_err(&e))? {
-            *shared.state.write().await = S::restore(&cp.snapshot).map_err(|e| cp_err(&e))?;
-            applied = cp.seq;
+        let ownership = config.partitions.clone();
+        match &ownership {
+            None => {
+                if let Some(cp) = checkpoints.load(&name).map_err(|e| cp_err(&e))? {
+                    *shared.state.write().await =
+                        S::restore(&cp.snapshot).map_err(|e| cp_err(&e))?;
+                    applied = cp.seq;
+                }
+            }
+            Some(own) => {
+                if !own.settled(&shutdown).await {
+                    return Ok(());
+                }
+            }
         }
         shared.applied_tx.send_replace(applied);
-        info!(applied, "restored checkpoint");
-
-        let Some(mut cursor) = open_cursor(&log, &config, applied, &shutdown).await? else {
-            return Ok(());
-        };
-        let status = config.status.clone();
-        // Where "caught up" is: the head now (unknown: as far as it got).
-        status.started(applied, log.last_seq().await.unwrap_or(applied));
-        let every = checkpointing::Every {
-            records: config.checkpoint_every,
-            interval: config.checkpoint_interval,
-        };
-        let mut checkpoints = checkpointing::Checkpointer::new(
-            shared.clone(),
-            checkpoints,
-            &name,
-            every,
+        info!(
             applied,
-            status.clone(),
+            partitioned = ownership.is_some(),
+            "restored checkpoint"
         );
-        let mut hints = admission::KeyHints::default();
+        let mut pass = ownership.as_ref().map(|o| o.begin_pass(0));
+        // What the pass folds into: a partitioned pass folds a private copy,
+        // handed to readers (the service's timers) once caught up, so they
+        // never act on a half-rebuilt state.
+        let mut fold = match &ownership {
+            None => shared.clone(),
+            Some(_) => Shared::default(),
+        };
 
-        // 2-4. Consume.
-        loop {
-            let fetch_start = Instant::now();
-            let batch = tokio::select! {
-                _ = shutdown.cancelled() => break,
-                b = cursor.next_batch(config.batch, config.wait) => b,
+        // One pass per ownership (just one without partitions).
+        'pass: loop {
+            let Some(mut cursor) = open_cursor(&log, &config, applied, &shutdown).await? else {
+                return Ok(());
             };
-            let fetch_ms = fetch_start.elapsed().as_secs_f64() * 1000.0;
-            let batch = match batch {
-                Ok(b) => b,
-                Err(e) if e.is_retryable() => {
-                    warn!(error = %e, "fetch failed; retrying");
-                    status.retrying(&format!("fetching from the log: {e}"));
-                    tokio::select! {
-                        _ = shutdown.cancelled() => break,
-                        _ = tokio::time::sleep(Duration::from_millis(500)) => continue,
+            let status = config.status.clone();
+            // Where "caught up" is: the head now (unknown: as far as it got).
+            let head = log.last_seq().await.unwrap_or(applied);
+            status.started(applied, head);
+            let every = checkpointing::Every {
+                records: config.checkpoint_every,
+                interval: config.checkpoint_interval,
+            };
+            // A partitioned replica keeps no checkpoint (it folds from the log
+            // whenever its partitions change): its cursor is acknowledged once a
+            // batch's decisions are appended.
+            let mut checkpoints = ownership.is_none().then(|| {
+                checkpointing::Checkpointer::new(
+                    shared.clone(),
+                    checkpoints.clone(),
+                    &name,
+                    every,
+                    applied,
+                    status.clone(),
+                )
+            });
+            let mut hints = admission::KeyHints::default();
+
+            // 2-4. Consume.
+            loop {
+                let fetch_start = Instant::now();
+                let batch = tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    b = cursor.next_batch(config.batch, config.wait) => b,
+                };
+                let fetch_ms = fetch_start.elapsed().as_secs_f64() * 1000.0;
+                let batch = match batch {
+                    Ok(b) => b,
+                    Err(e) if e.is_retryable() => {
+                        warn!(error = %e, "fetch failed; retrying");
+                        status.retrying(&format!("fetching from the log: {e}"));
+                        tokio::select! {
+                            _ = shutdown.cancelled() => break,
+                            _ = tokio::time::sleep(Duration::from_millis(500)) => continue,
+                        }
+                    }
+                    Err(e) => return Err(RuntimeError::Log { name, source: e }),
+                };
+                // Decode and check signatures on a blocking thread (CPU work, off
+                // the async workers) and before taking the write lock, so readers
+                // (the API) are only held up while events are applied.
+                let fetched = batch.len();
+                let fresh: Vec<Record> = batch.into_iter().filter(|r| r.seq > applied).collect();
+                let batch_last = fresh.last().map(|r| r.seq);
+                // Other replicas' partitions: not even decoded.
+                let (fresh, decide): (Vec<Record>, Vec<bool>) = fresh
+                    .into_iter()
+                    .filter_map(|r| {
+                        match partition::verdict_of(ownership.as_ref(), r.account(), r.seq) {
+                            partition::Verdict::Skip => None,
+                            v => Some((r, v == partition::Verdict::Decide)),
+                        }
+                    })
+                    .unzip();
+                if let Some(first) = fresh.first() {
+                    debug!(
+                        records = fresh.len(),
+                        first_seq = first.seq,
+                        lag_ms = (chrono::Utc::now() - first.stored_at)
+                            .num_microseconds()
+                            .unwrap_or(0) as f64
+                            / 1000.0,
+                        fetch_ms,
+                        "batch fetched"
+                    );
+                }
+                let state_ref = fold.state.clone();
+                let prepared = tokio::task::spawn_blocking(move || {
+                    let decoded: Vec<_> = fresh.iter().map(admission::decode).collect();
+                    let state = state_ref.blocking_read();
+                    let verdicts =
+                        admission::preverify(&fresh, &decoded, &mut hints, |i| state.agent_key(i));
+                    (fresh, decoded, verdicts, hints)
+                })
+                .await;
+                let (fresh, decoded, verdicts) = match prepared {
+                    Ok((fresh, decoded, verdicts, h)) => {
+                        hints = h;
+                        (fresh, decoded, verdicts)
+                    }
+                    Err(e) => {
+                        return Err(RuntimeError::Fatal {
+                            name,
+                            reason: format!("admission worker failed: {e}"),
+                        })
+                    }
+                };
+                // The write lock is held while records are folded and decided,
+                // and released whenever a decision needs I/O (and at the end).
+                let mut state = Some(fold.state.write().await);
+                let mut outbox = Outbox::default();
+                for (((record, envelope), verdict), decide) in
+                    fresh.iter().zip(decoded).zip(verdicts).zip(decide)
+                {
+                    if state.is_none() {
+                        state = Some(fold.state.write().await);
+                    }
+                    let Some(guard) = state.as_mut() else {
+                        unreachable!("the lock was taken just above");
+                    };
+                    let admitted = admission::admit_decoded(record, envelope, verdict, &**guard);
+                    let decided = decide_record(
+                        &config.name,
+                        &mut **guard,
+                        &mut reactor,
+                        &mut outbox,
+                        record,
+                        admitted,
+                        decide,
+                    );
+                    if let Some((event, effects)) = decided.filter(|(_, e)| !e.is_empty()) {
+                        state = None;
+                        execute(
+                            &config,
+                            &mut reactor,
+                            record.seq,
+                            &event,
+                            effects,
+                            &mut outbox,
+                            &shutdown,
+                        )
+                        .await?;
+                    }
+                    applied = record.seq;
+                    fold.applied_tx.send_replace(applied);
+                    if shutdown.is_cancelled() {
+                        break;
                     }
                 }
-                Err(e) => return Err(RuntimeError::Log { name, source: e }),
-            };
-            // Decode and check signatures on a blocking thread (CPU work, off
-            // the async workers) and before taking the write lock, so readers
-            // (the API) are only held up while events are applied.
-            let fetched = batch.len();
-            let fresh: Vec<Record> = batch.into_iter().filter(|r| r.seq > applied).collect();
-            if let Some(first) = fresh.first() {
+                drop(state);
+                if let Some(last) = batch_last.filter(|_| !shutdown.is_cancelled()) {
+                    applied = applied.max(last);
+                    fold.applied_tx.send_replace(applied);
+                }
+                end_batch(&config, &mut reactor, applied, &shutdown).await?;
                 debug!(
-                    records = fresh.len(),
-                    first_seq = first.seq,
-                    lag_ms = (chrono::Utc::now() - first.stored_at)
-                        .num_microseconds()
-                        .unwrap_or(0) as f64
-                        / 1000.0,
-                    fetch_ms,
-                    "batch fetched"
+                    applied,
+                    process_ms = fetch_start.elapsed().as_secs_f64() * 1000.0 - fetch_ms,
+                    "batch applied"
                 );
-            }
-            let state_ref = shared.state.clone();
-            let prepared = tokio::task::spawn_blocking(move || {
-                let decoded: Vec<_> = fresh.iter().map(admission::decode).collect();
-                let state = state_ref.blocking_read();
-                let verdicts =
-                    admission::preverify(&fresh, &decoded, &mut hints, |i| state.agent_key(i));
-                (fresh, decoded, verdicts, hints)
-            })
-            .await;
-            let (fresh, decoded, verdicts) = match prepared {
-                Ok((fresh, decoded, verdicts, h)) => {
-                    hints = h;
-                    (fresh, decoded, verdicts)
+                if let Some(own) = &ownership {
+                    let fenced = own.fence(&mut outbox.events);
+                    if fenced > 0 {
+                        // Their next owner decides them again, from its progress.
+                        warn!(fenced, "decisions about partitions no longer held dropped");
+                    }
                 }
-                Err(e) => {
-                    return Err(RuntimeError::Fatal {
-                        name,
-                        reason: format!("admission worker failed: {e}"),
-                    })
+                let decisions = outbox.events.len();
+                let flush_start = Instant::now();
+                flush(&log, &name, outbox, &shutdown).await?;
+                if decisions > 0 {
+                    debug!(
+                        applied,
+                        decisions,
+                        flush_ms = flush_start.elapsed().as_secs_f64() * 1000.0,
+                        "decisions appended"
+                    );
                 }
-            };
-            // The write lock is held while records are folded and decided,
-            // and released whenever a decision needs I/O (and at the end).
-            let mut state = Some(shared.state.write().await);
-            let mut outbox = Outbox::default();
-            for ((record, envelope), verdict) in fresh.iter().zip(decoded).zip(verdicts) {
-                if state.is_none() {
-                    state = Some(shared.state.write().await);
+                match (&mut checkpoints, &ownership) {
+                    (Some(c), _) => c.after_batch(applied, cursor.as_mut()).await?,
+                    (None, Some(own)) => {
+                        own.flushed(applied);
+                        if fetched > 0 {
+                            if let Err(e) = cursor.ack_through(applied).await {
+                                // Not fatal: redeliveries are skipped.
+                                warn!(error = %e, applied, "ack failed");
+                            }
+                        }
+                        if !Arc::ptr_eq(&fold.state, &shared.state)
+                            && (applied >= head || fetched == 0)
+                        {
+                            partition::hand_over(&fold, &shared, applied).await;
+                            fold = shared.clone();
+                        }
+                    }
+                    (None, None) => unreachable!("a consumer without partitions checkpoints"),
                 }
-                let Some(guard) = state.as_mut() else {
-                    unreachable!("the lock was taken just above");
-                };
-                let admitted = admission::admit_decoded(record, envelope, verdict, &**guard);
-                let decided = decide_record(
-                    &config.name,
-                    &mut **guard,
-                    &mut reactor,
-                    &mut outbox,
-                    record,
-                    admitted,
-                );
-                if let Some((event, effects)) = decided.filter(|(_, e)| !e.is_empty()) {
-                    state = None;
-                    execute(
-                        &config,
-                        &mut reactor,
-                        record.seq,
-                        &event,
-                        effects,
-                        &mut outbox,
-                        &shutdown,
-                    )
-                    .await?;
-                }
-                applied = record.seq;
-                shared.applied_tx.send_replace(applied);
+                status.applied(applied, fetched == 0);
                 if shutdown.is_cancelled() {
                     break;
                 }
+                // Partitions gained or lost: start over from the log.
+                if let (Some(own), Some(generation)) = (&ownership, pass) {
+                    if own.generation() != generation {
+                        pass = Some(own.begin_pass(applied));
+                        let owned = own.owned();
+                        info!(
+                            applied,
+                            ?owned,
+                            "partitions changed; folding them from the log"
+                        );
+                        // Timers pause (an empty state) rather than act on the
+                        // partitions just lost, until the new pass catches up.
+                        *shared.state.write().await = S::default();
+                        fold = Shared::default();
+                        applied = 0;
+                        continue 'pass;
+                    }
+                }
             }
-            drop(state);
-            end_batch(&config, &mut reactor, applied, &shutdown).await?;
-            debug!(
-                applied,
-                process_ms = fetch_start.elapsed().as_secs_f64() * 1000.0 - fetch_ms,
-                "batch applied"
-            );
-            let decisions = outbox.events.len();
-            let flush_start = Instant::now();
-            flush(&log, &name, outbox, &shutdown).await?;
-            if decisions > 0 {
-                debug!(
-                    applied,
-                    decisions,
-                    flush_ms = flush_start.elapsed().as_secs_f64() * 1000.0,
-                    "decisions appended"
-                );
+            if let Some(c) = &mut checkpoints {
+                c.finish(applied, cursor.as_mut()).await?;
             }
-            checkpoints.after_batch(applied, cursor.as_mut()).await?;
-            status.applied(applied, fetched == 0);
-            if shutdown.is_cancelled() {
-                break;
-            }
+            info!(applied, "stopped");
+            return Ok(());
         }
-        checkpoints.finish(applied, cursor.as_mut()).await?;
-        info!(applied, "stopped");
-        Ok(())
     }
     .instrument(span)
     .await
@@ -453,6 +557,7 @@ fn decide_record<S, R>(
     outbox: &mut Outbox,
     record: &Record,
     admitted: Result<Envelope, admission::Refusal>,
+    decide: bool,
 ) -> Option<(Envelope, Vec<R::Effect>)>
 where
     S: Projection + Send + Sync,
@@ -460,15 +565,19 @@ where
 {
     let event = match admitted {
         Ok(e) => e,
-        Err(refusal) => {
+        Err(refusal) if decide => {
             warn!(seq = record.seq, reason = %refusal.reason, "rejecting record");
             outbox.push(rejection_event(name, record, refusal));
             return None;
         }
+        Err(_) => return None,
     };
     let span = info_span!("event", seq = record.seq, event_id = %event.id, kind = event.kind());
     let _entered = span.enter();
     state.apply(record.seq, &event);
+    if !decide {
+        return None;
+    }
     let mut decisions = Decisions::default();
     reactor.decide(state, record.seq, &event, Utc::now(), &mut decisions);
     let (events, effects) = decisions.into_parts();

@@ -202,6 +202,9 @@ pub struct NodeExtras {
     pub skills: crate::services::skills::SkillsConfig,
     /// Replica name (see [`ServiceContext::replica`]).
     pub replica: Option<String>,
+    /// Whether the replica splits the accounts with its peers
+    /// ([`crate::services::partitions`]).
+    pub partitions: crate::services::partitions::PartitionArgs,
     /// The platform's NATS credentials: with the auth-callout issuer key in
     /// them, the API admits agents to NATS ([`crate::natsauth::callout`]).
     pub nats_creds: Option<PlatformCreds>,
@@ -241,6 +244,7 @@ pub async fn start_node_with(
         skills: extras.skills.clone(),
         replica: extras.replica.clone(),
         status: crate::status::StatusBoard::shared(),
+        partitions: extras.partitions.clone(),
     };
     info!(log = %log.describe(), data_dir = %data_dir.display(), "starting {} service(s)", services.len());
 

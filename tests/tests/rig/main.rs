@@ -22,7 +22,11 @@
 //!   machine, the real `kubectl get nodes` through cluster A's VIP (its
 //!   agents run WireGuard in their containers), the holder `docker kill`ed,
 //!   the move approved, `kubectl` answered by the new holder; the client's
-//!   downtime measured; the grant revoked.
+//!   downtime measured; the grant revoked;
+//! * `scaleout` — the deciding services' two replicas split the accounts
+//!   (16 partitions, leases in KV); the owners of the rig account's
+//!   partition killed, their partitions taken over, work decided by the
+//!   survivors, the killed ones back taking half; every decision once.
 //!
 //! After every scenario: nothing acknowledged is missing from the stream,
 //! no event id is stored twice, and the API projection and every service's
@@ -36,6 +40,7 @@ mod operator;
 mod partition;
 mod replicas;
 mod runbook;
+mod scaleout;
 mod security;
 mod support;
 
@@ -44,7 +49,14 @@ use std::time::Instant;
 use support::Rig;
 
 /// The scenarios after the runbook, by name.
-const SCENARIOS: [&str; 5] = ["failover", "nats", "replicas", "partition", "dataplane"];
+const SCENARIOS: [&str; 6] = [
+    "failover",
+    "nats",
+    "replicas",
+    "partition",
+    "dataplane",
+    "scaleout",
+];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rig() -> anyhow::Result<()> {
@@ -79,6 +91,7 @@ async fn rig() -> anyhow::Result<()> {
             "replicas" => replicas::run(&mut rig, &clusters).await,
             "partition" => partition::run(&mut rig, &clusters).await,
             "dataplane" => dataplane::run(&mut rig, &clusters).await,
+            "scaleout" => scaleout::run(&mut rig, &clusters).await,
             other => unreachable!("unknown scenario {other}"),
         };
         let measured = match measured {

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// The durable cursors of the rig's services (one per replica).
-pub const CURSORS: [&str; 8] = [
+pub const CURSORS: [&str; 10] = [
     "api",
     "provisioner-1",
     "provisioner-2",
@@ -27,6 +27,8 @@ pub const CURSORS: [&str; 8] = [
     "failover-1",
     "failover-2",
     "skills",
+    "sdwan-2",
+    "skills-2",
 ];
 
 /// How long a scenario step may take before the test fails.

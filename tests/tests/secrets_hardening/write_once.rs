@@ -249,6 +249,7 @@ async fn embedded_a_resent_bootstrap_cannot_replace_the_clusters_secrets() -> an
         skills: Default::default(),
         replica: Some("secrets-test".into()),
         status: Default::default(),
+        partitions: Default::default(),
     };
     let liveness = ctx.liveness.clone();
     tokio::spawn(run_service(ServiceName::Api, ctx, fleet.clone()));

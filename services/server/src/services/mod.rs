@@ -15,6 +15,7 @@ pub mod failover;
 #[cfg(test)]
 pub(crate) mod given;
 pub mod grants;
+pub mod partitions;
 pub mod provisioner;
 pub mod sdwan;
 pub mod sensor;
@@ -94,6 +95,9 @@ pub struct ServiceContext {
     pub replica: Option<String>,
     /// Where this process's consumers report their status.
     pub status: crate::status::SharedBoard,
+    /// Whether this replica splits the accounts with the service's other
+    /// replicas ([`partitions`]).
+    pub partitions: partitions::PartitionArgs,
 }
 
 /// Runs the consumer of one service over `shared` until shutdown.
@@ -107,23 +111,28 @@ pub async fn run_service(
         None => name.as_str().to_string(),
     });
     config.status = ctx.status.track(name.as_str(), &config.name);
+    // Partitioned: the lease keeper runs beside the consumer, like a timer.
+    let keeper = partitions::prepare(name, &ctx, &mut config).await?;
     let (log, cps, stop) = (ctx.log, ctx.checkpoints, ctx.shutdown);
+    let local = stop.child_token();
+    let leases = partitions::keep(keeper, local.clone());
     match name {
         ServiceName::Provisioner => {
-            run_consumer(log, cps, config, shared, provisioner::Provisioner, stop).await
+            let name = config.name.clone();
+            let reactor = provisioner::Provisioner;
+            let consumer = run_consumer(log, cps, config, shared, reactor, local.clone());
+            with_timer(&name, local, consumer, leases).await
         }
         ServiceName::Sdwan => {
             // Access grant expiry runs next to the consumer.
-            let local = stop.child_token();
             let expiry = grants::run_expiry(log.clone(), shared.clone(), Utc::now, local.clone());
             let name = config.name.clone();
             let reactor = sdwan::Sdwan::new(log.nats_client().map(|(c, _)| c));
             let consumer = run_consumer(log, cps, config, shared, reactor, local.clone());
-            with_timer(&name, local, consumer, expiry).await
+            with_timer(&name, local, consumer, both(expiry, leases)).await
         }
         ServiceName::Sensor => {
             // The detector and the consumer stop together.
-            let local = stop.child_token();
             let detector = sensor::run_detector(
                 log.clone(),
                 shared.clone(),
@@ -134,18 +143,16 @@ pub async fn run_service(
             );
             let name = config.name.clone();
             let consumer = run_consumer(log, cps, config, shared, ProjectOnly, local.clone());
-            with_timer(&name, local, consumer, detector).await
+            with_timer(&name, local, consumer, both(detector, leases)).await
         }
         ServiceName::Failover => {
-            let local = stop.child_token();
             let expiry = failover::run_expiry(log.clone(), shared.clone(), Utc::now, local.clone());
             let reactor = failover::Failover::new(log.clone(), ctx.liveness, ctx.failover);
             let name = config.name.clone();
             let consumer = run_consumer(log, cps, config, shared, reactor, local.clone());
-            with_timer(&name, local, consumer, expiry).await
+            with_timer(&name, local, consumer, both(expiry, leases)).await
         }
         ServiceName::Skills => {
-            let local = stop.child_token();
             let nats = log.nats_client().map(|(c, _)| c);
             let timer = skills::run_timer(
                 log.clone(),
@@ -158,10 +165,15 @@ pub async fn run_service(
             let reactor = skills::Skills::new(log.clone(), nats, ctx.skills);
             let name = config.name.clone();
             let consumer = run_consumer(log, cps, config, shared, reactor, local.clone());
-            with_timer(&name, local, consumer, timer).await
+            with_timer(&name, local, consumer, both(timer, leases)).await
         }
         ServiceName::Api => run_consumer(log, cps, config, shared, ProjectOnly, stop).await,
     }
+}
+
+/// Two timers run as one (both run until the service's shutdown).
+async fn both(a: impl Future<Output = ()>, b: impl Future<Output = ()>) {
+    tokio::join!(a, b);
 }
 
 /// Runs a service's consumer together with the timer it owns (the sensor's
