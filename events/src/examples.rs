@@ -452,6 +452,16 @@ pub fn example_payloads() -> Vec<EventPayload> {
             observed_by: "provisioner".into(),
         }
         .into(),
+        LogSealed {
+            chain: "log".into(),
+            from_seq: 1,
+            through_seq: 2,
+            digest: "9f".repeat(32),
+            fingerprints: "0a1b2c3d4e5f6a7b".into(),
+            key: "3d".repeat(32),
+            signature: "5e".repeat(64),
+        }
+        .into(),
         AgentSubmissionsRejectedSummary {
             observed_by: "intake".into(),
             window_start: Utc

@@ -220,6 +220,7 @@ define_events! {
     // the log
     RecordRejected = "system.log.record_rejected", v = 1, Log(rejected_seq);
     AgentSubmissionsRejectedSummary = "system.agent.submissions_rejected_summary", v = 1, Log(observed_by);
+    LogSealed = "system.log.sealed", v = 1, Log(chain);
     // the concierge's MCP server (audit)
     McpToolCalled = "system.mcp.tool_called", v = 1, OperatorToken(token_id);
 }

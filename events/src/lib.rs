@@ -14,6 +14,8 @@
 //! * [`upcast`] — migration of older schema versions on read;
 //! * [`signing`] — ed25519 signatures of agent events over the canonical bytes
 //!   (the [`Signature`](signing::Signature) value itself lives in a leaf module);
+//! * [`seal`] — the sealed log: the hash chain over stored records and the
+//!   platform-signed seals over it ([`seal::SealVerifier`]);
 //! * [`subject`] — the mapping from (account, aggregate, kind) to a NATS subject;
 //! * [`text`] — which characters a name or argument may hold;
 //! * [`examples`] — one realistic example per kind (tests, schemas, benchmarks).
@@ -29,7 +31,8 @@
 //! * `decode` — envelope, error, ids, kinds, signature, upcast;
 //! * `codec` — decode, envelope, error, ids, kinds, signature, upcast;
 //! * `signing` — codec, envelope, signature;
-//! * `examples` — envelope, ids, kinds, payloads.
+//! * `examples` — envelope, ids, kinds, payloads;
+//! * `seal` — codec, envelope, ids, kinds, payloads, signing.
 //!
 //! `Envelope`'s encoding and signing methods are defined in `codec` and
 //! `signing`, so that `envelope` need not know either.
@@ -48,6 +51,7 @@ pub mod ids;
 pub mod kinds;
 #[macro_use]
 pub mod payloads;
+pub mod seal;
 mod signature;
 pub mod signing;
 pub mod subject;

@@ -38,3 +38,30 @@ payload! {
         pub by_reason: std::collections::BTreeMap<String, u64>,
     }
 }
+
+payload! {
+    /// The platform sealed a contiguous range of the log: `digest` is a hash
+    /// chain over every stored record of `from_seq..=through_seq` (each
+    /// record's sequence, subject and bytes, see [`crate::seal`]), signed
+    /// with the platform's seal key. A verifier that trusts `key` need not
+    /// check the per-event signatures inside the range again: any changed,
+    /// missing, reordered or inserted record changes the digest.
+    pub struct LogSealed {
+        /// The seal chain (one per log: `log`); the aggregate every seal is
+        /// appended to, so two sealers cannot both seal the same range.
+        pub chain: String,
+        /// First sequence of the range (the previous seal's `through_seq` + 1).
+        pub from_seq: u64,
+        /// Last sequence of the range (inclusive).
+        pub through_seq: u64,
+        /// SHA-256 hash chain over the range's records (hex).
+        pub digest: String,
+        /// The first 4 bytes of each record's leaf hash, in order (hex): not
+        /// needed to trust the range, only to name the record that differs.
+        pub fingerprints: String,
+        /// The platform seal key's public half (hex ed25519).
+        pub key: String,
+        /// ed25519 signature of the seal message (hex, see [`crate::seal`]).
+        pub signature: String,
+    }
+}

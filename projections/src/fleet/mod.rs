@@ -402,6 +402,7 @@ impl FleetState {
             | EventPayload::KubeconfigRetrieved(_)
             | EventPayload::McpToolCalled(_)
             | EventPayload::RecordRejected(_)
+            | EventPayload::LogSealed(_)
             | EventPayload::AgentSubmissionRejected(_)
             | EventPayload::AgentSubmissionsRejectedSummary(_) => {}
         }

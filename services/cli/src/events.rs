@@ -1,9 +1,10 @@
 //! `powernode events …`: `tail` (in [`tail`]: the newest events or those
 //! since a point, then with `--follow` the live stream), the dispatch to
-//! export, import and explain, and the event tables and one-line
+//! export, import, explain and verify (in [`verify`]), and the event tables and one-line
 //! summaries the demo prints too.
 
 mod tail;
+mod verify;
 
 pub use tail::TailArgs;
 
@@ -33,6 +34,9 @@ pub enum EventsCommand {
     Import(super::export::ImportArgs),
     /// The history of a cluster, VIP, instance or approval as a causal chain.
     Explain(super::explain::ExplainArgs),
+    /// Check a log is intact: sealed ranges by digest, signatures past the
+    /// last seal one by one; names a tampered record by seq.
+    Verify(verify::VerifyArgs),
 }
 
 /// The most `recent_events` answers at once.
@@ -51,6 +55,10 @@ pub async fn run(api: &ApiArgs, args: EventsArgs) -> anyhow::Result<()> {
             return super::export::import(a).await;
         }
         EventsCommand::Explain(a) => return super::explain::run(api, a).await,
+        EventsCommand::Verify(mut a) => {
+            (a.data_dir, a.output) = (api.data_dir(), api.output);
+            return verify::run(a).await;
+        }
     };
     tail::run(api, tail).await
 }

@@ -104,6 +104,9 @@ pub struct ImportArgs {
     /// JetStream replicas for a new stream (with --nats).
     #[arg(long, default_value_t = 1)]
     pub replicas: usize,
+    /// The seal key the export's seals are checked with.
+    #[command(flatten)]
+    pub seal: powernode_inspect::sealed::SealKeyArgs,
     /// `--data-dir` of the `events` group: the embedded log goes to `<DIR>/log`.
     #[arg(skip)]
     pub data_dir: PathBuf,

@@ -284,6 +284,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 secrets_key_file: None,
                 tls: tls.transport(listen)?,
                 metrics,
+                seal: None,
             };
             powernode_server::node::run_node(&log, &ServiceName::ALL, listen, "up", extras).await
         }

@@ -11,6 +11,7 @@ use super::output::{emit, line, print_data, Format};
 use crate::replay_show::{self as show, Show};
 use powernode_archive::{Bound, Source, SourceArgs};
 use powernode_inspect::replay::{self, DiffTotals, EventDiff, Folded};
+use powernode_inspect::sealed::Mode;
 use powernode_runtime::replay::ReplayStats;
 use serde_json::{json, Value};
 use std::fmt::Write as _;
@@ -53,6 +54,9 @@ pub struct ReplayArgs {
     /// the log was exported would be let through).
     #[arg(long)]
     pub trust_signatures: bool,
+    /// The seal key sealed ranges are checked with.
+    #[command(flatten)]
+    pub seal: powernode_inspect::sealed::SealKeyArgs,
     /// The global `-o`.
     #[arg(skip = Format::Table)]
     pub output: Format,
@@ -80,9 +84,10 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<()> {
         Some(u) => Bound::parse(u)?,
         None => Bound::End,
     };
-    let folded = replay::fold(&source, until, args.trust_signatures, true).await?;
+    let (folded, mode) = fold(&source, until, &args).await?;
     let hash = format!("sha256:{}", replay::state_hash(&folded.state));
-    let header = header_json(&source, until, &folded.stats, &args, &hash);
+    let mut header = header_json(&source, until, &folded.stats, &args, &hash);
+    header["integrity"] = serde_json::to_value(&mode).unwrap_or(Value::Null);
     match (args.hash, args.output.is_data()) {
         (true, false) => line(&format!("{hash}  seq {}", folded.stats.last_seq)),
         (true, true) => print_data(args.output, &header),
@@ -93,11 +98,25 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<()> {
         }
         (false, false) => {
             let mut out = header_text(&source, until, &folded, &args, &hash);
+            let _ = writeln!(out, "integrity:   {}", mode.describe(folded.stats.records));
             out.push_str(&show::tables(&folded.state, args.show));
             emit(&out);
         }
     }
     Ok(())
+}
+
+/// The fold `args` ask for: trusted, or verified by the log's seals (every
+/// signature, when the log has none); and how it was checked.
+async fn fold(source: &Source, until: Bound, args: &ReplayArgs) -> anyhow::Result<(Folded, Mode)> {
+    if args.trust_signatures {
+        return Ok((
+            replay::fold(source, until, true, true).await?,
+            Mode::Trusted,
+        ));
+    }
+    let key = args.seal.resolve(&args.data_dir)?;
+    powernode_inspect::sealed::fold_sealed(source, until, key, true).await
 }
 
 /// `seq 12` or the RFC 3339 time, as given.

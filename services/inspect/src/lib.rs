@@ -2,6 +2,8 @@
 //!
 //! * [`replay`] — fold a log (or a range of it) into fleet state, and what
 //!   each event changed ([`jsondiff`]);
+//! * [`sealed`] — the same fold verified by the log's seals (one signature
+//!   per sealed range, per-event signatures past the last seal);
 //! * [`explain`] — why an object is as it is: its causal chain;
 //! * [`progress`] — progress lines for long reads;
 //! * [`open_source`] — the log to read, with a running node's API as a
@@ -16,6 +18,7 @@ pub mod explain;
 pub mod jsondiff;
 pub mod progress;
 pub mod replay;
+pub mod sealed;
 mod source;
 
 pub use progress::Progress;

@@ -139,6 +139,18 @@ async fn fold_with(
     progress: bool,
 ) -> anyhow::Result<Folded> {
     let records = source.records(1, until, Filter::all()).await?;
+    fold_stream(source, records, until, signatures, progress).await
+}
+
+/// Folds `records` (read from `source` through `until`) into a fresh
+/// fleet with the admission `signatures`.
+pub(crate) async fn fold_stream(
+    source: &Source,
+    records: powernode_archive::RecordStream,
+    until: Bound,
+    signatures: Signatures,
+    progress: bool,
+) -> anyhow::Result<Folded> {
     let mut bar = match progress {
         true => Some(Progress::new(
             expected_records(source, until).await,

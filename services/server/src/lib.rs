@@ -12,6 +12,7 @@
 //! * [`api`] — the operator HTTP API: actions, the event stream, exports;
 //! * [`natsauth`] — the auth callout that admits agents to NATS, and
 //!   `powernode nats init`;
+//! * [`sealer`] — the log's seals, signed with the platform's seal key;
 //! * [`node`] — the wiring: which of these a process runs, on which log.
 //!
 //! Module order (each uses only those before it): `secrets`, `liveness`,
@@ -28,6 +29,7 @@ pub mod liveness;
 pub mod metrics;
 pub mod natsauth;
 pub mod node;
+pub mod sealer;
 pub mod secrets;
 pub mod services;
 pub mod skills;

@@ -64,6 +64,9 @@ pub struct LogArgs {
     /// `$XDG_CONFIG_HOME/powernode/secrets.key` or `~/.config/powernode/secrets.key`.
     #[arg(long, env = crate::secrets::seal::ENV_KEY_FILE)]
     pub secrets_key_file: Option<PathBuf>,
+    /// Sealing the log (where the API runs).
+    #[command(flatten)]
+    pub seal: crate::sealer::SealArgs,
 }
 
 impl LogArgs {
@@ -104,6 +107,9 @@ pub struct RunningNode {
     pub api_ca_file: Option<PathBuf>,
     /// The admin token file, when the API runs here.
     pub admin_token_file: Option<PathBuf>,
+    /// The public half of the key this node seals the log with (hex), when
+    /// it runs the sealer: what verifiers pin (`--seal-key`).
+    pub seal_public_key: Option<String>,
     /// Cancelling it stops every service.
     pub shutdown: CancellationToken,
     /// Every task of the node. Dropping the node aborts them.
@@ -217,6 +223,10 @@ pub struct NodeExtras {
     /// Metrics: where a node without the API serves `/metrics`, and the
     /// scrape token.
     pub metrics: crate::metrics::MetricsArgs,
+    /// Seal the log where the API runs ([`crate::sealer`]); `None` (the
+    /// library's default, as in-process tests use): no sealer. The CLI's
+    /// nodes seal by default.
+    pub seal: Option<crate::sealer::SealArgs>,
 }
 
 /// [`start_node`] with optional parts. The API brings the agent intake
@@ -253,6 +263,7 @@ pub async fn start_node_with(
         api_scheme: None,
         api_ca_file: None,
         admin_token_file: None,
+        seal_public_key: None,
         shutdown: shutdown.clone(),
         supervisor: Supervisor::new(shutdown.clone()),
     };
@@ -413,6 +424,30 @@ pub async fn start_node_with(
             crate::intake::follow::follow_heartbeats(client, fleet, liveness, stop),
         );
     }
+    // The sealer runs beside the API (every API replica; the seal
+    // aggregate's guard lets one seal each range).
+    if let (Some(_), Some(seal)) = (&api, &extras.seal) {
+        if seal.seal_every > 0 {
+            let path = seal
+                .seal_key_file
+                .clone()
+                .unwrap_or_else(|| crate::sealer::key::default_key_file(data_dir));
+            match crate::sealer::key::SealKey::load_or_create(&path) {
+                Ok(key) => {
+                    node.seal_public_key = Some(key.public_hex());
+                    let (log, stop) = (log.clone(), shutdown.clone());
+                    node.supervisor.spawn(
+                        "log sealer",
+                        crate::sealer::run_sealer(log, Arc::new(key), seal.into(), stop),
+                    );
+                }
+                Err(e) => {
+                    let _ = node.stop().await;
+                    return Err(e);
+                }
+            }
+        }
+    }
     if let Some(shared) = api {
         match crate::api::bootstrap::ensure_admin_token(&log, &shared, data_dir).await {
             Ok(path) => {
@@ -449,6 +484,9 @@ pub async fn run_node(
     }
     if extras.nats_creds.is_none() {
         extras.nats_creds = args.client_auth()?.creds;
+    }
+    if extras.seal.is_none() {
+        extras.seal = Some(args.seal.clone());
     }
     // Listen for Ctrl-C / SIGTERM from before the start (polled beside it,
     // never cancelling it), so a signal that arrives during start-up stops

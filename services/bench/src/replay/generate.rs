@@ -1,7 +1,8 @@
 //! A synthetic but realistic export for `powernode bench replay`: the
 //! fleet's build-up from [`crate::workload`] (every lifecycle event,
 //! agent events signed with the enrolled keys), then rounds of VIP failover
-//! churn until the requested count. Streams to the file: the generator
+//! churn until the requested count, sealed every [`SEAL_EVERY`] records
+//! with a fixed bench key as the platform's sealer seals. Streams to the file: the generator
 //! holds the fleet's build-up, never the churn.
 
 use crate::workload;
@@ -11,7 +12,9 @@ use chrono::{DateTime, Duration, Utc};
 use ed25519_dalek::SigningKey;
 use powernode_archive::Writer;
 use powernode_events::payloads::fleet::AgentEnrolled;
+use powernode_events::payloads::log::LogSealed;
 use powernode_events::payloads::sdwan::{VipHolderSilent, VirtualIpApplied, VirtualIpPromoted};
+use powernode_events::seal::{leaf, Leaf};
 use powernode_events::subject::event_subject;
 use powernode_events::{AccountId, Actor, Envelope, EventPayload};
 use powernode_log::Record;
@@ -30,6 +33,8 @@ pub struct Written {
     pub fleet_events: u64,
     /// Of which agent-signed.
     pub signed: u64,
+    /// Of which seals (one every [`SEAL_EVERY`] records).
+    pub seals: u64,
     /// File size.
     pub bytes: u64,
 }
@@ -50,6 +55,10 @@ struct Out {
     seq: u64,
     signed: u64,
     start: DateTime<Utc>,
+    /// Leaves of the records since the last seal.
+    leaves: Vec<Leaf>,
+    /// Seals written.
+    seals: u64,
 }
 
 impl Out {
@@ -64,9 +73,39 @@ impl Out {
             stored_at: self.start + Duration::milliseconds(self.seq as i64),
             bytes: Bytes::from(event.encode()?),
         };
+        self.leaves
+            .push(leaf(record.seq, &record.subject, &record.bytes));
         self.writer.write(&record)?;
         Ok(())
     }
+
+    /// Seals the records since the last seal, as the platform's sealer
+    /// does every [`SEAL_EVERY`] records.
+    fn seal_if_due(&mut self) -> anyhow::Result<()> {
+        if self.leaves.len() < SEAL_EVERY {
+            return Ok(());
+        }
+        let leaves = std::mem::take(&mut self.leaves);
+        let from = self.seq + 1 - leaves.len() as u64;
+        let sealed = LogSealed::seal(&seal_key(), from, &leaves);
+        let system = AccountId::new("system").expect("literal is a valid account id");
+        self.seals += 1;
+        self.put(&Envelope::new(system, Actor::service("sealer"), sealed))
+    }
+}
+
+/// Records per seal in a generated file (the sealer's default).
+pub const SEAL_EVERY: usize = 4096;
+
+/// The generated files' seal key (fixed, so a file can be checked later
+/// with its public half pinned: [`seal_public_key`]).
+pub fn seal_key() -> SigningKey {
+    SigningKey::from_bytes(&[0x5e; 32])
+}
+
+/// The public half of [`seal_key`], hex.
+pub fn seal_public_key() -> String {
+    hex::encode(seal_key().verifying_key().as_bytes())
 }
 
 /// Writes `total` events to `path`: `clusters` clusters over `accounts`
@@ -78,6 +117,8 @@ pub fn write(path: &Path, total: u64, clusters: usize, accounts: usize) -> anyho
         writer: Writer::new(BufWriter::with_capacity(1 << 20, file))?,
         seq: 0,
         signed: 0,
+        leaves: Vec::new(),
+        seals: 0,
         start: DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
             .expect("literal time")
             .with_timezone(&Utc),
@@ -98,6 +139,7 @@ pub fn write(path: &Path, total: u64, clusters: usize, accounts: usize) -> anyho
                 keys.push(public_key.clone());
             }
             out.put(event)?;
+            out.seal_if_due()?;
         }
         if complete {
             let account = stream.events[0].account_id.clone();
@@ -119,16 +161,18 @@ pub fn write(path: &Path, total: u64, clusters: usize, accounts: usize) -> anyho
                     break;
                 }
                 out.put(&event)?;
+                out.seal_if_due()?;
             }
         }
     }
-    let (events, signed) = (out.seq, out.signed);
+    let (events, signed, seals) = (out.seq, out.signed, out.seals);
     let bytes = out.writer.bytes_written();
     out.writer.finish()?;
     Ok(Written {
         events,
         fleet_events,
         signed,
+        seals,
         bytes,
     })
 }

@@ -6,7 +6,8 @@ use super::super::output::{emit, print_json};
 use super::ImportArgs;
 use anyhow::{bail, Context};
 use powernode_archive::{Reader, Summary};
-use powernode_events::RawEnvelope;
+use powernode_events::seal::{SealSummary, SealVerifier};
+use powernode_events::{RawEnvelope, VerifyingKey};
 use powernode_inspect::Progress;
 use powernode_log::embedded::EmbeddedLog;
 use powernode_log::jetstream::{JetStreamConfig, JetStreamLog};
@@ -29,13 +30,16 @@ const CHUNK: usize = 1000;
 struct Checked {
     summary: Summary,
     repeated_ids: HashSet<u64>,
+    /// The export's seals, each checked against the records it covers.
+    seals: SealSummary,
 }
 
 /// Runs the import.
 pub async fn run(args: ImportArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let path = args.file.clone();
-    let checked = tokio::task::spawn_blocking(move || check(&path))
+    let key = args.seal.resolve(&args.data_dir)?;
+    let checked = tokio::task::spawn_blocking(move || check(&path, key))
         .await
         .context("the check stopped")??;
     let summary = &checked.summary;
@@ -58,12 +62,16 @@ pub async fn run(args: ImportArgs) -> anyhow::Result<()> {
                 log.describe()
             ))
         })?;
-    report(&args, summary, &log.describe(), imported, started);
+    report(&args, &checked, &log.describe(), imported, started);
     Ok(())
 }
 
-/// Reads the whole file: header, every record's checksum and order, the trailer.
-fn check(path: &Path) -> anyhow::Result<Checked> {
+/// Reads the whole file: header, every record's checksum and order, the
+/// trailer, and every seal against the records it covers (a changed,
+/// missing, reordered or inserted record, or a forged seal, is named by
+/// seq and nothing is imported).
+fn check(path: &Path, key: Option<VerifyingKey>) -> anyhow::Result<Checked> {
+    let mut seals = SealVerifier::new(key);
     let mut reader = Reader::open(path).context("nothing was imported")?;
     let mut progress = Progress::new(None, "checking");
     let mut seen: HashSet<Uuid> = HashSet::new();
@@ -72,6 +80,11 @@ fn check(path: &Path) -> anyhow::Result<Checked> {
     for item in reader.by_ref() {
         let record = item.context("nothing was imported")?;
         n += 1;
+        seals
+            .record(record.seq, &record.subject, &record.bytes)
+            .map_err(|e| {
+                anyhow::anyhow!("the export was tampered with: {e}; nothing was imported")
+            })?;
         if let Some(id) = event_id(&record.bytes) {
             if !seen.insert(id) {
                 repeated_ids.insert(record.seq);
@@ -87,6 +100,7 @@ fn check(path: &Path) -> anyhow::Result<Checked> {
     Ok(Checked {
         summary,
         repeated_ids,
+        seals: seals.summary(),
     })
 }
 
@@ -200,7 +214,9 @@ async fn load(
     Ok(done)
 }
 
-fn report(args: &ImportArgs, summary: &Summary, target: &str, imported: u64, started: Instant) {
+fn report(args: &ImportArgs, checked: &Checked, target: &str, imported: u64, started: Instant) {
+    let summary = &checked.summary;
+    let seals = &checked.seals;
     let took = started.elapsed().as_secs_f64();
     let rate = if took > 0.0 {
         imported as f64 / took
@@ -220,6 +236,9 @@ fn report(args: &ImportArgs, summary: &Summary, target: &str, imported: u64, sta
             "renumbered": renumbered,
             "seconds": took,
             "events_per_second": rate,
+            "seals": seals.seals,
+            "sealed_through": seals.sealed_through,
+            "seal_key_pinned": seals.pinned,
         }));
         return;
     }
@@ -228,6 +247,17 @@ fn report(args: &ImportArgs, summary: &Summary, target: &str, imported: u64, sta
         super::events(imported),
         args.file.display()
     );
+    text.push_str(&format!(
+        "checked: {} seal(s) over seq 1-{} by digest ({}); signatures past the last seal are \
+         checked by the consumers as they fold the imported log\n",
+        seals.seals,
+        seals.sealed_through,
+        if seals.pinned {
+            "seal key pinned"
+        } else {
+            "seal key NOT pinned: pass --seal-key"
+        }
+    ));
     if let (true, Some((a, b))) = (renumbered, summary.seq_range) {
         text.push_str(&format!(
             "note: the export's records (seq {a}-{b}) do not start at 1 or have gaps (a \

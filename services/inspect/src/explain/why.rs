@@ -329,6 +329,7 @@ pub fn describe(ev: &Envelope, state: &FleetState) -> String {
         | EventPayload::ModuleUpgradeFailed(_)
         | EventPayload::AgentOutdated(_)
         | EventPayload::RecordRejected(_)
+        | EventPayload::LogSealed(_)
         | EventPayload::AgentSubmissionsRejectedSummary(_) => generic(ev),
     }
 }

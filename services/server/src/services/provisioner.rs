@@ -108,6 +108,7 @@ impl Reactor<FleetState> for Provisioner {
             | EventPayload::ApprovalExpired(_)
             | EventPayload::ApprovalSuperseded(_)
             | EventPayload::RecordRejected(_)
+            | EventPayload::LogSealed(_)
             | EventPayload::AgentSubmissionsRejectedSummary(_) => Vec::new(),
         };
         for payload in decisions {

@@ -136,6 +136,7 @@ impl Reactor<FleetState> for Sdwan {
             | EventPayload::ApprovalExpired(_)
             | EventPayload::ApprovalSuperseded(_)
             | EventPayload::RecordRejected(_)
+            | EventPayload::LogSealed(_)
             | EventPayload::AgentSubmissionsRejectedSummary(_) => None,
         };
         if let Some(payload) = decision {

@@ -169,6 +169,7 @@ fn describe(event: &Envelope) -> String {
         | EventPayload::ApprovalExpired(_)
         | EventPayload::ApprovalSuperseded(_)
         | EventPayload::RecordRejected(_)
+        | EventPayload::LogSealed(_)
         | EventPayload::AgentSubmissionsRejectedSummary(_) => event.kind().to_string(),
     }
 }

@@ -233,6 +233,7 @@ impl Rules {
             | EventPayload::ApprovalExpired(_)
             | EventPayload::ApprovalSuperseded(_)
             | EventPayload::RecordRejected(_)
+            | EventPayload::LogSealed(_)
             | EventPayload::AgentSubmissionsRejectedSummary(_) => {}
         }
     }

@@ -136,6 +136,7 @@ fn competing(mine: &VirtualIpPromoted, other: &Envelope) -> Option<String> {
         | EventPayload::ApprovalExpired(_)
         | EventPayload::ApprovalSuperseded(_)
         | EventPayload::RecordRejected(_)
+        | EventPayload::LogSealed(_)
         | EventPayload::AgentSubmissionsRejectedSummary(_) => None,
     }
 }

@@ -85,6 +85,7 @@ pub fn executions<'a>(state: &'a FleetState, event: &Envelope) -> Vec<&'a Execut
         | EventPayload::ApprovalExpired(_)
         | EventPayload::ApprovalSuperseded(_)
         | EventPayload::RecordRejected(_)
+        | EventPayload::LogSealed(_)
         | EventPayload::AgentSubmissionsRejectedSummary(_) => Vec::new(),
     }
 }
