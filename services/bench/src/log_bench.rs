@@ -94,6 +94,8 @@ pub async fn run(args: LogBenchArgs) -> anyhow::Result<()> {
     let mut sweep = Vec::new();
     let mut last_log = None;
     for &appenders in &args.appenders {
+        // The previous row's log lets go of its connection and writer first.
+        drop(last_log.take());
         // The same events for every row, built afresh (appending consumes them).
         let streams = workload::build(args.events, 16);
         let row = append::row(&setup, &payloads, streams, appenders, args.raw_seconds).await?;
