@@ -11,7 +11,7 @@ use async_nats::jetstream;
 use futures::future::BoxFuture;
 use futures::StreamExt;
 use powernode_events::Envelope;
-use powernode_log::jetstream::{JetStreamConfig, JetStreamLog, DEFAULT_STREAM};
+use powernode_log::jetstream::{GroupCommit, JetStreamConfig, JetStreamLog, DEFAULT_STREAM};
 use powernode_log::{EventLog, Expect, Filter, LogError, SharedLog, StartAt};
 use powernode_tests::conformance::{self, event, events, fresh_account, Opener};
 use powernode_tests::jetstream_support::*;
@@ -144,15 +144,22 @@ async fn concurrent_guarded_appends_exactly_one_wins() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The group-commit writer answers every one of many concurrent callers
-/// with the sequence its own event was stored at.
+/// The group-commit writer (forced to atomic batches) answers every one of
+/// many concurrent callers with the sequence its own event was stored at.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batcher_gives_each_caller_its_sequence() -> anyhow::Result<()> {
     let server = NatsServer::start_with(NatsOptions {
         sync_always: true,
         ..NatsOptions::default()
     })?;
-    let log = Arc::new(connect(&server.url()).await?);
+    init_tracing();
+    let log = Arc::new(
+        JetStreamLog::connect(JetStreamConfig {
+            group_commit: GroupCommit::Atomic,
+            ..powernode_tests::nats::log_config(server.url())
+        })
+        .await?,
+    );
     let account = fresh_account("batch");
     const CALLERS: usize = 300;
     let tasks: Vec<_> = events(&account, CALLERS)
@@ -193,6 +200,83 @@ async fn batcher_gives_each_caller_its_sequence() -> anyhow::Result<()> {
             answered.get(&r.seq)
         );
     }
+    Ok(())
+}
+
+/// The adaptive writer (the default) on a real server: appenders that
+/// each append in turn make waves of every size, sent both ways as the
+/// model tries each; every append, and every re-send of an already stored
+/// event, is answered with the sequence its event is stored at.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adaptive_writer_answers_every_append_with_its_sequence() -> anyhow::Result<()> {
+    let server = NatsServer::start_with(NatsOptions {
+        sync_always: true,
+        ..NatsOptions::default()
+    })?;
+    let config = powernode_tests::nats::log_config(server.url());
+    ensure!(
+        config.group_commit == GroupCommit::Adaptive,
+        "adaptive is not the default: {:?}",
+        config.group_commit
+    );
+    let log = Arc::new(connect(&server.url()).await?);
+    let account = fresh_account("adaptive");
+    const APPENDERS: usize = 100;
+    const EACH: usize = 12;
+    let tasks: Vec<_> = (0..APPENDERS)
+        .map(|_| {
+            let log = log.clone();
+            let evs = events(&account, EACH);
+            tokio::spawn(async move {
+                let mut answers = Vec::new();
+                for ev in &evs {
+                    let a = log.append(ev, Expect::Any).await?;
+                    answers.push((ev.id, a));
+                }
+                // The first event once more: a duplicate, at its first seq.
+                let again = log.append(&evs[0], Expect::Any).await?;
+                Ok::<_, LogError>((answers, again))
+            })
+        })
+        .collect();
+    let mut answered: BTreeMap<u64, Uuid> = BTreeMap::new();
+    for t in tasks {
+        let (answers, again) = t.await??;
+        for (id, a) in &answers {
+            ensure!(!a.duplicate, "fresh event {id} answered as duplicate");
+            ensure!(
+                answered.insert(a.seq, *id).is_none(),
+                "two callers were given seq {}",
+                a.seq
+            );
+        }
+        let (first_id, first) = answers[0];
+        ensure!(
+            again.duplicate && again.seq == first.seq,
+            "re-send of {first_id} (stored at {}) answered {again:?}",
+            first.seq
+        );
+    }
+    let total = (APPENDERS * EACH) as u64;
+    ensure!(
+        answered.keys().copied().eq(1..=total),
+        "answered seqs are not 1..={total}"
+    );
+    ensure!(log.last_seq().await? == total, "re-sends stored something");
+    for r in read_everything(log.as_ref(), &Filter::all()).await? {
+        let id = Envelope::decode(&r.bytes)?.id;
+        ensure!(
+            answered.get(&r.seq) == Some(&id),
+            "seq {} holds {id}, its caller was told {:?}",
+            r.seq,
+            answered.get(&r.seq)
+        );
+    }
+    let stats = log.writer_stats();
+    ensure!(
+        stats.atomic_batches > 0 && stats.pipelined_waves > 0 && stats.explored_waves >= 2,
+        "the adaptive writer did not try both ways: {stats:?}"
+    );
     Ok(())
 }
 

@@ -52,7 +52,7 @@ pub struct LifecycleArgs {
     #[arg(long, default_value_t = 200)]
     pub list_calls: usize,
     /// How the log groups concurrent appends (see `powernode up --help`).
-    #[arg(long, value_enum, default_value = "atomic")]
+    #[arg(long, value_enum, default_value = "adaptive")]
     pub group_commit: powernode_log::jetstream::GroupCommit,
     /// Atomic batches (or lone publishes) awaiting their ack at once.
     #[arg(long, default_value_t = powernode_log::jetstream::DEFAULT_MAX_IN_FLIGHT)]

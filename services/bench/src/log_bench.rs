@@ -2,27 +2,28 @@
 //!
 //! Phases, all against the same server:
 //! 1. the raw JetStream ceiling for the same bytes (publish and replay);
-//! 2. append N events from many concurrent appenders through the log while
-//!    a projection consumer (the real runtime, checkpointing) applies them —
-//!    timed until the projection has applied the last one;
-//! 3. rebuild the projection from scratch by replaying the whole stream;
+//! 2. for each `--appenders` count (default 64, 256, 1024): the raw rate of
+//!    that many publishers each awaiting its ack, the raw atomic-batch
+//!    ceiling, then N events appended by that many concurrent appenders
+//!    through the log while a projection consumer (the real runtime,
+//!    checkpointing) applies them — timed to the last ack (the durable
+//!    append rate) and to the last event applied (`log_bench/append.rs`);
+//! 3. rebuild the projection from scratch by replaying the last stream;
 //! 4. ed25519 verification rate of agent events on one core.
 
+mod append;
+
 use super::ceiling;
-use super::workload::{self, ClusterStream};
-use anyhow::{bail, Context};
+use super::workload;
+use anyhow::bail;
 use powernode_events::signing::{verify_batch_encoded, verifying_key_from_hex};
 use powernode_events::{Envelope, EventPayload};
-use powernode_log::jetstream::{GroupCommit, JetStreamConfig, JetStreamLog};
-use powernode_log::{Expect, Filter, SharedLog};
+use powernode_log::jetstream::{GroupCommit, DEFAULT_MAX_BATCH, DEFAULT_MAX_IN_FLIGHT};
+use powernode_log::{Filter, SharedLog};
 use powernode_projections::FleetState;
-use powernode_runtime::checkpoint::CheckpointStore;
 use powernode_runtime::replay::{self, ReplayStats};
-use powernode_runtime::{run_consumer, ConsumerConfig, ProjectOnly, Shared};
 use serde_json::json;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
-use tokio_util::sync::CancellationToken;
+use std::time::Instant;
 
 /// Arguments of `powernode bench log`.
 #[derive(Debug, clap::Args)]
@@ -37,12 +38,21 @@ pub struct LogBenchArgs {
     /// Number of events.
     #[arg(long, default_value_t = 200_000)]
     pub events: usize,
-    /// Concurrent appenders.
-    #[arg(long, default_value_t = 64)]
-    pub appenders: usize,
+    /// Concurrent appenders, one sweep row each (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "64,256,1024")]
+    pub appenders: Vec<usize>,
     /// How the log groups concurrent appends (see `powernode up --help`).
-    #[arg(long, value_enum, default_value = "atomic")]
+    #[arg(long, value_enum, default_value = "adaptive")]
     pub group_commit: GroupCommit,
+    /// Most appends the log's writer sends in one wave.
+    #[arg(long, default_value_t = DEFAULT_MAX_BATCH)]
+    pub max_batch: usize,
+    /// Waves the log's writer keeps awaiting their acks at once.
+    #[arg(long, default_value_t = DEFAULT_MAX_IN_FLIGHT)]
+    pub max_in_flight: usize,
+    /// Seconds each raw same-concurrency measurement runs.
+    #[arg(long, default_value_t = 3.0)]
+    pub raw_seconds: f64,
     /// Print one JSON object (otherwise a readable summary).
     #[arg(long)]
     pub json: bool,
@@ -52,65 +62,69 @@ const BENCH_STREAM: &str = "PN_BENCH_EVENTS";
 
 /// Runs the benchmark and prints its figures.
 pub async fn run(args: LogBenchArgs) -> anyhow::Result<()> {
-    if args.events == 0 || args.appenders == 0 {
-        bail!("--events and --appenders must be at least 1");
+    if args.events == 0 || args.appenders.is_empty() || args.appenders.contains(&0) {
+        bail!("--events and every --appenders count must be at least 1");
+    }
+    if !(args.raw_seconds > 0.0 && args.raw_seconds.is_finite()) {
+        bail!("--raw-seconds must be a positive number");
     }
     let progress = |msg: &str| eprintln!("bench: {msg}");
     progress(&format!(
         "building {} lifecycle events (agent events signed)…",
         args.events
     ));
-    let streams = workload::build(args.events, 16);
-    let payloads: Vec<Vec<u8>> = streams
+    let payloads: Vec<Vec<u8>> = workload::build(args.events, 16)
         .iter()
         .flat_map(|s| &s.events)
         .map(Envelope::encode)
         .collect::<Result<_, _>>()?;
     let mean_bytes = payloads.iter().map(Vec::len).sum::<usize>() as f64 / payloads.len() as f64;
+    let auth = args.nats_auth.client_auth()?;
 
     progress("measuring the raw JetStream ceiling (same bytes)…");
-    let raw = ceiling::measure(&args.nats, &args.nats_auth.client_auth()?, &payloads).await?;
+    let raw = ceiling::measure(&args.nats, &auth, &payloads).await?;
 
-    progress("appending through the log while a projection applies…");
-    let mut config = JetStreamConfig::new(&args.nats);
-    config.auth = args.nats_auth.client_auth()?;
-    config.stream = BENCH_STREAM.to_string();
-    config.group_commit = args.group_commit;
-    ceiling::delete_stream(&args.nats, &args.nats_auth.client_auth()?, BENCH_STREAM).await?;
-    let js = Arc::new(
-        JetStreamLog::connect(config)
-            .await
-            .context("cannot set up the bench stream (is pn.evt.> already used by a stream on this server? use a scratch server)")?,
-    );
-    let log: SharedLog = js.clone();
-    let appended = append_phase(&log, streams, args.appenders).await?;
-    let writer = js.writer_stats();
+    let setup = append::LogSetup {
+        url: &args.nats,
+        auth: &auth,
+        group_commit: args.group_commit,
+        max_batch: args.max_batch,
+        max_in_flight: args.max_in_flight,
+    };
+    let mut sweep = Vec::new();
+    let mut last_log = None;
+    for &appenders in &args.appenders {
+        // The previous row's log lets go of its connection and writer first.
+        drop(last_log.take());
+        // The same events for every row, built afresh (appending consumes them).
+        let streams = workload::build(args.events, 16);
+        let row = append::row(&setup, &payloads, streams, appenders, args.raw_seconds).await?;
+        sweep.push(row.json);
+        last_log = Some(row.log);
+    }
+    let Some(log) = last_log else {
+        bail!("no appender count to measure");
+    };
 
     progress("replaying the whole stream into a fresh projection…");
     let replay = replay_phase(&log, args.events as u64).await?;
     let replay_per_s = replay.applied as f64 / replay.total.as_secs_f64();
+    drop(log);
 
     progress("verifying agent signatures on one core…");
     let verify_per_s = tokio::task::spawn_blocking(move || verify_rate(&payloads)).await??;
-    ceiling::delete_stream(&args.nats, &args.nats_auth.client_auth()?, BENCH_STREAM).await?;
+    ceiling::delete_stream(&args.nats, &auth, BENCH_STREAM).await?;
 
     let out = json!({
         "events": args.events,
-        "appenders": args.appenders,
         "group_commit": format!("{:?}", args.group_commit).to_lowercase(),
+        "max_batch": args.max_batch,
+        "max_in_flight": args.max_in_flight,
         "mean_event_bytes": mean_bytes.round(),
-        "append_events_per_s": appended.end_to_end_per_s.round(),
-        "append_acked_events_per_s": appended.acked_per_s.round(),
-        "writer": {
-            "atomic_batches": writer.atomic_batches,
-            "mean_atomic_batch": if writer.atomic_batches > 0 { (writer.batched_appends as f64 / writer.atomic_batches as f64 * 10.0).round() / 10.0 } else { 0.0 },
-            "single_publishes": writer.single_publishes,
-            "refused_batches": writer.refused_batches,
-        },
+        "append": sweep,
         "raw_publish_per_s": raw.publish_per_s.round(),
         "raw_publish_async_per_s": raw.async_per_s.round(),
         "raw_publish_batch_per_s": raw.batch_per_s.round(),
-        "append_ratio": ratio(appended.end_to_end_per_s, raw.publish_per_s),
         "replay_events_per_s": replay_per_s.round(),
         "raw_replay_per_s": raw.replay_per_s.round(),
         "replay_ratio": ratio(replay_per_s, raw.replay_per_s),
@@ -136,71 +150,6 @@ fn ratio(a: f64, b: f64) -> f64 {
     } else {
         0.0
     }
-}
-
-struct AppendFigures {
-    end_to_end_per_s: f64,
-    acked_per_s: f64,
-}
-
-async fn append_phase(
-    log: &SharedLog,
-    streams: Vec<ClusterStream>,
-    appenders: usize,
-) -> anyhow::Result<AppendFigures> {
-    let total: usize = streams.iter().map(|s| s.events.len()).sum();
-    let dir = tempfile::tempdir()?;
-    let checkpoints = Arc::new(CheckpointStore::open(dir.path())?);
-    let shared: Shared<FleetState> = Shared::default();
-    let shutdown = CancellationToken::new();
-    let consumer = tokio::spawn(run_consumer(
-        log.clone(),
-        checkpoints,
-        ConsumerConfig::new("bench-projector"),
-        shared.clone(),
-        ProjectOnly,
-        shutdown.clone(),
-    ));
-
-    let mut lanes: Vec<Vec<ClusterStream>> = (0..appenders).map(|_| Vec::new()).collect();
-    for (i, s) in streams.into_iter().enumerate() {
-        lanes[i % appenders].push(s);
-    }
-    let start = Instant::now();
-    let mut tasks = Vec::new();
-    for lane in lanes {
-        let log = log.clone();
-        tasks.push(tokio::spawn(async move {
-            for stream in lane {
-                for event in &stream.events {
-                    log.append(event, Expect::Any).await?;
-                }
-            }
-            Ok::<_, powernode_log::LogError>(())
-        }));
-    }
-    for t in tasks {
-        t.await??;
-    }
-    let acked = start.elapsed();
-    let last = log.last_seq().await?;
-    if !shared.wait_for(last, Duration::from_secs(600)).await {
-        bail!(
-            "projection did not catch up to seq {last} (at {})",
-            shared.applied()
-        );
-    }
-    let end_to_end = start.elapsed();
-    let applied = shared.state.read().await.applied();
-    shutdown.cancel();
-    consumer.await??;
-    if applied != total as u64 {
-        bail!("projection applied {applied} events, {total} were appended (some were rejected?)");
-    }
-    Ok(AppendFigures {
-        end_to_end_per_s: total as f64 / end_to_end.as_secs_f64(),
-        acked_per_s: total as f64 / acked.as_secs_f64(),
-    })
 }
 
 async fn replay_phase(log: &SharedLog, expected: u64) -> anyhow::Result<ReplayStats> {

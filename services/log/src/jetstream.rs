@@ -13,8 +13,10 @@
 //!   `Nats-Expected-Last-Subject-Sequence` with
 //!   `Nats-Expected-Last-Subject-Sequence-Subject: pn.evt.<acct>.<type>.<id>.>`
 //!   so it covers every event of the aggregate. Appends go through a
-//!   group-commit writer (`jetstream/writer.rs`) that turns concurrent appends into
-//!   atomic batches: one disk flush per batch under `sync_interval: always`.
+//!   group-commit writer (`jetstream/writer.rs`) that sends each wave of
+//!   concurrent appends as one atomic batch (one disk flush under
+//!   `sync_interval: always`) or as pipelined publishes, whichever it has
+//!   measured to be cheaper on this server ([`GroupCommit::Adaptive`]).
 //! * **Read / last sequences** — from the stream leader (never direct get,
 //!   which may lag on a replica); range reads in `jetstream/read.rs`.
 //! * **Subscribe** — an ordered consumer with a guard against replaying
@@ -109,9 +111,9 @@ pub struct JetStreamConfig {
     pub max_batch: usize,
     /// Batches the writer keeps in flight (pipelining).
     pub max_in_flight: usize,
-    /// How concurrent appends are grouped: atomic batches (the default, for
-    /// servers with `sync_interval: always`) or pipelined publishes (faster
-    /// on a server that does not sync every write).
+    /// How concurrent appends are grouped: adaptive (the default: per wave,
+    /// whichever of an atomic batch and pipelined publishes is cheaper on
+    /// this server), or always one of them (for benchmarks).
     pub group_commit: GroupCommit,
     /// How long connecting may take before failing with `Unavailable`.
     pub connect_timeout: Duration,
@@ -135,7 +137,7 @@ impl Default for JetStreamConfig {
             duplicate_window: DEFAULT_DUPLICATE_WINDOW,
             max_batch: DEFAULT_MAX_BATCH,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
-            group_commit: GroupCommit::Atomic,
+            group_commit: GroupCommit::Adaptive,
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(5),
             ignore_discovered_servers: false,

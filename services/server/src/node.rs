@@ -46,14 +46,16 @@ pub struct LogArgs {
     /// JetStream replicas for the stream (3 on a 3-node cluster).
     #[arg(long, env = "POWERNODE_REPLICAS", default_value_t = 1)]
     pub replicas: usize,
-    /// How concurrent appends are grouped: `atomic` batches (one disk flush
-    /// per batch; right for servers with `sync_interval: always`) or
-    /// `pipelined` publishes (faster on servers that do not sync each write).
+    /// How concurrent appends are grouped: `adaptive` (per wave, whichever
+    /// of an atomic batch and pipelined publishes has measured cheaper on
+    /// this server), or always `atomic` batches (one disk flush per batch;
+    /// wins with `sync_interval: always`) or `pipelined` publishes (win on
+    /// servers that do not sync each write).
     #[arg(
         long,
         env = "POWERNODE_GROUP_COMMIT",
         value_enum,
-        default_value = "atomic"
+        default_value = "adaptive"
     )]
     pub group_commit: GroupCommit,
     /// NATS credentials and TLS.

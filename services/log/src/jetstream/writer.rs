@@ -2,14 +2,22 @@
 //!
 //! With `sync_interval: always` the server flushes to disk once per
 //! acknowledged publish, so a thousand separately acknowledged appends cost a
-//! thousand flushes. The writer drains whatever appends are queued (up to
-//! `max_batch`) and sends them as ONE atomic batch (ADR-50): every message
-//! carries `Nats-Batch-Id` and `Nats-Batch-Sequence`, the last one also
-//! `Nats-Batch-Commit: 1`, and only that one is a request. The server stores
-//! the whole batch or nothing and answers with the last sequence and the
-//! count, from which each caller's sequence follows. A short queue (fewer
-//! than `ATOMIC_MIN` appends) goes out as pipelined single publishes, a lone append as a plain
-//! publish.
+//! thousand flushes. The writer drains whatever appends are queued (a
+//! *wave*, up to `max_batch`) and sends it one of two ways:
+//! * as ONE atomic batch (ADR-50): every message carries `Nats-Batch-Id` and
+//!   `Nats-Batch-Sequence`, the last one also `Nats-Batch-Commit: 1`, and
+//!   only that one is a request. The server stores the whole batch or
+//!   nothing, with one flush, and answers with the last sequence and the
+//!   count, from which each caller's sequence follows;
+//! * as pipelined single publishes: all sent back to back, their acks
+//!   awaited together. No per-batch cost, but one flush each.
+//!
+//! Which is faster depends on the server ([`GroupCommit`]): the default,
+//! [`GroupCommit::Adaptive`], measures what each way costs per append for
+//! waves of each size on the server it talks to and sends every wave the
+//! cheaper way, re-measuring the other now and then (`writer/adaptive.rs`).
+//! [`GroupCommit::Atomic`] and [`GroupCommit::Pipelined`] force one way (for
+//! benchmarks). A lone append is always a plain publish.
 //!
 //! What nats-server 2.15 does inside an atomic batch (checked against the
 //! real server, see `tests/tests/jetstream_log.rs`):
@@ -25,7 +33,7 @@
 //!   queued ones go out together as pipelined single publishes (each
 //!   checked by the server against the stream as it stands, in order, so a
 //!   burst of promotions of different VIPs costs one round trip, not one
-//!   each), and a repeated event id starts the next batch.
+//!   each), and a repeated event id starts the next wave.
 //!
 //! A refused batch falls back to publishing its messages one by one, so
 //! every caller gets its own precise answer (stored, duplicate, conflict)
@@ -33,23 +41,33 @@
 //! server cannot be reached, every caller of the batch gets `Unavailable`
 //! (retrying with the same event id is safe).
 //!
-//! Up to `max_in_flight` batches are outstanding at once (pipelining): while
+//! Up to `max_in_flight` waves are outstanding at once (pipelining): while
 //! the server flushes one, the next one is already on the wire, and appends
-//! arriving meanwhile queue up into a bigger batch.
+//! arriving meanwhile queue up into a bigger wave. Messages are sent from
+//! the writer task, in queue order; each wave's acks are awaited, and its
+//! callers answered, by a task of its own.
 //!
-//! Measured (2 cores, nats-server 2.15.1, 64 concurrent appenders, see the
-//! ignored throughput test in `tests/tests/jetstream_log.rs`): with
-//! `sync_interval: always` an R1 stream takes ~8–11.5 k appends/s through
-//! atomic batches against ~3–6 k/s for the same appenders publishing one by
-//! one (1.6–3.3x), and 6.4 k/s against 0.74 k/s (8.6x) while the disk was
-//! busy and every flush slow; a local 3-node R3 cluster ~12–15 k/s against
-//! ~10–13 k/s (raft already groups replicated writes).
-//! Without `sync_interval: always` atomic batches *lose* on R1 (~10–14 k/s
-//! against ~40–50 k/s): the server stages each atomic batch of an R1 file
-//! stream in a file store of its own, a fixed cost of a few milliseconds per
-//! batch that only pays off when every write is flushed anyway. For such
-//! servers choose [`GroupCommit::Pipelined`].
+//! Measured (2 cores, nats-server 2.15.1, `sync_interval: always`, see
+//! `powernode bench log` and docs/benchmarks.md, which has this sitting's
+//! figures): before issue 19, 64 appenders made ~7.8 k appends/s with
+//! 31,232 of 200,000 appends sent as singles, because atomic mode sent any
+//! wave under 64 appends (`ATOMIC_MIN`, added with commit 1579e8b for join
+//! latency) as singles: 64 appenders rarely make a wave of 64, each single
+//! is a flush of its own, and singles answered one by one fragment the next
+//! waves further. Before that commit the same bench made 11.3 k/s with 364
+//! singles. Atomic mode now batches every wave of two or more; the adaptive
+//! mode decides per wave from what each way has cost. Earlier figures:
+//! atomic batches beat singles 1.6–3.3x at 64 appenders with
+//! `sync_interval: always` (8.6x while the disk was busy); without it
+//! atomic batches *lose* on R1 (~10–14 k/s against ~40–50 k/s): the server
+//! stages each atomic batch of an R1 file stream in a file store of its
+//! own, a fixed cost of a few milliseconds per batch that only pays off when
+//! every write is flushed anyway, which is why neither fixed mode is the
+//! default.
 
+mod adaptive;
+
+use self::adaptive::{Model, Shape};
 use super::errors::{classify_publish_error, PublishFailure};
 use async_nats::jetstream::context::{PublishAckFuture, PublishError};
 use async_nats::jetstream::message::PublishMessage;
@@ -57,11 +75,12 @@ use async_nats::jetstream::{self, publish::PublishAck};
 use async_nats::HeaderMap;
 use bytes::Bytes;
 use futures::future::BoxFuture;
-use futures::stream::{FuturesUnordered, StreamExt};
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinSet;
 use tracing::{debug, warn};
 
 /// Header naming the atomic batch a message belongs to.
@@ -70,13 +89,7 @@ const BATCH_ID: &str = "Nats-Batch-Id";
 const BATCH_SEQUENCE: &str = "Nats-Batch-Sequence";
 /// Header on the last message of a batch; the server commits on it.
 const BATCH_COMMIT: &str = "Nats-Batch-Commit";
-/// Fewer queued appends than this go out as pipelined single publishes even
-/// in atomic mode: an atomic batch has a fixed server-side cost (measured
-/// 15–20 ms under load with `sync_interval: always`, 2 cores) that only a
-/// big batch amortizes, while a few singles are acknowledged in about a
-/// millisecond each, back to back.
-const ATOMIC_MIN: usize = 64;
-/// Consecutive scheduler yields that bring no new append before a batch is sent.
+/// Consecutive scheduler yields that bring no new append before a wave is sent.
 const LINGER_IDLE_YIELDS: usize = 3;
 
 /// The server refuses atomic batches of more messages than this.
@@ -110,18 +123,23 @@ pub(crate) struct PendingAppend {
     pub reply: oneshot::Sender<WriteResult>,
 }
 
-/// How the writer sends several queued appends.
+/// How the writer sends a wave of several queued appends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum GroupCommit {
-    /// As one atomic batch: one disk flush for all of them. The right choice
-    /// when the server runs with `sync_interval: always` (production).
+    /// Per wave, whichever of an atomic batch and pipelined publishes has
+    /// cost less per append for waves of that size on this server
+    /// (measured as it runs, the other re-measured now and then). Right
+    /// whatever the server's `sync_interval`.
     #[default]
+    Adaptive,
+    /// Always as one atomic batch: one disk flush for all of them. Wins
+    /// when the server runs with `sync_interval: always`.
     Atomic,
-    /// Back to back as separate publishes, their acks awaited together. Each
-    /// is flushed on its own, but there is no per-batch overhead: faster
-    /// when the server does not sync every write (nats-server stages every
-    /// atomic batch of an R1 file stream in a store of its own, which costs
-    /// milliseconds per batch).
+    /// Always back to back as separate publishes, their acks awaited
+    /// together. Each is flushed on its own, but there is no per-batch
+    /// overhead: faster when the server does not sync every write
+    /// (nats-server stages every atomic batch of an R1 file stream in a
+    /// store of its own, which costs milliseconds per batch).
     Pipelined,
 }
 
@@ -132,13 +150,15 @@ pub(crate) struct Counters {
     batches: AtomicU64,
     batched: AtomicU64,
     refused: AtomicU64,
+    single_waves: AtomicU64,
+    explored: AtomicU64,
 }
 
 /// What the group-commit writer has done so far.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct WriterStats {
-    /// Appends published on their own (a lone append, pipelined mode, or a
-    /// refused batch's fallback).
+    /// Appends published on their own (a lone append, a wave sent as
+    /// pipelined publishes, or a refused batch's fallback).
     pub single_publishes: u64,
     /// Atomic batches sent.
     pub atomic_batches: u64,
@@ -146,6 +166,10 @@ pub struct WriterStats {
     pub batched_appends: u64,
     /// Atomic batches the server refused (their appends were then published one by one).
     pub refused_batches: u64,
+    /// Waves of two or more unguarded appends sent as pipelined publishes.
+    pub pipelined_waves: u64,
+    /// Waves the adaptive mode sent the way it expected to be dearer, to measure it again.
+    pub explored_waves: u64,
 }
 
 impl Counters {
@@ -155,6 +179,8 @@ impl Counters {
             atomic_batches: self.batches.load(Ordering::Relaxed),
             batched_appends: self.batched.load(Ordering::Relaxed),
             refused_batches: self.refused.load(Ordering::Relaxed),
+            pipelined_waves: self.single_waves.load(Ordering::Relaxed),
+            explored_waves: self.explored.load(Ordering::Relaxed),
         }
     }
 }
@@ -162,11 +188,11 @@ impl Counters {
 /// Writer tuning.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct WriterConfig {
-    /// Most appends in one batch.
+    /// Most appends in one wave.
     pub max_batch: usize,
-    /// Most batches (or lone publishes) awaiting their ack at once.
+    /// Most waves (or lone publishes) awaiting their acks at once.
     pub max_in_flight: usize,
-    /// Atomic batches or pipelined publishes.
+    /// How waves are sent.
     pub mode: GroupCommit,
 }
 
@@ -187,6 +213,13 @@ pub(crate) fn spawn_writer(
     tx
 }
 
+/// What one wave cost, reported back to the adaptive model once answered.
+struct Measured {
+    shape: Shape,
+    n: usize,
+    elapsed: Duration,
+}
+
 async fn run(
     js: jetstream::Context,
     config: WriterConfig,
@@ -195,81 +228,148 @@ async fn run(
 ) {
     let max_batch = config.max_batch.clamp(1, SERVER_MAX_BATCH);
     let max_in_flight = config.max_in_flight.max(1);
-    let mut in_flight: FuturesUnordered<BoxFuture<'static, ()>> = FuturesUnordered::new();
+    let mut model = Model::default();
+    let mut in_flight: JoinSet<Option<Measured>> = JoinSet::new();
     let mut carry: Option<PendingAppend> = None;
     loop {
         // At most `max_in_flight` outstanding; appends queue up meanwhile.
         while in_flight.len() >= max_in_flight {
-            in_flight.next().await;
+            if let Some(done) = in_flight.join_next().await {
+                learn(&mut model, done);
+            }
         }
         let first = match carry.take() {
             Some(p) => p,
             None => tokio::select! {
-                Some(()) = in_flight.next(), if !in_flight.is_empty() => continue,
+                Some(done) = in_flight.join_next(), if !in_flight.is_empty() => {
+                    learn(&mut model, done);
+                    continue;
+                }
                 next = rx.recv() => match next {
                     Some(p) => p,
                     None => break,
                 },
             },
         };
-        // Callers just answered are about to append again: let them run
-        // before the batch is closed (a few microseconds, bigger batches).
-        tokio::task::yield_now().await;
-        let mut batch = BatchBuilder::new(first);
-        // Linger briefly while appends keep arriving: callers woken by the
-        // last ack resubmit within microseconds, and an atomic batch has a
-        // fixed server-side cost (~2.5 ms on nats-server 2.15 whatever its
-        // size), so one batch of the whole wave beats several fragments.
-        // `yield_now` lets those callers run; the linger ends as soon as a
-        // couple of yields bring nothing new.
-        let mut idle_yields = 0;
-        'fill: while batch.len() < max_batch && carry.is_none() {
-            let before = batch.len();
-            while batch.len() < max_batch {
-                match rx.try_recv() {
-                    Ok(p) if batch.accepts(&p) => batch.push(p),
-                    Ok(p) => {
-                        carry = Some(p);
-                        break 'fill;
+        let (items, guarded) =
+            collect_wave(first, &mut rx, &mut carry, max_batch, config.mode).await;
+        let n = items.len();
+        let shape = if guarded || n == 1 {
+            Shape::Singles
+        } else {
+            match config.mode {
+                GroupCommit::Atomic => Shape::Atomic,
+                GroupCommit::Pipelined => Shape::Singles,
+                GroupCommit::Adaptive => {
+                    let choice = model.choose(n);
+                    if choice.exploring {
+                        counters.explored.fetch_add(1, Ordering::Relaxed);
                     }
-                    Err(_) => break,
+                    choice.shape
                 }
             }
-            if config.mode == GroupCommit::Pipelined {
-                break;
+        };
+        // Only unguarded waves teach the model: a guarded wave may be
+        // answered early by conflicts, which says nothing about the server.
+        let measure = !guarded;
+        let started = Instant::now();
+        match shape {
+            Shape::Singles => {
+                counters.singles.fetch_add(n as u64, Ordering::Relaxed);
+                if n > 1 && !guarded {
+                    counters.single_waves.fetch_add(1, Ordering::Relaxed);
+                }
+                let acks = send_singles(&js, items).await;
+                in_flight.spawn(async move {
+                    let all_answered = acks.await;
+                    (measure && all_answered).then(|| Measured {
+                        shape,
+                        n,
+                        elapsed: started.elapsed(),
+                    })
+                });
             }
-            idle_yields = if batch.len() > before {
-                0
-            } else {
-                idle_yields + 1
-            };
-            if idle_yields >= LINGER_IDLE_YIELDS {
-                break;
-            }
-            tokio::task::yield_now().await;
-        }
-        let guarded = batch.guarded;
-        let items = batch.items;
-        let pending =
-            if guarded || items.len() < ATOMIC_MIN || config.mode == GroupCommit::Pipelined {
-                counters
-                    .singles
-                    .fetch_add(items.len() as u64, Ordering::Relaxed);
-                send_singles(&js, items).await
-            } else {
+            Shape::Atomic => {
                 counters.batches.fetch_add(1, Ordering::Relaxed);
-                counters
-                    .batched
-                    .fetch_add(items.len() as u64, Ordering::Relaxed);
-                send_batch(&js, items, counters.clone()).await
-            };
-        in_flight.push(pending);
+                counters.batched.fetch_add(n as u64, Ordering::Relaxed);
+                let commit = send_batch(&js, items, counters.clone()).await;
+                in_flight.spawn(async move {
+                    let committed = commit.await;
+                    committed.then(|| Measured {
+                        shape,
+                        n,
+                        elapsed: started.elapsed(),
+                    })
+                });
+            }
+        }
     }
-    while in_flight.next().await.is_some() {}
+    while let Some(done) = in_flight.join_next().await {
+        learn(&mut model, done);
+    }
     debug!("event log writer stopped");
 }
 
-/// Collects appends that may share one atomic batch.
+/// Feeds a finished wave's cost to the model.
+fn learn(model: &mut Model, done: Result<Option<Measured>, tokio::task::JoinError>) {
+    match done {
+        Ok(Some(m)) => model.observe(m.shape, m.n, m.elapsed),
+        Ok(None) => {}
+        // Its callers' reply channels were dropped with it: they get `Closed`.
+        Err(e) => warn!(error = %e, "an append wave's task failed"),
+    }
+}
+
+/// Takes `first` and whatever else is queued and may share its wave (up to
+/// `max_batch`); returns the wave and whether it is the guarded kind. An
+/// append that may not join is left in `carry` for the next wave.
+async fn collect_wave(
+    first: PendingAppend,
+    rx: &mut mpsc::Receiver<PendingAppend>,
+    carry: &mut Option<PendingAppend>,
+    max_batch: usize,
+    mode: GroupCommit,
+) -> (Vec<PendingAppend>, bool) {
+    // Callers just answered are about to append again: let them run
+    // before the wave is closed (a few microseconds, bigger waves).
+    tokio::task::yield_now().await;
+    let mut batch = BatchBuilder::new(first);
+    // Linger briefly while appends keep arriving: callers woken by the
+    // last ack resubmit within microseconds, and an atomic batch has a
+    // fixed server-side cost (~2.5 ms on nats-server 2.15 whatever its
+    // size), so one batch of the whole wave beats several fragments.
+    // `yield_now` lets those callers run; the linger ends as soon as a
+    // couple of yields bring nothing new.
+    let mut idle_yields = 0;
+    'fill: while batch.len() < max_batch && carry.is_none() {
+        let before = batch.len();
+        while batch.len() < max_batch {
+            match rx.try_recv() {
+                Ok(p) if batch.accepts(&p) => batch.push(p),
+                Ok(p) => {
+                    *carry = Some(p);
+                    break 'fill;
+                }
+                Err(_) => break,
+            }
+        }
+        if mode == GroupCommit::Pipelined {
+            break;
+        }
+        idle_yields = if batch.len() > before {
+            0
+        } else {
+            idle_yields + 1
+        };
+        if idle_yields >= LINGER_IDLE_YIELDS {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    (batch.items, batch.guarded)
+}
+
+/// Collects appends that may share one wave.
 struct BatchBuilder {
     items: Vec<PendingAppend>,
     ids: HashSet<String>,
@@ -292,15 +392,12 @@ impl BatchBuilder {
         self.items.len()
     }
 
-    /// A repeated id would make the server refuse the batch; a guard on an
-    /// aggregate the batch already writes would be checked against the
-    /// state before the batch and could pass wrongly.
-    /// Whether `p` may join this batch. Guarded appends never join an
-    /// atomic batch: a guard that fails refuses the whole batch, and under
-    /// contention (several operators attaching peers to one network) guards
-    /// do fail, which would turn every batch they join into one-by-one
-    /// publishes. They go together, as pipelined single publishes, each
-    /// checked on its own.
+    /// Whether `p` may join this wave. A repeated id would make the server
+    /// refuse an atomic batch. Guarded appends never join an atomic batch:
+    /// a guard that fails refuses the whole batch, and under contention
+    /// (several operators attaching peers to one network) guards do fail,
+    /// which would turn every batch they join into one-by-one publishes.
+    /// They go together, as pipelined single publishes, each checked on its own.
     fn accepts(&self, p: &PendingAppend) -> bool {
         let repeated_id = self.ids.contains(&p.event_id);
         !repeated_id && p.guarded == self.guarded
@@ -325,11 +422,13 @@ fn answer(reply: oneshot::Sender<WriteResult>, result: WriteResult) {
 }
 
 /// Publishes each message on its own (all sent first, then the acks
-/// awaited in order) and returns the future that answers the callers.
+/// awaited in order) and returns the future that answers the callers; it
+/// says whether the server answered every one (stored, duplicate or
+/// refused, as opposed to unreachable).
 async fn send_singles(
     js: &jetstream::Context,
     items: Vec<PendingAppend>,
-) -> BoxFuture<'static, ()> {
+) -> BoxFuture<'static, bool> {
     let mut sent: Vec<(
         oneshot::Sender<WriteResult>,
         Result<PublishAckFuture, PublishError>,
@@ -342,24 +441,29 @@ async fn send_singles(
         sent.push((p.reply, ack));
     }
     Box::pin(async move {
+        let mut all_answered = true;
         for (reply, ack) in sent {
             let result = match ack {
                 Ok(ack) => ack.await.map(stored),
                 Err(e) => Err(e),
             };
-            answer(reply, result.map_err(|e| classify_publish_error(&e)));
+            let result = result.map_err(|e| classify_publish_error(&e));
+            all_answered &= !matches!(result, Err(PublishFailure::Unavailable(_)));
+            answer(reply, result);
         }
+        all_answered
     })
 }
 
 /// Sends `items` (two or more) as one atomic batch and returns the future
 /// that awaits the commit ack and answers the callers (falling back to
-/// single publishes when the batch is refused).
+/// single publishes when the batch is refused); it says whether the batch
+/// was committed as a whole.
 async fn send_batch(
     js: &jetstream::Context,
     items: Vec<PendingAppend>,
     counters: Arc<Counters>,
-) -> BoxFuture<'static, ()> {
+) -> BoxFuture<'static, bool> {
     let batch_id = uuid::Uuid::new_v4().simple().to_string();
     let n = items.len();
     let mut commit: Option<Result<PublishAckFuture, PublishError>> = None;
@@ -387,7 +491,7 @@ async fn send_batch(
         }
     }
     let js = js.clone();
-    let sent_at = std::time::Instant::now();
+    let sent_at = Instant::now();
     Box::pin(async move {
         let result = match (send_error, commit) {
             (None, Some(Ok(ack))) => ack.await,
@@ -398,7 +502,7 @@ async fn send_batch(
                 for p in items {
                     answer(p.reply, Err(PublishFailure::Unavailable(e.clone())));
                 }
-                return;
+                return false;
             }
         };
         match result {
@@ -421,12 +525,14 @@ async fn send_batch(
                         }),
                     );
                 }
+                true
             }
             Ok(ack) => {
                 // Should not happen; the ids make a re-send answer exactly.
                 warn!(batch = %batch_id, n, ?ack, "unexpected batch ack; publishing one by one");
                 counters.singles.fetch_add(n as u64, Ordering::Relaxed);
                 send_singles(&js, items).await.await;
+                false
             }
             Err(e) => match classify_publish_error(&e) {
                 PublishFailure::Unavailable(reason) => {
@@ -434,12 +540,14 @@ async fn send_batch(
                     for p in items {
                         answer(p.reply, Err(PublishFailure::Unavailable(reason.clone())));
                     }
+                    false
                 }
                 refusal => {
                     debug!(batch = %batch_id, n, ?refusal, "batch refused; publishing one by one");
                     counters.refused.fetch_add(1, Ordering::Relaxed);
                     counters.singles.fetch_add(n as u64, Ordering::Relaxed);
                     send_singles(&js, items).await.await;
+                    false
                 }
             },
         }
