@@ -46,21 +46,17 @@ pub(super) async fn measure(api: &Api, queries: usize) -> anyhow::Result<Value> 
         .map_or(0, Vec::len);
     for _ in 1..(total / PAGE / 2) {
         let next = api
-            .call(list.as_str(), &json!({"limit": PAGE, "page_token": mid_token}))
+            .call(
+                list.as_str(),
+                &json!({"limit": PAGE, "page_token": mid_token}),
+            )
             .await?;
         match next["next_page_token"].as_str() {
             Some(t) => mid_token = t.to_string(),
             None => break,
         }
     }
-    let floor = measure_action(
-        api,
-        ActionName::Whoami,
-        "permissions",
-        &json!({}),
-        queries,
-    )
-    .await?;
+    let floor = measure_action(api, ActionName::Whoami, "permissions", &json!({}), queries).await?;
     let mut out = serde_json::Map::new();
     for (name, args) in [
         ("first_page", first_page),

@@ -145,7 +145,10 @@ pub async fn run(args: RecentEventsArgs) -> anyhow::Result<()> {
     let token = powernode_server::api::auth::new_token();
     let mut fleet = fleet_with_token(&account, &token);
     let (clusters_folded, inside) = if args.clusters > 0 {
-        progress(&format!("folding {} clusters into the projection…", args.clusters));
+        progress(&format!(
+            "folding {} clusters into the projection…",
+            args.clusters
+        ));
         let n = clusters::fold(&mut fleet, &account, args.clusters);
         (n, clusters::breakdown(&fleet, &account, args.queries))
     } else {
@@ -169,6 +172,33 @@ pub async fn run(args: RecentEventsArgs) -> anyhow::Result<()> {
         serve(log.clone(), fleet, Arc::new(EventIndex::unfollowed())).await?;
     let scan_api = Api::new(&scan_url, &token)?;
     let sparse = (args.events / 2 / RARE_EVERY) * RARE_EVERY + RARE_EVERY / 2;
+    let cases = [
+        (
+            "common_prefix",
+            json!({"kind_prefix": "system.k3s", "limit": 20}),
+        ),
+        (
+            "tutorial_prefix",
+            json!({"kind_prefix": "system.k3s.handshake.join", "limit": 5}),
+        ),
+        (
+            "rare_prefix",
+            json!({"kind_prefix": "system.k3s.kubeconfig", "limit": 20}),
+        ),
+        (
+            "absent_kind",
+            json!({"kind_prefix": powernode_events::EventKind::ApprovalGranted.as_str(), "limit": 20}),
+        ),
+        ("no_prefix", json!({"limit": 20})),
+        (
+            "since_last_10k_seqs",
+            json!({"since": last.saturating_sub(10_000), "kind_prefix": "system.k3s", "limit": 100}),
+        ),
+        (
+            "since_time_10k_back",
+            json!({"since": mid_time, "kind_prefix": "system.k3s", "limit": 100}),
+        ),
+    ];
     let mut figures = serde_json::Map::new();
     for (name, args_json) in cases {
         progress(&format!("{name}: {} queries…", args.queries));
@@ -178,8 +208,14 @@ pub async fn run(args: RecentEventsArgs) -> anyhow::Result<()> {
         );
     }
     let filtered = [
-        ("cluster", json!({"cluster": "cluster-00000000", "limit": 20})),
-        ("instance", json!({"instance": "inst-00000000-1", "limit": 20})),
+        (
+            "cluster",
+            json!({"cluster": "cluster-00000000", "limit": 20}),
+        ),
+        (
+            "instance",
+            json!({"instance": "inst-00000000-1", "limit": 20}),
+        ),
         (
             "cluster_named_once_mid_stream",
             json!({"cluster": format!("cluster-{sparse}"), "limit": 20}),
@@ -207,7 +243,10 @@ pub async fn run(args: RecentEventsArgs) -> anyhow::Result<()> {
         by_id.insert(name.to_string(), case);
     }
     let list_clusters = if args.clusters > 0 {
-        progress(&format!("kubernetes_list_clusters: {} queries per case…", args.queries));
+        progress(&format!(
+            "kubernetes_list_clusters: {} queries per case…",
+            args.queries
+        ));
         clusters::measure(&api, args.queries).await?
     } else {
         Value::Null

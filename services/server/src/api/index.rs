@@ -409,11 +409,7 @@ mod tests {
     use powernode_events::{AccountId, Actor, EventPayload};
 
     fn record(seq: u64, account: &str, p: impl Into<EventPayload>) -> Record {
-        let e = Envelope::new(
-            AccountId::new(account).unwrap(),
-            Actor::service("test"),
-            p,
-        );
+        let e = Envelope::new(AccountId::new(account).unwrap(), Actor::service("test"), p);
         Record {
             seq,
             subject: event_subject(&e.account_id, &e.aggregate, e.kind()).unwrap(),
@@ -435,7 +431,13 @@ mod tests {
         let index = EventIndex::default();
         index.fold(&[
             record(1, "acct-a", registered("cluster-1", "inst-1")),
-            record(2, "acct-a", ClusterActivated { cluster_id: "cluster-1".into() }),
+            record(
+                2,
+                "acct-a",
+                ClusterActivated {
+                    cluster_id: "cluster-1".into(),
+                },
+            ),
             record(3, "acct-b", registered("cluster-1", "inst-9")),
             Record {
                 seq: 4,
@@ -449,15 +451,36 @@ mod tests {
         assert_eq!((c.seqs, c.complete_from, c.applied), (vec![2, 1], 1, 4));
         assert_eq!(index.newest("acct-a", "inst-1", None, 10, 20).seqs, vec![1]);
         // Another account's events are its own.
-        assert_eq!(index.newest("acct-b", "cluster-1", None, 10, 20).seqs, vec![3]);
-        assert!(index.newest("acct-a", "inst-9", None, 10, 20).seqs.is_empty());
+        assert_eq!(
+            index.newest("acct-b", "cluster-1", None, 10, 20).seqs,
+            vec![3]
+        );
+        assert!(index
+            .newest("acct-a", "inst-9", None, 10, 20)
+            .seqs
+            .is_empty());
         // Kind prefixes, bounds.
         let kind = <NodeRegistered as powernode_events::Payload>::KIND;
-        assert_eq!(index.newest("acct-a", "cluster-1", Some(kind), 10, 20).seqs, vec![1]);
-        assert_eq!(index.newest("acct-a", "cluster-1", None, 1, 20).seqs, vec![1]);
-        assert_eq!(index.oldest("acct-a", "cluster-1", None, 2, 10, 20).seqs, vec![2]);
+        assert_eq!(
+            index.newest("acct-a", "cluster-1", Some(kind), 10, 20).seqs,
+            vec![1]
+        );
+        assert_eq!(
+            index.newest("acct-a", "cluster-1", None, 1, 20).seqs,
+            vec![1]
+        );
+        assert_eq!(
+            index.oldest("acct-a", "cluster-1", None, 2, 10, 20).seqs,
+            vec![2]
+        );
         // Folding the same records again changes nothing.
-        index.fold(&[record(2, "acct-a", ClusterActivated { cluster_id: "cluster-1".into() })]);
+        index.fold(&[record(
+            2,
+            "acct-a",
+            ClusterActivated {
+                cluster_id: "cluster-1".into(),
+            },
+        )]);
         assert_eq!(index.size().entries, 5);
     }
 
@@ -465,7 +488,15 @@ mod tests {
     fn a_full_ring_drops_its_oldest_and_says_from_where_it_is_complete() {
         let index = EventIndex::default();
         let records: Vec<Record> = (1..=RING as u64 + 3)
-            .map(|seq| record(seq, "acct-a", ClusterActivated { cluster_id: "cluster-1".into() }))
+            .map(|seq| {
+                record(
+                    seq,
+                    "acct-a",
+                    ClusterActivated {
+                        cluster_id: "cluster-1".into(),
+                    },
+                )
+            })
             .collect();
         index.fold(&records);
         let c = index.newest("acct-a", "cluster-1", None, u64::MAX, RING * 2);

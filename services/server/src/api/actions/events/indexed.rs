@@ -24,10 +24,8 @@ pub(super) fn indexed_id(scope: &Scope) -> Option<&str> {
 /// What the index is asked about.
 struct Query<'a> {
     log: &'a dyn EventLog,
-    index: &'a EventIndex,
     scope: &'a Scope,
     account: &'a str,
-    id: &'a str,
 }
 
 impl Query<'_> {
@@ -56,10 +54,8 @@ pub(super) async fn newest(
 ) -> Result<Vec<Value>, ApiError> {
     let q = Query {
         log,
-        index,
         scope,
         account: account(scope),
-        id,
     };
     let mut c = index.newest(q.account, id, q.kind(), last, limit);
     let indexed_to = c.applied.min(last);
@@ -113,10 +109,8 @@ pub(super) async fn oldest(
 ) -> Result<Vec<Value>, ApiError> {
     let q = Query {
         log,
-        index,
         scope,
         account: account(scope),
-        id,
     };
     let from = from.max(1);
     let mut out: Vec<Value> = Vec::new();

@@ -137,6 +137,5 @@ pub async fn state_hash(
     })
 }
 
-
 #[cfg(test)]
 mod tests;

@@ -90,10 +90,9 @@ async fn indexed_answers_equal_the_scan_s() {
                     let by_scan = scan::newest_in(&log, &scope, limit, 1, last).await.unwrap();
                     assert_eq!(by_index, by_scan, "{account} {scope:?} newest {limit}");
                     for from in [1, 200, 555, 590, last + 1] {
-                        let by_index =
-                            indexed::oldest(&log, &index, &scope, id, from, last, limit)
-                                .await
-                                .unwrap();
+                        let by_index = indexed::oldest(&log, &index, &scope, id, from, last, limit)
+                            .await
+                            .unwrap();
                         let by_scan = scan::oldest_in(&log, &scope, from, last, limit)
                             .await
                             .unwrap();
