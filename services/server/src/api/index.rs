@@ -481,7 +481,9 @@ mod tests {
                 cluster_id: "cluster-1".into(),
             },
         )]);
-        assert_eq!(index.size().entries, 5);
+        // cluster-1, inst-1 and the role `worker` (any id-shaped string),
+        // cluster-1; in acct-b cluster-1, inst-9, worker.
+        assert_eq!(index.size().entries, 7);
     }
 
     #[test]
