@@ -14,6 +14,13 @@ pub struct ListClustersArgs {
     /// Also list decommissioned clusters.
     #[serde(default)]
     pub include_decommissioned: bool,
+    /// At most this many clusters (1-1000); without it, every cluster.
+    #[serde(default)]
+    pub limit: Option<usize>,
+    /// Where to carry on: the `next_page_token` of the page before
+    /// (opaque; only valid with the same `include_decommissioned`).
+    #[serde(default)]
+    pub page_token: Option<String>,
 }
 
 /// Answer of `kubernetes_list_clusters`, oldest first.
@@ -21,6 +28,10 @@ pub struct ListClustersArgs {
 pub struct ListClustersAnswer {
     /// The account's clusters.
     pub clusters: Vec<ClusterView>,
+    /// With `limit` only, when more clusters follow: pass it as
+    /// `page_token` for the next page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_page_token: Option<String>,
 }
 
 /// Arguments of `kubernetes_get_cluster`.

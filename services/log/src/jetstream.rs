@@ -40,6 +40,7 @@
 
 mod cursor;
 mod errors;
+mod get;
 mod read;
 mod setup;
 mod subscription;
@@ -551,6 +552,10 @@ impl EventLog for JetStreamLog {
         filter: &Filter,
     ) -> Result<Vec<Record>, LogError> {
         read::read(&self.stream, from, limit, filter).await
+    }
+
+    async fn read_seqs(&self, seqs: &[u64]) -> Result<Vec<Record>, LogError> {
+        get::read_seqs(&self.stream, seqs).await
     }
 
     async fn last_seq(&self) -> Result<u64, LogError> {

@@ -220,6 +220,20 @@ pub trait EventLog: Send + Sync + 'static {
     async fn read(&self, from: u64, limit: usize, filter: &Filter)
         -> Result<Vec<Record>, LogError>;
 
+    /// The records at exactly these sequences, in the order asked; a
+    /// sequence the log does not hold (past its end, or removed) is left
+    /// out. Point reads for an index that knows where its records are
+    /// (`recent_events` by cluster or instance). The default reads each
+    /// with [`EventLog::read`]; a backend with a cheaper lookup overrides it.
+    async fn read_seqs(&self, seqs: &[u64]) -> Result<Vec<Record>, LogError> {
+        let mut out = Vec::with_capacity(seqs.len());
+        for &seq in seqs {
+            let found = self.read(seq, 1, &Filter::all()).await?;
+            out.extend(found.into_iter().filter(|r| r.seq == seq));
+        }
+        Ok(out)
+    }
+
     /// The sequence of the last record (0 when empty).
     async fn last_seq(&self) -> Result<u64, LogError>;
 

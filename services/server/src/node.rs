@@ -360,6 +360,7 @@ pub async fn start_node_with(
                 status: ctx.status.clone(),
                 https: tls.is_some(),
                 read_only: None,
+                events_index: Default::default(),
             });
             let stop = shutdown.clone();
             match tls {

@@ -35,6 +35,7 @@ pub(crate) async fn live(data: &Path, built: &Built) -> anyhow::Result<()> {
         status: powernode_server::status::StatusBoard::shared(),
         https: false,
         read_only: None,
+        events_index: Default::default(),
     };
     let ui = LiveBackend::new(api.clone(), false);
     let head = log.last_seq().await?;

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod bootstrap;
 pub mod error;
 pub mod export;
+pub mod index;
 pub mod mcp;
 pub mod openapi;
 pub mod sse;
@@ -70,6 +71,9 @@ pub struct ApiState {
     /// fleet as of a past sequence): why. The dispatch then refuses every
     /// action that would append (409 `read_only`) before any handler runs.
     pub read_only: Option<std::sync::Arc<str>>,
+    /// Recent events by the ids they name (`recent_events` by cluster or
+    /// instance); follows the log from the first filtered query on.
+    pub events_index: index::SharedIndex,
 }
 
 /// The router.

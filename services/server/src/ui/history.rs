@@ -157,6 +157,7 @@ impl History {
         let api = ApiState {
             fleet,
             read_only: Some(reason),
+            events_index: Default::default(),
             ..self.api.clone()
         };
         if folds.len() >= CACHED_FOLDS {

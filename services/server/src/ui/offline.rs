@@ -101,6 +101,7 @@ impl OfflineBackend {
             status: crate::status::StatusBoard::shared(),
             https: false,
             read_only: Some(format!("this dashboard serves {name} read-only").into()),
+            events_index: Default::default(),
         };
         Ok((
             Dashboard(Offline {

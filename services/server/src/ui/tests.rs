@@ -58,6 +58,7 @@ fn empty(dir: &std::path::Path) -> ApiState {
         status: crate::status::StatusBoard::shared(),
         https: false,
         read_only: None,
+        events_index: Default::default(),
     }
 }
 

@@ -106,6 +106,7 @@ pub async fn page(ctx: Ctx, Query(query): Query<FleetQuery>) -> Response {
             .into_iter()
             .filter(|c| query.matches(c))
             .collect(),
+        next_page_token: None,
     };
     let body = html! {
         (widgets::flash(query.done.as_deref(), query.subject.as_deref()))

@@ -52,20 +52,50 @@ fn cluster_view(fleet: &FleetState, account: &AccountId, c: &Cluster) -> typed::
 #[derive(serde::Serialize)]
 struct Clusters<'a> {
     clusters: Vec<ClusterView<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_page_token: Option<String>,
 }
 
-/// `kubernetes_list_clusters({include_decommissioned?})` → `{clusters: [...]}`,
-/// oldest first, serialized straight to text (a thousand clusters are
-/// common; building a `Value` tree for them costs more than the rest).
+/// Largest `limit` of `kubernetes_list_clusters`.
+const MAX_PAGE: usize = 1000;
+
+/// `kubernetes_list_clusters({include_decommissioned?, limit?, page_token?})`
+/// → `{clusters: [...], next_page_token?}`, oldest first, serialized
+/// straight to text (a thousand clusters are common; building a `Value`
+/// tree for them costs more than the rest). Without `limit` every
+/// cluster; with it one page, and a token for the next while more follow.
+/// The token is the creation sequence of the page's last cluster, so a
+/// cluster created or decommissioned between pages neither shifts nor
+/// repeats the others.
 pub async fn list_clusters(
     ctx: &ActionContext<'_>,
     a: ListClustersArgs,
 ) -> Result<Reply<ListClustersAnswer>, ApiError> {
+    if let Some(limit) = a.limit {
+        if limit == 0 || limit > MAX_PAGE {
+            return Err(ApiError::bad_request(
+                ErrorCode::InvalidArguments,
+                format!("limit: must be 1-{MAX_PAGE}, got {limit}"),
+            ));
+        }
+    }
+    let after = a.page_token.as_deref().map(parse_page_token).transpose()?;
     let fleet = ctx.fleet().await;
     let account = &ctx.operator.account;
-    let all = fleet.clusters(account, a.include_decommissioned);
+    let mut all = fleet.clusters(account, a.include_decommissioned);
+    if let Some(after) = after {
+        all.retain(|c| c.created_seq > after);
+    }
+    let mut next_page_token = None;
+    if let Some(limit) = a.limit {
+        if all.len() > limit {
+            all.truncate(limit);
+            next_page_token = all.last().map(|c| page_token(c.created_seq));
+        }
+    }
     let out = Clusters {
         clusters: all.into_iter().map(|c| view(&fleet, account, c)).collect(),
+        next_page_token,
     };
     let mut buf = Vec::with_capacity(64 + out.clusters.len() * 640);
     serde_json::to_writer(&mut buf, &out)
@@ -73,6 +103,27 @@ pub async fn list_clusters(
     Ok(Reply::Raw(
         String::from_utf8(buf).expect("serde_json writes UTF-8"),
     ))
+}
+
+/// The token of the page that follows the cluster created at `seq`.
+fn page_token(seq: u64) -> String {
+    format!("c{seq}")
+}
+
+/// The creation sequence a page token carries on after.
+fn parse_page_token(token: &str) -> Result<u64, ApiError> {
+    token
+        .strip_prefix('c')
+        .and_then(|s| s.parse::<u64>().ok())
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                ErrorCode::InvalidArguments,
+                format!(
+                    "page_token: {:?} is not a next_page_token this action answered",
+                    super::escape_unsafe(token)
+                ),
+            )
+        })
 }
 
 /// `kubernetes_get_cluster({id})` → `{cluster: {...}}`.
@@ -228,6 +279,7 @@ mod tests {
                     version: c.k3s_version.as_deref(),
                 })
                 .collect(),
+            next_page_token: Some(page_token(7)),
         })
         .unwrap();
         let typed: ListClustersAnswer = serde_json::from_str(&raw).unwrap();
@@ -237,5 +289,15 @@ mod tests {
         );
         assert_eq!(typed.clusters[1].cluster, views::cluster(&all[1]));
         assert_eq!(typed.clusters[0].node_count, 3);
+        assert_eq!(typed.next_page_token.as_deref(), Some("c7"));
+    }
+
+    #[test]
+    fn page_tokens_read_back_and_others_are_refused_by_name() {
+        assert_eq!(parse_page_token(&page_token(42)).unwrap(), 42);
+        for bad in ["", "42", "c", "c-1", "cx", "d42"] {
+            let e = parse_page_token(bad).unwrap_err();
+            assert!(e.message.contains("page_token"), "{bad}: {}", e.message);
+        }
     }
 }

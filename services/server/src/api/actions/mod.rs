@@ -141,6 +141,14 @@ impl ActionContext<'_> {
         self.api.on_provision.as_ref()
     }
 
+    /// The events index (`recent_events` by cluster or instance), which
+    /// starts following the log on first use.
+    pub fn events_index(&self) -> &crate::api::index::SharedIndex {
+        let api = self.api;
+        api.events_index.ensure_started(&api.log, &api.shutdown);
+        &api.events_index
+    }
+
     /// Reads the API's projection.
     pub async fn fleet(
         &self,
