@@ -118,9 +118,10 @@ impl ConsumerConfig {
             filter: Filter::all(),
             batch: 1000,
             wait: Duration::from_millis(500),
-            // A checkpoint is a full snapshot: frequent enough that a restart
-            // replays little, rare enough that snapshotting stays cheap.
-            checkpoint_every: 50_000,
+            // A checkpoint writes what changed since the last one: frequent
+            // enough that a restart replays little and each one is small
+            // (the loop waits while its changes are taken).
+            checkpoint_every: 5_000,
             checkpoint_interval: Duration::from_secs(5),
         }
     }
@@ -233,16 +234,9 @@ where
     let span = info_span!("consumer", name = %config.name);
     async move {
         let name = config.name.clone();
-        let cp_err = |e: &dyn std::fmt::Display| RuntimeError::Checkpoint {
-            name: name.clone(),
-            reason: e.to_string(),
-        };
         // 1. Restore.
-        let mut applied = 0;
-        if let Some(cp) = checkpoints.load(&name).map_err(|e| cp_err(&e))? {
-            *shared.state.write().await = S::restore(&cp.snapshot).map_err(|e| cp_err(&e))?;
-            applied = cp.seq;
-        }
+        let restored = checkpointing::restore(&checkpoints, &shared, &name).await?;
+        let mut applied = restored.seq;
         shared.applied_tx.send_replace(applied);
         info!(applied, "restored checkpoint");
 
@@ -261,7 +255,7 @@ where
             checkpoints,
             &name,
             every,
-            applied,
+            restored,
             status.clone(),
         );
         let mut hints = admission::KeyHints::default();
