@@ -179,10 +179,18 @@ mod tests {
         m.insert("a".into(), 1);
         m.insert("b".into(), 2);
         *m.entry("c".into()).or_default() += 3;
-        let taken: Vec<_> = m.take_changed().into_iter().map(|(k, v)| (k, v.copied())).collect();
+        let taken: Vec<_> = m
+            .take_changed()
+            .into_iter()
+            .map(|(k, v)| (k, v.copied()))
+            .collect();
         assert_eq!(
             taken,
-            vec![("a".into(), Some(1)), ("b".into(), Some(2)), ("c".into(), Some(3))]
+            vec![
+                ("a".into(), Some(1)),
+                ("b".into(), Some(2)),
+                ("c".into(), Some(3))
+            ]
         );
         assert_eq!(m.changed_len(), 0);
 
@@ -195,10 +203,18 @@ mod tests {
         *m.get_mut(&"a".to_string()).unwrap() = 10;
         m.remove(&"b".to_string());
         m.update_where(|v| *v == 3, |v| *v = 30);
-        let taken: Vec<_> = m.take_changed().into_iter().map(|(k, v)| (k, v.copied())).collect();
+        let taken: Vec<_> = m
+            .take_changed()
+            .into_iter()
+            .map(|(k, v)| (k, v.copied()))
+            .collect();
         assert_eq!(
             taken,
-            vec![("a".into(), Some(10)), ("b".into(), None), ("c".into(), Some(30))]
+            vec![
+                ("a".into(), Some(10)),
+                ("b".into(), None),
+                ("c".into(), Some(30))
+            ]
         );
     }
 

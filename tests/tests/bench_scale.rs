@@ -33,6 +33,7 @@ async fn a_small_scale_run_reports_every_figure() -> anyhow::Result<()> {
     );
     let args = ScaleArgs::parse_from(argv)?;
     let out = measure(&args).await?;
+    eprintln!("{out:#}");
 
     let num = |v: &Value, k: &str| v[k].as_f64().unwrap_or(f64::NAN);
     ensure!(out["nodes"] == 18, "{out}");
@@ -55,7 +56,10 @@ async fn a_small_scale_run_reports_every_figure() -> anyhow::Result<()> {
         let saved = num(built, "saved") + num(padded, "saved");
         ensure!(saved >= 1.0, "{name} never checkpointed: {s}");
         // One full checkpoint at most (the first, from an empty store).
-        ensure!(num(built, "full") + num(padded, "full") <= 1.0, "{name}: {s}");
+        ensure!(
+            num(built, "full") + num(padded, "full") <= 1.0,
+            "{name}: {s}"
+        );
         let stored = &s["stored"];
         // At or past the padding's end (deciding services may append more).
         ensure!(

@@ -129,7 +129,10 @@ async fn a_restart_restores_exactly_what_was_folded() -> anyhow::Result<()> {
     // then what it restored and folded equals folding everything at once
     ensure!(first.applied() == 120, "first applied {}", first.applied());
     let all = fold_all(&log).await?;
-    ensure!(again.snapshot()? == all.snapshot()?, "restored state differs");
+    ensure!(
+        again.snapshot()? == all.snapshot()?,
+        "restored state differs"
+    );
     let restored = FleetState::restore_entries(
         store
             .load_entries("restart")?
@@ -160,7 +163,10 @@ async fn a_whole_checkpoint_is_taken_over_by_entries() -> anyhow::Result<()> {
 
     // then it wrote every entry once (a full one), the whole one is gone,
     // and the entries restore the fold of everything
-    ensure!(store.load("legacy")?.is_none(), "the whole checkpoint stayed");
+    ensure!(
+        store.load("legacy")?.is_none(),
+        "the whole checkpoint stayed"
+    );
     let stats = checkpoint::stats();
     let s = stats.get("legacy").expect("figures for the consumer");
     ensure!(s.full == 1, "{} full checkpoints", s.full);
@@ -192,6 +198,9 @@ async fn a_checkpoint_of_a_large_state_writes_only_what_changed() -> anyhow::Res
         "{} entries written for 6 records",
         after.last_entries
     );
-    ensure!(after.last_bytes * 20 < before.last_bytes, "{after:?} vs {before:?}");
+    ensure!(
+        after.last_bytes * 20 < before.last_bytes,
+        "{after:?} vs {before:?}"
+    );
     Ok(())
 }

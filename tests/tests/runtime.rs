@@ -502,10 +502,7 @@ async fn deferred_work_is_retried_until_done(b: Backend) -> anyhow::Result<()> {
         *reactor.failures.lock().unwrap() == 0,
         "retries not used up"
     );
-    ensure!(
-        store.saved_seq("svc")? == Some(25),
-        "checkpoint not at 25"
-    );
+    ensure!(store.saved_seq("svc")? == Some(25), "checkpoint not at 25");
     Ok(())
 }
 

@@ -233,18 +233,26 @@ impl FleetState {
                 }
                 (state.last_seq, state.applied, seen_meta) = (last_seq, applied, true);
             } else if let Some(id) = k.strip_prefix(b"i/") {
-                state.instance_accounts.insert_stored(text(id)?, dec(&k, &v)?);
+                state
+                    .instance_accounts
+                    .insert_stored(text(id)?, dec(&k, &v)?);
             } else if let Some(id) = k.strip_prefix(b"t/") {
-                state.token_fingerprints.insert_stored(text(id)?, dec(&k, &v)?);
+                state
+                    .token_fingerprints
+                    .insert_stored(text(id)?, dec(&k, &v)?);
             } else if let Some(id) = k.strip_prefix(b"w/") {
-                state.wireguard_key_owners.insert_stored(text(id)?, dec(&k, &v)?);
+                state
+                    .wireguard_key_owners
+                    .insert_stored(text(id)?, dec(&k, &v)?);
             } else if let Some(rest) = k.strip_prefix(b"a/") {
                 let (acct, rest) = split_nul(rest)
                     .ok_or_else(|| corrupt(format!("entry key {k:?} has no account end")))?;
                 let acct = AccountId::new(text(acct)?)
                     .map_err(|e| corrupt(format!("entry key {k:?}: {e}")))?;
                 if !state.accounts.contains_key(&acct) {
-                    state.accounts.insert_stored(acct.clone(), AccountState::default());
+                    state
+                        .accounts
+                        .insert_stored(acct.clone(), AccountState::default());
                 }
                 let Some(account) = state.accounts.get_mut_unmarked(&acct) else {
                     unreachable!("inserted just above");

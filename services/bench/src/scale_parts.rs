@@ -122,10 +122,14 @@ pub(super) async fn all_clusters(op: &Operator, page: usize) -> anyhow::Result<V
     let mut ids = Vec::new();
     let mut args = json!({ "limit": page });
     loop {
-        let answer = match op.call(ActionName::ListClusters.as_str(), args.clone()).await {
+        let answer = match op
+            .call(ActionName::ListClusters.as_str(), args.clone())
+            .await
+        {
             Ok(a) => a,
             Err(_) if ids.is_empty() && args.get("page_token").is_none() => {
-                op.call(ActionName::ListClusters.as_str(), json!({})).await?
+                op.call(ActionName::ListClusters.as_str(), json!({}))
+                    .await?
             }
             Err(e) => return Err(e),
         };
@@ -288,7 +292,10 @@ pub(super) fn stored_sizes(
     let (mut entry_total, mut encoded_total) = (0u64, 0u64);
     for name in services {
         let Some(cp) = store.load_entries(name)? else {
-            out.insert(name.clone(), json!({ "error": "no incremental checkpoint" }));
+            out.insert(
+                name.clone(),
+                json!({ "error": "no incremental checkpoint" }),
+            );
             continue;
         };
         let entries = cp.entries.len();

@@ -194,7 +194,11 @@ impl CheckpointStore {
 
     /// The sequence of the checkpoint saved under `name`, in either form.
     pub fn saved_seq(&self, name: &str) -> Result<Option<u64>, CheckpointError> {
-        if let Some(seq) = self.entries.get(prefix(name)).map_err(|e| self.storage(e))? {
+        if let Some(seq) = self
+            .entries
+            .get(prefix(name))
+            .map_err(|e| self.storage(e))?
+        {
             if let Ok(seq) = <[u8; SEQ_LEN]>::try_from(seq.as_ref()) {
                 return Ok(Some(u64::from_be_bytes(seq)));
             }
@@ -208,11 +212,14 @@ impl CheckpointStore {
         let Some(seq) = self.entries.get(&head).map_err(|e| self.storage(e))? else {
             return Ok(None);
         };
-        let seq: [u8; SEQ_LEN] = seq.as_ref().try_into().map_err(|_| CheckpointError::Corrupt {
-            path: self.path.clone(),
-            name: name.to_string(),
-            reason: format!("sequence of {} bytes, expected {SEQ_LEN}", seq.len()),
-        })?;
+        let seq: [u8; SEQ_LEN] = seq
+            .as_ref()
+            .try_into()
+            .map_err(|_| CheckpointError::Corrupt {
+                path: self.path.clone(),
+                name: name.to_string(),
+                reason: format!("sequence of {} bytes, expected {SEQ_LEN}", seq.len()),
+            })?;
         let mut entries = Vec::new();
         for kv in self.entries.scan_prefix(&head) {
             let (k, v) = kv.map_err(|e| self.storage(e))?;

@@ -136,10 +136,20 @@ fn incremental_changes_write_over_entries_and_removals_go() {
 
     // given entries saved at 3, then changes (one new, one changed, one gone) at 7
     store
-        .save_changes("api", 3, vec![put("a", "1"), put("b", "2"), put("c", "3")], false)
+        .save_changes(
+            "api",
+            3,
+            vec![put("a", "1"), put("b", "2"), put("c", "3")],
+            false,
+        )
         .unwrap();
     let written = store
-        .save_changes("api", 7, vec![put("b", "20"), gone("c"), put("d", "4")], false)
+        .save_changes(
+            "api",
+            7,
+            vec![put("b", "20"), gone("c"), put("d", "4")],
+            false,
+        )
         .unwrap();
     assert_eq!((written.puts, written.removes), (2, 1));
 
@@ -180,7 +190,12 @@ fn a_replacing_save_drops_old_entries_and_the_whole_checkpoint() {
         )
         .unwrap();
     store
-        .save_changes("api", 2, vec![(b"old".to_vec(), Some(b"x".to_vec()))], false)
+        .save_changes(
+            "api",
+            2,
+            vec![(b"old".to_vec(), Some(b"x".to_vec()))],
+            false,
+        )
         .unwrap();
     // another consumer's entries are not touched
     store
@@ -211,7 +226,10 @@ fn an_empty_entry_key_is_refused_and_nothing_is_written() {
         .save_changes(
             "api",
             4,
-            vec![(b"a".to_vec(), Some(b"1".to_vec())), (vec![], Some(b"2".to_vec()))],
+            vec![
+                (b"a".to_vec(), Some(b"1".to_vec())),
+                (vec![], Some(b"2".to_vec())),
+            ],
             false,
         )
         .unwrap_err();
