@@ -196,7 +196,8 @@ pub async fn measure(args: &ScaleArgs) -> anyhow::Result<Value> {
     let log_events = log.last_seq().await?;
 
     node.stop().await?;
-    drop(node);
+    // Every checkpoint of the run, the ones written on the way out included.
+    let whole_run = Phase::since(&Default::default());
     super::ceiling::delete_stream(&args.nats, &auth, BENCH_STREAM).await?;
     let stored = scale_parts::stored_sizes(&dir.path().join("checkpoints-bench"), &services);
 
@@ -207,6 +208,7 @@ pub async fn measure(args: &ScaleArgs) -> anyhow::Result<Value> {
         let mut s = json!({
             "checkpoints_while_building": built.of(name),
             "checkpoints_while_padding": padded.of(name),
+            "checkpoints_whole_run": whole_run.of(name),
         });
         if let Some(folds) = &folds {
             s["fold_events_per_s"] = json!(folds.rate(name));
