@@ -36,6 +36,9 @@ pub use snapshot::SnapshotError;
 
 use powernode_events::Envelope;
 
+/// One stored entry of an incremental snapshot: its key and its value.
+pub type Entry = (Vec<u8>, Vec<u8>);
+
 /// One entry of an incremental snapshot: its key, and its value or `None`
 /// when the entry went away.
 pub type EntryChange = (Vec<u8>, Option<Vec<u8>>);
@@ -86,7 +89,7 @@ pub trait Projection: Default + Send + 'static {
 
     /// Every entry of the state (a first checkpoint, or one that replaces
     /// what is stored), forgetting the marks.
-    fn all_entries(&mut self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, SnapshotError> {
+    fn all_entries(&mut self) -> Result<Vec<crate::Entry>, SnapshotError> {
         Ok(vec![(WHOLE.to_vec(), self.snapshot()?)])
     }
 

@@ -161,7 +161,7 @@ impl FleetState {
 
     /// Every entry of the state (a first, full checkpoint), forgetting the
     /// marks.
-    pub(super) fn every_entry(&mut self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, SnapshotError> {
+    pub(super) fn every_entry(&mut self) -> Result<Vec<crate::Entry>, SnapshotError> {
         let mut out = vec![(
             b"m".to_vec(),
             enc(&(FORMAT.version, self.last_seq, self.applied))?,

@@ -442,7 +442,7 @@ impl Projection for FleetState {
         self.changed_entries()
     }
 
-    fn all_entries(&mut self) -> Result<Vec<(Vec<u8>, Vec<u8>)>, SnapshotError> {
+    fn all_entries(&mut self) -> Result<Vec<crate::Entry>, SnapshotError> {
         self.every_entry()
     }
 
