@@ -99,7 +99,7 @@ impl Phase {
             "saved": saved,
             "full": now.full - before.full,
             "bytes_written": bytes,
-            "bytes_per_checkpoint": if saved > 0 { bytes / saved } else { 0 },
+            "bytes_per_checkpoint": bytes.checked_div(saved).unwrap_or(0),
             "last_entries": now.last_entries,
             "stall_p50_ms": percentile(&stall, 0.50),
             "stall_p99_ms": percentile(&stall, 0.99),
