@@ -207,7 +207,7 @@ async fn resumes_from_checkpoint_without_double_apply(b: Backend) -> anyhow::Res
     let rec = Recorder::default();
     run_until(&log, &store, Shared::default(), rec.clone(), 25).await?;
     ensure!(
-        store.load("svc")?.map(|c| c.seq) == Some(25),
+        store.saved_seq("svc")? == Some(25),
         "checkpoint not at 25 after stop"
     );
 
@@ -267,7 +267,7 @@ async fn nothing_is_acked_past_a_failed_event(b: Backend) -> anyhow::Result<()> 
     )
     .await;
     ensure!(result.is_err(), "consumer did not stop on a fatal reaction");
-    let cp = store.load("svc")?.map_or(0, |c| c.seq);
+    let cp = store.saved_seq("svc")?.unwrap_or(0);
     ensure!(cp < 17, "checkpoint {cp} passed the failed event 17");
     let acked = log.durable("svc", Filter::all(), 0).await?.acked().await?;
     ensure!(acked < 17, "cursor acked {acked}, past the failed event 17");
@@ -304,7 +304,7 @@ async fn shutdown_finishes_the_event_in_hand(b: Backend) -> anyhow::Result<()> {
         "expected to finish 5 and stop, saw {seen:?}"
     );
     ensure!(
-        store.load("svc")?.map(|c| c.seq) == Some(5),
+        store.saved_seq("svc")? == Some(5),
         "checkpoint not at the finished event"
     );
     Ok(())
@@ -502,10 +502,7 @@ async fn deferred_work_is_retried_until_done(b: Backend) -> anyhow::Result<()> {
         *reactor.failures.lock().unwrap() == 0,
         "retries not used up"
     );
-    ensure!(
-        store.load("svc")?.map(|c| c.seq) == Some(25),
-        "checkpoint not at 25"
-    );
+    ensure!(store.saved_seq("svc")? == Some(25), "checkpoint not at 25");
     Ok(())
 }
 
@@ -529,7 +526,7 @@ async fn nothing_is_checkpointed_past_unfinished_deferred_work(b: Backend) -> an
         "the consumer stopped cleanly with its deferred work undone"
     );
     ensure!(reactor.done.lock().unwrap().is_empty());
-    let cp = store.load("svc")?.map_or(0, |c| c.seq);
+    let cp = store.saved_seq("svc")?.unwrap_or(0);
     ensure!(cp == 0, "checkpoint at {cp}, past undone deferred work");
     let acked = log.durable("svc", Filter::all(), 0).await?.acked().await?;
     ensure!(

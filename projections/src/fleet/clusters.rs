@@ -195,9 +195,18 @@ fn add_node_row(
         });
 }
 
-/// Stamps the rows the event at `seq` added with its time.
-pub(super) fn stamp_new_rows(account: &mut AccountState, seq: u64, at: DateTime<Utc>) {
-    for row in account.k8s_nodes.values_mut().flat_map(|r| r.values_mut()) {
+/// Stamps the rows the event at `seq` added to `cluster_id` (rows are only
+/// ever added to the cluster the event names) with its time.
+pub(super) fn stamp_new_rows(
+    account: &mut AccountState,
+    cluster_id: &str,
+    seq: u64,
+    at: DateTime<Utc>,
+) {
+    let Some(rows) = account.k8s_nodes.get_mut(cluster_id) else {
+        return;
+    };
+    for row in rows.values_mut() {
         if row.registered_seq == seq && row.registered_at.is_none() {
             row.registered_at = Some(at);
         }
@@ -251,11 +260,10 @@ pub(super) fn cluster_decommissioned(
     cluster.status = ClusterStatus::Decommissioned;
     cluster.decommissioned_seq = Some(seq);
     account.k8s_nodes.remove(&p.cluster_id);
-    for instance in account.instances.values_mut() {
-        if instance.cluster_id.as_deref() == Some(p.cluster_id.as_str()) {
-            instance.cluster_id = None;
-        }
-    }
+    account.instances.update_where(
+        |i| i.cluster_id.as_deref() == Some(p.cluster_id.as_str()),
+        |i| i.cluster_id = None,
+    );
     if let Some(vip) = &p.released_virtual_ip_id {
         vip_released(account, vip, "cluster decommissioned");
     }

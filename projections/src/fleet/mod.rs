@@ -14,6 +14,7 @@ mod accounts;
 mod approvals;
 mod clusters;
 mod dataplane;
+mod entries;
 mod instances;
 mod queries;
 mod sdwan;
@@ -34,6 +35,7 @@ pub use skills::{
 };
 
 use crate::snapshot::{self, SnapshotError, SnapshotFormat};
+use crate::tracked::Tracked;
 use crate::Projection;
 use instances::record_phase;
 use powernode_events::ids::cluster_id_for_bootstrap;
@@ -57,46 +59,46 @@ pub struct AccountState {
     /// Sequence of `system.account.created`.
     pub created_seq: Option<u64>,
     /// Operator tokens by token id.
-    pub tokens: BTreeMap<String, OperatorToken>,
+    pub tokens: Tracked<String, OperatorToken>,
     /// Templates by template id.
-    pub templates: BTreeMap<String, Template>,
+    pub templates: Tracked<String, Template>,
     /// Nodes by node id.
-    pub nodes: BTreeMap<String, Node>,
+    pub nodes: Tracked<String, Node>,
     /// Instances by instance id.
-    pub instances: BTreeMap<String, Instance>,
+    pub instances: Tracked<String, Instance>,
     /// SD-WAN networks by network id.
-    pub networks: BTreeMap<String, Network>,
+    pub networks: Tracked<String, Network>,
     /// SD-WAN peers by peer id.
-    pub peers: BTreeMap<String, Peer>,
+    pub peers: Tracked<String, Peer>,
     /// Virtual IPs by virtual IP id.
-    pub virtual_ips: BTreeMap<String, VirtualIp>,
+    pub virtual_ips: Tracked<String, VirtualIp>,
     /// Clusters by cluster id (decommissioned ones included).
-    pub clusters: BTreeMap<String, Cluster>,
+    pub clusters: Tracked<String, Cluster>,
     /// Kubernetes node rows: cluster id → instance id → row.
-    pub k8s_nodes: BTreeMap<String, BTreeMap<String, K8sNode>>,
+    pub k8s_nodes: Tracked<String, BTreeMap<String, K8sNode>>,
     /// Approvals by approval id.
-    pub approvals: BTreeMap<String, Approval>,
+    pub approvals: Tracked<String, Approval>,
     /// Index: instance id → the peers it is attached as.
     #[serde(default)]
-    pub instance_peers: BTreeMap<String, Vec<String>>,
+    pub instance_peers: Tracked<String, Vec<String>>,
     /// Index: cluster id → its most recently allocated virtual IP.
     #[serde(default)]
-    pub cluster_vips: BTreeMap<String, String>,
+    pub cluster_vips: Tracked<String, String>,
     /// Index: peer id → the virtual IPs its agent reports holding.
     #[serde(default)]
-    pub peer_holdings: BTreeMap<String, std::collections::BTreeSet<String>>,
+    pub peer_holdings: Tracked<String, std::collections::BTreeSet<String>>,
     /// WireGuard identities by instance id.
     #[serde(default)]
-    pub wireguard_keys: BTreeMap<String, WireguardKey>,
+    pub wireguard_keys: Tracked<String, WireguardKey>,
     /// Access grants by grant id (ended ones included).
     #[serde(default)]
-    pub grants: BTreeMap<String, AccessGrant>,
+    pub grants: Tracked<String, AccessGrant>,
     /// The module catalog: versions by version id.
     #[serde(default)]
-    pub module_versions: BTreeMap<String, ModuleVersion>,
+    pub module_versions: Tracked<String, ModuleVersion>,
     /// Skill executions by execution id (finished ones included).
     #[serde(default)]
-    pub executions: BTreeMap<String, Execution>,
+    pub executions: Tracked<String, Execution>,
     /// Index: the ids of the executions [`Execution::at_work`].
     #[serde(default)]
     pub executions_at_work: std::collections::BTreeSet<String>,
@@ -111,15 +113,15 @@ pub struct AccountState {
 /// position in the log.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct FleetState {
-    accounts: BTreeMap<AccountId, AccountState>,
+    accounts: Tracked<AccountId, AccountState>,
     /// Instance id → the account it was first provisioned in (agent keys).
-    instance_accounts: BTreeMap<String, AccountId>,
+    instance_accounts: Tracked<String, AccountId>,
     /// Operator-token fingerprint → (account, token id) (bearer auth).
-    token_fingerprints: BTreeMap<String, (AccountId, String)>,
+    token_fingerprints: Tracked<String, (AccountId, String)>,
     /// WireGuard public key → (account, instance id) of the instance that
     /// registered it: a key names one instance, fleet-wide.
     #[serde(default)]
-    wireguard_key_owners: BTreeMap<String, (AccountId, String)>,
+    wireguard_key_owners: Tracked<String, (AccountId, String)>,
     last_seq: u64,
     applied: u64,
 }
@@ -220,21 +222,21 @@ impl FleetState {
             }),
             EventPayload::HandshakeReady(p) => self.update(acct, |a| {
                 clusters::handshake_ready(a, seq, p);
-                clusters::stamp_new_rows(a, seq, event.occurred_at);
+                clusters::stamp_new_rows(a, &p.cluster_id, seq, event.occurred_at);
                 dataplane::assign_pod_subnet(a, &p.instance_id, seq);
             }),
             // clusters
             EventPayload::ClusterBootstrapped(p) => {
                 let a = self.account_mut(acct);
                 clusters::cluster_bootstrapped(a, seq, p);
-                clusters::stamp_new_rows(a, seq, event.occurred_at);
+                clusters::stamp_new_rows(a, &p.cluster_id, seq, event.occurred_at);
             }
             EventPayload::ClusterActivated(p) => {
                 self.update(acct, |a| clusters::cluster_activated(a, seq, p))
             }
             EventPayload::NodeRegistered(p) => self.update(acct, |a| {
                 clusters::node_registered(a, seq, p);
-                clusters::stamp_new_rows(a, seq, event.occurred_at);
+                clusters::stamp_new_rows(a, &p.cluster_id, seq, event.occurred_at);
                 dataplane::assign_pod_subnet(a, &p.instance_id, seq);
             }),
             EventPayload::ClusterDecommissioned(p) => self.update(acct, |a| {
@@ -435,6 +437,18 @@ impl Projection for FleetState {
 
     fn restore(bytes: &[u8]) -> Result<Self, SnapshotError> {
         snapshot::decode(FORMAT, bytes)
+    }
+
+    fn take_changes(&mut self) -> crate::PendingChanges {
+        self.changed_entries()
+    }
+
+    fn all_entries(&mut self) -> Result<Vec<crate::Entry>, SnapshotError> {
+        self.every_entry()
+    }
+
+    fn restore_entries(entries: Vec<(Vec<u8>, Vec<u8>)>) -> Result<Self, SnapshotError> {
+        FleetState::from_entries(entries)
     }
 
     /// The key of the instance's latest enrollment, looked up in the account

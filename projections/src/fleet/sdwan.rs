@@ -437,13 +437,12 @@ pub(super) fn failover_proposed(account: &mut AccountState, seq: u64, p: &Failov
 
 /// The proposal waiting on `approval_id` is no longer waiting.
 pub(super) fn proposal_closed(account: &mut AccountState, approval_id: &str) {
-    for vip in account.virtual_ips.values_mut() {
-        if vip
-            .pending_proposal
-            .as_ref()
-            .is_some_and(|p| p.approval_id == approval_id)
-        {
-            vip.pending_proposal = None;
-        }
-    }
+    account.virtual_ips.update_where(
+        |vip| {
+            vip.pending_proposal
+                .as_ref()
+                .is_some_and(|p| p.approval_id == approval_id)
+        },
+        |vip| vip.pending_proposal = None,
+    );
 }

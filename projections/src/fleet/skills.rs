@@ -557,4 +557,4 @@ impl AccountState {
 }
 
 /// Index type: instance id → module → the version id an upgrade put there.
-pub type InstanceVersions = BTreeMap<String, BTreeMap<K3sModule, String>>;
+pub type InstanceVersions = crate::tracked::Tracked<String, BTreeMap<K3sModule, String>>;

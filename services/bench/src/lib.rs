@@ -14,6 +14,8 @@ mod lifecycle;
 mod log_bench;
 mod recent_events;
 mod replay;
+pub mod scale;
+mod scale_parts;
 mod upgrade;
 pub mod workload;
 
@@ -68,6 +70,11 @@ pub enum BenchCommand {
     /// the plans allow, the executor's scheduling overhead between batches,
     /// events against the raw JetStream ceiling.
     Upgrade(upgrade::UpgradeArgs),
+    /// C clusters × (1 server + W workers) through the handshake on one
+    /// node, the log optionally padded: per service RSS per node,
+    /// incremental checkpoints (bytes, stall, write), fold rate, and the
+    /// paginated list and cluster-filtered recent_events latency.
+    Scale(scale::ScaleArgs),
 }
 
 /// Runs a benchmark.
@@ -80,6 +87,7 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Replay(args) => replay::run(args).await,
         BenchCommand::Dataplane(args) => dataplane::run(args).await,
         BenchCommand::Upgrade(args) => upgrade::run(args).await,
+        BenchCommand::Scale(args) => scale::run(args).await,
     }
 }
 

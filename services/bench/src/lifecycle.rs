@@ -70,9 +70,9 @@ const BENCH_STREAM: &str = "PN_BENCH_LIFECYCLE";
 const VERSION: &str = "v1.30.5+k3s1";
 
 /// Times join requests: submit of `join_request` → token in hand.
-struct TimingLink {
-    inner: NatsLink,
-    joins_ms: Mutex<Vec<f64>>,
+pub(super) struct TimingLink {
+    pub(super) inner: NatsLink,
+    pub(super) joins_ms: Mutex<Vec<f64>>,
 }
 
 #[async_trait]
@@ -247,7 +247,9 @@ async fn agent_until_ready(
     bail!("{hostname}: not ready after 2000 reconciles")
 }
 
-async fn one_cluster(
+/// Cluster `i`: one server and `workers` workers, through the whole
+/// handshake.
+pub(super) async fn one_cluster(
     op: Operator,
     link: Arc<TimingLink>,
     i: usize,

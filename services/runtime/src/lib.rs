@@ -241,21 +241,18 @@ where
     let span = info_span!("consumer", name = %config.name);
     async move {
         let name = config.name.clone();
-        let cp_err = |e: &dyn std::fmt::Display| RuntimeError::Checkpoint {
-            name: name.clone(),
-            reason: e.to_string(),
-        };
         // 1. Restore. A partitioned replica folds its partitions from the
         // log instead: which ones it owns is known only once it holds leases.
         let mut applied = 0;
+        let mut restored = checkpointing::Restored {
+            seq: 0,
+            incremental: false,
+        };
         let ownership = config.partitions.clone();
         match &ownership {
             None => {
-                if let Some(cp) = checkpoints.load(&name).map_err(|e| cp_err(&e))? {
-                    *shared.state.write().await =
-                        S::restore(&cp.snapshot).map_err(|e| cp_err(&e))?;
-                    applied = cp.seq;
-                }
+                restored = checkpointing::restore(&checkpoints, &shared, &name).await?;
+                applied = restored.seq;
             }
             Some(own) => {
                 if !own.settled(&shutdown).await {
@@ -300,7 +297,7 @@ where
                     checkpoints.clone(),
                     &name,
                     every,
-                    applied,
+                    restored,
                     status.clone(),
                 )
             });
