@@ -268,7 +268,8 @@ async fn check(
     let clusters = clusters(shared, base);
     let holders = match (&events, invariants::vips(rig, &clusters).await) {
         (Ok(ev), Ok(vips)) => invariants::one_holder_per_generation(rig, ev, &vips),
-        (Err(e), _) | (_, Err(e)) => Err(e.clone()),
+        (Err(e), _) => Err(e.clone()),
+        (_, Err(e)) => Err(e),
     };
     record(campaign, "one_holder_per_generation", holders);
     let live = invariants::live_holders(rig, world, &clusters, FAILOVER_BOUND)

@@ -64,18 +64,22 @@ pub async fn converge(rig: &Rig, world: &World) -> Result<Duration, String> {
     .await
     .map_err(|e| format!("{e:#}"))?;
     let left = |s: Instant| RECOVERY.saturating_sub(s.elapsed());
-    wait_until(left(started), "the event stream's replicas current", || async {
-        let c = rig.stream_cluster().await.map_err(|e| format!("{e:#}"))?;
-        let replicas = c["replicas"].as_array().cloned().unwrap_or_default();
-        let current = replicas
-            .iter()
-            .all(|r| r["current"] == true && r["lag"].as_u64().unwrap_or(0) == 0);
-        if c["leader"].is_string() && replicas.len() == 2 && current {
-            Ok(())
-        } else {
-            Err(c.to_string())
-        }
-    })
+    wait_until(
+        left(started),
+        "the event stream's replicas current",
+        || async {
+            let c = rig.stream_cluster().await.map_err(|e| format!("{e:#}"))?;
+            let replicas = c["replicas"].as_array().cloned().unwrap_or_default();
+            let current = replicas
+                .iter()
+                .all(|r| r["current"] == true && r["lag"].as_u64().unwrap_or(0) == 0);
+            if c["leader"].is_string() && replicas.len() == 2 && current {
+                Ok(())
+            } else {
+                Err(c.to_string())
+            }
+        },
+    )
     .await
     .map_err(|e| format!("{e:#}"))?;
     let last = wait_until(left(started), "the stream's last sequence", || async {
@@ -279,22 +283,26 @@ pub async fn live_holders(
     bound: Duration,
 ) -> Result<Duration, String> {
     let started = Instant::now();
-    wait_until(bound, "a live holder for every VIP with a live candidate", || async {
-        let vips = vips(rig, clusters).await?;
-        let mut missing = Vec::new();
-        for v in &vips {
-            if let Err(why) = live_holder(rig, world, v) {
-                if has_live_candidate(rig, world, v) {
-                    missing.push(format!("{}: {why}", v["id"]));
+    wait_until(
+        bound,
+        "a live holder for every VIP with a live candidate",
+        || async {
+            let vips = vips(rig, clusters).await?;
+            let mut missing = Vec::new();
+            for v in &vips {
+                if let Err(why) = live_holder(rig, world, v) {
+                    if has_live_candidate(rig, world, v) {
+                        missing.push(format!("{}: {why}", v["id"]));
+                    }
                 }
             }
-        }
-        if missing.is_empty() {
-            Ok(started.elapsed())
-        } else {
-            Err(missing.join("; "))
-        }
-    })
+            if missing.is_empty() {
+                Ok(started.elapsed())
+            } else {
+                Err(missing.join("; "))
+            }
+        },
+    )
     .await
     .map_err(|e| format!("{e:#}"))
 }

@@ -51,7 +51,11 @@ impl Shared {
     }
 
     /// Sorts an action's outcome; answers the data when acknowledged.
-    fn outcome(&self, action: &str, r: Result<Value, powernode_client::ActionError>) -> Option<Value> {
+    fn outcome(
+        &self,
+        action: &str,
+        r: Result<Value, powernode_client::ActionError>,
+    ) -> Option<Value> {
         match r {
             Ok(v) => {
                 self.count("ok");
@@ -95,7 +99,10 @@ pub async fn steady(api: Api, shared: Arc<Shared>) {
             }
         } else {
             let r = api
-                .call("system_create_template", &json!({ "name": format!("chaos-{i}") }))
+                .call(
+                    "system_create_template",
+                    &json!({ "name": format!("chaos-{i}") }),
+                )
                 .await;
             if let Some(v) = shared.outcome("system_create_template", r) {
                 if let Some(id) = v["template"]["id"].as_str() {
@@ -183,30 +190,59 @@ pub async fn lifecycle(api: Api, shared: Arc<Shared>, server: Slot, worker: Slot
     };
     let started = Instant::now();
     let args = assign(&server, "k3s-server", None);
-    if persist(&api, &shared, "system_assign_module_to_template", args).await.is_none() {
+    if persist(&api, &shared, "system_assign_module_to_template", args)
+        .await
+        .is_none()
+    {
         return;
     }
-    shared.ack(format!("k3s-server assigned to {}", server.slot), &server.template_id, "system.k3s.module.assigned");
+    shared.ack(
+        format!("k3s-server assigned to {}", server.slot),
+        &server.template_id,
+        "system.k3s.module.assigned",
+    );
     let Some(state) = ready(&shared, &server, Duration::from_secs(180)).await else {
         note(format!("{} not ready within 180 s", server.slot));
         return;
     };
-    shared.ack(format!("{} reported ready", server.slot), &server.instance_id, "system.k3s.handshake.ready");
+    shared.ack(
+        format!("{} reported ready", server.slot),
+        &server.instance_id,
+        "system.k3s.handshake.ready",
+    );
     let Some(cluster) = state["cluster_id"].as_str().map(str::to_string) else {
         note(format!("{} ready without a cluster", server.slot));
         return;
     };
-    note(format!("cluster C {cluster} formed in {:.1} s", started.elapsed().as_secs_f64()));
+    note(format!(
+        "cluster C {cluster} formed in {:.1} s",
+        started.elapsed().as_secs_f64()
+    ));
     *shared.cluster_c.lock().expect("cluster c") = Some(cluster.clone());
     let args = assign(&worker, "k3s-agent", Some(&cluster));
-    if persist(&api, &shared, "system_assign_module_to_template", args).await.is_none() {
+    if persist(&api, &shared, "system_assign_module_to_template", args)
+        .await
+        .is_none()
+    {
         return;
     }
-    shared.ack(format!("k3s-agent assigned to {}", worker.slot), &worker.template_id, "system.k3s.module.assigned");
+    shared.ack(
+        format!("k3s-agent assigned to {}", worker.slot),
+        &worker.template_id,
+        "system.k3s.module.assigned",
+    );
     match ready(&shared, &worker, Duration::from_secs(180)).await {
         Some(_) => {
-            shared.ack(format!("{} reported ready", worker.slot), &worker.instance_id, "system.k3s.handshake.ready");
-            note(format!("{} joined C at {:.1} s", worker.slot, started.elapsed().as_secs_f64()));
+            shared.ack(
+                format!("{} reported ready", worker.slot),
+                &worker.instance_id,
+                "system.k3s.handshake.ready",
+            );
+            note(format!(
+                "{} joined C at {:.1} s",
+                worker.slot,
+                started.elapsed().as_secs_f64()
+            ));
         }
         None => note(format!("{} did not join C within 180 s", worker.slot)),
     }
@@ -215,9 +251,19 @@ pub async fn lifecycle(api: Api, shared: Arc<Shared>, server: Slot, worker: Slot
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let args = json!({ "cluster_id": cluster });
-    if persist(&api, &shared, "kubernetes_decommission_cluster", args).await.is_some() {
-        shared.ack(format!("cluster {cluster} decommissioned"), &cluster, "system.k3s.cluster.decommissioned");
-        note(format!("cluster C {cluster} decommissioned at {:.1} s", started.elapsed().as_secs_f64()));
+    if persist(&api, &shared, "kubernetes_decommission_cluster", args)
+        .await
+        .is_some()
+    {
+        shared.ack(
+            format!("cluster {cluster} decommissioned"),
+            &cluster,
+            "system.k3s.cluster.decommissioned",
+        );
+        note(format!(
+            "cluster C {cluster} decommissioned at {:.1} s",
+            started.elapsed().as_secs_f64()
+        ));
     }
 }
 
@@ -266,7 +312,11 @@ pub async fn approver(rig: Arc<Rig>, world: World, shared: Arc<Shared>) {
                 .await;
             if shared.outcome("system_approve", r).is_some() {
                 println!("chaos approver: approved {id} ({vip_id} to {peer})");
-                shared.ack(format!("approval {id} granted"), id, "system.approval.granted");
+                shared.ack(
+                    format!("approval {id} granted"),
+                    id,
+                    "system.approval.granted",
+                );
                 shared.count("approved");
             }
         }
