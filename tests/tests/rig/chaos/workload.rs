@@ -250,6 +250,8 @@ pub async fn lifecycle(api: Api, shared: Arc<Shared>, server: Slot, worker: Slot
     while !shared.stopped() && Instant::now() < until {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    // The checks stop looking at C's VIP before it is released.
+    *shared.cluster_c.lock().expect("cluster c") = None;
     let args = json!({ "cluster_id": cluster });
     if persist(&api, &shared, "kubernetes_decommission_cluster", args)
         .await
