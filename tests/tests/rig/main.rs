@@ -33,6 +33,7 @@
 //! cursor reach the stream's last sequence. The figures go to
 //! `.rig/report.json`.
 
+mod chaos;
 mod dataplane;
 mod failover;
 mod nats_kill;

@@ -503,7 +503,7 @@ impl Rig {
     /// The API's live fleet state is the fold of the stream: its digest
     /// (`system_state_hash`) equals a replay of the stream to the same
     /// sequence. Positions alone would not show a record a cursor skipped.
-    async fn check_state_hash(&self) -> anyhow::Result<String> {
+    pub async fn check_state_hash(&self) -> anyhow::Result<String> {
         let admin = std::fs::read_to_string(self.rig_dir.join("state/api/admin.token"))
             .context("the API's admin token in .rig/state/api")?;
         let live = self
