@@ -122,7 +122,7 @@ async fn replay_verifies_by_seals_and_names_tampering_by_seq() -> anyhow::Result
     let key = seal_key(5);
     append(&log, &account, 25).await?;
     ensure!(seal_all(&log, &key, 10).await? == 3);
-    append(&log, &account, 4).await?; // past the last seal
+    append(&log, &account, 4).await?; // past the last seal (after the seal itself)
     let network = Source::Log(log.clone());
     let (folded, mode) =
         fold_sealed(&network, Bound::End, Some(key.verifying_key()), false).await?;
@@ -137,7 +137,7 @@ async fn replay_verifies_by_seals_and_names_tampering_by_seq() -> anyhow::Result
     };
     ensure!(seals == 3 && pinned, "{mode:?}");
     ensure!(
-        sealed_through + 4 == folded.stats.last_seq,
+        sealed_through + 5 == folded.stats.last_seq,
         "{mode:?} {:?}",
         folded.stats.last_seq
     );
