@@ -164,6 +164,7 @@ impl Model {
     }
 
     /// Microseconds per append for waves of `n` sent as `shape`, once measured.
+    #[cfg(test)]
     pub(crate) fn per_append_us(&self, shape: Shape, n: usize) -> Option<f64> {
         let b = &self.buckets[bucket_of(n)];
         match shape {
