@@ -192,7 +192,10 @@ async fn a_checkpoint_of_a_large_state_writes_only_what_changed() -> anyhow::Res
     // (and two index rows), not the 900 objects the state holds
     let after = checkpoint::stats()["small-steps"].clone();
     ensure!(after.saved == before.saved + 1, "{after:?}");
-    ensure!(after.full == before.full, "a restored consumer wrote everything");
+    ensure!(
+        after.full == before.full,
+        "a restored consumer wrote everything"
+    );
     ensure!(
         after.last_entries <= 12,
         "{} entries written for 6 records",
