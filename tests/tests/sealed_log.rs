@@ -94,7 +94,7 @@ async fn two_sealers_seal_each_range_once_and_a_restart_resumes() -> anyhow::Res
         .collect();
     ensure!(sealed.len() == 1, "two sealers: {rounds:?}");
     ensure!(
-        rounds.iter().any(|r| *r == Round::Lost),
+        rounds.contains(&Round::Lost),
         "the second sealer must lose the guard: {rounds:?}"
     );
     // "Restart": a new round reads where the last seal ended.

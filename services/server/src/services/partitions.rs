@@ -8,7 +8,6 @@ use super::{ServiceContext, ServiceName};
 use powernode_runtime::partition::lease::{LeaseError, LeaseKeeper};
 use powernode_runtime::partition::{Ownership, PartitionConfig};
 use powernode_runtime::{ConsumerConfig, RuntimeError};
-use std::future::Future;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -69,11 +68,9 @@ pub(crate) async fn prepare(
 }
 
 /// Runs the keeper until `local` is cancelled (then it releases its leases).
-pub(crate) fn keep(keeper: Keeper, local: CancellationToken) -> impl Future<Output = ()> {
-    async move {
-        match keeper {
-            Some(k) => k.run(local).await,
-            None => local.cancelled().await,
-        }
+pub(crate) async fn keep(keeper: Keeper, local: CancellationToken) {
+    match keeper {
+        Some(k) => k.run(local).await,
+        None => local.cancelled().await,
     }
 }
