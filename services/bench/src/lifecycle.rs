@@ -247,6 +247,39 @@ async fn agent_until_ready(
     bail!("{hostname}: not ready after 2000 reconciles")
 }
 
+/// Brings up `clusters` clusters of one server and `workers` workers
+/// through the handshake, `concurrency` at a time, saying `<label>: n/total
+/// clusters ready` every `every`.
+pub(super) async fn build_clusters(
+    op: &Operator,
+    link: &Arc<TimingLink>,
+    clusters: usize,
+    workers: usize,
+    concurrency: usize,
+    label: &str,
+    every: usize,
+) -> anyhow::Result<()> {
+    let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    futures::stream::iter(0..clusters)
+        .map(|i| {
+            let (op, link, done) = (op.clone(), link.clone(), done.clone());
+            async move {
+                one_cluster(op, link, i, workers)
+                    .await
+                    .with_context(|| format!("cluster {i}"))?;
+                let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                if n % every == 0 || n == clusters {
+                    eprintln!("{label}: {n}/{clusters} clusters ready");
+                }
+                anyhow::Ok(())
+            }
+        })
+        .buffer_unordered(concurrency)
+        .try_collect::<Vec<_>>()
+        .await?;
+    Ok(())
+}
+
 /// Cluster `i`: one server and `workers` workers, through the whole
 /// handshake.
 pub(super) async fn one_cluster(
@@ -377,26 +410,16 @@ pub async fn run(args: LifecycleArgs) -> anyhow::Result<()> {
         args.clusters, args.workers, args.concurrency
     ));
     let start = Instant::now();
-    let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    futures::stream::iter(0..args.clusters)
-        .map(|i| {
-            let (op, link, done) = (op.clone(), link.clone(), done.clone());
-            let workers = args.workers;
-            let total = args.clusters;
-            async move {
-                one_cluster(op, link, i, workers)
-                    .await
-                    .with_context(|| format!("cluster {i}"))?;
-                let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-                if n % 100 == 0 || n == total {
-                    eprintln!("bench: {n}/{total} clusters ready");
-                }
-                anyhow::Ok(())
-            }
-        })
-        .buffer_unordered(args.concurrency)
-        .try_collect::<Vec<_>>()
-        .await?;
+    build_clusters(
+        &op,
+        &link,
+        args.clusters,
+        args.workers,
+        args.concurrency,
+        "bench",
+        100,
+    )
+    .await?;
     let seconds = start.elapsed().as_secs_f64();
     let last_seq = log.last_seq().await?;
     let events = last_seq + 1 - first_seq;

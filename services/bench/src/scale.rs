@@ -11,11 +11,10 @@
 //! the padding, the queries and the checkpoint figures are in
 //! `scale_parts.rs`.
 
-use super::lifecycle::{one_cluster, percentile, Operator, TimingLink};
+use super::lifecycle::{build_clusters, percentile, Operator, TimingLink};
 use super::scale_parts::{self, Phase};
-use anyhow::{bail, Context};
+use anyhow::bail;
 use clap::Parser;
-use futures::{StreamExt, TryStreamExt};
 use powernode_actions::Permission;
 use powernode_agent::link::NatsLink;
 use powernode_log::jetstream::{JetStreamConfig, JetStreamLog};
@@ -142,25 +141,16 @@ pub async fn measure(args: &ScaleArgs) -> anyhow::Result<Value> {
         args.clusters, args.workers, args.concurrency
     ));
     let start = Instant::now();
-    let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    futures::stream::iter(0..args.clusters)
-        .map(|i| {
-            let (op, link, done) = (op.clone(), link.clone(), done.clone());
-            let (workers, total) = (args.workers, args.clusters);
-            async move {
-                one_cluster(op, link, i, workers)
-                    .await
-                    .with_context(|| format!("cluster {i}"))?;
-                let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-                if n % 500 == 0 || n == total {
-                    eprintln!("bench scale: {n}/{total} clusters ready");
-                }
-                anyhow::Ok(())
-            }
-        })
-        .buffer_unordered(args.concurrency)
-        .try_collect::<Vec<_>>()
-        .await?;
+    build_clusters(
+        &op,
+        &link,
+        args.clusters,
+        args.workers,
+        args.concurrency,
+        "bench scale",
+        500,
+    )
+    .await?;
     let build_s = start.elapsed().as_secs_f64();
     let fleet_events = log.last_seq().await?;
     scale_parts::caught_up(&log, &services, Duration::from_secs(600)).await?;
