@@ -114,7 +114,6 @@ impl SealKey {
 }
 
 fn create(path: &Path) -> anyhow::Result<()> {
-    use std::io::Write as _;
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -128,24 +127,7 @@ fn create(path: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("cannot create {}", dir.display()))?;
     let mut seed = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut seed);
-    let tmp = dir.join(format!(
-        ".seal.key.{}.{}.tmp",
-        std::process::id(),
-        rand::rngs::OsRng.next_u64()
-    ));
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let written = options.open(&tmp).and_then(|mut f| {
-        f.write_all(&seed)?;
-        f.sync_all()
-    });
-    let linked = written.and_then(|()| match std::fs::hard_link(&tmp, path) {
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        other => other,
-    });
-    let _ = std::fs::remove_file(&tmp);
+    let linked = crate::secrets::seal::create_secret_file_once(dir, path, &seed);
     linked.with_context(|| format!("cannot create the seal key {}", path.display()))?;
     tracing::info!(path = %path.display(), "created a new log seal key");
     Ok(())

@@ -199,11 +199,46 @@ fn key_file_error(path: &Path, doing: &str, e: impl std::fmt::Display) -> Secret
     ))
 }
 
+/// Creates `path` (in `dir`) holding `bytes`, readable by its owner only
+/// (0600), exactly once: written to a temporary file, synced, then
+/// hard-linked into place, so a reader never sees a partial file and, of
+/// two processes racing, the first one's file stays (the other's link
+/// finds it there, which is not an error). Shared by the secrets key and
+/// the log seal key.
+pub(crate) fn create_secret_file_once(
+    dir: &Path,
+    path: &Path,
+    bytes: &[u8],
+) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let tmp = dir.join(format!(
+        ".{}.{}.{}.tmp",
+        path.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "key".into()),
+        std::process::id(),
+        rand::rngs::OsRng.next_u64()
+    ));
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let written = options.open(&tmp).and_then(|mut f| {
+        f.write_all(bytes)?;
+        f.sync_all()
+    });
+    let linked = written.and_then(|()| match std::fs::hard_link(&tmp, path) {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        other => other,
+    });
+    let _ = std::fs::remove_file(&tmp);
+    linked
+}
+
 /// Writes 32 random bytes, mode 0600, to a temp file beside `path`, then
 /// links it into place: a concurrent creator's key wins if it got there
 /// first, and no reader ever sees a partial file.
 fn create_key_file(path: &Path) -> Result<(), SecretError> {
-    use std::io::Write as _;
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -217,27 +252,7 @@ fn create_key_file(path: &Path) -> Result<(), SecretError> {
         .map_err(|e| key_file_error(path, "creating the directory of", e))?;
     let mut key = [0u8; KEY_LEN];
     rand::rngs::OsRng.fill_bytes(&mut key);
-    let tmp = dir.join(format!(
-        ".{}.{}.{}.tmp",
-        path.file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "secrets.key".into()),
-        std::process::id(),
-        rand::rngs::OsRng.next_u64()
-    ));
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let written = options.open(&tmp).and_then(|mut f| {
-        f.write_all(&key)?;
-        f.sync_all()
-    });
-    let linked = written.and_then(|()| match std::fs::hard_link(&tmp, path) {
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        other => other,
-    });
-    let _ = std::fs::remove_file(&tmp);
+    let linked = create_secret_file_once(dir, path, &key);
     linked.map_err(|e| key_file_error(path, "creating", e))?;
     tracing::info!(path = %path.display(), "created a new secrets key file");
     Ok(())
